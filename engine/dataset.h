@@ -1,0 +1,55 @@
+/*
+ * dataset.h — labelled image folders: `root/<split>/<class>/*.{jpg,jpeg,png}`.
+ *
+ * Classes are the sub-folders of the split, sorted by name; files within a
+ * class are sorted by name. Listing does not decode; dataset_load_images
+ * decodes, resizes and reports files it could not read, skipping them rather
+ * than failing.
+ */
+#ifndef STRATA_DATASET_H
+#define STRATA_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define DATASET_DEFAULT_ROOT "../shared/datasets"
+
+struct dataset_item {
+    char *path;     /* full path, owned */
+    char *name;     /* "<class>/<file>", owned; the image's stable id */
+    int label;      /* index into classes */
+};
+
+struct dataset {
+    char *dir;          /* root/<name>/<split>, owned */
+    int n_classes;
+    char **classes;     /* [n_classes] sorted, owned */
+    int n;
+    struct dataset_item *items; /* [n], class-major then file order */
+    int n_skipped;
+    char **skipped;     /* [n_skipped] "path: reason" for files that failed to load */
+};
+
+/* The data directory: the --data value if given, else $STRATA_DATA, else
+ * DATASET_DEFAULT_ROOT. Borrowed string. */
+const char *dataset_root(const char *flag_value);
+
+/* Lists root/<name>/<split>. Fails if the folder is missing or holds no
+ * class with an image. */
+int dataset_open(struct dataset *ds, const char *root, const char *name, const char *split,
+                 char *err);
+
+void dataset_free(struct dataset *ds);
+
+/* Decodes and resizes every item to w×h RGB8 into pixels[n * h * w * 3]
+ * (caller allocates). Unreadable files are recorded in ds->skipped and
+ * removed from ds->items (so items and pixels stay aligned). `progress`
+ * (may be NULL) is called after each image with (done, total, user).
+ * Returns the number of images kept, or a negative status. */
+int dataset_load_images(struct dataset *ds, int w, int h, uint8_t *pixels,
+                        void (*progress)(int done, int total, void *user), void *user,
+                        char *err);
+
+#endif
