@@ -1,5 +1,5 @@
 /*
- * dataset.h — labelled image folders: `root/<split>/<class>/*.{jpg,jpeg,png}`.
+ * dataset.h — labelled image folders: root/<split>/<class>/<image>.{jpg,jpeg,png}.
  *
  * Classes are the sub-folders of the split, sorted by name; files within a
  * class are sorted by name. Listing does not decode; dataset_load_images
@@ -36,8 +36,10 @@ struct dataset {
  * DATASET_DEFAULT_ROOT. Borrowed string. */
 const char *dataset_root(const char *flag_value);
 
-/* Lists root/<name>/<split>. Fails if the folder is missing or holds no
- * class with an image. */
+/* Lists root/<name>/<split>. Fails with STRATA_E_IO if the folder cannot be
+ * read, STRATA_E_NOTFOUND if it holds no class with an image, STRATA_E_ARG if
+ * name or split is not a plain folder name (no '/', not "." or ".."); ds is
+ * left empty on failure. */
 int dataset_open(struct dataset *ds, const char *root, const char *name, const char *split,
                  char *err);
 
@@ -47,7 +49,9 @@ void dataset_free(struct dataset *ds);
  * (caller allocates). Unreadable files are recorded in ds->skipped and
  * removed from ds->items (so items and pixels stay aligned). `progress`
  * (may be NULL) is called after each image with (done, total, user).
- * Returns the number of images kept, or a negative status. */
+ * Returns the number of images kept, or a negative status (bad w/h give
+ * STRATA_E_ARG). On STRATA_E_NOMEM, ds->items[0..kept) match the first kept
+ * frames and the unprocessed items follow them. */
 int dataset_load_images(struct dataset *ds, int w, int h, uint8_t *pixels,
                         void (*progress)(int done, int total, void *user), void *user,
                         char *err);

@@ -33,15 +33,18 @@ enum image_format image_sniff(const uint8_t *buf, size_t len);
  * and a negative status returned with a message in err. */
 int image_decode(const uint8_t *buf, size_t len, struct image *img, char *err);
 
-/* Reads and decodes a file. */
+/* Reads and decodes a file. Files over 64 MB are refused (STRATA_E_LIMIT)
+ * before being read. On failure the message begins with "<path>: ". */
 int image_load(const char *path, struct image *img, char *err);
 
-/* Allocates a w×h image (zeroed). Returns 0 or a negative status. */
+/* Allocates a w×h image (zeroed). Returns 0 or a negative status; sizes
+ * outside IMAGE_MAX_SIDE/IMAGE_MAX_PIXELS give STRATA_E_LIMIT. */
 int image_alloc(struct image *img, int w, int h, char *err);
 
 void image_free(struct image *img);
 
-/* Encodes to a malloc'd buffer (*out, *out_len, caller frees). */
+/* Encodes to a malloc'd buffer (*out, *out_len, caller frees). JPEG quality
+ * must be 1..100 (else STRATA_E_ARG). */
 int image_encode_png(const struct image *img, uint8_t **out, size_t *out_len, char *err);
 int image_encode_jpeg(const struct image *img, int quality, uint8_t **out, size_t *out_len,
                       char *err);
@@ -50,7 +53,8 @@ int image_encode_jpeg(const struct image *img, int quality, uint8_t **out, size_
 int image_write_file(const char *path, const uint8_t *buf, size_t len, char *err);
 
 /* Resizes src into dst (allocated here, w×h). Bilinear when enlarging, area
- * averaging along an axis that shrinks, so a downscale does not alias. */
+ * averaging along an axis that shrinks, so a downscale does not alias.
+ * Sizes outside IMAGE_MAX_SIDE/IMAGE_MAX_PIXELS give STRATA_E_LIMIT. */
 int image_resize(const struct image *src, int w, int h, struct image *dst, char *err);
 
 #endif
