@@ -42,7 +42,9 @@ struct model {
 
 /* Parses a model.json file. The parameters are zeroed (call model_init_params
  * or model_load_weights). `path` is the model.json file. On failure returns a
- * negative status and err names the file and the field. */
+ * negative status and err names the file and the field; on any failure the
+ * struct is left zeroed (model_free is safe). The same holds for
+ * model_parse_json and model_open. */
 int model_load_json(struct model *m, const char *path, char *err);
 
 /* Same, from a JSON text already in memory (tests build models this way). */
@@ -86,6 +88,9 @@ struct model_workspace {
     struct rng rng;         /* dropout */
 };
 
+/* With training, binds every layer's l->state into this workspace: a model
+ * has at most one live training workspace (the last initialised). Inference
+ * workspaces leave l->state alone and may run concurrently, one per thread. */
 int model_workspace_init(struct model_workspace *ws, struct model *m, int max_batch,
                          int training, char *err);
 void model_workspace_free(struct model_workspace *ws);
