@@ -1,0 +1,233 @@
+/*
+ * bench_forward.c — how fast strata's CNN runs on this machine, measured
+ * against what this machine's BLAS can do.
+ *
+ *   1. the reference peak: sustained cblas_sgemm GFLOPS on large square
+ *      matrices, with 2 threads and with 1;
+ *   2. forward throughput of the seed architecture (150×150×3, conv 32 3×3
+ *      relu, maxpool 2, conv 32 3×3 relu, maxpool 2, flatten, dense 128
+ *      relu, dense 3 softmax; random weights) at batch 1 and 64;
+ *   3. training throughput (forward + backward + Adam step) at batch 32.
+ *
+ * Every figure is the median of several runs. GFLOPS count the useful
+ * multiply-adds of convolutions and dense layers (2 per MAC): forward F;
+ * backward 2F, except the first layer, whose input gradient is not needed.
+ * Writes a table to stdout and JSON to the path given (default
+ * bench/results.json, merged with what other benches wrote there).
+ */
+#include <cblas.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+#include "optim.h"
+#include "train.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Median GFLOPS of C = A·B for n×n matrices. */
+static double sgemm_gflops(int n, int threads, int runs)
+{
+    openblas_set_num_threads(threads);
+    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float)),
+          *c = malloc((size_t)n * n * sizeof(float));
+    for (size_t i = 0; i < (size_t)n * n; i++)
+        a[i] = (float)(i % 7) * 0.1f, b[i] = (float)(i % 5) * 0.1f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    double t[16];
+    for (int r = 0; r < runs; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t[r] = 2.0 * n * n * (double)n / (now() - t0) / 1e9;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return median(t, runs);
+}
+
+static const char *seed_json =
+    "{\"id\":\"seed-bench\",\"input\":{\"height\":150,\"width\":150,\"channels\":3},"
+    "\"classes\":[\"a\",\"b\",\"c\"],\"layers\":["
+    "{\"type\":\"conv2d\",\"filters\":32,\"kernel_size\":3,\"activation\":\"relu\"},"
+    "{\"type\":\"maxpool2d\",\"pool_size\":2},"
+    "{\"type\":\"conv2d\",\"filters\":32,\"kernel_size\":3,\"activation\":\"relu\"},"
+    "{\"type\":\"maxpool2d\",\"pool_size\":2},"
+    "{\"type\":\"flatten\"},"
+    "{\"type\":\"dense\",\"units\":128,\"activation\":\"relu\"},"
+    "{\"type\":\"dense\",\"units\":3,\"activation\":\"softmax\"}]}";
+
+/* Useful FLOPs of one sample's forward pass, and of the layer-0 share. */
+static double forward_flops(const struct model *m, double *first)
+{
+    double total = 0;
+    *first = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct layer *l = &m->layers[i];
+        double f = 0;
+        if (l->cfg.kind == LAYER_CONV2D)
+            f = 2.0 * l->out.h * l->out.w * l->cfg.kernel * l->cfg.kernel * l->in.c * l->out.c;
+        else if (l->cfg.kind == LAYER_DENSE)
+            f = 2.0 * (double)shape_size(l->in) * l->out.c;
+        if (i == 0)
+            *first = f;
+        total += f;
+    }
+    return total;
+}
+
+struct throughput {
+    double images_per_s, gflops, ratio;
+};
+
+static struct throughput bench_forward(struct model *m, int batch, int runs, double flops, double peak)
+{
+    char err[STRATA_ERR_LEN];
+    struct model_workspace ws;
+    if (model_workspace_init(&ws, m, batch, 0, err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    struct rng r;
+    rng_seed(&r, 2);
+    for (size_t i = 0; i < (size_t)batch * shape_size(m->input); i++)
+        ws.input[i] = (float)rng_uniform(&r);
+    /* Enough repetitions per run to last about half a second. */
+    model_forward(m, &ws, ws.input, batch, 0);
+    double t0 = now();
+    model_forward(m, &ws, ws.input, batch, 0);
+    int reps = (int)(0.5 / (now() - t0 + 1e-9)) + 1;
+    double v[16];
+    for (int k = 0; k < runs; k++) {
+        t0 = now();
+        for (int i = 0; i < reps; i++)
+            model_forward(m, &ws, ws.input, batch, 0);
+        v[k] = (double)batch * reps / (now() - t0);
+    }
+    model_workspace_free(&ws);
+    double ips = median(v, runs);
+    return (struct throughput){ips, ips * flops / 1e9, ips * flops / 1e9 / peak};
+}
+
+static struct throughput bench_train(struct model *m, int batch, int runs, double flops, double peak)
+{
+    char err[STRATA_ERR_LEN];
+    struct model_workspace ws;
+    struct optim opt;
+    struct optim_config oc = {.kind = OPTIM_ADAM, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    if (model_enable_grads(m, err) < 0 || model_workspace_init(&ws, m, batch, 1, err) < 0 ||
+        optim_init(&opt, m, &oc, err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(1);
+    }
+    struct rng r;
+    rng_seed(&r, 3);
+    int *labels = malloc((size_t)batch * sizeof(int));
+    float *dl = malloc((size_t)batch * m->n_classes * sizeof(float));
+    for (size_t i = 0; i < (size_t)batch * shape_size(m->input); i++)
+        ws.input[i] = (float)rng_uniform(&r);
+    for (int i = 0; i < batch; i++)
+        labels[i] = i % m->n_classes;
+    double v[16];
+    for (int k = 0; k <= runs; k++) {
+        int reps = 4;
+        double t0 = now();
+        for (int i = 0; i < reps; i++) {
+            model_forward(m, &ws, ws.input, batch, 1);
+            train_softmax_xent(model_output(&ws, m->n_layers - 1), labels, batch, m->n_classes, NULL, 0, dl);
+            memset(m->grads, 0, m->n_params * sizeof(float));
+            model_backward(m, &ws, ws.input, dl, batch);
+            optim_step(&opt, m, 1e-4f);
+        }
+        if (k > 0) /* the first run warms up */
+            v[k - 1] = (double)batch * reps / (now() - t0);
+    }
+    free(labels);
+    free(dl);
+    optim_free(&opt);
+    model_workspace_free(&ws);
+    double ips = median(v, runs);
+    return (struct throughput){ips, ips * flops / 1e9, ips * flops / 1e9 / peak};
+}
+
+int main(int argc, char **argv)
+{
+    const char *out_path = argc > 1 ? argv[1] : "bench/results.json";
+    enum { RUNS = 7 };
+    char err[STRATA_ERR_LEN];
+
+    double peak1 = 0, peak2 = 0;
+    for (int n = 1024; n <= 4096; n *= 2) {
+        double g1 = sgemm_gflops(n, 1, n == 4096 ? 3 : RUNS), g2 = sgemm_gflops(n, 2, n == 4096 ? 3 : RUNS);
+        printf("sgemm %4d×%-4d   1 thread %7.1f GFLOPS   2 threads %7.1f GFLOPS\n", n, n, g1, g2);
+        if (g1 > peak1)
+            peak1 = g1;
+        if (g2 > peak2)
+            peak2 = g2;
+    }
+    openblas_set_num_threads(2);
+
+    struct model m = {0};
+    if (model_parse_json(&m, seed_json, "seed architecture", err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    model_init_params(&m, 1);
+    double first, fwd = forward_flops(&m, &first);
+    double train_flops = fwd + 2 * fwd - first;
+    struct throughput b1 = bench_forward(&m, 1, RUNS, fwd, peak2);
+    struct throughput b64 = bench_forward(&m, 64, RUNS, fwd, peak2);
+    struct throughput t32 = bench_train(&m, 32, 5, train_flops, peak2);
+    model_free(&m);
+
+    printf("\nreference peak (sgemm, median of runs): 2 threads %.1f GFLOPS, 1 thread %.1f GFLOPS\n",
+           peak2, peak1);
+    printf("seed architecture 150×150: %.1f MFLOP per image forward, %.1f forward+backward\n\n",
+           fwd / 1e6, train_flops / 1e6);
+    printf("%-28s %12s %9s %12s\n", "measure", "images/s", "GFLOPS", "of peak");
+    printf("%-28s %12.1f %9.1f %11.1f%%\n", "forward, batch 1", b1.images_per_s, b1.gflops, 100 * b1.ratio);
+    printf("%-28s %12.1f %9.1f %11.1f%%\n", "forward, batch 64", b64.images_per_s, b64.gflops, 100 * b64.ratio);
+    printf("%-28s %12.1f %9.1f %11.1f%%\n", "train step, batch 32", t32.images_per_s, t32.gflops,
+           100 * t32.ratio);
+
+    json_t *root = json_load_file(out_path, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        root = json_object();
+    }
+    json_object_set_new(root, "sgemm_peak_gflops", json_pack("{s:f, s:f}", "threads_2", peak2, "threads_1", peak1));
+    json_object_set_new(
+        root, "seed_forward",
+        json_pack("{s:f, s:{s:f, s:f, s:f}, s:{s:f, s:f, s:f}}", "mflop_per_image", fwd / 1e6, "batch_1",
+                  "images_per_s", b1.images_per_s, "gflops", b1.gflops, "ratio_to_peak", b1.ratio,
+                  "batch_64", "images_per_s", b64.images_per_s, "gflops", b64.gflops, "ratio_to_peak",
+                  b64.ratio));
+    json_object_set_new(root, "seed_train",
+                        json_pack("{s:f, s:i, s:f, s:f, s:f}", "mflop_per_image", train_flops / 1e6,
+                                  "batch", 32, "images_per_s", t32.images_per_s, "gflops", t32.gflops,
+                                  "ratio_to_peak", t32.ratio));
+    if (json_dump_file(root, out_path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(5)) != 0)
+        fprintf(stderr, "cannot write %s\n", out_path);
+    json_decref(root);
+    return 0;
+}

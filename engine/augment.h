@@ -1,0 +1,33 @@
+/*
+ * augment.h — random image augmentation for training.
+ *
+ * One pass per training image turns an RGB8 image into the model's
+ * normalised float input with, each switchable: a horizontal flip, a zoom
+ * (scale up to 1 + zoom about a random centre), a translation (up to
+ * translate × side in each direction, border pixels replicated), and colour
+ * jitter (brightness, contrast, saturation factors drawn from
+ * [1 - x, 1 + x]). Geometry is one bilinear resampling, so the combined
+ * transform costs about as much as a copy.
+ */
+#ifndef STRATA_AUGMENT_H
+#define STRATA_AUGMENT_H
+
+#include <stdint.h>
+
+#include "rng.h"
+
+struct augment_config {
+    int flip;           /* 0/1: mirror left-right with probability 1/2 */
+    float zoom;         /* 0 = off; e.g. 0.15 */
+    float translate;    /* 0 = off; fraction of the side, e.g. 0.1 */
+    float brightness;   /* 0 = off; e.g. 0.2 */
+    float contrast;     /* 0 = off */
+    float saturation;   /* 0 = off */
+};
+
+/* Writes the augmented, normalised image into dst[h*w*3] (NHWC, one
+ * sample): x = (p/255 - mean[c]) / std[c]. src is w×h RGB8. */
+void augment_sample(const struct augment_config *a, const uint8_t *src, int w, int h,
+                    const float mean[3], const float std[3], float *dst, struct rng *r);
+
+#endif

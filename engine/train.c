@@ -1,0 +1,466 @@
+/* train.c — minibatch training with validation and early stopping (see train.h). */
+#include "train.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "infer.h"
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* Reads an optional number field; 0 if absent, an error if not a number or
+ * out of [lo, hi]. */
+static int get_number(const json_t *obj, const char *key, double lo, double hi, double *out,
+                      const char *what, const char *path, char *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    if (!json_is_number(v))
+        return strata_fail(err, STRATA_E_FORMAT, "%s: %s.%s: expected a number", what, path, key);
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi))
+        return strata_fail(err, STRATA_E_ARG, "%s: %s.%s: %g is out of range [%g, %g]", what, path,
+                           key, x, lo, hi);
+    *out = x;
+    return 0;
+}
+
+static int check_keys(const json_t *obj, const char *const *allowed, const char *what,
+                      const char *path, char *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= strcmp(*a, key) == 0;
+        if (!ok)
+            return strata_fail(err, STRATA_E_FORMAT, "%s: %s.%s: unknown field", what, path, key);
+    }
+    return 0;
+}
+
+static int get_object(const json_t *obj, const char *key, json_t **out, const char *what,
+                      const char *path, char *err)
+{
+    *out = json_object_get(obj, key);
+    if (*out && !json_is_object(*out))
+        return strata_fail(err, STRATA_E_FORMAT, "%s: %s.%s: expected an object", what, path, key);
+    return 0;
+}
+
+static int get_bool(const json_t *obj, const char *key, int *out, const char *what,
+                    const char *path, char *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v))
+        return strata_fail(err, STRATA_E_FORMAT, "%s: %s.%s: expected true or false", what, path, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+int train_config_parse(struct train_config *c, const void *training, const char *what, char *err)
+{
+    *c = (struct train_config){
+        .epochs = 20,
+        .batch_size = 32,
+        .seed = 1,
+        .optim = {.kind = OPTIM_ADAM, .lr = 1e-3f, .momentum = 0.9f, .beta1 = 0.9f,
+                  .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0},
+        .schedule = SCHEDULE_COSINE,
+        .warmup_epochs = 0,
+        .step_epochs = 10,
+        .step_gamma = 0.1f,
+        .validation_split = 0.1f,
+        .patience = 0,
+    };
+    const json_t *t = training;
+    if (!t)
+        return 0;
+    if (!json_is_object(t))
+        return strata_fail(err, STRATA_E_FORMAT, "%s: training: expected an object", what);
+    static const char *const top[] = {"epochs", "batch_size", "seed", "optimizer", "schedule",
+                                      "augment", "validation_split", "early_stopping",
+                                      "class_weight", "label_smoothing", "notes", NULL};
+    int rc = check_keys(t, top, what, "training", err);
+    double x;
+    if (rc)
+        return rc;
+#define NUM(obj, key, lo, hi, path, dst)                                                   \
+    do {                                                                                   \
+        x = (dst);                                                                         \
+        if ((rc = get_number(obj, key, lo, hi, &x, what, path, err)))                      \
+            return rc;                                                                     \
+        (dst) = x;                                                                         \
+    } while (0)
+    NUM(t, "epochs", 1, 100000, "training", c->epochs);
+    NUM(t, "batch_size", 2, 4096, "training", c->batch_size);
+    x = (double)c->seed;
+    if ((rc = get_number(t, "seed", 0, 9007199254740992.0, &x, what, "training", err)))
+        return rc;
+    c->seed = (uint64_t)x;
+    NUM(t, "validation_split", 0, 0.9, "training", c->validation_split);
+    NUM(t, "label_smoothing", 0, 0.5, "training", c->label_smoothing);
+
+    json_t *o;
+    if ((rc = get_object(t, "optimizer", &o, what, "training", err)))
+        return rc;
+    if (o) {
+        static const char *const keys[] = {"type", "lr", "momentum", "beta1", "beta2", "eps",
+                                           "weight_decay", "nesterov", NULL};
+        if ((rc = check_keys(o, keys, what, "training.optimizer", err)))
+            return rc;
+        json_t *type = json_object_get(o, "type");
+        if (type) {
+            const char *s = json_string_value(type);
+            if (s && strcmp(s, "adam") == 0)
+                c->optim.kind = OPTIM_ADAM;
+            else if (s && strcmp(s, "sgd") == 0)
+                c->optim.kind = OPTIM_SGD;
+            else
+                return strata_fail(err, STRATA_E_FORMAT,
+                                   "%s: training.optimizer.type: expected \"adam\" or \"sgd\"", what);
+        }
+        NUM(o, "lr", 1e-7, 10, "training.optimizer", c->optim.lr);
+        NUM(o, "momentum", 0, 0.9999, "training.optimizer", c->optim.momentum);
+        NUM(o, "beta1", 0, 0.9999, "training.optimizer", c->optim.beta1);
+        NUM(o, "beta2", 0, 0.999999, "training.optimizer", c->optim.beta2);
+        NUM(o, "eps", 1e-12, 1, "training.optimizer", c->optim.eps);
+        NUM(o, "weight_decay", 0, 1, "training.optimizer", c->optim.weight_decay);
+        if ((rc = get_bool(o, "nesterov", &c->optim.nesterov, what, "training.optimizer", err)))
+            return rc;
+    }
+
+    if ((rc = get_object(t, "schedule", &o, what, "training", err)))
+        return rc;
+    if (o) {
+        static const char *const keys[] = {"type", "warmup_epochs", "step_epochs", "gamma", NULL};
+        if ((rc = check_keys(o, keys, what, "training.schedule", err)))
+            return rc;
+        json_t *type = json_object_get(o, "type");
+        if (type) {
+            const char *s = json_string_value(type);
+            if (s && strcmp(s, "cosine") == 0)
+                c->schedule = SCHEDULE_COSINE;
+            else if (s && strcmp(s, "step") == 0)
+                c->schedule = SCHEDULE_STEP;
+            else if (s && strcmp(s, "constant") == 0)
+                c->schedule = SCHEDULE_CONSTANT;
+            else
+                return strata_fail(err, STRATA_E_FORMAT,
+                                   "%s: training.schedule.type: expected \"cosine\", \"step\" or "
+                                   "\"constant\"", what);
+        }
+        NUM(o, "warmup_epochs", 0, 1000, "training.schedule", c->warmup_epochs);
+        NUM(o, "step_epochs", 1, 100000, "training.schedule", c->step_epochs);
+        NUM(o, "gamma", 0, 1, "training.schedule", c->step_gamma);
+    }
+
+    if ((rc = get_object(t, "augment", &o, what, "training", err)))
+        return rc;
+    if (o) {
+        static const char *const keys[] = {"flip", "zoom", "translate", "brightness",
+                                           "contrast", "saturation", NULL};
+        if ((rc = check_keys(o, keys, what, "training.augment", err)))
+            return rc;
+        if ((rc = get_bool(o, "flip", &c->augment.flip, what, "training.augment", err)))
+            return rc;
+        NUM(o, "zoom", 0, 1, "training.augment", c->augment.zoom);
+        NUM(o, "translate", 0, 0.5, "training.augment", c->augment.translate);
+        NUM(o, "brightness", 0, 0.9, "training.augment", c->augment.brightness);
+        NUM(o, "contrast", 0, 0.9, "training.augment", c->augment.contrast);
+        NUM(o, "saturation", 0, 1, "training.augment", c->augment.saturation);
+    }
+
+    if ((rc = get_object(t, "early_stopping", &o, what, "training", err)))
+        return rc;
+    if (o) {
+        static const char *const keys[] = {"patience", NULL};
+        if ((rc = check_keys(o, keys, what, "training.early_stopping", err)))
+            return rc;
+        NUM(o, "patience", 0, 100000, "training.early_stopping", c->patience);
+    }
+#undef NUM
+
+    json_t *cw = json_object_get(t, "class_weight");
+    if (cw) {
+        const char *s = json_string_value(cw);
+        if (s && strcmp(s, "balanced") == 0)
+            c->balanced_classes = 1;
+        else if (s && strcmp(s, "none") == 0)
+            c->balanced_classes = 0;
+        else
+            return strata_fail(err, STRATA_E_FORMAT,
+                               "%s: training.class_weight: expected \"balanced\" or \"none\"", what);
+    }
+    return 0;
+}
+
+/* ---- loss ---------------------------------------------------------------- */
+
+double train_softmax_xent(const float *p, const int *labels, int n, int C,
+                          const float *class_weight, float smoothing, float *dlogits)
+{
+    double wsum = 0, loss = 0;
+    for (int i = 0; i < n; i++)
+        wsum += class_weight ? class_weight[labels[i]] : 1.0;
+    float off = smoothing / (float)C, on = 1.0f - smoothing + off;
+    for (int i = 0; i < n; i++) {
+        double w = (class_weight ? class_weight[labels[i]] : 1.0) / wsum;
+        const float *pi = p + (size_t)i * C;
+        for (int c = 0; c < C; c++) {
+            float t = c == labels[i] ? on : off;
+            if (t > 0)
+                loss -= w * t * log((double)pi[c] + 1e-12);
+            if (dlogits)
+                dlogits[(size_t)i * C + c] = (float)(w * (pi[c] - t));
+        }
+    }
+    return loss;
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static double schedule_lr(const struct train_config *c, double epoch_progress)
+{
+    /* epoch_progress counts epochs from 0 as a real number. */
+    double base = c->optim.lr;
+    if (c->warmup_epochs > 0 && epoch_progress < c->warmup_epochs)
+        return base * (epoch_progress + 1e-3) / c->warmup_epochs;
+    switch (c->schedule) {
+    case SCHEDULE_COSINE: {
+        double span = c->epochs - c->warmup_epochs;
+        double t = span > 0 ? (epoch_progress - c->warmup_epochs) / span : 1;
+        return base * 0.5 * (1 + cos(M_PI * (t > 1 ? 1 : t)));
+    }
+    case SCHEDULE_STEP:
+        return base * pow(c->step_gamma, floor(epoch_progress / c->step_epochs));
+    case SCHEDULE_CONSTANT:
+        break;
+    }
+    return base;
+}
+
+/* Splits indices into train and validation, per class, seeded. */
+static void stratified_split(const int *labels, int n, int C, float fraction, struct rng *r,
+                             int *train_idx, int *n_train, int *val_idx, int *n_val)
+{
+    int *order = malloc((size_t)n * sizeof *order);
+    assert(order);
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    rng_shuffle_int(r, order, n);
+    *n_train = *n_val = 0;
+    for (int c = 0; c < C; c++) {
+        int count = 0;
+        for (int i = 0; i < n; i++)
+            count += labels[i] == c;
+        int hold = (int)lround(count * (double)fraction);
+        int taken = 0;
+        for (int i = 0; i < n; i++) {
+            if (labels[order[i]] != c)
+                continue;
+            if (taken++ < hold)
+                val_idx[(*n_val)++] = order[i];
+            else
+                train_idx[(*n_train)++] = order[i];
+        }
+    }
+    free(order);
+}
+
+/* Loss and accuracy of the model (inference mode) on the listed images. */
+static void evaluate(struct model *m, struct model_workspace *ws, const uint8_t *pixels,
+                     const int *labels, const int *idx, int n, int *batch_labels,
+                     double *loss, double *acc)
+{
+    size_t in_size = shape_size(m->input);
+    int C = m->n_classes, correct = 0;
+    double total = 0;
+    for (int first = 0; first < n; first += ws->max_batch) {
+        int b = n - first < ws->max_batch ? n - first : ws->max_batch;
+        for (int i = 0; i < b; i++) {
+            model_normalise(m, pixels + (size_t)idx[first + i] * in_size, ws->input + (size_t)i * in_size);
+            batch_labels[i] = labels[idx[first + i]];
+        }
+        model_forward(m, ws, ws->input, b, 0);
+        const float *p = model_output(ws, m->n_layers - 1);
+        total += train_softmax_xent(p, batch_labels, b, C, NULL, 0, NULL) * b;
+        for (int i = 0; i < b; i++)
+            correct += infer_argmax(p + (size_t)i * C, C) == batch_labels[i];
+    }
+    *loss = n ? total / n : 0;
+    *acc = n ? (double)correct / n : 0;
+}
+
+void train_report_free(struct train_report *r)
+{
+    free(r->epochs);
+    memset(r, 0, sizeof *r);
+}
+
+int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pixels,
+              const int *labels, int n, train_progress_fn progress, void *user,
+              volatile sig_atomic_t *stop, struct train_report *report, char *err)
+{
+    memset(report, 0, sizeof *report);
+    const struct layer *last = &m->layers[m->n_layers - 1];
+    if (!(last->cfg.kind == LAYER_SOFTMAX || last->cfg.activation == ACT_SOFTMAX))
+        return strata_fail(err, STRATA_E_ARG,
+                           "model %s: training needs a last layer ending in softmax (layer %s)",
+                           m->id, last->cfg.name);
+    int C = m->n_classes, B = cfg->batch_size;
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= C)
+            return strata_fail(err, STRATA_E_ARG, "label %d of image %d is not a class of %s",
+                               labels[i], i, m->id);
+
+    int rc = STRATA_E_NOMEM;
+    size_t in_size = shape_size(m->input);
+    struct model_workspace ws = {0};
+    struct optim opt = {0};
+    int *train_idx = malloc((size_t)n * sizeof(int)), *val_idx = malloc((size_t)n * sizeof(int));
+    int *batch_labels = malloc((size_t)B * sizeof(int));
+    float *dlogits = malloc((size_t)B * C * sizeof(float));
+    float *class_weight = malloc((size_t)C * sizeof(float));
+    float *best = tensor_alloc(m->n_params);
+    report->epochs = calloc((size_t)cfg->epochs, sizeof *report->epochs);
+    if (!train_idx || !val_idx || !batch_labels || !dlogits || !class_weight || !best ||
+        !report->epochs) {
+        strata_fail(err, rc, "out of memory setting up training");
+        goto done;
+    }
+    if ((rc = model_enable_grads(m, err)) < 0 || (rc = model_workspace_init(&ws, m, B, 1, err)) < 0 ||
+        (rc = optim_init(&opt, m, &cfg->optim, err)) < 0)
+        goto done;
+
+    struct rng rng;
+    rng_seed(&rng, cfg->seed);
+    rng_seed(&ws.rng, cfg->seed ^ 0x5eedf00dULL);
+    int n_train, n_val;
+    stratified_split(labels, n, C, cfg->validation_split, &rng, train_idx, &n_train, val_idx, &n_val);
+    report->n_train = n_train;
+    report->n_val = n_val;
+    if (n_train < 2) {
+        rc = strata_fail(err, STRATA_E_ARG, "only %d training images after the validation split", n_train);
+        goto done;
+    }
+    for (int c = 0; c < C; c++) {
+        int count = 0;
+        for (int i = 0; i < n_train; i++)
+            count += labels[train_idx[i]] == c;
+        class_weight[c] = cfg->balanced_classes && count ? (float)n_train / ((float)C * count) : 1.0f;
+    }
+
+    /* A final batch of one would make batch statistics meaningless. */
+    int batches = n_train / B + (n_train % B >= 2);
+    long total_steps = (long)batches * cfg->epochs, steps_done = 0;
+    double t_start = now_seconds(), best_acc = -1;
+    int since_best = 0;
+    memcpy(best, m->params, m->n_params * sizeof(float));
+
+    for (int epoch = 0; epoch < cfg->epochs && !(stop && *stop); epoch++) {
+        double t_epoch = now_seconds(), loss_sum = 0, lr = 0;
+        int correct = 0, seen = 0;
+        rng_shuffle_int(&rng, train_idx, n_train);
+        for (int bi = 0; bi < batches && !(stop && *stop); bi++) {
+            int first = bi * B, b = n_train - first < B ? n_train - first : B;
+            for (int i = 0; i < b; i++) {
+                int k = train_idx[first + i];
+                batch_labels[i] = labels[k];
+                augment_sample(&cfg->augment, pixels + (size_t)k * in_size, m->input.w, m->input.h,
+                               m->mean, m->std, ws.input + (size_t)i * in_size, &rng);
+            }
+            model_forward(m, &ws, ws.input, b, 1);
+            const float *p = model_output(&ws, m->n_layers - 1);
+            double loss = train_softmax_xent(p, batch_labels, b, C, class_weight,
+                                             cfg->label_smoothing, dlogits);
+            for (int i = 0; i < b; i++)
+                correct += infer_argmax(p + (size_t)i * C, C) == batch_labels[i];
+            loss_sum += loss * b;
+            seen += b;
+
+            memset(m->grads, 0, m->n_params * sizeof(float));
+            model_backward(m, &ws, ws.input, dlogits, b);
+            lr = schedule_lr(cfg, epoch + (double)bi / batches);
+            optim_step(&opt, m, (float)lr);
+            steps_done++;
+
+            if (progress) {
+                double elapsed = now_seconds() - t_start;
+                struct train_progress pr = {
+                    .epoch = epoch + 1, .epochs = cfg->epochs, .batch = bi + 1, .batches = batches,
+                    .loss = loss_sum / seen, .acc = (double)correct / seen,
+                    .images_per_s = seen / (now_seconds() - t_epoch),
+                    .eta_s = elapsed / steps_done * (total_steps - steps_done)};
+                progress(user, &pr, NULL);
+            }
+        }
+        if (seen == 0)
+            break;
+        struct train_epoch *e = &report->epochs[report->n_epochs++];
+        e->epoch = epoch + 1;
+        e->train_loss = loss_sum / seen;
+        e->train_acc = (double)correct / seen;
+        e->lr = lr;
+        if (n_val)
+            evaluate(m, &ws, pixels, labels, val_idx, n_val, batch_labels, &e->val_loss, &e->val_acc);
+        e->seconds = now_seconds() - t_epoch;
+
+        /* Keep the best weights; with no validation split the last ones. */
+        double score = n_val ? e->val_acc : (double)epoch;
+        if (score > best_acc) {
+            best_acc = score;
+            report->best_epoch = e->epoch;
+            memcpy(best, m->params, m->n_params * sizeof(float));
+            since_best = 0;
+        } else {
+            since_best++;
+        }
+        if (progress) {
+            double elapsed = now_seconds() - t_start;
+            struct train_progress pr = {
+                .epoch = epoch + 1, .epochs = cfg->epochs, .batch = batches, .batches = batches,
+                .loss = e->train_loss, .acc = e->train_acc, .images_per_s = seen / e->seconds,
+                .eta_s = elapsed / steps_done * (total_steps - steps_done)};
+            progress(user, &pr, e);
+        }
+        if (cfg->patience > 0 && n_val && since_best >= cfg->patience) {
+            report->stopped_early = 1;
+            break;
+        }
+    }
+    report->interrupted = stop && *stop;
+    report->best_val_acc = n_val ? best_acc : 0;
+    if (report->n_epochs > 0)
+        memcpy(m->params, best, m->n_params * sizeof(float));
+    report->seconds = now_seconds() - t_start;
+    rc = 0;
+
+done:
+    if (rc < 0)
+        train_report_free(report);
+    optim_free(&opt);
+    model_workspace_free(&ws);
+    free(train_idx);
+    free(val_idx);
+    free(batch_labels);
+    free(dlogits);
+    free(class_weight);
+    tensor_free(best);
+    return rc;
+}
