@@ -1,0 +1,559 @@
+/*
+ * http.c — the libmicrohttpd adapter: turns MHD's access-handler calls into
+ * one `struct request`, runs the router, turns the `struct response` into an
+ * MHD response (see http.h for the request's path through it).
+ *
+ * MHD calls the access handler several times per request: once when the
+ * headers are in (ctx is NULL), once per chunk of body (*upload_data_size >
+ * 0, which we consume entirely), and a last time with no data. Everything that
+ * can be decided without the body is decided on the first call, so an
+ * unknown route or an oversized upload is never read (see reply_early for
+ * when such a reply is sent). The per-request state
+ * (struct http_ctx) lives from the first call to MHD's completion callback,
+ * which frees it whatever happened (a reply, a client that vanished, a
+ * timeout).
+ *
+ * MHD percent-decodes the URL before handing it over, which would make
+ * "/a%2Fb" look like "/a/b" and cut "%00" short. The unescape callback is
+ * replaced by one that leaves strings alone, so the router sees the raw
+ * path and decodes each parameter itself (and can refuse '/' and NUL).
+ */
+#include "http.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "json.h"
+
+struct http_server {
+    struct http_config cfg;
+    char host[256];
+    struct MHD_Daemon *daemon;
+    unsigned port;
+    atomic_int stopping;
+    pthread_mutex_t mu; /* guards in_flight, signals idle */
+    pthread_cond_t idle;
+    unsigned in_flight;
+};
+
+/* Per-request state, from the headers to the completion callback. */
+struct http_ctx {
+    struct http_server *srv;
+    struct timespec start;
+    int replied; /* a reply has been queued */
+    int status; /* for the log */
+    size_t bytes;
+    char method[16];
+    char log_path[256];
+
+    struct request req;
+    struct http_param *headers; /* one block: headers, then query, then query strings */
+    struct route_match *match; /* the router's verdict, from the first call */
+
+    unsigned char *body;
+    size_t body_len, body_cap;
+    size_t discarded; /* body bytes dropped after passing max_body */
+
+    struct response early; /* decided from the headers, sent on the last call */
+    int has_early;
+};
+
+/* --- small helpers ------------------------------------------------------- */
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static FILE *log_file(const struct http_server *s)
+{
+    return s->cfg.log ? s->cfg.log : stderr;
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    struct http_server *s = cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n')
+        line[--n] = '\0';
+    fprintf(log_file(s), "strata http: %s\n", line);
+}
+
+/* Leaves the URL and query strings as sent (see the file comment). */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    return strlen(s);
+}
+
+/* Turns res into an MHD response and queues it. Ownership of the body
+ * passes to MHD when the MHD response is created; res is released either
+ * way. */
+static enum MHD_Result send_reply(struct MHD_Connection *c, struct http_ctx *ctx,
+                                  struct response *res, int close_after)
+{
+    response_serialize_json(res);
+    struct MHD_Response *r;
+    if (res->fd >= 0) {
+        r = MHD_create_response_from_fd64(res->fd_size, res->fd);
+        if (r)
+            res->fd = -1;
+    } else if (res->body_free) {
+        r = MHD_create_response_from_buffer_with_free_callback_cls(
+            res->body_len, (void *)res->body, res->body_free, res->body_free_cls);
+        if (r)
+            res->body_free = NULL;
+    } else {
+        r = MHD_create_response_from_buffer(res->body_len, (void *)res->body,
+                                            MHD_RESPMEM_PERSISTENT);
+    }
+    ctx->status = res->status;
+    ctx->bytes = res->fd_size ? (size_t)res->fd_size : res->body_len;
+    if (!r) {
+        response_deinit(res);
+        return MHD_NO; /* out of memory: drop the connection */
+    }
+    if (res->content_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
+    for (size_t i = 0; i < res->n_headers; i++)
+        MHD_add_response_header(r, res->headers[i].name, res->headers[i].value);
+    if (close_after)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(c, (unsigned)res->status, r);
+    MHD_destroy_response(r);
+    response_deinit(res);
+    ctx->replied = ok == MHD_YES;
+    return ok;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, struct http_ctx *ctx, int status,
+                                  const char *code, const char *msg, int close_after)
+{
+    struct response res;
+    response_init(&res);
+    response_error(&res, status, code, "%s", msg);
+    return send_reply(c, ctx, &res, close_after);
+}
+
+/* --- building the request ------------------------------------------------ */
+
+struct collect {
+    struct http_param *out;
+    size_t n, cap;
+    size_t raw_bytes; /* query only: the length the strings had on the wire */
+};
+
+static enum MHD_Result collect_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    struct collect *col = cls;
+    /* key=value& on the wire; decoded, each string plus its NUL fits too. */
+    col->raw_bytes += strlen(key) + (value ? strlen(value) : 0) + 2;
+    if (col->out && col->n < col->cap) {
+        col->out[col->n].name = key;
+        col->out[col->n].value = value ? value : "";
+    }
+    col->n++;
+    return MHD_YES;
+}
+
+/* Fills ctx->req from the connection: headers (borrowed from MHD until the
+ * request completes), decoded query parameters. Returns 0, STRATA_E_NOMEM,
+ * STRATA_E_LIMIT (URL over max_url) or STRATA_E_FORMAT (bad escape). */
+static int build_request(struct MHD_Connection *c, struct http_ctx *ctx, const char *url,
+                         const char *method)
+{
+    struct http_server *s = ctx->srv;
+    struct collect hc = {0}, qc = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_value, &hc);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_value, &qc);
+    if (strlen(url) + qc.raw_bytes > s->cfg.max_url)
+        return STRATA_E_LIMIT;
+
+    /* One block: header pairs, query pairs, decoded query strings. */
+    size_t pairs = hc.n + qc.n;
+    ctx->headers = malloc(pairs * sizeof(struct http_param) + qc.raw_bytes + 1);
+    if (!ctx->headers)
+        return STRATA_E_NOMEM;
+    hc.out = ctx->headers;
+    hc.cap = hc.n;
+    hc.n = 0;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_value, &hc);
+    struct http_param *query = ctx->headers + hc.cap;
+    qc.out = query;
+    qc.cap = qc.n;
+    qc.n = 0;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_value, &qc);
+
+    char *strings = (char *)(ctx->headers + pairs);
+    for (size_t i = 0; i < qc.cap; i++) {
+        const char *k = query[i].name, *v = query[i].value;
+        long kn = http_percent_decode(k, strlen(k), strings, 1);
+        if (kn < 0)
+            return STRATA_E_FORMAT;
+        query[i].name = strings;
+        strings += kn + 1;
+        long vn = http_percent_decode(v, strlen(v), strings, 1);
+        if (vn < 0)
+            return STRATA_E_FORMAT;
+        query[i].value = strings;
+        strings += vn + 1;
+    }
+
+    struct request *req = &ctx->req;
+    req->method = method;
+    req->path = url;
+    req->headers = ctx->headers;
+    req->n_headers = hc.cap;
+    req->query = query;
+    req->n_query = qc.cap;
+    req->content_type = request_header(req, "Content-Type");
+    req->app = s->cfg.app;
+    return 0;
+}
+
+/* --- the access handler -------------------------------------------------- */
+
+/* Does the request announce a body? */
+static int has_body(struct MHD_Connection *c)
+{
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+        return 1;
+    return cl && strtoull(cl, NULL, 10) > 0;
+}
+
+/* A reply decided from the headers alone. Queued at once, MHD would close
+ * the connection after it (it cannot know no body follows), so without a
+ * body it is kept for the last call and keep-alive survives; with a body it
+ * goes now, with "Connection: close", and the body is never read. */
+static enum MHD_Result reply_early(struct MHD_Connection *c, struct http_ctx *ctx,
+                                   struct response *res)
+{
+    if (!has_body(c)) {
+        ctx->early = *res; /* ownership moves into ctx */
+        ctx->has_early = 1;
+        return MHD_YES;
+    }
+    return send_reply(c, ctx, res, 1);
+}
+
+static enum MHD_Result error_early(struct MHD_Connection *c, struct http_ctx *ctx, int status,
+                                   const char *code, const char *msg)
+{
+    struct response res;
+    response_init(&res);
+    response_error(&res, status, code, "%s", msg);
+    return reply_early(c, ctx, &res);
+}
+
+/* First call: everything that can be decided from the headers. */
+static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx,
+                                  const char *url, const char *method)
+{
+    struct http_server *s = ctx->srv;
+    char msg[200];
+    if (atomic_load(&s->stopping))
+        return send_error(c, ctx, 503, "shutting_down", "the server is shutting down", 1);
+
+    int rc = build_request(c, ctx, url, method);
+    if (rc == STRATA_E_LIMIT) {
+        snprintf(msg, sizeof msg, "the URL is over %zu bytes", s->cfg.max_url);
+        return error_early(c, ctx, 414, "uri_too_long", msg);
+    }
+    if (rc == STRATA_E_FORMAT)
+        return error_early(c, ctx, 400, "bad_query", "the query string has a malformed %-escape");
+    if (rc < 0)
+        return send_error(c, ctx, 503, "out_of_memory", "the server is out of memory", 1);
+
+    struct response res;
+    response_init(&res);
+    ctx->match = malloc(sizeof *ctx->match);
+    if (!ctx->match)
+        return send_error(c, ctx, 503, "out_of_memory", "the server is out of memory", 1);
+    enum route_result rr = router_match(s->cfg.router, method, url, ctx->match);
+    if (rr == ROUTE_NOT_FOUND && s->cfg.files &&
+        (http_method_bit(method) & (HTTP_GET | HTTP_HEAD)) &&
+        static_serve(s->cfg.files, &ctx->req, &res))
+        return reply_early(c, ctx, &res);
+    if (rr != ROUTE_OK) {
+        router_answer_miss(ctx->match, rr, url, &res);
+        return reply_early(c, ctx, &res);
+    }
+
+    /* Refuse a declared oversized body before reading a byte of it. */
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long declared = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl && declared > s->cfg.max_body) {
+            snprintf(msg, sizeof msg, "the body is %llu bytes; the limit is %zu", declared,
+                     s->cfg.max_body);
+            return send_error(c, ctx, 413, "payload_too_large", msg, 1);
+        }
+        if (errno == 0 && end != cl && declared > 0)
+            ctx->body_cap = declared < 65536 ? (size_t)declared : 65536;
+    }
+    return MHD_YES;
+}
+
+/* A chunk of body: append it, or stop keeping it once over the limit. */
+static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, const char *data,
+                               size_t *size)
+{
+    size_t n = *size;
+    *size = 0;
+    if (ctx->replied || ctx->has_early)
+        return MHD_YES; /* the body of a request already refused */
+    struct http_server *s = ctx->srv;
+    if (ctx->discarded || n > s->cfg.max_body - ctx->body_len) {
+        /* Only a body without Content-Length gets here (a declared one was
+         * refused from the headers). libmicrohttpd 0.9 cannot queue a reply
+         * in the middle of a body, so the rest is read and dropped, to
+         * answer 413 at its end — up to another max_body bytes; a client
+         * sending more than that loses the connection instead. */
+        free(ctx->body);
+        ctx->body = NULL;
+        ctx->body_len = ctx->body_cap = 0;
+        ctx->discarded += n;
+        return ctx->discarded <= s->cfg.max_body ? MHD_YES : MHD_NO;
+    }
+    if (ctx->body_len + n > ctx->body_cap || !ctx->body) {
+        size_t cap = ctx->body_cap ? ctx->body_cap : 16384;
+        while (cap < ctx->body_len + n)
+            cap *= 2;
+        if (cap > s->cfg.max_body)
+            cap = s->cfg.max_body;
+        unsigned char *b = realloc(ctx->body, cap);
+        if (!b)
+            return MHD_NO;
+        ctx->body = b;
+        ctx->body_cap = cap;
+    }
+    memcpy(ctx->body + ctx->body_len, data, n);
+    ctx->body_len += n;
+    return MHD_YES;
+}
+
+/* Last call: the body is complete, run the handler. */
+static enum MHD_Result on_complete(struct MHD_Connection *c, struct http_ctx *ctx)
+{
+    if (ctx->discarded) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes",
+                 ctx->srv->cfg.max_body);
+        return send_error(c, ctx, 413, "payload_too_large", msg, 1);
+    }
+    ctx->req.body = ctx->body;
+    ctx->req.body_len = ctx->body_len;
+    struct response res;
+    response_init(&res);
+    router_call(ctx->match, &ctx->req, &res);
+    return send_reply(c, ctx, &res, 0);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    struct http_server *s = cls;
+    struct http_ctx *ctx = *con_cls;
+    if (!ctx) {
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+            return MHD_NO;
+        ctx->srv = s;
+        response_init(&ctx->early);
+        clock_gettime(CLOCK_MONOTONIC, &ctx->start);
+        snprintf(ctx->method, sizeof ctx->method, "%s", method);
+        snprintf(ctx->log_path, sizeof ctx->log_path, "%s", url);
+        *con_cls = ctx;
+        pthread_mutex_lock(&s->mu);
+        s->in_flight++;
+        pthread_mutex_unlock(&s->mu);
+        return on_headers(c, ctx, url, method);
+    }
+    if (*upload_data_size)
+        return on_body(c, ctx, upload_data, upload_data_size);
+    if (ctx->replied)
+        return MHD_YES;
+    if (ctx->has_early) {
+        ctx->has_early = 0;
+        return send_reply(c, ctx, &ctx->early, 0);
+    }
+    return on_complete(c, ctx);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *s = cls;
+    struct http_ctx *ctx = *con_cls;
+    if (!ctx)
+        return;
+    *con_cls = NULL;
+    if (!s->cfg.quiet || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        fprintf(log_file(s), "%s %s %d %zu %.2fms%s\n", ctx->method, ctx->log_path,
+                ctx->replied ? ctx->status : 0, ctx->bytes, ms_since(&ctx->start),
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted");
+    if (ctx->has_early)
+        response_deinit(&ctx->early); /* the client left before it was sent */
+    free(ctx->body);
+    free(ctx->headers);
+    free(ctx->match);
+    free(ctx);
+    pthread_mutex_lock(&s->mu);
+    if (--s->in_flight == 0)
+        pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+void http_config_defaults(struct http_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = "127.0.0.1";
+    cfg->port = 0;
+    cfg->max_body = 10u << 20;
+    cfg->max_url = 2048;
+    cfg->max_connections = 256;
+    cfg->connection_memory = 64u << 10;
+    cfg->timeout_s = 30;
+    cfg->threads = 0;
+    cfg->shutdown_grace_s = 30;
+}
+
+int http_server_start(const struct http_config *cfg, struct http_server **out, char *err)
+{
+    *out = NULL;
+    if (!cfg->router)
+        return strata_fail(err, STRATA_E_ARG, "the HTTP server needs a route table");
+    if (cfg->port > 65535 || cfg->max_body == 0 || cfg->max_url == 0 ||
+        cfg->max_connections == 0 || cfg->connection_memory < 4096)
+        return strata_fail(err, STRATA_E_ARG,
+                           "HTTP limits out of range (port <= 65535, body, URL and connection "
+                           "limits > 0, connection memory >= 4096)");
+    const char *host = cfg->host && cfg->host[0] ? cfg->host : "127.0.0.1";
+
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char port[8];
+    snprintf(port, sizeof port, "%u", cfg->port);
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0)
+        return strata_fail(err, STRATA_E_ARG, "cannot resolve host \"%s\": %s", host,
+                           gai_strerror(gai));
+
+    struct http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        freeaddrinfo(ai);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory starting the HTTP server");
+    }
+    s->cfg = *cfg;
+    snprintf(s->host, sizeof s->host, "%s", host);
+    s->cfg.host = s->host;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->idle, &ca);
+    pthread_condattr_destroy(&ca);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (cfg->threads == 0)
+        flags |= MHD_USE_THREAD_PER_CONNECTION;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    /* Thread pool size must not appear at all in thread-per-connection mode. */
+    enum MHD_OPTION pool_opt = cfg->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END;
+    errno = 0;
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_access, s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+        pool_opt, (unsigned)cfg->threads,
+        MHD_OPTION_END);
+    int saved = errno;
+    freeaddrinfo(ai);
+    if (!s->daemon) {
+        pthread_cond_destroy(&s->idle);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return strata_fail(err, STRATA_E_IO, "cannot listen on %s port %u%s%s", host,
+                           cfg->port, saved ? ": " : " (see the log)",
+                           saved ? strerror(saved) : "");
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : cfg->port;
+    *out = s;
+    return 0;
+}
+
+unsigned http_server_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+unsigned http_server_in_flight(struct http_server *srv)
+{
+    pthread_mutex_lock(&srv->mu);
+    unsigned n = srv->in_flight;
+    pthread_mutex_unlock(&srv->mu);
+    return n;
+}
+
+void http_server_stop(struct http_server *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->stopping, 1);
+    MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    double g = s->cfg.shutdown_grace_s > 0 ? s->cfg.shutdown_grace_s : 0;
+    deadline.tv_sec += (time_t)g;
+    deadline.tv_nsec += (long)((g - (double)(time_t)g) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (s->in_flight > 0)
+        if (pthread_cond_timedwait(&s->idle, &s->mu, &deadline) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&s->mu);
+
+    MHD_stop_daemon(s->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

@@ -1,0 +1,94 @@
+/*
+ * http.h — strata's HTTP server: libmicrohttpd set up with explicit limits,
+ * bodies read and size-capped before any handler runs, one log line per
+ * request, graceful shutdown.
+ *
+ *     struct http_config cfg;
+ *     http_config_defaults(&cfg);
+ *     cfg.router = router;   // router.h
+ *     cfg.files = files;     // static.h, optional
+ *     cfg.app = app;         // handed to every handler as req->app
+ *     struct http_server *srv;
+ *     if (http_server_start(&cfg, &srv, err) < 0) ...
+ *     printf("listening on port %u\n", http_server_port(srv));
+ *     ...
+ *     http_server_stop(srv);
+ *
+ * What a request goes through, in order (all replies but the handler's are
+ * the JSON error envelope of json.h):
+ *   1. server stopping                 -> 503 shutting_down, Connection: close
+ *   2. path + query over max_url bytes -> 414
+ *   3. router: no pattern              -> GET/HEAD: static files, else 404
+ *              wrong method            -> 405 with Allow;  bad parameter -> 400
+ *   4. declared Content-Length over max_body -> 413 at once, before the body
+ *      is read (curl and browsers that sent "Expect: 100-continue" never send
+ *      it); a chunked body growing past max_body is dropped as it arrives
+ *      and answered 413 at its end — or, past 2 x max_body, the connection
+ *      is closed (libmicrohttpd 0.9 cannot reply in the middle of a body)
+ *   5. the whole body is buffered, then the handler runs on this thread
+ *   6. its reply is sent; HEAD gets the headers of the GET reply, no body
+ *
+ * Threading: by default one thread per connection (threads = 0), so a
+ * handler may block — on jobs_run (jobs.h) waiting for a worker — without
+ * holding up other connections; max_connections bounds the threads. Set
+ * threads = N for N event-loop threads instead, only when no handler blocks.
+ * Handlers run concurrently: app state they share must be thread-safe.
+ *
+ * Request log line (to cfg.log, default stderr), written when the reply has
+ * been sent:  GET /api/models 200 1234 0.42ms
+ * (method, path without query, status, body bytes, milliseconds from the
+ * request's headers to the end of the reply; "aborted" is appended when the
+ * connection failed before the reply was complete).
+ */
+#ifndef STRATA_HTTP_H
+#define STRATA_HTTP_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "router.h"
+#include "static.h"
+
+struct http_config {
+    const char *host; /* address to bind, default "127.0.0.1" ("::1", "0.0.0.0" ...) */
+    unsigned port; /* default 0: any free port (see http_server_port) */
+    const struct router *router; /* borrowed, required */
+    const struct static_files *files; /* borrowed, may be NULL */
+    void *app; /* req->app for handlers */
+    size_t max_body; /* request body limit, default 10 MiB */
+    size_t max_url; /* path + query string limit, default 2048 bytes */
+    unsigned max_connections; /* default 256 */
+    size_t connection_memory; /* per-connection buffer (headers, reads), default 64 KiB */
+    unsigned timeout_s; /* idle connection timeout, default 30 */
+    unsigned threads; /* 0 (default): a thread per connection; N: N polling threads */
+    double shutdown_grace_s; /* http_server_stop waits this long for requests, default 30 */
+    FILE *log; /* request log and libmicrohttpd errors, NULL means stderr;
+                  not flushed per line: make a file line-buffered to follow it */
+    int quiet; /* non-zero: no per-request lines (errors are still logged) */
+};
+
+/* Fills cfg with the defaults above (router NULL). Can't fail. */
+void http_config_defaults(struct http_config *cfg);
+
+struct http_server;
+
+/* Binds and starts serving. The config is copied (the router, static files,
+ * app and log it points to must outlive the server). Returns 0 and *out, or
+ * STRATA_E_ARG (no router, bad limits, host that does not resolve) or
+ * STRATA_E_IO (the address is in use, no permission) with err. */
+int http_server_start(const struct http_config *cfg, struct http_server **out, char *err);
+
+/* The port the server listens on (the chosen one when cfg.port was 0). */
+unsigned http_server_port(const struct http_server *srv);
+
+/* Number of requests received and not yet completed. Can't fail. */
+unsigned http_server_in_flight(struct http_server *srv);
+
+/* Stops accepting connections, answers new requests on open keep-alive
+ * connections with 503, waits up to shutdown_grace_s for the requests in
+ * flight to complete, then closes every connection and frees the server.
+ * NULL is allowed. Stop the server before freeing what handlers use (the
+ * worker pool, the app state): requests in flight still run handlers. */
+void http_server_stop(struct http_server *srv);
+
+#endif
