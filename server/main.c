@@ -11,6 +11,8 @@ const struct command strata_commands[] = {
     {"eval", cmd_eval, "accuracy and confusion matrix of a model on a dataset split"},
     {"predict", cmd_predict, "classify one image"},
     {"explain", cmd_explain, "LIME explanation of one prediction"},
+    {"analyze", cmd_analyze, "cluster every layer's activations, project them, follow paths"},
+    {"serve", cmd_serve, "run the web server with the API and the pages"},
     {NULL, NULL, NULL},
 };
 

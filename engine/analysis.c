@@ -1,0 +1,1747 @@
+/*
+ * analysis.c — the layer-analysis pipeline and its cache (see analysis.h).
+ *
+ * Memory: the forward pass runs in batches through one inference workspace;
+ * the capture callback reduces each batch's layer outputs straight into the
+ * per-layer feature matrices (n x d), so the peak is the decoded images plus
+ * the features, never n full activations. Everything else is per layer and
+ * freed before the next one.
+ *
+ * Cache file (all integers and floats little-endian, the host's layout, as
+ * asserted below):
+ *
+ *   header, 48 bytes:
+ *     0  "STRATAAN"          magic
+ *     8  u32 version          ANALYSIS_FORMAT_VERSION
+ *    12  u32 header size      48
+ *    16  u64 key              the cache key (analysis_cache_key)
+ *    24  u64 payload length   bytes after the header
+ *    32  u64 payload checksum checksum64 of the payload
+ *    40  u64 header checksum  checksum64 of bytes 0..39
+ *   payload:
+ *     str model_id, dataset, split         (str = u32 length + bytes)
+ *     u32 grid, k_max, n_init, max_iter; f64 tol; u64 seed
+ *     u32 n, n_classes, n_layers
+ *     str classes[n_classes], str image_ids[n]
+ *     i32 labels[n], i32 pred[n], f32 probs[n * n_classes]
+ *     f64 seconds[ANALYSIS_STAGE_COUNT]
+ *     per layer:
+ *       str name, type; i32 out.h, out.w, out.c, d, grid, same_as,
+ *       k_override, k_auto
+ *       f32 features[n * d]                 only when same_as = -1
+ *       f64 elbow[k_max]
+ *       f32 pca_mean[d], pca_components[2 * d]; f64 pca_ratio[2];
+ *       f32 points[2 * n]
+ *       i32 k; f32 centers[k * d]; i32 labels[n]; f64 inertia, silhouette;
+ *       f32 center_points[2 * k]; f32 dist2[n]
+ *
+ * What is cheap to derive is not stored but recomputed on load by the same
+ * code as a run: cluster sizes, purities and majorities, ARI, NMI, distance
+ * statistics, confusion matrix, accuracy, misclassified list, paths. Loading
+ * checks the magic, version, lengths and both checksums, then every count
+ * and index (labels against k and n_classes, same_as chains, sizes against
+ * the bytes left), so a corrupt file fails cleanly instead of crashing.
+ */
+#include "analysis.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "infer.h"
+#include "kmeans.h"
+#include "metrics.h"
+#include "pca.h"
+#include "reduce.h"
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+#define HEADER_SIZE 48
+static const char magic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'A', 'N'};
+
+/* Limits a cache file must respect before anything is allocated from it. */
+#define MAX_IMAGES 10000000
+#define MAX_STR 4096
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+const char *analysis_stage_name(enum analysis_stage s)
+{
+    static const char *const names[ANALYSIS_STAGE_COUNT] = {
+        "load", "forward", "reduce", "kmeans", "silhouette", "pca", "scores", "total"};
+    return (int)s >= 0 && s < ANALYSIS_STAGE_COUNT ? names[s] : "?";
+}
+
+void analysis_params_default(struct analysis_params *p)
+{
+    memset(p, 0, sizeof *p);
+    strcpy(p->split, "test");
+    p->grid = ANALYSIS_DEFAULT_GRID;
+    p->k_max = ANALYSIS_DEFAULT_K_MAX;
+    p->n_init = 10;
+    p->max_iter = 300;
+    p->tol = 1e-4;
+    p->seed = 0;
+    p->n_threads = 0;
+    p->batch = 32;
+}
+
+int analysis_params_add_k(struct analysis_params *p, const char *spec, char *err)
+{
+    const char *eq = strrchr(spec, '=');
+    if (!eq || eq == spec || !eq[1])
+        return strata_fail(err, STRATA_E_ARG, "--k expects LAYER=K (a layer name or index), got '%s'",
+                           spec);
+    size_t len = (size_t)(eq - spec);
+    if (len >= sizeof p->overrides[0].layer)
+        return strata_fail(err, STRATA_E_ARG, "--k '%s': layer name too long", spec);
+    char *end;
+    errno = 0;
+    long k = strtol(eq + 1, &end, 10);
+    if (errno || *end || k < 1 || k > KMEANS_MAX_K)
+        return strata_fail(err, STRATA_E_ARG, "--k '%s': K must be an integer in 1..%d", spec,
+                           KMEANS_MAX_K);
+    int slot = p->n_overrides;
+    for (int i = 0; i < p->n_overrides; i++)
+        if (strlen(p->overrides[i].layer) == len && strncmp(p->overrides[i].layer, spec, len) == 0)
+            slot = i;
+    if (slot == ANALYSIS_MAX_OVERRIDES)
+        return strata_fail(err, STRATA_E_ARG, "too many --k overrides (at most %d)",
+                           ANALYSIS_MAX_OVERRIDES);
+    memcpy(p->overrides[slot].layer, spec, len);
+    p->overrides[slot].layer[len] = 0;
+    p->overrides[slot].k = (int)k;
+    if (slot == p->n_overrides)
+        p->n_overrides++;
+    return 0;
+}
+
+/* ---- feature reduction ------------------------------------------------ */
+
+/* The grid recorded for a layer output (0: a 1x1 output, taken as is) and the
+ * feature size it gives. */
+static int feature_grid(struct shape s, int grid)
+{
+    return s.h == 1 && s.w == 1 ? 0 : grid;
+}
+
+static int feature_size(struct shape s, int grid)
+{
+    return reduce_avgpool_dim(s.h, s.w, s.c, grid);
+}
+
+/* Feature rows of n samples of one layer's output. */
+static void reduce_rows(const float *out, int n, struct shape s, int grid, float *feat)
+{
+    reduce_avgpool(out, n, s.h, s.w, s.c, grid, feat);
+}
+
+/* ---- hashing ---------------------------------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* FNV-1a on 64-bit words in four interleaved lanes (about 8x the speed of
+ * the byte loop, which matters for tens of MB of features), the lanes and
+ * the tail then folded byte-wise. Each lane step x -> (x ^ w) * P is a
+ * bijection of x for a given w and changes x whenever w changes, so any
+ * single corrupted word always changes the result. */
+static uint64_t checksum64(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t lane[4] = {FNV_OFFSET, FNV_OFFSET ^ 1, FNV_OFFSET ^ 2, FNV_OFFSET ^ 3};
+    size_t i = 0;
+    for (; i + 32 <= len; i += 32)
+        for (int j = 0; j < 4; j++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * j, 8);
+            lane[j] = (lane[j] ^ w) * FNV_PRIME;
+        }
+    uint64_t h = fnv1a(FNV_OFFSET, lane, sizeof lane);
+    h = fnv1a(h, p + i, len - i);
+    uint64_t n = len;
+    return fnv1a(h, &n, sizeof n);
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static char *dup_str(const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *d = malloc(len);
+    if (d)
+        memcpy(d, s, len);
+    return d;
+}
+
+static void *alloc_n(size_t n, size_t size)
+{
+    return calloc(n ? n : 1, size);
+}
+
+static void *dup_mem(const void *src, size_t bytes)
+{
+    void *d = malloc(bytes ? bytes : 1);
+    if (d && bytes)
+        memcpy(d, src, bytes);
+    return d;
+}
+
+/* Squared distance in double, eight accumulators (see kmeans.c). */
+static double sqdist(const float *x, const float *c, int d)
+{
+    double acc[8] = {0};
+    int t = 0;
+    for (; t + 8 <= d; t += 8)
+        for (int u = 0; u < 8; u++) {
+            double v = (double)x[t + u] - c[t + u];
+            acc[u] += v * v;
+        }
+    double s = 0;
+    for (; t < d; t++) {
+        double v = (double)x[t] - c[t];
+        s += v * v;
+    }
+    for (int u = 0; u < 8; u++)
+        s += acc[u];
+    return s;
+}
+
+/* A pca_result view of a layer's stored PCA, for pca_transform. */
+static struct pca_result pca_view(const struct analysis_layer *L)
+{
+    struct pca_result v = {0};
+    v.d = L->d;
+    v.n_components = 2;
+    v.mean = L->pca_mean;
+    v.components = L->pca_components;
+    return v;
+}
+
+/* Resolves the overrides of p against m into k_of[n_layers] (0 = automatic). */
+static int resolve_overrides(const struct model *m, const struct analysis_params *p, int *k_of,
+                             char *err)
+{
+    for (int l = 0; l < m->n_layers; l++)
+        k_of[l] = 0;
+    for (int i = 0; i < p->n_overrides; i++) {
+        const char *name = p->overrides[i].layer;
+        int l = -1;
+        for (int j = 0; j < m->n_layers && l < 0; j++)
+            if (strcmp(m->layers[j].cfg.name, name) == 0)
+                l = j;
+        if (l < 0) {
+            char *end;
+            long v = strtol(name, &end, 10);
+            if (*name && !*end && v >= 0 && v < m->n_layers)
+                l = (int)v;
+        }
+        if (l < 0)
+            return strata_fail(err, STRATA_E_ARG,
+                               "--k %s=%d: model %s has no layer named or numbered '%s' "
+                               "(layers 0..%d)",
+                               name, p->overrides[i].k, m->id, name, m->n_layers - 1);
+        k_of[l] = p->overrides[i].k;
+    }
+    return 0;
+}
+
+/* Prefixes the message already in err (strata_fail cannot read and write
+ * the same buffer). */
+static int fail_in_layer(char *err, int rc, const char *layer, int k)
+{
+    char inner[STRATA_ERR_LEN] = "";
+    if (err)
+        snprintf(inner, sizeof inner, "%s", err);
+    if (k > 0)
+        return strata_fail(err, rc, "layer %s, k = %d: %.400s", layer, k, inner);
+    return strata_fail(err, rc, "layer %s: %.400s", layer, inner);
+}
+
+static int check_params(const struct analysis_params *p, char *err)
+{
+    if (p->grid < 1 || p->grid > ANALYSIS_MAX_GRID)
+        return strata_fail(err, STRATA_E_ARG, "pooling grid %d out of range 1..%d", p->grid,
+                           ANALYSIS_MAX_GRID);
+    if (p->k_max < 1 || p->k_max > KMEANS_MAX_K)
+        return strata_fail(err, STRATA_E_ARG, "k_max %d out of range 1..%d", p->k_max,
+                           KMEANS_MAX_K);
+    if (p->n_init < 1 || p->max_iter < 1 || !(p->tol >= 0))
+        return strata_fail(err, STRATA_E_ARG, "k-means needs n_init >= 1, max_iter >= 1, tol >= 0");
+    if (p->batch < 1)
+        return strata_fail(err, STRATA_E_ARG, "batch size must be positive");
+    return 0;
+}
+
+/* ---- clustering results ------------------------------------------------ */
+
+void analysis_clustering_free(struct analysis_clustering *c)
+{
+    if (!c)
+        return;
+    free(c->centers);
+    free(c->labels);
+    free(c->sizes);
+    free(c->cluster_purity);
+    free(c->cluster_majority);
+    free(c->center_points);
+    free(c->dist2);
+    free(c->dist_stats);
+    memset(c, 0, sizeof *c);
+}
+
+/* Linear interpolation between order statistics of sorted v[n] (numpy's
+ * default "linear" method). */
+static float quantile_sorted(const float *v, int n, double q)
+{
+    double pos = q * (n - 1);
+    int lo = (int)pos;
+    if (lo >= n - 1)
+        return v[n - 1];
+    double frac = pos - lo;
+    return (float)(v[lo] + frac * ((double)v[lo + 1] - v[lo]));
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Everything that counting gives from labels and dist2: sizes, purities and
+ * majorities, ARI, NMI, distance statistics. Used after a fit and on load. */
+static int clustering_derive(struct analysis_clustering *c, int n, const int *truth,
+                             int n_classes, char *err)
+{
+    int k = c->k;
+    long *table = alloc_n((size_t)k * n_classes, sizeof(long));
+    float *scratch = alloc_n((size_t)n, sizeof(float));
+    int *start = alloc_n((size_t)k + 1, sizeof(int));
+    if (!c->sizes)
+        c->sizes = alloc_n((size_t)k, sizeof(int));
+    if (!c->cluster_purity)
+        c->cluster_purity = alloc_n((size_t)k, sizeof(double));
+    if (!c->cluster_majority)
+        c->cluster_majority = alloc_n((size_t)k, sizeof(int));
+    if (!c->dist_stats)
+        c->dist_stats = alloc_n((size_t)k, sizeof(struct analysis_dist_stats));
+    if (!table || !scratch || !start || !c->sizes || !c->cluster_purity || !c->cluster_majority ||
+        !c->dist_stats) {
+        free(table);
+        free(scratch);
+        free(start);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory scoring %d clusters", k);
+    }
+    metrics_contingency(c->labels, k, truth, n_classes, n, table);
+    c->purity = metrics_purity(table, k, n_classes, c->cluster_purity, c->cluster_majority);
+    c->ari = metrics_ari_table(table, k, n_classes);
+    c->nmi = metrics_nmi_table(table, k, n_classes);
+
+    /* Distances grouped by cluster (a counting sort), then sorted per cluster. */
+    memset(c->sizes, 0, (size_t)k * sizeof(int));
+    for (int i = 0; i < n; i++)
+        c->sizes[c->labels[i]]++;
+    start[0] = 0;
+    for (int j = 0; j < k; j++)
+        start[j + 1] = start[j] + c->sizes[j];
+    for (int i = 0; i < n; i++)
+        scratch[start[c->labels[i]]++] = c->dist2[i];
+    for (int j = 0; j < k; j++) {
+        int cnt = c->sizes[j];
+        float *v = scratch + start[j] - cnt;
+        struct analysis_dist_stats *s = &c->dist_stats[j];
+        memset(s, 0, sizeof *s);
+        if (!cnt)
+            continue;
+        qsort(v, (size_t)cnt, sizeof(float), cmp_float);
+        double sum = 0;
+        for (int i = 0; i < cnt; i++)
+            sum += v[i];
+        s->count = cnt;
+        s->mean = (float)(sum / cnt);
+        s->q50 = quantile_sorted(v, cnt, 0.50);
+        s->q90 = quantile_sorted(v, cnt, 0.90);
+        s->q95 = quantile_sorted(v, cnt, 0.95);
+        s->max = v[cnt - 1];
+    }
+    free(table);
+    free(scratch);
+    free(start);
+    return 0;
+}
+
+/* Turns a k-means fit of layer L's features into a full clustering:
+ * takes over the fit's arrays, then silhouette, centres in the PCA plane,
+ * distances and the derived scores. t[] accumulates stage times. */
+static int clustering_from_fit(struct analysis_clustering *c, struct kmeans_result *fit,
+                               const struct analysis_layer *L, const float *X, int n,
+                               const int *truth, int n_classes, double *t, char *err)
+{
+    memset(c, 0, sizeof *c);
+    int d = L->d, k = fit->k;
+    c->k = k;
+    c->centers = fit->centers;
+    c->labels = fit->labels;
+    c->sizes = fit->sizes;
+    c->inertia = fit->inertia;
+    fit->centers = NULL;
+    fit->labels = NULL;
+    fit->sizes = NULL;
+    kmeans_result_free(fit);
+
+    double t0 = now_seconds();
+    int rc = metrics_silhouette(X, n, d, c->labels, k, &c->silhouette, NULL, err);
+    if (rc == STRATA_E_ARG) {
+        c->silhouette = NAN; /* fewer than 2 (or more than n - 1) non-empty clusters */
+        rc = 0;
+    }
+    double t1 = now_seconds();
+    t[ANALYSIS_STAGE_SILHOUETTE] += t1 - t0;
+    if (rc < 0) {
+        analysis_clustering_free(c);
+        return rc;
+    }
+    c->center_points = alloc_n((size_t)k * 2, sizeof(float));
+    c->dist2 = alloc_n((size_t)n, sizeof(float));
+    if (!c->center_points || !c->dist2) {
+        analysis_clustering_free(c);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for %d images", n);
+    }
+    struct pca_result view = pca_view(L);
+    pca_transform(&view, c->centers, k, c->center_points);
+    double t2 = now_seconds();
+    t[ANALYSIS_STAGE_PCA] += t2 - t1;
+    for (int i = 0; i < n; i++)
+        c->dist2[i] = (float)sqdist(X + (size_t)i * d, c->centers + (size_t)c->labels[i] * d, d);
+    rc = clustering_derive(c, n, truth, n_classes, err);
+    t[ANALYSIS_STAGE_SCORES] += now_seconds() - t2;
+    if (rc < 0)
+        analysis_clustering_free(c);
+    return rc;
+}
+
+static int clustering_copy(struct analysis_clustering *dst, const struct analysis_clustering *src,
+                           int n, int d)
+{
+    memset(dst, 0, sizeof *dst);
+    *dst = *src;
+    int k = src->k;
+    dst->centers = dup_mem(src->centers, (size_t)k * d * sizeof(float));
+    dst->labels = dup_mem(src->labels, (size_t)n * sizeof(int));
+    dst->sizes = dup_mem(src->sizes, (size_t)k * sizeof(int));
+    dst->cluster_purity = dup_mem(src->cluster_purity, (size_t)k * sizeof(double));
+    dst->cluster_majority = dup_mem(src->cluster_majority, (size_t)k * sizeof(int));
+    dst->center_points = dup_mem(src->center_points, (size_t)k * 2 * sizeof(float));
+    dst->dist2 = dup_mem(src->dist2, (size_t)n * sizeof(float));
+    dst->dist_stats = dup_mem(src->dist_stats, (size_t)k * sizeof(struct analysis_dist_stats));
+    if (!dst->centers || !dst->labels || !dst->sizes || !dst->cluster_purity ||
+        !dst->cluster_majority || !dst->center_points || !dst->dist2 || !dst->dist_stats) {
+        analysis_clustering_free(dst);
+        return STRATA_E_NOMEM;
+    }
+    return 0;
+}
+
+static struct kmeans_params km_params(const struct analysis *a, int k)
+{
+    struct kmeans_params kp = kmeans_params_default(k);
+    kp.n_init = a->n_init;
+    kp.max_iter = a->max_iter;
+    kp.tol = a->tol;
+    kp.seed = a->seed;
+    kp.n_threads = a->n_threads;
+    return kp;
+}
+
+/* ---- freeing and accessors --------------------------------------------- */
+
+static void layer_free(struct analysis_layer *L)
+{
+    if (L->same_as < 0)
+        free(L->features);
+    free(L->elbow);
+    free(L->pca_mean);
+    free(L->pca_components);
+    free(L->points);
+    analysis_clustering_free(&L->c);
+    memset(L, 0, sizeof *L);
+}
+
+void analysis_free(struct analysis *a)
+{
+    if (!a)
+        return;
+    if (a->classes)
+        for (int c = 0; c < a->n_classes; c++)
+            free(a->classes[c]);
+    free(a->classes);
+    if (a->image_ids)
+        for (int i = 0; i < a->n; i++)
+            free(a->image_ids[i]);
+    free(a->image_ids);
+    free(a->labels);
+    free(a->pred);
+    free(a->probs);
+    free(a->confusion);
+    free(a->missed);
+    free(a->path_id);
+    free(a->path_count);
+    if (a->layers)
+        for (int l = 0; l < a->n_layers; l++)
+            layer_free(&a->layers[l]);
+    free(a->layers);
+    memset(a, 0, sizeof *a);
+}
+
+int analysis_layer_index(const struct analysis *a, const char *name_or_index)
+{
+    for (int l = 0; l < a->n_layers; l++)
+        if (strcmp(a->layers[l].name, name_or_index) == 0)
+            return l;
+    char *end;
+    errno = 0;
+    long v = strtol(name_or_index, &end, 10);
+    if (*name_or_index && !*end && !errno && v >= 0 && v < a->n_layers)
+        return (int)v;
+    return -1;
+}
+
+int analysis_image_index(const struct analysis *a, const char *id)
+{
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->image_ids[i], id) == 0)
+            return i;
+    return -1;
+}
+
+const float *analysis_features(const struct analysis *a, int layer)
+{
+    assert(layer >= 0 && layer < a->n_layers);
+    const struct analysis_layer *L = &a->layers[layer];
+    return L->same_as >= 0 ? a->layers[L->same_as].features : L->features;
+}
+
+void analysis_path(const struct analysis *a, int i, int *clusters)
+{
+    assert(i >= 0 && i < a->n);
+    for (int l = 0; l < a->n_layers; l++)
+        clusters[l] = a->layers[l].c.labels[i];
+}
+
+/* ---- derived bundle data: confusion, misclassified, paths ---------------- */
+
+/* Distinct cluster sequences over all layers, by open addressing on an
+ * FNV-1a hash of each sequence; ids in order of first appearance. */
+static int compute_paths(struct analysis *a, char *err)
+{
+    int n = a->n, L = a->n_layers;
+    size_t cap = 1;
+    while (cap < (size_t)n * 2)
+        cap <<= 1;
+    int *slot = malloc(cap * sizeof(int));
+    uint64_t *hash = alloc_n((size_t)n, sizeof(uint64_t));
+    int *seq = alloc_n((size_t)n * L, sizeof(int));
+    int *first = alloc_n((size_t)n, sizeof(int)); /* path id -> its first image */
+    free(a->path_id);
+    free(a->path_count);
+    a->path_id = alloc_n((size_t)n, sizeof(int));
+    a->path_count = NULL;
+    if (!slot || !hash || !seq || !first || !a->path_id) {
+        free(slot);
+        free(hash);
+        free(seq);
+        free(first);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for the paths of %d images", n);
+    }
+    for (size_t s = 0; s < cap; s++)
+        slot[s] = -1;
+    int n_paths = 0;
+    for (int i = 0; i < n; i++) {
+        int *row = seq + (size_t)i * L;
+        analysis_path(a, i, row);
+        uint64_t h = fnv1a(FNV_OFFSET, row, (size_t)L * sizeof(int));
+        size_t s = (size_t)h & (cap - 1);
+        int id = -1;
+        while (slot[s] >= 0) {
+            int p = slot[s], j = first[p];
+            if (hash[j] == h && memcmp(seq + (size_t)j * L, row, (size_t)L * sizeof(int)) == 0) {
+                id = p;
+                break;
+            }
+            s = (s + 1) & (cap - 1);
+        }
+        if (id < 0) {
+            id = n_paths++;
+            first[id] = i;
+            slot[s] = id;
+        }
+        hash[i] = h;
+        a->path_id[i] = id;
+    }
+    a->n_paths = n_paths;
+    a->path_count = alloc_n((size_t)n_paths, sizeof(int));
+    free(slot);
+    free(hash);
+    free(seq);
+    free(first);
+    if (!a->path_count)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for %d paths", n_paths);
+    for (int i = 0; i < n; i++)
+        a->path_count[a->path_id[i]]++;
+    return 0;
+}
+
+/* Confusion, accuracy, misclassified list and paths from labels, pred, probs
+ * and the layers' labels. */
+static int derive_bundle(struct analysis *a, char *err)
+{
+    int n = a->n, C = a->n_classes;
+    free(a->confusion);
+    free(a->missed);
+    a->confusion = alloc_n((size_t)C * C, sizeof(long));
+    a->missed = NULL;
+    if (!a->confusion)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    metrics_confusion(a->labels, a->pred, n, C, a->confusion);
+    a->accuracy = metrics_accuracy(a->labels, a->pred, n);
+    int miss = 0;
+    for (int i = 0; i < n; i++)
+        miss += a->labels[i] != a->pred[i];
+    a->n_missed = miss;
+    a->missed = alloc_n((size_t)miss, sizeof(struct analysis_miss));
+    if (!a->missed)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    for (int i = 0, j = 0; i < n; i++) {
+        if (a->labels[i] == a->pred[i])
+            continue;
+        const float *p = a->probs + (size_t)i * C;
+        a->missed[j++] = (struct analysis_miss){
+            .index = i, .truth = a->labels[i], .pred = a->pred[i], .prob = p[a->pred[i]],
+            .prob_true = p[a->labels[i]]};
+    }
+    return compute_paths(a, err);
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+struct capture_ctx {
+    struct analysis *a;
+    analysis_progress_fn progress;
+    void *user;
+    int total;
+    double reduce_seconds;
+};
+
+static int capture_batch(void *user, const struct model *m, const struct model_workspace *ws,
+                         int first, int n)
+{
+    struct capture_ctx *cx = user;
+    struct analysis *a = cx->a;
+    double t0 = now_seconds();
+    for (int l = 0; l < m->n_layers; l++) {
+        struct analysis_layer *L = &a->layers[l];
+        if (L->same_as >= 0)
+            continue;
+        reduce_rows(model_output(ws, l), n, m->layers[l].out, a->grid,
+                    L->features + (size_t)first * L->d);
+    }
+    cx->reduce_seconds += now_seconds() - t0;
+    if (cx->progress && cx->progress(cx->user, "forward", first + n, cx->total))
+        return STRATA_E_INTERRUPTED;
+    return 0;
+}
+
+/* Elbow, choice of k, fit, PCA and scores of one layer whose features are
+ * in place. */
+static int analyse_layer(struct analysis *a, int l, double *t, char *err)
+{
+    struct analysis_layer *L = &a->layers[l];
+    int n = a->n, d = L->d, k_max = a->k_max;
+    const float *X = analysis_features(a, l);
+
+    L->elbow = alloc_n((size_t)k_max, sizeof(double));
+    struct kmeans_result *fits = alloc_n((size_t)k_max, sizeof *fits);
+    if (!L->elbow || !fits) {
+        free(fits);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    }
+    double t0 = now_seconds();
+    struct kmeans_params kp = km_params(a, 1);
+    int rc = kmeans_elbow(X, n, d, k_max, &kp, L->elbow, fits, err);
+    if (rc < 0) {
+        free(fits);
+        return fail_in_layer(err, rc, L->name, 0);
+    }
+    /* A single cluster shows nothing about the layer, so the automatic choice
+     * is at least 2 even when the curve has no knee. */
+    int knee = elbow_choose_k(L->elbow, k_max);
+    L->k_auto = knee < 2 ? 2 : knee;
+    if (L->k_auto > n)
+        L->k_auto = n;
+    int k = L->k_override ? L->k_override : L->k_auto;
+    struct kmeans_result chosen = {0};
+    if (k <= k_max) {
+        chosen = fits[k - 1];
+        memset(&fits[k - 1], 0, sizeof fits[k - 1]);
+    }
+    for (int j = 0; j < k_max; j++)
+        kmeans_result_free(&fits[j]);
+    free(fits);
+    if (k > k_max) {
+        kp = km_params(a, k);
+        rc = kmeans_fit(X, n, d, &kp, &chosen, err);
+        if (rc < 0)
+            return fail_in_layer(err, rc, L->name, k);
+    }
+    double t1 = now_seconds();
+    t[ANALYSIS_STAGE_KMEANS] += t1 - t0;
+
+    struct pca_result pr = {0};
+    int nc = d < 2 ? 1 : 2;
+    rc = pca_fit(X, n, d, nc, &pr, err);
+    if (rc < 0) {
+        kmeans_result_free(&chosen);
+        return fail_in_layer(err, rc, L->name, 0);
+    }
+    L->pca_mean = pr.mean;
+    pr.mean = NULL;
+    L->pca_components = alloc_n((size_t)2 * d, sizeof(float));
+    L->points = alloc_n((size_t)2 * n, sizeof(float));
+    if (!L->pca_components || !L->points) {
+        pca_result_free(&pr);
+        kmeans_result_free(&chosen);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    }
+    memcpy(L->pca_components, pr.components, (size_t)nc * d * sizeof(float));
+    L->pca_ratio[0] = pr.explained_variance_ratio[0];
+    L->pca_ratio[1] = nc > 1 ? pr.explained_variance_ratio[1] : 0;
+    pca_result_free(&pr);
+    struct pca_result view = pca_view(L);
+    pca_transform(&view, X, n, L->points);
+    t[ANALYSIS_STAGE_PCA] += now_seconds() - t1;
+
+    return clustering_from_fit(&L->c, &chosen, L, X, n, a->labels, a->n_classes, t, err);
+}
+
+/* A flatten or dropout layer: same features as its root, hence the same
+ * elbow, PCA and (for the same k) clustering; copied rather than recomputed. */
+static int copy_layer(struct analysis *a, int l, double *t, char *err)
+{
+    struct analysis_layer *L = &a->layers[l];
+    const struct analysis_layer *R = &a->layers[L->same_as];
+    int n = a->n, d = L->d;
+    L->elbow = dup_mem(R->elbow, (size_t)a->k_max * sizeof(double));
+    L->pca_mean = dup_mem(R->pca_mean, (size_t)d * sizeof(float));
+    L->pca_components = dup_mem(R->pca_components, (size_t)2 * d * sizeof(float));
+    L->points = dup_mem(R->points, (size_t)2 * n * sizeof(float));
+    if (!L->elbow || !L->pca_mean || !L->pca_components || !L->points)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    L->k_auto = R->k_auto;
+    memcpy(L->pca_ratio, R->pca_ratio, sizeof L->pca_ratio);
+    int k = L->k_override ? L->k_override : L->k_auto;
+    if (k == R->c.k)
+        return clustering_copy(&L->c, &R->c, n, d) < 0
+                   ? strata_fail(err, STRATA_E_NOMEM, "out of memory")
+                   : 0;
+    double t0 = now_seconds();
+    struct kmeans_params kp = km_params(a, k);
+    struct kmeans_result fit = {0};
+    const float *X = analysis_features(a, l);
+    int rc = kmeans_fit(X, n, d, &kp, &fit, err);
+    t[ANALYSIS_STAGE_KMEANS] += now_seconds() - t0;
+    if (rc < 0)
+        return fail_in_layer(err, rc, L->name, k);
+    return clustering_from_fit(&L->c, &fit, L, X, n, a->labels, a->n_classes, t, err);
+}
+
+/* Fills the bundle's identity and per-layer descriptions (no numbers yet). */
+static int bundle_init(struct analysis *a, const struct model *m, const struct analysis_params *p,
+                       const int *k_of, int n, char *err)
+{
+    memset(a, 0, sizeof *a);
+    snprintf(a->model_id, sizeof a->model_id, "%s", m->id);
+    snprintf(a->dataset, sizeof a->dataset, "%s", m->dataset);
+    snprintf(a->split, sizeof a->split, "%s", p->split);
+    a->grid = p->grid;
+    a->k_max = p->k_max < n ? p->k_max : n;
+    a->n_init = p->n_init;
+    a->max_iter = p->max_iter;
+    a->tol = p->tol;
+    a->seed = p->seed;
+    a->n_threads = p->n_threads;
+    a->n = n;
+    a->n_classes = m->n_classes;
+    a->n_layers = m->n_layers;
+    a->classes = alloc_n((size_t)m->n_classes, sizeof(char *));
+    a->layers = alloc_n((size_t)m->n_layers, sizeof *a->layers);
+    if (!a->classes || !a->layers)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    for (int c = 0; c < m->n_classes; c++)
+        if (!(a->classes[c] = dup_str(m->classes[c])))
+            return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    for (int l = 0; l < m->n_layers; l++) {
+        const struct layer *ml = &m->layers[l];
+        struct analysis_layer *L = &a->layers[l];
+        snprintf(L->name, sizeof L->name, "%s", ml->cfg.name);
+        snprintf(L->type, sizeof L->type, "%s", layer_ops_of(ml->cfg.kind)->type);
+        L->out = ml->out;
+        L->k_override = k_of[l];
+        L->same_as = -1;
+        if (l > 0 && (ml->cfg.kind == LAYER_FLATTEN || ml->cfg.kind == LAYER_DROPOUT)) {
+            const struct analysis_layer *P = &a->layers[l - 1];
+            L->same_as = P->same_as >= 0 ? P->same_as : l - 1;
+        }
+        if (L->same_as >= 0) {
+            const struct analysis_layer *R = &a->layers[L->same_as];
+            L->d = R->d;
+            L->grid = R->grid;
+            L->features = R->features;
+        } else {
+            L->grid = feature_grid(ml->out, p->grid);
+            L->d = feature_size(ml->out, p->grid);
+            L->features = alloc_n((size_t)n * L->d, sizeof(float));
+            if (!L->features)
+                return strata_fail(err, STRATA_E_NOMEM,
+                                   "out of memory for the features of layer %s (%d x %d)",
+                                   L->name, n, L->d);
+        }
+    }
+    return 0;
+}
+
+int analysis_run_images(struct model *m, const struct analysis_params *p, const uint8_t *pixels,
+                        char *const *ids, const int *labels, int n, struct analysis *out,
+                        analysis_progress_fn progress, void *user, char *err)
+{
+    assert(m && p && pixels && ids && labels && out);
+    memset(out, 0, sizeof *out);
+    double t_start = now_seconds();
+    int rc = check_params(p, err);
+    if (rc < 0)
+        return rc;
+    if (n < 2)
+        return strata_fail(err, STRATA_E_ARG, "the analysis needs at least 2 images, got %d", n);
+    int k_of[MODEL_MAX_LAYERS];
+    if ((rc = resolve_overrides(m, p, k_of, err)) < 0)
+        return rc;
+    for (int l = 0; l < m->n_layers; l++)
+        if (k_of[l] > n)
+            return strata_fail(err, STRATA_E_ARG, "layer %s: k = %d but only %d images",
+                               m->layers[l].cfg.name, k_of[l], n);
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= m->n_classes)
+            return strata_fail(err, STRATA_E_ARG, "image %d: label %d out of range", i, labels[i]);
+
+    struct analysis *a = out;
+    if ((rc = bundle_init(a, m, p, k_of, n, err)) < 0)
+        goto fail;
+    int C = m->n_classes;
+    a->image_ids = alloc_n((size_t)n, sizeof(char *));
+    a->labels = dup_mem(labels, (size_t)n * sizeof(int));
+    a->pred = alloc_n((size_t)n, sizeof(int));
+    a->probs = alloc_n((size_t)n * C, sizeof(float));
+    if (!a->image_ids || !a->labels || !a->pred || !a->probs) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory for %d images", n);
+        goto fail;
+    }
+    for (int i = 0; i < n; i++)
+        if (!(a->image_ids[i] = dup_str(ids[i]))) {
+            rc = strata_fail(err, STRATA_E_NOMEM, "out of memory");
+            goto fail;
+        }
+
+    /* Forward with capture. */
+    struct model_workspace ws;
+    if ((rc = model_workspace_init(&ws, m, p->batch < n ? p->batch : n, 0, err)) < 0)
+        goto fail;
+    struct capture_ctx cx = {.a = a, .progress = progress, .user = user, .total = n};
+    double t0 = now_seconds();
+    rc = infer_images(m, &ws, pixels, n, a->probs, capture_batch, &cx);
+    double t1 = now_seconds();
+    model_workspace_free(&ws);
+    if (rc < 0) {
+        rc = rc == STRATA_E_INTERRUPTED ? strata_fail(err, rc, "analysis interrupted")
+                                        : strata_fail(err, rc, "inference failed");
+        goto fail;
+    }
+    a->seconds[ANALYSIS_STAGE_REDUCE] = cx.reduce_seconds;
+    a->seconds[ANALYSIS_STAGE_FORWARD] = (t1 - t0) - cx.reduce_seconds;
+    for (int i = 0; i < n; i++)
+        a->pred[i] = infer_argmax(a->probs + (size_t)i * C, C);
+
+    /* Per layer. */
+    for (int l = 0; l < m->n_layers; l++) {
+        if (progress && progress(user, "clustering", l, m->n_layers)) {
+            rc = strata_fail(err, STRATA_E_INTERRUPTED, "analysis interrupted");
+            goto fail;
+        }
+        rc = a->layers[l].same_as >= 0 ? copy_layer(a, l, a->seconds, err)
+                                       : analyse_layer(a, l, a->seconds, err);
+        if (rc < 0)
+            goto fail;
+    }
+    if (progress)
+        progress(user, "clustering", m->n_layers, m->n_layers);
+    double t2 = now_seconds();
+    if ((rc = derive_bundle(a, err)) < 0)
+        goto fail;
+    a->seconds[ANALYSIS_STAGE_SCORES] += now_seconds() - t2;
+    a->seconds[ANALYSIS_STAGE_TOTAL] = now_seconds() - t_start;
+    return 0;
+fail:
+    analysis_free(a);
+    return rc;
+}
+
+/* Lists and checks root/<dataset>/<split> against the model. */
+static int open_split(const struct model *m, const char *data_root, const char *split,
+                      struct dataset *ds, char *err)
+{
+    int rc = dataset_open(ds, data_root, m->dataset, split, err);
+    if (rc < 0)
+        return rc;
+    int same = ds->n_classes == m->n_classes;
+    for (int c = 0; same && c < m->n_classes; c++)
+        same = strcmp(ds->classes[c], m->classes[c]) == 0;
+    if (!same) {
+        char have[256] = "", want[256] = "";
+        for (int c = 0; c < ds->n_classes; c++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", c ? ", " : "",
+                     ds->classes[c]);
+        for (int c = 0; c < m->n_classes; c++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", c ? ", " : "",
+                     m->classes[c]);
+        rc = strata_fail(err, STRATA_E_ARG, "%s has classes [%s] but model %s expects [%s]",
+                         ds->dir, have, m->id, want);
+        dataset_free(ds);
+    }
+    return rc;
+}
+
+struct load_progress {
+    analysis_progress_fn fn;
+    void *user;
+};
+
+static void on_image_loaded(int done, int total, void *user)
+{
+    struct load_progress *lp = user;
+    if (lp->fn)
+        lp->fn(lp->user, "loading images", done, total);
+}
+
+/* Decodes an opened split and runs the analysis on it. */
+static int run_dataset(struct model *m, const struct analysis_params *p, struct dataset *ds,
+                       struct analysis *out, analysis_progress_fn progress, void *user, char *err)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = now_seconds();
+    size_t per = shape_size(m->input);
+    uint8_t *pixels = malloc((size_t)(ds->n ? ds->n : 1) * per);
+    if (!pixels)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for %d images", ds->n);
+    struct load_progress lp = {progress, user};
+    int rc = dataset_load_images(ds, m->input.w, m->input.h, pixels, on_image_loaded, &lp, err);
+    if (rc < 0) {
+        free(pixels);
+        return rc;
+    }
+    int n = ds->n;
+    char **ids = alloc_n((size_t)n, sizeof(char *));
+    int *labels = alloc_n((size_t)n, sizeof(int));
+    if (!ids || !labels) {
+        free(ids);
+        free(labels);
+        free(pixels);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        ids[i] = ds->items[i].name;
+        labels[i] = ds->items[i].label;
+    }
+    double t_load = now_seconds() - t0;
+    rc = analysis_run_images(m, p, pixels, ids, labels, n, out, progress, user, err);
+    free(ids);
+    free(labels);
+    free(pixels);
+    if (rc == 0) {
+        out->seconds[ANALYSIS_STAGE_LOAD] = t_load;
+        out->seconds[ANALYSIS_STAGE_TOTAL] += t_load;
+    }
+    return rc;
+}
+
+int analysis_run(struct model *m, const struct analysis_params *p, const char *data_root,
+                 struct analysis *out, analysis_progress_fn progress, void *user, char *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = check_params(p, err);
+    if (rc < 0)
+        return rc;
+    struct dataset ds;
+    if ((rc = open_split(m, data_root, p->split, &ds, err)) < 0)
+        return rc;
+    rc = run_dataset(m, p, &ds, out, progress, user, err);
+    dataset_free(&ds);
+    return rc;
+}
+
+/* ---- locate and recluster ----------------------------------------------- */
+
+int analysis_locate(const struct analysis *a, const struct model *m,
+                    const struct model_workspace *ws, int b, struct analysis_point *out,
+                    char *err)
+{
+    assert(a && m && ws && out && b >= 0 && b < ws->max_batch);
+    if (m->n_layers != a->n_layers)
+        return strata_fail(err, STRATA_E_ARG, "model %s has %d layers, the analysis %d", m->id,
+                           m->n_layers, a->n_layers);
+    int max_d = 1;
+    for (int l = 0; l < a->n_layers; l++) {
+        const struct analysis_layer *L = &a->layers[l];
+        const struct shape s = m->layers[l].out;
+        if (s.h != L->out.h || s.w != L->out.w || s.c != L->out.c)
+            return strata_fail(err, STRATA_E_ARG,
+                               "layer %d (%s) of model %s does not match the analysis", l,
+                               m->layers[l].cfg.name, m->id);
+        if (L->d > max_d)
+            max_d = L->d;
+    }
+    float *feat = malloc((size_t)max_d * sizeof(float));
+    if (!feat)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    int have = -1; /* the root layer whose features are in feat */
+    for (int l = 0; l < a->n_layers; l++) {
+        const struct analysis_layer *L = &a->layers[l];
+        int root = L->same_as >= 0 ? L->same_as : l;
+        if (root != have) {
+            struct shape s = m->layers[root].out;
+            reduce_rows(model_output(ws, root) + (size_t)b * shape_size(s), 1, s, a->grid, feat);
+            have = root;
+        }
+        float d2;
+        out[l].cluster = kmeans_predict(L->c.centers, L->c.k, L->d, feat, &d2);
+        out[l].dist2 = d2;
+        float xy[2];
+        struct pca_result view = pca_view(L);
+        pca_transform(&view, feat, 1, xy);
+        out[l].x = xy[0];
+        out[l].y = xy[1];
+    }
+    free(feat);
+    return 0;
+}
+
+int analysis_recluster(const struct analysis *a, int layer, int k,
+                       struct analysis_clustering *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    if (layer < 0 || layer >= a->n_layers)
+        return strata_fail(err, STRATA_E_ARG, "layer %d out of range 0..%d", layer,
+                           a->n_layers - 1);
+    int k_hi = a->n < KMEANS_MAX_K ? a->n : KMEANS_MAX_K;
+    if (k < 1 || k > k_hi)
+        return strata_fail(err, STRATA_E_ARG, "k = %d out of range 1..%d", k, k_hi);
+    const struct analysis_layer *L = &a->layers[layer];
+    const float *X = analysis_features(a, layer);
+    struct kmeans_params kp = km_params(a, k);
+    struct kmeans_result fit = {0};
+    int rc = kmeans_fit(X, a->n, L->d, &kp, &fit, err);
+    if (rc < 0)
+        return rc;
+    double t[ANALYSIS_STAGE_COUNT] = {0};
+    return clustering_from_fit(out, &fit, L, X, a->n, a->labels, a->n_classes, t, err);
+}
+
+/* ---- cache key ------------------------------------------------------------ */
+
+const char *analysis_cache_dir(const char *flag)
+{
+    if (flag && *flag)
+        return flag;
+    const char *env = getenv("STRATA_CACHE");
+    return env && *env ? env : ANALYSIS_DEFAULT_CACHE;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    uint32_t len = (uint32_t)strlen(s);
+    h = fnv1a(h, &len, sizeof len);
+    return fnv1a(h, s, len);
+}
+
+static uint64_t hash_u64(uint64_t h, uint64_t v)
+{
+    return fnv1a(h, &v, sizeof v);
+}
+
+int analysis_cache_key(const struct model *m, const struct analysis_params *p,
+                       const struct dataset *ds, uint64_t *key, char *err)
+{
+    int k_of[MODEL_MAX_LAYERS];
+    int rc = check_params(p, err);
+    if (rc < 0 || (rc = resolve_overrides(m, p, k_of, err)) < 0)
+        return rc;
+    uint64_t h = hash_str(FNV_OFFSET, "strata-analysis");
+    h = hash_u64(h, ANALYSIS_FORMAT_VERSION);
+
+    /* The model: its architecture as canonical JSON (sorted keys, so two
+     * files that differ only in spacing or key order share a key), and every
+     * parameter value. */
+    char *json = m->json ? json_dumps(m->json, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    if (m->json && !json)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    h = hash_str(h, json ? json : "");
+    free(json);
+    h = hash_str(h, m->id);
+    h = hash_u64(h, m->n_params);
+    h = hash_u64(h, checksum64(m->params, m->n_params * sizeof(float)));
+
+    /* The data: every listed file by name, size and modification time. */
+    h = hash_str(h, m->dataset);
+    h = hash_str(h, p->split);
+    h = hash_u64(h, (uint64_t)ds->n);
+    for (int i = 0; i < ds->n; i++) {
+        struct stat st;
+        if (stat(ds->items[i].path, &st) != 0)
+            return strata_fail(err, STRATA_E_IO, "%s: %s", ds->items[i].path, strerror(errno));
+        h = hash_str(h, ds->items[i].name);
+        h = hash_u64(h, (uint64_t)st.st_size);
+        h = hash_u64(h, (uint64_t)st.st_mtim.tv_sec);
+        h = hash_u64(h, (uint64_t)st.st_mtim.tv_nsec);
+    }
+
+    /* The parameters that change the result. */
+    h = hash_u64(h, (uint64_t)p->grid);
+    h = hash_u64(h, (uint64_t)p->k_max);
+    h = hash_u64(h, (uint64_t)p->n_init);
+    h = hash_u64(h, (uint64_t)p->max_iter);
+    uint64_t tol_bits;
+    memcpy(&tol_bits, &p->tol, sizeof tol_bits);
+    h = hash_u64(h, tol_bits);
+    h = hash_u64(h, p->seed);
+    for (int l = 0; l < m->n_layers; l++)
+        h = hash_u64(h, (uint64_t)k_of[l]);
+    *key = h ? h : 1; /* 0 means "no key" */
+    return 0;
+}
+
+/* ---- serialisation ---------------------------------------------------------- */
+
+/* A sink that either counts bytes (buf NULL) or copies them. */
+struct wbuf {
+    uint8_t *buf;
+    size_t len;
+};
+
+static void put(struct wbuf *w, const void *data, size_t len)
+{
+    if (w->buf && len)
+        memcpy(w->buf + w->len, data, len);
+    w->len += len;
+}
+
+static void put_u32(struct wbuf *w, uint32_t v)
+{
+    put(w, &v, 4);
+}
+
+static void put_i32(struct wbuf *w, int v)
+{
+    int32_t x = v;
+    put(w, &x, 4);
+}
+
+static void put_u64(struct wbuf *w, uint64_t v)
+{
+    put(w, &v, 8);
+}
+
+static void put_f64(struct wbuf *w, double v)
+{
+    put(w, &v, 8);
+}
+
+static void put_str(struct wbuf *w, const char *s)
+{
+    uint32_t len = (uint32_t)strlen(s);
+    put_u32(w, len);
+    put(w, s, len);
+}
+
+static void serialise(const struct analysis *a, struct wbuf *w)
+{
+    int n = a->n, C = a->n_classes;
+    put_str(w, a->model_id);
+    put_str(w, a->dataset);
+    put_str(w, a->split);
+    put_u32(w, (uint32_t)a->grid);
+    put_u32(w, (uint32_t)a->k_max);
+    put_u32(w, (uint32_t)a->n_init);
+    put_u32(w, (uint32_t)a->max_iter);
+    put_f64(w, a->tol);
+    put_u64(w, a->seed);
+    put_u32(w, (uint32_t)n);
+    put_u32(w, (uint32_t)C);
+    put_u32(w, (uint32_t)a->n_layers);
+    for (int c = 0; c < C; c++)
+        put_str(w, a->classes[c]);
+    for (int i = 0; i < n; i++)
+        put_str(w, a->image_ids[i]);
+    put(w, a->labels, (size_t)n * 4);
+    put(w, a->pred, (size_t)n * 4);
+    put(w, a->probs, (size_t)n * C * 4);
+    put(w, a->seconds, sizeof a->seconds);
+    for (int l = 0; l < a->n_layers; l++) {
+        const struct analysis_layer *L = &a->layers[l];
+        int d = L->d, k = L->c.k;
+        put_str(w, L->name);
+        put_str(w, L->type);
+        put_i32(w, L->out.h);
+        put_i32(w, L->out.w);
+        put_i32(w, L->out.c);
+        put_i32(w, d);
+        put_i32(w, L->grid);
+        put_i32(w, L->same_as);
+        put_i32(w, L->k_override);
+        put_i32(w, L->k_auto);
+        if (L->same_as < 0)
+            put(w, L->features, (size_t)n * d * 4);
+        put(w, L->elbow, (size_t)a->k_max * 8);
+        put(w, L->pca_mean, (size_t)d * 4);
+        put(w, L->pca_components, (size_t)2 * d * 4);
+        put(w, L->pca_ratio, sizeof L->pca_ratio);
+        put(w, L->points, (size_t)2 * n * 4);
+        put_i32(w, k);
+        put(w, L->c.centers, (size_t)k * d * 4);
+        put(w, L->c.labels, (size_t)n * 4);
+        put_f64(w, L->c.inertia);
+        put_f64(w, L->c.silhouette);
+        put(w, L->c.center_points, (size_t)2 * k * 4);
+        put(w, L->c.dist2, (size_t)n * 4);
+    }
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len) {
+        ssize_t got = write(fd, p, len);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += got;
+        len -= (size_t)got;
+    }
+    return 0;
+}
+
+int analysis_save(const struct analysis *a, const char *path, char *err)
+{
+    /* The format is the host's memory layout; strata targets little-endian
+     * machines (x86-64, arm64). */
+    assert(*(const uint8_t *)&(uint32_t){1} == 1);
+    struct wbuf w = {0};
+    serialise(a, &w);
+    size_t payload = w.len;
+    uint8_t *buf = malloc(HEADER_SIZE + payload);
+    if (!buf)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for a %zu-byte cache file", payload);
+    w.buf = buf + HEADER_SIZE;
+    w.len = 0;
+    serialise(a, &w);
+    assert(w.len == payload);
+    memcpy(buf, magic, 8);
+    put_le32(buf + 8, ANALYSIS_FORMAT_VERSION);
+    put_le32(buf + 12, HEADER_SIZE);
+    put_le64(buf + 16, a->key);
+    put_le64(buf + 24, payload);
+    put_le64(buf + 32, checksum64(buf + HEADER_SIZE, payload));
+    put_le64(buf + 40, checksum64(buf, 40));
+
+    /* Temporary file in the same folder, renamed over the target: readers
+     * see the old file or the complete new one, never a partial write. */
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) {
+        free(buf);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    }
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int rc = strata_fail(err, STRATA_E_IO, "%s: cannot create a temporary file: %s", path,
+                             strerror(errno));
+        free(tmp);
+        free(buf);
+        return rc;
+    }
+    /* mkstemp creates the file 0600; a cache is meant to be shared by the
+     * CLI and a server that may run as another user. */
+    int bad = fchmod(fd, 0644) != 0 || write_all(fd, buf, HEADER_SIZE + payload) != 0;
+    int saved = errno;
+    if (close(fd) != 0 && !bad) {
+        bad = 1;
+        saved = errno;
+    }
+    if (!bad && rename(tmp, path) != 0) {
+        bad = 1;
+        saved = errno;
+    }
+    int rc = 0;
+    if (bad) {
+        unlink(tmp);
+        rc = strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(saved));
+    }
+    free(tmp);
+    free(buf);
+    return rc;
+}
+
+/* A bounds-checked reader: every get fails (sets bad) rather than reading
+ * past the end, and later gets then do nothing. */
+struct rbuf {
+    const uint8_t *p;
+    size_t left;
+    int bad;
+};
+
+static int get(struct rbuf *r, void *dst, size_t len)
+{
+    if (r->bad || len > r->left) {
+        r->bad = 1;
+        if (dst && len)
+            memset(dst, 0, len);
+        return -1;
+    }
+    if (len)
+        memcpy(dst, r->p, len);
+    r->p += len;
+    r->left -= len;
+    return 0;
+}
+
+static int32_t get_i32(struct rbuf *r)
+{
+    int32_t v = 0;
+    get(r, &v, 4);
+    return v;
+}
+
+static uint32_t get_u32(struct rbuf *r)
+{
+    uint32_t v = 0;
+    get(r, &v, 4);
+    return v;
+}
+
+static uint64_t get_u64(struct rbuf *r)
+{
+    uint64_t v = 0;
+    get(r, &v, 8);
+    return v;
+}
+
+static double get_f64(struct rbuf *r)
+{
+    double v = 0;
+    get(r, &v, 8);
+    return v;
+}
+
+/* A string into a fixed buffer (cap includes the NUL). */
+static int get_str_fixed(struct rbuf *r, char *dst, size_t cap)
+{
+    uint32_t len = get_u32(r);
+    if (r->bad || len >= cap || len > r->left) {
+        r->bad = 1;
+        dst[0] = 0;
+        return -1;
+    }
+    get(r, dst, len);
+    dst[len] = 0;
+    return 0;
+}
+
+static char *get_str_alloc(struct rbuf *r)
+{
+    uint32_t len = get_u32(r);
+    if (r->bad || len > MAX_STR || len > r->left) {
+        r->bad = 1;
+        return NULL;
+    }
+    char *s = malloc(len + 1);
+    if (!s)
+        return NULL;
+    get(r, s, len);
+    s[len] = 0;
+    return s;
+}
+
+/* An array of count elements of `size` bytes, allocated; NULL (with bad set
+ * when the bytes are missing) on failure. */
+static void *get_array(struct rbuf *r, size_t count, size_t size)
+{
+    if (r->bad || (count && size > r->left / count)) {
+        r->bad = 1;
+        return NULL;
+    }
+    size_t bytes = count * size;
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        return NULL;
+    get(r, p, bytes);
+    return p;
+}
+
+static int all_finite_f32(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+static int labels_in_range(const int *v, int n, int k)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] < 0 || v[i] >= k)
+            return 0;
+    return 1;
+}
+
+#define FORMAT_FAIL(...) \
+    do { rc = strata_fail(err, STRATA_E_FORMAT, __VA_ARGS__); goto fail; } while (0)
+#define NEED(ptr) \
+    do { if (!(ptr)) { rc = r.bad ? strata_fail(err, STRATA_E_FORMAT, "%s: truncated payload", path) \
+                                  : strata_fail(err, STRATA_E_NOMEM, "%s: out of memory", path); \
+                       goto fail; } } while (0)
+
+/* Parses a verified payload into *a. */
+static int parse_payload(const uint8_t *data, size_t len, const char *path, struct analysis *a,
+                         char *err)
+{
+    struct rbuf r = {data, len, 0};
+    int rc = 0;
+    get_str_fixed(&r, a->model_id, sizeof a->model_id);
+    get_str_fixed(&r, a->dataset, sizeof a->dataset);
+    get_str_fixed(&r, a->split, sizeof a->split);
+    a->grid = (int)get_u32(&r);
+    a->k_max = (int)get_u32(&r);
+    a->n_init = (int)get_u32(&r);
+    a->max_iter = (int)get_u32(&r);
+    a->tol = get_f64(&r);
+    a->seed = get_u64(&r);
+    uint32_t n = get_u32(&r), C = get_u32(&r), NL = get_u32(&r);
+    if (r.bad)
+        FORMAT_FAIL("%s: truncated header fields", path);
+    if (n < 2 || n > MAX_IMAGES || C < 1 || C > MODEL_MAX_CLASSES || NL < 1 ||
+        NL > MODEL_MAX_LAYERS || a->grid < 1 || a->grid > ANALYSIS_MAX_GRID || a->k_max < 1 ||
+        a->k_max > KMEANS_MAX_K || (uint32_t)a->k_max > n || a->n_init < 1 || a->max_iter < 1)
+        FORMAT_FAIL("%s: counts out of range (n %u, classes %u, layers %u, grid %d, k_max %d)",
+                    path, n, C, NL, a->grid, a->k_max);
+    a->n = (int)n;
+    a->n_classes = (int)C;
+    a->n_layers = (int)NL;
+    a->classes = alloc_n(C, sizeof(char *));
+    a->image_ids = alloc_n(n, sizeof(char *));
+    a->layers = alloc_n(NL, sizeof *a->layers);
+    NEED(a->classes && a->image_ids && a->layers);
+    for (uint32_t l = 0; l < NL; l++)
+        a->layers[l].same_as = -1; /* so that a partial bundle frees correctly */
+    for (uint32_t c = 0; c < C; c++)
+        NEED(a->classes[c] = get_str_alloc(&r));
+    for (uint32_t i = 0; i < n; i++)
+        NEED(a->image_ids[i] = get_str_alloc(&r));
+    NEED(a->labels = get_array(&r, n, 4));
+    NEED(a->pred = get_array(&r, n, 4));
+    NEED(a->probs = get_array(&r, (size_t)n * C, 4));
+    get(&r, a->seconds, sizeof a->seconds);
+    if (!labels_in_range(a->labels, (int)n, (int)C) || !labels_in_range(a->pred, (int)n, (int)C))
+        FORMAT_FAIL("%s: a class index is out of range", path);
+    if (!all_finite_f32(a->probs, (size_t)n * C))
+        FORMAT_FAIL("%s: a probability is not finite", path);
+
+    for (uint32_t l = 0; l < NL; l++) {
+        struct analysis_layer *L = &a->layers[l];
+        get_str_fixed(&r, L->name, sizeof L->name);
+        get_str_fixed(&r, L->type, sizeof L->type);
+        L->out.h = get_i32(&r);
+        L->out.w = get_i32(&r);
+        L->out.c = get_i32(&r);
+        int d = get_i32(&r);
+        L->grid = get_i32(&r);
+        int same_as = get_i32(&r);
+        L->k_override = get_i32(&r);
+        L->k_auto = get_i32(&r);
+        if (r.bad)
+            FORMAT_FAIL("%s: truncated at layer %u", path, l);
+        if (same_as < -1 || same_as >= (int)l || (same_as >= 0 && a->layers[same_as].same_as >= 0))
+            FORMAT_FAIL("%s: layer %u refers to layer %d", path, l, same_as);
+        if (L->out.h < 1 || L->out.w < 1 || L->out.c < 1 || d < 1 ||
+            (same_as >= 0 && d != a->layers[same_as].d) ||
+            (same_as < 0 && (L->grid != feature_grid(L->out, a->grid) ||
+                             d != feature_size(L->out, a->grid))) ||
+            L->k_override < 0 || L->k_override > KMEANS_MAX_K || (uint32_t)L->k_override > n ||
+            L->k_auto < 1 || L->k_auto > KMEANS_MAX_K || (uint32_t)L->k_auto > n)
+            FORMAT_FAIL("%s: layer %u has inconsistent sizes", path, l);
+        L->d = d;
+        if (same_as < 0) {
+            NEED(L->features = get_array(&r, (size_t)n * d, 4));
+        } else {
+            L->features = a->layers[same_as].features;
+        }
+        L->same_as = same_as;
+        NEED(L->elbow = get_array(&r, (size_t)a->k_max, 8));
+        NEED(L->pca_mean = get_array(&r, (size_t)d, 4));
+        NEED(L->pca_components = get_array(&r, (size_t)2 * d, 4));
+        get(&r, L->pca_ratio, sizeof L->pca_ratio);
+        NEED(L->points = get_array(&r, (size_t)2 * n, 4));
+        int k = get_i32(&r);
+        if (r.bad || k < 1 || k > KMEANS_MAX_K || (uint32_t)k > n)
+            FORMAT_FAIL("%s: layer %u has k = %d", path, l, k);
+        L->c.k = k;
+        NEED(L->c.centers = get_array(&r, (size_t)k * d, 4));
+        NEED(L->c.labels = get_array(&r, n, 4));
+        L->c.inertia = get_f64(&r);
+        L->c.silhouette = get_f64(&r);
+        NEED(L->c.center_points = get_array(&r, (size_t)2 * k, 4));
+        NEED(L->c.dist2 = get_array(&r, n, 4));
+        if (!labels_in_range(L->c.labels, (int)n, k))
+            FORMAT_FAIL("%s: layer %u has a cluster label out of range", path, l);
+        if (!all_finite_f32(L->c.dist2, n) || !all_finite_f32(L->c.centers, (size_t)k * d))
+            FORMAT_FAIL("%s: layer %u holds a non-finite value", path, l);
+        if ((rc = clustering_derive(&L->c, (int)n, a->labels, (int)C, err)) < 0)
+            goto fail;
+    }
+    if (r.bad)
+        FORMAT_FAIL("%s: truncated payload", path);
+    if (r.left)
+        FORMAT_FAIL("%s: %zu unexpected bytes after the payload", path, r.left);
+    if ((rc = derive_bundle(a, err)) < 0)
+        goto fail;
+    return 0;
+fail:
+    analysis_free(a);
+    return rc;
+}
+
+#undef FORMAT_FAIL
+#undef NEED
+
+int analysis_load(const char *path, uint64_t expect_key, struct analysis *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = now_seconds();
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return strata_fail(err, errno == ENOENT ? STRATA_E_NOTFOUND : STRATA_E_IO,
+                           "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return strata_fail(err, STRATA_E_IO, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)st.st_size;
+    if (size < HEADER_SIZE) {
+        close(fd);
+        return strata_fail(err, STRATA_E_FORMAT, "%s: truncated (%zu bytes, less than a header)",
+                           path, size);
+    }
+    uint8_t *buf = malloc(size);
+    if (!buf) {
+        close(fd);
+        return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory (%zu bytes)", path, size);
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t k = read(fd, buf + got, size - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(fd);
+    int rc;
+    uint32_t version, hsize;
+    uint64_t key, plen, psum, hsum;
+    if (got != size) {
+        rc = strata_fail(err, STRATA_E_IO, "%s: read failed", path);
+        goto done;
+    }
+    memcpy(&version, buf + 8, 4);
+    memcpy(&hsize, buf + 12, 4);
+    memcpy(&key, buf + 16, 8);
+    memcpy(&plen, buf + 24, 8);
+    memcpy(&psum, buf + 32, 8);
+    memcpy(&hsum, buf + 40, 8);
+    if (memcmp(buf, magic, 8) != 0) {
+        rc = strata_fail(err, STRATA_E_FORMAT, "%s: not a strata analysis file", path);
+        goto done;
+    }
+    if (checksum64(buf, 40) != hsum) {
+        rc = strata_fail(err, STRATA_E_FORMAT, "%s: corrupt header (checksum mismatch)", path);
+        goto done;
+    }
+    if (version != ANALYSIS_FORMAT_VERSION || hsize != HEADER_SIZE) {
+        rc = strata_fail(err, STRATA_E_UNSUPPORTED,
+                         "%s: analysis format version %u, this strata reads version %d", path,
+                         version, ANALYSIS_FORMAT_VERSION);
+        goto done;
+    }
+    if (plen != size - HEADER_SIZE) {
+        rc = strata_fail(err, STRATA_E_FORMAT,
+                         "%s: truncated or padded (%zu payload bytes, header says %llu)", path,
+                         size - HEADER_SIZE, (unsigned long long)plen);
+        goto done;
+    }
+    if (checksum64(buf + HEADER_SIZE, plen) != psum) {
+        rc = strata_fail(err, STRATA_E_FORMAT, "%s: corrupt (checksum mismatch)", path);
+        goto done;
+    }
+    if (expect_key && key != expect_key) {
+        rc = strata_fail(err, STRATA_E_FORMAT,
+                         "%s: computed for other weights, data or parameters (key %016llx, "
+                         "expected %016llx)",
+                         path, (unsigned long long)key, (unsigned long long)expect_key);
+        goto done;
+    }
+    rc = parse_payload(buf + HEADER_SIZE, plen, path, out, err);
+    if (rc == 0) {
+        out->key = key;
+        out->cached = 1;
+        out->load_seconds = now_seconds() - t0;
+        snprintf(out->cache_path, sizeof out->cache_path, "%s", path);
+    }
+done:
+    free(buf);
+    return rc;
+}
+
+/* ---- the cache ------------------------------------------------------------- */
+
+/* mkdir -p. */
+static int make_dirs(const char *dir, char *err)
+{
+    char path[1024];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return strata_fail(err, STRATA_E_ARG, "cache folder name too long");
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(path, 0755) != 0 && errno != EEXIST)
+                return strata_fail(err, STRATA_E_IO, "%s: cannot create: %s", path,
+                                   strerror(errno));
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    return 0;
+}
+
+/* The bundle was loaded for this model: same id, layers and classes. */
+static int bundle_matches(const struct analysis *a, const struct model *m)
+{
+    if (strcmp(a->model_id, m->id) || a->n_layers != m->n_layers || a->n_classes != m->n_classes)
+        return 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const struct shape s = m->layers[l].out;
+        const struct analysis_layer *L = &a->layers[l];
+        if (strcmp(L->name, m->layers[l].cfg.name) || s.h != L->out.h || s.w != L->out.w ||
+            s.c != L->out.c)
+            return 0;
+    }
+    for (int c = 0; c < m->n_classes; c++)
+        if (strcmp(a->classes[c], m->classes[c]))
+            return 0;
+    return 1;
+}
+
+int analysis_load_or_run(struct model *m, const struct analysis_params *p, const char *data_root,
+                         const char *cache_dir, struct analysis *out,
+                         analysis_progress_fn progress, void *user, char *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = check_params(p, err);
+    if (rc < 0)
+        return rc;
+    struct dataset ds;
+    if ((rc = open_split(m, data_root, p->split, &ds, err)) < 0)
+        return rc;
+    uint64_t key;
+    if ((rc = analysis_cache_key(m, p, &ds, &key, err)) < 0) {
+        dataset_free(&ds);
+        return rc;
+    }
+    char path[1024] = "", note[STRATA_ERR_LEN] = "";
+    if (cache_dir) {
+        int len = snprintf(path, sizeof path, "%s/%s-%016llx.analysis", cache_dir, m->id,
+                           (unsigned long long)key);
+        if (len < 0 || (size_t)len >= sizeof path) {
+            dataset_free(&ds);
+            return strata_fail(err, STRATA_E_ARG, "cache folder name too long");
+        }
+        char lerr[STRATA_ERR_LEN];
+        int lrc = analysis_load(path, key, out, lerr);
+        if (lrc == 0 && bundle_matches(out, m)) {
+            out->n_threads = p->n_threads;
+            dataset_free(&ds);
+            return 0;
+        }
+        if (lrc == 0) {
+            analysis_free(out);
+            snprintf(note, sizeof note, "%s: made for another model; recomputed", path);
+        } else if (lrc != STRATA_E_NOTFOUND) {
+            snprintf(note, sizeof note, "%.400s; recomputed", lerr);
+        }
+    }
+    rc = run_dataset(m, p, &ds, out, progress, user, err);
+    dataset_free(&ds);
+    if (rc < 0)
+        return rc;
+    out->key = key;
+    if (cache_dir) {
+        char werr[STRATA_ERR_LEN];
+        if (make_dirs(cache_dir, werr) < 0 || analysis_save(out, path, werr) < 0)
+            snprintf(note + strlen(note), sizeof note - strlen(note), "%scache not written: %.400s",
+                     note[0] ? "; " : "", werr);
+        else
+            snprintf(out->cache_path, sizeof out->cache_path, "%s", path);
+    }
+    snprintf(out->cache_note, sizeof out->cache_note, "%s", note);
+    return 0;
+}
