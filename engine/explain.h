@@ -2,9 +2,13 @@
  * explain.h — LIME explanations of a model's prediction.
  *
  * Connects the model-agnostic LIME engine (lime.h) to a strata model: the
- * image is resized once to the model's input size, and LIME's perturbed
- * images are classified in batches through one inference workspace. The
- * explanation (segments, overlays) refers to that resized image.
+ * image is resized once to the model's input size, and LIME's samples are
+ * classified through the receptive-field tables of lime_local.h when the
+ * model starts with local layers and that pays for this image (the seed
+ * architecture: about 50× faster), else as perturbed images in batches
+ * through one inference workspace. Both give the same probabilities up to
+ * float rounding. The explanation (segments, overlays) refers to the
+ * resized image.
  */
 #ifndef STRATA_EXPLAIN_H
 #define STRATA_EXPLAIN_H
@@ -15,8 +19,11 @@
 
 /* Explains img (any size) for the classes in labels[n_labels] (n_labels 0:
  * the top p->top_labels predicted classes). On success fills *res (free with
- * lime_result_free) and *resized with the image at the model's input size
- * (free with image_free), which is what overlays are drawn on. */
+ * lime_result_free; res->mask_path says whether the tables were used) and
+ * *resized with the image at the model's input size (free with image_free),
+ * which is what overlays are drawn on. Fails with STRATA_E_NOTFOUND for a
+ * label that is not a class, STRATA_E_ARG for batch_size < 1, and as
+ * image_resize and lime_explain do; nothing is left allocated then. */
 int explain_image(struct model *m, const struct image *img, const struct lime_params *p,
                   const int *labels, int n_labels, struct lime_result *res, struct image *resized,
                   char *err);

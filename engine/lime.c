@@ -8,6 +8,12 @@
  * buffer the callback reads, and the probability matrix. A perturbed image is
  * assembled run by run from the photo or the hidden image, so each sample
  * costs one pass of sequential copies over the image.
+ *
+ * A classifier that also offers a mask classifier (lime_classifier) is asked
+ * first, with all the masks and what they stand for (the segments and their
+ * hiding colours): one that knows its model's structure can answer much
+ * faster than by classifying rendered images (lime_local.h). Only when it
+ * declines is the batch buffer allocated and filled.
  */
 #include "lime.h"
 
@@ -179,11 +185,33 @@ static void sort_features(struct lime_feature *f, int n)
     }
 }
 
+/* Fails with STRATA_E_FORMAT at the first non-finite value among the
+ * probabilities of samples [first, first + n). */
+static int check_finite(const float *probs, int first, int n, int n_classes, char *err)
+{
+    for (size_t q = (size_t)first * n_classes; q < (size_t)(first + n) * n_classes; q++)
+        if (!isfinite(probs[q]))
+            return strata_fail(err, STRATA_E_FORMAT,
+                               "LIME: the classifier returned a non-finite probability for "
+                               "sample %d, class %d",
+                               (int)(q / n_classes), (int)(q % n_classes));
+    return STRATA_OK;
+}
+
 int lime_explain(const uint8_t *rgb, int w, int h, const struct lime_params *p,
                  lime_classify_fn classify, void *user, int n_classes, const int *labels,
                  int n_labels, struct lime_result *res, char *err)
 {
-    assert(rgb && p && classify && res);
+    assert(classify);
+    const struct lime_classifier clf = {.classify = classify, .user = user};
+    return lime_explain_with(rgb, w, h, p, &clf, n_classes, labels, n_labels, res, err);
+}
+
+int lime_explain_with(const uint8_t *rgb, int w, int h, const struct lime_params *p,
+                      const struct lime_classifier *clf, int n_classes, const int *labels,
+                      int n_labels, struct lime_result *res, char *err)
+{
+    assert(rgb && p && clf && clf->classify && res);
     memset(res, 0, sizeof *res);
     int rc = check_params(w, h, p, n_classes, labels, n_labels, err);
     if (rc)
@@ -236,7 +264,6 @@ int lime_explain(const uint8_t *rgb, int w, int h, const struct lime_params *p,
     fudge = malloc((size_t)nseg * 3);
     hidden = malloc(img_bytes);
     masks = malloc((size_t)ns * nseg);
-    batch = malloc((size_t)bs * img_bytes);
     probs = malloc((size_t)ns * n_classes * sizeof(float));
     x = malloc((size_t)ns * nseg * sizeof(double));
     wts = malloc((size_t)ns * sizeof(double));
@@ -244,7 +271,7 @@ int lime_explain(const uint8_t *rgb, int w, int h, const struct lime_params *p,
     coef = malloc((size_t)nseg * sizeof(double));
     sel = malloc((size_t)nseg * sizeof(int));
     res->probs = malloc((size_t)n_classes * sizeof(float));
-    if (!runs || !sums || !fudge || !hidden || !masks || !batch || !probs || !x || !wts || !y ||
+    if (!runs || !sums || !fudge || !hidden || !masks || !probs || !x || !wts || !y ||
         !coef || !sel || !res->probs) {
         rc = strata_fail(err, STRATA_E_NOMEM,
                          "LIME: out of memory for %d samples of a %dx%d image (batch %d)", ns, w,
@@ -305,9 +332,39 @@ int lime_explain(const uint8_t *rgb, int w, int h, const struct lime_params *p,
         wts[i] = lime_kernel_weight(m, nseg, p->kernel_width);
     }
 
-    /* Perturbed images, batch by batch, into the one buffer. */
+    /* The mask classifier first: it sees every mask at once (so that it can
+     * plan its work for this image) and renders nothing here. */
     double ms_classify = 0;
-    for (int b0 = 0; b0 < ns; b0 += bs) {
+    if (clf->classify_masks) {
+        const struct lime_perturbation pert = {.rgb = rgb, .w = w, .h = h,
+                                               .segments = res->segments,
+                                               .n_segments = nseg, .hide_rgb = fudge};
+        char cerr[STRATA_ERR_LEN] = "";
+        double tc = now_ms();
+        int crc = clf->classify_masks(clf->user, &pert, masks, ns, probs, cerr);
+        ms_classify += now_ms() - tc;
+        if (crc == STRATA_OK) {
+            rc = check_finite(probs, 0, ns, n_classes, err);
+            if (rc)
+                goto fail;
+            res->mask_path = 1;
+        } else if (crc != LIME_DECLINED) {
+            rc = strata_fail(err, crc < 0 ? crc : STRATA_E_IO,
+                             "LIME: the mask classifier failed on %d samples: %s", ns,
+                             cerr[0] ? cerr : "(no message)");
+            goto fail;
+        }
+    }
+    if (!res->mask_path) {
+        batch = malloc((size_t)bs * img_bytes);
+        if (!batch) {
+            rc = strata_fail(err, STRATA_E_NOMEM,
+                             "LIME: out of memory for a batch of %d %dx%d images", bs, w, h);
+            goto fail;
+        }
+    }
+    /* Otherwise perturbed images, batch by batch, into the one buffer. */
+    for (int b0 = 0; b0 < ns && !res->mask_path; b0 += bs) {
         int nb = ns - b0 < bs ? ns - b0 : bs;
         for (int i = 0; i < nb; i++) {
             uint8_t *dst = batch + (size_t)i * img_bytes;
@@ -322,7 +379,7 @@ int lime_explain(const uint8_t *rgb, int w, int h, const struct lime_params *p,
         }
         char cerr[STRATA_ERR_LEN] = "";
         double tc = now_ms();
-        int crc = classify(user, batch, nb, probs + (size_t)b0 * n_classes, cerr);
+        int crc = clf->classify(clf->user, batch, nb, probs + (size_t)b0 * n_classes, cerr);
         ms_classify += now_ms() - tc;
         if (crc != 0) {
             rc = strata_fail(err, crc < 0 ? crc : STRATA_E_IO,
@@ -330,15 +387,9 @@ int lime_explain(const uint8_t *rgb, int w, int h, const struct lime_params *p,
                              b0 + nb - 1, cerr[0] ? cerr : "(no message)");
             goto fail;
         }
-        for (size_t q = (size_t)b0 * n_classes; q < (size_t)(b0 + nb) * n_classes; q++) {
-            if (!isfinite(probs[q])) {
-                rc = strata_fail(err, STRATA_E_FORMAT,
-                                 "LIME: the classifier returned a non-finite probability for "
-                                 "sample %d, class %d",
-                                 (int)(q / n_classes), (int)(q % n_classes));
-                goto fail;
-            }
-        }
+        rc = check_finite(probs, b0, nb, n_classes, err);
+        if (rc)
+            goto fail;
     }
     memcpy(res->probs, probs, (size_t)n_classes * sizeof(float));
     const double t_samples = now_ms();

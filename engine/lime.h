@@ -12,7 +12,9 @@
  *      image itself), the others uniform 0/1 per segment;
  *   3. render each mask as an image — kept segments from the photo, hidden ones
  *      painted with the segment's mean colour (the reference's hide_color=None)
- *      or a fixed colour — in batches into one buffer, and classify each batch;
+ *      or a fixed colour — in batches into one buffer, and classify each batch
+ *      (or hand all the masks to a mask classifier, which computes the same
+ *      probabilities without rendering: lime_explain_with);
  *   4. weight each sample by the kernel sqrt(exp(−d²/width²)), d the cosine
  *      distance between its mask and the all-ones mask (1 − sqrt(k/n) for a
  *      mask of k ones among n segments, 1 for the empty mask);
@@ -39,6 +41,41 @@
  * strata_status with a message in err (STRATA_ERR_LEN bytes). */
 typedef int (*lime_classify_fn)(void *user, const uint8_t *rgb_batch, int n, float *probs,
                                 char *err);
+
+/* What every perturbed sample is made of, for a classifier that works from
+ * the masks rather than from rendered images. Sample i is the image whose
+ * pixel q is rgb[q] when masks[i·n_segments + segments[q]] is 1 and
+ * hide_rgb[segments[q]] when it is 0 — exactly the image the rendering path
+ * would hand to a lime_classify_fn. Everything is borrowed for one call. */
+struct lime_perturbation {
+    const uint8_t *rgb;      /* w×h×3, the explained image */
+    int w, h;
+    const int *segments;     /* w*h segment ids, 0..n_segments-1 */
+    int n_segments;
+    const uint8_t *hide_rgb; /* n_segments×3: the colour of each segment when hidden */
+};
+
+/* A lime_classify_masks_fn returns this (positive, so never a status) when it
+ * will not classify these samples — it does not apply to this model or image,
+ * or would not be faster; LIME then renders the images and uses the image
+ * classifier instead. */
+#define LIME_DECLINED 1
+
+/* Classifies the n samples described by pert and masks (n × n_segments
+ * bytes, each 0 or 1), writing n×n_classes probabilities into probs, which
+ * must equal (up to float rounding) what the image classifier gives on the
+ * rendered samples. Returns 0, LIME_DECLINED (probs untouched), or a negative
+ * enum strata_status with a message in err (STRATA_ERR_LEN bytes). */
+typedef int (*lime_classify_masks_fn)(void *user, const struct lime_perturbation *pert,
+                                      const uint8_t *masks, int n, float *probs, char *err);
+
+/* A model as LIME reaches it: the image classifier, and optionally a mask
+ * classifier tried first. */
+struct lime_classifier {
+    lime_classify_fn classify;             /* required */
+    lime_classify_masks_fn classify_masks; /* NULL: always render images */
+    void *user;                            /* passed to both */
+};
 
 enum lime_hide {
     LIME_HIDE_MEAN,  /* a hidden superpixel takes its own mean colour */
@@ -85,10 +122,13 @@ struct lime_result {
     int num_samples;
     int n_explained;
     struct lime_class *classes; /* in the order asked (top labels: most probable first) */
+    int mask_path;  /* 1 when the mask classifier classified the samples, 0 when
+                       they were rendered as images */
     /* Wall time per stage, milliseconds. */
     double ms_segment;    /* SLIC */
     double ms_perturb;    /* masks, weights and perturbed images */
-    double ms_classify;   /* inside the classify callback */
+    double ms_classify;   /* inside the classify callbacks (a declining
+                             mask classifier's time included) */
     double ms_regression; /* feature selection and ridge, all classes */
     double ms_total;
 };
@@ -114,6 +154,18 @@ void lime_params_default(struct lime_params *p);
 int lime_explain(const uint8_t *rgb, int w, int h, const struct lime_params *p,
                  lime_classify_fn classify, void *user, int n_classes, const int *labels,
                  int n_labels, struct lime_result *res, char *err);
+
+/* lime_explain with a lime_classifier: when clf->classify_masks is set it is
+ * called once with all num_samples masks (and nothing is rendered); if it
+ * returns LIME_DECLINED the samples are rendered in batches for
+ * clf->classify as lime_explain does. The result is the same either way (up
+ * to the classifiers' rounding); res->mask_path says which was used. The
+ * mask classifier needs no batch buffer, so the batch_size images are only
+ * allocated when it declines. Fails as lime_explain does, with the mask
+ * classifier's own negative code when it fails. */
+int lime_explain_with(const uint8_t *rgb, int w, int h, const struct lime_params *p,
+                      const struct lime_classifier *clf, int n_classes, const int *labels,
+                      int n_labels, struct lime_result *res, char *err);
 
 void lime_result_free(struct lime_result *res);
 
