@@ -1,0 +1,820 @@
+/*
+ * conv2d.c — 2-D convolution (Keras Conv2D), NHWC, on OpenBLAS GEMM.
+ *
+ * Shapes: input H×W×C, kernel [k][k][C][F] (HWIO), bias [F], output Ho×Wo×F.
+ *   valid  Ho = floor((H − k) / s) + 1
+ *   same   Ho = ceil(H / s); pad_total = max((Ho − 1)·s + k − H, 0), of which
+ *          pad_total / 2 goes on top and the rest (one more when odd) at the
+ *          bottom — TensorFlow's rule. Likewise for the width.
+ *
+ * As a matrix product. The reduction index is κ = (ky·k + kx)·C + c, so
+ * K = k·k·C and the kernel read as a row-major K×F matrix is exactly the HWIO
+ * tensor. im2col writes, for every output pixel p, the K input values its
+ * window sees (zeros over the padding) as row p of col [P×K], and then
+ * out[P×F] = col · W. In NHWC one kernel row of a window (fixed ky) is
+ * kc = k·C consecutive input floats, so im2col is k short copies per pixel.
+ *
+ * Three ways to build the left operand, by layer:
+ *   CONV_DIRECT  1×1, stride 1: the input already is col [P×C].
+ *   CONV_ROWS    stride 1, large images, kc ≥ CONV_ROWS_MIN_KC: a pixel's
+ *                window is k consecutive rows of the same "row-expanded"
+ *                image X[py][ox] = kc floats (the kernel row starting at
+ *                padded input row py, column ox). Output row oy needs X rows
+ *                oy … oy + k − 1, so with X stored row after row,
+ *                  out = Σ_ky X[ky·Wo …] · W[ky]      (k GEMMs, K = kc each)
+ *                where X shifted by ky rows is again a plain P×kc matrix.
+ *                X is k times smaller than col, and so is its memory traffic;
+ *                OpenBLAS runs K = 96 as fast as K = 288.
+ *   CONV_IM2COL  everything else (strided, or small images where a chunk must
+ *                span several of them, or kc too short for an efficient GEMM
+ *                like a 3×3 kernel over RGB): full im2col, one GEMM.
+ *
+ * GEMM orientation. The product is tall and skinny (P pixels, F = 32 … 128
+ * filters), and OpenBLAS is far from its peak when the short F dimension
+ * comes first in its column-major view, as it does for out[P×F] row-major:
+ * its micro-kernel is tall along that dimension. It runs 1.3–2× faster on
+ * the transposed problem outᵀ[F×P] = Wᵀ · colᵀ (measured for F = 32, 64,
+ * 128 and K = 27 … 576). So the forward computes outᵀ into scratch and
+ * writes it back transposed into NHWC, adding the bias and applying the
+ * fused activation on the way. Only layers with more than
+ * CONV_TRANSPOSE_MAX_F filters compute out = col · W directly.
+ *
+ * Chunking. The batch is processed a block of whole output rows at a time
+ * (CONV_ROWS blocks stay within one image; the others may span images),
+ * sized to about CONV_CHUNK_FLOATS floats of scratch: large enough that each
+ * GEMM is efficient and amortises OpenBLAS's thread start-up, small enough
+ * that the scratch stays in the cache between building col, the GEMM and the
+ * write-back. Never more than CONV_COL_CAP floats (32 MB) unless a single
+ * output row needs more. The chunk size depends only on the layer, so
+ * col_size(n) bounds every call with a batch ≤ n.
+ *
+ * Backward, per chunk (a pixel's gradient needs only its own dout row):
+ *   dz  = dout turned into the pre-activation gradient in place
+ *         (activation_backward)
+ *   db += Σ_p dz[p]                         (in double)
+ *   dW += colᵀ · dz                          (CONV_ROWS: dW[ky] += Xᵀ·dz per ky)
+ *   din += col2im(dz · Wᵀ)                   (dcol reuses the col buffer;
+ *                                             CONV_ROWS accumulates the k
+ *                                             shifted products into dX;
+ *                                             CONV_DIRECT adds dz·Wᵀ to din)
+ */
+#include "layer.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <xmmintrin.h>
+#endif
+
+#include "../status.h"
+
+/* Scratch floats per chunk (col + outᵀ) to aim for, a floor on the pixels of
+ * a chunk so that GEMMs stay efficient when a pixel needs much scratch, and a
+ * hard cap of 32 MB. Tuned on the seed architecture (see the file comment). */
+#define CONV_CHUNK_FLOATS ((size_t)1 << 20)
+#define CONV_CHUNK_MIN_PIXELS 1024
+#define CONV_COL_CAP ((size_t)8 << 20)
+/* Above this many filters, out = col · W is computed directly. */
+#define CONV_TRANSPOSE_MAX_F 2048
+/* CONV_ROWS needs GEMMs with K = kc of at least this, and images of at least
+ * this many output pixels (its chunks cannot span images). */
+#define CONV_ROWS_MIN_KC 32
+#define CONV_ROWS_MIN_PIXELS 1024
+/* Layer outputs larger than this (bytes) are written with non-temporal
+ * stores; smaller ones are left in the cache for the next layer. */
+#define CONV_STREAM_BYTES ((size_t)16 << 20)
+
+enum conv_mode { CONV_DIRECT, CONV_ROWS, CONV_IM2COL };
+
+/* Everything the kernels need about one layer's geometry. */
+struct conv_geom {
+    int H, W, C;        /* input sample */
+    int Ho, Wo, F;      /* output sample */
+    int k, s;           /* kernel side, stride */
+    int pt, pl;         /* padding before the first row / column */
+    int kc;             /* k·C: one kernel row of a window */
+    int K;              /* k·k·C */
+    int ox_lo, ox_hi;   /* output columns [ox_lo, ox_hi) have their whole window
+                           inside the input's columns */
+    enum conv_mode mode;
+    int transposed;     /* compute outᵀ = Wᵀ colᵀ, then transpose */
+    int chunk_rows;     /* output rows per chunk (before clamping to the batch) */
+    int terms;          /* GEMMs per chunk: k for CONV_ROWS, else 1 */
+    int Kt;             /* reduction length of each: kc for CONV_ROWS, else K
+                           (C for CONV_DIRECT, where K = C) */
+};
+
+static int conv_out_size(int in, int k, int s, enum padding pad)
+{
+    if (pad == PADDING_SAME)
+        return (in + s - 1) / s;
+    return in >= k ? (in - k) / s + 1 : 0;
+}
+
+static int conv_pad_before(int in, int out, int k, int s, enum padding pad)
+{
+    if (pad != PADDING_SAME)
+        return 0;
+    int total = (out - 1) * s + k - in;
+    return total > 0 ? total / 2 : 0;
+}
+
+/* Scratch floats for a chunk of R output rows: the left operand (col, or X
+ * with its k − 1 extra rows) and outᵀ. */
+static size_t conv_chunk_floats(const struct conv_geom *g, size_t R)
+{
+    size_t a = g->mode == CONV_IM2COL ? R * g->Wo * g->K
+             : g->mode == CONV_ROWS   ? (R + g->k - 1) * g->Wo * g->kc
+                                      : 0;
+    return a + (g->transposed ? R * g->Wo * g->F : 0);
+}
+
+static struct conv_geom conv_geom_of(const struct layer *l)
+{
+    const struct layer_config *c = &l->cfg;
+    struct conv_geom g = {
+        .H = l->in.h, .W = l->in.w, .C = l->in.c,
+        .Ho = l->out.h, .Wo = l->out.w, .F = l->out.c,
+        .k = c->kernel, .s = c->stride,
+    };
+    g.pt = conv_pad_before(g.H, g.Ho, g.k, g.s, c->padding);
+    g.pl = conv_pad_before(g.W, g.Wo, g.k, g.s, c->padding);
+    g.kc = g.k * g.C;
+    g.K = g.k * g.kc;
+    /* ox·s − pl ≥ 0 and ox·s − pl + k ≤ W */
+    g.ox_lo = (g.pl + g.s - 1) / g.s;
+    g.ox_hi = g.W - g.k + g.pl >= 0 ? (g.W - g.k + g.pl) / g.s + 1 : 0;
+    g.ox_lo = g.ox_lo < g.Wo ? g.ox_lo : g.Wo;
+    g.ox_hi = g.ox_hi < g.Wo ? g.ox_hi : g.Wo;
+    g.ox_hi = g.ox_hi > g.ox_lo ? g.ox_hi : g.ox_lo;
+    if (g.k == 1 && g.s == 1)
+        g.mode = CONV_DIRECT;
+    else if (g.s == 1 && g.kc >= CONV_ROWS_MIN_KC && g.Ho * g.Wo >= CONV_ROWS_MIN_PIXELS)
+        g.mode = CONV_ROWS;
+    else
+        g.mode = CONV_IM2COL;
+    g.terms = g.mode == CONV_ROWS ? g.k : 1;
+    g.Kt = g.mode == CONV_ROWS ? g.kc : g.K;
+    g.transposed = g.F <= CONV_TRANSPOSE_MAX_F;
+
+    size_t per_pixel = (g.mode == CONV_IM2COL ? (size_t)g.K
+                        : g.mode == CONV_ROWS ? (size_t)g.kc : 0) +
+                       (g.transposed ? (size_t)g.F : 0);
+    size_t pixels = per_pixel ? CONV_CHUNK_FLOATS / per_pixel : CONV_CHUNK_FLOATS;
+    if (pixels < CONV_CHUNK_MIN_PIXELS)
+        pixels = CONV_CHUNK_MIN_PIXELS;
+    if (per_pixel && pixels * per_pixel > CONV_COL_CAP)
+        pixels = CONV_COL_CAP / per_pixel;
+    size_t rows = pixels / (size_t)g.Wo;
+    if (g.mode == CONV_ROWS && rows > (size_t)g.Ho)
+        rows = g.Ho;
+    g.chunk_rows = rows < 1 ? 1 : rows > (size_t)INT_MAX ? INT_MAX : (int)rows;
+    return g;
+}
+
+static int conv_configure(struct layer *l, char *err)
+{
+    struct layer_config *c = &l->cfg;
+    if (l->in.h < 1 || l->in.w < 1 || l->in.c < 1)
+        return strata_fail(err, STRATA_E_ARG,
+                           "layer '%s': input shape %dx%dx%d is empty or its channel "
+                           "count is unknown",
+                           c->name, l->in.h, l->in.w, l->in.c);
+    if (c->filters < 1)
+        return strata_fail(err, STRATA_E_ARG, "layer '%s': filters is %d, it must be >= 1",
+                           c->name, c->filters);
+    if (c->kernel < 1)
+        return strata_fail(err, STRATA_E_ARG,
+                           "layer '%s': kernel_size is %d, it must be >= 1", c->name,
+                           c->kernel);
+    /* 0 means "not given": Keras's default stride is 1. */
+    if (c->stride == 0)
+        c->stride = 1;
+    if (c->stride < 1)
+        return strata_fail(err, STRATA_E_ARG, "layer '%s': strides is %d, it must be >= 1",
+                           c->name, c->stride);
+    if (c->padding != PADDING_VALID && c->padding != PADDING_SAME)
+        return strata_fail(err, STRATA_E_ARG,
+                           "layer '%s': padding must be \"valid\" or \"same\"", c->name);
+    if (c->activation != ACT_NONE && c->activation != ACT_RELU &&
+        c->activation != ACT_SIGMOID && c->activation != ACT_SOFTMAX)
+        return strata_fail(err, STRATA_E_ARG, "layer '%s': unknown activation %d", c->name,
+                           (int)c->activation);
+    /* Keeps every index of the kernels (and K, a GEMM dimension) in an int. */
+    if ((int64_t)c->kernel * c->kernel * l->in.c > (1 << 24) ||
+        (int64_t)c->kernel * c->kernel * l->in.c * c->filters > (1 << 28) ||
+        shape_size(l->in) > (size_t)INT32_MAX)
+        return strata_fail(err, STRATA_E_LIMIT,
+                           "layer '%s': a %dx%d kernel over %d channels with %d filters on a "
+                           "%dx%d input is too large",
+                           c->name, c->kernel, c->kernel, l->in.c, c->filters, l->in.h,
+                           l->in.w);
+    int ho = conv_out_size(l->in.h, c->kernel, c->stride, c->padding);
+    int wo = conv_out_size(l->in.w, c->kernel, c->stride, c->padding);
+    if (ho < 1 || wo < 1)
+        return strata_fail(err, STRATA_E_ARG,
+                           "layer '%s': kernel_size %d is larger than the %dx%d input; use "
+                           "padding \"same\" or a smaller kernel",
+                           c->name, c->kernel, l->in.h, l->in.w);
+    if ((int64_t)ho * wo * c->filters > INT32_MAX)
+        return strata_fail(err, STRATA_E_LIMIT,
+                           "layer '%s': output of %dx%dx%d values per sample is too large",
+                           c->name, ho, wo, c->filters);
+    l->out = (struct shape){.h = ho, .w = wo, .c = c->filters};
+    return 0;
+}
+
+static int conv_params(const struct layer *l, struct param_desc *desc)
+{
+    const struct layer_config *c = &l->cfg;
+    desc[0] = (struct param_desc){
+        .name = "kernel", .ndim = 4,
+        .dims = {c->kernel, c->kernel, l->in.c, c->filters}, .trainable = 1};
+    if (!c->use_bias)
+        return 1;
+    desc[1] = (struct param_desc){
+        .name = "bias", .ndim = 1, .dims = {c->filters}, .trainable = 1};
+    return 2;
+}
+
+/* Scratch for one chunk of at most chunk_rows output rows. */
+static size_t conv_col_size(const struct layer *l, int n)
+{
+    struct conv_geom g = conv_geom_of(l);
+    size_t rows = (size_t)n * g.Ho;
+    if (rows > (size_t)g.chunk_rows)
+        rows = g.chunk_rows;
+    return conv_chunk_floats(&g, rows);
+}
+
+static size_t conv_state_size(const struct layer *l, int n)
+{
+    return 0;
+}
+
+static void conv_state_bind(struct layer *l, void *block, int n)
+{
+}
+
+/* Keras's defaults: He-uniform ahead of a relu (keeps the activations'
+ * variance from layer to layer), Glorot-uniform otherwise; fan_in = k·k·C and
+ * fan_out = k·k·F. Biases start at zero. */
+static void conv_init(struct layer *l, struct rng *r)
+{
+    const struct layer_config *c = &l->cfg;
+    double fan_in = (double)c->kernel * c->kernel * l->in.c;
+    double fan_out = (double)c->kernel * c->kernel * c->filters;
+    double limit = c->activation == ACT_RELU ? sqrt(6.0 / fan_in)
+                                             : sqrt(6.0 / (fan_in + fan_out));
+    size_t nk = (size_t)c->kernel * c->kernel * l->in.c * c->filters;
+    for (size_t i = 0; i < nk; i++)
+        l->w.kernel[i] = (float)((2.0 * rng_uniform(r) - 1.0) * limit);
+    if (c->use_bias)
+        memset(l->w.bias, 0, (size_t)c->filters * sizeof(float));
+}
+
+/* ---- building the left operand, and scattering its gradient back ---------- */
+
+/* n runs of len floats: d + i·dstep ← s + i·sstep. One kernel row of a window
+ * is short (9 floats for a 3×3 RGB kernel), so a library memcpy call or a
+ * generic vector loop with its prologue and tail would cost more than the
+ * copy; the usual lengths get a fixed-size memcpy, which compiles to a few
+ * unaligned moves. */
+static void conv_copy_runs(float *restrict d, size_t dstep, const float *restrict s,
+                           size_t sstep, int n, int len)
+{
+#define CONV_RUNS(LEN)                                                       \
+    for (int i = 0; i < n; i++)                                              \
+        memcpy(d + i * dstep, s + i * sstep, (LEN) * sizeof(float));         \
+    return
+    switch (len) {
+    case 3: CONV_RUNS(3);
+    case 9: CONV_RUNS(9);
+    case 15: CONV_RUNS(15);
+    case 21: CONV_RUNS(21);
+    case 32: CONV_RUNS(32);
+    case 48: CONV_RUNS(48);
+    case 64: CONV_RUNS(64);
+    case 96: CONV_RUNS(96);
+    case 192: CONV_RUNS(192);
+    default:
+        if (len >= 64) { /* long enough for the library's copy to pay off */
+            for (int i = 0; i < n; i++)
+                memcpy(d + i * dstep, s + i * sstep, (size_t)len * sizeof(float));
+        } else {
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < len; j++)
+                    d[i * dstep + j] = s[i * sstep + j];
+        }
+    }
+#undef CONV_RUNS
+}
+
+/* d + i·dstep += s + i·sstep, n runs of len floats, in order (with stride 1
+ * consecutive destinations overlap, and each run must see the previous). */
+static void conv_add_runs(float *restrict d, size_t dstep, const float *restrict s,
+                          size_t sstep, int n, int len)
+{
+#define CONV_ADDS(LEN)                                                       \
+    for (int i = 0; i < n; i++)                                              \
+        for (int j = 0; j < (LEN); j++)                                      \
+            d[i * dstep + j] += s[i * sstep + j];                            \
+    return
+    switch (len) {
+    case 3: CONV_ADDS(3);
+    case 9: CONV_ADDS(9);
+    case 32: CONV_ADDS(32);
+    case 48: CONV_ADDS(48);
+    case 96: CONV_ADDS(96);
+    default: CONV_ADDS(len);
+    }
+#undef CONV_ADDS
+}
+
+/* The part [lo, hi) of kernel columns of the window at output column ox
+ * that falls inside the input, and the window's first input column. */
+static inline int conv_window_cols(const struct conv_geom *g, int ox, int *lo, int *hi)
+{
+    const int ix0 = ox * g->s - g->pl;
+    *lo = ix0 < 0 ? -ix0 : 0;
+    *hi = g->W - ix0 < g->k ? g->W - ix0 : g->k;
+    if (*hi < *lo)
+        *hi = *lo;
+    return ix0;
+}
+
+/* One kernel row of every window along an output row: for each output
+ * column ox, the kc floats of input row `srow` at columns ox·s − pl …
+ * ox·s − pl + k − 1 (zeros outside the input) go to d + ox·dstep. A NULL srow
+ * is a padding row: all zeros. */
+static void conv_window_row(float *restrict d, size_t dstep, const float *restrict srow,
+                            const struct conv_geom *g)
+{
+    const int kc = g->kc, C = g->C;
+    if (!srow) {
+        for (int ox = 0; ox < g->Wo; ox++)
+            memset(d + ox * dstep, 0, (size_t)kc * sizeof(float));
+        return;
+    }
+    if (g->ox_hi > g->ox_lo)
+        conv_copy_runs(d + g->ox_lo * dstep, dstep,
+                       srow + (size_t)(g->ox_lo * g->s - g->pl) * C, (size_t)g->s * C,
+                       g->ox_hi - g->ox_lo, kc);
+    for (int ox = 0; ox < g->Wo; ox++) {
+        if (ox == g->ox_lo)
+            ox = g->ox_hi; /* the interior is done */
+        if (ox >= g->Wo)
+            break;
+        int lo, hi;
+        const int ix0 = conv_window_cols(g, ox, &lo, &hi);
+        float *w = d + ox * dstep;
+        memset(w, 0, (size_t)lo * C * sizeof(float));
+        if (hi > lo)
+            memcpy(w + lo * C, srow + (size_t)(ix0 + lo) * C, (size_t)(hi - lo) * C * sizeof(float));
+        memset(w + hi * C, 0, (size_t)(kc - hi * C) * sizeof(float));
+    }
+}
+
+/* The transpose of conv_window_row: adds each window's kernel row, read at
+ * s + ox·sstep, back onto input row drow (padding entries are dropped). */
+static void conv_window_row_add(float *restrict drow, const float *restrict s, size_t sstep,
+                                const struct conv_geom *g)
+{
+    const int C = g->C;
+    if (g->ox_hi > g->ox_lo)
+        conv_add_runs(drow + (size_t)(g->ox_lo * g->s - g->pl) * C, (size_t)g->s * C,
+                      s + g->ox_lo * sstep, sstep, g->ox_hi - g->ox_lo, g->kc);
+    for (int ox = 0; ox < g->Wo; ox++) {
+        if (ox == g->ox_lo)
+            ox = g->ox_hi;
+        if (ox >= g->Wo)
+            break;
+        int lo, hi;
+        const int ix0 = conv_window_cols(g, ox, &lo, &hi);
+        float *d = drow + (size_t)(ix0 + lo) * C;
+        const float *src = s + ox * sstep + lo * C;
+        for (int j = 0; j < (hi - lo) * C; j++)
+            d[j] += src[j];
+    }
+}
+
+/* Offset of input row iy of image img in an input-shaped tensor, or −1 when
+ * iy lies in the padding. */
+static inline ptrdiff_t conv_in_row(const struct conv_geom *g, int img, int iy)
+{
+    if (iy < 0 || iy >= g->H)
+        return -1;
+    return (ptrdiff_t)(((size_t)img * g->H + iy) * g->W) * g->C;
+}
+
+/* CONV_IM2COL: col [nr·Wo × K] for output rows [r0, r0 + nr) of the batch
+ * (row r is output row r mod Ho of image r / Ho). */
+static void conv_im2col(float *restrict col, const float *restrict in,
+                        const struct conv_geom *g, int r0, int nr)
+{
+    for (int r = r0; r < r0 + nr; r++) {
+        const int img = r / g->Ho, oy = r % g->Ho;
+        float *dst = col + (size_t)(r - r0) * g->Wo * g->K;
+        for (int ky = 0; ky < g->k; ky++) {
+            const ptrdiff_t row = conv_in_row(g, img, oy * g->s - g->pt + ky);
+            conv_window_row(dst + ky * g->kc, (size_t)g->K, row < 0 ? NULL : in + row, g);
+        }
+    }
+}
+
+/* din += col2im(dcol), the transpose of conv_im2col: overlapping windows
+ * add up. */
+static void conv_col2im(float *restrict din, const float *restrict dcol,
+                        const struct conv_geom *g, int r0, int nr)
+{
+    for (int r = r0; r < r0 + nr; r++) {
+        const int img = r / g->Ho, oy = r % g->Ho;
+        const float *src = dcol + (size_t)(r - r0) * g->Wo * g->K;
+        for (int ky = 0; ky < g->k; ky++) {
+            const ptrdiff_t row = conv_in_row(g, img, oy * g->s - g->pt + ky);
+            if (row >= 0)
+                conv_window_row_add(din + row, src + ky * g->kc, (size_t)g->K, g);
+        }
+    }
+}
+
+/* CONV_ROWS: X [(nr + k − 1)·Wo × kc] for output rows [r0, r0 + nr), all in
+ * one image: X row i holds the kernel rows starting at padded input row
+ * oy0 + i. */
+static void conv_rowcol(float *restrict x, const float *restrict in, const struct conv_geom *g,
+                        int r0, int nr)
+{
+    const int img = r0 / g->Ho, oy0 = r0 % g->Ho;
+    for (int i = 0; i < nr + g->k - 1; i++) {
+        const ptrdiff_t row = conv_in_row(g, img, oy0 + i - g->pt);
+        conv_window_row(x + (size_t)i * g->Wo * g->kc, (size_t)g->kc,
+                        row < 0 ? NULL : in + row, g);
+    }
+}
+
+/* din += the transpose of conv_rowcol applied to dX. */
+static void conv_rowcol_add(float *restrict din, const float *restrict dx,
+                            const struct conv_geom *g, int r0, int nr)
+{
+    const int img = r0 / g->Ho, oy0 = r0 % g->Ho;
+    for (int i = 0; i < nr + g->k - 1; i++) {
+        const ptrdiff_t row = conv_in_row(g, img, oy0 + i - g->pt);
+        if (row >= 0)
+            conv_window_row_add(din + row, dx + (size_t)i * g->Wo * g->kc, (size_t)g->kc, g);
+    }
+}
+
+/* The chunk's left operand: the input itself, col or X (built into scratch). */
+static const float *conv_operand(float *scratch, const float *in, const struct conv_geom *g,
+                                 int r0, int nr)
+{
+    switch (g->mode) {
+    case CONV_DIRECT:
+        return in + (size_t)r0 * g->Wo * g->C;
+    case CONV_ROWS:
+        conv_rowcol(scratch, in, g, r0, nr);
+        return scratch;
+    case CONV_IM2COL:
+        conv_im2col(scratch, in, g, r0, nr);
+        return scratch;
+    }
+    return NULL;
+}
+
+/* ---- write-back ------------------------------------------------------------- */
+
+/* The transposed forward's write-back: out[p][f] = act(outT[f][p] + bias[f])
+ * for a chunk of P pixels, where outT [F×P] is the chunk's GEMM result.
+ *
+ * relu (and no activation) are applied in registers during the transpose:
+ * max(x, 0) returns 0 for x ≤ 0, −0 and NaN alike, exactly what
+ * activation_forward computes as x > 0 ? x : 0. The other activations are
+ * applied with activation_forward to an L1-sized tile before it is stored.
+ *
+ * Large outputs are written with non-temporal stores: the output is written
+ * once and not read again until the next layer, long after it would have
+ * left the cache, and bypassing the cache saves reading each line before it
+ * is overwritten — which halves the memory traffic of the write-back. */
+
+/* Floats per write-back tile (32 KB, L1-sized): 8192 / F pixels, at least
+ * 4 since F ≤ CONV_TRANSPOSE_MAX_F. */
+#define CONV_TILE_FLOATS 8192
+
+/* tile[j][f] = outT[f][p0 + j] + bias[f] for j < pn (row stride F), then
+ * relu if asked. 4×4 blocks are transposed in SSE registers; leftover
+ * filters (F % 4) and pixels (pn % 4) go one by one. */
+static void conv_transpose_tile(float *restrict tile, const float *restrict outT,
+                                const float *restrict bias, int P, int F, int p0, int pn,
+                                int relu)
+{
+    const float *src = outT + p0;
+    int j = 0;
+#ifdef __SSE2__
+    const int F4 = F & ~3;
+    const __m128 zero = _mm_setzero_ps();
+    for (; j + 4 <= pn; j += 4) {
+        float *d = tile + (size_t)j * F;
+        for (int f = 0; f < F4; f += 4) {
+            const float *s0 = src + (size_t)f * P + j;
+            __m128 r0 = _mm_loadu_ps(s0), r1 = _mm_loadu_ps(s0 + P);
+            __m128 r2 = _mm_loadu_ps(s0 + 2 * (size_t)P), r3 = _mm_loadu_ps(s0 + 3 * (size_t)P);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            const __m128 b = bias ? _mm_loadu_ps(bias + f) : zero;
+            r0 = _mm_add_ps(r0, b);
+            r1 = _mm_add_ps(r1, b);
+            r2 = _mm_add_ps(r2, b);
+            r3 = _mm_add_ps(r3, b);
+            if (relu) {
+                r0 = _mm_max_ps(r0, zero);
+                r1 = _mm_max_ps(r1, zero);
+                r2 = _mm_max_ps(r2, zero);
+                r3 = _mm_max_ps(r3, zero);
+            }
+            _mm_storeu_ps(d + f, r0);
+            _mm_storeu_ps(d + F + f, r1);
+            _mm_storeu_ps(d + 2 * F + f, r2);
+            _mm_storeu_ps(d + 3 * F + f, r3);
+        }
+        for (int f = F4; f < F; f++)
+            for (int i = 0; i < 4; i++) {
+                float v = src[(size_t)f * P + j + i] + (bias ? bias[f] : 0.0f);
+                d[i * F + f] = relu ? (v > 0.0f ? v : 0.0f) : v;
+            }
+    }
+#endif
+    for (; j < pn; j++)
+        for (int f = 0; f < F; f++) {
+            float v = src[(size_t)f * P + j] + (bias ? bias[f] : 0.0f);
+            tile[(size_t)j * F + f] = relu ? (v > 0.0f ? v : 0.0f) : v;
+        }
+}
+
+/* dst[0..len) = src[0..len), streamed when asked and dst is 16-byte aligned. */
+static void conv_store(float *restrict dst, const float *restrict src, size_t len, int stream)
+{
+#ifdef __SSE2__
+    if (stream && ((uintptr_t)dst & 15) == 0) {
+        size_t i = 0;
+        for (; i + 4 <= len; i += 4)
+            _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+        for (; i < len; i++)
+            dst[i] = src[i];
+        return;
+    }
+#endif
+    memcpy(dst, src, len * sizeof(float));
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CONV_AVX512 1
+#include <immintrin.h>
+
+/* The write-back of pixels [0, pn) (pn % 16 == 0) for F % 16 == 0 and relu
+ * or no activation, on a CPU with AVX-512F (the caller checks): 16×16 blocks
+ * are transposed in registers (unpack pairs, then quads, then two rounds of
+ * 128-bit lane shuffles) and stored straight to out. Each store is 16
+ * filters of one pixel — a whole 64-byte line when out is 64-byte aligned,
+ * which is what lets it be streamed. */
+__attribute__((target("avx512f"))) static void
+conv_untranspose_avx512(float *restrict out, const float *restrict outT,
+                        const float *restrict bias, int P, int F, int pn, int relu,
+                        int stream)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    for (int j = 0; j < pn; j += 16) {
+        for (int f = 0; f < F; f += 16) {
+            const __m512 b = bias ? _mm512_loadu_ps(bias + f) : zero;
+            const float *src = outT + (size_t)f * P + j;
+            __m512 r[16], t[16], u[16], v[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_loadu_ps(src + (size_t)i * P);
+            for (int i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 16; i += 4) {
+                __m512d a0 = _mm512_castps_pd(t[i]), a1 = _mm512_castps_pd(t[i + 1]);
+                __m512d a2 = _mm512_castps_pd(t[i + 2]), a3 = _mm512_castps_pd(t[i + 3]);
+                u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+                u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+                u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+                u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+            }
+            /* u[q + 4m] holds columns q, q+4, q+8, q+12 of rows 4m … 4m+3;
+             * v[c] becomes column c: pixel j + c, filters f … f + 15. */
+            for (int q = 0; q < 4; q++) {
+                __m512 va = _mm512_shuffle_f32x4(u[q], u[q + 4], 0x88);
+                __m512 vb = _mm512_shuffle_f32x4(u[q], u[q + 4], 0xdd);
+                __m512 vc = _mm512_shuffle_f32x4(u[q + 8], u[q + 12], 0x88);
+                __m512 vd = _mm512_shuffle_f32x4(u[q + 8], u[q + 12], 0xdd);
+                v[q] = _mm512_shuffle_f32x4(va, vc, 0x88);
+                v[q + 8] = _mm512_shuffle_f32x4(va, vc, 0xdd);
+                v[q + 4] = _mm512_shuffle_f32x4(vb, vd, 0x88);
+                v[q + 12] = _mm512_shuffle_f32x4(vb, vd, 0xdd);
+            }
+            float *d = out + (size_t)j * F + f;
+            for (int c = 0; c < 16; c++) {
+                __m512 x = _mm512_add_ps(v[c], b);
+                if (relu)
+                    x = _mm512_max_ps(x, zero);
+                if (stream)
+                    _mm512_stream_ps(d + (size_t)c * F, x);
+                else
+                    _mm512_storeu_ps(d + (size_t)c * F, x);
+            }
+        }
+    }
+}
+#endif
+
+static void conv_untranspose(float *restrict out, const float *restrict outT,
+                             const float *restrict bias, int P, int F, enum activation act,
+                             int stream)
+{
+    assert(F <= CONV_TRANSPOSE_MAX_F);
+    const int in_registers = act == ACT_NONE || act == ACT_RELU;
+    const int relu = act == ACT_RELU;
+    int p0 = 0;
+#ifdef CONV_AVX512
+    if (in_registers && F % 16 == 0 && __builtin_cpu_supports("avx512f")) {
+        p0 = P & ~15;
+        conv_untranspose_avx512(out, outT, bias, P, F, p0,
+                                relu, stream && ((uintptr_t)out & 63) == 0);
+    }
+#endif
+    float tile[CONV_TILE_FLOATS];
+    const int tile_px = CONV_TILE_FLOATS / F;
+    for (; p0 < P; p0 += tile_px) {
+        const int pn = P - p0 < tile_px ? P - p0 : tile_px;
+        conv_transpose_tile(tile, outT, bias, P, F, p0, pn, relu);
+        if (!in_registers)
+            activation_forward(act, tile, pn, F);
+        conv_store(out + (size_t)p0 * F, tile, (size_t)pn * F, stream);
+    }
+#ifdef __SSE2__
+    if (stream)
+        _mm_sfence(); /* order the streamed stores before anything that follows */
+#endif
+}
+
+static void conv_add_bias(float *restrict out, const float *restrict bias, int P, int F)
+{
+    for (int p = 0; p < P; p++)
+        for (int f = 0; f < F; f++)
+            out[(size_t)p * F + f] += bias[f];
+}
+
+/* db[f] += Σ_p dz[p][f]. A chunk sums tens of thousands of terms, so the
+ * sums run in double (a float running sum would lose ~1e-3 relative); filters
+ * go in blocks of 64 so the partial sums live on the stack. */
+static void conv_bias_grad(float *restrict db, const float *restrict dz, int P, int F)
+{
+    for (int f0 = 0; f0 < F; f0 += 64) {
+        const int fn = F - f0 < 64 ? F - f0 : 64;
+        double acc[64] = {0};
+        for (int p = 0; p < P; p++) {
+            const float *row = dz + (size_t)p * F + f0;
+            for (int f = 0; f < fn; f++)
+                acc[f] += row[f];
+        }
+        for (int f = 0; f < fn; f++)
+            db[f0 + f] += (float)acc[f];
+    }
+}
+
+/* ---- forward / backward ---------------------------------------------------- */
+
+/* Rows in the chunk starting at global output row r0 (CONV_ROWS chunks end
+ * at the image's last row). */
+static inline int conv_chunk_len(const struct conv_geom *g, int r0, int rows, int R)
+{
+    int nr = rows - r0 < R ? rows - r0 : R;
+    if (g->mode == CONV_ROWS && nr > g->Ho - r0 % g->Ho)
+        nr = g->Ho - r0 % g->Ho;
+    return nr;
+}
+
+static void conv_forward(const struct layer *l, float *out, const float *in, int n,
+                         struct layer_ctx *ctx)
+{
+    const struct conv_geom g = conv_geom_of(l);
+    assert(n >= 0 && (int64_t)n * g.Ho <= INT_MAX);
+    const int rows = n * g.Ho;
+    const int R = rows < g.chunk_rows ? rows : g.chunk_rows;
+    if (rows <= 0)
+        return;
+    assert(ctx && conv_chunk_floats(&g, R) <= ctx->col_len &&
+           "conv2d: ctx->col smaller than col_size()");
+    const size_t a_len = conv_chunk_floats(&g, R) - (g.transposed ? (size_t)R * g.Wo * g.F : 0);
+    float *outT = ctx->col + a_len;
+    const float *bias = l->cfg.use_bias ? l->w.bias : NULL;
+    const int stream = (size_t)n * shape_size(l->out) * sizeof(float) > CONV_STREAM_BYTES;
+
+    for (int r0 = 0, nr; r0 < rows; r0 += nr) {
+        nr = conv_chunk_len(&g, r0, rows, R);
+        const int P = nr * g.Wo;
+        const float *a = conv_operand(ctx->col, in, &g, r0, nr);
+        float *o = out + (size_t)r0 * g.Wo * g.F;
+        for (int t = 0; t < g.terms; t++) {
+            const float *at = a + (size_t)t * g.Wo * g.Kt;
+            const float *wt = l->w.kernel + (size_t)t * g.Kt * g.F;
+            const float beta = t ? 1.0f : 0.0f;
+            if (g.transposed) /* outᵀ[F×P] (+)= Wₜᵀ[F×Kt] · aₜᵀ[Kt×P] */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, g.F, P, g.Kt, 1.0f, wt, g.F,
+                            at, g.Kt, beta, outT, P);
+            else /* out[P×F] (+)= aₜ[P×Kt] · Wₜ[Kt×F] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, g.F, g.Kt, 1.0f, at,
+                            g.Kt, wt, g.F, beta, o, g.F);
+        }
+        if (g.transposed) {
+            conv_untranspose(o, outT, bias, P, g.F, l->cfg.activation, stream);
+        } else {
+            if (bias)
+                conv_add_bias(o, bias, P, g.F);
+            activation_forward(l->cfg.activation, o, P, g.F);
+        }
+    }
+}
+
+static void conv_backward(struct layer *l, float *din, float *dout, const float *in,
+                          const float *out, int n, struct layer_ctx *ctx)
+{
+    const struct conv_geom g = conv_geom_of(l);
+    assert(n >= 0 && (int64_t)n * g.Ho <= INT_MAX);
+    const int rows = n * g.Ho;
+    const int R = rows < g.chunk_rows ? rows : g.chunk_rows;
+    if (rows <= 0)
+        return;
+    assert(ctx && conv_chunk_floats(&g, R) <= ctx->col_len &&
+           "conv2d: ctx->col smaller than col_size()");
+    assert(l->grad.kernel && (!l->cfg.use_bias || l->grad.bias));
+    float *scratch = ctx->col;
+
+    for (int r0 = 0, nr; r0 < rows; r0 += nr) {
+        nr = conv_chunk_len(&g, r0, rows, R);
+        const int P = nr * g.Wo;
+        float *dz = dout + (size_t)r0 * g.Wo * g.F;
+        if (!ctx->dout_is_preact)
+            activation_backward(l->cfg.activation, dz, out + (size_t)r0 * g.Wo * g.F, P,
+                                g.F);
+        if (l->cfg.use_bias)
+            conv_bias_grad(l->grad.bias, dz, P, g.F);
+        const float *a = conv_operand(scratch, in, &g, r0, nr);
+        /* dWₜ[Kt×F] += aₜᵀ[Kt×P] · dz[P×F] */
+        for (int t = 0; t < g.terms; t++)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.Kt, g.F, P, 1.0f,
+                        a + (size_t)t * g.Wo * g.Kt, g.Kt, dz, g.F, 1.0f,
+                        l->grad.kernel + (size_t)t * g.Kt * g.F, g.F);
+        if (!din)
+            continue;
+        switch (g.mode) {
+        case CONV_DIRECT: /* din[P×C] += dz[P×F] · Wᵀ[F×C] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, g.C, g.F, 1.0f, dz, g.F,
+                        l->w.kernel, g.F, 1.0f, din + (size_t)r0 * g.Wo * g.C, g.C);
+            break;
+        case CONV_IM2COL: /* dcol[P×K] = dz · Wᵀ, scattered back onto din */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, g.K, g.F, 1.0f, dz, g.F,
+                        l->w.kernel, g.F, 0.0f, scratch, g.K);
+            conv_col2im(din, scratch, &g, r0, nr);
+            break;
+        case CONV_ROWS: {
+            /* dX[(nr + k − 1)·Wo × kc]: row block ky … ky + nr − 1 receives
+             * dz · W[ky]ᵀ. The first product covers rows 0 … nr − 1 and
+             * overwrites them; the k − 1 rows after start at zero. */
+            const size_t row_len = (size_t)g.Wo * g.kc;
+            memset(scratch + nr * row_len, 0, (size_t)(g.k - 1) * row_len * sizeof(float));
+            for (int t = 0; t < g.k; t++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, g.kc, g.F, 1.0f, dz,
+                            g.F, l->w.kernel + (size_t)t * g.kc * g.F, g.F, t ? 1.0f : 0.0f,
+                            scratch + t * row_len, g.kc);
+            conv_rowcol_add(din, scratch, &g, r0, nr);
+            break;
+        }
+        }
+    }
+}
+
+/* The "conv2d" layer type. Kernels follow layer.h: nothing allocated (the
+ * scratch is ctx->col, at least col_size(n) floats), gradients accumulated,
+ * dout overwritten with the pre-activation gradient, din may be NULL.
+ * configure fails (STRATA_E_ARG / STRATA_E_LIMIT, message naming the layer and
+ * the field) on filters, kernel_size or strides < 1, an unknown padding or
+ * activation, a kernel larger than a valid-padded input, or sizes that would
+ * overflow. A stride of 0 means "not given" and becomes 1, as in Keras. */
+const struct layer_ops conv2d_ops = {
+    .type = "conv2d",
+    .kind = LAYER_CONV2D,
+    .configure = conv_configure,
+    .params = conv_params,
+    .col_size = conv_col_size,
+    .state_size = conv_state_size,
+    .state_bind = conv_state_bind,
+    .init = conv_init,
+    .forward = conv_forward,
+    .backward = conv_backward,
+};
