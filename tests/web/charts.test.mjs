@@ -1,0 +1,316 @@
+// charts.test.mjs — the dashboard's pure chart functions on small hand-written
+// inputs shaped as docs/api.md describes them. Run: node --test tests/web/
+// Every expected value below is worked out by hand from the fixture, not
+// produced by the code under test.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { parcatsFigure, uploadPath, indicesOfClass, clusterMajorities, UPLOAD_LABEL } from '../../web/parcats.js';
+import { scatterFigure, imagePointCount } from '../../web/scatter.js';
+import { elbowFigure } from '../../web/elbow.js';
+import { confusionFigure } from '../../web/confusion.js';
+import { curvesFigure } from '../../web/curves.js';
+import { probabilityFigure } from '../../web/probabilities.js';
+import { CLASS_COLORS, CLUSTER_COLORS, MUTED, UPLOAD, CENTER } from '../../web/palette.js';
+
+// --- fixtures ------------------------------------------------------------------
+
+// GET /api/models/{id}/paths: 3 classes, 6 images, two analysed layers
+// (indices 0 and 3; the flatten in between is left out, as the server does).
+const PATHS = {
+  classes: ['cheetah', 'jaguar', 'tiger'],
+  dimensions: [
+    { label: 'true class', kind: 'true' },
+    { label: 'conv1', kind: 'layer', layer: 0, k: 2, purity: 0.5, ari: 0.051, nmi: 0.1 },
+    { label: 'dense1', kind: 'layer', layer: 3, k: 3, purity: 0.8333, ari: 0.6, nmi: 0.7 },
+    { label: 'predicted', kind: 'pred' },
+  ],
+  images: {
+    id: ['cheetah/0000.jpg', 'cheetah/0001.jpg', 'jaguar/0000.jpg', 'jaguar/0001.jpg', 'tiger/0000.jpg', 'tiger/0001.jpg'],
+    true: [0, 0, 1, 1, 2, 2],
+    pred: [0, 1, 1, 1, 2, 0],
+    clusters: [[0, 0], [0, 0], [1, 1], [0, 1], [1, 2], [1, 2]],
+  },
+  distinct_paths: 5,
+};
+
+// POST /api/models/{id}/predict (fields this dashboard reads).
+const REPLY = {
+  model: 'felines',
+  predicted: 'jaguar',
+  probability: 0.82,
+  probabilities: [
+    { class: 'cheetah', probability: 0.08 },
+    { class: 'jaguar', probability: 0.82 },
+    { class: 'tiger', probability: 0.10 },
+  ],
+  layers: [
+    { index: 0, name: 'conv1', cluster: 1, distance: 3.1, x: 0.4, y: -1.2, cluster_majority: 'jaguar' },
+    { index: 3, name: 'dense1', cluster: 2, distance: 1.0, x: 2.5, y: 0.5, cluster_majority: 'tiger' },
+  ],
+  path: { clusters: [1, 2], pred: 1 },
+  doubt: { score: 0.12, level: 'low', explanation: 'usual path' },
+};
+
+// GET …/layers/{layer}/scatter: 5 points, k = 2.
+const SCATTER = {
+  layer: { index: 3, name: 'dense1', type: 'dense', output_shape: [128], feature_size: 128, same_as: null },
+  k: 2, k_auto: 2, explained_variance_ratio: [0.31, 0.12],
+  silhouette: 0.21, purity: 0.8, ari: 0.33, nmi: 0.41,
+  classes: ['cheetah', 'jaguar', 'tiger'],
+  points: {
+    id: ['cheetah/0000.jpg', 'cheetah/0001.jpg', 'jaguar/0000.jpg', 'tiger/0000.jpg', 'tiger/0001.jpg'],
+    x: [1, 2, 3, 4, 5], y: [10, 20, 30, 40, 50],
+    true: [0, 0, 1, 2, 2], pred: [0, 1, 1, 2, 2], cluster: [1, 1, 0, 0, 1],
+  },
+  centers: { x: [3.5, 2.667], y: [35, 26.67], size: [2, 3], majority: [1, 0] },
+};
+
+// GET …/layers/{layer}/elbow
+const ELBOW = {
+  layer: { index: 3, name: 'dense1' },
+  k_values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+  inertia: [100, 60, 40, 35, 31, 28, 26, 25, 24, 23],
+  k: 3, k_auto: 3, silhouette: 0.21,
+};
+
+// --- parcats ---------------------------------------------------------------
+
+test('parcats: one dimension per document dimension, labels kept, values per image', () => {
+  const { data, layout } = parcatsFigure(PATHS);
+  assert.equal(data.length, 1);
+  const t = data[0];
+  assert.equal(t.type, 'parcats');
+  assert.deepEqual(t.dimensions.map((d) => d.label), ['true class', 'conv1', 'dense1', 'predicted']);
+  for (const d of t.dimensions) assert.equal(d.values.length, 6);
+  assert.deepEqual(t.dimensions[0].values, ['cheetah', 'cheetah', 'jaguar', 'jaguar', 'tiger', 'tiger']);
+  assert.deepEqual(t.dimensions[1].values, [0, 0, 1, 0, 1, 1]);
+  assert.deepEqual(t.dimensions[2].values, [0, 0, 1, 1, 2, 2]);
+  assert.deepEqual(t.dimensions[3].values, ['cheetah', 'jaguar', 'jaguar', 'jaguar', 'tiger', 'cheetah']);
+  // Categories: the classes for true/pred, k clusters per layer.
+  assert.deepEqual(t.dimensions[0].categoryarray, ['cheetah', 'jaguar', 'tiger']);
+  assert.deepEqual(t.dimensions[1].categoryarray, [0, 1]);
+  assert.deepEqual(t.dimensions[2].categoryarray, [0, 1, 2]);
+  assert.deepEqual(t.counts, [1, 1, 1, 1, 1, 1]);
+  assert.ok(layout.height > 0);
+});
+
+test('parcats: clusters are named after their majority class', () => {
+  // conv1: cluster 0 = {cheetah, cheetah, jaguar} -> cheetah; cluster 1 = {jaguar, tiger, tiger} -> tiger.
+  // dense1: 0 = {cheetah ×2}, 1 = {jaguar ×2}, 2 = {tiger ×2}.
+  assert.deepEqual(clusterMajorities(PATHS), [[0, 2], [0, 1, 2]]);
+  const t = parcatsFigure(PATHS).data[0];
+  assert.deepEqual(t.dimensions[1].ticktext, ['0 · cheetah', '1 · tiger']);
+  assert.deepEqual(t.dimensions[2].ticktext, ['0 · cheetah', '1 · jaguar', '2 · tiger']);
+});
+
+test('parcats: lines coloured by true class through a stepped scale of C + 2 colours', () => {
+  const t = parcatsFigure(PATHS).data[0];
+  assert.deepEqual(t.line.color, [0, 0, 1, 1, 2, 2]);
+  assert.equal(t.line.cmin, 0);
+  assert.equal(t.line.cmax, 4);
+  assert.deepEqual(t.line.colorscale, [
+    [0, CLASS_COLORS[0]], [0.25, CLASS_COLORS[1]], [0.5, CLASS_COLORS[2]], [0.75, MUTED], [1, UPLOAD],
+  ]);
+});
+
+test('parcats: purity and ARI under each layer dimension', () => {
+  const { layout } = parcatsFigure(PATHS);
+  assert.equal(layout.annotations.length, 4);
+  assert.deepEqual(layout.annotations.map((a) => a.x), [0, 1 / 3, 2 / 3, 1]);
+  assert.match(layout.annotations[0].text, /6 images/);
+  assert.match(layout.annotations[1].text, /purity 0\.50/);
+  assert.match(layout.annotations[1].text, /ARI 0\.05/);
+  assert.match(layout.annotations[2].text, /purity 0\.83/);
+  assert.match(layout.annotations[2].text, /ARI 0\.60/);
+  // 4 of 6 right: images 0, 2, 3, 4.
+  assert.match(layout.annotations[3].text, /accuracy 67 %/);
+});
+
+test('parcats: a highlight keeps its lines coloured and greys the others', () => {
+  const jaguars = indicesOfClass(PATHS, 1);
+  assert.deepEqual([...jaguars], [2, 3]);
+  const t = parcatsFigure(PATHS, { highlight: jaguars }).data[0];
+  assert.deepEqual(t.line.color, [3, 3, 1, 1, 3, 3]);
+});
+
+test('parcats: an upload is one more highlighted line with its own true category', () => {
+  const up = uploadPath(PATHS, REPLY);
+  assert.deepEqual(up, { clusters: [1, 2], pred: 1 });
+  const t = parcatsFigure(PATHS, { upload: up }).data[0];
+  for (const d of t.dimensions) assert.equal(d.values.length, 7);
+  assert.equal(t.dimensions[0].values[6], UPLOAD_LABEL);
+  assert.ok(t.dimensions[0].categoryarray.includes(UPLOAD_LABEL));
+  assert.equal(t.dimensions[1].values[6], 1);
+  assert.equal(t.dimensions[2].values[6], 2);
+  assert.equal(t.dimensions[3].values[6], 'jaguar');
+  // Its colour index is C + 1 = 4, the top of the scale: the UPLOAD ink.
+  assert.equal(t.line.color[6], 4);
+  assert.equal(t.line.colorscale[4][1], UPLOAD);
+  // The dataset lines keep their class colours.
+  assert.deepEqual(t.line.color.slice(0, 6), [0, 0, 1, 1, 2, 2]);
+  assert.equal(t.counts.length, 7);
+  // With a highlight too, the upload stays in its own colour.
+  const h = parcatsFigure(PATHS, { upload: up, highlight: new Set([0]) }).data[0];
+  assert.deepEqual(h.line.color, [0, 3, 3, 3, 3, 3, 4]);
+});
+
+test('uploadPath: layers matched by index, else path.clusters by position, pred from the name', () => {
+  // Reply whose layers list has the flatten (index 2) too and is out of order.
+  const byIndex = uploadPath(PATHS, {
+    predicted: 'tiger',
+    layers: [{ index: 3, cluster: 0 }, { index: 2, cluster: 9 }, { index: 0, cluster: 1 }],
+  });
+  assert.deepEqual(byIndex, { clusters: [1, 0], pred: 2 });
+  const positional = uploadPath(PATHS, { predicted: 'cheetah', layers: [], path: { clusters: [0, 2] } });
+  assert.deepEqual(positional, { clusters: [0, 2], pred: 0 });
+  const missing = uploadPath(PATHS, { predicted: 'jaguar', layers: [{ index: 0, cluster: 1 }] });
+  assert.deepEqual(missing, { clusters: [1, null], pred: 1 });
+  const t = parcatsFigure(PATHS, { upload: missing }).data[0];
+  assert.equal(t.dimensions[2].values[6], -1);
+  assert.ok(t.dimensions[2].categoryarray.includes(-1));
+});
+
+// --- scatter ---------------------------------------------------------------
+
+test('scatter by cluster: one trace per cluster plus one for the centres', () => {
+  const fig = scatterFigure(SCATTER, { colorBy: 'cluster' });
+  assert.equal(fig.data.length, SCATTER.k + 1);
+  // cluster 0 holds points 2, 3; cluster 1 holds 0, 1, 4.
+  assert.deepEqual(fig.data[0].x, [3, 4]);
+  assert.deepEqual(fig.data[0].y, [30, 40]);
+  assert.deepEqual(fig.data[0].customdata, [2, 3]);
+  assert.deepEqual(fig.data[1].x, [1, 2, 5]);
+  assert.deepEqual(fig.data[1].customdata, [0, 1, 4]);
+  assert.equal(fig.data[0].marker.color, CLUSTER_COLORS[0]);
+  assert.equal(fig.data[1].marker.color, CLUSTER_COLORS[1]);
+  assert.match(fig.data[0].name, /cluster 0 · mostly jaguar/);
+  assert.equal(imagePointCount(fig), 5);
+});
+
+test('scatter by class: one trace per class plus the centres', () => {
+  const fig = scatterFigure(SCATTER, { colorBy: 'class' });
+  assert.equal(fig.data.length, SCATTER.classes.length + 1);
+  assert.deepEqual(fig.data.map((t) => t.name).slice(0, 3), ['cheetah', 'jaguar', 'tiger']);
+  assert.deepEqual(fig.data[0].x, [1, 2]);
+  assert.deepEqual(fig.data[1].x, [3]);
+  assert.deepEqual(fig.data[2].x, [4, 5]);
+  assert.equal(fig.data[2].marker.color, CLASS_COLORS[2]);
+  assert.equal(imagePointCount(fig), 5);
+});
+
+test('scatter: centres drawn black at the given positions', () => {
+  const fig = scatterFigure(SCATTER);
+  const c = fig.data[fig.data.length - 1];
+  assert.equal(c.name, 'cluster centres');
+  assert.equal(c.marker.color, CENTER);
+  assert.equal(CENTER, '#000000');
+  assert.deepEqual(c.x, SCATTER.centers.x);
+  assert.deepEqual(c.y, SCATTER.centers.y);
+  assert.match(c.text[1], /centre of cluster 1 · 3 images · mostly cheetah/);
+  // Axis titles carry the explained variance.
+  assert.match(fig.layout.xaxis.title.text, /31 %/);
+  assert.match(fig.layout.yaxis.title.text, /12 %/);
+});
+
+test('scatter: the upload is a star at its own coordinates, after the centres', () => {
+  const fig = scatterFigure(SCATTER, { upload: { x: 2.5, y: 0.5, cluster: 2 } });
+  assert.equal(fig.data.length, SCATTER.k + 2);
+  const star = fig.data[fig.data.length - 1];
+  assert.equal(star.name, 'your image');
+  assert.equal(star.marker.symbol, 'star');
+  assert.deepEqual(star.x, [2.5]);
+  assert.deepEqual(star.y, [0.5]);
+  assert.equal(imagePointCount(fig), 5);
+  // A reply without coordinates adds nothing.
+  assert.equal(scatterFigure(SCATTER, { upload: { x: null, y: null } }).data.length, SCATTER.k + 1);
+});
+
+test('scatter: k traces even when a cluster is empty', () => {
+  const s = { ...SCATTER, k: 3, centers: { x: [0, 1, 2], y: [0, 1, 2], size: [2, 3, 0], majority: [1, 0, -1] } };
+  const fig = scatterFigure(s);
+  assert.equal(fig.data.length, 4);
+  assert.deepEqual(fig.data[2].x, []);
+  assert.equal(fig.data[2].name, 'cluster 2');
+});
+
+// --- elbow -----------------------------------------------------------------
+
+test('elbow: the inertia curve and the chosen k marked on it', () => {
+  const fig = elbowFigure(ELBOW);
+  assert.deepEqual(fig.data[0].x, ELBOW.k_values);
+  assert.deepEqual(fig.data[0].y, ELBOW.inertia);
+  const mark = fig.data[1];
+  assert.deepEqual(mark.x, [3]);
+  assert.deepEqual(mark.y, [40]);
+  assert.equal(fig.layout.shapes[0].x0, 3);
+  // The elbow (k_auto) is annotated.
+  assert.equal(fig.layout.annotations[0].x, 3);
+  assert.equal(fig.layout.annotations[0].y, 40);
+});
+
+test('elbow: another k moves the mark, the elbow note stays at k_auto', () => {
+  const fig = elbowFigure(ELBOW, { k: 7 });
+  assert.deepEqual(fig.data[1].x, [7]);
+  assert.deepEqual(fig.data[1].y, [26]);
+  assert.equal(fig.layout.shapes[0].x0, 7);
+  assert.equal(fig.layout.annotations[0].x, 3);
+});
+
+// --- confusion -------------------------------------------------------------
+
+test('confusion: heat-map z equals the matrix, one count label per cell', () => {
+  const classes = ['cheetah', 'jaguar', 'tiger'];
+  const m = [[40, 7, 3], [5, 38, 7], [0, 2, 48]];
+  const fig = confusionFigure(classes, m);
+  assert.equal(fig.data[0].type, 'heatmap');
+  assert.deepEqual(fig.data[0].z, m);
+  assert.notEqual(fig.data[0].z, m, 'z is a copy, not the caller\'s array');
+  assert.deepEqual(fig.data[0].x, classes);
+  assert.deepEqual(fig.data[0].y, classes);
+  assert.equal(fig.data[0].zmax, 48);
+  assert.equal(fig.layout.annotations.length, 9);
+  const cell = fig.layout.annotations.find((a) => a.x === 'tiger' && a.y === 'jaguar');
+  assert.equal(cell.text, '7');
+  assert.equal(fig.layout.yaxis.autorange, 'reversed');
+});
+
+// --- training curves --------------------------------------------------------
+
+test('curves: loss and accuracy, training and validation, per epoch', () => {
+  const curve = [
+    { epoch: 1, train_loss: 1.2, train_acc: 0.5, val_loss: 1.3, val_acc: 0.45 },
+    { epoch: 2, train_loss: 0.8, train_acc: 0.7, val_loss: 1.0, val_acc: 0.6 },
+    { epoch: 3, train_loss: 0.5, train_acc: 0.8, val_loss: 1.1, val_acc: 0.62 },
+  ];
+  const fig = curvesFigure(curve, { bestEpoch: 3 });
+  assert.equal(fig.data.length, 4);
+  for (const t of fig.data) assert.deepEqual(t.x, [1, 2, 3]);
+  assert.deepEqual(fig.data[0].y, [1.2, 0.8, 0.5]);
+  assert.deepEqual(fig.data[1].y, [1.3, 1.0, 1.1]);
+  assert.deepEqual(fig.data[2].y, [0.5, 0.7, 0.8]);
+  assert.deepEqual(fig.data[3].y, [0.45, 0.6, 0.62]);
+  assert.equal(fig.data[2].yaxis, 'y2');
+  assert.equal(fig.layout.shapes.length, 2);
+  assert.equal(fig.layout.shapes[0].x0, 3);
+  // Side by side by default; stacked, the loss panel sits above the accuracy panel.
+  assert.deepEqual(fig.layout.xaxis.domain, [0, 0.44]);
+  const st = curvesFigure(curve, { stacked: true }).layout;
+  assert.deepEqual(st.xaxis.domain, [0, 1]);
+  assert.ok(st.yaxis.domain[0] > st.yaxis2.domain[1], 'loss above accuracy, not overlapping');
+  // Missing values (null from non-finite floats) stay gaps.
+  const gap = curvesFigure([{ epoch: 1, train_loss: null, train_acc: 0.5, val_loss: 1, val_acc: 0.4 }]);
+  assert.deepEqual(gap.data[0].y, [null]);
+});
+
+// --- probability bars --------------------------------------------------------
+
+test('probabilities: one bar per class, the answer in its class colour', () => {
+  const fig = probabilityFigure(REPLY, ['cheetah', 'jaguar', 'tiger']);
+  const t = fig.data[0];
+  assert.deepEqual(t.y, ['cheetah', 'jaguar', 'tiger']);
+  assert.deepEqual(t.x, [0.08, 0.82, 0.10]);
+  assert.deepEqual(t.marker.color, [MUTED, CLASS_COLORS[1], MUTED]);
+  assert.deepEqual(t.text, ['8.0 %', '82 %', '10 %']);
+});

@@ -1,0 +1,150 @@
+// api.js — the one place the dashboard talks to strata's JSON API (docs/api.md).
+//
+// Every failure, whoever detects it, comes out as an ApiError carrying the
+// server's machine code, HTTP status and the sentence the server wrote for a
+// person, so pages can show that sentence as is. A 503 "busy" reply is retried
+// after its Retry-After delay, a few times, because LIME work shares a bounded
+// worker pool on the server and a short wait is the expected remedy.
+//
+// No DOM access here: the module also runs under Node (tests/web/api.test.mjs).
+
+/** An API failure: `code` is the server's machine code ("not_found", "busy",
+ *  "network", ...), `status` the HTTP status (0 when no reply came). */
+export class ApiError extends Error {
+  constructor(message, { code = 'error', status = 0 } = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+// Module state, set once by pages that need another origin (tests do).
+let base = '';
+const BUSY_RETRIES = 4;
+const BUSY_MAX_WAIT_S = 10;
+
+/** Makes relative API paths resolve against `origin` (e.g. "http://127.0.0.1:8080").
+ *  Pages never call this: in a browser the page's own origin is right. */
+export function setBase(origin) {
+  base = origin.replace(/\/$/, '');
+}
+
+/** Encodes an image id for a URL path: each part of "jaguar/0012.jpg" is
+ *  percent-encoded on its own and the slash kept ("jaguar/0012.jpg"), the form
+ *  the server's own URLs (cover, thumb) use; an index ("17") stays one segment.
+ *  (docs/api.md also names the one-segment "jaguar%2F0012.jpg" form, which
+ *  the server's router refuses as a decoded '/'.) */
+export function encodeImageId(id) {
+  return String(id).split('/').map(encodeURIComponent).join('/');
+}
+
+/** URL of a dataset image of a model's analysed split (full size or 64×64 thumb). */
+export function imageUrl(modelId, imageId, { thumb = false } = {}) {
+  const u = `${base}/api/models/${encodeURIComponent(modelId)}/images/${encodeImageId(imageId)}`;
+  return thumb ? `${u}/thumb` : u;
+}
+
+/** Turns a non-2xx Response into an ApiError, reading the error envelope
+ *  {"error":{"code","message"}} when the body holds one. */
+export async function errorFromResponse(res) {
+  let code = `http_${res.status}`;
+  let message = `The server answered ${res.status}${res.statusText ? ' ' + res.statusText : ''}.`;
+  try {
+    const text = await res.text();
+    const body = text ? JSON.parse(text) : null;
+    if (body && body.error && typeof body.error === 'object') {
+      if (typeof body.error.code === 'string') code = body.error.code;
+      if (typeof body.error.message === 'string' && body.error.message) message = body.error.message;
+    }
+  } catch {
+    // Not JSON (a proxy's HTML page, say): keep the generic sentence.
+  }
+  return new ApiError(message, { code, status: res.status });
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    if (signal) {
+      signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        reject(signal.reason ?? new DOMException('Aborted', 'AbortError'));
+      }, { once: true });
+    }
+  });
+}
+
+/** fetch() with the envelope and busy handling. Resolves to the Response
+ *  (2xx only); rejects with ApiError. `init.body` must be re-sendable
+ *  (a Blob, FormData or string) because a busy reply is retried. */
+export async function request(path, init = {}) {
+  const url = /^https?:/.test(path) ? path : base + path;
+  for (let attempt = 0; ; attempt++) {
+    let res;
+    try {
+      res = await fetch(url, init);
+    } catch (e) {
+      if (e && e.name === 'AbortError') throw e;
+      throw new ApiError('Could not reach the strata server. Is `strata serve` still running?',
+        { code: 'network', status: 0 });
+    }
+    if (res.ok) return res;
+    if (res.status === 503 && attempt < BUSY_RETRIES) {
+      const after = Number(res.headers.get('Retry-After'));
+      const wait = Number.isFinite(after) && after > 0 ? Math.min(after, BUSY_MAX_WAIT_S) : 1 + attempt;
+      await res.body?.cancel?.();
+      await sleep(wait * 1000, init.signal);
+      continue;
+    }
+    throw await errorFromResponse(res);
+  }
+}
+
+/** GET a JSON document. Rejects with ApiError (including a 2xx that is not JSON). */
+export async function getJSON(path, init = {}) {
+  const res = await request(path, { ...init, method: 'GET', headers: { Accept: 'application/json' } });
+  try {
+    return await res.json();
+  } catch {
+    throw new ApiError(`The server's answer to ${path} is not valid JSON.`, { code: 'bad_json', status: res.status });
+  }
+}
+
+/** POSTs an image (File or Blob) to /api/models/{id}/predict as multipart
+ *  field "image"; `explain: false` asks for no LIME. Resolves to the
+ *  prediction JSON; rejects with ApiError carrying the server's message
+ *  (413 too large, 400/415 not an image). */
+export async function predict(modelId, blob, { explain = true, filename = 'image', signal } = {}) {
+  const form = new FormData();
+  form.append('image', blob, blob.name || filename);
+  const q = explain ? '' : '?explain=0';
+  const res = await request(`/api/models/${encodeURIComponent(modelId)}/predict${q}`,
+    { method: 'POST', body: form, signal, headers: { Accept: 'application/json' } });
+  try {
+    return await res.json();
+  } catch {
+    throw new ApiError('The prediction reply is not valid JSON.', { code: 'bad_json', status: res.status });
+  }
+}
+
+/** GETs a binary resource (an image) as a Blob. */
+export async function getBlob(path, init = {}) {
+  const res = await request(path, { ...init, method: 'GET' });
+  return res.blob();
+}
+
+// Shorthands for the endpoints of docs/api.md, so that URL shapes live here only.
+const m = (id) => `/api/models/${encodeURIComponent(id)}`;
+export const api = {
+  health: (o) => getJSON('/api/health', o),
+  models: (o) => getJSON('/api/models', o),
+  model: (id, o) => getJSON(m(id), o),
+  paths: (id, o) => getJSON(`${m(id)}/paths`, o),
+  scatter: (id, layer, k, o) =>
+    getJSON(`${m(id)}/layers/${encodeURIComponent(layer)}/scatter${k ? `?k=${k}` : ''}`, o),
+  elbow: (id, layer, o) => getJSON(`${m(id)}/layers/${encodeURIComponent(layer)}/elbow`, o),
+  misclassified: (id, o) => getJSON(`${m(id)}/misclassified`, o),
+  explanation: (id, image, o) => getJSON(`${m(id)}/images/${encodeImageId(image)}/explanation`, o),
+  uploadExplanation: (eid, o) => getJSON(`/api/explanations/${encodeURIComponent(eid)}`, o),
+};

@@ -1,0 +1,105 @@
+// gallery.js — "where it goes wrong": the test images the model misreads
+// (GET /api/models/{id}/misclassified), each a button; opening one shows the
+// photo, its LIME overlay and heat-map (GET …/images/{image}/explanation,
+// computed on first request, so a progress line shows meanwhile) and a short
+// description, and tells the page to highlight its class's paths.
+
+import { api, imageUrl } from './api.js';
+import { el, fill, pct, progress, errorBox, imageLoaded } from './ui.js';
+import { describeMistake } from './describe.js';
+
+const FIRST = 18;
+
+let modelId = null;
+let items = [];
+let onSelect = () => {};
+let token = 0;
+const nodes = {};
+
+/** Loads and shows the gallery. `select(item)` is called when an image is opened. */
+export async function initGallery({ id, select }) {
+  modelId = id;
+  onSelect = select || onSelect;
+  Object.assign(nodes, {
+    grid: document.getElementById('gallery'),
+    more: document.getElementById('gallery-more'),
+    detail: document.getElementById('mistake-detail'),
+  });
+  fill(nodes.grid, progress('Finding the images it gets wrong…'));
+  nodes.grid.addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-index]');
+    if (b) open(Number(b.dataset.index), b);
+  });
+  try {
+    ({ images: items } = await api.misclassified(modelId));
+    // The most confident mistakes first: they are the ones to learn from.
+    items = items.slice().sort((a, b) => (b.probability ?? 0) - (a.probability ?? 0));
+  } catch (err) {
+    fill(nodes.grid, errorBox(err, 'Could not list the mistakes'));
+    return;
+  }
+  if (!items.length) {
+    fill(nodes.grid, el('p', { class: 'empty' }, 'This model gets every analysed test image right.'));
+    return;
+  }
+  show(Math.min(FIRST, items.length));
+}
+
+function show(n) {
+  fill(nodes.grid, items.slice(0, n).map((it, i) => el('button', {
+    type: 'button', class: 'gallery-item', 'data-index': i, 'aria-pressed': 'false',
+    title: `${it.id}: a ${it.true} taken for a ${it.pred}`,
+  },
+  el('img', { src: it.thumb || imageUrl(modelId, it.id, { thumb: true }), alt: `${it.true} photo taken for ${it.pred}`,
+    width: 64, height: 64, loading: 'lazy' }),
+  el('span', { class: 'gallery-caption' },
+    el('span', { class: 'from' }, it.true), ' → ', el('span', { class: 'to' }, it.pred)),
+  el('span', { class: 'gallery-prob' }, pct(it.probability)))));
+  if (n < items.length) {
+    const b = el('button', { type: 'button', class: 'link-button' }, `Show all ${items.length} mistakes`);
+    b.addEventListener('click', () => show(items.length));
+    fill(nodes.more, b);
+  } else {
+    fill(nodes.more, el('p', { class: 'small muted' }, `${items.length} test images misread.`));
+  }
+}
+
+async function open(i, button) {
+  const it = items[i];
+  for (const b of nodes.grid.querySelectorAll('button[data-index]')) b.setAttribute('aria-pressed', String(b === button));
+  onSelect(it);
+  const my = ++token;
+  const overlayBox = el('figure', { class: 'lime-figure' }, progress('LIME is probing the model…'),
+    el('figcaption', {}, 'LIME overlay'));
+  const heatBox = el('figure', { class: 'lime-figure' }, el('div', { class: 'lime-placeholder' }),
+    el('figcaption', {}, 'heat-map'));
+  const text = el('p', { class: 'description' }, describeMistake(it));
+  const close = el('button', { type: 'button', class: 'close-button', 'aria-label': 'Close' }, '×');
+  close.addEventListener('click', () => { nodes.detail.hidden = true; button.focus(); });
+  fill(nodes.detail,
+    el('div', { class: 'detail-head' },
+      el('h3', {}, `${it.true} → ${it.pred}`, el('span', { class: 'muted' }, ` · ${pct(it.probability)}`)), close),
+    el('div', { class: 'lime-row' },
+      el('figure', { class: 'lime-figure' },
+        el('img', { src: it.image || imageUrl(modelId, it.id), alt: `the ${it.true} photo ${it.id}`, width: 160, height: 160 }),
+        el('figcaption', {}, 'the photo')),
+      overlayBox, heatBox),
+    text,
+    el('p', { class: 'small muted' }, 'In the overlay, the regions that pushed towards the answer stay bright; in the ' +
+      'heat-map, warm colours push towards it and cool ones against it.'));
+  nodes.detail.hidden = false;
+  nodes.detail.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+  try {
+    const ex = await api.explanation(modelId, it.id);
+    if (my !== token) return;
+    const overlay = el('img', { class: 'lime-overlay', src: ex.overlay, alt: `LIME overlay: regions that made the model say ${ex.class || it.pred}`, width: 160, height: 160 });
+    const heat = el('img', { class: 'lime-heatmap', src: ex.heatmap, alt: 'LIME heat-map of region weights', width: 160, height: 160 });
+    await Promise.all([imageLoaded(overlay), imageLoaded(heat)]);
+    if (my !== token) return;
+    overlayBox.firstChild.replaceWith(overlay);
+    heatBox.firstChild.replaceWith(heat);
+    text.textContent = describeMistake(it, ex);
+  } catch (err) {
+    if (my === token) overlayBox.firstChild.replaceWith(errorBox(err, 'No explanation'));
+  }
+}

@@ -1,0 +1,220 @@
+// model.js — one model's page (model.html?id=<id>): header and architecture,
+// the parallel-categories graph of the test images' paths, the layer panel,
+// confusion matrix and training curves, the mistakes gallery, out-of-model
+// images and the upload. Owns the parallel graph's state (highlight, upload
+// path); the other panels live in their own modules.
+
+import { api } from './api.js';
+import { el, fill, pct, count, shape, progress, errorBox, draw, titleCase } from './ui.js';
+import { initMenu, fillMenu, menuError } from './nav.js';
+import { classColor } from './palette.js';
+import { parcatsFigure, uploadPath, indicesOfClass } from './parcats.js';
+import { confusionFigure } from './confusion.js';
+import { curvesFigure } from './curves.js';
+import { initLayerView, setUpload as layerUpload } from './layerview.js';
+import { initGallery } from './gallery.js';
+import { initOutside } from './outside.js';
+import { initUpload } from './upload.js';
+
+const POLL_MS = 2000;
+
+// Page state.
+let model = null;
+let paths = null;
+let highlight = null; // Set of image indices, or null
+let highlightLabel = '';
+let upload = null; // {clusters, pred} for the parallel graph
+let parcatsWired = false;
+let lastReply = null; // the latest upload's predict reply, kept until the paths arrive
+
+const $ = (id) => document.getElementById(id);
+
+function header(m) {
+  const card = m.card || {};
+  const acc = card.test?.accuracy ?? m.test_accuracy ?? m.analysis?.accuracy;
+  const params = m.parameters ?? card.parameters ?? m.layers.reduce((s, l) => s + (l.parameters || 0), 0);
+  const input = m.input ? `${m.input.height}×${m.input.width}×${m.input.channels}` : '';
+  document.title = `strata — ${m.title || m.id}`;
+  fill($('model-header'),
+    el('div', { class: 'model-head' },
+      el('div', {},
+        el('p', { class: 'eyebrow' }, `${titleCase(m.dataset)} dataset${m.seed_architecture ? ' · seed architecture' : ''}`),
+        el('h1', {}, m.title || m.id),
+        m.description ? el('p', { class: 'lead' }, m.description) : null,
+        el('ul', { class: 'chips', 'aria-label': 'classes' }, m.classes.map((c, i) => el('li', { class: 'chip' },
+          el('span', { class: 'dot', style: `background:${classColor(i)}`, 'aria-hidden': 'true' }), c)))),
+      el('dl', { class: 'facts' },
+        el('div', {}, el('dt', {}, 'test accuracy'), el('dd', { id: 'fact-accuracy' }, pct(acc, 1))),
+        el('div', {}, el('dt', {}, 'layers'), el('dd', { id: 'fact-layers' }, String(m.layers.length))),
+        el('div', {}, el('dt', {}, 'parameters'), el('dd', {}, count(params))),
+        el('div', {}, el('dt', {}, 'input'), el('dd', {}, input)))),
+    el('h2', { class: 'sub-title' }, 'Architecture'),
+    el('p', { class: 'small muted' }, 'The image enters on the left; each box is a layer with the shape of what it outputs (height × width × channels, or a vector length).'),
+    el('ol', { class: 'arch', 'aria-label': 'layers' },
+      el('li', { class: 'arch-layer arch-input' }, el('span', { class: 'arch-name' }, 'input'), el('span', { class: 'arch-shape' }, input)),
+      m.layers.map((l) => el('li', { class: `arch-layer arch-${l.type}` },
+        el('span', { class: 'arch-name' }, l.name),
+        el('span', { class: 'arch-type' }, l.type, l.activation && l.activation !== 'linear' && l.activation !== 'none' ? ` · ${l.activation}` : ''),
+        el('span', { class: 'arch-shape' }, shape(l.output_shape))))));
+}
+
+function quality(m) {
+  const card = m.card;
+  const test = card && card.test;
+  if (test && Array.isArray(test.confusion)) {
+    draw($('confusion'), confusionFigure(test.classes || m.classes, test.confusion), { displayModeBar: false });
+  } else {
+    fill($('confusion'), el('p', { class: 'empty' }, 'No evaluation recorded for this model yet.'));
+  }
+  const curve = card && card.training && card.training.curve;
+  if (Array.isArray(curve) && curve.length) {
+    const stacked = $('curves').clientWidth < 420;
+    draw($('curves'), curvesFigure(curve, { bestEpoch: card.training.best_epoch ?? null, stacked }), { displayModeBar: false });
+  } else {
+    fill($('curves'), el('p', { class: 'empty' }, 'No training curve recorded for this model.'));
+  }
+}
+
+// --- the parallel graph ------------------------------------------------------
+
+function drawParcats() {
+  const node = $('parcats');
+  // Wide graphs scroll sideways on small screens rather than squeeze.
+  node.style.minWidth = `${Math.max(560, 66 * paths.dimensions.length)}px`;
+  node.dataset.lines = String(paths.images.true.length + (upload ? 1 : 0));
+  node.dataset.upload = upload ? '1' : '0';
+  return draw(node, parcatsFigure(paths, { highlight, upload }), { displayModeBar: false }).then(() => {
+    if (!parcatsWired) {
+      parcatsWired = true;
+      node.on('plotly_click', onParcatsClick);
+    }
+  });
+}
+
+function onParcatsClick(ev) {
+  const n = paths.images.true.length;
+  const set = new Set((ev.points || []).map((p) => p.pointNumber).filter((i) => i < n));
+  if (!set.size) return;
+  const parts = Object.entries(ev.constraints || {}).filter(([key]) => key !== 'color').map(([d, v]) => {
+    const dim = paths.dimensions[Number(d)];
+    if (!dim) return '';
+    return dim.kind === 'layer' ? `cluster ${v} of ${dim.label}` : `${dim.label} ${v}`;
+  }).filter(Boolean);
+  setHighlight(set, parts.join(', ') || 'the clicked paths');
+}
+
+/** Highlights a set of images (null: all). `label` says which, for the note. */
+export function setHighlight(set, label = '') {
+  if (!paths) return;
+  highlight = set && set.size ? set : null;
+  highlightLabel = highlight ? label : '';
+  const note = $('highlight-note');
+  if (highlight) {
+    const reset = el('button', { type: 'button', class: 'link-button' }, 'show all paths');
+    reset.addEventListener('click', () => setHighlight(null));
+    fill(note, `Highlighting ${highlight.size} of ${paths.images.true.length} images: ${highlightLabel}. `, reset);
+  } else {
+    fill(note, upload ? 'Your image\'s path is the black line.' : '');
+  }
+  for (const b of $('class-filter').querySelectorAll('button[data-class]')) {
+    b.setAttribute('aria-pressed', String(highlight !== null && highlightLabel === `true class ${b.dataset.class}`));
+  }
+  drawParcats();
+}
+
+function classFilter() {
+  const bar = $('class-filter');
+  fill(bar, el('span', { class: 'toolbar-label' }, 'Highlight'),
+    paths.classes.map((c, i) => el('button', { type: 'button', class: 'chip-button', 'data-class': c, 'aria-pressed': 'false' },
+      el('span', { class: 'dot', style: `background:${classColor(i)}`, 'aria-hidden': 'true' }), c)));
+  bar.addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-class]');
+    if (!b) return;
+    if (b.getAttribute('aria-pressed') === 'true') { setHighlight(null); return; }
+    const cls = paths.classes.indexOf(b.dataset.class);
+    setHighlight(indicesOfClass(paths, cls), `true class ${b.dataset.class}`);
+  });
+}
+
+// --- analysis ---------------------------------------------------------------
+
+async function waitForAnalysis(id) {
+  const box = $('analysis-status');
+  for (;;) {
+    let state = 'unknown';
+    try {
+      const h = await api.health();
+      state = (h.analyses && h.analyses[id]) || state;
+    } catch (err) {
+      fill(box, errorBox(err, 'Lost the server'));
+    }
+    if (state === 'ready') { fill(box); return true; }
+    if (state === 'failed') {
+      let detail = '';
+      try { detail = (await api.model(id)).analysis?.error || ''; } catch { /* keep the short message */ }
+      fill(box, el('div', { class: 'error', role: 'alert' }, el('strong', {}, 'The analysis of this model failed'),
+        detail ? ` — ${detail}` : ''));
+      return false;
+    }
+    fill(box, el('div', { class: 'banner' }, progress(`strata is analysing this model (${state}): the graphs appear when it is done.`)));
+    fill($('parcats'), el('p', { class: 'empty' }, 'Waiting for the analysis…'));
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+async function loadAnalysis(m) {
+  fill($('parcats'), progress('Following the test images through the layers…'));
+  try {
+    paths = await api.paths(m.id);
+  } catch (err) {
+    fill($('parcats'), errorBox(err, 'Could not load the paths'));
+    return;
+  }
+  $('parcats').replaceChildren();
+  if (lastReply) upload = uploadPath(paths, lastReply);
+  classFilter();
+  await drawParcats();
+  initLayerView({ id: m.id, dims: paths.dimensions.filter((d) => d.kind === 'layer'), modelLayers: m.layers });
+  initGallery({
+    id: m.id,
+    select: (item) => setHighlight(indicesOfClass(paths, paths.classes.indexOf(item.true)), `true class ${item.true}`),
+  });
+}
+
+function onUpload(reply) {
+  lastReply = reply;
+  upload = reply && paths ? uploadPath(paths, reply) : null;
+  layerUpload(reply);
+  if (paths) setHighlight(highlight, highlightLabel);
+}
+
+async function main() {
+  initMenu();
+  const id = new URLSearchParams(location.search).get('id');
+  if (!id) {
+    fill($('model-header'), el('div', { class: 'error', role: 'alert' }, 'No model chosen. ',
+      el('a', { href: '/' }, 'Pick one on the home page.')));
+    return;
+  }
+  const modelsP = api.models().then((r) => { fillMenu(r.models, id); return r.models; })
+    .catch((err) => { menuError(err); return []; });
+  try {
+    model = await api.model(id);
+  } catch (err) {
+    fill($('model-header'), errorBox(err, `Could not open the model “${id}”`));
+    for (const s of document.querySelectorAll('main > section.section')) s.hidden = true;
+    return;
+  }
+  header(model);
+  quality(model);
+  initUpload({ model, result: onUpload });
+  const ready = model.analysis?.state === 'ready' || await waitForAnalysis(id);
+  if (!ready) return;
+  await loadAnalysis(model);
+  // Other models' images are served from their analyses: list the models
+  // again now, so that the ones that became ready meanwhile count.
+  const models = await api.models().then((r) => r.models).catch(() => modelsP);
+  if (models.length) initOutside({ model, models });
+}
+
+main();

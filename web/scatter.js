@@ -1,0 +1,114 @@
+// scatter.js — one layer seen from above: every analysed image's activations
+// at that layer, projected on the layer's first two principal components
+// (GET /api/models/{id}/layers/{layer}/scatter), coloured by the cluster
+// k-means put it in or by its true class, with the cluster centres in black.
+//
+// Pure: server JSON in, Plotly {data, layout} out. Each point carries its
+// index in `customdata`, so the page can show the image's thumbnail on hover.
+
+import { baseLayout, classColor, clusterColor, CENTER, UPLOAD, GRID } from './palette.js';
+
+function pct(r) {
+  return typeof r === 'number' && Number.isFinite(r) ? ` (${Math.round(r * 100)} % of variance)` : '';
+}
+
+/** Groups point indices by a key array (cluster or true class) into `n` groups. */
+function groupBy(keys, n) {
+  const groups = Array.from({ length: n }, () => []);
+  keys.forEach((key, i) => { if (key >= 0 && key < n) groups[key].push(i); });
+  return groups;
+}
+
+/**
+ * Options: colorBy 'cluster' (one trace per cluster, k traces) or 'class'
+ * (one trace per class); upload {x, y, cluster?} marks the reader's image as
+ * a star. Always one more trace for the centres, drawn black.
+ */
+export function scatterFigure(s, { colorBy = 'cluster', upload = null } = {}) {
+  const { points, centers, classes } = s;
+  const n = points.x.length;
+  const k = Math.max(s.k || 0, centers.x.length);
+  const byCluster = colorBy !== 'class';
+  const keys = byCluster ? points.cluster : points.true;
+  const groups = groupBy(keys, byCluster ? k : classes.length);
+
+  const data = groups.map((idx, g) => {
+    const majority = byCluster && centers.majority ? centers.majority[g] : undefined;
+    const name = byCluster
+      ? `cluster ${g}${majority !== undefined && majority >= 0 ? ` · mostly ${classes[majority]}` : ''}`
+      : classes[g];
+    return {
+      type: 'scatter',
+      mode: 'markers',
+      name,
+      x: idx.map((i) => points.x[i]),
+      y: idx.map((i) => points.y[i]),
+      customdata: idx,
+      marker: {
+        color: byCluster ? clusterColor(g) : classColor(g),
+        size: 7,
+        opacity: 0.8,
+        line: { width: 0.5, color: '#ffffff' },
+      },
+      hoverinfo: 'none',
+    };
+  });
+
+  data.push({
+    type: 'scatter',
+    mode: 'markers',
+    name: 'cluster centres',
+    x: centers.x.slice(),
+    y: centers.y.slice(),
+    customdata: centers.x.map((_, c) => c),
+    text: centers.x.map((_, c) => {
+      const m = centers.majority ? centers.majority[c] : -1;
+      const size = centers.size ? centers.size[c] : undefined;
+      return `centre of cluster ${c}${size !== undefined ? ` · ${size} images` : ''}` +
+        `${m >= 0 && classes[m] ? ` · mostly ${classes[m]}` : ''}`;
+    }),
+    hovertemplate: '%{text}<extra></extra>',
+    marker: {
+      color: CENTER,
+      opacity: 1,
+      symbol: 'circle',
+      size: centers.x.map((_, c) => {
+        const size = centers.size ? centers.size[c] : 0;
+        return 9 + Math.min(9, Math.sqrt(Math.max(0, size)) * (n ? 30 / Math.sqrt(n) : 0) / 3);
+      }),
+      line: { width: 2, color: '#ffffff' },
+    },
+  });
+
+  if (upload && Number.isFinite(upload.x) && Number.isFinite(upload.y)) {
+    data.push({
+      type: 'scatter',
+      mode: 'markers',
+      name: 'your image',
+      x: [upload.x],
+      y: [upload.y],
+      text: [`your image${upload.cluster !== undefined ? ` · cluster ${upload.cluster}` : ''}`],
+      hovertemplate: '%{text}<extra></extra>',
+      marker: { color: UPLOAD, symbol: 'star', size: 22, line: { width: 1.5, color: '#ffffff' } },
+    });
+  }
+
+  const evr = s.explained_variance_ratio || [];
+  const layout = baseLayout({
+    height: 440,
+    margin: { l: 56, r: 16, t: 16, b: 48 },
+    xaxis: { title: { text: `PC 1${pct(evr[0])}` }, zeroline: false, gridcolor: GRID },
+    yaxis: { title: { text: `PC 2${pct(evr[1])}` }, zeroline: false, gridcolor: GRID },
+    legend: { orientation: 'h', y: -0.18, x: 0, font: { size: 11 } },
+    hovermode: 'closest',
+    dragmode: 'pan',
+  });
+  return { data, layout };
+}
+
+/** Number of image points in a scatter figure (every trace but centres and upload). */
+export function imagePointCount(fig) {
+  return fig.data
+    .filter((t) => t.name !== 'cluster centres' && t.name !== 'your image')
+    .reduce((sum, t) => sum + t.x.length, 0);
+}
