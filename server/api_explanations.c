@@ -1,0 +1,151 @@
+/*
+ * api_explanations.c — LIME explanations as the API serves them:
+ * building one (JSON + overlay and heat-map PNGs) from a LIME result, and
+ *   GET /api/explanations/{eid}, …/overlay.png, …/heatmap.png
+ * for the explanations of uploads ("e<n>", kept in app.c's bounded store)
+ * and of dataset images ("<model>~<index>", kept with the model).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "json.h"
+
+/* Scales img so that its longer side is EXPLANATION_DISPLAY_SIDE and
+ * encodes it as PNG into a new blob. */
+static int display_png(const struct image *img, struct blob **out, int *w, int *h, char *err)
+{
+    int side = img->w > img->h ? img->w : img->h;
+    *w = (img->w * EXPLANATION_DISPLAY_SIDE + side / 2) / side;
+    *h = (img->h * EXPLANATION_DISPLAY_SIDE + side / 2) / side;
+    struct image big = {0};
+    uint8_t *png = NULL;
+    size_t len = 0;
+    int rc = image_resize(img, *w < 1 ? 1 : *w, *h < 1 ? 1 : *h, &big, err);
+    if (rc == 0)
+        rc = image_encode_png(&big, &png, &len, err);
+    if (rc == 0 && !(*out = blob_new(png, len)))
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    free(png);
+    image_free(&big);
+    return rc;
+}
+
+static const char *article(const char *noun)
+{
+    return strchr("aeiouAEIOU", noun[0]) && noun[0] ? "an" : "a";
+}
+
+/* One to three sentences a person reads under the pictures. */
+static void describe(char *out, size_t len, const char *cls, double prob, const char *truth,
+                     double score)
+{
+    size_t n = (size_t)snprintf(out, len, "Taken for %s %s (%.0f %%).", article(cls), cls,
+                                100 * prob);
+    if (n < len && truth)
+        n += (size_t)snprintf(out + n, len - n,
+                              strcmp(truth, cls) == 0 ? " Right: it is %s %s." : " It is %s %s.",
+                              article(truth), truth);
+    if (n < len)
+        snprintf(out + n, len - n,
+                 score >= 0.5 ? " The outlined regions pushed the model towards %s most; the "
+                                "explanation fits the model well here (R² %.2f)."
+                              : " The outlined regions pushed the model towards %s most; read "
+                                "them with care, the explanation fits the model only roughly "
+                                "here (R² %.2f).",
+                 cls, score);
+}
+
+int explanation_build(const struct app_model *am, const char *id, const struct lime_result *res,
+                      const struct image *resized, const char *image_id, int truth,
+                      struct explanation **out, char *err)
+{
+    *out = NULL;
+    const struct lime_class *lc = &res->classes[0];
+    const struct model *m = &am->m;
+    struct explanation *e = calloc(1, sizeof *e);
+    if (!e)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    atomic_init(&e->refs, 1);
+    snprintf(e->id, sizeof e->id, "%s", id);
+
+    struct image overlay = {0}, heat = {0};
+    struct lime_overlay_opts oo;
+    lime_overlay_opts_default(&oo);
+    int w = 0, h = 0;
+    int rc = lime_render_overlay(res, resized->rgb, lc->label, &oo, &overlay, NULL, err);
+    if (rc == 0)
+        rc = lime_render_heatmap(res, resized->rgb, lc->label, &heat, err);
+    if (rc == 0)
+        rc = display_png(&overlay, &e->overlay, &w, &h, err);
+    if (rc == 0)
+        rc = display_png(&heat, &e->heatmap, &w, &h, err);
+    image_free(&overlay);
+    image_free(&heat);
+    if (rc < 0) {
+        explanation_unref(e);
+        return rc;
+    }
+
+    char seg[200], base[240], url_o[280], url_h[280], text[600];
+    snprintf(base, sizeof base, "/api/explanations/%s", url_segment(id, seg, sizeof seg));
+    snprintf(url_o, sizeof url_o, "%s/overlay.png", base);
+    snprintf(url_h, sizeof url_h, "%s/heatmap.png", base);
+    const char *cls = m->classes[lc->label];
+    const char *truth_name = truth >= 0 && truth < m->n_classes ? m->classes[truth] : NULL;
+    describe(text, sizeof text, cls, lc->prob, truth_name, lc->score);
+
+    json_t *weights = json_array();
+    for (int i = 0; weights && i < lc->n_features; i++)
+        json_array_append_new(weights, json_pack("{s:i, s:f}", "segment", lc->features[i].segment,
+                                                 "weight", lc->features[i].weight));
+    json_t *j = json_pack(
+        "{s:s, s:s, s:o, s:s, s:i, s:f, s:o, s:o, s:f, s:o, s:o, s:i, s:i, "
+        "s:{s:f, s:f, s:f, s:f, s:f}, s:s, s:s, s:s, s:[i, i], s:s}",
+        "id", id, "model", am->id, "image", image_id ? json_str(image_id) : json_null(), "class",
+        cls, "label", lc->label, "probability", (double)lc->prob, "true",
+        truth_name ? json_string(truth_name) : json_null(), "weights", weights, "intercept",
+        lc->intercept, "score", json_number_or_null(lc->score), "local_pred",
+        json_number_or_null(lc->local_pred), "segments", res->n_segments, "samples",
+        res->num_samples, "timings_ms", "segmentation", res->ms_segment, "perturbation",
+        res->ms_perturb, "inference", res->ms_classify, "regression", res->ms_regression, "total",
+        res->ms_total, "url", base, "overlay", url_o, "heatmap", url_h, "display_size", w, h,
+        "description", text);
+    e->json = blob_json_steal(j);
+    if (!e->json) {
+        explanation_unref(e);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    }
+    *out = e;
+    return 0;
+}
+
+static int reply_part(const struct request *req, struct response *res, int part)
+{
+    struct app *app = req->app;
+    const char *id = request_param(req, "eid");
+    struct explanation *e = id ? app_explanation_get(app, id) : NULL;
+    if (!e)
+        return response_error(res, 404, "not_found",
+                              "no explanation \"%.100s\": the server keeps the last %d uploads' "
+                              "explanations; post the image again",
+                              id ? id : "", app->cfg.max_explanations);
+    explanation_reply(req, res, e, part);
+    explanation_unref(e);
+    return 0;
+}
+
+int handle_explanation(const struct request *req, struct response *res)
+{
+    return reply_part(req, res, 0);
+}
+
+int handle_explanation_overlay(const struct request *req, struct response *res)
+{
+    return reply_part(req, res, 1);
+}
+
+int handle_explanation_heatmap(const struct request *req, struct response *res)
+{
+    return reply_part(req, res, 2);
+}

@@ -1,0 +1,207 @@
+/*
+ * api_models.c — GET /api/models and GET /api/models/{id}: what each model
+ * is (architecture, classes, training card) and where its analysis stands.
+ *
+ * Both replies change only when a model's state does, so they are built by
+ * app_set_state (app.c) and served here as stored bytes.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "app.h"
+#include "json.h"
+
+static int is_seed_architecture(const struct app_model *am)
+{
+    size_t n = strlen(am->id);
+    return n > 5 && strcmp(am->id + n - 5, "-seed") == 0;
+}
+
+static const char *description_of(const struct app_model *am)
+{
+    const json_t *d = am->loaded ? json_object_get(am->m.json, "description") : NULL;
+    return json_is_string(d) ? json_string_value(d) : "";
+}
+
+/* The test accuracy the card reports, else the analysis's (which runs on the
+ * test split by default); null when neither is known. */
+static json_t *test_accuracy(const struct app_model *am, int state)
+{
+    json_t *acc = json_object_get(json_object_get(am->card, "test"), "accuracy");
+    if (json_is_number(acc))
+        return json_real(json_number_value(acc));
+    if (state == APP_READY && strcmp(am->a.split, "test") == 0)
+        return json_real(am->a.accuracy);
+    return json_null();
+}
+
+static json_t *input_json(const struct app_model *am)
+{
+    if (!am->loaded)
+        return json_null();
+    return json_pack("{s:i, s:i, s:i}", "height", am->m.input.h, "width", am->m.input.w,
+                     "channels", am->m.input.c);
+}
+
+static json_t *classes_json(const struct app_model *am)
+{
+    json_t *a = json_array();
+    for (int c = 0; a && am->loaded && c < am->m.n_classes; c++)
+        json_array_append_new(a, json_str(am->m.classes[c]));
+    return a;
+}
+
+json_t *api_model_summary(const struct app_model *am)
+{
+    int state = atomic_load_explicit(&am->state, memory_order_acquire);
+    char cover[1200];
+    if (state == APP_READY && am->cover >= 0)
+        app_image_url(am, am->cover, "/thumb", cover, sizeof cover);
+    json_t *j = json_pack(
+        "{s:s, s:s, s:o, s:s, s:o, s:i, s:o, s:o, s:I, s:b, s:s, s:o}", "id", am->id, "title",
+        am->loaded ? am->m.title : am->id, "description", json_str(description_of(am)), "dataset",
+        am->loaded ? am->m.dataset : "", "classes", classes_json(am), "layers",
+        am->loaded ? am->m.n_layers : 0, "input", input_json(am), "test_accuracy",
+        test_accuracy(am, state), "parameters",
+        (json_int_t)(am->loaded ? model_trainable_count(&am->m) : 0), "seed_architecture",
+        is_seed_architecture(am), "analysis", app_state_name(state), "cover",
+        state == APP_READY && am->cover >= 0 ? json_string(cover) : json_null());
+    if (j && state == APP_FAILED)
+        json_object_set_new(j, "error", json_str(am->error));
+    return j;
+}
+
+/* Trainable parameters of one layer, from its tensor descriptions. */
+static long layer_parameters(const struct layer *l)
+{
+    struct param_desc desc[LAYER_MAX_PARAMS];
+    const struct layer_ops *ops = layer_ops_of(l->cfg.kind);
+    int n = ops->params ? ops->params(l, desc) : 0;
+    long total = 0;
+    for (int i = 0; i < n; i++) {
+        if (!desc[i].trainable)
+            continue;
+        long size = 1;
+        for (int d = 0; d < desc[i].ndim; d++)
+            size *= desc[i].dims[d];
+        total += size;
+    }
+    return total;
+}
+
+/* The settings model.json gave the layer (resolved defaults included). */
+static json_t *layer_config_json(const struct layer_config *c)
+{
+    const char *pad = c->padding == PADDING_SAME ? "same" : "valid";
+    switch (c->kind) {
+    case LAYER_CONV2D:
+        return json_pack("{s:i, s:i, s:i, s:s, s:b}", "filters", c->filters, "kernel_size",
+                         c->kernel, "strides", c->stride, "padding", pad, "use_bias", c->use_bias);
+    case LAYER_MAXPOOL2D:
+        return json_pack("{s:i, s:i, s:s}", "pool_size", c->pool, "strides", c->stride,
+                         "padding", pad);
+    case LAYER_DENSE:
+        return json_pack("{s:i, s:b}", "units", c->units, "use_bias", c->use_bias);
+    case LAYER_DROPOUT:
+        return json_pack("{s:f}", "rate", (double)c->rate);
+    case LAYER_BATCH_NORM:
+        return json_pack("{s:f, s:f}", "epsilon", (double)c->epsilon, "momentum",
+                         (double)c->momentum);
+    default:
+        return json_object();
+    }
+}
+
+static json_t *activation_json(const struct layer_config *c)
+{
+    switch (c->kind) {
+    case LAYER_CONV2D:
+    case LAYER_DENSE:
+    case LAYER_BATCH_NORM:
+        return json_string(activation_name(c->activation));
+    case LAYER_RELU: return json_string("relu");
+    case LAYER_SIGMOID: return json_string("sigmoid");
+    case LAYER_SOFTMAX: return json_string("softmax");
+    default: return json_null();
+    }
+}
+
+static json_t *layers_json(const struct app_model *am)
+{
+    json_t *list = json_array();
+    for (int i = 0; list && am->loaded && i < am->m.n_layers; i++) {
+        const struct layer *l = &am->m.layers[i];
+        int shape[3] = {l->out.h, l->out.w, l->out.c};
+        json_t *j = json_pack("{s:i, s:s, s:s, s:o, s:o, s:I, s:o}", "index", i, "name",
+                              l->cfg.name, "type", layer_ops_of(l->cfg.kind)->type, "activation",
+                              activation_json(&l->cfg), "output_shape", json_int_array(shape, 3),
+                              "parameters", (json_int_t)layer_parameters(l), "config",
+                              layer_config_json(&l->cfg));
+        if (json_array_append_new(list, j) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+static json_t *analysis_json(const struct app_model *am, int state)
+{
+    if (state == APP_FAILED)
+        return json_pack("{s:s, s:o}", "state", "failed", "error", json_str(am->error));
+    if (state != APP_READY)
+        return json_pack("{s:s}", "state", app_state_name(state));
+    const struct analysis *a = &am->a;
+    return json_pack("{s:s, s:s, s:i, s:f, s:i, s:i, s:i, s:i, s:f, s:b, s:f}", "state", "ready",
+                     "split", a->split, "n_images", a->n, "accuracy", a->accuracy,
+                     "misclassified", a->n_missed, "distinct_paths", a->n_paths, "layers",
+                     a->n_layers, "k_max", a->k_max, "seconds",
+                     a->seconds[ANALYSIS_STAGE_TOTAL], "cached", a->cached, "wall_seconds",
+                     am->analysis_wall);
+}
+
+/* Whether predictions carry a doubt score, and why not. */
+static json_t *doubt_json(const struct app_model *am)
+{
+    int ds = atomic_load_explicit(&am->doubt_state, memory_order_acquire);
+    const struct doubt_model *dm = atomic_load(&am->doubt);
+    if (ds == APP_DOUBT_READY && dm)
+        return json_pack("{s:s, s:i, s:i, s:i, s:b}", "state", "ready", "reference_images",
+                         dm->n_ref, "calibration_images", dm->n_cal, "layers", dm->n_layers,
+                         "cached", dm->cached);
+    json_t *j = json_pack("{s:s}", "state", app_doubt_state_name(ds));
+    if (j && ds == APP_DOUBT_UNAVAILABLE && am->doubt_note[0])
+        json_object_set_new(j, "error", json_str(am->doubt_note));
+    return j;
+}
+
+json_t *api_model_detail(const struct app_model *am)
+{
+    int state = atomic_load_explicit(&am->state, memory_order_acquire);
+    json_t *norm = am->loaded ? json_pack("{s:o, s:o}", "mean", json_float_array(am->m.mean, 3),
+                                          "std", json_float_array(am->m.std, 3))
+                              : json_null();
+    return json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:O?, s:I, s:b, s:o, s:o, s:o}", "id",
+                     am->id, "title", am->loaded ? am->m.title : am->id, "description",
+                     json_str(description_of(am)), "dataset", am->loaded ? am->m.dataset : "",
+                     "classes", classes_json(am), "input", input_json(am), "normalization", norm,
+                     "layers", layers_json(am), "card", am->card, "parameters",
+                     (json_int_t)(am->loaded ? model_trainable_count(&am->m) : 0),
+                     "seed_architecture", is_seed_architecture(am), "test_accuracy",
+                     test_accuracy(am, state), "analysis", analysis_json(am, state), "doubt",
+                     doubt_json(am));
+}
+
+int handle_models(const struct request *req, struct response *res)
+{
+    struct app *app = req->app;
+    return app_reply_blob(req, res, atomic_load(&app->models_list), "application/json", NULL);
+}
+
+int handle_model(const struct request *req, struct response *res)
+{
+    struct app_model *am = app_model_or_404(req, res);
+    if (!am)
+        return 0;
+    return app_reply_blob(req, res, atomic_load(&am->detail), "application/json", NULL);
+}

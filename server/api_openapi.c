@@ -1,0 +1,312 @@
+/*
+ * api_openapi.c — GET /api/openapi.json: an OpenAPI 3.0 description of the
+ * API (docs/api.md in machine-readable form), built once at start.
+ *
+ * Schemas describe the shapes the pages rely on (field names and types);
+ * docs/api.md remains the prose reference for what the numbers mean.
+ */
+#include "app.h"
+#include "json.h"
+
+static json_t *ref(const char *kind, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "#/components/%s/%s", kind, name);
+    return json_pack("{s:s}", "$ref", path);
+}
+
+static json_t *schema(const char *name)
+{
+    return ref("schemas", name);
+}
+
+static json_t *param(const char *name)
+{
+    return ref("parameters", name);
+}
+
+static json_t *error(const char *name)
+{
+    return ref("responses", name);
+}
+
+/* A 200 reply of one media type with a schema. */
+static json_t *ok(const char *description, const char *media, json_t *sch)
+{
+    return json_pack("{s:s, s:{s:{s:o}}}", "description", description, "content", media,
+                     "schema", sch);
+}
+
+static json_t *ok_json(const char *description, const char *schema_name)
+{
+    return ok(description, "application/json", schema(schema_name));
+}
+
+static json_t *binary(void)
+{
+    return json_pack("{s:s, s:s}", "type", "string", "format", "binary");
+}
+
+static json_t *get(const char *summary, const char *description, json_t *params, json_t *resp)
+{
+    return json_pack("{s:{s:s, s:s, s:o, s:o}}", "get", "summary", summary, "description",
+                     description, "parameters", params, "responses", resp);
+}
+
+/* Responses every analysis-backed GET shares besides its 200. */
+static json_t *analysis_errors(json_t *resp)
+{
+    json_object_set_new(resp, "404", error("NotFound"));
+    json_object_set_new(resp, "409", error("NotReady"));
+    return resp;
+}
+
+static json_t *image_params(int by_index)
+{
+    return by_index ? json_pack("[o, o]", param("ModelId"), param("ImageIndex"))
+                    : json_pack("[o, o, o]", param("ModelId"), param("ImageClass"),
+                                param("ImageFile"));
+}
+
+static json_t *image_paths(json_t *paths, int by_index)
+{
+    const char *base = by_index ? "/api/models/{id}/images/{image}"
+                                : "/api/models/{id}/images/{class}/{file}";
+    char p[128];
+    const char *how = by_index ? " (by index)" : " (by id <class>/<file>)";
+    char s1[160], s2[160], s3[160];
+    snprintf(s1, sizeof s1, "A dataset image as stored%s", how);
+    snprintf(s2, sizeof s2, "A 64x64 JPEG thumbnail%s", how);
+    snprintf(s3, sizeof s3, "LIME explanation of the model's answer on a dataset image%s", how);
+    json_object_set_new(paths, base,
+                        get(s1, "The file of the analysed split, with its own MIME type.",
+                            image_params(by_index),
+                            analysis_errors(json_pack(
+                                "{s:{s:s, s:{s:{s:o}, s:{s:o}}}}", "200", "description",
+                                "the image", "content", "image/jpeg", "schema", binary(),
+                                "image/png", "schema", binary()))));
+    snprintf(p, sizeof p, "%s/thumb", base);
+    json_object_set_new(paths, p,
+                        get(s2, "Centre square of the image, 64x64, JPEG; computed once.",
+                            image_params(by_index),
+                            analysis_errors(json_pack("{s:o}", "200",
+                                                      ok("the thumbnail", "image/jpeg",
+                                                         binary())))));
+    snprintf(p, sizeof p, "%s/explanation", base);
+    json_object_set_new(paths, p,
+                        get(s3, "Computed on the worker pool at the first request, then cached.",
+                            image_params(by_index),
+                            analysis_errors(json_pack("{s:o, s:o}", "200",
+                                                      ok_json("the explanation", "Explanation"),
+                                                      "503", error("Busy")))));
+    return paths;
+}
+
+static json_t *obj(const char *description)
+{
+    return json_pack("{s:s, s:s}", "type", "object", "description", description);
+}
+
+static json_t *components(void)
+{
+    json_t *s = json_object();
+    json_object_set_new(
+        s, "Error",
+        json_pack("{s:s, s:[s], s:{s:{s:s, s:[s, s], s:{s:{s:s}, s:{s:s}}}}}", "type", "object",
+                  "required", "error", "properties", "error", "type", "object", "required",
+                  "code", "message", "properties", "code", "type", "string", "message", "type",
+                  "string"));
+    json_object_set_new(
+        s, "Health",
+        json_pack("{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s, s:{s:s, s:[s, s, s, s]}}}}",
+                  "type", "object", "properties", "status", "type", "string", "version", "type",
+                  "string", "models", "type", "integer", "analyses_ready", "type", "integer",
+                  "analyses", "type", "object", "additionalProperties", "type", "string", "enum",
+                  "queued", "analysing", "ready", "failed"));
+    json_object_set_new(s, "ModelList",
+                        json_pack("{s:s, s:{s:{s:s, s:o}}}", "type", "object", "properties",
+                                  "models", "type", "array", "items", schema("ModelSummary")));
+    json_object_set_new(s, "ModelSummary",
+                        obj("id, title, description, dataset, classes, layers (count), input, "
+                            "test_accuracy, parameters, seed_architecture, analysis (state), "
+                            "cover (thumbnail URL or null), error (when failed)"));
+    json_object_set_new(s, "ModelDetail",
+                        obj("id, title, description, dataset, classes, input, normalization, "
+                            "layers [{index, name, type, activation, output_shape, parameters, "
+                            "config}], card, analysis {state, split, n_images, accuracy, "
+                            "distinct_paths, seconds | error}"));
+    json_object_set_new(s, "Scatter",
+                        obj("layer, k, k_auto, explained_variance_ratio, silhouette, purity, "
+                            "ari, nmi, classes, points {id, x, y, true, pred, cluster}, centers "
+                            "{x, y, size, majority}"));
+    json_object_set_new(s, "Elbow", obj("layer, k_values, inertia, k, k_auto, silhouette"));
+    json_object_set_new(s, "Paths",
+                        obj("classes, dimensions [{label, kind, layer, k, purity, ari, nmi}], "
+                            "images {id, true, pred, clusters, path}, distinct_paths"));
+    json_object_set_new(s, "Misclassified",
+                        obj("images [{index, id, true, pred, probability, true_probability, "
+                            "left_at, thumb, image}]"));
+    json_object_set_new(s, "Prediction",
+                        obj("model, predicted, label, probability, probabilities [{class, "
+                            "probability}], layers [{index, name, cluster, distance, x, y, "
+                            "cluster_majority}], path {clusters, pred}, doubt, explanation {id, "
+                            "url, overlay, heatmap} | null, timings_ms {decode, forward, lime}"));
+    json_object_set_new(s, "Explanation",
+                        obj("id, model, image, class, probability, true, weights [{segment, "
+                            "weight}], intercept, score, local_pred, segments, timings_ms, "
+                            "overlay, heatmap, description"));
+
+    json_t *p = json_object();
+    json_object_set_new(p, "ModelId",
+                        json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", "id", "in", "path",
+                                  "required", 1, "description", "model id (GET /api/models)",
+                                  "schema", "type", "string"));
+    json_object_set_new(p, "Layer",
+                        json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", "layer", "in", "path",
+                                  "required", 1, "description", "layer name or index",
+                                  "schema", "type", "string"));
+    json_object_set_new(p, "ImageClass",
+                        json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", "class", "in", "path",
+                                  "required", 1, "description",
+                                  "first part of the image id <class>/<file>", "schema", "type",
+                                  "string"));
+    json_object_set_new(p, "ImageFile",
+                        json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", "file", "in", "path",
+                                  "required", 1, "description",
+                                  "second part of the image id <class>/<file>", "schema", "type",
+                                  "string"));
+    json_object_set_new(p, "ImageIndex",
+                        json_pack("{s:s, s:s, s:b, s:s, s:{s:s, s:i}}", "name", "image", "in",
+                                  "path", "required", 1, "description",
+                                  "index of the image in the analysis", "schema", "type",
+                                  "integer", "minimum", 0));
+    json_object_set_new(p, "ExplanationId",
+                        json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", "eid", "in", "path",
+                                  "required", 1, "description",
+                                  "explanation id from a predict reply or an image explanation",
+                                  "schema", "type", "string"));
+
+    json_t *r = json_object();
+    const char *errs[][2] = {
+        {"BadRequest", "bad input: a corrupt or undecodable image, a bad parameter"},
+        {"NotFound", "unknown model, layer, image, explanation or route"},
+        {"NotReady", "the analysis is not ready (code analysing) or failed (analysis_failed)"},
+        {"TooLarge", "the body is over the upload limit"},
+        {"Unsupported", "the body is not an image (PNG, JPEG) nor multipart/form-data"},
+        {"Busy", "the worker queue is full (code busy, with Retry-After)"},
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
+        json_object_set_new(r, errs[i][0],
+                            json_pack("{s:s, s:{s:{s:o}}}", "description", errs[i][1], "content",
+                                      "application/json", "schema", schema("Error")));
+    return json_pack("{s:o, s:o, s:o}", "schemas", s, "parameters", p, "responses", r);
+}
+
+static json_t *document(void)
+{
+    json_t *paths = json_object();
+    json_object_set_new(paths, "/api/health",
+                        get("Server status and each model's analysis state",
+                            "Always answers, also while analyses are being built.", json_array(),
+                            json_pack("{s:o}", "200", ok_json("status", "Health"))));
+    json_object_set_new(paths, "/api/models",
+                        get("The models", "Every model folder, including failed ones.",
+                            json_array(),
+                            json_pack("{s:o}", "200", ok_json("the models", "ModelList"))));
+    json_object_set_new(paths, "/api/models/{id}",
+                        get("One model", "Architecture, classes, training card, analysis state.",
+                            json_pack("[o]", param("ModelId")),
+                            json_pack("{s:o, s:o}", "200", ok_json("the model", "ModelDetail"),
+                                      "404", error("NotFound"))));
+    json_t *k = json_pack("{s:s, s:s, s:b, s:s, s:{s:s, s:i, s:i}}", "name", "k", "in", "query",
+                          "required", 0, "description",
+                          "re-cluster the layer with k clusters (cached after the first call)",
+                          "schema", "type", "integer", "minimum", 1, "maximum",
+                          ANALYSIS_DEFAULT_K_MAX);
+    json_object_set_new(paths, "/api/models/{id}/layers/{layer}/scatter",
+                        get("A layer's images in its PCA plane, with clusters",
+                            "k-means clusters (the elbow's k, or ?k=N) and PCA coordinates.",
+                            json_pack("[o, o, o]", param("ModelId"), param("Layer"), k),
+                            analysis_errors(json_pack("{s:o, s:o, s:o}", "200",
+                                                      ok_json("the scatter", "Scatter"), "400",
+                                                      error("BadRequest"), "503",
+                                                      error("Busy")))));
+    json_object_set_new(paths, "/api/models/{id}/layers/{layer}/elbow",
+                        get("A layer's elbow curve", "Inertia for k = 1..10 and the chosen k.",
+                            json_pack("[o, o]", param("ModelId"), param("Layer")),
+                            analysis_errors(
+                                json_pack("{s:o}", "200", ok_json("the curve", "Elbow")))));
+    json_object_set_new(paths, "/api/models/{id}/paths",
+                        get("Every image's path through the layers' clusters",
+                            "Data for a parallel-categories plot.",
+                            json_pack("[o]", param("ModelId")),
+                            analysis_errors(
+                                json_pack("{s:o}", "200", ok_json("the paths", "Paths")))));
+    json_object_set_new(paths, "/api/models/{id}/misclassified",
+                        get("The images the model gets wrong",
+                            "With the layer from which each path left its true class.",
+                            json_pack("[o]", param("ModelId")),
+                            analysis_errors(json_pack(
+                                "{s:o}", "200", ok_json("the images", "Misclassified")))));
+    image_paths(paths, 0);
+    image_paths(paths, 1);
+    json_t *body = json_pack(
+        "{s:b, s:{s:{s:{s:s, s:{s:{s:o}}}}, s:{s:o}, s:{s:o}}}", "required", 1, "content",
+        "multipart/form-data", "schema", "type", "object", "properties", "image", "schema",
+        binary(), "image/jpeg", "schema", binary(), "image/png", "schema", binary());
+    json_t *explain = json_pack("{s:s, s:s, s:b, s:s, s:{s:s, s:[i, i]}}", "name", "explain",
+                                "in", "query", "required", 0, "description",
+                                "0 skips LIME (default 1)", "schema", "type", "integer", "enum",
+                                0, 1);
+    json_object_set_new(
+        paths, "/api/models/{id}/predict",
+        json_pack("{s:{s:s, s:s, s:o, s:o, s:o}}", "post", "summary",
+                  "Classify an uploaded image and place it in every layer",
+                  "description",
+                  "Probabilities, nearest cluster and PCA point per layer, the path, and a LIME "
+                  "explanation (unless explain=0) kept in a bounded store.",
+                  "parameters", json_pack("[o, o]", param("ModelId"), explain), "requestBody",
+                  body, "responses",
+                  analysis_errors(json_pack(
+                      "{s:o, s:o, s:o, s:o, s:o}", "200", ok_json("the prediction", "Prediction"),
+                      "400", error("BadRequest"), "413", error("TooLarge"), "415",
+                      error("Unsupported"), "503", error("Busy")))));
+    json_t *eid = json_pack("[o]", param("ExplanationId"));
+    json_object_set_new(paths, "/api/explanations/{eid}",
+                        get("An explanation", "An upload's (e<n>) or a dataset image's.",
+                            json_deep_copy(eid),
+                            json_pack("{s:o, s:o}", "200",
+                                      ok_json("the explanation", "Explanation"), "404",
+                                      error("NotFound"))));
+    json_object_set_new(paths, "/api/explanations/{eid}/overlay.png",
+                        get("The explanation's overlay", "The photo with the regions outlined.",
+                            json_deep_copy(eid),
+                            json_pack("{s:o, s:o}", "200", ok("PNG", "image/png", binary()),
+                                      "404", error("NotFound"))));
+    json_object_set_new(paths, "/api/explanations/{eid}/heatmap.png",
+                        get("The explanation's heat map", "Each region coloured by its weight.",
+                            eid,
+                            json_pack("{s:o, s:o}", "200", ok("PNG", "image/png", binary()),
+                                      "404", error("NotFound"))));
+    json_object_set_new(paths, "/api/openapi.json",
+                        get("This document", "OpenAPI 3.0.", json_array(),
+                            json_pack("{s:o}", "200",
+                                      ok("the document", "application/json",
+                                         json_pack("{s:s}", "type", "object")))));
+    return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o, s:o}", "openapi", "3.0.3", "info", "title",
+                     "strata API", "version", STRATA_VERSION, "description",
+                     "See inside an image classifier: layers, clusters, paths, LIME. Errors are "
+                     "{\"error\": {\"code\", \"message\"}}.",
+                     "paths", paths, "components", components());
+}
+
+struct blob *api_openapi_blob(void)
+{
+    return blob_json_steal(document());
+}
+
+int handle_openapi(const struct request *req, struct response *res)
+{
+    struct app *app = req->app;
+    return app_reply_blob(req, res, app->openapi, "application/json", NULL);
+}
