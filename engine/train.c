@@ -189,10 +189,21 @@ int train_config_parse(struct train_config *c, const void *training, const char 
     if ((rc = get_object(t, "early_stopping", &o, what, "training", err)))
         return rc;
     if (o) {
-        static const char *const keys[] = {"patience", NULL};
+        static const char *const keys[] = {"patience", "keep", NULL};
         if ((rc = check_keys(o, keys, what, "training.early_stopping", err)))
             return rc;
         NUM(o, "patience", 0, 100000, "training.early_stopping", c->patience);
+        json_t *keep = json_object_get(o, "keep");
+        if (keep) {
+            const char *s = json_string_value(keep);
+            if (s && strcmp(s, "best") == 0)
+                c->keep_last = 0;
+            else if (s && strcmp(s, "last") == 0)
+                c->keep_last = 1;
+            else
+                return strata_fail(err, STRATA_E_FORMAT,
+                                   "%s: training.early_stopping.keep: expected \"best\" or \"last\"", what);
+        }
     }
 #undef NUM
 
@@ -421,8 +432,9 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
             evaluate(m, &ws, pixels, labels, val_idx, n_val, batch_labels, &e->val_loss, &e->val_acc);
         e->seconds = now_seconds() - t_epoch;
 
-        /* Keep the best weights; with no validation split the last ones. */
-        double score = n_val ? e->val_acc : (double)epoch;
+        /* Keep the best weights; with no validation split, or when asked,
+         * the last ones. */
+        double score = n_val && !cfg->keep_last ? e->val_acc : (double)epoch;
         if (score > best_acc) {
             best_acc = score;
             report->best_epoch = e->epoch;
@@ -445,7 +457,8 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
         }
     }
     report->interrupted = stop && *stop;
-    report->best_val_acc = n_val ? best_acc : 0;
+    report->best_val_acc = n_val && !cfg->keep_last ? best_acc
+                         : report->n_epochs ? report->epochs[report->n_epochs - 1].val_acc : 0;
     if (report->n_epochs > 0)
         memcpy(m->params, best, m->n_params * sizeof(float));
     report->seconds = now_seconds() - t_start;

@@ -36,6 +36,7 @@ struct train_config {
     struct augment_config augment;
     float validation_split;   /* fraction of each class held out; 0 = none */
     int patience;             /* epochs without a better validation accuracy; 0 = never stop early */
+    int keep_last;            /* keep the last epoch's weights rather than the best validation epoch's */
     int balanced_classes;     /* weight the loss by N / (C · n_class) */
     float label_smoothing;    /* target = (1 - s)·one-hot + s/C */
 };
@@ -85,6 +86,9 @@ void train_report_free(struct train_report *r);
  * returns 0 the model holds the weights of the best validation epoch (or of
  * the last epoch without a validation split), including after *stop was set
  * (checked between batches; the run then ends with report->interrupted).
+ * With cfg->keep_last the model holds the last epoch's weights instead (a
+ * small validation split is a noisy judge; a cosine schedule ends where it
+ * should). best_epoch then names the last epoch.
  * Allocates everything it needs once, up front. */
 int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pixels,
               const int *labels, int n, train_progress_fn progress, void *user,

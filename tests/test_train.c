@@ -164,6 +164,7 @@ TEST(config_parsing_and_errors)
         {"{\"schedule\": {\"type\": \"cosine\", \"warmup\": 1}}", "training.schedule.warmup"},
         {"{\"augment\": {\"flip\": 1}}", "training.augment.flip"},
         {"{\"class_weight\": \"heavy\"}", "training.class_weight"},
+        {"{\"early_stopping\": {\"keep\": \"worst\"}}", "training.early_stopping.keep"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         j = json_loads(bad[i][0], 0, NULL);

@@ -1,0 +1,175 @@
+// End-to-end tests of the `strata` command line: usage and exit codes, a
+// small training run on real photos copied to a temporary folder, eval
+// reproducing the card, predict, explain, Ctrl-C during training, and the
+// committed demo models matching their cards.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+const bin = path.resolve(root, process.env.STRATA_BIN || 'build/server/strata');
+const data = path.resolve(root, process.env.STRATA_DATA || '../shared/datasets');
+const haveBin = fs.existsSync(bin);
+const haveData = fs.existsSync(path.join(data, 'felines', 'train'));
+
+function strata(args, opts = {}) {
+  const r = spawnSync(bin, args, { cwd: root, encoding: 'utf8', timeout: 300000, ...opts });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('help, usage errors and exit codes', { skip: !haveBin && 'strata is not built' }, () => {
+  const help = strata(['--help']);
+  assert.equal(help.code, 0);
+  for (const cmd of ['train', 'eval', 'predict', 'explain', 'analyze'])
+    assert.match(help.out, new RegExp(`\\b${cmd}\\b`));
+  for (const cmd of ['train', 'eval', 'predict', 'explain', 'analyze']) {
+    const h = strata([cmd, '--help']);
+    assert.equal(h.code, 0, `${cmd} --help`);
+    assert.match(h.out, /^Usage: strata /);
+  }
+  assert.equal(strata([]).code, 2);
+  assert.equal(strata(['frobnicate']).code, 2);
+  const noModel = strata(['eval']);
+  assert.equal(noModel.code, 2);
+  assert.match(noModel.err, /expected one model/);
+  assert.equal(strata(['eval', 'felines', '--bogus']).code, 2);
+  assert.equal(strata(['predict', 'felines', 'x.jpg', '--top', 'many']).code, 2);
+  const missing = strata(['eval', 'no-such-model']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.err, /no-such-model/);
+});
+
+// A small dataset of real photos: 12 training and 6 test images per class.
+function makeTinyDataset() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-'));
+  for (const split of ['train', 'test']) {
+    const take = split === 'train' ? 12 : 6;
+    for (const cls of ['cheetah', 'tiger']) {
+      const src = path.join(data, 'felines', split, cls);
+      const dst = path.join(dir, 'data', 'tiny', split, cls);
+      fs.mkdirSync(dst, { recursive: true });
+      for (const f of fs.readdirSync(src).sort().slice(0, take))
+        fs.copyFileSync(path.join(src, f), path.join(dst, f));
+    }
+  }
+  const model = {
+    id: 'tiny', dataset: 'tiny', input: { height: 32, width: 32, channels: 3 },
+    classes: ['cheetah', 'tiger'],
+    layers: [
+      { type: 'conv2d', filters: 8, kernel_size: 3, activation: 'relu' },
+      { type: 'maxpool2d', pool_size: 2 },
+      { type: 'global_avg_pool' },
+      { type: 'dense', units: 2, activation: 'softmax' },
+    ],
+    training: { epochs: 3, batch_size: 8, seed: 4, validation_split: 0.25 },
+  };
+  fs.mkdirSync(path.join(dir, 'models', 'tiny'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'models', 'tiny', 'model.json'), JSON.stringify(model, null, 2));
+  return dir;
+}
+
+test('train, then eval, predict and explain the trained model', { skip: (!haveBin && 'strata is not built') || (!haveData && 'no datasets') }, () => {
+  const dir = makeTinyDataset();
+  const mdir = path.join(dir, 'models', 'tiny');
+  const env = { ...process.env, STRATA_DATA: path.join(dir, 'data') };
+  const tr = strata(['train', mdir, '--log-json'], { env });
+  assert.equal(tr.code, 0, tr.err);
+  const lines = tr.out.trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 3);
+  assert.deepEqual(lines.map((l) => l.epoch), [1, 2, 3]);
+  for (const l of lines) {
+    assert.ok(l.train_loss > 0 && Number.isFinite(l.train_loss));
+    assert.ok(l.images_per_s > 0);
+  }
+
+  const card = JSON.parse(fs.readFileSync(path.join(mdir, 'card.json'), 'utf8'));
+  assert.equal(card.training.curve.length, 3);
+  assert.equal(card.training.n_train + card.training.n_val, 24);
+  assert.equal(card.training.n_val, 6);
+  assert.equal(card.test.n, 12);
+  assert.deepEqual(card.test.classes, ['cheetah', 'tiger']);
+  const cm = card.test.confusion;
+  assert.equal(cm[0][0] + cm[0][1] + cm[1][0] + cm[1][1], 12);
+  assert.equal(card.test.accuracy, (cm[0][0] + cm[1][1]) / 12);
+
+  // eval reproduces the card exactly.
+  const ev = strata(['eval', mdir, '--json'], { env });
+  assert.equal(ev.code, 0, ev.err);
+  const e = JSON.parse(ev.out);
+  assert.equal(e.accuracy, card.test.accuracy);
+  assert.deepEqual(e.confusion, card.test.confusion);
+  assert.equal(e.n, 12);
+
+  // predict: probabilities in order, summing to one.
+  const img = path.join(dir, 'data', 'tiny', 'test', 'tiger', fs.readdirSync(path.join(dir, 'data', 'tiny', 'test', 'tiger'))[0]);
+  const pr = strata(['predict', mdir, img, '--json']);
+  assert.equal(pr.code, 0, pr.err);
+  const p = JSON.parse(pr.out);
+  assert.equal(p.probabilities.length, 2);
+  assert.ok(p.probabilities[0].probability >= p.probabilities[1].probability);
+  assert.ok(Math.abs(p.probabilities[0].probability + p.probabilities[1].probability - 1) < 1e-5);
+  assert.equal(p.predicted, p.probabilities[0].class);
+
+  // explain: weights, timings, and real PNG files.
+  const overlay = path.join(dir, 'overlay.png'), heat = path.join(dir, 'heat.png');
+  const ex = strata(['explain', mdir, img, '--json', '--samples', '200', '--out', overlay, '--heatmap', heat]);
+  assert.equal(ex.code, 0, ex.err);
+  const x = JSON.parse(ex.out);
+  assert.equal(x.class, p.predicted);
+  assert.ok(x.weights.length > 1);
+  assert.ok(Math.abs(x.probability - p.probabilities[0].probability) < 1e-5);
+  for (const k of ['segmentation', 'inference', 'regression']) assert.ok(x.timings_ms[k] >= 0);
+  for (const f of [overlay, heat])
+    assert.deepEqual([...fs.readFileSync(f).subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+  const badClass = strata(['explain', mdir, img, '--class', 'zebra']);
+  assert.equal(badClass.code, 1);
+  assert.match(badClass.err, /zebra/);
+
+  // A corrupt image is refused with a message, not a crash.
+  const junk = path.join(dir, 'junk.jpg');
+  fs.writeFileSync(junk, Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(100, 7)]));
+  const bad = strata(['predict', mdir, junk]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /junk\.jpg/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('Ctrl-C during training keeps the best weights so far', { skip: (!haveBin && 'strata is not built') || (!haveData && 'no datasets') }, async () => {
+  const dir = makeTinyDataset();
+  const mdir = path.join(dir, 'models', 'tiny');
+  const child = spawn(bin, ['train', mdir, '--epochs', '1000', '--log-json'], {
+    cwd: root, env: { ...process.env, STRATA_DATA: path.join(dir, 'data') },
+  });
+  let out = '';
+  const code = await new Promise((resolve) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.split('\n').length > 3) child.kill('SIGINT');
+    });
+    child.on('exit', (c) => resolve(c));
+  });
+  assert.equal(code, 1);
+  const card = JSON.parse(fs.readFileSync(path.join(mdir, 'card.json'), 'utf8'));
+  assert.equal(card.training.interrupted, true);
+  assert.ok(card.training.epochs_run >= 3 && card.training.epochs_run < 1000);
+  assert.ok(fs.statSync(path.join(mdir, 'weights.safetensors')).size > 0);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+// Each committed demo model loads and reproduces its card's test accuracy.
+const demo = ['paysages', 'transports', 'felines', 'paysages-seed', 'transports-seed', 'felines-seed'];
+for (const id of demo) {
+  const weights = path.join(root, 'models', id, 'weights.safetensors');
+  test(`demo model ${id} matches its card`, { skip: (!haveBin && 'strata is not built') || (!haveData && 'no datasets') || (!fs.existsSync(weights) && 'no weights') }, () => {
+    const card = JSON.parse(fs.readFileSync(path.join(root, 'models', id, 'card.json'), 'utf8'));
+    const ev = strata(['eval', id, '--json', '--models', path.join(root, 'models')]);
+    assert.equal(ev.code, 0, ev.err);
+    const e = JSON.parse(ev.out);
+    assert.equal(e.n, card.test.n);
+    assert.equal(e.accuracy, card.test.accuracy);
+    assert.deepEqual(e.confusion, card.test.confusion);
+  });
+}
