@@ -12,6 +12,7 @@ const struct command strata_commands[] = {
     {"predict", cmd_predict, "classify one image"},
     {"explain", cmd_explain, "LIME explanation of one prediction"},
     {"analyze", cmd_analyze, "cluster every layer's activations, project them, follow paths"},
+    {"doubt-eval", cmd_doubt_eval, "how well the doubt score separates unknown images"},
     {"serve", cmd_serve, "run the web server with the API and the pages"},
     {NULL, NULL, NULL},
 };
