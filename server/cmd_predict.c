@@ -5,13 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis.h"
 #include "cli.h"
+#include "doubt.h"
 #include "infer.h"
 
 static const char *const predict_help =
     "Usage: strata predict <model-id | model-dir> <image> [options]\n\n"
     "Classifies one JPEG or PNG image and prints the classes by probability.\n\n"
     "  --top N        how many classes to print (default: all)\n"
+    "  --no-doubt     skip the doubt score (it needs the dataset to calibrate, once)\n"
+    "  --data DIR     datasets folder, for the doubt calibration (default $STRATA_DATA or " DATASET_DEFAULT_ROOT ")\n"
+    "  --cache DIR    where the doubt calibration is kept (default $STRATA_CACHE or var/cache)\n"
     "  --json         print JSON: {\"model\", \"image\", \"predicted\", \"probabilities\": [{class, probability}]}\n"
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n"
     "  --threads N    BLAS threads\n";
@@ -22,10 +27,13 @@ int cmd_predict(int argc, char **argv)
                                          {"json", no_argument, 0, 'j'},
                                          {"models", required_argument, 0, 'm'},
                                          {"threads", required_argument, 0, 'T'},
+                                         {"data", required_argument, 0, 'd'},
+                                         {"cache", required_argument, 0, 'c'},
+                                         {"no-doubt", no_argument, 0, 'D'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    int top = 0, json = 0, threads = 0, c;
-    const char *models = NULL;
+    int top = 0, json = 0, threads = 0, no_doubt = 0, c;
+    const char *models = NULL, *data = NULL, *cache = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -40,6 +48,9 @@ int cmd_predict(int argc, char **argv)
             if (cli_parse_int(optarg, 1, 256, &threads))
                 return cli_usage_error("predict", "--threads expects a positive integer, got '%s'", optarg);
             break;
+        case 'd': data = optarg; break;
+        case 'c': cache = optarg; break;
+        case 'D': no_doubt = 1; break;
         case 'h': fputs(predict_help, stdout); return EXIT_OK;
         default: return cli_usage_error("predict", "unknown option '%s'", argv[optind - 1]);
         }
@@ -52,6 +63,8 @@ int cmd_predict(int argc, char **argv)
     struct model m = {0};
     struct image img = {0};
     float *probs = NULL;
+    struct doubt_result *dr = NULL;
+    char derr[STRATA_ERR_LEN] = "";
     int rc = EXIT_FAIL;
     if (model_open(&m, cli_models_root(models), argv[optind], err) < 0) {
         cli_fail("predict", "%s", err);
@@ -72,6 +85,27 @@ int cmd_predict(int argc, char **argv)
         goto done;
     }
     model_forward(&m, &ws, ws.input, 1, 0);
+    /* The doubt score reads this forward pass; its calibration is computed
+     * once per model and cached. */
+    if (!no_doubt) {
+        struct doubt_params dp;
+        struct doubt_model dm;
+        doubt_params_default(&dp);
+        dr = malloc(sizeof *dr);
+        if (dr && doubt_load_or_calibrate(&m, &dp, dataset_root(data), analysis_cache_dir(cache), &dm,
+                                          NULL, NULL, derr) == 0) {
+            if (doubt_score(&dm, &m, NULL, &ws, 0, dr, derr) < 0) {
+                free(dr);
+                dr = NULL;
+            }
+            doubt_free(&dm);
+        } else {
+            free(dr);
+            dr = NULL;
+        }
+        if (!dr)
+            fprintf(stderr, "strata predict: no doubt score: %s\n", derr);
+    }
     probs = malloc((size_t)m.n_classes * sizeof(float));
     int *order = calloc((size_t)m.n_classes, sizeof(int));
     if (!probs || !order) {
@@ -99,6 +133,8 @@ int cmd_predict(int argc, char **argv)
                                                   "probability", (double)probs[order[i]]));
         json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "model", m.id, "image", argv[optind + 1],
                                 "predicted", m.classes[order[0]], "probabilities", list);
+        if (!no_doubt)
+            json_object_set_new(out, "doubt", dr ? doubt_result_json(dr, &m) : json_null());
         json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
         json_decref(out);
@@ -106,10 +142,13 @@ int cmd_predict(int argc, char **argv)
         printf("%s: %s\n", argv[optind + 1], m.classes[order[0]]);
         for (int i = 0; i < shown; i++)
             printf("  %-16s %6.2f %%\n", m.classes[order[i]], 100.0 * probs[order[i]]);
+        if (dr)
+            printf("doubt %.2f (%s): %s\n", dr->doubt, doubt_level_name(dr->level), dr->explanation);
     }
     free(order);
     rc = EXIT_OK;
 done:
+    free(dr);
     free(probs);
     image_free(&img);
     model_free(&m);
