@@ -143,11 +143,15 @@ test('Ctrl-C during training keeps the best weights so far', { skip: (!haveBin &
   const child = spawn(bin, ['train', mdir, '--epochs', '1000', '--log-json'], {
     cwd: root, env: { ...process.env, STRATA_DATA: path.join(dir, 'data') },
   });
-  let out = '';
+  let out = '', sent = false;
   const code = await new Promise((resolve) => {
     child.stdout.on('data', (d) => {
       out += d;
-      if (out.split('\n').length > 3) child.kill('SIGINT');
+      // One Ctrl-C only: a second one ends the process at once, by design.
+      if (!sent && out.split('\n').length > 3) {
+        sent = true;
+        child.kill('SIGINT');
+      }
     });
     child.on('exit', (c) => resolve(c));
   });
