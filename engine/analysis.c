@@ -43,6 +43,7 @@
  * the bytes left), so a corrupt file fails cleanly instead of crashing.
  */
 #include "analysis.h"
+#include "hash.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -62,8 +63,6 @@
 #include "pca.h"
 #include "reduce.h"
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
 #define HEADER_SIZE 48
 static const char magic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'A', 'N'};
 
@@ -147,40 +146,6 @@ static int feature_size(struct shape s, int grid)
 static void reduce_rows(const float *out, int n, struct shape s, int grid, float *feat)
 {
     reduce_avgpool(out, n, s.h, s.w, s.c, grid, feat);
-}
-
-/* ---- hashing ---------------------------------------------------------- */
-
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
-/* FNV-1a on 64-bit words in four interleaved lanes (about 8x the speed of
- * the byte loop, which matters for tens of MB of features), the lanes and
- * the tail then folded byte-wise. Each lane step x -> (x ^ w) * P is a
- * bijection of x for a given w and changes x whenever w changes, so any
- * single corrupted word always changes the result. */
-static uint64_t checksum64(const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint64_t lane[4] = {FNV_OFFSET, FNV_OFFSET ^ 1, FNV_OFFSET ^ 2, FNV_OFFSET ^ 3};
-    size_t i = 0;
-    for (; i + 32 <= len; i += 32)
-        for (int j = 0; j < 4; j++) {
-            uint64_t w;
-            memcpy(&w, p + i + 8 * j, 8);
-            lane[j] = (lane[j] ^ w) * FNV_PRIME;
-        }
-    uint64_t h = fnv1a(FNV_OFFSET, lane, sizeof lane);
-    h = fnv1a(h, p + i, len - i);
-    uint64_t n = len;
-    return fnv1a(h, &n, sizeof n);
 }
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -579,7 +544,7 @@ static int compute_paths(struct analysis *a, char *err)
     for (int i = 0; i < n; i++) {
         int *row = seq + (size_t)i * L;
         analysis_path(a, i, row);
-        uint64_t h = fnv1a(FNV_OFFSET, row, (size_t)L * sizeof(int));
+        uint64_t h = hash_fnv1a(HASH_FNV_OFFSET, row, (size_t)L * sizeof(int));
         size_t s = (size_t)h & (cap - 1);
         int id = -1;
         while (slot[s] >= 0) {
@@ -1083,18 +1048,6 @@ const char *analysis_cache_dir(const char *flag)
     return env && *env ? env : ANALYSIS_DEFAULT_CACHE;
 }
 
-static uint64_t hash_str(uint64_t h, const char *s)
-{
-    uint32_t len = (uint32_t)strlen(s);
-    h = fnv1a(h, &len, sizeof len);
-    return fnv1a(h, s, len);
-}
-
-static uint64_t hash_u64(uint64_t h, uint64_t v)
-{
-    return fnv1a(h, &v, sizeof v);
-}
-
 int analysis_cache_key(const struct model *m, const struct analysis_params *p,
                        const struct dataset *ds, uint64_t *key, char *err)
 {
@@ -1102,7 +1055,7 @@ int analysis_cache_key(const struct model *m, const struct analysis_params *p,
     int rc = check_params(p, err);
     if (rc < 0 || (rc = resolve_overrides(m, p, k_of, err)) < 0)
         return rc;
-    uint64_t h = hash_str(FNV_OFFSET, "strata-analysis");
+    uint64_t h = hash_str(HASH_FNV_OFFSET, "strata-analysis");
     h = hash_u64(h, ANALYSIS_FORMAT_VERSION);
 
     /* The model: its architecture as canonical JSON (sorted keys, so two
@@ -1115,7 +1068,7 @@ int analysis_cache_key(const struct model *m, const struct analysis_params *p,
     free(json);
     h = hash_str(h, m->id);
     h = hash_u64(h, m->n_params);
-    h = hash_u64(h, checksum64(m->params, m->n_params * sizeof(float)));
+    h = hash_u64(h, hash_checksum64(m->params, m->n_params * sizeof(float)));
 
     /* The data: every listed file by name, size and modification time. */
     h = hash_str(h, m->dataset);
@@ -1287,8 +1240,8 @@ int analysis_save(const struct analysis *a, const char *path, char *err)
     put_le32(buf + 12, HEADER_SIZE);
     put_le64(buf + 16, a->key);
     put_le64(buf + 24, payload);
-    put_le64(buf + 32, checksum64(buf + HEADER_SIZE, payload));
-    put_le64(buf + 40, checksum64(buf, 40));
+    put_le64(buf + 32, hash_checksum64(buf + HEADER_SIZE, payload));
+    put_le64(buf + 40, hash_checksum64(buf, 40));
 
     /* Temporary file in the same folder, renamed over the target: readers
      * see the old file or the complete new one, never a partial write. */
@@ -1611,7 +1564,7 @@ int analysis_load(const char *path, uint64_t expect_key, struct analysis *out, c
         rc = strata_fail(err, STRATA_E_FORMAT, "%s: not a strata analysis file", path);
         goto done;
     }
-    if (checksum64(buf, 40) != hsum) {
+    if (hash_checksum64(buf, 40) != hsum) {
         rc = strata_fail(err, STRATA_E_FORMAT, "%s: corrupt header (checksum mismatch)", path);
         goto done;
     }
@@ -1627,7 +1580,7 @@ int analysis_load(const char *path, uint64_t expect_key, struct analysis *out, c
                          size - HEADER_SIZE, (unsigned long long)plen);
         goto done;
     }
-    if (checksum64(buf + HEADER_SIZE, plen) != psum) {
+    if (hash_checksum64(buf + HEADER_SIZE, plen) != psum) {
         rc = strata_fail(err, STRATA_E_FORMAT, "%s: corrupt (checksum mismatch)", path);
         goto done;
     }

@@ -11,6 +11,7 @@
  * distances in the whitened space; doubt_score_images batches the products.
  */
 #include "doubt.h"
+#include "hash.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -40,8 +41,6 @@ static const char DOUBT_RECIPE[] =
     "alpha = mean_deep_half(0.5 (logz_knn10 + logz_maha)) + mean(1 - P_lda(y)) + max(0, z_energy); "
     "conformal, plotting positions (i+1)/(n+1), exponential tails";
 
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
 
 
 static double now_seconds(void)
@@ -1181,48 +1180,7 @@ int doubt_calibrate(struct model *m, const struct doubt_params *p, const char *d
     return rc;
 }
 
-/* ---- hashing and files ------------------------------------------------------------------ */
-
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
-/* FNV-1a over 64-bit words in four lanes, folded byte-wise with the tail and
- * the length: fast enough for tens of MB, and any changed word changes it. */
-static uint64_t checksum64(const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint64_t lane[4] = {FNV_OFFSET, FNV_OFFSET ^ 1, FNV_OFFSET ^ 2, FNV_OFFSET ^ 3};
-    size_t i = 0;
-    for (; i + 32 <= len; i += 32)
-        for (int j = 0; j < 4; j++) {
-            uint64_t w;
-            memcpy(&w, p + i + 8 * j, 8);
-            lane[j] = (lane[j] ^ w) * FNV_PRIME;
-        }
-    uint64_t h = fnv1a(FNV_OFFSET, lane, sizeof lane);
-    h = fnv1a(h, p + i, len - i);
-    uint64_t n = len;
-    return fnv1a(h, &n, sizeof n);
-}
-
-static uint64_t hash_u64(uint64_t h, uint64_t v)
-{
-    return fnv1a(h, &v, sizeof v);
-}
-
-static uint64_t hash_str(uint64_t h, const char *s)
-{
-    uint32_t len = (uint32_t)strlen(s);
-    h = fnv1a(h, &len, sizeof len);
-    return fnv1a(h, s, len);
-}
+/* ---- files ---------------------------------------------------------------------------- */
 
 /* A growing byte buffer; `failed` once an allocation failed. */
 struct wbuf {
@@ -1348,7 +1306,7 @@ static int all_finite(const float *v, size_t n)
 
 /* File layout (little-endian, as written by this machine):
  *   8 bytes magic, u32 version, u32 0, u64 key, u64 payload length,
- *   payload, u64 checksum64(payload). */
+ *   payload, u64 hash_checksum64(payload). */
 static int write_file(const char *path, const char magic[8], uint64_t key, const struct wbuf *w,
                       char *err)
 {
@@ -1359,7 +1317,7 @@ static int write_file(const char *path, const char magic[8], uint64_t key, const
     if (!f)
         return strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
     uint32_t version = DOUBT_FORMAT_VERSION, zero = 0;
-    uint64_t len = w->len, sum = checksum64(w->p, w->len);
+    uint64_t len = w->len, sum = hash_checksum64(w->p, w->len);
     int ok = fwrite(magic, 1, 8, f) == 8 && fwrite(&version, 4, 1, f) == 1 &&
              fwrite(&zero, 4, 1, f) == 1 && fwrite(&key, 8, 1, f) == 1 &&
              fwrite(&len, 8, 1, f) == 1 && fwrite(w->p, 1, w->len, f) == w->len &&
@@ -1409,7 +1367,7 @@ static int read_file(const char *path, const char magic[8], uint64_t expect_key,
             } else if (fread(p, 1, plen, f) != plen || fread(&sum, 8, 1, f) != 1) {
                 rc = strata_fail(err, STRATA_E_FORMAT, "%s: truncated", path);
                 free(p);
-            } else if (checksum64(p, plen) != sum) {
+            } else if (hash_checksum64(p, plen) != sum) {
                 rc = strata_fail(err, STRATA_E_FORMAT, "%s: checksum mismatch (corrupt)", path);
                 free(p);
             } else {
@@ -1601,7 +1559,7 @@ static int doubt_key(const struct model *m, const struct doubt_params *p, float 
     int rc = analysis_cache_key(m, &ap, ds, &h, err);
     if (rc < 0)
         return rc;
-    h = hash_str(hash_u64(FNV_OFFSET, h), "strata-doubt");
+    h = hash_str(hash_u64(HASH_FNV_OFFSET, h), "strata-doubt");
     h = hash_u64(h, DOUBT_FORMAT_VERSION);
     h = hash_str(h, DOUBT_RECIPE);
     uint32_t sbits;
@@ -2106,13 +2064,13 @@ int doubt_report_run(const struct doubt_model *dm, struct model *m, const char *
 static int report_key(const struct doubt_model *dm, const struct model *m,
                       const struct sources *ss, uint64_t *key, char *err)
 {
-    uint64_t h = hash_str(FNV_OFFSET, "strata-doubteval");
+    uint64_t h = hash_str(HASH_FNV_OFFSET, "strata-doubteval");
     h = hash_u64(h, DOUBT_FORMAT_VERSION);
     h = hash_str(h, DOUBT_RECIPE);
     h = hash_u64(h, dm->key);
-    h = hash_u64(h, checksum64(dm->cal_alpha, (size_t)dm->n_cal * sizeof(float)));
+    h = hash_u64(h, hash_checksum64(dm->cal_alpha, (size_t)dm->n_cal * sizeof(float)));
     h = hash_str(h, m->id);
-    h = hash_u64(h, checksum64(m->params, m->n_params * sizeof(float)));
+    h = hash_u64(h, hash_checksum64(m->params, m->n_params * sizeof(float)));
     for (int i = 0; i < ss->n; i++) {
         const struct source *s = &ss->s[i];
         h = hash_str(h, s->name);
