@@ -1605,8 +1605,7 @@ done:
 
 /* ---- the cache ------------------------------------------------------------- */
 
-/* mkdir -p. */
-static int make_dirs(const char *dir, char *err)
+int analysis_cache_create(const char *dir, char *err)
 {
     char path[1024];
     if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
@@ -1689,7 +1688,7 @@ int analysis_load_or_run(struct model *m, const struct analysis_params *p, const
     out->key = key;
     if (cache_dir) {
         char werr[STRATA_ERR_LEN];
-        if (make_dirs(cache_dir, werr) < 0 || analysis_save(out, path, werr) < 0)
+        if (analysis_cache_create(cache_dir, werr) < 0 || analysis_save(out, path, werr) < 0)
             snprintf(note + strlen(note), sizeof note - strlen(note), "%scache not written: %.400s",
                      note[0] ? "; " : "", werr);
         else

@@ -209,6 +209,10 @@ int analysis_run_images(struct model *m, const struct analysis_params *p, const 
  * ANALYSIS_DEFAULT_CACHE. Borrowed string. */
 const char *analysis_cache_dir(const char *flag);
 
+/* Creates the cache folder and its parents (mkdir -p); the doubt cache
+ * shares it. Returns 0 or STRATA_E_IO / STRATA_E_ARG with err. */
+int analysis_cache_create(const char *dir, char *err);
+
 /* The cache key of (model, listed dataset split, parameters): FNV-1a 64-bit
  * over the model's canonical JSON and parameter slab, the sorted data files
  * (name, size, mtime) and the resolved parameters. Fails with STRATA_E_IO if

@@ -1380,26 +1380,6 @@ static int read_file(const char *path, const char magic[8], uint64_t expect_key,
     return rc;
 }
 
-/* mkdir -p. */
-static int make_dirs(const char *dir, char *err)
-{
-    char path[1024];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-        return strata_fail(err, STRATA_E_ARG, "cache folder name too long");
-    for (char *p = path + 1;; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(path, 0755) != 0 && errno != EEXIST)
-                return strata_fail(err, STRATA_E_IO, "%s: cannot create: %s", path, strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    return 0;
-}
-
 static const char DOUBT_MAGIC[8] = {'S', 'T', 'R', 'D', 'O', 'U', 'B', 'T'};
 static const char EVAL_MAGIC[8] = {'S', 'T', 'R', 'D', 'E', 'V', 'A', 'L'};
 
@@ -1617,7 +1597,7 @@ int doubt_load_or_calibrate(struct model *m, const struct doubt_params *p, const
     out->key = key;
     if (cache_dir) {
         char werr[STRATA_ERR_LEN];
-        if (make_dirs(cache_dir, werr) < 0 || doubt_save(out, path, werr) < 0)
+        if (analysis_cache_create(cache_dir, werr) < 0 || doubt_save(out, path, werr) < 0)
             appendf(note, sizeof note, "%scache not written: %.400s", note[0] ? "; " : "", werr);
         else
             snprintf(out->cache_path, sizeof out->cache_path, "%s", path);
@@ -2184,7 +2164,7 @@ int doubt_report_load_or_run(const struct doubt_model *dm, struct model *m,
     if (rc == 0 && cache_dir) {
         char werr[STRATA_ERR_LEN];
         /* An unwritable cache only costs the next caller the computation. */
-        if (make_dirs(cache_dir, werr) == 0)
+        if (analysis_cache_create(cache_dir, werr) == 0)
             report_save(out, key, path, werr);
     }
     return rc;
