@@ -164,14 +164,21 @@ static json_t *analysis_json(const struct app_model *am, int state)
 static json_t *doubt_json(const struct app_model *am)
 {
     int ds = atomic_load_explicit(&am->doubt_state, memory_order_acquire);
+    int es = atomic_load_explicit(&am->doubt_eval_state, memory_order_acquire);
     const struct doubt_model *dm = atomic_load(&am->doubt);
-    if (ds == APP_DOUBT_READY && dm)
-        return json_pack("{s:s, s:i, s:i, s:i, s:b}", "state", "ready", "reference_images",
-                         dm->n_ref, "calibration_images", dm->n_cal, "layers", dm->n_layers,
-                         "cached", dm->cached);
-    json_t *j = json_pack("{s:s}", "state", app_doubt_state_name(ds));
-    if (j && ds == APP_DOUBT_UNAVAILABLE && am->doubt_note[0])
-        json_object_set_new(j, "error", json_str(am->doubt_note));
+    json_t *j;
+    if (ds == APP_DOUBT_READY && dm) {
+        j = json_pack("{s:s, s:i, s:i, s:i, s:b}", "state", "ready", "reference_images",
+                      dm->n_ref, "calibration_images", dm->n_cal, "layers", dm->n_layers,
+                      "cached", dm->cached);
+    } else {
+        j = json_pack("{s:s}", "state", app_doubt_state_name(ds));
+        if (j && ds == APP_DOUBT_UNAVAILABLE && am->doubt_note[0])
+            json_object_set_new(j, "error", json_str(am->doubt_note));
+    }
+    /* Where GET /api/models/{id}/doubt stands. */
+    if (j)
+        json_object_set_new(j, "evaluation", json_string(app_doubt_state_name(es)));
     return j;
 }
 

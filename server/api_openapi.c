@@ -146,6 +146,10 @@ static json_t *components(void)
     json_object_set_new(s, "Misclassified",
                         obj("images [{index, id, true, pred, probability, true_probability, "
                             "left_at, thumb, image}]"));
+    json_object_set_new(s, "DoubtEvaluation",
+                        obj("model, n_id, n_ood, accuracy, sources [{name, ood, n}], auroc, "
+                            "fpr95, auroc_errors (each {doubt, msp, energy}), levels {medium, "
+                            "high}, histogram {edges, id, ood}"));
     json_object_set_new(s, "Prediction",
                         obj("model, predicted, label, probability, probabilities [{class, "
                             "probability}], layers [{index, name, cluster, distance, x, y, "
@@ -248,6 +252,16 @@ static json_t *document(void)
                             json_pack("[o]", param("ModelId")),
                             analysis_errors(json_pack(
                                 "{s:o}", "200", ok_json("the images", "Misclassified")))));
+    json_object_set_new(
+        paths, "/api/models/{id}/doubt",
+        get("How well the doubt score spots images of other datasets",
+            "The test split (in-distribution) against the other datasets' test splits: AUROC, "
+            "FPR at 95 % TPR and errors-AUROC of doubt, MSP and energy, and a histogram of the "
+            "doubt. 409 while it is computed (after every analysis) or when the model has no "
+            "doubt score.",
+            json_pack("[o]", param("ModelId")),
+            analysis_errors(json_pack("{s:o}", "200",
+                                      ok_json("the evaluation", "DoubtEvaluation")))));
     image_paths(paths, 0);
     image_paths(paths, 1);
     json_t *body = json_pack(

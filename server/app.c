@@ -273,6 +273,8 @@ static void load_model(struct app *app, struct app_model *am, const char *folder
     atomic_init(&am->detail, NULL);
     atomic_init(&am->doubt, NULL);
     atomic_init(&am->doubt_state, APP_DOUBT_PENDING);
+    atomic_init(&am->doubt_eval, NULL);
+    atomic_init(&am->doubt_eval_state, APP_DOUBT_PENDING);
     am->cover = -1;
 
     snprintf(path, sizeof path, "%s/model.json", am->dir);
@@ -584,10 +586,43 @@ static void calibrate_doubt(struct app *app, struct app_model *am)
     app_set_state(app, am, APP_READY, NULL); /* the detail shows the doubt's state */
 }
 
+/* The model page's doubt evaluation (doubt_report_load_or_run: test split
+ * against the other datasets' test splits), serialised once. */
+static void evaluate_doubt(struct app *app, struct app_model *am)
+{
+    char err[STRATA_ERR_LEN];
+    const struct doubt_model *dm = atomic_load_explicit(&am->doubt, memory_order_acquire);
+    struct doubt_report r = {0};
+    struct analysis_view view = {.app = app, .am = am};
+    double t0 = app_now_ms();
+    int rc = doubt_report_load_or_run(dm, &am->m, app->data_root,
+                                      app->cache_dir[0] ? app->cache_dir : NULL, &r, on_progress,
+                                      &view, err);
+    progress_end(&view.bar);
+    if (rc == STRATA_E_INTERRUPTED && atomic_load(&app->stopping))
+        return;
+    struct blob *b = NULL;
+    if (rc == 0 && !(b = api_doubt_eval_blob(&r)))
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory serialising the evaluation");
+    doubt_report_free(&r);
+    if (rc < 0) {
+        snprintf(am->doubt_eval_note, sizeof am->doubt_eval_note,
+                 "no doubt evaluation for %s: %.400s", am->id, err);
+        logf_(app, "%s", am->doubt_eval_note);
+        atomic_store_explicit(&am->doubt_eval_state, APP_DOUBT_UNAVAILABLE, memory_order_release);
+    } else {
+        logf_(app, "%s: doubt evaluated in %.2f s", am->id, (app_now_ms() - t0) / 1e3);
+        atomic_store_explicit(&am->doubt_eval, b, memory_order_release);
+        atomic_store_explicit(&am->doubt_eval_state, APP_DOUBT_READY, memory_order_release);
+    }
+    app_set_state(app, am, APP_READY, NULL); /* the detail shows the evaluation's state */
+}
+
 static void *analyser_main(void *cls)
 {
     struct app *app = cls;
-    /* Every analysis first (what the pages show), then the doubt scores. */
+    /* Every analysis first (what the pages show), then the doubt scores
+     * (what predictions carry), then their evaluations (the model pages). */
     for (int i = 0; i < app->n_models && !atomic_load(&app->stopping); i++)
         if (atomic_load(&app->models[i].state) == APP_QUEUED)
             analyse_one(app, &app->models[i]);
@@ -598,6 +633,21 @@ static void *analyser_main(void *cls)
         else
             atomic_store(&am->doubt_state, APP_DOUBT_UNAVAILABLE);
     }
+    /* Models without a doubt score learn it at once, not after the others'
+     * evaluations. */
+    for (int i = 0; i < app->n_models && !atomic_load(&app->stopping); i++) {
+        struct app_model *am = &app->models[i];
+        if (atomic_load(&am->doubt_state) == APP_DOUBT_READY)
+            continue;
+        snprintf(am->doubt_eval_note, sizeof am->doubt_eval_note,
+                 "no doubt evaluation for %s: it has no doubt score (%.300s)", am->id,
+                 am->doubt_note[0] ? am->doubt_note : "its analysis failed");
+        atomic_store_explicit(&am->doubt_eval_state, APP_DOUBT_UNAVAILABLE, memory_order_release);
+        app_set_state(app, am, atomic_load(&am->state), NULL);
+    }
+    for (int i = 0; i < app->n_models && !atomic_load(&app->stopping); i++)
+        if (atomic_load(&app->models[i].doubt_state) == APP_DOUBT_READY)
+            evaluate_doubt(app, &app->models[i]);
     return NULL;
 }
 
@@ -675,6 +725,7 @@ void app_free(struct app *app)
         struct doubt_model *dm = atomic_load(&am->doubt);
         doubt_free(dm);
         free(dm);
+        free(atomic_load(&am->doubt_eval));
         free(atomic_load(&am->detail));
         for (int w = 0; w < am->n_ws_free; w++) {
             model_workspace_free(am->ws_free[w]);

@@ -170,6 +170,14 @@ struct app_model {
     atomic_int doubt_state; /* enum app_doubt_state */
     char doubt_note[STRATA_ERR_LEN];
 
+    /* GET /api/models/{id}/doubt: the doubt evaluated on the test split
+     * against the other datasets' (doubt_report_load_or_run), NULL until
+     * computed after every doubt model is calibrated; doubt_eval_state and
+     * doubt_eval_note as for the doubt model. */
+    _Atomic(struct blob *) doubt_eval;
+    atomic_int doubt_eval_state; /* enum app_doubt_state */
+    char doubt_eval_note[STRATA_ERR_LEN];
+
     /* Inference workspaces (batch 1) for predict: one per concurrent job,
      * reused rather than allocated per request. */
     pthread_mutex_t ws_mu;
@@ -317,6 +325,9 @@ json_t *api_model_detail(const struct app_model *am);
 int api_layers_precompute(struct app_model *am, char *err);
 /* api_paths.c: am->paths and am->misclassified. */
 int api_paths_precompute(struct app_model *am, char *err);
+/* api_doubt.c: the reply of GET /api/models/{id}/doubt for report r. NULL
+ * when out of memory. */
+struct blob *api_doubt_eval_blob(const struct doubt_report *r);
 /* api_openapi.c: the OpenAPI document. NULL when out of memory. */
 struct blob *api_openapi_blob(void);
 
@@ -327,6 +338,7 @@ int handle_scatter(const struct request *req, struct response *res);
 int handle_elbow(const struct request *req, struct response *res);
 int handle_paths(const struct request *req, struct response *res);
 int handle_misclassified(const struct request *req, struct response *res);
+int handle_doubt(const struct request *req, struct response *res);
 int handle_image(const struct request *req, struct response *res);
 int handle_thumb(const struct request *req, struct response *res);
 int handle_image_explanation(const struct request *req, struct response *res);

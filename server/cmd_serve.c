@@ -35,6 +35,7 @@ const struct route app_routes[] = {
     {"GET", "/api/models/{id}/layers/{layer}/elbow", handle_elbow},
     {"GET", "/api/models/{id}/paths", handle_paths},
     {"GET", "/api/models/{id}/misclassified", handle_misclassified},
+    {"GET", "/api/models/{id}/doubt", handle_doubt},
     {"GET", "/api/models/{id}/images/{image}", handle_image},
     {"GET", "/api/models/{id}/images/{image}/thumb", handle_thumb},
     {"GET", "/api/models/{id}/images/{image}/explanation", handle_image_explanation},

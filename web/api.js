@@ -145,6 +145,7 @@ export const api = {
     getJSON(`${m(id)}/layers/${encodeURIComponent(layer)}/scatter${k ? `?k=${k}` : ''}`, o),
   elbow: (id, layer, o) => getJSON(`${m(id)}/layers/${encodeURIComponent(layer)}/elbow`, o),
   misclassified: (id, o) => getJSON(`${m(id)}/misclassified`, o),
+  doubt: (id, o) => getJSON(`${m(id)}/doubt`, o),
   explanation: (id, image, o) => getJSON(`${m(id)}/images/${encodeImageId(image)}/explanation`, o),
   uploadExplanation: (eid, o) => getJSON(`/api/explanations/${encodeURIComponent(eid)}`, o),
 };

@@ -1,7 +1,7 @@
 // model.js — one model's page (model.html?id=<id>): header and architecture,
 // the parallel-categories graph of the test images' paths, the layer panel,
-// confusion matrix and training curves, the mistakes gallery, out-of-model
-// images and the upload. Owns the parallel graph's state (highlight, upload
+// confusion matrix and training curves, the doubt evaluation, the mistakes
+// gallery, out-of-model images and the upload. Owns the parallel graph's state (highlight, upload
 // path); the other panels live in their own modules.
 
 import { api } from './api.js';
@@ -11,6 +11,7 @@ import { classColor } from './palette.js';
 import { parcatsFigure, uploadPath, indicesOfClass } from './parcats.js';
 import { confusionFigure } from './confusion.js';
 import { curvesFigure } from './curves.js';
+import { doubtHistogramFigure, aurocRows, shareAtLeast, IN_COLOR, OUT_COLOR } from './doubtchart.js';
 import { initLayerView, setUpload as layerUpload } from './layerview.js';
 import { initGallery } from './gallery.js';
 import { initOutside } from './outside.js';
@@ -72,6 +73,78 @@ function quality(m) {
     draw($('curves'), curvesFigure(curve, { bestEpoch: card.training.best_epoch ?? null, stacked }), { displayModeBar: false });
   } else {
     fill($('curves'), el('p', { class: 'empty' }, 'No training curve recorded for this model.'));
+  }
+}
+
+// --- the doubt evaluation ----------------------------------------------------
+
+const num3 = (x) => (x === null ? '–' : x.toFixed(3));
+
+function doubtTable(report) {
+  const rows = aurocRows(report);
+  const levels = report.levels || {};
+  const { edges, id, ood } = report.histogram;
+  const highIn = shareAtLeast(edges, id, levels.high);
+  const highOut = shareAtLeast(edges, ood, levels.high);
+  const others = report.sources.filter((s) => s.ood).map((s) => s.name.replace(/\/test$/, '')).join(' and ');
+  return [
+    el('table', { class: 'data-table', id: 'doubt-auroc' },
+      el('thead', {}, el('tr', {},
+        el('th', { scope: 'col' }, 'signal'),
+        el('th', { scope: 'col', title: 'test images against outside photos; higher is better' }, 'AUROC'),
+        el('th', { scope: 'col', title: 'share of test images flagged when 95 % of outside photos are; lower is better' }, 'FPR at 95\u00a0%'),
+        el('th', { scope: 'col', title: 'its right answers against its wrong ones; higher is better' }, 'AUROC on its errors'))),
+      el('tbody', {}, rows.map((r) => el('tr', { class: r.best ? 'best' : '', 'data-method': r.method },
+        el('th', { scope: 'row' }, r.label),
+        el('td', { 'data-value': r.auroc ?? '' }, num3(r.auroc)),
+        el('td', {}, num3(r.fpr95)),
+        el('td', {}, num3(r.auroc_errors)))))),
+    el('p', { class: 'small' },
+      `${report.n_id} test images of this model against ${report.n_ood} photos of ${others || 'other folders'}. `,
+      highIn !== null && highOut !== null
+        ? `A high doubt (≥ ${levels.high}) goes to ${pct(highOut, 0)} of the outside photos and ${pct(highIn, 0)} of its own test images. `
+        : '',
+      `Its accuracy on those test images: ${pct(report.accuracy, 1)}.`),
+    el('p', { class: 'small muted' }, 'Doubt levels: low below ', String(levels.medium), ', high from ',
+      String(levels.high), '. How the score is built: see the help page.'),
+  ];
+}
+
+async function loadDoubt(m) {
+  const hist = $('doubt-histogram');
+  const table = $('doubt-table');
+  fill(hist, progress('Scoring the test images and the other datasets…'));
+  fill(table);
+  for (;;) {
+    let detail;
+    try {
+      detail = await api.model(m.id);
+    } catch (err) {
+      fill(hist, errorBox(err, 'Lost the server'));
+      return;
+    }
+    const ev = detail.doubt?.evaluation;
+    if (ev === 'unavailable') break;
+    if (ev === 'ready') {
+      try {
+        const report = await api.doubt(m.id);
+        hist.replaceChildren();
+        await draw(hist, doubtHistogramFigure(report), { displayModeBar: false });
+        hist.dataset.inColor = IN_COLOR;
+        hist.dataset.outColor = OUT_COLOR;
+        fill(table, doubtTable(report));
+      } catch (err) {
+        fill(hist, errorBox(err, 'Could not load the doubt evaluation'));
+      }
+      return;
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  // Unavailable: say why (the server's message names what is missing).
+  try {
+    await api.doubt(m.id);
+  } catch (err) {
+    fill(hist, el('p', { class: 'empty' }, err.message || 'No doubt evaluation for this model.'));
   }
 }
 
@@ -210,6 +283,7 @@ async function main() {
   initUpload({ model, result: onUpload });
   const ready = model.analysis?.state === 'ready' || await waitForAnalysis(id);
   if (!ready) return;
+  loadDoubt(model);
   await loadAnalysis(model);
   // Other models' images are served from their analyses: list the models
   // again now, so that the ones that became ready meanwhile count.

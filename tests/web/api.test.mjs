@@ -35,6 +35,7 @@ const FELINES = path.resolve(ROOT, '../shared/datasets/felines');
 const CLASSES = ['cheetah', 'jaguar', 'leopard', 'tiger'];
 const N_TRAIN = 6;
 const N_TEST = 5;
+const N_SHAPES = 4; // out-of-distribution images per class of the synthetic dataset
 const SLOW = /asan|sanitize/i.test(BIN) || !!process.env.ASAN_OPTIONS;
 const WAIT_MS = SLOW ? 240_000 : 60_000;
 
@@ -319,6 +320,17 @@ before(async () => {
         if (split === 'test') testFiles.push(`${c}/${f}`);
       }
     }
+  }
+  // A second dataset, so that the doubt has out-of-distribution images: two
+  // "classes" of synthetic pictures nothing like a cat.
+  for (const [cls, pixel] of [
+    ['disc', (x, y) => ((x - 20) ** 2 + (y - 20) ** 2 < 144 ? [250, 240, 20] : [20, 30, 200])],
+    ['stripes', (x, y) => ((x >> 2) % 2 ? [255, 255, 255] : [200, 0, 0])],
+  ]) {
+    const dir = path.join(tmp, 'data', 'shapes', 'test', cls);
+    fs.mkdirSync(dir, { recursive: true });
+    for (let i = 0; i < N_SHAPES; i++)
+      fs.writeFileSync(path.join(dir, `${i}.png`), encodePng(40, 40, (x, y) => pixel(x + 3 * i, y + 2 * i)));
   }
   const models = path.join(tmp, 'models');
   fs.mkdirSync(path.join(models, 'tiny'), { recursive: true });
@@ -687,6 +699,78 @@ test('16 concurrent predicts all answer, each the same as alone', async () => {
     assert.deepEqual(y.path, alone.path);
     assert.deepEqual(y.doubt, alone.doubt);
   }
+});
+
+/** AUROC of separating `pos` from `neg` (higher = positive), ties counted
+ *  half: the Mann-Whitney statistic over every pair. */
+function aurocPairs(neg, pos) {
+  let s = 0;
+  for (const p of pos) for (const n of neg) s += p > n ? 1 : p === n ? 0.5 : 0;
+  return s / (pos.length * neg.length);
+}
+
+test('GET …/doubt: the test split against the other dataset, as the predictions score them one by one', async () => {
+  const t0 = Date.now();
+  for (;;) {
+    const ev = (await call(srv, '/api/models/tiny')).json().doubt.evaluation;
+    if (ev === 'ready') break;
+    assert.equal(ev, 'pending', `evaluation ${ev}:\n${srv.stderr}`);
+    assert.ok(Date.now() - t0 < WAIT_MS, `doubt evaluation still pending:\n${srv.stderr}`);
+    await sleep(100);
+  }
+  const r = await call(srv, '/api/models/tiny/doubt');
+  assert.equal(r.status, 200, r.text());
+  const j = r.json();
+  assert.equal(j.model, 'tiny');
+  const oodFiles = ['disc', 'stripes'].flatMap((c) => Array.from({ length: N_SHAPES }, (_, i) => `${c}/${i}.png`));
+  assert.deepEqual(j.sources, [{ name: 'felines/test', ood: false, n: testFiles.length },
+    { name: 'shapes/test', ood: true, n: oodFiles.length }]);
+  assert.equal(j.n_id, testFiles.length);
+  assert.equal(j.n_ood, oodFiles.length);
+  assert.deepEqual(j.levels, { medium: 0.8, high: 0.95 });
+
+  // Every image through the predict endpoint, then the metrics by hand.
+  const score = async (file, type) => {
+    const res = await call(srv, '/api/models/tiny/predict?explain=0',
+      { method: 'POST', body: fs.readFileSync(file), headers: { 'Content-Type': type } });
+    assert.equal(res.status, 200, res.text());
+    return res.json();
+  };
+  const idReplies = [];
+  for (const f of testFiles) idReplies.push(await score(path.join(tmp, 'data', 'felines', 'test', f), 'image/jpeg'));
+  const oodReplies = [];
+  for (const f of oodFiles) oodReplies.push(await score(path.join(tmp, 'data', 'shapes', 'test', f), 'image/png'));
+  const doubtOf = (y) => y.doubt.score;
+  const mspOf = (y) => 1 - y.probability;
+  const tol = 1 / (j.n_id * j.n_ood) + 1e-9; // one pair's tie, from rounding the scores to 7 digits
+  assert.ok(Math.abs(j.auroc.doubt - aurocPairs(idReplies.map(doubtOf), oodReplies.map(doubtOf))) <= tol,
+    `doubt AUROC ${j.auroc.doubt}`);
+  assert.ok(Math.abs(j.auroc.msp - aurocPairs(idReplies.map(mspOf), oodReplies.map(mspOf))) <= tol,
+    `MSP AUROC ${j.auroc.msp}`);
+  const right = idReplies.filter((y, i) => y.predicted === testFiles[i].split('/')[0]);
+  const wrong = idReplies.filter((y, i) => y.predicted !== testFiles[i].split('/')[0]);
+  assert.ok(Math.abs(j.accuracy - right.length / testFiles.length) < 1e-9);
+  if (right.length && wrong.length) {
+    const e = aurocPairs(right.map(doubtOf), wrong.map(doubtOf));
+    assert.ok(Math.abs(j.auroc_errors.doubt - e) <= 1 / (right.length * wrong.length) + 1e-9);
+  }
+  // The histogram: 20 bins of 0.05 over [0, 1], the last one closed.
+  const { edges, id, ood } = j.histogram;
+  assert.equal(edges.length, 21);
+  edges.forEach((e, i) => assert.ok(Math.abs(e - i / 20) < 1e-9));
+  const bins = (scores) => {
+    const b = new Array(20).fill(0);
+    for (const v of scores) b[Math.min(19, Math.floor(v * 20))]++;
+    return b;
+  };
+  assert.deepEqual(id, bins(idReplies.map(doubtOf)));
+  assert.deepEqual(ood, bins(oodReplies.map(doubtOf)));
+});
+
+test('GET …/doubt: 409 with the reason for a model without a doubt score, 404 for an unknown one', async () => {
+  const e = assertError(await call(srv, '/api/models/untrained/doubt'), 409, 'doubt_unavailable');
+  assert.match(e.message, /untrained/);
+  assertError(await call(srv, '/api/models/nope/doubt'), 404);
 });
 
 // --- errors ------------------------------------------------------------------

@@ -7,7 +7,8 @@
 //
 // Checks: the home cards and models menu; on every model page the parallel
 // graph, each layer's scatter (as many points as analysed images), the elbow
-// and k selector, a mistake's LIME overlay, the out-of-model images, an
+// and k selector, the doubt histogram and AUROC table, a mistake's LIME
+// overlay, the out-of-model images, an
 // upload (answer, doubt, LIME, highlighted path, star) and a text upload's
 // error; the help page's plots; no console errors anywhere. Screenshots of
 // every page at 1280×800 and 390×844 go to tests/artifacts/.
@@ -270,6 +271,19 @@ test('model pages: parallel graph, every layer, elbow and k, a mistake\'s LIME, 
         assert.match(await page.locator('#mistake-detail .description').innerText(), /\w/);
         assert.match(await page.locator('#highlight-note').innerText(), /Highlighting \d+ of/);
       }
+
+      // The doubt evaluation: a histogram of both groups and the AUROC table,
+      // as GET …/doubt gives them (computed after every analysis).
+      await page.locator('#doubt-section').scrollIntoViewIfNeeded();
+      await page.waitForSelector('#doubt-auroc, #doubt-histogram .empty, #doubt-histogram .error', { timeout: 4 * STEP_MS });
+      const report = await getJSON(`/api/models/${encodeURIComponent(m.id)}/doubt`);
+      const shown = await page.evaluate(() => ({
+        auroc: [...document.querySelectorAll('#doubt-auroc tbody tr')].map((tr) => [tr.dataset.method, tr.querySelector('td').dataset.value]),
+        groups: document.getElementById('doubt-histogram').data.map((t) => t.y.reduce((a, b) => a + b, 0)),
+      }));
+      for (const [method, value] of shown.auroc) assert.ok(Math.abs(Number(value) - report.auroc[method]) < 1e-9, `${method} AUROC`);
+      assert.equal(shown.auroc.length, 3);
+      for (const total of shown.groups) assert.ok(Math.abs(total - 1) < 1e-9, 'each group sums to 100 %');
 
       await finishLazyWork(page);
       const outside = await page.$$eval('.outside-card', (cs) => cs.map((c) => ({

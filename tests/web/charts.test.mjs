@@ -12,6 +12,7 @@ import { elbowFigure } from '../../web/elbow.js';
 import { confusionFigure } from '../../web/confusion.js';
 import { curvesFigure } from '../../web/curves.js';
 import { probabilityFigure } from '../../web/probabilities.js';
+import { doubtHistogramFigure, aurocRows, shares, shareAtLeast, IN_COLOR, OUT_COLOR } from '../../web/doubtchart.js';
 import { CLASS_COLORS, CLUSTER_COLORS, MUTED, UPLOAD, CENTER } from '../../web/palette.js';
 
 // --- fixtures ------------------------------------------------------------------
@@ -302,6 +303,58 @@ test('curves: loss and accuracy, training and validation, per epoch', () => {
   // Missing values (null from non-finite floats) stay gaps.
   const gap = curvesFigure([{ epoch: 1, train_loss: null, train_acc: 0.5, val_loss: 1, val_acc: 0.4 }]);
   assert.deepEqual(gap.data[0].y, [null]);
+});
+
+// --- doubt evaluation ---------------------------------------------------------
+
+// GET /api/models/{id}/doubt with 4 bins: 4 test images, 8 outside photos.
+const DOUBT = {
+  model: 'felines', n_id: 4, n_ood: 8, accuracy: 0.75,
+  sources: [{ name: 'felines/test', ood: false, n: 4 }, { name: 'paysages/test', ood: true, n: 8 }],
+  auroc: { doubt: 0.9, msp: 0.6, energy: null },
+  fpr95: { doubt: 0.25, msp: 1, energy: null },
+  auroc_errors: { doubt: 0.5, msp: 0.7, energy: null },
+  levels: { medium: 0.5, high: 0.75 },
+  histogram: { edges: [0, 0.25, 0.5, 0.75, 1], id: [2, 1, 1, 0], ood: [0, 2, 2, 4] },
+};
+
+test('doubt histogram: each group as shares of itself, bars at bin centres, level lines', () => {
+  assert.deepEqual(shares([2, 1, 1, 0]), [0.5, 0.25, 0.25, 0]);
+  assert.deepEqual(shares([0, 0]), [0, 0], 'an empty group is zeros, not NaN');
+  const fig = doubtHistogramFigure(DOUBT);
+  assert.equal(fig.data.length, 2);
+  const [inside, outside] = fig.data;
+  assert.deepEqual(inside.x, [0.125, 0.375, 0.625, 0.875]);
+  assert.deepEqual(inside.y, [0.5, 0.25, 0.25, 0]);
+  assert.deepEqual(outside.y, [0, 0.25, 0.25, 0.5]);
+  assert.equal(inside.width, 0.25);
+  assert.equal(inside.marker.color, IN_COLOR);
+  assert.equal(outside.marker.color, OUT_COLOR);
+  assert.match(inside.name, /\(4\)/);
+  assert.match(outside.name, /\(8\)/);
+  assert.deepEqual(outside.customdata[3], [4, 0.75, 1]);
+  assert.equal(fig.layout.barmode, 'overlay');
+  assert.deepEqual(fig.layout.shapes.map((s) => s.x0), [0.5, 0.75]);
+  assert.deepEqual(fig.layout.annotations.map((a) => a.text), ['medium', 'high']);
+});
+
+test('doubt table: one row per method, missing values null, the best OOD AUROC marked', () => {
+  const rows = aurocRows(DOUBT);
+  assert.deepEqual(rows.map((r) => r.method), ['doubt', 'msp', 'energy']);
+  assert.deepEqual(rows.map((r) => r.auroc), [0.9, 0.6, null]);
+  assert.deepEqual(rows.map((r) => r.fpr95), [0.25, 1, null]);
+  assert.deepEqual(rows.map((r) => r.best), [true, false, false]);
+  const flipped = aurocRows({ ...DOUBT, auroc: { doubt: 0.7, msp: 0.8, energy: 0.8 } });
+  assert.deepEqual(flipped.map((r) => r.best), [false, true, true], 'ties are all best');
+});
+
+test('doubt shares above a level: bins from the threshold up', () => {
+  const { edges, id, ood } = DOUBT.histogram;
+  assert.equal(shareAtLeast(edges, ood, 0.75), 0.5);
+  assert.equal(shareAtLeast(edges, ood, 0.5), 0.75);
+  assert.equal(shareAtLeast(edges, id, 0.5), 0.25);
+  assert.equal(shareAtLeast(edges, id, 0), 1);
+  assert.equal(shareAtLeast(edges, [0, 0, 0, 0], 0.5), null);
 });
 
 // --- probability bars --------------------------------------------------------
