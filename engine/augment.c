@@ -1,8 +1,9 @@
-/* augment.c — random flips, zoom, translation and colour jitter (see augment.h). */
+/* augment.c — random flips, zoom, translation, colour jitter and erasing (see augment.h). */
 #include "augment.h"
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 static float uniform_between(struct rng *r, float lo, float hi)
 {
@@ -12,6 +13,25 @@ static float uniform_between(struct rng *r, float lo, float hi)
 static inline float clampf(float x, float lo, float hi)
 {
     return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* Sets a random rectangle of dst (w×h×3, normalised) to 0: area a share of
+ * the image drawn from [AUGMENT_ERASE_MIN, AUGMENT_ERASE_MAX], aspect ratio
+ * log-uniform in [0.3, 1/0.3], position uniform among those that fit. */
+#define AUGMENT_ERASE_MIN 0.02f
+#define AUGMENT_ERASE_MAX 0.25f
+static void erase_rectangle(float *dst, int w, int h, struct rng *r)
+{
+    float area = uniform_between(r, AUGMENT_ERASE_MIN, AUGMENT_ERASE_MAX) * (float)w * (float)h;
+    float aspect = expf(uniform_between(r, logf(0.3f), -logf(0.3f)));
+    int eh = (int)lroundf(sqrtf(area * aspect)), ew = (int)lroundf(sqrtf(area / aspect));
+    eh = eh < 1 ? 1 : eh > h ? h : eh;
+    ew = ew < 1 ? 1 : ew > w ? w : ew;
+    int y0 = (int)(rng_uniform(r) * (h - eh + 1)), x0 = (int)(rng_uniform(r) * (w - ew + 1));
+    y0 = y0 > h - eh ? h - eh : y0;
+    x0 = x0 > w - ew ? w - ew : x0;
+    for (int y = y0; y < y0 + eh; y++)
+        memset(dst + ((size_t)y * w + x0) * 3, 0, (size_t)ew * 3 * sizeof(float));
 }
 
 void augment_sample(const struct augment_config *a, const uint8_t *src, int w, int h,
@@ -64,4 +84,7 @@ void augment_sample(const struct augment_config *a, const uint8_t *src, int w, i
             o[c] = (clampf(v, 0.0f, 1.0f) - mean[c]) * inv_std[c];
         }
     }
+
+    if (a->erase > 0 && rng_uniform(r) < a->erase)
+        erase_rectangle(dst, w, h, r);
 }

@@ -7,7 +7,10 @@
  * translate × side in each direction, border pixels replicated), and colour
  * jitter (brightness, contrast, saturation factors drawn from
  * [1 - x, 1 + x]). Geometry is one bilinear resampling, so the combined
- * transform costs about as much as a copy.
+ * transform costs about as much as a copy. Last, random erasing (Zhong et
+ * al. 2020, "cutout"): with probability `erase`, a rectangle of 2–25 % of
+ * the image, aspect ratio in [0.3, 3.3], is set to 0 after normalisation —
+ * the dataset's mean colour — so that no single region can carry a class.
  */
 #ifndef STRATA_AUGMENT_H
 #define STRATA_AUGMENT_H
@@ -23,10 +26,13 @@ struct augment_config {
     float brightness;   /* 0 = off; e.g. 0.2 */
     float contrast;     /* 0 = off */
     float saturation;   /* 0 = off */
+    float erase;        /* 0 = off; probability of erasing one rectangle, e.g. 0.5 */
 };
 
 /* Writes the augmented, normalised image into dst[h*w*3] (NHWC, one
- * sample): x = (p/255 - mean[c]) / std[c]. src is w×h RGB8. */
+ * sample): x = (p/255 - mean[c]) / std[c]. src is w×h RGB8. Each switched-on
+ * transform draws from r (a switched-off one draws nothing, so adding a
+ * transform never changes what the others draw). */
 void augment_sample(const struct augment_config *a, const uint8_t *src, int w, int h,
                     const float mean[3], const float std[3], float *dst, struct rng *r);
 

@@ -174,7 +174,7 @@ int train_config_parse(struct train_config *c, const void *training, const char 
         return rc;
     if (o) {
         static const char *const keys[] = {"flip", "zoom", "translate", "brightness",
-                                           "contrast", "saturation", NULL};
+                                           "contrast", "saturation", "erase", NULL};
         if ((rc = check_keys(o, keys, what, "training.augment", err)))
             return rc;
         if ((rc = get_bool(o, "flip", &c->augment.flip, what, "training.augment", err)))
@@ -184,6 +184,7 @@ int train_config_parse(struct train_config *c, const void *training, const char 
         NUM(o, "brightness", 0, 0.9, "training.augment", c->augment.brightness);
         NUM(o, "contrast", 0, 0.9, "training.augment", c->augment.contrast);
         NUM(o, "saturation", 0, 1, "training.augment", c->augment.saturation);
+        NUM(o, "erase", 0, 1, "training.augment", c->augment.erase);
     }
 
     if ((rc = get_object(t, "early_stopping", &o, what, "training", err)))

@@ -141,6 +141,51 @@ TEST(augment_identity_and_flip)
     CHECK(out[0] >= 0.5f * 100 / 255 - 1e-6 && out[0] <= 1.5f * 100 / 255 + 1e-6);
 }
 
+/* Random erasing: with probability 1 every image loses exactly one axis-
+ * aligned rectangle (set to 0, the normalised mean) of 2–25 % of its area
+ * (within rounding of the sides), everything else untouched; with
+ * probability 0.5 about half the images are erased. */
+TEST(augment_erase_one_rectangle)
+{
+    enum { W = 40, H = 30 };
+    uint8_t img[W * H * 3];
+    memset(img, 200, sizeof img); /* normalised: (200/255 - 0) / 1 > 0 everywhere */
+    float zero[3] = {0, 0, 0}, one[3] = {1, 1, 1};
+    float out[W * H * 3];
+    struct rng r;
+    rng_seed(&r, 7);
+    struct augment_config always = {.erase = 1};
+    for (int t = 0; t < 300; t++) {
+        augment_sample(&always, img, W, H, zero, one, out, &r);
+        int x0 = W, x1 = -1, y0 = H, y1 = -1, erased = 0;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                const float *p = out + (y * W + x) * 3;
+                if (p[0] == 0 && p[1] == 0 && p[2] == 0) {
+                    erased++;
+                    x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+                    y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+                } else {
+                    CHECK_NEAR(p[0], 200 / 255.0, 1e-6);
+                }
+            }
+        /* One filled rectangle: the erased count is its bounding box. */
+        CHECK(erased > 0 && erased == (x1 - x0 + 1) * (y1 - y0 + 1));
+        double share = (double)erased / (W * H);
+        CHECK(share > 0.02 * 0.6 && share < 0.25 * 1.4);
+    }
+    struct augment_config half = {.erase = 0.5f};
+    int hit = 0;
+    for (int t = 0; t < 400; t++) {
+        augment_sample(&half, img, W, H, zero, one, out, &r);
+        int any = 0;
+        for (int i = 0; i < W * H * 3; i += 3)
+            any |= out[i] == 0;
+        hit += any;
+    }
+    CHECK(hit > 150 && hit < 250);
+}
+
 TEST(config_parsing_and_errors)
 {
     char err[STRATA_ERR_LEN];
@@ -295,6 +340,7 @@ int main(void)
     RUN(softmax_xent_gradient_is_closed_form);
     RUN(adam_and_sgd_steps_match_hand_computation);
     RUN(augment_identity_and_flip);
+    RUN(augment_erase_one_rectangle);
     RUN(config_parsing_and_errors);
     RUN(end_to_end_shapes_reach_95_percent_and_repeat_exactly);
     return check_done();
