@@ -2,6 +2,13 @@
  * doubt.c — the doubt score: per-layer class Gaussians, nonconformity, conformal calibration, baselines, evaluation metrics, and
  * the cache files (see doubt.h and docs/doubt.md).
  *
+ * Features. A probed layer's row is, per channel, the mean of its output
+ * over space (average-pooled to the grid) followed, for an output with more
+ * than one position, by the standard deviation over space: the mean says
+ * which channels fire, the spread whether they fire everywhere (a
+ * homogeneous scene, a texture) or in one place (an object). A 1 x 1 output
+ * (dense, global average pooling) is taken as is.
+ *
  * Cost. Calibration runs every training image through the model once, keeps
  * every probed layer's feature rows only until that layer's Gaussians are
  * fitted (one SYRK for the covariance, one Cholesky factorisation and a
@@ -38,6 +45,7 @@
 /* What the cached numbers mean: part of every cache key, so that a change
  * of the recipe (terms, weights, layers, K) never reuses stale files. */
 static const char DOUBT_RECIPE[] =
+    "features = per-channel spatial mean (grid) + per-channel spatial std (maps > 1x1); "
     "alpha = mean_deep_half(0.5 (logz_knn10 + logz_maha)) + mean(1 - P_lda(y)) + max(0, z_energy); "
     "conformal, plotting positions (i+1)/(n+1), exponential tails";
 
@@ -149,13 +157,53 @@ static int is_probe(const struct model *m, int l)
     return l < m->n_layers - 1 && k != LAYER_FLATTEN && k != LAYER_DROPOUT;
 }
 
-/* Feature rows of samples [b0, b0 + n) of layer l's output in ws: the
- * analysis reduction (average pooling to a grid per channel). */
+int doubt_feature_dim(int h, int w, int c, int grid)
+{
+    return reduce_avgpool_dim(h, w, c, grid) + (h * w > 1 ? c : 0);
+}
+
+void doubt_features(float *out, const float *act, int n, int h, int w, int c, int grid)
+{
+    assert(out && act && n >= 0 && h >= 1 && w >= 1 && c >= 1 && grid >= 1);
+    int d_mean = reduce_avgpool_dim(h, w, c, grid), d = doubt_feature_dim(h, w, c, grid);
+    size_t hw = (size_t)h * w, in_size = hw * c;
+    enum { CHUNK = 64 };
+    double mean[CHUNK], ss[CHUNK];
+    for (int s = 0; s < n; s++) {
+        const float *a = act + (size_t)s * in_size;
+        float *o = out + (size_t)s * d;
+        reduce_avgpool(a, 1, h, w, c, grid, o);
+        if (hw == 1)
+            continue;
+        /* Two passes per block of channels (mean, then squared deviations
+         * from it), in double: no cancellation of E[x^2] - E[x]^2. */
+        for (int c0 = 0; c0 < c; c0 += CHUNK) {
+            int cn = c - c0 < CHUNK ? c - c0 : CHUNK;
+            for (int j = 0; j < cn; j++)
+                mean[j] = ss[j] = 0;
+            for (size_t p = 0; p < hw; p++)
+                for (int j = 0; j < cn; j++)
+                    mean[j] += a[p * c + c0 + j];
+            for (int j = 0; j < cn; j++)
+                mean[j] /= (double)hw;
+            for (size_t p = 0; p < hw; p++)
+                for (int j = 0; j < cn; j++) {
+                    double t = a[p * c + c0 + j] - mean[j];
+                    ss[j] += t * t;
+                }
+            for (int j = 0; j < cn; j++)
+                o[d_mean + c0 + j] = (float)sqrt(ss[j] / (double)hw);
+        }
+    }
+}
+
+/* Feature rows of samples [b0, b0 + n) of layer l's output in ws
+ * (doubt_features). */
 static void layer_rows(const struct model_workspace *ws, const struct model *m, int l, int grid,
                        int b0, int n, float *rows)
 {
     struct shape s = m->layers[l].out;
-    reduce_avgpool(model_output(ws, l) + (size_t)b0 * shape_size(s), n, s.h, s.w, s.c, grid, rows);
+    doubt_features(rows, model_output(ws, l) + (size_t)b0 * shape_size(s), n, s.h, s.w, s.c, grid);
 }
 
 /* ---- nearest training rows ---------------------------------------------------------- */
@@ -554,7 +602,7 @@ static int check_model(const struct doubt_model *dm, const struct model *m, char
             return strata_fail(err, STRATA_E_ARG, "doubt model for %s probes layer %s, not in model %s",
                                dm->model_id, R->name, m->id);
         struct shape s = m->layers[R->layer].out;
-        if (reduce_avgpool_dim(s.h, s.w, s.c, dm->grid) != R->d)
+        if (doubt_feature_dim(s.h, s.w, s.c, dm->grid) != R->d)
             return strata_fail(err, STRATA_E_ARG,
                                "layer %s of model %s does not match its doubt model", R->name, m->id);
     }
@@ -695,7 +743,7 @@ static int calibrate_core(struct model *m, const struct doubt_params *p,
         struct shape sh = m->layers[l].out;
         R->layer = l;
         snprintf(R->name, sizeof R->name, "%s", m->layers[l].cfg.name);
-        R->d = reduce_avgpool_dim(sh.h, sh.w, sh.c, p->grid);
+        R->d = doubt_feature_dim(sh.h, sh.w, sh.c, p->grid);
         R->grid = sh.h == 1 && sh.w == 1 ? 0 : p->grid;
         R->in_distance = j >= L / 2;
         R->ref = malloc((size_t)n_ref * R->d * sizeof(float));

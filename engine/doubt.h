@@ -8,7 +8,8 @@
  * answered relative to held-out in-distribution images (robust z-scores on
  * the calibration set: log-distance minus its median, over its spread):
  *   - distance (the deeper half of the probed layers): how far its feature
- *     row lies from the training images, as the mean of two standardised
+ *     row (per channel: the mean and the standard deviation over space)
+ *     lies from the training images, as the mean of two standardised
  *     log-distances: to its K nearest training rows (Deep k-NN, Papernot &
  *     McDaniel, 2018; Sun et al., 2022) and, in Mahalanobis metric, to the
  *     nearest class centre of Gaussians with a shared covariance fitted on
@@ -68,10 +69,10 @@
 #include "model.h"
 #include "status.h"
 
-#define DOUBT_FORMAT_VERSION 1
+#define DOUBT_FORMAT_VERSION 2 /* 2: rows hold per-channel spatial std too */
 #define DOUBT_MEDIUM 0.80f      /* doubt >= this: medium */
 #define DOUBT_HIGH 0.95f        /* doubt >= this: high */
-#define DOUBT_DEFAULT_GRID 1    /* features: global average pooling per channel */
+#define DOUBT_DEFAULT_GRID 1    /* features: global average pooling per channel (+ spatial std) */
 #define DOUBT_DEFAULT_SHRINKAGE 0.01f /* covariance shrinkage towards its mean variance */
 #define DOUBT_K 10              /* neighbours per layer */
 #define DOUBT_EXPLAIN_LEN 512
@@ -86,12 +87,26 @@ enum doubt_level doubt_level_of(float doubt);
 
 struct doubt_params {
     float shrinkage;        /* in [0, 1): S' = (1 - s) S + s (tr S / d) I (DOUBT_DEFAULT_SHRINKAGE) */
-    int grid;               /* pooling grid of convolution outputs (DOUBT_DEFAULT_GRID) */
+    int grid;               /* pooling grid of the channel means of convolution outputs
+                               (DOUBT_DEFAULT_GRID) */
     float validation_split; /* calibration share of each class of the train split; < 0 = take
                                the model's training.validation_split (the default) */
     uint64_t split_seed;    /* seed of that split; used only when validation_split >= 0 */
     int batch;              /* forward batch size (32); not part of the result */
 };
+
+/* Features per row of an h x w x c output: the channel means pooled to
+ * `grid` (reduce_avgpool_dim), plus c spatial standard deviations when the
+ * output has more than one position (h * w > 1). Can't fail. */
+int doubt_feature_dim(int h, int w, int c, int grid);
+
+/* The feature rows of n activations act[n][h][w][c] (NHWC) into
+ * out[n][doubt_feature_dim(h, w, c, grid)]: per row, the channel means
+ * average-pooled to the grid (reduce_avgpool layout), then, when h * w > 1,
+ * per channel the population standard deviation over all h * w positions,
+ * sqrt(mean_p (a_p - mean)^2). Sums in double, two passes. Allocates
+ * nothing; can't fail (shapes >= 1, asserted). */
+void doubt_features(float *out, const float *act, int n, int h, int w, int c, int grid);
 
 /* Fills p with the defaults above (validation_split -1: the model's). Can't fail. */
 void doubt_params_default(struct doubt_params *p);
@@ -100,7 +115,7 @@ void doubt_params_default(struct doubt_params *p);
 struct doubt_layer_ref {
     int layer;              /* index in the model */
     char name[48];
-    int d;                  /* feature size */
+    int d;                  /* feature size (doubt_feature_dim) */
     int grid;               /* grid used (0: 1x1 output taken as is) */
     int in_distance;        /* 1 when the layer is in the deeper half (the distance term) */
     float *ref;             /* [n_ref * d] feature rows of the reference images, owned */

@@ -1,11 +1,12 @@
 /*
- * test_doubt.c — the doubt score: AUROC and FPR at 95 % TPR against hand-worked
- * values and a pairwise reference (ties included), the calibration hold-out,
- * the conformal calibration (held-out images get their rank), a tiny model on
- * two well-separated colour blobs (far-away images get high doubt, including
- * one the softmax is sure about), determinism, the per-layer view and its
- * explanation, the cache files (round trip, corruption), and the evaluation
- * over dataset folders.
+ * test_doubt.c — the doubt score: the feature rows (channel means and
+ * spatial spreads) against a hand-worked map; AUROC and FPR at 95 % TPR
+ * against hand-worked values and a pairwise reference (ties included); the
+ * calibration hold-out; the conformal calibration (held-out images get their
+ * rank); a tiny model on two well-separated colour blobs (far-away images
+ * get high doubt, including one the softmax is sure about); determinism; the
+ * per-layer view and its explanation; the cache files (round trip,
+ * corruption); and the evaluation over dataset folders.
  */
 #include <jansson.h>
 #include <math.h>
@@ -21,6 +22,54 @@
 #include "doubt.h"
 #include "image.h"
 #include "rng.h"
+
+/* ---- features ----------------------------------------------------------------- */
+
+TEST(features_hand_worked)
+{
+    /* A 2 x 2 map of 2 channels (NHWC), positions (y, x) = (0,0) (0,1) (1,0) (1,1):
+     *   channel 0: 1 3 5 7 -> mean 4, deviations -3 -1 1 3, variance 20/4 = 5;
+     *   channel 1: 0 2 2 4 -> mean 2, deviations -2 0 0 2, variance 8/4 = 2.
+     * Row: the means, then the spatial standard deviations. */
+    const float act[2 * 2 * 2 * 2] = {1, 0, 3, 2, 5, 2, 7, 4, /* second image: constant */
+                                      6, -1, 6, -1, 6, -1, 6, -1};
+    float out[2 * 10];
+    CHECK_EQ_INT(doubt_feature_dim(2, 2, 2, 1), 4);
+    doubt_features(out, act, 2, 2, 2, 2, 1);
+    const float want1[4] = {4, 2, sqrtf(5), sqrtf(2)};
+    for (int j = 0; j < 4; j++)
+        CHECK_NEAR(out[j], want1[j], 1e-6);
+    /* A constant map has no spread. */
+    const float want2[4] = {6, -1, 0, 0};
+    for (int j = 0; j < 4; j++)
+        CHECK_NEAR(out[4 + j], want2[j], 1e-6);
+    /* Grid 2 on a 2 x 2 map: every position is its own cell, then the
+     * spreads over the whole map. */
+    CHECK_EQ_INT(doubt_feature_dim(2, 2, 2, 2), 10);
+    doubt_features(out, act, 1, 2, 2, 2, 2);
+    const float want3[10] = {1, 0, 3, 2, 5, 2, 7, 4, sqrtf(5), sqrtf(2)};
+    for (int j = 0; j < 10; j++)
+        CHECK_NEAR(out[j], want3[j], 1e-6);
+    /* A 1 x 1 output (dense, global pooling) passes through unchanged. */
+    const float dense[3] = {0.5f, -2, 7};
+    CHECK_EQ_INT(doubt_feature_dim(1, 1, 3, 1), 3);
+    doubt_features(out, dense, 1, 1, 1, 3, 1);
+    for (int j = 0; j < 3; j++)
+        CHECK_NEAR(out[j], dense[j], 0);
+    /* More channels than one block of the two-pass loop (64): channel k of a
+     * 1 x 2 map holds (k, 3k) -> mean 2k, standard deviation k. */
+    float wide[2 * 150], row[300];
+    for (int k = 0; k < 150; k++) {
+        wide[k] = (float)k;
+        wide[150 + k] = (float)(3 * k);
+    }
+    CHECK_EQ_INT(doubt_feature_dim(1, 2, 150, 1), 300);
+    doubt_features(row, wide, 1, 1, 2, 150, 1);
+    double worst = 0;
+    for (int k = 0; k < 150; k++)
+        worst = fmax(worst, fmax(fabs(row[k] - 2.0 * k), fabs(row[150 + k] - (double)k)));
+    CHECK_MSG(worst < 1e-4, "wide map: max difference %.3g", worst);
+}
 
 /* ---- metrics ------------------------------------------------------------------ */
 
@@ -424,6 +473,10 @@ TEST(whitening_gives_the_mahalanobis_distance)
         CHECK(0);
         goto done;
     }
+    /* conv (4 x 4 x 4): 4 means + 4 spatial spreads; gap (1 x 1 x 4): as is. */
+    CHECK_EQ_INT(dm.n_layers, 2);
+    CHECK_EQ_INT(dm.layers[0].d, 8);
+    CHECK_EQ_INT(dm.layers[1].d, 4);
     for (int l = 0; l < dm.n_layers; l++) {
         const struct doubt_layer_ref *R = &dm.layers[l];
         int d = R->d, n = dm.n_ref;
@@ -879,6 +932,7 @@ done:
 
 int main(void)
 {
+    RUN(features_hand_worked);
     RUN(auroc_hand_worked_with_ties);
     RUN(auroc_matches_pairwise_count);
     RUN(fpr95_hand_worked);
