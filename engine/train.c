@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "infer.h"
+#include "parallel.h"
 
 static double now_seconds(void)
 {
@@ -325,6 +326,57 @@ void train_report_free(struct train_report *r)
     memset(r, 0, sizeof *r);
 }
 
+/* ---- augmentation on the pool --------------------------------------------- */
+
+struct augment_job {
+    const struct augment_config *a;
+    const struct model *m;
+    const uint8_t *pixels;
+    const int *idx;     /* the batch's image indices */
+    float *dst;
+    struct rng start;   /* the rng as the first image of the batch finds it */
+};
+
+/* Advances r past one image's draws. augment_sample draws the same values
+ * whatever the image (how many depends only on the configuration), so
+ * augmenting a 1×1 image moves the rng exactly as a real one does; the test
+ * suite checks this (test_parallel). */
+static void augment_skip(const struct augment_job *j, struct rng *r)
+{
+    const uint8_t px[3] = {0, 0, 0};
+    float out[3];
+    augment_sample(j->a, px, 1, 1, j->m->mean, j->m->std, out, r);
+}
+
+/* Images [b, e) of the batch, each with the rng state it gets in a serial
+ * loop: the piece starts from the batch's state and skips b images. */
+static void augment_piece(void *p, int b, int e)
+{
+    const struct augment_job *j = p;
+    const size_t in_size = shape_size(j->m->input);
+    struct rng r = j->start;
+    for (int i = 0; i < b; i++)
+        augment_skip(j, &r);
+    for (int i = b; i < e; i++)
+        augment_sample(j->a, j->pixels + (size_t)j->idx[i] * in_size, j->m->input.w,
+                       j->m->input.h, j->m->mean, j->m->std, j->dst + (size_t)i * in_size, &r);
+}
+
+/* dst[i] = augment_sample(image idx[i]) for the n images of a batch, on the
+ * pool, bit-identical to the serial loop with the one rng: each image sees
+ * the rng state the serial loop would give it, and *rng ends where the
+ * serial loop leaves it. */
+static void augment_batch(const struct augment_config *a, const struct model *m,
+                          const uint8_t *pixels, const int *idx, int n, float *dst,
+                          struct rng *rng)
+{
+    struct augment_job j = {.a = a, .m = m, .pixels = pixels, .idx = idx, .dst = dst,
+                            .start = *rng};
+    parallel_for_grain(n, parallel_grain(8 * shape_size(m->input)), augment_piece, &j);
+    for (int i = 0; i < n; i++)
+        augment_skip(&j, rng);
+}
+
 int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pixels,
               const int *labels, int n, train_progress_fn progress, void *user,
               volatile sig_atomic_t *stop, struct train_report *report, char *err)
@@ -342,7 +394,6 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
                                labels[i], i, m->id);
 
     int rc = STRATA_E_NOMEM;
-    size_t in_size = shape_size(m->input);
     struct model_workspace ws = {0};
     struct optim opt = {0};
     int *train_idx = malloc((size_t)n * sizeof(int)), *val_idx = malloc((size_t)n * sizeof(int));
@@ -391,12 +442,9 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
         rng_shuffle_int(&rng, train_idx, n_train);
         for (int bi = 0; bi < batches && !(stop && *stop); bi++) {
             int first = bi * B, b = n_train - first < B ? n_train - first : B;
-            for (int i = 0; i < b; i++) {
-                int k = train_idx[first + i];
-                batch_labels[i] = labels[k];
-                augment_sample(&cfg->augment, pixels + (size_t)k * in_size, m->input.w, m->input.h,
-                               m->mean, m->std, ws.input + (size_t)i * in_size, &rng);
-            }
+            for (int i = 0; i < b; i++)
+                batch_labels[i] = labels[train_idx[first + i]];
+            augment_batch(&cfg->augment, m, pixels, train_idx + first, b, ws.input, &rng);
             model_forward(m, &ws, ws.input, b, 1);
             const float *p = model_output(&ws, m->n_layers - 1);
             double loss = train_softmax_xent(p, batch_labels, b, C, class_weight,

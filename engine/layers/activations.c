@@ -11,6 +11,10 @@
  * Backward takes y, the activated output, not the pre-activation: every one
  * of these derivatives is cheaper to write in terms of y, and y is what the
  * model keeps (it is the layer's captured output).
+ *
+ * Every loop runs on the pool (parallel.h), cut in rows: each element (and
+ * each softmax row) is computed by one piece exactly as in one pass, so the
+ * result does not depend on the split.
  */
 #include "layer.h"
 
@@ -18,6 +22,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../parallel.h"
 #include "../status.h"
 
 /* Stable for any x: exp is only ever taken of a non-positive number, so it
@@ -77,6 +82,40 @@ static void activation_apply(enum activation act, float *y, const float *x, int 
     assert(!"unknown activation");
 }
 
+/* One activation loop over rows × len floats, for the pieces run on the
+ * pool; a piece [b, e) is rows b … e − 1. */
+struct act_job {
+    enum activation act;
+    float *y;           /* forward: y; backward: dy (in place) or din */
+    const float *x;     /* forward: x; backward: y */
+    float *dout;        /* standalone backward: dout */
+    int len;
+};
+
+static void act_forward_piece(void *p, int b, int e)
+{
+    const struct act_job *j = p;
+    const size_t off = (size_t)b * (size_t)j->len;
+    activation_apply(j->act, j->y + off, j->x + off, e - b, j->len);
+}
+
+static void activation_backward_rows(enum activation act, float *dy, const float *y, int rows,
+                                     int len);
+
+static void act_backward_piece(void *p, int b, int e)
+{
+    const struct act_job *j = p;
+    const size_t off = (size_t)b * (size_t)j->len;
+    activation_backward_rows(j->act, j->y + off, j->x + off, e - b, j->len);
+}
+
+/* Work per row: relu touches 2 floats per value, sigmoid and softmax cost an
+ * exp, worth about 8. */
+static int act_grain(enum activation act, int len)
+{
+    return parallel_grain((size_t)len * (act == ACT_RELU || act == ACT_NONE ? 2 : 8));
+}
+
 /* Applies act in place to rows × len floats. Can't fail. */
 void activation_forward(enum activation act, float *x, int rows, int len)
 {
@@ -84,7 +123,8 @@ void activation_forward(enum activation act, float *x, int rows, int len)
     if ((size_t)rows * (size_t)len == 0 || act == ACT_NONE)
         return;
     assert(x);
-    activation_apply(act, x, x, rows, len);
+    struct act_job j = {.act = act, .y = x, .x = x, .len = len};
+    parallel_for_grain(rows, act_grain(act, len), act_forward_piece, &j);
 }
 
 /* Turns dy = dL/dy into dL/dz in place, where y = act(z), given y:
@@ -96,10 +136,18 @@ void activation_forward(enum activation act, float *x, int rows, int len)
 void activation_backward(enum activation act, float *dy, const float *y, int rows, int len)
 {
     assert(rows >= 0 && len >= 0);
-    size_t n = (size_t)rows * (size_t)len;
-    if (n == 0 || act == ACT_NONE)
+    if ((size_t)rows * (size_t)len == 0 || act == ACT_NONE)
         return;
     assert(dy && y);
+    struct act_job j = {.act = act, .y = dy, .x = y, .len = len};
+    parallel_for_grain(rows, act_grain(act, len), act_backward_piece, &j);
+}
+
+/* activation_backward on one thread. */
+static void activation_backward_rows(enum activation act, float *dy, const float *y, int rows,
+                                     int len)
+{
+    size_t n = (size_t)rows * (size_t)len;
     switch (act) {
     case ACT_NONE:
         return;
@@ -204,25 +252,25 @@ static void act_init(struct layer *l, struct rng *r)
 static void act_forward(enum activation act, const struct layer *l, float *out,
                         const float *in, int n)
 {
-    activation_apply(act, out, in, n * l->in.h * l->in.w, l->in.c);
+    struct act_job j = {.act = act, .y = out, .x = in, .len = l->in.c};
+    parallel_for_grain(n * l->in.h * l->in.w, act_grain(act, l->in.c), act_forward_piece, &j);
 }
 
-/* din += d(pre-activation). relu and sigmoid do it in one pass; softmax
- * first turns dout into it in place (its rows couple the channels). With
- * dout_is_preact the caller already did, and dout is added as is. */
-static void act_backward(enum activation act, struct layer *l, float *restrict din,
-                         float *restrict dout, const float *restrict y, int n,
-                         const struct layer_ctx *ctx)
+/* din += d(pre-activation) for rows [b, e) (or just din += dout with
+ * dout_is_preact, marked by act == ACT_NONE). relu and sigmoid do it in one
+ * pass; softmax first turns dout into it in place (its rows couple the
+ * channels). */
+static void act_backward_add_piece(void *p, int b, int e)
 {
-    if (!din)
-        return;
-    size_t total = (size_t)n * shape_size(l->in);
-    if (ctx->dout_is_preact) {
+    const struct act_job *j = p;
+    const size_t off = (size_t)b * (size_t)j->len, total = (size_t)(e - b) * (size_t)j->len;
+    float *restrict din = j->y + off, *restrict dout = j->dout + off;
+    const float *restrict y = j->x + off;
+    switch (j->act) {
+    case ACT_NONE:
         for (size_t i = 0; i < total; i++)
             din[i] += dout[i];
         return;
-    }
-    switch (act) {
     case ACT_RELU:
         for (size_t i = 0; i < total; i++) {
             float g = dout[i]; /* loaded unconditionally: the select vectorises */
@@ -233,12 +281,26 @@ static void act_backward(enum activation act, struct layer *l, float *restrict d
         for (size_t i = 0; i < total; i++)
             din[i] += dout[i] * y[i] * (1.0f - y[i]);
         return;
-    default:
-        activation_backward(act, dout, y, n * l->in.h * l->in.w, l->in.c);
+    case ACT_SOFTMAX:
+        activation_backward_rows(ACT_SOFTMAX, dout, y, e - b, j->len);
         for (size_t i = 0; i < total; i++)
             din[i] += dout[i];
         return;
     }
+}
+
+/* din += d(pre-activation). With dout_is_preact the caller already turned
+ * dout into it, and dout is added as is. */
+static void act_backward(enum activation act, struct layer *l, float *restrict din,
+                         float *restrict dout, const float *restrict y, int n,
+                         const struct layer_ctx *ctx)
+{
+    if (!din)
+        return;
+    struct act_job j = {.act = ctx->dout_is_preact ? ACT_NONE : act, .y = din, .x = y,
+                        .dout = dout, .len = l->in.c};
+    parallel_for_grain(n * l->in.h * l->in.w, act_grain(act, l->in.c), act_backward_add_piece,
+                       &j);
 }
 
 #define STANDALONE_ACTIVATION(NAME, ACT, KIND)                                              \

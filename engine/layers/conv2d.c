@@ -57,6 +57,14 @@
  *                                             CONV_ROWS accumulates the k
  *                                             shifted products into dX;
  *                                             CONV_DIRECT adds dz·Wᵀ to din)
+ *
+ * Threads. The GEMMs run on OpenBLAS's threads; everything else of a chunk
+ * runs on the pool (parallel.h): col / X built a range of rows per piece,
+ * the write-back 16 pixels per unit, the bias gradient a range of filters,
+ * col2im a range of input rows and X's scatter a range of X rows. Each
+ * output value is computed by one piece with the same operations in the
+ * same order as in one serial pass, so results are bit-identical whatever
+ * the thread count.
  */
 #include "layer.h"
 
@@ -71,6 +79,7 @@
 #include <xmmintrin.h>
 #endif
 
+#include "../parallel.h"
 #include "../status.h"
 
 /* Scratch floats per chunk (col + outᵀ) to aim for, a floor on the pixels of
@@ -412,12 +421,13 @@ static inline ptrdiff_t conv_in_row(const struct conv_geom *g, int img, int iy)
     return (ptrdiff_t)(((size_t)img * g->H + iy) * g->W) * g->C;
 }
 
-/* CONV_IM2COL: col [nr·Wo × K] for output rows [r0, r0 + nr) of the batch
- * (row r is output row r mod Ho of image r / Ho). */
+/* CONV_IM2COL: rows [rb, re) of col [nr·Wo × K] for the chunk of output
+ * rows starting at r0 (row r is output row r mod Ho of image r / Ho, and
+ * goes to col row r − r0). */
 static void conv_im2col(float *restrict col, const float *restrict in,
-                        const struct conv_geom *g, int r0, int nr)
+                        const struct conv_geom *g, int r0, int rb, int re)
 {
-    for (int r = r0; r < r0 + nr; r++) {
+    for (int r = rb; r < re; r++) {
         const int img = r / g->Ho, oy = r % g->Ho;
         float *dst = col + (size_t)(r - r0) * g->Wo * g->K;
         for (int ky = 0; ky < g->k; ky++) {
@@ -427,63 +437,139 @@ static void conv_im2col(float *restrict col, const float *restrict in,
     }
 }
 
-/* din += col2im(dcol), the transpose of conv_im2col: overlapping windows
- * add up. */
+/* din += col2im(dcol), the transpose of conv_im2col, for the chunk of nr
+ * output rows starting at r0 — restricted to the input rows whose global
+ * index img·H + iy lies in [gb, ge). Overlapping windows add up; each input
+ * row receives its windows' rows in the order of r, whatever [gb, ge) is, so
+ * cutting the input rows between threads leaves every sum as it is. */
 static void conv_col2im(float *restrict din, const float *restrict dcol,
-                        const struct conv_geom *g, int r0, int nr)
+                        const struct conv_geom *g, int r0, int nr, int64_t gb, int64_t ge)
 {
     for (int r = r0; r < r0 + nr; r++) {
         const int img = r / g->Ho, oy = r % g->Ho;
         const float *src = dcol + (size_t)(r - r0) * g->Wo * g->K;
         for (int ky = 0; ky < g->k; ky++) {
-            const ptrdiff_t row = conv_in_row(g, img, oy * g->s - g->pt + ky);
+            const int iy = oy * g->s - g->pt + ky;
+            const int64_t gi = (int64_t)img * g->H + iy;
+            if (gi < gb || gi >= ge)
+                continue;
+            const ptrdiff_t row = conv_in_row(g, img, iy);
             if (row >= 0)
                 conv_window_row_add(din + row, src + ky * g->kc, (size_t)g->K, g);
         }
     }
 }
 
-/* CONV_ROWS: X [(nr + k − 1)·Wo × kc] for output rows [r0, r0 + nr), all in
- * one image: X row i holds the kernel rows starting at padded input row
- * oy0 + i. */
+/* CONV_ROWS: rows [ib, ie) of X [(nr + k − 1)·Wo × kc] for the chunk of
+ * output rows starting at r0, all in one image: X row i holds the kernel rows
+ * starting at padded input row oy0 + i. */
 static void conv_rowcol(float *restrict x, const float *restrict in, const struct conv_geom *g,
-                        int r0, int nr)
+                        int r0, int ib, int ie)
 {
     const int img = r0 / g->Ho, oy0 = r0 % g->Ho;
-    for (int i = 0; i < nr + g->k - 1; i++) {
+    for (int i = ib; i < ie; i++) {
         const ptrdiff_t row = conv_in_row(g, img, oy0 + i - g->pt);
         conv_window_row(x + (size_t)i * g->Wo * g->kc, (size_t)g->kc,
                         row < 0 ? NULL : in + row, g);
     }
 }
 
-/* din += the transpose of conv_rowcol applied to dX. */
+/* din += the transpose of conv_rowcol applied to rows [ib, ie) of dX. Each
+ * X row maps to its own input row, so ranges of i touch disjoint rows. */
 static void conv_rowcol_add(float *restrict din, const float *restrict dx,
-                            const struct conv_geom *g, int r0, int nr)
+                            const struct conv_geom *g, int r0, int ib, int ie)
 {
     const int img = r0 / g->Ho, oy0 = r0 % g->Ho;
-    for (int i = 0; i < nr + g->k - 1; i++) {
+    for (int i = ib; i < ie; i++) {
         const ptrdiff_t row = conv_in_row(g, img, oy0 + i - g->pt);
         if (row >= 0)
             conv_window_row_add(din + row, dx + (size_t)i * g->Wo * g->kc, (size_t)g->kc, g);
     }
 }
 
+/* ---- the same, cut between threads ---------------------------------------- *
+ *
+ * Building col or X, and scattering their gradients back, run on the pool
+ * (parallel.h) a range of rows per piece. Every row of col / X is written by
+ * one piece, and every input row of din is updated by one piece with its
+ * terms in the serial order, so the results do not depend on the split. */
+
+struct conv_rows_job {
+    float *dst;             /* col or X; din for the scatters */
+    const float *src;       /* the input; dcol or dX for the scatters */
+    const struct conv_geom *g;
+    int r0, nr;             /* the chunk */
+    int64_t g0;             /* col2im: global index of the first input row touched */
+};
+
+static void conv_im2col_piece(void *p, int b, int e)
+{
+    const struct conv_rows_job *j = p;
+    conv_im2col(j->dst, j->src, j->g, j->r0, j->r0 + b, j->r0 + e);
+}
+
+static void conv_rowcol_piece(void *p, int b, int e)
+{
+    const struct conv_rows_job *j = p;
+    conv_rowcol(j->dst, j->src, j->g, j->r0, b, e);
+}
+
+static void conv_rowcol_add_piece(void *p, int b, int e)
+{
+    const struct conv_rows_job *j = p;
+    conv_rowcol_add(j->dst, j->src, j->g, j->r0, b, e);
+}
+
+static void conv_col2im_piece(void *p, int b, int e)
+{
+    const struct conv_rows_job *j = p;
+    conv_col2im(j->dst, j->src, j->g, j->r0, j->nr, j->g0 + b, j->g0 + e);
+}
+
 /* The chunk's left operand: the input itself, col or X (built into scratch). */
 static const float *conv_operand(float *scratch, const float *in, const struct conv_geom *g,
                                  int r0, int nr)
 {
+    struct conv_rows_job j = {.dst = scratch, .src = in, .g = g, .r0 = r0, .nr = nr};
     switch (g->mode) {
     case CONV_DIRECT:
         return in + (size_t)r0 * g->Wo * g->C;
     case CONV_ROWS:
-        conv_rowcol(scratch, in, g, r0, nr);
+        parallel_for_grain(nr + g->k - 1, parallel_grain(2 * (size_t)g->Wo * g->kc),
+                           conv_rowcol_piece, &j);
         return scratch;
     case CONV_IM2COL:
-        conv_im2col(scratch, in, g, r0, nr);
+        parallel_for_grain(nr, parallel_grain(2 * (size_t)g->Wo * g->K), conv_im2col_piece, &j);
         return scratch;
     }
     return NULL;
+}
+
+/* din += col2im(dcol) for the chunk, cut by input rows. */
+static void conv_col2im_parallel(float *din, const float *dcol, const struct conv_geom *g,
+                                 int r0, int nr)
+{
+    const int r1 = r0 + nr - 1;
+    int top = (r0 % g->Ho) * g->s - g->pt, bottom = (r1 % g->Ho) * g->s - g->pt + g->k - 1;
+    top = top < 0 ? 0 : top;
+    bottom = bottom > g->H - 1 ? g->H - 1 : bottom;
+    const int64_t g0 = (int64_t)(r0 / g->Ho) * g->H + top;
+    const int64_t g1 = (int64_t)(r1 / g->Ho) * g->H + bottom + 1;
+    if (g1 <= g0)
+        return;
+    assert(g1 - g0 <= INT_MAX);
+    struct conv_rows_job j = {.dst = din, .src = dcol, .g = g, .r0 = r0, .nr = nr, .g0 = g0};
+    parallel_for_grain((int)(g1 - g0), parallel_grain(2 * (size_t)g->W * g->C * g->k),
+                       conv_col2im_piece, &j);
+}
+
+/* din += the transpose of conv_rowcol applied to dX, cut by X rows. */
+static void conv_rowcol_add_parallel(float *din, const float *dx, const struct conv_geom *g,
+                                     int r0, int nr)
+{
+    struct conv_rows_job j = {.dst = din, .src = dx, .g = g, .r0 = r0, .nr = nr};
+    parallel_for_grain(nr + g->k - 1, parallel_grain(2 * (size_t)g->Wo * g->kc),
+                       conv_rowcol_add_piece, &j);
 }
 
 /* ---- write-back ------------------------------------------------------------- */
@@ -632,25 +718,31 @@ conv_untranspose_avx512(float *restrict out, const float *restrict outT,
 }
 #endif
 
+/* The write-back of pixels [pb, pe) of a chunk of P. Pieces start at
+ * multiples of 16 pixels, so each pixel takes the same path (AVX-512 block or
+ * tile) as in one call over [0, P) — and both paths compute the same
+ * act(x + b) anyway. */
 static void conv_untranspose(float *restrict out, const float *restrict outT,
-                             const float *restrict bias, int P, int F, enum activation act,
-                             int stream)
+                             const float *restrict bias, int P, int F, int pb, int pe,
+                             enum activation act, int stream)
 {
     assert(F <= CONV_TRANSPOSE_MAX_F);
     const int in_registers = act == ACT_NONE || act == ACT_RELU;
     const int relu = act == ACT_RELU;
-    int p0 = 0;
+    int p0 = pb;
 #ifdef CONV_AVX512
     if (in_registers && F % 16 == 0 && __builtin_cpu_supports("avx512f")) {
-        p0 = P & ~15;
-        conv_untranspose_avx512(out, outT, bias, P, F, p0,
-                                relu, stream && ((uintptr_t)out & 63) == 0);
+        const int pn = (pe - pb) & ~15;
+        float *o = out + (size_t)pb * F;
+        conv_untranspose_avx512(o, outT + pb, bias, P, F, pn, relu,
+                                stream && ((uintptr_t)o & 63) == 0);
+        p0 = pb + pn;
     }
 #endif
     float tile[CONV_TILE_FLOATS];
     const int tile_px = CONV_TILE_FLOATS / F;
-    for (; p0 < P; p0 += tile_px) {
-        const int pn = P - p0 < tile_px ? P - p0 : tile_px;
+    for (; p0 < pe; p0 += tile_px) {
+        const int pn = pe - p0 < tile_px ? pe - p0 : tile_px;
         conv_transpose_tile(tile, outT, bias, P, F, p0, pn, relu);
         if (!in_registers)
             activation_forward(act, tile, pn, F);
@@ -669,13 +761,44 @@ static void conv_add_bias(float *restrict out, const float *restrict bias, int P
             out[(size_t)p * F + f] += bias[f];
 }
 
-/* db[f] += Σ_p dz[p][f]. A chunk sums tens of thousands of terms, so the
- * sums run in double (a float running sum would lose ~1e-3 relative); filters
- * go in blocks of 64 so the partial sums live on the stack. */
-static void conv_bias_grad(float *restrict db, const float *restrict dz, int P, int F)
+/* The write-back of one chunk on the pool: the transposed forward's
+ * untranspose cut in groups of 16 pixels, or the direct forward's bias and
+ * activation cut in pixels. Each output pixel is written by one piece. */
+struct conv_wb_job {
+    float *out;
+    const float *outT;
+    const float *bias;
+    int P, F;
+    enum activation act;
+    int stream;
+};
+
+static void conv_untranspose_piece(void *p, int b, int e)
 {
-    for (int f0 = 0; f0 < F; f0 += 64) {
-        const int fn = F - f0 < 64 ? F - f0 : 64;
+    const struct conv_wb_job *j = p;
+    const int pe = (int64_t)e * 16 < j->P ? e * 16 : j->P;
+    conv_untranspose(j->out, j->outT, j->bias, j->P, j->F, b * 16, pe, j->act, j->stream);
+}
+
+static void conv_bias_act_piece(void *p, int b, int e)
+{
+    const struct conv_wb_job *j = p;
+    float *o = j->out + (size_t)b * j->F;
+    if (j->bias)
+        conv_add_bias(o, j->bias, e - b, j->F);
+    activation_forward(j->act, o, e - b, j->F);
+}
+
+/* db[f] += Σ_p dz[p][f] for filters [fb, fe). A chunk sums tens of
+ * thousands of terms, so the sums run in double (a float running sum would
+ * lose ~1e-3 relative); filters go in blocks of 64 so the partial sums live
+ * on the stack. Each filter's sum runs over p in order, so cutting the
+ * filters between threads changes nothing. */
+static void conv_bias_grad(float *restrict db, const float *restrict dz, int P, int F, int fb,
+                           int fe)
+{
+    for (int f0 = fb; f0 < fe; f0 += 64) {
+        const int fn = fe - f0 < 64 ? fe - f0 : 64;
         double acc[64] = {0};
         for (int p = 0; p < P; p++) {
             const float *row = dz + (size_t)p * F + f0;
@@ -685,6 +808,18 @@ static void conv_bias_grad(float *restrict db, const float *restrict dz, int P, 
         for (int f = 0; f < fn; f++)
             db[f0 + f] += (float)acc[f];
     }
+}
+
+struct conv_db_job {
+    float *db;
+    const float *dz;
+    int P, F;
+};
+
+static void conv_bias_grad_piece(void *p, int b, int e)
+{
+    const struct conv_db_job *j = p;
+    conv_bias_grad(j->db, j->dz, j->P, j->F, b, e);
 }
 
 /* ---- forward / backward ---------------------------------------------------- */
@@ -731,13 +866,13 @@ static void conv_forward(const struct layer *l, float *out, const float *in, int
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, g.F, g.Kt, 1.0f, at,
                             g.Kt, wt, g.F, beta, o, g.F);
         }
-        if (g.transposed) {
-            conv_untranspose(o, outT, bias, P, g.F, l->cfg.activation, stream);
-        } else {
-            if (bias)
-                conv_add_bias(o, bias, P, g.F);
-            activation_forward(l->cfg.activation, o, P, g.F);
-        }
+        struct conv_wb_job wb = {.out = o, .outT = outT, .bias = bias, .P = P, .F = g.F,
+                                 .act = l->cfg.activation, .stream = stream};
+        if (g.transposed)
+            parallel_for_grain((P + 15) / 16, parallel_grain(32 * (size_t)g.F),
+                               conv_untranspose_piece, &wb);
+        else
+            parallel_for_grain(P, parallel_grain(2 * (size_t)g.F), conv_bias_act_piece, &wb);
     }
 }
 
@@ -762,8 +897,12 @@ static void conv_backward(struct layer *l, float *din, float *dout, const float 
         if (!ctx->dout_is_preact)
             activation_backward(l->cfg.activation, dz, out + (size_t)r0 * g.Wo * g.F, P,
                                 g.F);
-        if (l->cfg.use_bias)
-            conv_bias_grad(l->grad.bias, dz, P, g.F);
+        if (l->cfg.use_bias) {
+            /* Pieces of at least 16 filters: a 64-byte line of each row. */
+            int grain = parallel_grain((size_t)P);
+            struct conv_db_job db = {.db = l->grad.bias, .dz = dz, .P = P, .F = g.F};
+            parallel_for_grain(g.F, grain > 16 ? grain : 16, conv_bias_grad_piece, &db);
+        }
         const float *a = conv_operand(scratch, in, &g, r0, nr);
         /* dWₜ[Kt×F] += aₜᵀ[Kt×P] · dz[P×F] */
         for (int t = 0; t < g.terms; t++)
@@ -780,7 +919,7 @@ static void conv_backward(struct layer *l, float *din, float *dout, const float 
         case CONV_IM2COL: /* dcol[P×K] = dz · Wᵀ, scattered back onto din */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, g.K, g.F, 1.0f, dz, g.F,
                         l->w.kernel, g.F, 0.0f, scratch, g.K);
-            conv_col2im(din, scratch, &g, r0, nr);
+            conv_col2im_parallel(din, scratch, &g, r0, nr);
             break;
         case CONV_ROWS: {
             /* dX[(nr + k − 1)·Wo × kc]: row block ky … ky + nr − 1 receives
@@ -792,7 +931,7 @@ static void conv_backward(struct layer *l, float *din, float *dout, const float 
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, g.kc, g.F, 1.0f, dz,
                             g.F, l->w.kernel + (size_t)t * g.kc * g.F, g.F, t ? 1.0f : 0.0f,
                             scratch + t * row_len, g.kc);
-            conv_rowcol_add(din, scratch, &g, r0, nr);
+            conv_rowcol_add_parallel(din, scratch, &g, r0, nr);
             break;
         }
         }

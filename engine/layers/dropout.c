@@ -6,6 +6,10 @@
  * A training forward draws the mask from ctx->rng (one uniform per element,
  * kept when u ≥ rate) and records it in l->state.mask [n · in] (1 = kept),
  * which backward reuses: din += mask · dout / (1 − rate).
+ *
+ * The forward stays on one thread: the mask is one sequential stream of the
+ * rng, and drawing it is most of the cost. The backward runs on the pool
+ * (parallel.h), cut in elements.
  */
 #include "layer.h"
 
@@ -13,6 +17,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../parallel.h"
 #include "../status.h"
 
 static int dropout_configure(struct layer *l, char *err)
@@ -71,6 +76,26 @@ static void dropout_forward(const struct layer *l, float *out, const float *in, 
     }
 }
 
+/* The backward's pieces are blocks of this many elements. */
+#define DROPOUT_BLOCK 4096
+
+struct dropout_job {
+    float *din;
+    const float *dout;
+    const uint8_t *mask;
+    size_t total;
+    float scale;
+};
+
+/* Blocks [b, e). */
+static void dropout_backward_piece(void *p, int b, int e)
+{
+    const struct dropout_job *j = p;
+    const size_t end = (size_t)e * DROPOUT_BLOCK < j->total ? (size_t)e * DROPOUT_BLOCK : j->total;
+    for (size_t i = (size_t)b * DROPOUT_BLOCK; i < end; i++)
+        j->din[i] += j->mask[i] ? j->dout[i] * j->scale : 0.0f;
+}
+
 /* Needs the mask of a training forward on the same batch. */
 static void dropout_backward(struct layer *l, float *din, float *dout, const float *in,
                              const float *out, int n, struct layer_ctx *ctx)
@@ -78,11 +103,11 @@ static void dropout_backward(struct layer *l, float *din, float *dout, const flo
     if (!din)
         return;
     assert(l->state.mask && "dropout: backward needs a training forward's mask");
-    const float scale = (float)(1.0 / (1.0 - (double)l->cfg.rate));
-    const uint8_t *mask = l->state.mask;
     size_t total = (size_t)n * shape_size(l->in);
-    for (size_t i = 0; i < total; i++)
-        din[i] += mask[i] ? dout[i] * scale : 0.0f;
+    struct dropout_job j = {.din = din, .dout = dout, .mask = l->state.mask, .total = total,
+                            .scale = (float)(1.0 / (1.0 - (double)l->cfg.rate))};
+    parallel_for_grain((int)((total + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK),
+                       parallel_grain(3 * DROPOUT_BLOCK), dropout_backward_piece, &j);
 }
 
 /* The "dropout" layer type. A training forward needs ctx->rng and the mask

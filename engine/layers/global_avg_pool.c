@@ -7,11 +7,15 @@
  * channel loop is innermost and vectorises. The sums are in float: H·W is a
  * feature map's area (tens to a few thousand values), where float
  * accumulation loses far less than the model's own precision.
+ *
+ * Both directions run on the pool (parallel.h), cut in samples: each
+ * sample's sums are formed by one piece in the serial order.
  */
 #include "layer.h"
 
 #include <string.h>
 
+#include "../parallel.h"
 #include "../status.h"
 
 static int gap_configure(struct layer *l, char *err)
@@ -45,13 +49,24 @@ static void gap_init(struct layer *l, struct rng *r)
 {
 }
 
-static void gap_forward(const struct layer *l, float *out, const float *in, int n,
-                        struct layer_ctx *ctx)
+struct gap_job {
+    const struct layer *l;
+    float *out;         /* forward: out; backward: din */
+    const float *in;    /* forward: in */
+    float *dout;        /* backward */
+};
+
+/* Samples [b0, b1). */
+static void gap_forward_piece(void *p, int b0, int b1)
 {
+    const struct gap_job *j = p;
+    const struct layer *l = j->l;
+    const float *in = j->in;
+    float *out = j->out;
     const size_t HW = (size_t)l->in.h * (size_t)l->in.w;
     const int C = l->in.c;
     const float inv = 1.0f / (float)HW;
-    for (int b = 0; b < n; b++) {
+    for (int b = b0; b < b1; b++) {
         const float *restrict x = in + (size_t)b * HW * C;
         float *restrict o = out + (size_t)b * C;
         memcpy(o, x, (size_t)C * sizeof(float));
@@ -65,15 +80,23 @@ static void gap_forward(const struct layer *l, float *out, const float *in, int 
     }
 }
 
-static void gap_backward(struct layer *l, float *din, float *dout, const float *in,
-                         const float *out, int n, struct layer_ctx *ctx)
+static void gap_forward(const struct layer *l, float *out, const float *in, int n,
+                        struct layer_ctx *ctx)
 {
-    if (!din)
-        return;
+    struct gap_job j = {.l = l, .out = out, .in = in};
+    parallel_for_grain(n, parallel_grain(shape_size(l->in)), gap_forward_piece, &j);
+}
+
+/* Samples [b0, b1). */
+static void gap_backward_piece(void *p, int b0, int b1)
+{
+    const struct gap_job *j = p;
+    const struct layer *l = j->l;
+    float *din = j->out, *dout = j->dout;
     const size_t HW = (size_t)l->in.h * (size_t)l->in.w;
     const int C = l->in.c;
     const float inv = 1.0f / (float)HW;
-    for (int b = 0; b < n; b++) {
+    for (int b = b0; b < b1; b++) {
         float *restrict g = dout + (size_t)b * C;
         /* dout may be overwritten: scale it once instead of per position. */
         for (int c = 0; c < C; c++)
@@ -85,6 +108,15 @@ static void gap_backward(struct layer *l, float *din, float *dout, const float *
                 r[c] += g[c];
         }
     }
+}
+
+static void gap_backward(struct layer *l, float *din, float *dout, const float *in,
+                         const float *out, int n, struct layer_ctx *ctx)
+{
+    if (!din)
+        return;
+    struct gap_job j = {.l = l, .out = din, .dout = dout};
+    parallel_for_grain(n, parallel_grain(2 * shape_size(l->in)), gap_backward_piece, &j);
 }
 
 const struct layer_ops global_avg_pool_ops = {
