@@ -1,5 +1,6 @@
 /* cli.c — helpers shared by the sub-commands (see cli.h). */
 #include "cli.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -20,8 +21,11 @@ const char *cli_models_root(const char *flag)
 
 int cli_set_threads(int threads)
 {
-    if (threads > 0)
+    /* The engine's own loops (parallel.h) use as many threads as the BLAS. */
+    if (threads > 0) {
         openblas_set_num_threads(threads);
+        parallel_set_threads(threads);
+    }
     return openblas_get_num_threads();
 }
 
