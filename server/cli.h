@@ -34,7 +34,8 @@ int cmd_doubt_eval(int argc, char **argv);
 /* Folder of the models: the flag if given, else $STRATA_MODELS, else "models". */
 const char *cli_models_root(const char *flag);
 
-/* Sets the OpenBLAS thread count when threads > 0; returns the count in use. */
+/* Sets the OpenBLAS and the engine loops' (parallel.h) thread count when threads > 0;
+ * returns the BLAS count in use. */
 int cli_set_threads(int threads);
 
 /* Prints "strata <cmd>: <message>" to stderr and returns EXIT_FAIL. */

@@ -382,9 +382,87 @@ TEST(conv_forward_matches_direct_convolution)
         {1, 3, 3, 2, 4, 5, 1, PADDING_SAME, 1, ACT_NONE},   /* kernel larger than input */
         {2, 6, 5, 3, 70, 3, 1, PADDING_SAME, 1, ACT_RELU},
         {1, 3, 3, 2, 2100, 3, 1, PADDING_SAME, 1, ACT_RELU}, /* > 2048 filters: out = col·W */
+        /* Small windows (k·k·C ≤ 32) with 16, 32 or 48 filters: the direct
+         * forward on AVX-512 machines — interior blocks, a last block that
+         * overlaps the previous one, padded edges, no bias, one channel. */
+        {3, 20, 21, 3, 32, 3, 1, PADDING_VALID, 1, ACT_RELU},
+        {2, 17, 19, 3, 16, 3, 1, PADDING_SAME, 0, ACT_RELU},
+        {2, 12, 13, 3, 48, 3, 1, PADDING_SAME, 1, ACT_NONE},
+        {2, 14, 11, 1, 32, 5, 1, PADDING_SAME, 1, ACT_RELU},
+        {1, 10, 8, 3, 16, 3, 1, PADDING_VALID, 1, ACT_RELU}, /* 6 columns: too narrow, GEMM */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_conv_forward(&cases[i], 100 + i);
+}
+
+/* The direct forward for small windows (conv2d.c, AVX-512 only) computes
+ * each output value as one chain of fused multiply-adds over the window's
+ * terms in order (ky, kx, c), padding skipped, then bias, then relu — so
+ * its result is known exactly: compare bit for bit with that chain computed
+ * here with fmaf, for the whole batch and for one image alone. */
+TEST(conv_small_window_forward_is_an_exact_fma_chain)
+{
+    const struct conv_case cases[] = {
+        {3, 13, 21, 3, 32, 3, 1, PADDING_VALID, 1, ACT_RELU},
+        {2, 11, 17, 3, 16, 3, 1, PADDING_SAME, 0, ACT_RELU},
+        {2, 9, 12, 3, 48, 3, 1, PADDING_SAME, 1, ACT_NONE},
+        {1, 10, 14, 1, 32, 5, 1, PADDING_SAME, 1, ACT_RELU},
+    };
+    char err[STRATA_ERR_LEN];
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const struct conv_case *c = &cases[ci];
+        struct tlayer t;
+        int rc = tl_make(&t, &conv2d_ops, conv_cfg(c->F, c->k, c->s, c->pad, c->bias, c->act),
+                         (struct shape){c->H, c->W, c->C}, c->n, err);
+        CHECK_MSG(rc == 0, "%s", err);
+        if (rc)
+            continue;
+        struct rng r;
+        rng_seed(&r, 300 + ci);
+        tl_randomize(&t, &r);
+        const int Ho = t.l.out.h, Wo = t.l.out.w, F = c->F;
+        int ho, pt, wo, pl;
+        ref_geometry(c->H, c->k, 1, c->pad, &ho, &pt);
+        ref_geometry(c->W, c->k, 1, c->pad, &wo, &pl);
+        CHECK(ho == Ho && wo == Wo);
+        size_t nin = (size_t)c->n * shape_size(t.l.in), one = shape_size(t.l.out);
+        float *in = tensor_alloc(nin), *out = tensor_alloc(c->n * one);
+        float *alone = tensor_alloc(one), *want = tensor_alloc(c->n * one);
+        fill_uniform(in, nin, &r, -1.0, 1.0);
+        struct layer_ctx ctx = tl_ctx(&t, 0, NULL);
+        t.ops->forward(&t.l, out, in, c->n, &ctx);
+        for (int b = 0; b < c->n; b++)
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++)
+                    for (int f = 0; f < F; f++) {
+                        float acc = 0;
+                        for (int ky = 0; ky < c->k; ky++)
+                            for (int kx = 0; kx < c->k; kx++)
+                                for (int ch = 0; ch < c->C; ch++) {
+                                    int iy = oy - pt + ky, ix = ox - pl + kx;
+                                    if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W)
+                                        continue;
+                                    float x = in[(((size_t)b * c->H + iy) * c->W + ix) * c->C + ch];
+                                    float w = t.l.w.kernel[((size_t)(ky * c->k + kx) * c->C + ch) * F + f];
+                                    acc = fmaf(x, w, acc);
+                                }
+                        if (c->bias)
+                            acc += t.l.w.bias[f];
+                        if (c->act == ACT_RELU)
+                            acc = acc > 0 ? acc : 0;
+                        want[(((size_t)b * Ho + oy) * Wo + ox) * F + f] = acc;
+                    }
+        CHECK_MSG(memcmp(out, want, c->n * one * sizeof(float)) == 0,
+                  "case %zu: the batch differs from the fmaf chain", ci);
+        t.ops->forward(&t.l, alone, in + (c->n - 1) * shape_size(t.l.in), 1, &ctx);
+        CHECK_MSG(memcmp(alone, want + (c->n - 1) * one, one * sizeof(float)) == 0,
+                  "case %zu: the last image alone differs", ci);
+        tensor_free(in);
+        tensor_free(out);
+        tensor_free(alone);
+        tensor_free(want);
+        tl_free(&t);
+    }
 }
 
 /* Batches big enough to be split into several chunks (with chunk boundaries
@@ -404,6 +482,7 @@ static const struct conv_case multi_chunk_cases[] = {
     {3, 9, 11, 3, 5, 3, 2, PADDING_SAME, 1, ACT_NONE},
     {64, 64, 64, 4, 16, 1, 1, PADDING_VALID, 1, ACT_RELU}, /* 16.8 MB: streamed stores */
     {2, 4, 3, 2, 2100, 3, 1, PADDING_SAME, 1, ACT_SIGMOID}, /* > 2048 filters: out = col·W */
+    {100, 40, 40, 3, 32, 3, 1, PADDING_VALID, 1, ACT_RELU}, /* direct forward, 18.5 MB streamed */
 };
 #define N_MULTI_CHUNK (sizeof multi_chunk_cases / sizeof multi_chunk_cases[0])
 
@@ -994,6 +1073,11 @@ int main(void)
     RUN(conv_configure_shapes_and_errors);
     RUN(conv_hand_worked);
     RUN(conv_forward_matches_direct_convolution);
+    if (__builtin_cpu_supports("avx512f"))
+        RUN(conv_small_window_forward_is_an_exact_fma_chain);
+    else
+        SKIP(conv_small_window_forward_is_an_exact_fma_chain,
+             "no AVX-512 on this CPU: convolutions with small windows use GEMM");
     RUN(conv_forward_multi_chunk);
     RUN(conv_gradients_finite_differences);
     RUN(conv_backward_multi_chunk_and_accumulation);

@@ -39,6 +39,20 @@
  * fused activation on the way. Only layers with more than
  * CONV_TRANSPOSE_MAX_F filters compute out = col · W directly.
  *
+ * Direct convolution for small windows (CONV_SMALL_*). A first layer over
+ * RGB has K = 27: as a GEMM it is all overhead — im2col writes 27 floats per
+ * pixel, OpenBLAS packs them again, the product is written transposed and
+ * transposed back — for only 27 multiply-adds per output value. With
+ * AVX-512 and F a multiple of 16 (up to 48), the forward instead computes
+ * each output row straight from the input: 8 pixels × F filters stay in
+ * registers while the K window values are broadcast against the kernel's
+ * rows, and bias and relu are applied before the one store. Pixels whose
+ * window crosses the padding go through a scalar loop that sums the same
+ * terms in the same order with fmaf, so a pixel's value does not depend on
+ * which path computed it, nor on the batch. Rows are spread over the
+ * engine's threads (parallel.h). The backward is unchanged (it builds its
+ * own im2col).
+ *
  * Chunking. The batch is processed a block of whole output rows at a time
  * (CONV_ROWS blocks stay within one image; the others may span images),
  * sized to about CONV_CHUNK_FLOATS floats of scratch: large enough that each
@@ -97,6 +111,12 @@
 /* Layer outputs larger than this (bytes) are written with non-temporal
  * stores; smaller ones are left in the cache for the next layer. */
 #define CONV_STREAM_BYTES ((size_t)16 << 20)
+
+/* The direct forward: windows of at most this many values (k·k·C), at most
+ * this many filters (a multiple of 16), CONV_SMALL_PX pixels per block. */
+#define CONV_SMALL_MAX_K 32
+#define CONV_SMALL_MAX_F 48
+#define CONV_SMALL_PX 8
 
 enum conv_mode { CONV_DIRECT, CONV_ROWS, CONV_IM2COL };
 
@@ -834,11 +854,182 @@ static inline int conv_chunk_len(const struct conv_geom *g, int r0, int rows, in
     return nr;
 }
 
+/* ---- direct forward for small windows --------------------------------------- */
+
+struct conv_small_job {
+    const struct conv_geom *g;
+    float *out;
+    const float *in, *kernel, *bias;
+    int relu, stream;
+    int off[CONV_SMALL_MAX_K]; /* offset of window term t from the window's first input value */
+};
+
+#ifdef CONV_AVX512
+/* Whether the direct forward applies (see the file comment). */
+static int conv_small_applies(const struct conv_geom *g, enum activation act)
+{
+    return g->s == 1 && g->K <= CONV_SMALL_MAX_K && g->F % 16 == 0 && g->F <= CONV_SMALL_MAX_F &&
+           (act == ACT_NONE || act == ACT_RELU) && g->ox_hi - g->ox_lo >= CONV_SMALL_PX &&
+           __builtin_cpu_supports("avx512f");
+}
+
+/* One output pixel, any position: the window's terms in order (ky, kx, c),
+ * those over the padding skipped — the arithmetic of conv_small_block, so a
+ * pixel's value does not depend on which of the two computed it. */
+__attribute__((target("avx512f"))) static void
+conv_small_pixel(const struct conv_small_job *j, const float *in_img, int oy, int ox,
+                 float *restrict o)
+{
+    const struct conv_geom *g = j->g;
+    const int NF = g->F / 16;
+    __m512 acc[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int ky = 0; ky < g->k; ky++) {
+        const int iy = oy - g->pt + ky;
+        if (iy < 0 || iy >= g->H)
+            continue;
+        for (int kx = 0; kx < g->k; kx++) {
+            const int ix = ox - g->pl + kx;
+            if (ix < 0 || ix >= g->W)
+                continue;
+            const float *x = in_img + ((size_t)iy * g->W + ix) * g->C;
+            const float *w = j->kernel + (size_t)((ky * g->k + kx) * g->C) * g->F;
+            for (int c = 0; c < g->C; c++) {
+                const __m512 xb = _mm512_set1_ps(x[c]);
+                for (int v = 0; v < NF; v++)
+                    acc[v] = _mm512_fmadd_ps(xb, _mm512_loadu_ps(w + (size_t)c * g->F + 16 * v),
+                                             acc[v]);
+            }
+        }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (int v = 0; v < NF; v++) {
+        __m512 r = acc[v];
+        if (j->bias)
+            r = _mm512_add_ps(r, _mm512_loadu_ps(j->bias + 16 * v));
+        if (j->relu)
+            r = _mm512_max_ps(r, zero);
+        _mm512_storeu_ps(o + 16 * v, r);
+    }
+}
+
+/* CONV_SMALL_PX consecutive interior pixels starting at input value x0 (the
+ * first pixel's window corner), NF = F / 16 vectors per pixel. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+conv_small_block(const struct conv_small_job *j, const float *x0, float *o, const int NF)
+{
+    const struct conv_geom *g = j->g;
+    const int C = g->C, F = g->F;
+    __m512 acc[CONV_SMALL_PX][3];
+    for (int p = 0; p < CONV_SMALL_PX; p++)
+        for (int v = 0; v < NF; v++)
+            acc[p][v] = _mm512_setzero_ps();
+    for (int t = 0; t < g->K; t++) {
+        const float *x = x0 + j->off[t];
+        const float *w = j->kernel + (size_t)t * F;
+        __m512 wv[3];
+        for (int v = 0; v < NF; v++)
+            wv[v] = _mm512_loadu_ps(w + 16 * v);
+        for (int p = 0; p < CONV_SMALL_PX; p++) {
+            const __m512 xb = _mm512_set1_ps(x[p * C]);
+            for (int v = 0; v < NF; v++)
+                acc[p][v] = _mm512_fmadd_ps(xb, wv[v], acc[p][v]);
+        }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (int p = 0; p < CONV_SMALL_PX; p++)
+        for (int v = 0; v < NF; v++) {
+            __m512 r = acc[p][v];
+            if (j->bias)
+                r = _mm512_add_ps(r, _mm512_loadu_ps(j->bias + 16 * v));
+            if (j->relu)
+                r = _mm512_max_ps(r, zero);
+            float *d = o + (size_t)p * F + 16 * v;
+            if (j->stream)
+                _mm512_stream_ps(d, r);
+            else
+                _mm512_storeu_ps(d, r);
+        }
+}
+
+/* The interior columns [ox_lo, ox_hi) of output row oy, in blocks; a last
+ * partial block is computed as the block ending at ox_hi (its first pixels
+ * are computed twice, to the same values). */
+__attribute__((target("avx512f"))) static void
+conv_small_interior(const struct conv_small_job *j, const float *in_img, int oy, float *o_row)
+{
+    const struct conv_geom *g = j->g;
+    const int NF = g->F / 16;
+    for (int ox = g->ox_lo; ox < g->ox_hi; ox += CONV_SMALL_PX) {
+        if (ox > g->ox_hi - CONV_SMALL_PX)
+            ox = g->ox_hi - CONV_SMALL_PX;
+        const float *x0 = in_img + ((size_t)(oy - g->pt) * g->W + (ox - g->pl)) * g->C;
+        float *o = o_row + (size_t)ox * g->F;
+        if (NF == 1)
+            conv_small_block(j, x0, o, 1);
+        else if (NF == 2)
+            conv_small_block(j, x0, o, 2);
+        else
+            conv_small_block(j, x0, o, 3);
+    }
+}
+
+/* Output rows [b, e) of the batch (row r is row r % Ho of image r / Ho). */
+static void conv_small_piece(void *p, int b, int e)
+{
+    const struct conv_small_job *j = p;
+    const struct conv_geom *g = j->g;
+    const size_t in_size = (size_t)g->H * g->W * g->C;
+    for (int r = b; r < e; r++) {
+        const int oy = r % g->Ho;
+        const float *in_img = j->in + (size_t)(r / g->Ho) * in_size;
+        float *o_row = j->out + (size_t)r * g->Wo * g->F;
+        /* The whole window inside the input's rows: blocks for the interior
+         * columns, pixel by pixel at the edges. */
+        if (oy - g->pt >= 0 && oy - g->pt + g->k <= g->H) {
+            for (int ox = 0; ox < g->ox_lo; ox++)
+                conv_small_pixel(j, in_img, oy, ox, o_row + (size_t)ox * g->F);
+            conv_small_interior(j, in_img, oy, o_row);
+            for (int ox = g->ox_hi; ox < g->Wo; ox++)
+                conv_small_pixel(j, in_img, oy, ox, o_row + (size_t)ox * g->F);
+        } else {
+            for (int ox = 0; ox < g->Wo; ox++)
+                conv_small_pixel(j, in_img, oy, ox, o_row + (size_t)ox * g->F);
+        }
+    }
+    if (j->stream)
+        _mm_sfence();
+}
+
+static void conv_small_forward(const struct layer *l, const struct conv_geom *g, float *out,
+                               const float *in, int n)
+{
+    struct conv_small_job j = {.g = g, .out = out, .in = in, .kernel = l->w.kernel,
+                               .bias = l->cfg.use_bias ? l->w.bias : NULL,
+                               .relu = l->cfg.activation == ACT_RELU};
+    for (int ky = 0, t = 0; ky < g->k; ky++)
+        for (int kx = 0; kx < g->k; kx++)
+            for (int c = 0; c < g->C; c++)
+                j.off[t++] = (ky * g->W + kx) * g->C + c;
+    /* F is a multiple of 16: every block store is a whole 64-byte line when
+     * out is 64-byte aligned. */
+    j.stream = (size_t)n * g->Ho * g->Wo * g->F * sizeof(float) > CONV_STREAM_BYTES &&
+               ((uintptr_t)out & 63) == 0;
+    parallel_for_grain(n * g->Ho, parallel_grain((size_t)g->Wo * (g->F + g->K)), conv_small_piece,
+                       &j);
+}
+#endif
+
 static void conv_forward(const struct layer *l, float *out, const float *in, int n,
                          struct layer_ctx *ctx)
 {
     const struct conv_geom g = conv_geom_of(l);
     assert(n >= 0 && (int64_t)n * g.Ho <= INT_MAX);
+#ifdef CONV_AVX512
+    if (n > 0 && conv_small_applies(&g, l->cfg.activation)) {
+        conv_small_forward(l, &g, out, in, n);
+        return;
+    }
+#endif
     const int rows = n * g.Ho;
     const int R = rows < g.chunk_rows ? rows : g.chunk_rows;
     if (rows <= 0)
