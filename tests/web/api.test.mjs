@@ -934,7 +934,7 @@ test('GET /api/openapi.json describes every route', async () => {
   const expected = {
     '/api/health': 'get', '/api/models': 'get', '/api/models/{id}': 'get',
     '/api/models/{id}/layers/{layer}/scatter': 'get', '/api/models/{id}/layers/{layer}/elbow': 'get',
-    '/api/models/{id}/paths': 'get', '/api/models/{id}/misclassified': 'get',
+    '/api/models/{id}/paths': 'get', '/api/models/{id}/misclassified': 'get', '/api/models/{id}/doubt': 'get',
     '/api/models/{id}/images/{class}/{file}': 'get', '/api/models/{id}/images/{class}/{file}/thumb': 'get',
     '/api/models/{id}/images/{class}/{file}/explanation': 'get', '/api/models/{id}/images/{image}': 'get',
     '/api/models/{id}/images/{image}/thumb': 'get', '/api/models/{id}/images/{image}/explanation': 'get',
