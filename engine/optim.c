@@ -1,9 +1,13 @@
 /* optim.c — SGD with momentum and Adam with decoupled weight decay. */
 #include "optim.h"
 
+#include <assert.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "parallel.h"
 
 int optim_init(struct optim *o, const struct model *m, const struct optim_config *cfg, char *err)
 {
@@ -49,6 +53,37 @@ void optim_free(struct optim *o)
     memset(o, 0, sizeof *o);
 }
 
+/* One group's update of elements [b, e): each element on its own, so the
+ * pool (parallel.h) may cut the range anywhere and the result is the same. */
+struct optim_job {
+    const struct optim_config *c;
+    float *p, *mom, *v;
+    const float *grad;
+    float shrink, lr, adam_lr;
+};
+
+static void optim_piece(void *arg, int b, int e)
+{
+    const struct optim_job *j = arg;
+    const struct optim_config *c = j->c;
+    float *restrict p = j->p, *restrict mom = j->mom, *restrict v = j->v;
+    const float *restrict grad = j->grad;
+    const float shrink = j->shrink;
+    if (c->kind == OPTIM_ADAM) {
+        for (int i = b; i < e; i++) {
+            mom[i] = c->beta1 * mom[i] + (1.0f - c->beta1) * grad[i];
+            v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * grad[i] * grad[i];
+            p[i] = p[i] * shrink - j->adam_lr * mom[i] / (sqrtf(v[i]) + c->eps);
+        }
+    } else {
+        for (int i = b; i < e; i++) {
+            mom[i] = c->momentum * mom[i] + grad[i];
+            float step = c->nesterov ? grad[i] + c->momentum * mom[i] : mom[i];
+            p[i] = p[i] * shrink - j->lr * step;
+        }
+    }
+}
+
 void optim_step(struct optim *o, struct model *m, float lr)
 {
     const struct optim_config *c = &o->cfg;
@@ -60,26 +95,16 @@ void optim_step(struct optim *o, struct model *m, float lr)
     float bc2 = 1.0f - powf(c->beta2, (float)o->step);
     float adam_lr = lr * sqrtf(bc2) / bc1;
 
+    /* Memory-bound (Adam reads and writes four arrays the size of the
+     * model): spread over the engine's threads. */
     for (int g = 0; g < o->n_groups; g++) {
-        float *restrict p = m->params + o->groups[g].offset;
-        const float *restrict grad = m->grads + o->groups[g].offset;
-        float *restrict mom = o->m + o->groups[g].offset;
-        size_t len = o->groups[g].len;
-        float shrink = o->groups[g].decay ? 1.0f - lr * c->weight_decay : 1.0f;
-
-        if (c->kind == OPTIM_ADAM) {
-            float *restrict v = o->v + o->groups[g].offset;
-            for (size_t i = 0; i < len; i++) {
-                mom[i] = c->beta1 * mom[i] + (1.0f - c->beta1) * grad[i];
-                v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * grad[i] * grad[i];
-                p[i] = p[i] * shrink - adam_lr * mom[i] / (sqrtf(v[i]) + c->eps);
-            }
-        } else {
-            for (size_t i = 0; i < len; i++) {
-                mom[i] = c->momentum * mom[i] + grad[i];
-                float step = c->nesterov ? grad[i] + c->momentum * mom[i] : mom[i];
-                p[i] = p[i] * shrink - lr * step;
-            }
-        }
+        size_t off = o->groups[g].offset;
+        struct optim_job j = {.c = c, .p = m->params + off, .grad = m->grads + off,
+                              .mom = o->m + off, .v = c->kind == OPTIM_ADAM ? o->v + off : NULL,
+                              .shrink = o->groups[g].decay ? 1.0f - lr * c->weight_decay : 1.0f,
+                              .lr = lr, .adam_lr = adam_lr};
+        assert(o->groups[g].len <= INT_MAX);
+        parallel_for_grain((int)o->groups[g].len, parallel_grain(c->kind == OPTIM_ADAM ? 7 : 5),
+                           optim_piece, &j);
     }
 }
