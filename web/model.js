@@ -1,8 +1,8 @@
 // model.js — one model's page (model.html?id=<id>): header and architecture,
 // the parallel-categories graph of the test images' paths, the layer panel,
 // confusion matrix and training curves, the doubt evaluation, the mistakes
-// gallery, out-of-model images and the upload. Owns the parallel graph's state (highlight, upload
-// path); the other panels live in their own modules.
+// gallery, out-of-model images and the upload. Owns the parallel graph's
+// state (highlight, upload path); the other panels live in their own modules.
 
 import { api } from './api.js';
 import { el, fill, pct, count, shape, progress, errorBox, draw, titleCase } from './ui.js';
@@ -11,7 +11,7 @@ import { classColor } from './palette.js';
 import { parcatsFigure, uploadPath, indicesOfClass } from './parcats.js';
 import { confusionFigure } from './confusion.js';
 import { curvesFigure } from './curves.js';
-import { doubtHistogramFigure, aurocRows, shareAtLeast, IN_COLOR, OUT_COLOR } from './doubtchart.js';
+import { doubtHistogramFigure, aurocRows, shareAtLeast } from './doubtchart.js';
 import { initLayerView, setUpload as layerUpload } from './layerview.js';
 import { initGallery } from './gallery.js';
 import { initOutside } from './outside.js';
@@ -106,7 +106,7 @@ function doubtTable(report) {
         : '',
       `Its accuracy on those test images: ${pct(report.accuracy, 1)}.`),
     el('p', { class: 'small muted' }, 'Doubt levels: low below ', String(levels.medium), ', high from ',
-      String(levels.high), '. How the score is built: see the help page.'),
+      String(levels.high), '. How the score is built: ', el('a', { href: '/help.html#doubt' }, 'the help page'), '.'),
   ];
 }
 
@@ -124,14 +124,12 @@ async function loadDoubt(m) {
       return;
     }
     const ev = detail.doubt?.evaluation;
-    if (ev === 'unavailable') break;
+    if (ev !== 'pending' && ev !== 'ready') break; // 'unavailable', or a server without it
     if (ev === 'ready') {
       try {
         const report = await api.doubt(m.id);
         hist.replaceChildren();
         await draw(hist, doubtHistogramFigure(report), { displayModeBar: false });
-        hist.dataset.inColor = IN_COLOR;
-        hist.dataset.outColor = OUT_COLOR;
         fill(table, doubtTable(report));
       } catch (err) {
         fill(hist, errorBox(err, 'Could not load the doubt evaluation'));
