@@ -47,11 +47,11 @@
  * each output row straight from the input: 8 pixels × F filters stay in
  * registers while the K window values are broadcast against the kernel's
  * rows, and bias and relu are applied before the one store. Pixels whose
- * window crosses the padding go through a scalar loop that sums the same
- * terms in the same order with fmaf, so a pixel's value does not depend on
- * which path computed it, nor on the batch. Rows are spread over the
- * engine's threads (parallel.h). The backward is unchanged (it builds its
- * own im2col).
+ * window crosses the padding go through a one-pixel version that adds the
+ * same terms in the same order with the same fused multiply-adds, so a
+ * pixel's value depends neither on which of the two computed it nor on the
+ * batch. Rows are spread over the engine's threads (parallel.h). The
+ * backward is unchanged (it builds its own im2col).
  *
  * Chunking. The batch is processed a block of whole output rows at a time
  * (CONV_ROWS blocks stay within one image; the others may span images),
