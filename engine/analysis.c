@@ -878,9 +878,9 @@ fail:
     return rc;
 }
 
-/* Lists and checks root/<dataset>/<split> against the model. */
-static int open_split(const struct model *m, const char *data_root, const char *split,
-                      struct dataset *ds, char *err)
+/* See analysis.h. */
+int analysis_open_split(const struct model *m, const char *data_root, const char *split,
+                        struct dataset *ds, char *err)
 {
     int rc = dataset_open(ds, data_root, m->dataset, split, err);
     if (rc < 0)
@@ -915,22 +915,32 @@ static void on_image_loaded(int done, int total, void *user)
         lp->fn(lp->user, "loading images", done, total);
 }
 
+/* See analysis.h. */
+int analysis_load_pixels(const struct model *m, struct dataset *ds, uint8_t **pixels,
+                         analysis_progress_fn progress, void *user, char *err)
+{
+    *pixels = malloc((size_t)(ds->n ? ds->n : 1) * shape_size(m->input));
+    if (!*pixels)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for %d images", ds->n);
+    struct load_progress lp = {progress, user};
+    int n = dataset_load_images(ds, m->input.w, m->input.h, *pixels, on_image_loaded, &lp, err);
+    if (n < 0) {
+        free(*pixels);
+        *pixels = NULL;
+    }
+    return n;
+}
+
 /* Decodes an opened split and runs the analysis on it. */
 static int run_dataset(struct model *m, const struct analysis_params *p, struct dataset *ds,
                        struct analysis *out, analysis_progress_fn progress, void *user, char *err)
 {
     memset(out, 0, sizeof *out);
     double t0 = now_seconds();
-    size_t per = shape_size(m->input);
-    uint8_t *pixels = malloc((size_t)(ds->n ? ds->n : 1) * per);
-    if (!pixels)
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory for %d images", ds->n);
-    struct load_progress lp = {progress, user};
-    int rc = dataset_load_images(ds, m->input.w, m->input.h, pixels, on_image_loaded, &lp, err);
-    if (rc < 0) {
-        free(pixels);
+    uint8_t *pixels;
+    int rc = analysis_load_pixels(m, ds, &pixels, progress, user, err);
+    if (rc < 0)
         return rc;
-    }
     int n = ds->n;
     char **ids = alloc_n((size_t)n, sizeof(char *));
     int *labels = alloc_n((size_t)n, sizeof(int));
@@ -964,7 +974,7 @@ int analysis_run(struct model *m, const struct analysis_params *p, const char *d
     if (rc < 0)
         return rc;
     struct dataset ds;
-    if ((rc = open_split(m, data_root, p->split, &ds, err)) < 0)
+    if ((rc = analysis_open_split(m, data_root, p->split, &ds, err)) < 0)
         return rc;
     rc = run_dataset(m, p, &ds, out, progress, user, err);
     dataset_free(&ds);
@@ -1652,7 +1662,7 @@ int analysis_load_or_run(struct model *m, const struct analysis_params *p, const
     if (rc < 0)
         return rc;
     struct dataset ds;
-    if ((rc = open_split(m, data_root, p->split, &ds, err)) < 0)
+    if ((rc = analysis_open_split(m, data_root, p->split, &ds, err)) < 0)
         return rc;
     uint64_t key;
     if ((rc = analysis_cache_key(m, p, &ds, &key, err)) < 0) {

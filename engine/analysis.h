@@ -189,6 +189,19 @@ struct analysis {
  * STRATA_E_INTERRUPTED. */
 typedef int (*analysis_progress_fn)(void *user, const char *stage, long done, long total);
 
+/* Lists root/<m->dataset>/<split> (root as given) into *ds (dataset_free)
+ * and checks that its classes are the model's, in order. Fails with the
+ * dataset's errors, or STRATA_E_ARG naming both class lists. */
+int analysis_open_split(const struct model *m, const char *data_root, const char *split,
+                        struct dataset *ds, char *err);
+
+/* Decodes every image of ds at the model's input size into a new RGB8
+ * array *pixels (n x h x w x 3; free() it), reporting the stage "loading
+ * images" to progress (may be NULL). Returns the number of images kept
+ * (dataset_load_images), or a negative status with *pixels NULL. */
+int analysis_load_pixels(const struct model *m, struct dataset *ds, uint8_t **pixels,
+                         analysis_progress_fn progress, void *user, char *err);
+
 /* Runs the whole pipeline for model m on root/<m->dataset>/<p->split> (root
  * as given; see dataset_root). The dataset's classes must be the model's.
  * On success fills *out (free with analysis_free) and returns 0; out->key is

@@ -1123,33 +1123,6 @@ static int resolve_split(const struct model *m, const struct doubt_params *p, fl
     return 0;
 }
 
-static int open_train(const struct model *m, const char *data_root, struct dataset *ds, char *err)
-{
-    int rc = dataset_open(ds, data_root, m->dataset, "train", err);
-    if (rc < 0)
-        return rc;
-    int same = ds->n_classes == m->n_classes;
-    for (int c = 0; same && c < m->n_classes; c++)
-        same = strcmp(ds->classes[c], m->classes[c]) == 0;
-    if (!same) {
-        rc = strata_fail(err, STRATA_E_ARG, "%s does not hold the classes of model %s", ds->dir, m->id);
-        dataset_free(ds);
-    }
-    return rc;
-}
-
-struct load_view {
-    analysis_progress_fn progress;
-    void *user;
-};
-
-static void on_loaded(int done, int total, void *user)
-{
-    struct load_view *v = user;
-    if (v->progress)
-        v->progress(v->user, "loading images", done, total);
-}
-
 /* Loads the listed train split, separates the hold-out and calibrates. */
 static int calibrate_from(struct model *m, const struct doubt_params *p, float fraction,
                           uint64_t seed, struct dataset *ds, struct doubt_model *out,
@@ -1157,15 +1130,10 @@ static int calibrate_from(struct model *m, const struct doubt_params *p, float f
 {
     memset(out, 0, sizeof *out);
     size_t frame = shape_size(m->input);
-    uint8_t *pixels = malloc((size_t)(ds->n ? ds->n : 1) * frame);
-    if (!pixels)
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory for %d images", ds->n);
-    struct load_view lv = {progress, user};
-    int n = dataset_load_images(ds, m->input.w, m->input.h, pixels, on_loaded, &lv, err);
-    if (n < 0) {
-        free(pixels);
+    uint8_t *pixels;
+    int n = analysis_load_pixels(m, ds, &pixels, progress, user, err);
+    if (n < 0)
         return n;
-    }
     int *labels = malloc((size_t)(n ? n : 1) * sizeof(int));
     uint8_t *is_cal = malloc((size_t)(n ? n : 1));
     if (!labels || !is_cal) {
@@ -1221,7 +1189,7 @@ int doubt_calibrate(struct model *m, const struct doubt_params *p, const char *d
     if (rc < 0 || (rc = resolve_split(m, p, &fraction, &seed, err)) < 0)
         return rc;
     struct dataset ds;
-    if ((rc = open_train(m, data_root, &ds, err)) < 0)
+    if ((rc = analysis_open_split(m, data_root, "train", &ds, err)) < 0)
         return rc;
     rc = calibrate_from(m, p, fraction, seed, &ds, out, progress, user, err);
     dataset_free(&ds);
@@ -1612,7 +1580,7 @@ int doubt_load_or_calibrate(struct model *m, const struct doubt_params *p, const
     if (rc < 0 || (rc = resolve_split(m, p, &fraction, &seed, err)) < 0)
         return rc;
     struct dataset ds;
-    if ((rc = open_train(m, data_root, &ds, err)) < 0)
+    if ((rc = analysis_open_split(m, data_root, "train", &ds, err)) < 0)
         return rc;
     if ((rc = doubt_key(m, p, fraction, seed, &ds, &key, err)) < 0) {
         dataset_free(&ds);
