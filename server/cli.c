@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "progress.h"
+#include "analysis.h"
 
 const char *cli_models_root(const char *flag)
 {
@@ -62,47 +62,52 @@ int cli_parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-static void load_progress(int done, int total, void *user)
+volatile sig_atomic_t cli_stop_requested;
+
+static void on_sigint(int sig)
 {
-    progress_update(user, done, total, NULL);
+    (void)sig;
+    cli_stop_requested = 1;
+    /* A second Ctrl-C ends the process the usual way. */
+    signal(SIGINT, SIG_DFL);
+}
+
+void cli_catch_sigint(void)
+{
+    cli_stop_requested = 0;
+    signal(SIGINT, on_sigint);
+}
+
+void cli_release_sigint(void)
+{
+    signal(SIGINT, SIG_DFL);
+}
+
+int cli_show_stages(void *user, const char *stage, long done, long total)
+{
+    struct cli_stages *v = user;
+    if (!v->quiet) {
+        if (strcmp(stage, v->stage) != 0) {
+            progress_end(&v->bar);
+            snprintf(v->stage, sizeof v->stage, "%s", stage);
+            progress_begin(&v->bar, v->stage);
+        }
+        progress_update(&v->bar, done, total, NULL);
+    }
+    return cli_stop_requested != 0;
 }
 
 int cli_load_split(const struct model *m, const char *data_root, const char *split,
                    struct dataset *ds, uint8_t **pixels, int quiet, char *err)
 {
     *pixels = NULL;
-    int rc = dataset_open(ds, data_root, m->dataset, split, err);
+    int rc = analysis_open_split(m, data_root, split, ds, err);
     if (rc < 0)
         return rc;
-    int same = ds->n_classes == m->n_classes;
-    for (int c = 0; same && c < m->n_classes; c++)
-        same = strcmp(ds->classes[c], m->classes[c]) == 0;
-    if (!same) {
-        char have[512] = "", want[512] = "";
-        for (int c = 0; c < ds->n_classes; c++)
-            snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", c ? ", " : "", ds->classes[c]);
-        for (int c = 0; c < m->n_classes; c++)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", c ? ", " : "", m->classes[c]);
-        rc = strata_fail(err, STRATA_E_ARG, "%s has classes [%s] but model %s expects [%s]",
-                         ds->dir, have, m->id, want);
-        dataset_free(ds);
-        return rc;
-    }
-    size_t per = shape_size(m->input);
-    *pixels = malloc((size_t)ds->n * per);
-    if (!*pixels) {
-        dataset_free(ds);
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory for %d images", ds->n);
-    }
-    struct progress p;
-    progress_begin(&p, "loading images");
-    if (quiet)
-        p.enabled = 0;
-    rc = dataset_load_images(ds, m->input.w, m->input.h, *pixels, load_progress, &p, err);
-    progress_end(&p);
+    struct cli_stages v = {.quiet = quiet};
+    rc = analysis_load_pixels(m, ds, pixels, cli_show_stages, &v, err);
+    progress_end(&v.bar);
     if (rc < 0) {
-        free(*pixels);
-        *pixels = NULL;
         dataset_free(ds);
         return rc;
     }

@@ -7,10 +7,12 @@
 #ifndef STRATA_CLI_H
 #define STRATA_CLI_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "dataset.h"
 #include "model.h"
+#include "progress.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -46,6 +48,26 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 
 /* Parses a positive integer option value; returns 0 and *out, or -1. */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
+
+/* Ctrl-C during a long command: cli_catch_sigint clears cli_stop_requested
+ * and installs a handler that sets it (the command stops cleanly at its
+ * next check); a second Ctrl-C ends the process the usual way.
+ * cli_release_sigint restores the default. */
+extern volatile sig_atomic_t cli_stop_requested;
+void cli_catch_sigint(void);
+void cli_release_sigint(void);
+
+/* Progress of an engine call with stages (an analysis_progress_fn): one bar
+ * per stage on a terminal, none when quiet. End with progress_end(&v.bar). */
+struct cli_stages {
+    struct progress bar;
+    char stage[32];
+    int quiet;
+};
+
+/* The callback: user is a struct cli_stages. Returns cli_stop_requested
+ * (nonzero asks the engine to stop). */
+int cli_show_stages(void *user, const char *stage, long done, long total);
 
 /* Opens a dataset split for the model and decodes it at the model's input
  * size into *pixels (malloc'd, caller frees). Checks that the dataset's

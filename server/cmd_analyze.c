@@ -39,35 +39,6 @@ static const char *const analyze_help =
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n"
     "  --threads N    BLAS and k-means threads\n";
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-    signal(SIGINT, SIG_DFL);
-}
-
-struct view {
-    struct progress bar;
-    char stage[32];
-    int quiet;
-};
-
-static int show_progress(void *user, const char *stage, long done, long total)
-{
-    struct view *v = user;
-    if (!v->quiet) {
-        if (strcmp(stage, v->stage) != 0) {
-            progress_end(&v->bar);
-            snprintf(v->stage, sizeof v->stage, "%s", stage);
-            progress_begin(&v->bar, v->stage);
-        }
-        progress_update(&v->bar, done, total, NULL);
-    }
-    return stop_requested != 0;
-}
-
 /* A double for JSON: null when it is not a number (an undefined silhouette). */
 static json_t *json_num(double v)
 {
@@ -402,13 +373,12 @@ int cmd_analyze(int argc, char **argv)
         cli_fail("analyze", "%s", err);
         goto done;
     }
-    struct view view = {.quiet = json};
-    stop_requested = 0;
-    signal(SIGINT, on_sigint);
+    struct cli_stages view = {.quiet = json};
+    cli_catch_sigint();
     int arc = analysis_load_or_run(&m, &p, dataset_root(data),
                                    no_cache ? NULL : analysis_cache_dir(cache_flag), &a,
-                                   show_progress, &view, err);
-    signal(SIGINT, SIG_DFL);
+                                   cli_show_stages, &view, err);
+    cli_release_sigint();
     progress_end(&view.bar);
     double wall = progress_now() - t0;
     if (arc < 0) {

@@ -44,35 +44,6 @@ static const char *const doubt_help =
 
 #define MAX_OOD_DIRS 8
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-    signal(SIGINT, SIG_DFL);
-}
-
-struct view {
-    struct progress bar;
-    char stage[32];
-    int quiet;
-};
-
-static int show_progress(void *user, const char *stage, long done, long total)
-{
-    struct view *v = user;
-    if (!v->quiet) {
-        if (strcmp(stage, v->stage) != 0) {
-            progress_end(&v->bar);
-            snprintf(v->stage, sizeof v->stage, "%s", stage);
-            progress_begin(&v->bar, v->stage);
-        }
-        progress_update(&v->bar, done, total, NULL);
-    }
-    return stop_requested != 0;
-}
-
 static json_t *report_json(const struct doubt_report *r, const struct doubt_model *dm)
 {
     json_t *out = doubt_report_json(r, 20);
@@ -195,18 +166,18 @@ int cmd_doubt_eval(int argc, char **argv)
     if (!default_ood && n_ood == 0)
         return cli_usage_error("doubt-eval", "--no-default-ood needs at least one --ood folder");
     cli_set_threads(threads);
-    signal(SIGINT, on_sigint);
+    cli_catch_sigint();
 
     char err[STRATA_ERR_LEN];
     struct model m = {0};
     struct doubt_model dm = {0};
     struct doubt_report r = {0};
-    struct view v = {.quiet = json};
+    struct cli_stages v = {.quiet = json};
     const char *root = dataset_root(data);
     const char *cache_dir = no_cache ? NULL : analysis_cache_dir(cache);
     int rc = EXIT_FAIL;
     if (model_open(&m, cli_models_root(models), argv[optind], err) < 0 ||
-        doubt_load_or_calibrate(&m, &p, root, cache_dir, &dm, show_progress, &v, err) < 0) {
+        doubt_load_or_calibrate(&m, &p, root, cache_dir, &dm, cli_show_stages, &v, err) < 0) {
         progress_end(&v.bar);
         cli_fail("doubt-eval", "%s", err);
         goto done;
@@ -214,8 +185,8 @@ int cmd_doubt_eval(int argc, char **argv)
     if (dm.cache_note[0])
         fprintf(stderr, "strata doubt-eval: %s\n", dm.cache_note);
     int erc = n_ood == 0 && default_ood
-                  ? doubt_report_load_or_run(&dm, &m, root, cache_dir, &r, show_progress, &v, err)
-                  : doubt_report_run(&dm, &m, root, ood, n_ood, default_ood, &r, show_progress, &v, err);
+                  ? doubt_report_load_or_run(&dm, &m, root, cache_dir, &r, cli_show_stages, &v, err)
+                  : doubt_report_run(&dm, &m, root, ood, n_ood, default_ood, &r, cli_show_stages, &v, err);
     progress_end(&v.bar);
     if (erc < 0) {
         cli_fail("doubt-eval", "%s", err);

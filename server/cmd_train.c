@@ -30,16 +30,6 @@ static const char *const train_help =
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n"
     "  --threads N    BLAS threads\n";
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-    /* A second Ctrl-C ends the process the usual way. */
-    signal(SIGINT, SIG_DFL);
-}
-
 struct train_view {
     int log_json;
     struct progress bar;
@@ -219,11 +209,10 @@ int cmd_train(int argc, char **argv)
             m.id, train_ds.n, train_ds.dir, m.n_classes, cfg.epochs, cfg.batch_size, n_threads);
     struct train_view view = {.log_json = log_json};
     progress_begin(&view.bar, "train");
-    stop_requested = 0;
-    signal(SIGINT, on_sigint);
-    int trc = train_run(&m, &cfg, pixels, labels, train_ds.n, show_progress, &view, &stop_requested,
+    cli_catch_sigint();
+    int trc = train_run(&m, &cfg, pixels, labels, train_ds.n, show_progress, &view, &cli_stop_requested,
                         &report, err);
-    signal(SIGINT, SIG_DFL);
+    cli_release_sigint();
     progress_end(&view.bar);
     if (trc < 0) {
         cli_fail("train", "%s", err);
