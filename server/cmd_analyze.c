@@ -14,6 +14,7 @@
 
 #include "analysis.h"
 #include "cli.h"
+#include "json.h"
 #include "npy.h"
 #include "progress.h"
 
@@ -38,12 +39,6 @@ static const char *const analyze_help =
     "  --no-cache     neither read nor write the cache\n"
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n"
     "  --threads N    BLAS and k-means threads\n";
-
-/* A double for JSON: null when it is not a number (an undefined silhouette). */
-static json_t *json_num(double v)
-{
-    return isfinite(v) ? json_real(v) : json_null();
-}
 
 static json_t *analysis_json(const struct analysis *a, const char *model, double wall)
 {
@@ -94,7 +89,7 @@ static json_t *analysis_json(const struct analysis *a, const char *model, double
         for (int k = 0; k < a->k_max; k++)
             json_array_append_new(elbow, json_real(L->elbow[k]));
         json_object_set_new(j, "elbow", elbow);
-        json_object_set_new(j, "silhouette", json_num(L->c.silhouette));
+        json_object_set_new(j, "silhouette", json_number_or_null(L->c.silhouette));
         json_object_set_new(j, "ari", json_real(L->c.ari));
         json_object_set_new(j, "nmi", json_real(L->c.nmi));
         json_object_set_new(j, "purity", json_real(L->c.purity));
@@ -275,7 +270,7 @@ static int export_bundle(const struct analysis *a, const char *dir, char *err)
         json_object_set_new(j, "feature_size", json_integer(L->d));
         json_object_set_new(j, "k", json_integer(L->c.k));
         json_object_set_new(j, "inertia", json_real(L->c.inertia));
-        json_object_set_new(j, "silhouette", json_num(L->c.silhouette));
+        json_object_set_new(j, "silhouette", json_number_or_null(L->c.silhouette));
         json_object_set_new(j, "ari", json_real(L->c.ari));
         json_object_set_new(j, "nmi", json_real(L->c.nmi));
         json_object_set_new(j, "purity", json_real(L->c.purity));
