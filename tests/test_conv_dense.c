@@ -471,7 +471,9 @@ TEST(conv_small_window_forward_is_an_exact_fma_chain)
  * layers over large images (with padding on every side, with many filters,
  * and — the 2×2 kernel over 512 channels — with chunks smaller than one
  * image); the last output is large enough to be written with non-temporal
- * stores. */
+ * stores. With AVX-512, the cases with 16, 32, 48 and 64 filters take the
+ * direct weight gradient (one to four vectors per dW row, blocks that do and
+ * do not divide K, pixel tiles that do and do not divide a chunk). */
 static const struct conv_case multi_chunk_cases[] = {
     {6, 40, 40, 16, 16, 3, 1, PADDING_VALID, 1, ACT_RELU},
     {16, 24, 24, 16, 64, 3, 1, PADDING_SAME, 1, ACT_NONE},
@@ -483,6 +485,7 @@ static const struct conv_case multi_chunk_cases[] = {
     {64, 64, 64, 4, 16, 1, 1, PADDING_VALID, 1, ACT_RELU}, /* 16.8 MB: streamed stores */
     {2, 4, 3, 2, 2100, 3, 1, PADDING_SAME, 1, ACT_SIGMOID}, /* > 2048 filters: out = col·W */
     {100, 40, 40, 3, 32, 3, 1, PADDING_VALID, 1, ACT_RELU}, /* direct forward, 18.5 MB streamed */
+    {16, 40, 40, 5, 48, 3, 1, PADDING_SAME, 1, ACT_RELU}, /* 48 filters, K = 45 */
 };
 #define N_MULTI_CHUNK (sizeof multi_chunk_cases / sizeof multi_chunk_cases[0])
 

@@ -66,7 +66,10 @@
  *   dz  = dout turned into the pre-activation gradient in place
  *         (activation_backward)
  *   db += Σ_p dz[p]                         (in double)
- *   dW += colᵀ · dz                          (CONV_ROWS: dW[ky] += Xᵀ·dz per ky)
+ *   dW += colᵀ · dz                          (CONV_ROWS: dW[ky] += Xᵀ·dz per ky;
+ *                                             with AVX-512 and F = 16 … 64 a
+ *                                             multiple of 16, without GEMM:
+ *                                             see "direct weight gradient")
  *   din += col2im(dz · Wᵀ)                   (dcol reuses the col buffer;
  *                                             CONV_ROWS accumulates the k
  *                                             shifted products into dX;
@@ -75,6 +78,7 @@
  * Threads. The GEMMs run on OpenBLAS's threads; everything else of a chunk
  * runs on the pool (parallel.h): col / X built a range of rows per piece,
  * the write-back 16 pixels per unit, the bias gradient a range of filters,
+ * the direct weight gradient a range of dW row blocks,
  * col2im a range of input rows and X's scatter a range of X rows. Each
  * output value is computed by one piece with the same operations in the
  * same order as in one serial pass, so results are bit-identical whatever
@@ -1019,6 +1023,138 @@ static void conv_small_forward(const struct layer *l, const struct conv_geom *g,
 }
 #endif
 
+/* ---- direct weight gradient -------------------------------------------------- */
+
+/* dWₜ[Kt×F] += aₜᵀ · dz has a short output (Kt × F, F ≤ 64) and a long
+ * reduction (the chunk's P pixels). As a GEMM, OpenBLAS packs both operands
+ * again for only Kt and F uses of each value: the packing costs about as
+ * much as the multiply-adds. With AVX-512 and F a multiple of 16 (up to
+ * CONV_DW_MAX_F) the product is computed straight from aₜ and dz: a block of
+ * NK rows of dW (NK × F/16 vectors, at most CONV_DW_ACC) stays in registers
+ * while the pixels stream past, each pixel's dz row loaded once and each of
+ * its NK a-values broadcast against it. Pixels go by tiles of
+ * CONV_DW_TILE_FLOATS / F (the tile's dz stays in L1 across the blocks of a
+ * thread). Every value of dW is one fused multiply-add chain over a tile's
+ * pixels in order, starting from zero, then added to dW, tile after tile:
+ * the arithmetic depends neither on the blocks nor on the threads. Blocks
+ * are spread over the engine's threads. */
+#define CONV_DW_MAX_F 64
+#define CONV_DW_ACC 24
+#define CONV_DW_TILE_FLOATS 4096
+
+struct conv_dw_job {
+    float *dw;       /* Kt×F, row-major */
+    const float *a;  /* P×Kt, row-major */
+    const float *dz; /* P×F, row-major */
+    int P, F, Kt;
+    int nk;          /* rows of dW per block; the last block ends at Kt */
+};
+
+#ifdef CONV_AVX512
+static int conv_dw_applies(const struct conv_geom *g)
+{
+    return g->F % 16 == 0 && g->F <= CONV_DW_MAX_F && __builtin_cpu_supports("avx512f");
+}
+
+/* dW rows [k0, k0 + NK) over pixels [p0, p1), storing only rows ≥ k_store
+ * (the last block may start before the previous block's end; those rows
+ * belong to that block). VF = F / 16. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+conv_dw_block(const struct conv_dw_job *j, int k0, int k_store, int p0, int p1, const int VF,
+              const int NK)
+{
+    const int F = j->F, Kt = j->Kt;
+    __m512 acc[CONV_DW_ACC];
+    for (int i = 0; i < NK * VF; i++)
+        acc[i] = _mm512_setzero_ps();
+    const float *ap = j->a + (size_t)p0 * Kt + k0;
+    const float *dp = j->dz + (size_t)p0 * F;
+    for (int p = p0; p < p1; p++, ap += Kt, dp += F) {
+        __m512 d[CONV_DW_MAX_F / 16];
+        for (int v = 0; v < VF; v++)
+            d[v] = _mm512_loadu_ps(dp + 16 * v);
+        for (int r = 0; r < NK; r++) {
+            const __m512 b = _mm512_set1_ps(ap[r]);
+            for (int v = 0; v < VF; v++)
+                acc[r * VF + v] = _mm512_fmadd_ps(b, d[v], acc[r * VF + v]);
+        }
+    }
+    for (int r = k_store - k0; r < NK; r++)
+        for (int v = 0; v < VF; v++) {
+            float *w = j->dw + (size_t)(k0 + r) * F + 16 * v;
+            _mm512_storeu_ps(w, _mm512_add_ps(_mm512_loadu_ps(w), acc[r * VF + v]));
+        }
+}
+
+typedef void (*conv_dw_fn)(const struct conv_dw_job *, int, int, int, int);
+#define CONV_DW_FN(VF, NK)                                                                   \
+    __attribute__((target("avx512f"))) static void conv_dw_##VF##_##NK(                      \
+        const struct conv_dw_job *j, int k0, int k_store, int p0, int p1)                    \
+    {                                                                                        \
+        conv_dw_block(j, k0, k_store, p0, p1, VF, NK);                                       \
+    }
+/* One instance per (F / 16, NK) with NK · F / 16 ≤ CONV_DW_ACC. */
+#define CONV_DW_FNS_1_TO_6(VF) CONV_DW_FN(VF, 1) CONV_DW_FN(VF, 2) CONV_DW_FN(VF, 3) \
+    CONV_DW_FN(VF, 4) CONV_DW_FN(VF, 5) CONV_DW_FN(VF, 6)
+#define CONV_DW_FNS_7_TO_8(VF) CONV_DW_FN(VF, 7) CONV_DW_FN(VF, 8)
+#define CONV_DW_FNS_9_TO_12(VF) CONV_DW_FN(VF, 9) CONV_DW_FN(VF, 10) CONV_DW_FN(VF, 11) \
+    CONV_DW_FN(VF, 12)
+CONV_DW_FNS_1_TO_6(1) CONV_DW_FNS_7_TO_8(1) CONV_DW_FNS_9_TO_12(1)
+CONV_DW_FN(1, 13) CONV_DW_FN(1, 14) CONV_DW_FN(1, 15) CONV_DW_FN(1, 16) CONV_DW_FN(1, 17)
+CONV_DW_FN(1, 18) CONV_DW_FN(1, 19) CONV_DW_FN(1, 20) CONV_DW_FN(1, 21) CONV_DW_FN(1, 22)
+CONV_DW_FN(1, 23) CONV_DW_FN(1, 24)
+CONV_DW_FNS_1_TO_6(2) CONV_DW_FNS_7_TO_8(2) CONV_DW_FNS_9_TO_12(2)
+CONV_DW_FNS_1_TO_6(3) CONV_DW_FNS_7_TO_8(3)
+CONV_DW_FNS_1_TO_6(4)
+
+#define CONV_DW_ROW_1_TO_6(VF) conv_dw_##VF##_1, conv_dw_##VF##_2, conv_dw_##VF##_3, \
+    conv_dw_##VF##_4, conv_dw_##VF##_5, conv_dw_##VF##_6
+static const conv_dw_fn conv_dw_fns[4][CONV_DW_ACC] = {
+    {CONV_DW_ROW_1_TO_6(1), conv_dw_1_7, conv_dw_1_8, conv_dw_1_9, conv_dw_1_10, conv_dw_1_11,
+     conv_dw_1_12, conv_dw_1_13, conv_dw_1_14, conv_dw_1_15, conv_dw_1_16, conv_dw_1_17,
+     conv_dw_1_18, conv_dw_1_19, conv_dw_1_20, conv_dw_1_21, conv_dw_1_22, conv_dw_1_23,
+     conv_dw_1_24},
+    {CONV_DW_ROW_1_TO_6(2), conv_dw_2_7, conv_dw_2_8, conv_dw_2_9, conv_dw_2_10, conv_dw_2_11,
+     conv_dw_2_12},
+    {CONV_DW_ROW_1_TO_6(3), conv_dw_3_7, conv_dw_3_8},
+    {CONV_DW_ROW_1_TO_6(4)},
+};
+
+/* Blocks [b, e) of dW, tile by tile. */
+static void conv_dw_piece(void *p, int b, int e)
+{
+    const struct conv_dw_job *j = p;
+    const conv_dw_fn fn = conv_dw_fns[j->F / 16 - 1][j->nk - 1];
+    const int tile = CONV_DW_TILE_FLOATS / j->F;
+    for (int p0 = 0; p0 < j->P; p0 += tile) {
+        const int p1 = j->P - p0 < tile ? j->P : p0 + tile;
+        for (int blk = b; blk < e; blk++) {
+            const int k_store = blk * j->nk;
+            const int k0 = k_store + j->nk <= j->Kt ? k_store : j->Kt - j->nk;
+            fn(j, k0, k_store, p0, p1);
+        }
+    }
+}
+
+/* dW[Kt×F] += aᵀ[Kt×P] · dz[P×F]. */
+static void conv_dw_direct(float *dw, const float *a, const float *dz, int P, int F, int Kt)
+{
+    const int vf = F / 16, nk_max = CONV_DW_ACC / vf;
+    /* As few blocks as the registers allow, but at least one per thread when
+     * there are enough rows, and a multiple of the thread count. */
+    const int threads = parallel_threads();
+    int blocks = (Kt + nk_max - 1) / nk_max;
+    if (blocks % threads)
+        blocks += threads - blocks % threads;
+    if (blocks > Kt)
+        blocks = Kt;
+    struct conv_dw_job j = {.dw = dw, .a = a, .dz = dz, .P = P, .F = F, .Kt = Kt,
+                            .nk = (Kt + blocks - 1) / blocks};
+    blocks = (Kt + j.nk - 1) / j.nk;
+    parallel_for(blocks, conv_dw_piece, &j);
+}
+#endif
+
 static void conv_forward(const struct layer *l, float *out, const float *in, int n,
                          struct layer_ctx *ctx)
 {
@@ -1080,6 +1216,9 @@ static void conv_backward(struct layer *l, float *din, float *dout, const float 
            "conv2d: ctx->col smaller than col_size()");
     assert(l->grad.kernel && (!l->cfg.use_bias || l->grad.bias));
     float *scratch = ctx->col;
+#ifdef CONV_AVX512
+    const int dw_direct = conv_dw_applies(&g);
+#endif
 
     for (int r0 = 0, nr; r0 < rows; r0 += nr) {
         nr = conv_chunk_len(&g, r0, rows, R);
@@ -1096,10 +1235,18 @@ static void conv_backward(struct layer *l, float *din, float *dout, const float 
         }
         const float *a = conv_operand(scratch, in, &g, r0, nr);
         /* dWₜ[Kt×F] += aₜᵀ[Kt×P] · dz[P×F] */
-        for (int t = 0; t < g.terms; t++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.Kt, g.F, P, 1.0f,
-                        a + (size_t)t * g.Wo * g.Kt, g.Kt, dz, g.F, 1.0f,
-                        l->grad.kernel + (size_t)t * g.Kt * g.F, g.F);
+        for (int t = 0; t < g.terms; t++) {
+            const float *at = a + (size_t)t * g.Wo * g.Kt;
+            float *dwt = l->grad.kernel + (size_t)t * g.Kt * g.F;
+#ifdef CONV_AVX512
+            if (dw_direct) {
+                conv_dw_direct(dwt, at, dz, P, g.F, g.Kt);
+                continue;
+            }
+#endif
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.Kt, g.F, P, 1.0f, at, g.Kt,
+                        dz, g.F, 1.0f, dwt, g.F);
+        }
         if (!din)
             continue;
         switch (g.mode) {
