@@ -400,7 +400,22 @@ test('GET /api/models describes each model, failed ones included', async () => {
   assert.match(untrained.error, /no weights/);
 });
 
+/** Waits until the server has evaluated the tiny model's doubt (it does so
+ *  in the background after the analysis): until then the model detail's
+ *  `doubt.evaluation` — and so its ETag — may still change. */
+async function doubtEvaluationReady() {
+  const t0 = Date.now();
+  for (;;) {
+    const ev = (await call(srv, '/api/models/tiny')).json().doubt.evaluation;
+    if (ev === 'ready') return;
+    assert.equal(ev, 'pending', `evaluation ${ev}:\n${srv.stderr}`);
+    assert.ok(Date.now() - t0 < WAIT_MS, `doubt evaluation still pending:\n${srv.stderr}`);
+    await sleep(100);
+  }
+}
+
 test('GET /api/models/{id}: layers, card, analysis summary; ETag revalidation', async () => {
+  await doubtEvaluationReady();
   const r = await call(srv, '/api/models/tiny');
   assert.equal(r.status, 200);
   const m = r.json();
@@ -710,14 +725,7 @@ function aurocPairs(neg, pos) {
 }
 
 test('GET …/doubt: the test split against the other dataset, as the predictions score them one by one', async () => {
-  const t0 = Date.now();
-  for (;;) {
-    const ev = (await call(srv, '/api/models/tiny')).json().doubt.evaluation;
-    if (ev === 'ready') break;
-    assert.equal(ev, 'pending', `evaluation ${ev}:\n${srv.stderr}`);
-    assert.ok(Date.now() - t0 < WAIT_MS, `doubt evaluation still pending:\n${srv.stderr}`);
-    await sleep(100);
-  }
+  await doubtEvaluationReady();
   const r = await call(srv, '/api/models/tiny/doubt');
   assert.equal(r.status, 200, r.text());
   const j = r.json();
