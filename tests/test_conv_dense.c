@@ -473,7 +473,8 @@ TEST(conv_small_window_forward_is_an_exact_fma_chain)
  * image); the last output is large enough to be written with non-temporal
  * stores. With AVX-512, the cases with 16, 32, 48 and 64 filters take the
  * direct weight gradient (one to four vectors per dW row, blocks that do and
- * do not divide K, pixel tiles that do and do not divide a chunk). */
+ * do not divide the rows of dW, pixel tiles that do and do not divide a
+ * chunk). */
 static const struct conv_case multi_chunk_cases[] = {
     {6, 40, 40, 16, 16, 3, 1, PADDING_VALID, 1, ACT_RELU},
     {16, 24, 24, 16, 64, 3, 1, PADDING_SAME, 1, ACT_NONE},

@@ -14,8 +14,8 @@
  * between them use every parallel kernel — conv2d in its three modes
  * (row-expanded, im2col with stride 1 and 2, direct 1×1, transposed and
  * direct write-back, fused relu / sigmoid / softmax, with AVX-512 the direct
- * weight gradient over 16 and 32 filters, its blocks cut differently for
- * each thread count), max-pool with and
+ * weight gradient over 16 and 32 filters, whose blocks some thread counts
+ * cut differently), max-pool with and
  * without overlapping windows, batch norm with channel counts that do and do
  * not fill its 16-channel groups, the standalone activations, global average
  * pooling, dropout and dense — compared bit for bit between one thread and:

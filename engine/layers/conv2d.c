@@ -1031,8 +1031,8 @@ static void conv_small_forward(const struct layer *l, const struct conv_geom *g,
  * much as the multiply-adds. With AVX-512 and F a multiple of 16 (up to
  * CONV_DW_MAX_F) the product is computed straight from aₜ and dz: a block of
  * NK rows of dW (NK × F/16 vectors, at most CONV_DW_ACC) stays in registers
- * while the pixels stream past, each pixel's dz row loaded once and each of
- * its NK a-values broadcast against it. Pixels go by tiles of
+ * while the pixels stream past, each pixel's dz row loaded once per block
+ * and each of its NK a-values broadcast against it. Pixels go by tiles of
  * CONV_DW_TILE_FLOATS / F (the tile's dz stays in L1 across the blocks of a
  * thread). Every value of dW is one fused multiply-add chain over a tile's
  * pixels in order, starting from zero, then added to dW, tile after tile:
@@ -1051,6 +1051,7 @@ struct conv_dw_job {
 };
 
 #ifdef CONV_AVX512
+/* Whether the direct weight gradient applies (see above). */
 static int conv_dw_applies(const struct conv_geom *g)
 {
     return g->F % 16 == 0 && g->F <= CONV_DW_MAX_F && __builtin_cpu_supports("avx512f");
@@ -1140,8 +1141,11 @@ static void conv_dw_piece(void *p, int b, int e)
 static void conv_dw_direct(float *dw, const float *a, const float *dz, int P, int F, int Kt)
 {
     const int vf = F / 16, nk_max = CONV_DW_ACC / vf;
-    /* As few blocks as the registers allow, but at least one per thread when
-     * there are enough rows, and a multiple of the thread count. */
+    /* As few blocks as the registers allow, their count rounded up to a
+     * multiple of the thread count so that the threads share them evenly
+     * (blocks are then evened out in size, which can leave fewer of them:
+     * 27 rows over 8 threads make 7 blocks of 4). The cut changes nothing in
+     * the result. */
     const int threads = parallel_threads();
     int blocks = (Kt + nk_max - 1) / nk_max;
     if (blocks % threads)
@@ -1151,7 +1155,7 @@ static void conv_dw_direct(float *dw, const float *a, const float *dz, int P, in
     struct conv_dw_job j = {.dw = dw, .a = a, .dz = dz, .P = P, .F = F, .Kt = Kt,
                             .nk = (Kt + blocks - 1) / blocks};
     blocks = (Kt + j.nk - 1) / j.nk;
-    parallel_for(blocks, conv_dw_piece, &j);
+    parallel_for_grain(blocks, parallel_grain((size_t)P * (j.nk + F)), conv_dw_piece, &j);
 }
 #endif
 
