@@ -7,18 +7,8 @@
  * the features, never n full activations. Everything else is per layer and
  * freed before the next one.
  *
- * Cache file (all integers and floats little-endian, the host's layout, as
- * asserted below):
- *
- *   header, 48 bytes:
- *     0  "STRATAAN"          magic
- *     8  u32 version          ANALYSIS_FORMAT_VERSION
- *    12  u32 header size      48
- *    16  u64 key              the cache key (analysis_cache_key)
- *    24  u64 payload length   bytes after the header
- *    32  u64 payload checksum checksum64 of the payload
- *    40  u64 header checksum  checksum64 of bytes 0..39
- *   payload:
+ * Cache file: framed as cachefile.h says, magic "STRATAAN", version
+ * ANALYSIS_FORMAT_VERSION, key analysis_cache_key; the payload:
  *     str model_id, dataset, split         (str = u32 length + bytes)
  *     u32 grid, k_max, n_init, max_iter; f64 tol; u64 seed
  *     u32 n, n_classes, n_layers
@@ -47,7 +37,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -55,15 +44,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "cachefile.h"
 #include "infer.h"
 #include "kmeans.h"
 #include "metrics.h"
 #include "pca.h"
 #include "reduce.h"
 
-#define HEADER_SIZE 48
 static const char magic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'A', 'N'};
 
 /* Limits a cache file must respect before anything is allocated from it. */
@@ -1111,281 +1099,66 @@ int analysis_cache_key(const struct model *m, const struct analysis_params *p,
 
 /* ---- serialisation ---------------------------------------------------------- */
 
-/* A sink that either counts bytes (buf NULL) or copies them. */
-struct wbuf {
-    uint8_t *buf;
-    size_t len;
-};
-
-static void put(struct wbuf *w, const void *data, size_t len)
-{
-    if (w->buf && len)
-        memcpy(w->buf + w->len, data, len);
-    w->len += len;
-}
-
-static void put_u32(struct wbuf *w, uint32_t v)
-{
-    put(w, &v, 4);
-}
-
-static void put_i32(struct wbuf *w, int v)
-{
-    int32_t x = v;
-    put(w, &x, 4);
-}
-
-static void put_u64(struct wbuf *w, uint64_t v)
-{
-    put(w, &v, 8);
-}
-
-static void put_f64(struct wbuf *w, double v)
-{
-    put(w, &v, 8);
-}
-
-static void put_str(struct wbuf *w, const char *s)
-{
-    uint32_t len = (uint32_t)strlen(s);
-    put_u32(w, len);
-    put(w, s, len);
-}
-
-static void serialise(const struct analysis *a, struct wbuf *w)
+static void serialise(const struct analysis *a, struct cachefile_writer *w)
 {
     int n = a->n, C = a->n_classes;
-    put_str(w, a->model_id);
-    put_str(w, a->dataset);
-    put_str(w, a->split);
-    put_u32(w, (uint32_t)a->grid);
-    put_u32(w, (uint32_t)a->k_max);
-    put_u32(w, (uint32_t)a->n_init);
-    put_u32(w, (uint32_t)a->max_iter);
-    put_f64(w, a->tol);
-    put_u64(w, a->seed);
-    put_u32(w, (uint32_t)n);
-    put_u32(w, (uint32_t)C);
-    put_u32(w, (uint32_t)a->n_layers);
+    cachefile_put_str(w, a->model_id);
+    cachefile_put_str(w, a->dataset);
+    cachefile_put_str(w, a->split);
+    cachefile_put_u32(w, (uint32_t)a->grid);
+    cachefile_put_u32(w, (uint32_t)a->k_max);
+    cachefile_put_u32(w, (uint32_t)a->n_init);
+    cachefile_put_u32(w, (uint32_t)a->max_iter);
+    cachefile_put_f64(w, a->tol);
+    cachefile_put_u64(w, a->seed);
+    cachefile_put_u32(w, (uint32_t)n);
+    cachefile_put_u32(w, (uint32_t)C);
+    cachefile_put_u32(w, (uint32_t)a->n_layers);
     for (int c = 0; c < C; c++)
-        put_str(w, a->classes[c]);
+        cachefile_put_str(w, a->classes[c]);
     for (int i = 0; i < n; i++)
-        put_str(w, a->image_ids[i]);
-    put(w, a->labels, (size_t)n * 4);
-    put(w, a->pred, (size_t)n * 4);
-    put(w, a->probs, (size_t)n * C * 4);
-    put(w, a->seconds, sizeof a->seconds);
+        cachefile_put_str(w, a->image_ids[i]);
+    cachefile_put(w, a->labels, (size_t)n * 4);
+    cachefile_put(w, a->pred, (size_t)n * 4);
+    cachefile_put(w, a->probs, (size_t)n * C * 4);
+    cachefile_put(w, a->seconds, sizeof a->seconds);
     for (int l = 0; l < a->n_layers; l++) {
         const struct analysis_layer *L = &a->layers[l];
         int d = L->d, k = L->c.k;
-        put_str(w, L->name);
-        put_str(w, L->type);
-        put_i32(w, L->out.h);
-        put_i32(w, L->out.w);
-        put_i32(w, L->out.c);
-        put_i32(w, d);
-        put_i32(w, L->grid);
-        put_i32(w, L->same_as);
-        put_i32(w, L->k_override);
-        put_i32(w, L->k_auto);
+        cachefile_put_str(w, L->name);
+        cachefile_put_str(w, L->type);
+        cachefile_put_i32(w, L->out.h);
+        cachefile_put_i32(w, L->out.w);
+        cachefile_put_i32(w, L->out.c);
+        cachefile_put_i32(w, d);
+        cachefile_put_i32(w, L->grid);
+        cachefile_put_i32(w, L->same_as);
+        cachefile_put_i32(w, L->k_override);
+        cachefile_put_i32(w, L->k_auto);
         if (L->same_as < 0)
-            put(w, L->features, (size_t)n * d * 4);
-        put(w, L->elbow, (size_t)a->k_max * 8);
-        put(w, L->pca_mean, (size_t)d * 4);
-        put(w, L->pca_components, (size_t)2 * d * 4);
-        put(w, L->pca_ratio, sizeof L->pca_ratio);
-        put(w, L->points, (size_t)2 * n * 4);
-        put_i32(w, k);
-        put(w, L->c.centers, (size_t)k * d * 4);
-        put(w, L->c.labels, (size_t)n * 4);
-        put_f64(w, L->c.inertia);
-        put_f64(w, L->c.silhouette);
-        put(w, L->c.center_points, (size_t)2 * k * 4);
-        put(w, L->c.dist2, (size_t)n * 4);
+            cachefile_put(w, L->features, (size_t)n * d * 4);
+        cachefile_put(w, L->elbow, (size_t)a->k_max * 8);
+        cachefile_put(w, L->pca_mean, (size_t)d * 4);
+        cachefile_put(w, L->pca_components, (size_t)2 * d * 4);
+        cachefile_put(w, L->pca_ratio, sizeof L->pca_ratio);
+        cachefile_put(w, L->points, (size_t)2 * n * 4);
+        cachefile_put_i32(w, k);
+        cachefile_put(w, L->c.centers, (size_t)k * d * 4);
+        cachefile_put(w, L->c.labels, (size_t)n * 4);
+        cachefile_put_f64(w, L->c.inertia);
+        cachefile_put_f64(w, L->c.silhouette);
+        cachefile_put(w, L->c.center_points, (size_t)2 * k * 4);
+        cachefile_put(w, L->c.dist2, (size_t)n * 4);
     }
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len) {
-        ssize_t got = write(fd, p, len);
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += got;
-        len -= (size_t)got;
-    }
-    return 0;
 }
 
 int analysis_save(const struct analysis *a, const char *path, char *err)
 {
-    /* The format is the host's memory layout; strata targets little-endian
-     * machines (x86-64, arm64). */
-    assert(*(const uint8_t *)&(uint32_t){1} == 1);
-    struct wbuf w = {0};
+    struct cachefile_writer w = {0};
     serialise(a, &w);
-    size_t payload = w.len;
-    uint8_t *buf = malloc(HEADER_SIZE + payload);
-    if (!buf)
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory for a %zu-byte cache file", payload);
-    w.buf = buf + HEADER_SIZE;
-    w.len = 0;
-    serialise(a, &w);
-    assert(w.len == payload);
-    memcpy(buf, magic, 8);
-    put_le32(buf + 8, ANALYSIS_FORMAT_VERSION);
-    put_le32(buf + 12, HEADER_SIZE);
-    put_le64(buf + 16, a->key);
-    put_le64(buf + 24, payload);
-    put_le64(buf + 32, hash_checksum64(buf + HEADER_SIZE, payload));
-    put_le64(buf + 40, hash_checksum64(buf, 40));
-
-    /* Temporary file in the same folder, renamed over the target: readers
-     * see the old file or the complete new one, never a partial write. */
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        free(buf);
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int rc = strata_fail(err, STRATA_E_IO, "%s: cannot create a temporary file: %s", path,
-                             strerror(errno));
-        free(tmp);
-        free(buf);
-        return rc;
-    }
-    /* mkstemp creates the file 0600; a cache is meant to be shared by the
-     * CLI and a server that may run as another user. */
-    int bad = fchmod(fd, 0644) != 0 || write_all(fd, buf, HEADER_SIZE + payload) != 0;
-    int saved = errno;
-    if (close(fd) != 0 && !bad) {
-        bad = 1;
-        saved = errno;
-    }
-    if (!bad && rename(tmp, path) != 0) {
-        bad = 1;
-        saved = errno;
-    }
-    int rc = 0;
-    if (bad) {
-        unlink(tmp);
-        rc = strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(saved));
-    }
-    free(tmp);
-    free(buf);
+    int rc = cachefile_write(path, magic, ANALYSIS_FORMAT_VERSION, a->key, &w, err);
+    free(w.p);
     return rc;
-}
-
-/* A bounds-checked reader: every get fails (sets bad) rather than reading
- * past the end, and later gets then do nothing. */
-struct rbuf {
-    const uint8_t *p;
-    size_t left;
-    int bad;
-};
-
-static int get(struct rbuf *r, void *dst, size_t len)
-{
-    if (r->bad || len > r->left) {
-        r->bad = 1;
-        if (dst && len)
-            memset(dst, 0, len);
-        return -1;
-    }
-    if (len)
-        memcpy(dst, r->p, len);
-    r->p += len;
-    r->left -= len;
-    return 0;
-}
-
-static int32_t get_i32(struct rbuf *r)
-{
-    int32_t v = 0;
-    get(r, &v, 4);
-    return v;
-}
-
-static uint32_t get_u32(struct rbuf *r)
-{
-    uint32_t v = 0;
-    get(r, &v, 4);
-    return v;
-}
-
-static uint64_t get_u64(struct rbuf *r)
-{
-    uint64_t v = 0;
-    get(r, &v, 8);
-    return v;
-}
-
-static double get_f64(struct rbuf *r)
-{
-    double v = 0;
-    get(r, &v, 8);
-    return v;
-}
-
-/* A string into a fixed buffer (cap includes the NUL). */
-static int get_str_fixed(struct rbuf *r, char *dst, size_t cap)
-{
-    uint32_t len = get_u32(r);
-    if (r->bad || len >= cap || len > r->left) {
-        r->bad = 1;
-        dst[0] = 0;
-        return -1;
-    }
-    get(r, dst, len);
-    dst[len] = 0;
-    return 0;
-}
-
-static char *get_str_alloc(struct rbuf *r)
-{
-    uint32_t len = get_u32(r);
-    if (r->bad || len > MAX_STR || len > r->left) {
-        r->bad = 1;
-        return NULL;
-    }
-    char *s = malloc(len + 1);
-    if (!s)
-        return NULL;
-    get(r, s, len);
-    s[len] = 0;
-    return s;
-}
-
-/* An array of count elements of `size` bytes, allocated; NULL (with bad set
- * when the bytes are missing) on failure. */
-static void *get_array(struct rbuf *r, size_t count, size_t size)
-{
-    if (r->bad || (count && size > r->left / count)) {
-        r->bad = 1;
-        return NULL;
-    }
-    size_t bytes = count * size;
-    void *p = malloc(bytes ? bytes : 1);
-    if (!p)
-        return NULL;
-    get(r, p, bytes);
-    return p;
 }
 
 static int all_finite_f32(const float *v, size_t n)
@@ -1412,21 +1185,21 @@ static int labels_in_range(const int *v, int n, int k)
                        goto fail; } } while (0)
 
 /* Parses a verified payload into *a. */
-static int parse_payload(const uint8_t *data, size_t len, const char *path, struct analysis *a,
+static int parse_payload(struct cachefile_reader *reader, const char *path, struct analysis *a,
                          char *err)
 {
-    struct rbuf r = {data, len, 0};
+    struct cachefile_reader r = *reader;
     int rc = 0;
-    get_str_fixed(&r, a->model_id, sizeof a->model_id);
-    get_str_fixed(&r, a->dataset, sizeof a->dataset);
-    get_str_fixed(&r, a->split, sizeof a->split);
-    a->grid = (int)get_u32(&r);
-    a->k_max = (int)get_u32(&r);
-    a->n_init = (int)get_u32(&r);
-    a->max_iter = (int)get_u32(&r);
-    a->tol = get_f64(&r);
-    a->seed = get_u64(&r);
-    uint32_t n = get_u32(&r), C = get_u32(&r), NL = get_u32(&r);
+    cachefile_get_str(&r, a->model_id, sizeof a->model_id);
+    cachefile_get_str(&r, a->dataset, sizeof a->dataset);
+    cachefile_get_str(&r, a->split, sizeof a->split);
+    a->grid = (int)cachefile_get_u32(&r);
+    a->k_max = (int)cachefile_get_u32(&r);
+    a->n_init = (int)cachefile_get_u32(&r);
+    a->max_iter = (int)cachefile_get_u32(&r);
+    a->tol = cachefile_get_f64(&r);
+    a->seed = cachefile_get_u64(&r);
+    uint32_t n = cachefile_get_u32(&r), C = cachefile_get_u32(&r), NL = cachefile_get_u32(&r);
     if (r.bad)
         FORMAT_FAIL("%s: truncated header fields", path);
     if (n < 2 || n > MAX_IMAGES || C < 1 || C > MODEL_MAX_CLASSES || NL < 1 ||
@@ -1444,13 +1217,13 @@ static int parse_payload(const uint8_t *data, size_t len, const char *path, stru
     for (uint32_t l = 0; l < NL; l++)
         a->layers[l].same_as = -1; /* so that a partial bundle frees correctly */
     for (uint32_t c = 0; c < C; c++)
-        NEED(a->classes[c] = get_str_alloc(&r));
+        NEED(a->classes[c] = cachefile_get_str_alloc(&r, MAX_STR));
     for (uint32_t i = 0; i < n; i++)
-        NEED(a->image_ids[i] = get_str_alloc(&r));
-    NEED(a->labels = get_array(&r, n, 4));
-    NEED(a->pred = get_array(&r, n, 4));
-    NEED(a->probs = get_array(&r, (size_t)n * C, 4));
-    get(&r, a->seconds, sizeof a->seconds);
+        NEED(a->image_ids[i] = cachefile_get_str_alloc(&r, MAX_STR));
+    NEED(a->labels = cachefile_get_array(&r, n, 4));
+    NEED(a->pred = cachefile_get_array(&r, n, 4));
+    NEED(a->probs = cachefile_get_array(&r, (size_t)n * C, 4));
+    cachefile_get(&r, a->seconds, sizeof a->seconds);
     if (!labels_in_range(a->labels, (int)n, (int)C) || !labels_in_range(a->pred, (int)n, (int)C))
         FORMAT_FAIL("%s: a class index is out of range", path);
     if (!all_finite_f32(a->probs, (size_t)n * C))
@@ -1458,16 +1231,16 @@ static int parse_payload(const uint8_t *data, size_t len, const char *path, stru
 
     for (uint32_t l = 0; l < NL; l++) {
         struct analysis_layer *L = &a->layers[l];
-        get_str_fixed(&r, L->name, sizeof L->name);
-        get_str_fixed(&r, L->type, sizeof L->type);
-        L->out.h = get_i32(&r);
-        L->out.w = get_i32(&r);
-        L->out.c = get_i32(&r);
-        int d = get_i32(&r);
-        L->grid = get_i32(&r);
-        int same_as = get_i32(&r);
-        L->k_override = get_i32(&r);
-        L->k_auto = get_i32(&r);
+        cachefile_get_str(&r, L->name, sizeof L->name);
+        cachefile_get_str(&r, L->type, sizeof L->type);
+        L->out.h = cachefile_get_i32(&r);
+        L->out.w = cachefile_get_i32(&r);
+        L->out.c = cachefile_get_i32(&r);
+        int d = cachefile_get_i32(&r);
+        L->grid = cachefile_get_i32(&r);
+        int same_as = cachefile_get_i32(&r);
+        L->k_override = cachefile_get_i32(&r);
+        L->k_auto = cachefile_get_i32(&r);
         if (r.bad)
             FORMAT_FAIL("%s: truncated at layer %u", path, l);
         if (same_as < -1 || same_as >= (int)l || (same_as >= 0 && a->layers[same_as].same_as >= 0))
@@ -1481,26 +1254,26 @@ static int parse_payload(const uint8_t *data, size_t len, const char *path, stru
             FORMAT_FAIL("%s: layer %u has inconsistent sizes", path, l);
         L->d = d;
         if (same_as < 0) {
-            NEED(L->features = get_array(&r, (size_t)n * d, 4));
+            NEED(L->features = cachefile_get_array(&r, (size_t)n * d, 4));
         } else {
             L->features = a->layers[same_as].features;
         }
         L->same_as = same_as;
-        NEED(L->elbow = get_array(&r, (size_t)a->k_max, 8));
-        NEED(L->pca_mean = get_array(&r, (size_t)d, 4));
-        NEED(L->pca_components = get_array(&r, (size_t)2 * d, 4));
-        get(&r, L->pca_ratio, sizeof L->pca_ratio);
-        NEED(L->points = get_array(&r, (size_t)2 * n, 4));
-        int k = get_i32(&r);
+        NEED(L->elbow = cachefile_get_array(&r, (size_t)a->k_max, 8));
+        NEED(L->pca_mean = cachefile_get_array(&r, (size_t)d, 4));
+        NEED(L->pca_components = cachefile_get_array(&r, (size_t)2 * d, 4));
+        cachefile_get(&r, L->pca_ratio, sizeof L->pca_ratio);
+        NEED(L->points = cachefile_get_array(&r, (size_t)2 * n, 4));
+        int k = cachefile_get_i32(&r);
         if (r.bad || k < 1 || k > KMEANS_MAX_K || (uint32_t)k > n)
             FORMAT_FAIL("%s: layer %u has k = %d", path, l, k);
         L->c.k = k;
-        NEED(L->c.centers = get_array(&r, (size_t)k * d, 4));
-        NEED(L->c.labels = get_array(&r, n, 4));
-        L->c.inertia = get_f64(&r);
-        L->c.silhouette = get_f64(&r);
-        NEED(L->c.center_points = get_array(&r, (size_t)2 * k, 4));
-        NEED(L->c.dist2 = get_array(&r, n, 4));
+        NEED(L->c.centers = cachefile_get_array(&r, (size_t)k * d, 4));
+        NEED(L->c.labels = cachefile_get_array(&r, n, 4));
+        L->c.inertia = cachefile_get_f64(&r);
+        L->c.silhouette = cachefile_get_f64(&r);
+        NEED(L->c.center_points = cachefile_get_array(&r, (size_t)2 * k, 4));
+        NEED(L->c.dist2 = cachefile_get_array(&r, n, 4));
         if (!labels_in_range(L->c.labels, (int)n, k))
             FORMAT_FAIL("%s: layer %u has a cluster label out of range", path, l);
         if (!all_finite_f32(L->c.dist2, n) || !all_finite_f32(L->c.centers, (size_t)k * d))
@@ -1527,89 +1300,21 @@ int analysis_load(const char *path, uint64_t expect_key, struct analysis *out, c
 {
     memset(out, 0, sizeof *out);
     double t0 = now_seconds();
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return strata_fail(err, errno == ENOENT ? STRATA_E_NOTFOUND : STRATA_E_IO,
-                           "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return strata_fail(err, STRATA_E_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    if (size < HEADER_SIZE) {
-        close(fd);
-        return strata_fail(err, STRATA_E_FORMAT, "%s: truncated (%zu bytes, less than a header)",
-                           path, size);
-    }
-    uint8_t *buf = malloc(size);
-    if (!buf) {
-        close(fd);
-        return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory (%zu bytes)", path, size);
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t k = read(fd, buf + got, size - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    close(fd);
-    int rc;
-    uint32_t version, hsize;
-    uint64_t key, plen, psum, hsum;
-    if (got != size) {
-        rc = strata_fail(err, STRATA_E_IO, "%s: read failed", path);
-        goto done;
-    }
-    memcpy(&version, buf + 8, 4);
-    memcpy(&hsize, buf + 12, 4);
-    memcpy(&key, buf + 16, 8);
-    memcpy(&plen, buf + 24, 8);
-    memcpy(&psum, buf + 32, 8);
-    memcpy(&hsum, buf + 40, 8);
-    if (memcmp(buf, magic, 8) != 0) {
-        rc = strata_fail(err, STRATA_E_FORMAT, "%s: not a strata analysis file", path);
-        goto done;
-    }
-    if (hash_checksum64(buf, 40) != hsum) {
-        rc = strata_fail(err, STRATA_E_FORMAT, "%s: corrupt header (checksum mismatch)", path);
-        goto done;
-    }
-    if (version != ANALYSIS_FORMAT_VERSION || hsize != HEADER_SIZE) {
-        rc = strata_fail(err, STRATA_E_UNSUPPORTED,
-                         "%s: analysis format version %u, this strata reads version %d", path,
-                         version, ANALYSIS_FORMAT_VERSION);
-        goto done;
-    }
-    if (plen != size - HEADER_SIZE) {
-        rc = strata_fail(err, STRATA_E_FORMAT,
-                         "%s: truncated or padded (%zu payload bytes, header says %llu)", path,
-                         size - HEADER_SIZE, (unsigned long long)plen);
-        goto done;
-    }
-    if (hash_checksum64(buf + HEADER_SIZE, plen) != psum) {
-        rc = strata_fail(err, STRATA_E_FORMAT, "%s: corrupt (checksum mismatch)", path);
-        goto done;
-    }
-    if (expect_key && key != expect_key) {
-        rc = strata_fail(err, STRATA_E_FORMAT,
-                         "%s: computed for other weights, data or parameters (key %016llx, "
-                         "expected %016llx)",
-                         path, (unsigned long long)key, (unsigned long long)expect_key);
-        goto done;
-    }
-    rc = parse_payload(buf + HEADER_SIZE, plen, path, out, err);
+    uint8_t *file;
+    struct cachefile_reader r;
+    uint64_t key;
+    int rc = cachefile_read(path, magic, "analysis", ANALYSIS_FORMAT_VERSION, expect_key, &file,
+                            &r, &key, err);
+    if (rc < 0)
+        return rc;
+    rc = parse_payload(&r, path, out, err);
     if (rc == 0) {
         out->key = key;
         out->cached = 1;
         out->load_seconds = now_seconds() - t0;
         snprintf(out->cache_path, sizeof out->cache_path, "%s", path);
     }
-done:
-    free(buf);
+    free(file);
     return rc;
 }
 

@@ -18,13 +18,13 @@
  * distances in the whitened space; doubt_score_images batches the products.
  */
 #include "doubt.h"
+#include "cachefile.h"
 #include "hash.h"
 
 #include <assert.h>
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <lapacke.h>
 #include <math.h>
@@ -34,7 +34,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "dataset.h"
 #include "image.h"
@@ -1198,120 +1197,6 @@ int doubt_calibrate(struct model *m, const struct doubt_params *p, const char *d
 
 /* ---- files ---------------------------------------------------------------------------- */
 
-/* A growing byte buffer; `failed` once an allocation failed. */
-struct wbuf {
-    uint8_t *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void put(struct wbuf *w, const void *data, size_t len)
-{
-    if (w->failed)
-        return;
-    if (w->len + len > w->cap) {
-        size_t cap = w->cap ? w->cap : 4096;
-        while (cap < w->len + len)
-            cap *= 2;
-        uint8_t *np = realloc(w->p, cap);
-        if (!np) {
-            w->failed = 1;
-            return;
-        }
-        w->p = np;
-        w->cap = cap;
-    }
-    memcpy(w->p + w->len, data, len);
-    w->len += len;
-}
-
-static void put_i32(struct wbuf *w, int32_t v) { put(w, &v, 4); }
-static void put_u64(struct wbuf *w, uint64_t v) { put(w, &v, 8); }
-static void put_f32(struct wbuf *w, float v) { put(w, &v, 4); }
-static void put_f64(struct wbuf *w, double v) { put(w, &v, 8); }
-
-static void put_str(struct wbuf *w, const char *s)
-{
-    int32_t len = (int32_t)strlen(s);
-    put_i32(w, len);
-    put(w, s, (size_t)len);
-}
-
-/* A bounds-checked reader; `bad` once a read went past the end. */
-struct rbuf {
-    const uint8_t *p;
-    size_t len, at;
-    int bad;
-};
-
-static int get(struct rbuf *r, void *dst, size_t len)
-{
-    if (r->bad || len > r->len - r->at) {
-        r->bad = 1;
-        memset(dst, 0, len);
-        return -1;
-    }
-    memcpy(dst, r->p + r->at, len);
-    r->at += len;
-    return 0;
-}
-
-static int32_t get_i32(struct rbuf *r)
-{
-    int32_t v;
-    get(r, &v, 4);
-    return v;
-}
-
-static uint64_t get_u64(struct rbuf *r)
-{
-    uint64_t v;
-    get(r, &v, 8);
-    return v;
-}
-
-static float get_f32(struct rbuf *r)
-{
-    float v;
-    get(r, &v, 4);
-    return v;
-}
-
-static double get_f64(struct rbuf *r)
-{
-    double v;
-    get(r, &v, 8);
-    return v;
-}
-
-static void get_str(struct rbuf *r, char *dst, size_t cap)
-{
-    int32_t len = get_i32(r);
-    if (len < 0 || (size_t)len >= cap || (size_t)len > r->len - r->at) {
-        r->bad = 1;
-        dst[0] = 0;
-        return;
-    }
-    get(r, dst, (size_t)len);
-    dst[len] = 0;
-}
-
-/* count elements of `size` bytes, or NULL (r->bad) when they are not there. */
-static void *get_array(struct rbuf *r, size_t count, size_t size)
-{
-    if (r->bad || (size && count > (r->len - r->at) / size)) {
-        r->bad = 1;
-        return NULL;
-    }
-    void *v = malloc(count * size > 0 ? count * size : 1);
-    if (!v) {
-        r->bad = 2;
-        return NULL;
-    }
-    get(r, v, count * size);
-    return v;
-}
-
 static int all_finite(const float *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -1320,124 +1205,47 @@ static int all_finite(const float *v, size_t n)
     return 1;
 }
 
-/* File layout (little-endian, as written by this machine):
- *   8 bytes magic, u32 version, u32 0, u64 key, u64 payload length,
- *   payload, u64 hash_checksum64(payload). */
-static int write_file(const char *path, const char magic[8], uint64_t key, const struct wbuf *w,
-                      char *err)
-{
-    char tmp[1100];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return strata_fail(err, STRATA_E_ARG, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    uint32_t version = DOUBT_FORMAT_VERSION, zero = 0;
-    uint64_t len = w->len, sum = hash_checksum64(w->p, w->len);
-    int ok = fwrite(magic, 1, 8, f) == 8 && fwrite(&version, 4, 1, f) == 1 &&
-             fwrite(&zero, 4, 1, f) == 1 && fwrite(&key, 8, 1, f) == 1 &&
-             fwrite(&len, 8, 1, f) == 1 && fwrite(w->p, 1, w->len, f) == w->len &&
-             fwrite(&sum, 8, 1, f) == 1;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(e));
-    }
-    return 0;
-}
-
-/* Reads a file written by write_file into *payload (malloc'd) after checking
- * magic, version, key, length and checksum. */
-static int read_file(const char *path, const char magic[8], uint64_t expect_key,
-                     uint8_t **payload, size_t *len, uint64_t *key, char *err)
-{
-    *payload = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return strata_fail(err, errno == ENOENT ? STRATA_E_NOTFOUND : STRATA_E_IO,
-                           "%s: cannot read: %s", path, strerror(errno));
-    char got[8];
-    uint32_t version, zero;
-    uint64_t plen;
-    int rc = 0;
-    if (fread(got, 1, 8, f) != 8 || memcmp(got, magic, 8) != 0) {
-        rc = strata_fail(err, STRATA_E_FORMAT, "%s: not a strata %.8s file", path, magic);
-    } else if (fread(&version, 4, 1, f) != 1 || fread(&zero, 4, 1, f) != 1 ||
-               fread(key, 8, 1, f) != 1 || fread(&plen, 8, 1, f) != 1) {
-        rc = strata_fail(err, STRATA_E_FORMAT, "%s: truncated header", path);
-    } else if (version != DOUBT_FORMAT_VERSION) {
-        rc = strata_fail(err, STRATA_E_UNSUPPORTED, "%s: format version %u, this strata reads %d",
-                         path, version, DOUBT_FORMAT_VERSION);
-    } else if (expect_key && *key != expect_key) {
-        rc = strata_fail(err, STRATA_E_FORMAT, "%s: made for other data or parameters", path);
-    } else {
-        struct stat st;
-        if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size != 32 + plen + 8) {
-            rc = strata_fail(err, STRATA_E_FORMAT, "%s: truncated or padded (length mismatch)", path);
-        } else {
-            uint8_t *p = malloc(plen ? plen : 1);
-            uint64_t sum;
-            if (!p) {
-                rc = strata_fail(err, STRATA_E_NOMEM, "%s: out of memory", path);
-            } else if (fread(p, 1, plen, f) != plen || fread(&sum, 8, 1, f) != 1) {
-                rc = strata_fail(err, STRATA_E_FORMAT, "%s: truncated", path);
-                free(p);
-            } else if (hash_checksum64(p, plen) != sum) {
-                rc = strata_fail(err, STRATA_E_FORMAT, "%s: checksum mismatch (corrupt)", path);
-                free(p);
-            } else {
-                *payload = p;
-                *len = plen;
-            }
-        }
-    }
-    fclose(f);
-    return rc;
-}
-
 static const char DOUBT_MAGIC[8] = {'S', 'T', 'R', 'D', 'O', 'U', 'B', 'T'};
 static const char EVAL_MAGIC[8] = {'S', 'T', 'R', 'D', 'E', 'V', 'A', 'L'};
 
 int doubt_save(const struct doubt_model *dm, const char *path, char *err)
 {
-    struct wbuf w = {0};
+    struct cachefile_writer w = {0};
     int C = dm->n_classes;
     size_t nr = (size_t)dm->n_ref, nc = (size_t)dm->n_cal;
-    put_str(&w, dm->model_id);
-    put_i32(&w, dm->grid);
-    put_f32(&w, dm->shrinkage);
-    put_f32(&w, dm->validation_split);
-    put_u64(&w, dm->split_seed);
-    put_i32(&w, C);
-    put_i32(&w, dm->n_ref);
-    put_i32(&w, dm->n_cal);
-    put_i32(&w, dm->n_layers);
-    put_f64(&w, dm->seconds);
-    put_f32(&w, dm->energy_median);
-    put_f32(&w, dm->energy_scale);
-    put(&w, dm->cal_alpha, nc * sizeof(float));
+    cachefile_put_str(&w, dm->model_id);
+    cachefile_put_i32(&w, dm->grid);
+    cachefile_put_f32(&w, dm->shrinkage);
+    cachefile_put_f32(&w, dm->validation_split);
+    cachefile_put_u64(&w, dm->split_seed);
+    cachefile_put_i32(&w, C);
+    cachefile_put_i32(&w, dm->n_ref);
+    cachefile_put_i32(&w, dm->n_cal);
+    cachefile_put_i32(&w, dm->n_layers);
+    cachefile_put_f64(&w, dm->seconds);
+    cachefile_put_f32(&w, dm->energy_median);
+    cachefile_put_f32(&w, dm->energy_scale);
+    cachefile_put(&w, dm->cal_alpha, nc * sizeof(float));
     for (int l = 0; l < dm->n_layers; l++) {
         const struct doubt_layer_ref *R = &dm->layers[l];
         size_t d = (size_t)R->d;
-        put_i32(&w, R->layer);
-        put_str(&w, R->name);
-        put_i32(&w, R->d);
-        put_i32(&w, R->grid);
-        put_i32(&w, R->in_distance);
-        put_f32(&w, R->knn_median);
-        put_f32(&w, R->knn_scale);
-        put_f32(&w, R->maha_median);
-        put_f32(&w, R->maha_scale);
-        put(&w, R->ref, nr * d * sizeof(float));
-        put(&w, R->ref_norm2, nr * sizeof(float));
-        put(&w, R->mean, d * sizeof(float));
-        put(&w, R->white, d * d * sizeof(float));
-        put(&w, R->centres, (size_t)C * d * sizeof(float));
-        put(&w, R->cal_z, nc * sizeof(float));
+        cachefile_put_i32(&w, R->layer);
+        cachefile_put_str(&w, R->name);
+        cachefile_put_i32(&w, R->d);
+        cachefile_put_i32(&w, R->grid);
+        cachefile_put_i32(&w, R->in_distance);
+        cachefile_put_f32(&w, R->knn_median);
+        cachefile_put_f32(&w, R->knn_scale);
+        cachefile_put_f32(&w, R->maha_median);
+        cachefile_put_f32(&w, R->maha_scale);
+        cachefile_put(&w, R->ref, nr * d * sizeof(float));
+        cachefile_put(&w, R->ref_norm2, nr * sizeof(float));
+        cachefile_put(&w, R->mean, d * sizeof(float));
+        cachefile_put(&w, R->white, d * d * sizeof(float));
+        cachefile_put(&w, R->centres, (size_t)C * d * sizeof(float));
+        cachefile_put(&w, R->cal_z, nc * sizeof(float));
     }
-    int rc = w.failed ? strata_fail(err, STRATA_E_NOMEM, "out of memory writing %s", path)
-                      : write_file(path, DOUBT_MAGIC, dm->key, &w, err);
+    int rc = cachefile_write(path, DOUBT_MAGIC, DOUBT_FORMAT_VERSION, dm->key, &w, err);
     free(w.p);
     return rc;
 }
@@ -1459,81 +1267,81 @@ static int stats_ok(float median, float scale)
 int doubt_load(const char *path, uint64_t expect_key, struct doubt_model *out, char *err)
 {
     memset(out, 0, sizeof *out);
-    uint8_t *payload;
-    size_t len;
+    uint8_t *file;
+    struct cachefile_reader r;
     uint64_t key;
-    int rc = read_file(path, DOUBT_MAGIC, expect_key, &payload, &len, &key, err);
+    int rc = cachefile_read(path, DOUBT_MAGIC, "doubt", DOUBT_FORMAT_VERSION, expect_key, &file,
+                            &r, &key, err);
     if (rc < 0)
         return rc;
-    struct rbuf r = {payload, len, 0, 0};
-    get_str(&r, out->model_id, sizeof out->model_id);
-    out->grid = get_i32(&r);
-    out->shrinkage = get_f32(&r);
-    out->validation_split = get_f32(&r);
-    out->split_seed = get_u64(&r);
-    int C = out->n_classes = get_i32(&r);
-    out->n_ref = get_i32(&r);
-    out->n_cal = get_i32(&r);
-    int L = get_i32(&r);
-    out->seconds = get_f64(&r);
-    out->energy_median = get_f32(&r);
-    out->energy_scale = get_f32(&r);
+    cachefile_get_str(&r, out->model_id, sizeof out->model_id);
+    out->grid = cachefile_get_i32(&r);
+    out->shrinkage = cachefile_get_f32(&r);
+    out->validation_split = cachefile_get_f32(&r);
+    out->split_seed = cachefile_get_u64(&r);
+    int C = out->n_classes = cachefile_get_i32(&r);
+    out->n_ref = cachefile_get_i32(&r);
+    out->n_cal = cachefile_get_i32(&r);
+    int L = cachefile_get_i32(&r);
+    out->seconds = cachefile_get_f64(&r);
+    out->energy_median = cachefile_get_f32(&r);
+    out->energy_scale = cachefile_get_f32(&r);
     if (r.bad || out->grid < 1 || out->grid > ANALYSIS_MAX_GRID || C < 1 || C > MODEL_MAX_CLASSES ||
         out->n_ref < 2 || out->n_cal < 2 || L < 1 || L > MODEL_MAX_LAYERS ||
         !isfinite(out->energy_median) || !(out->energy_scale > 0) || !isfinite(out->energy_scale))
         goto corrupt;
     size_t nr = (size_t)out->n_ref, nc = (size_t)out->n_cal;
-    out->cal_alpha = get_array(&r, nc, sizeof(float));
+    out->cal_alpha = cachefile_get_array(&r, nc, sizeof(float));
     out->layers = calloc((size_t)L, sizeof *out->layers);
     if (!out->layers)
-        r.bad = 2;
+        r.nomem = 1;
     else
         out->n_layers = L;
     int n_dist = 0;
-    for (int l = 0; !r.bad && l < L; l++) {
+    for (int l = 0; !r.bad && !r.nomem && l < L; l++) {
         struct doubt_layer_ref *R = &out->layers[l];
-        R->layer = get_i32(&r);
-        get_str(&r, R->name, sizeof R->name);
-        R->d = get_i32(&r);
-        R->grid = get_i32(&r);
-        R->in_distance = get_i32(&r);
-        R->knn_median = get_f32(&r);
-        R->knn_scale = get_f32(&r);
-        R->maha_median = get_f32(&r);
-        R->maha_scale = get_f32(&r);
+        R->layer = cachefile_get_i32(&r);
+        cachefile_get_str(&r, R->name, sizeof R->name);
+        R->d = cachefile_get_i32(&r);
+        R->grid = cachefile_get_i32(&r);
+        R->in_distance = cachefile_get_i32(&r);
+        R->knn_median = cachefile_get_f32(&r);
+        R->knn_scale = cachefile_get_f32(&r);
+        R->maha_median = cachefile_get_f32(&r);
+        R->maha_scale = cachefile_get_f32(&r);
         if (r.bad || R->layer < 0 || R->layer >= MODEL_MAX_LAYERS || R->d < 1 || R->d > (1 << 14) ||
             (R->in_distance != 0 && R->in_distance != 1) || !stats_ok(R->knn_median, R->knn_scale) ||
             !stats_ok(R->maha_median, R->maha_scale)) {
-            r.bad = r.bad ? r.bad : 1;
+            r.bad = 1;
             break;
         }
         n_dist += R->in_distance;
         size_t d = (size_t)R->d;
-        R->ref = get_array(&r, nr * d, sizeof(float));
-        R->ref_norm2 = get_array(&r, nr, sizeof(float));
-        R->mean = get_array(&r, d, sizeof(float));
-        R->white = get_array(&r, d * d, sizeof(float));
-        R->centres = get_array(&r, (size_t)C * d, sizeof(float));
-        R->cal_z = get_array(&r, nc, sizeof(float));
-        if (!r.bad && !(all_finite(R->ref, nr * d) && all_finite(R->ref_norm2, nr) &&
+        R->ref = cachefile_get_array(&r, nr * d, sizeof(float));
+        R->ref_norm2 = cachefile_get_array(&r, nr, sizeof(float));
+        R->mean = cachefile_get_array(&r, d, sizeof(float));
+        R->white = cachefile_get_array(&r, d * d, sizeof(float));
+        R->centres = cachefile_get_array(&r, (size_t)C * d, sizeof(float));
+        R->cal_z = cachefile_get_array(&r, nc, sizeof(float));
+        if (!r.bad && !r.nomem && !(all_finite(R->ref, nr * d) && all_finite(R->ref_norm2, nr) &&
                         all_finite(R->mean, d) && all_finite(R->white, d * d) &&
                         all_finite(R->centres, (size_t)C * d) && sorted_finite(R->cal_z, out->n_cal)))
             r.bad = 1;
     }
-    if (r.bad == 2) {
-        free(payload);
+    if (r.nomem) {
+        free(file);
         doubt_free(out);
         return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory", path);
     }
-    if (r.bad || r.at != r.len || n_dist == 0 || !sorted_finite(out->cal_alpha, out->n_cal))
+    if (r.bad || r.left != 0 || n_dist == 0 || !sorted_finite(out->cal_alpha, out->n_cal))
         goto corrupt;
-    free(payload);
+    free(file);
     out->key = key;
     out->cached = 1;
     snprintf(out->cache_path, sizeof out->cache_path, "%s", path);
     return 0;
 corrupt:
-    free(payload);
+    free(file);
     doubt_free(out);
     return strata_fail(err, STRATA_E_FORMAT, "%s: inconsistent doubt model (corrupt)", path);
 }
@@ -2088,23 +1896,22 @@ static int report_key(const struct doubt_model *dm, const struct model *m,
 
 static int report_save(const struct doubt_report *r, uint64_t key, const char *path, char *err)
 {
-    struct wbuf w = {0};
-    put_str(&w, r->model_id);
-    put_i32(&w, r->n_id);
-    put_i32(&w, r->n_ood);
-    put_i32(&w, r->n_sources);
+    struct cachefile_writer w = {0};
+    cachefile_put_str(&w, r->model_id);
+    cachefile_put_i32(&w, r->n_id);
+    cachefile_put_i32(&w, r->n_ood);
+    cachefile_put_i32(&w, r->n_sources);
     for (int i = 0; i < r->n_sources; i++) {
-        put_str(&w, r->sources[i].name);
-        put_i32(&w, r->sources[i].ood);
-        put_i32(&w, r->sources[i].n);
+        cachefile_put_str(&w, r->sources[i].name);
+        cachefile_put_i32(&w, r->sources[i].ood);
+        cachefile_put_i32(&w, r->sources[i].n);
     }
     for (int k = 0; k < DOUBT_N_METHODS; k++) {
-        put(&w, r->id_score[k], (size_t)r->n_id * sizeof(float));
-        put(&w, r->ood_score[k], (size_t)r->n_ood * sizeof(float));
+        cachefile_put(&w, r->id_score[k], (size_t)r->n_id * sizeof(float));
+        cachefile_put(&w, r->ood_score[k], (size_t)r->n_ood * sizeof(float));
     }
-    put(&w, r->id_correct, (size_t)r->n_id);
-    int rc = w.failed ? strata_fail(err, STRATA_E_NOMEM, "out of memory writing %s", path)
-                      : write_file(path, EVAL_MAGIC, key, &w, err);
+    cachefile_put(&w, r->id_correct, (size_t)r->n_id);
+    int rc = cachefile_write(path, EVAL_MAGIC, DOUBT_FORMAT_VERSION, key, &w, err);
     free(w.p);
     return rc;
 }
@@ -2112,44 +1919,44 @@ static int report_save(const struct doubt_report *r, uint64_t key, const char *p
 static int report_load(const char *path, uint64_t key, struct doubt_report *out, char *err)
 {
     memset(out, 0, sizeof *out);
-    uint8_t *payload;
-    size_t len;
+    uint8_t *file;
+    struct cachefile_reader r;
     uint64_t got;
-    int rc = read_file(path, EVAL_MAGIC, key, &payload, &len, &got, err);
+    int rc = cachefile_read(path, EVAL_MAGIC, "doubt evaluation", DOUBT_FORMAT_VERSION, key, &file,
+                            &r, &got, err);
     if (rc < 0)
         return rc;
-    struct rbuf r = {payload, len, 0, 0};
-    get_str(&r, out->model_id, sizeof out->model_id);
-    int n_id = get_i32(&r), n_ood = get_i32(&r);
-    out->n_sources = get_i32(&r);
+    cachefile_get_str(&r, out->model_id, sizeof out->model_id);
+    int n_id = cachefile_get_i32(&r), n_ood = cachefile_get_i32(&r);
+    out->n_sources = cachefile_get_i32(&r);
     if (r.bad || n_id < 1 || n_ood < 1 || out->n_sources < 2 || out->n_sources > DOUBT_MAX_SOURCES ||
-        (size_t)n_id + (size_t)n_ood > len) {
+        (size_t)n_id + (size_t)n_ood > r.left) {
         out->n_sources = 0;
         goto corrupt;
     }
     long sum_id = 0, sum_ood = 0;
     for (int i = 0; i < out->n_sources; i++) {
-        get_str(&r, out->sources[i].name, sizeof out->sources[i].name);
-        out->sources[i].ood = get_i32(&r);
-        out->sources[i].n = get_i32(&r);
+        cachefile_get_str(&r, out->sources[i].name, sizeof out->sources[i].name);
+        out->sources[i].ood = cachefile_get_i32(&r);
+        out->sources[i].n = cachefile_get_i32(&r);
         *(out->sources[i].ood ? &sum_ood : &sum_id) += out->sources[i].n;
     }
     if (r.bad || sum_id != n_id || sum_ood != n_ood || report_alloc(out, n_id, n_ood) < 0)
         goto corrupt;
     for (int k = 0; k < DOUBT_N_METHODS; k++) {
-        get(&r, out->id_score[k], (size_t)n_id * sizeof(float));
-        get(&r, out->ood_score[k], (size_t)n_ood * sizeof(float));
+        cachefile_get(&r, out->id_score[k], (size_t)n_id * sizeof(float));
+        cachefile_get(&r, out->ood_score[k], (size_t)n_ood * sizeof(float));
         if (!all_finite(out->id_score[k], (size_t)n_id) || !all_finite(out->ood_score[k], (size_t)n_ood))
             r.bad = 1;
     }
-    get(&r, out->id_correct, (size_t)n_id);
-    if (r.bad || r.at != r.len)
+    cachefile_get(&r, out->id_correct, (size_t)n_id);
+    if (r.bad || r.left != 0)
         goto corrupt;
-    free(payload);
+    free(file);
     doubt_report_metrics(out);
     return 0;
 corrupt:
-    free(payload);
+    free(file);
     doubt_report_free(out);
     return strata_fail(err, STRATA_E_FORMAT, "%s: inconsistent doubt evaluation (corrupt)", path);
 }

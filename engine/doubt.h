@@ -69,7 +69,7 @@
 #include "model.h"
 #include "status.h"
 
-#define DOUBT_FORMAT_VERSION 2 /* 2: rows hold per-channel spatial std too */
+#define DOUBT_FORMAT_VERSION 3 /* 2: rows hold per-channel spatial std too; 3: cachefile.h framing */
 #define DOUBT_MEDIUM 0.80f      /* doubt >= this: medium */
 #define DOUBT_HIGH 0.95f        /* doubt >= this: high */
 #define DOUBT_DEFAULT_GRID 1    /* features: global average pooling per channel (+ spatial std) */
