@@ -21,6 +21,7 @@ export function strataBin() {
 /** Why the browser tests cannot run (a sentence), or null when they can. */
 export function skipReason(bin = strataBin()) {
   if (!fs.existsSync(bin)) return `no strata binary at ${bin} (build it, or set STRATA_BIN)`;
+  if (!fs.existsSync(DATA)) return `no datasets at ${DATA} (the demo models' pages show their photos)`;
   const r = spawnSync(bin, ['serve', '--help'], { cwd: REPO, timeout: 20000, encoding: 'utf8' });
   if (r.error) return `could not run ${bin}: ${r.error.message}`;
   if (r.status !== 0) {
