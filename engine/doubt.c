@@ -894,8 +894,9 @@ static void appendf(char *buf, size_t cap, const char *fmt, ...)
 }
 
 /* A few sentences a user can check against the per-layer view: how typical
- * the image is, which layers agree with the prediction and where the others
- * place it, and how far it lies from the training images at the deepest
+ * the image is, which layers agree with the prediction and which class the
+ * others lie nearest (the layer's vote: the nearest class Gaussian, not the
+ * majority of the analysis cluster, which can differ), and how far it lies from the training images at the deepest
  * probed layer (and at the layer where it is most unusual). */
 static void explain(const struct model *m, struct doubt_result *r)
 {
@@ -918,9 +919,9 @@ static void explain(const struct model *m, struct doubt_result *r)
         n_agree += r->layers[l].agrees;
     if (n_agree == L) {
         if (L == 1)
-            appendf(e, cap, " The probed layer places it among %s images, as the model says.", said);
+            appendf(e, cap, " The probed layer lies nearest the %s class, as the model says.", said);
         else
-            appendf(e, cap, " All %d probed layers place it among %s images, as the model says.", L, said);
+            appendf(e, cap, " All %d probed layers lie nearest the %s class, as the model says.", L, said);
     } else {
         if (n_agree == 0)
             appendf(e, cap, " No probed layer agrees with %s:", said);
@@ -941,10 +942,10 @@ static void explain(const struct model *m, struct doubt_result *r)
                 break;
             }
             if (end > l)
-                appendf(e, cap, "%s %s\xe2\x80\x93%s place it among %s images", groups ? "," : "",
+                appendf(e, cap, "%s %s\xe2\x80\x93%s lie nearest the %s class", groups ? "," : "",
                         r->layers[l].name, r->layers[end].name, m->classes[c]);
             else
-                appendf(e, cap, "%s %s places it among %s images", groups ? "," : "",
+                appendf(e, cap, "%s %s lies nearest the %s class", groups ? "," : "",
                         r->layers[l].name, m->classes[c]);
             groups++;
             l = end + 1;
@@ -965,8 +966,6 @@ static void explain(const struct model *m, struct doubt_result *r)
     appendf(e, cap, ".");
 }
 
-/* Index of the largest of n counts (the lowest on ties). */
-/* Index of the largest of n values (the lowest on ties). */
 /* Index of the largest of n values (the lowest on ties). */
 static int argmax_f(const float *v, int n)
 {
