@@ -95,10 +95,8 @@ int analysis_params_add_k(struct analysis_params *p, const char *spec, char *err
     size_t len = (size_t)(eq - spec);
     if (len >= sizeof p->overrides[0].layer)
         return strata_fail(err, STRATA_E_ARG, "--k '%s': layer name too long", spec);
-    char *end;
-    errno = 0;
-    long k = strtol(eq + 1, &end, 10);
-    if (errno || *end || k < 1 || k > KMEANS_MAX_K)
+    int k = analysis_parse_index(eq + 1, KMEANS_MAX_K + 1);
+    if (k < 1)
         return strata_fail(err, STRATA_E_ARG, "--k '%s': K must be an integer in 1..%d", spec,
                            KMEANS_MAX_K);
     int slot = p->n_overrides;
@@ -203,12 +201,8 @@ static int resolve_overrides(const struct model *m, const struct analysis_params
         for (int j = 0; j < m->n_layers && l < 0; j++)
             if (strcmp(m->layers[j].cfg.name, name) == 0)
                 l = j;
-        if (l < 0) {
-            char *end;
-            long v = strtol(name, &end, 10);
-            if (*name && !*end && v >= 0 && v < m->n_layers)
-                l = (int)v;
-        }
+        if (l < 0)
+            l = analysis_parse_index(name, m->n_layers);
         if (l < 0)
             return strata_fail(err, STRATA_E_ARG,
                                "--k %s=%d: model %s has no layer named or numbered '%s' "
@@ -466,17 +460,27 @@ void analysis_free(struct analysis *a)
     memset(a, 0, sizeof *a);
 }
 
+int analysis_parse_index(const char *s, int n)
+{
+    if (!s || !*s || (s[0] == '0' && s[1]))
+        return -1;
+    long long v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (*p - '0');
+        if (v >= n)
+            return -1; /* also stops the digits before they overflow */
+    }
+    return (int)v;
+}
+
 int analysis_layer_index(const struct analysis *a, const char *name_or_index)
 {
     for (int l = 0; l < a->n_layers; l++)
         if (strcmp(a->layers[l].name, name_or_index) == 0)
             return l;
-    char *end;
-    errno = 0;
-    long v = strtol(name_or_index, &end, 10);
-    if (*name_or_index && !*end && !errno && v >= 0 && v < a->n_layers)
-        return (int)v;
-    return -1;
+    return analysis_parse_index(name_or_index, a->n_layers);
 }
 
 int analysis_image_index(const struct analysis *a, const char *id)

@@ -261,9 +261,14 @@ int analysis_load(const char *path, uint64_t expect_key, struct analysis *out, c
 /* Frees everything a bundle owns and empties it. NULL-safe. */
 void analysis_free(struct analysis *a);
 
-/* Index of the layer named `name_or_index` (a name, or a decimal index), or
- * -1. */
+/* Index of the layer named `name_or_index` (a name, or an index written as
+ * analysis_parse_index accepts it), or -1. */
 int analysis_layer_index(const struct analysis *a, const char *name_or_index);
+
+/* s as an index 0..n-1 written in plain decimal digits: no sign, no spaces,
+ * no leading zeros ("0" itself is fine), nothing after. -1 for anything
+ * else ("+1", " 1", "01", "1x", "", an index >= n). Can't fail. */
+int analysis_parse_index(const char *s, int n);
 
 /* Image index of an id "class/file", or -1 (linear search). */
 int analysis_image_index(const struct analysis *a, const char *id);

@@ -51,15 +51,33 @@
 
 /* Refuses dimensions that are zero or over the limits. Works on 64-bit values
  * so a header's 32-bit fields cannot overflow the product. */
+/* Sizes an image may have: non-positive sides are the caller's mistake
+ * (STRATA_E_ARG), sizes over the limits STRATA_E_LIMIT. */
 static int check_dims(long long w, long long h, char *err)
 {
-    if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE ||
-        w * h > IMAGE_MAX_PIXELS)
+    if (w <= 0 || h <= 0)
+        return strata_fail(err, STRATA_E_ARG,
+                           "an image of %lldx%lld pixels cannot be made; each side needs at "
+                           "least one pixel",
+                           w, h);
+    if (w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE || w * h > IMAGE_MAX_PIXELS)
         return strata_fail(err, STRATA_E_LIMIT,
                            "image is %lldx%lld pixels; the limit is %d on a side and %ld "
                            "megapixels",
                            w, h, IMAGE_MAX_SIDE, IMAGE_MAX_PIXELS / 1000000);
     return STRATA_OK;
+}
+
+/* The size a file's header claims: a side of 0 is a broken file
+ * (STRATA_E_FORMAT), not one over the limits. */
+static int check_header_dims(long long w, long long h, char *err)
+{
+    if (w <= 0 || h <= 0)
+        return strata_fail(err, STRATA_E_FORMAT,
+                           "the header says the image is %lldx%lld pixels; an image has at "
+                           "least one pixel on each side",
+                           w, h);
+    return check_dims(w, h, err);
 }
 
 enum image_format image_sniff(const uint8_t *buf, size_t len)
@@ -138,6 +156,14 @@ static void jpeg_dec_error_exit(j_common_ptr cinfo)
             break;
         }
         case JERR_EMPTY_IMAGE:
+            if (d->cinfo.image_width == 0) { /* a broken header */
+                snprintf(d->msg, sizeof d->msg,
+                         "the header says the image is 0x%u pixels; an image has at least "
+                         "one pixel on each side",
+                         d->cinfo.image_height);
+                d->status = STRATA_E_FORMAT;
+                break;
+            }
             snprintf(d->msg, sizeof d->msg,
                      "JPEG declares a zero height (a DNL marker), which is not supported");
             d->status = STRATA_E_UNSUPPORTED;
@@ -232,7 +258,7 @@ static int jpeg_dec_run(struct jpeg_dec *d, const uint8_t *buf, size_t len)
         d->status = STRATA_E_FORMAT;
         goto fail;
     }
-    d->status = check_dims(ci->image_width, ci->image_height, d->msg);
+    d->status = check_header_dims(ci->image_width, ci->image_height, d->msg);
     if (d->status)
         goto fail;
 
@@ -417,7 +443,7 @@ static int png_dec_run(struct png_dec *d)
     png_uint_32 w, h;
     int depth, ctype, interlace;
     png_get_IHDR(d->png, d->info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
-    d->status = check_dims(w, h, d->msg);
+    d->status = check_header_dims(w, h, d->msg);
     if (d->status)
         goto fail;
 
@@ -497,7 +523,7 @@ static int decode_png(const uint8_t *buf, size_t len, struct image *img, char *e
      * STRATA_E_LIMIT and a clear message rather than libpng's generic error
      * from its own (identical) user limits. */
     if (len >= 24 && memcmp(buf + 12, "IHDR", 4) == 0) {
-        int rc = check_dims(be32(buf + 16), be32(buf + 20), err);
+        int rc = check_header_dims(be32(buf + 16), be32(buf + 20), err);
         if (rc)
             return rc;
     }

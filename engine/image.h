@@ -1,10 +1,11 @@
 /*
  * image.h — decoding, encoding and resizing of RGB8 images.
  *
- * Decoding refuses before allocating: an image whose header claims zero or
- * absurd dimensions (a side over IMAGE_MAX_SIDE or more than IMAGE_MAX_PIXELS
- * pixels) is rejected with STRATA_E_LIMIT; truncated or corrupt data with
- * STRATA_E_FORMAT. No input crashes the decoder.
+ * Decoding refuses before allocating: an image whose header claims absurd
+ * dimensions (a side over IMAGE_MAX_SIDE or more than IMAGE_MAX_PIXELS
+ * pixels) is rejected with STRATA_E_LIMIT; a header claiming a side of 0,
+ * and truncated or corrupt data, with STRATA_E_FORMAT. No input crashes the
+ * decoder.
  */
 #ifndef STRATA_IMAGE_H
 #define STRATA_IMAGE_H
@@ -37,8 +38,9 @@ int image_decode(const uint8_t *buf, size_t len, struct image *img, char *err);
  * before being read. On failure the message begins with "<path>: ". */
 int image_load(const char *path, struct image *img, char *err);
 
-/* Allocates a w×h image (zeroed). Returns 0 or a negative status; sizes
- * outside IMAGE_MAX_SIDE/IMAGE_MAX_PIXELS give STRATA_E_LIMIT. */
+/* Allocates a w×h image (zeroed). Returns 0 or a negative status; a side
+ * under 1 gives STRATA_E_ARG, sizes outside IMAGE_MAX_SIDE/IMAGE_MAX_PIXELS
+ * STRATA_E_LIMIT. */
 int image_alloc(struct image *img, int w, int h, char *err);
 
 void image_free(struct image *img);
@@ -54,7 +56,8 @@ int image_write_file(const char *path, const uint8_t *buf, size_t len, char *err
 
 /* Resizes src into dst (allocated here, w×h). Bilinear when enlarging, area
  * averaging along an axis that shrinks, so a downscale does not alias.
- * Sizes outside IMAGE_MAX_SIDE/IMAGE_MAX_PIXELS give STRATA_E_LIMIT. */
+ * A side under 1 gives STRATA_E_ARG, sizes outside
+ * IMAGE_MAX_SIDE/IMAGE_MAX_PIXELS STRATA_E_LIMIT. */
 int image_resize(const struct image *src, int w, int h, struct image *dst, char *err);
 
 #endif

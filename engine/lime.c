@@ -187,6 +187,12 @@ static void sort_features(struct lime_feature *f, int n)
 
 /* Fails with STRATA_E_FORMAT at the first non-finite value among the
  * probabilities of samples [first, first + n). */
+/* Has the caller asked to stop? (lime_params.cancel) */
+static int cancelled(const struct lime_params *p)
+{
+    return p->cancel && atomic_load_explicit(p->cancel, memory_order_relaxed);
+}
+
 static int check_finite(const float *probs, int first, int n, int n_classes, char *err)
 {
     for (size_t q = (size_t)first * n_classes; q < (size_t)(first + n) * n_classes; q++)
@@ -249,6 +255,10 @@ int lime_explain_with(const uint8_t *rgb, int w, int h, const struct lime_params
         rc = strata_fail(err, STRATA_E_UNSUPPORTED,
                          "LIME: the image forms a single superpixel (is it blank?); there is "
                          "nothing to explain");
+        goto fail;
+    }
+    if (cancelled(p)) {
+        rc = strata_fail(err, STRATA_E_INTERRUPTED, "LIME: cancelled after the segmentation");
         goto fail;
     }
     res->w = w;
@@ -365,6 +375,11 @@ int lime_explain_with(const uint8_t *rgb, int w, int h, const struct lime_params
     }
     /* Otherwise perturbed images, batch by batch, into the one buffer. */
     for (int b0 = 0; b0 < ns && !res->mask_path; b0 += bs) {
+        if (cancelled(p)) {
+            rc = strata_fail(err, STRATA_E_INTERRUPTED,
+                             "LIME: cancelled after %d of %d samples", b0, ns);
+            goto fail;
+        }
         int nb = ns - b0 < bs ? ns - b0 : bs;
         for (int i = 0; i < nb; i++) {
             uint8_t *dst = batch + (size_t)i * img_bytes;
@@ -390,6 +405,10 @@ int lime_explain_with(const uint8_t *rgb, int w, int h, const struct lime_params
         rc = check_finite(probs, b0, nb, n_classes, err);
         if (rc)
             goto fail;
+    }
+    if (cancelled(p)) {
+        rc = strata_fail(err, STRATA_E_INTERRUPTED, "LIME: cancelled after the samples");
+        goto fail;
     }
     memcpy(res->probs, probs, (size_t)n_classes * sizeof(float));
     const double t_samples = now_ms();

@@ -30,6 +30,7 @@
 #ifndef STRATA_LIME_H
 #define STRATA_LIME_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "image.h"
@@ -94,6 +95,8 @@ struct lime_params {
     int num_features;         /* features per explanation; 100000 means all */
     enum feature_selection selection; /* FEATURE_SELECTION_AUTO */
     int top_labels;           /* classes explained when none are given (1) */
+    const atomic_int *cancel; /* NULL (default), or a flag that, once non-zero,
+                                 stops the call between classify batches */
 };
 
 /* One segment's weight in an explanation. */
@@ -150,6 +153,9 @@ void lime_params_default(struct lime_params *p);
  * fewer than 2 superpixels; STRATA_E_LIMIT for an image over image.h's
  * limits or a batch buffer over 512 MiB; the callback's own code when it
  * fails, and STRATA_E_FORMAT when it returns a non-finite probability;
+ * STRATA_E_INTERRUPTED when p->cancel was raised (it is read after the
+ * segmentation, before each batch of rendered samples and after the mask
+ * classifier; a classify call in progress is not interrupted);
  * STRATA_E_NOMEM. */
 int lime_explain(const uint8_t *rgb, int w, int h, const struct lime_params *p,
                  lime_classify_fn classify, void *user, int n_classes, const int *labels,

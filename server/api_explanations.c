@@ -31,26 +31,24 @@ static int display_png(const struct image *img, struct blob **out, int *w, int *
     return rc;
 }
 
-static const char *article(const char *noun)
-{
-    return strchr("aeiouAEIOU", noun[0]) && noun[0] ? "an" : "a";
-}
-
-/* One to three sentences a person reads under the pictures. */
+/* One to three sentences a person reads under the pictures. Class names
+ * are quoted, without an article: they are nouns like "buildings" or
+ * "sea" as much as "tiger". */
 static void describe(char *out, size_t len, const char *cls, double prob, const char *truth,
                      double score)
 {
-    size_t n = (size_t)snprintf(out, len, "Taken for %s %s (%.0f %%).", article(cls), cls,
+    size_t n = (size_t)snprintf(out, len, "Taken for \xe2\x80\x9c%s\xe2\x80\x9d (%.0f\xc2\xa0%%).", cls,
                                 100 * prob);
     if (n < len && truth)
         n += (size_t)snprintf(out + n, len - n,
-                              strcmp(truth, cls) == 0 ? " Right: it is %s %s." : " It is %s %s.",
-                              article(truth), truth);
+                              strcmp(truth, cls) == 0 ? " Right: it is \xe2\x80\x9c%s\xe2\x80\x9d."
+                                                     : " It is \xe2\x80\x9c%s\xe2\x80\x9d.",
+                              truth);
     if (n < len)
         snprintf(out + n, len - n,
-                 score >= 0.5 ? " The outlined regions pushed the model towards %s most; the "
+                 score >= 0.5 ? " The outlined regions pushed the model towards \xe2\x80\x9c%s\xe2\x80\x9d most; the "
                                 "explanation fits the model well here (R² %.2f)."
-                              : " The outlined regions pushed the model towards %s most; read "
+                              : " The outlined regions pushed the model towards \xe2\x80\x9c%s\xe2\x80\x9d most; read "
                                 "them with care, the explanation fits the model only roughly "
                                 "here (R² %.2f).",
                  cls, score);

@@ -20,12 +20,14 @@ int handle_health(const struct request *req, struct response *res)
     }
     struct jobs_stats js;
     jobs_get_stats(app->jobs, &js);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:o, s:{s:i, s:i, s:i, s:i, s:I, s:I}}", "status",
+    json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:o, s:I, s:{s:i, s:i, s:i, s:i, s:I, s:I, s:I}}",
+                          "status",
                           "ok", "version", STRATA_VERSION, "models", app->n_models,
-                          "analyses_ready", ready, "analyses", states, "jobs", "workers",
+                          "analyses_ready", ready, "analyses", states, "max_upload_bytes",
+                          (json_int_t)app->cfg.max_upload_bytes, "jobs", "workers",
                           js.workers, "max_queue", js.max_queue, "queued", js.queued, "running",
                           js.running, "completed", (json_int_t)js.completed, "rejected",
-                          (json_int_t)js.rejected);
+                          (json_int_t)js.rejected, "abandoned", (json_int_t)js.abandoned);
     response_json(res, 200, j);
     response_header(res, "Cache-Control", "no-store");
     return 0;

@@ -41,15 +41,11 @@ static int image_or_404(const struct request *req, struct response *res,
         i = analysis_image_index(a, id);
     } else if (image) {
         snprintf(id, sizeof id, "%s", image);
-        const char *p = image;
-        while (*p >= '0' && *p <= '9')
-            p++;
-        if (!*p && p != image && p - image < 10) {
-            long v = strtol(image, NULL, 10);
-            i = v < a->n ? (int)v : -1;
-        } else {
-            i = analysis_image_index(a, image); /* a whole id, should '/' come encoded */
-        }
+        /* An index in plain digits ("17", not "017" or "+17"), else a
+         * whole id, should '/' come encoded. */
+        i = analysis_parse_index(image, a->n);
+        if (i < 0)
+            i = analysis_image_index(a, image);
     }
     if (i < 0)
         response_error(res, 404, "not_found",
@@ -97,8 +93,7 @@ int handle_image(const struct request *req, struct response *res)
     char etag[64];
     snprintf(etag, sizeof etag, "\"%llx-%llx-%llx\"", (unsigned long long)st.st_ino,
              (unsigned long long)st.st_size, (unsigned long long)st.st_mtime);
-    const char *inm = request_header(req, "If-None-Match");
-    if (inm && strstr(inm, etag)) {
+    if (http_etag_match(request_header(req, "If-None-Match"), etag)) {
         close(fd);
         response_empty(res, 304);
     } else {
@@ -184,6 +179,7 @@ static int run_image_explain(void *arg, const atomic_int *cancel)
     struct lime_result lr = {0};
     struct lime_params lp;
     app_lime_params(&lp);
+    lp.cancel = cancel; /* a timeout, or the client left */
     int label = a->pred[j->index];
     if (image_path(j->am, j->index, path, sizeof path) < 0) {
         j->rc = strata_fail(j->err, STRATA_E_NOTFOUND, "image %d has no usable file name",
@@ -218,8 +214,11 @@ int handle_image_explanation(const struct request *req, struct response *res)
     struct explanation *e = app_image_explanation_get(app, am, i);
     if (!e) {
         struct image_explain_job j = {.am = am, .index = i};
-        if (app_run_job(req->app, run_image_explain, &j, res) < 0)
+        if (app_run_job(req, run_image_explain, &j, res) < 0)
             return 0;
+        if (j.rc == STRATA_E_INTERRUPTED && request_client_gone(req))
+            return response_error(res, 503, "cancelled",
+                                  "the connection was closed before the explanation was ready");
         if (j.rc == STRATA_E_INTERRUPTED)
             return response_error(res, 503, "timeout", "the explanation took too long; retry");
         if (j.rc < 0)

@@ -7,7 +7,6 @@
  * ready. Another k (1..10) re-runs k-means on the layer's stored features on
  * the worker pool; the reply is kept, so each (layer, k) is computed once.
  */
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,18 +132,17 @@ int handle_scatter(const struct request *req, struct response *res)
         return app_reply_blob(req, res, AL->scatter, "application/json", NULL);
 
     int k_hi = am->a.n < ANALYSIS_DEFAULT_K_MAX ? am->a.n : ANALYSIS_DEFAULT_K_MAX;
-    char *end;
-    errno = 0;
-    long k = strtol(kq, &end, 10);
-    if (errno || end == kq || *end || k < 1 || k > k_hi)
+    int k = analysis_parse_index(kq, k_hi + 1); /* plain digits, no sign or spaces */
+    if (k < 1)
         return response_error(res, 400, "bad_parameter",
-                              "k must be an integer from 1 to %d, got \"%.40s\"", k_hi, kq);
+                              "k must be an integer from 1 to %d in plain digits, got \"%.40s\"",
+                              k_hi, kq);
     if (k == am->a.layers[l].c.k)
         return app_reply_blob(req, res, AL->scatter, "application/json", NULL);
     struct blob *b = atomic_load(&AL->scatter_k[k]);
     if (!b) {
-        struct recluster_job j = {.am = am, .layer = l, .k = (int)k};
-        if (app_run_job(req->app, run_recluster, &j, res) < 0)
+        struct recluster_job j = {.am = am, .layer = l, .k = k};
+        if (app_run_job(req, run_recluster, &j, res) < 0)
             return 0;
         if (j.rc < 0)
             return response_fail(res, j.rc, j.err);

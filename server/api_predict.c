@@ -46,11 +46,14 @@ struct predict_job {
 };
 
 /* LIME of the predicted class, stored as upload explanation e<n>. A
- * failure here leaves the prediction intact (expl_err says why). */
-static void explain_upload(struct predict_job *j, const struct image *img, int label)
+ * failure here leaves the prediction intact (expl_err says why). LIME stops
+ * early when the job is cancelled (a timeout, or the client left). */
+static void explain_upload(struct predict_job *j, const struct image *img, int label,
+                           const atomic_int *cancel)
 {
     struct lime_params lp;
     app_lime_params(&lp);
+    lp.cancel = cancel;
     struct lime_result lr = {0};
     struct image small = {0};
     struct explanation *e = NULL;
@@ -112,9 +115,10 @@ static int run_predict(void *arg, const atomic_int *cancel)
 
     if (j->rc == 0 && j->explain) {
         if (job_cancelled(cancel))
-            snprintf(j->expl_err, sizeof j->expl_err, "skipped: the request timed out");
+            snprintf(j->expl_err, sizeof j->expl_err,
+                     "skipped: the request timed out or its client left");
         else
-            explain_upload(j, &img, infer_argmax(j->probs, m->n_classes));
+            explain_upload(j, &img, infer_argmax(j->probs, m->n_classes), cancel);
         j->ms_lime = app_now_ms() - t2;
     }
     image_free(&img);
@@ -240,7 +244,7 @@ int handle_predict(const struct request *req, struct response *res)
         free(j.doubt);
         return response_error(res, 503, "out_of_memory", "the server is out of memory");
     }
-    if (app_run_job(req->app, run_predict, &j, res) == 0) {
+    if (app_run_job(req, run_predict, &j, res) == 0) {
         if (j.rc == 0)
             response_json(res, 200, reply_json(&j));
         else if (j.rc == STRATA_E_INTERRUPTED)

@@ -168,22 +168,10 @@ struct blob *blob_json_steal(json_t *j)
     return b;
 }
 
-/* Does an If-None-Match value name this ETag (or "*")? */
-static int etag_matches(const char *inm, const char *etag)
-{
-    if (!inm)
-        return 0;
-    if (strstr(inm, etag))
-        return 1;
-    while (*inm == ' ')
-        inm++;
-    return inm[0] == '*' && (inm[1] == '\0' || inm[1] == ' ');
-}
-
 int app_reply_blob(const struct request *req, struct response *res, const struct blob *b,
                    const char *content_type, const char *cache_control)
 {
-    if (etag_matches(request_header(req, "If-None-Match"), b->etag))
+    if (http_etag_match(request_header(req, "If-None-Match"), b->etag))
         response_empty(res, 304);
     else
         response_bytes(res, 200, content_type, b->data, b->len, NULL, NULL);
@@ -214,7 +202,7 @@ int explanation_reply(const struct request *req, struct response *res, struct ex
 {
     const struct blob *b = part == 0 ? e->json : part == 1 ? e->overlay : e->heatmap;
     const char *type = part == 0 ? "application/json" : "image/png";
-    if (etag_matches(request_header(req, "If-None-Match"), b->etag)) {
+    if (http_etag_match(request_header(req, "If-None-Match"), b->etag)) {
         response_empty(res, 304);
     } else {
         atomic_fetch_add(&e->refs, 1); /* dropped when the bytes are sent */
@@ -794,16 +782,27 @@ int app_require_ready(const struct app_model *am, struct response *res)
     return 0;
 }
 
-int app_run_job(struct app *app, job_fn fn, void *arg, struct response *res)
+static int request_gone(void *cls)
 {
+    return request_client_gone(cls);
+}
+
+int app_run_job(const struct request *req, job_fn fn, void *arg, struct response *res)
+{
+    struct app *app = req->app;
     char err[STRATA_ERR_LEN];
-    int rc = jobs_run(app->jobs, fn, arg, app->cfg.job_timeout_s, err);
+    int rc = jobs_run_watch(app->jobs, fn, arg, app->cfg.job_timeout_s, request_gone,
+                            (void *)req, err);
     if (rc >= 0)
         return 0;
     if (rc == STRATA_E_LIMIT)
         response_busy(res, 2);
     else if (atomic_load(&app->stopping))
         response_error(res, 503, "shutting_down", "the server is shutting down");
+    else if (request_client_gone(req))
+        response_error(res, 503, "cancelled",
+                       "the connection was closed before the answer was ready, so the work "
+                       "was dropped; keep the connection open until the reply");
     else {
         response_error(res, 503, "timeout",
                        "the request waited over %.0f s for a worker; retry later",
@@ -915,11 +914,10 @@ struct explanation *app_explanation_get(struct app *app, const char *id)
     struct app_model *am = app_find_model(app, model);
     if (!am || atomic_load_explicit(&am->state, memory_order_acquire) != APP_READY)
         return NULL;
-    errno = 0;
-    long i = strtol(tilde + 1, &end, 10);
-    if (errno || *end || i < 0 || i >= am->a.n)
+    int i = analysis_parse_index(tilde + 1, am->a.n);
+    if (i < 0)
         return NULL;
-    return app_image_explanation_get(app, am, (int)i);
+    return app_image_explanation_get(app, am, i);
 }
 
 struct explanation *app_image_explanation_get(struct app *app, struct app_model *am, int i)

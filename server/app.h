@@ -194,6 +194,7 @@ struct app_config {
     int max_explanations;    /* upload explanations kept (>= 1) */
     int max_image_explanations; /* dataset image explanations kept (>= 1) */
     double job_timeout_s;    /* how long a request waits for its job */
+    size_t max_upload_bytes; /* the HTTP body limit, reported by /api/health (0: not given) */
     FILE *log;               /* startup and analysis messages (NULL: stderr) */
 };
 
@@ -257,12 +258,16 @@ struct app_model *app_model_or_404(const struct request *req, struct response *r
  * 0. */
 int app_require_ready(const struct app_model *am, struct response *res);
 
-/* Runs fn(arg) on the worker pool and waits for it. A job reports its own
- * outcome through arg and returns 0, so that a negative result here is
- * always the pool's: then res holds 503 busy with Retry-After (queue full,
- * STRATA_E_LIMIT) or 503 shutting_down / timeout (STRATA_E_INTERRUPTED).
- * Returns 0 when the job ran. */
-int app_run_job(struct app *app, job_fn fn, void *arg, struct response *res);
+/* Runs fn(arg) on the worker pool (req->app's) and waits for it, giving up
+ * when req's client closes the connection (request_client_gone): a job
+ * still queued is dropped, a running one has its cancel flag set. A job
+ * reports its own outcome through arg and returns 0, so that a negative
+ * result here is always the pool's: then res holds 503 busy with
+ * Retry-After (queue full, STRATA_E_LIMIT) or 503 shutting_down /
+ * cancelled (the client left) / timeout (STRATA_E_INTERRUPTED). Returns 0
+ * when the job ran (also when it was asked to stop while running: its arg
+ * says what it did). */
+int app_run_job(const struct request *req, job_fn fn, void *arg, struct response *res);
 
 /* A batch-1 inference workspace for am (reused, else allocated); NULL with
  * err when out of memory. Give it back with app_workspace_give. */

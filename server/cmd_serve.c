@@ -76,6 +76,7 @@ static const char *const serve_help =
     "  --explanations N    LIME results of uploads kept in memory, oldest evicted (default 64)\n"
     "  --image-explanations N  LIME results of dataset images kept (default 256)\n"
     "  --timeout S         idle connection timeout in seconds (default 30)\n"
+    "  --per-ip N          connections one client address may hold (default 32; 0: no limit)\n"
     "  --root DIR          folder holding web/, static/ and node_modules/ (default .)\n"
     "  --quiet             no per-request log lines\n";
 
@@ -93,6 +94,7 @@ int cmd_serve(int argc, char **argv)
                                          {"explanations", required_argument, 0, 'e'},
                                          {"image-explanations", required_argument, 0, 'E'},
                                          {"timeout", required_argument, 0, 't'},
+                                         {"per-ip", required_argument, 0, 'P'},
                                          {"root", required_argument, 0, 'r'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
@@ -149,6 +151,11 @@ int cmd_serve(int argc, char **argv)
                                        optarg);
             hc.timeout_s = (unsigned)v;
             break;
+        case 'P':
+            if (cli_parse_int(optarg, 0, 100000, &v))
+                return cli_usage_error("serve", "--per-ip expects 0 to 100000, got '%s'", optarg);
+            hc.per_ip_connections = (unsigned)v;
+            break;
         case 'r': root = optarg; break;
         case 'q': hc.quiet = 1; break;
         case 'h': fputs(serve_help, stdout); return EXIT_OK;
@@ -157,6 +164,7 @@ int cmd_serve(int argc, char **argv)
     }
     if (optind != argc)
         return cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    ac.max_upload_bytes = hc.max_body;
     ac.models_root = cli_models_root(models);
     ac.data_root = dataset_root(data);
     ac.cache_dir = no_cache ? NULL : analysis_cache_dir(cache);

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -44,11 +45,13 @@ struct http_server {
     pthread_mutex_t mu; /* guards in_flight, signals idle */
     pthread_cond_t idle;
     unsigned in_flight;
+    atomic_size_t body_bytes; /* held by request bodies, at most cfg.max_body_total */
 };
 
 /* Per-request state, from the headers to the completion callback. */
 struct http_ctx {
     struct http_server *srv;
+    struct MHD_Connection *conn;
     struct timespec start;
     int replied; /* a reply has been queued */
     int status; /* for the log */
@@ -62,7 +65,10 @@ struct http_ctx {
 
     unsigned char *body;
     size_t body_len, body_cap;
-    size_t discarded; /* body bytes dropped after passing max_body */
+    size_t declared; /* Content-Length, 0 when none was given */
+    size_t reserved; /* taken from the server's body_bytes for this body */
+    size_t discarded; /* body bytes dropped after passing max_body or the budget */
+    int over_budget; /* dropped because every upload together was over max_body_total */
 
     struct response early; /* decided from the headers, sent on the last call */
     int has_early;
@@ -97,6 +103,52 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
 {
     return strlen(s);
+}
+
+/* request.client_gone: has the peer closed the connection? It runs on the
+ * connection's own thread (thread-per-connection) while MHD waits for the
+ * handler, so nothing else reads the socket meanwhile. A FIN (POLLRDHUP,
+ * else a 0-byte MSG_PEEK read), a reset or a hang-up means gone; bytes
+ * waiting (a pipelined request) do not. */
+static int client_gone(void *cls)
+{
+    struct http_ctx *ctx = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(ctx->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci || ci->connect_fd == MHD_INVALID_SOCKET)
+        return 0;
+    struct pollfd pfd = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&pfd, 1, 0) <= 0)
+        return 0;
+    if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL | POLLRDHUP))
+        return 1;
+    if (!(pfd.revents & POLLIN))
+        return 0;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* The upload budget: takes n bytes from the server's max_body_total, or
+ * returns -1 (nothing taken) when they do not fit. */
+static int budget_take(struct http_server *s, size_t n)
+{
+    size_t cur = atomic_load(&s->body_bytes);
+    do {
+        if (n > s->cfg.max_body_total - cur)
+            return -1;
+    } while (!atomic_compare_exchange_weak(&s->body_bytes, &cur, cur + n));
+    return 0;
+}
+
+/* Frees ctx's body and gives its share of the budget back. */
+static void body_release(struct http_ctx *ctx)
+{
+    free(ctx->body);
+    ctx->body = NULL;
+    ctx->body_len = ctx->body_cap = 0;
+    atomic_fetch_sub(&ctx->srv->body_bytes, ctx->reserved);
+    ctx->reserved = 0;
 }
 
 /* Turns res into an MHD response and queues it. Ownership of the body
@@ -170,11 +222,21 @@ static enum MHD_Result collect_value(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
+/* Decodes one query key or value into out; -1 for a malformed escape or
+ * one that decodes to NUL (a C string would silently end there). */
+static long decode_query_string(const char *s, char *out)
+{
+    long n = http_percent_decode(s, strlen(s), out, 1);
+    return n < 0 || memchr(out, '\0', (size_t)n) ? -1 : n;
+}
+
 /* Fills ctx->req from the connection: headers (borrowed from MHD until the
  * request completes), decoded query parameters. Returns 0, STRATA_E_NOMEM,
- * STRATA_E_LIMIT (URL over max_url) or STRATA_E_FORMAT (bad escape). */
+ * STRATA_E_LIMIT (URL over max_url) or STRATA_E_FORMAT (a key or value
+ * with a malformed escape or one that decodes to NUL; *bad then points to
+ * it, as sent). */
 static int build_request(struct MHD_Connection *c, struct http_ctx *ctx, const char *url,
-                         const char *method)
+                         const char *method, const char **bad)
 {
     struct http_server *s = ctx->srv;
     struct collect hc = {0}, qc = {0};
@@ -201,12 +263,14 @@ static int build_request(struct MHD_Connection *c, struct http_ctx *ctx, const c
     char *strings = (char *)(ctx->headers + pairs);
     for (size_t i = 0; i < qc.cap; i++) {
         const char *k = query[i].name, *v = query[i].value;
-        long kn = http_percent_decode(k, strlen(k), strings, 1);
+        *bad = k;
+        long kn = decode_query_string(k, strings);
         if (kn < 0)
             return STRATA_E_FORMAT;
         query[i].name = strings;
         strings += kn + 1;
-        long vn = http_percent_decode(v, strlen(v), strings, 1);
+        *bad = v;
+        long vn = decode_query_string(v, strings);
         if (vn < 0)
             return STRATA_E_FORMAT;
         query[i].value = strings;
@@ -222,6 +286,8 @@ static int build_request(struct MHD_Connection *c, struct http_ctx *ctx, const c
     req->n_query = qc.cap;
     req->content_type = request_header(req, "Content-Type");
     req->app = s->cfg.app;
+    req->client_gone = client_gone;
+    req->client_gone_cls = ctx;
     return 0;
 }
 
@@ -270,13 +336,19 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
     if (atomic_load(&s->stopping))
         return send_error(c, ctx, 503, "shutting_down", "the server is shutting down", 1);
 
-    int rc = build_request(c, ctx, url, method);
+    const char *bad = "";
+    int rc = build_request(c, ctx, url, method, &bad);
     if (rc == STRATA_E_LIMIT) {
         snprintf(msg, sizeof msg, "the URL is over %zu bytes", s->cfg.max_url);
         return error_early(c, ctx, 414, "uri_too_long", msg);
     }
-    if (rc == STRATA_E_FORMAT)
-        return error_early(c, ctx, 400, "bad_query", "the query string has a malformed %-escape");
+    if (rc == STRATA_E_FORMAT) {
+        snprintf(msg, sizeof msg,
+                 "the query string part \"%.60s\" is a malformed %%-escape or decodes to a NUL "
+                 "byte",
+                 bad);
+        return error_early(c, ctx, 400, "bad_parameter", msg);
+    }
     if (rc < 0)
         return send_error(c, ctx, 503, "out_of_memory", "the server is out of memory", 1);
 
@@ -307,8 +379,17 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
                      s->cfg.max_body);
             return send_error(c, ctx, 413, "payload_too_large", msg, 1);
         }
-        if (errno == 0 && end != cl && declared > 0)
-            ctx->body_cap = declared < 65536 ? (size_t)declared : 65536;
+        if (errno == 0 && end != cl && declared > 0) {
+            /* The whole declared body is taken from the budget now, so an
+             * upload that would not fit is refused before it is read. */
+            if (budget_take(s, (size_t)declared) < 0) {
+                struct response busy;
+                response_init(&busy);
+                response_busy(&busy, 5);
+                return send_reply(c, ctx, &busy, 1);
+            }
+            ctx->declared = ctx->reserved = (size_t)declared;
+        }
     }
     return MHD_YES;
 }
@@ -326,20 +407,30 @@ static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, c
         /* Only a body without Content-Length gets here (a declared one was
          * refused from the headers). libmicrohttpd 0.9 cannot queue a reply
          * in the middle of a body, so the rest is read and dropped, to
-         * answer 413 at its end — up to another max_body bytes; a client
-         * sending more than that loses the connection instead. */
-        free(ctx->body);
-        ctx->body = NULL;
-        ctx->body_len = ctx->body_cap = 0;
+         * answer 413 (or 503 over the budget) at its end — up to another
+         * max_body bytes; a client sending more than that loses the
+         * connection instead. */
+        body_release(ctx);
         ctx->discarded += n;
         return ctx->discarded <= s->cfg.max_body ? MHD_YES : MHD_NO;
     }
     if (ctx->body_len + n > ctx->body_cap || !ctx->body) {
-        size_t cap = ctx->body_cap ? ctx->body_cap : 16384;
+        /* A declared body gets its length at once; an undeclared one grows
+         * by doubling, each step taken from the budget. */
+        size_t cap = ctx->declared ? ctx->declared : ctx->body_cap ? ctx->body_cap : 16384;
         while (cap < ctx->body_len + n)
             cap *= 2;
         if (cap > s->cfg.max_body)
             cap = s->cfg.max_body;
+        if (cap > ctx->reserved) {
+            if (budget_take(s, cap - ctx->reserved) < 0) {
+                ctx->over_budget = 1;
+                body_release(ctx);
+                ctx->discarded = n;
+                return MHD_YES;
+            }
+            ctx->reserved = cap;
+        }
         unsigned char *b = realloc(ctx->body, cap);
         if (!b)
             return MHD_NO;
@@ -354,6 +445,12 @@ static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, c
 /* Last call: the body is complete, run the handler. */
 static enum MHD_Result on_complete(struct MHD_Connection *c, struct http_ctx *ctx)
 {
+    if (ctx->over_budget) {
+        struct response busy;
+        response_init(&busy);
+        response_busy(&busy, 5);
+        return send_reply(c, ctx, &busy, 1);
+    }
     if (ctx->discarded) {
         char msg[160];
         snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes",
@@ -380,6 +477,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         if (!ctx)
             return MHD_NO;
         ctx->srv = s;
+        ctx->conn = c;
         response_init(&ctx->early);
         clock_gettime(CLOCK_MONOTONIC, &ctx->start);
         snprintf(ctx->method, sizeof ctx->method, "%s", method);
@@ -415,7 +513,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted");
     if (ctx->has_early)
         response_deinit(&ctx->early); /* the client left before it was sent */
-    free(ctx->body);
+    body_release(ctx);
     free(ctx->headers);
     free(ctx->match);
     free(ctx);
@@ -435,6 +533,8 @@ void http_config_defaults(struct http_config *cfg)
     cfg->max_body = 10u << 20;
     cfg->max_url = 2048;
     cfg->max_connections = 256;
+    cfg->per_ip_connections = 32;
+    cfg->max_body_total = (size_t)256 << 20;
     cfg->connection_memory = 64u << 10;
     cfg->timeout_s = 30;
     cfg->threads = 0;
@@ -470,6 +570,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
         return strata_fail(err, STRATA_E_NOMEM, "out of memory starting the HTTP server");
     }
     s->cfg = *cfg;
+    if (s->cfg.max_body_total < s->cfg.max_body)
+        s->cfg.max_body_total = s->cfg.max_body; /* one upload at the limit always fits */
     snprintf(s->host, sizeof s->host, "%s", host);
     s->cfg.host = s->host;
     pthread_mutex_init(&s->mu, NULL);
@@ -493,6 +595,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,

@@ -25,12 +25,21 @@
  *      it); a chunked body growing past max_body is dropped as it arrives
  *      and answered 413 at its end — or, past 2 x max_body, the connection
  *      is closed (libmicrohttpd 0.9 cannot reply in the middle of a body)
+ *      A body that does not fit in what is left of max_body_total (every
+ *      body being received or handled counts, a declared one for its whole
+ *      Content-Length from the headers on) -> 503 busy with Retry-After and
+ *      Connection: close, at once for a declared length, at the end of the
+ *      (dropped) body otherwise
  *   5. the whole body is buffered, then the handler runs on this thread
  *   6. its reply is sent; HEAD gets the headers of the GET reply, no body
  *
  * Threading: by default one thread per connection (threads = 0), so a
  * handler may block — on jobs_run (jobs.h) waiting for a worker — without
- * holding up other connections; max_connections bounds the threads. Set
+ * holding up other connections; max_connections bounds the threads, and
+ * per_ip_connections keeps one address from taking them all (a slow client
+ * trickling header lines resets the idle timeout with every byte). While a
+ * handler waits, request_client_gone (router.h) tells it whether the client
+ * has closed the connection. Set
  * threads = N for N event-loop threads instead, only when no handler blocks.
  * Handlers run concurrently: app state they share must be thread-safe.
  *
@@ -58,6 +67,10 @@ struct http_config {
     size_t max_body; /* request body limit, default 10 MiB */
     size_t max_url; /* path + query string limit, default 2048 bytes */
     unsigned max_connections; /* default 256 */
+    unsigned per_ip_connections; /* connections one client address may hold, default 32;
+                                    0: no limit. Over it, a new connection is closed at once */
+    size_t max_body_total; /* request bodies held at once, all connections together,
+                              default 256 MiB (raised to max_body if below it) */
     size_t connection_memory; /* per-connection buffer (headers, reads), default 64 KiB */
     unsigned timeout_s; /* idle connection timeout, default 30 */
     unsigned threads; /* 0 (default): a thread per connection; N: N polling threads */

@@ -35,7 +35,7 @@ struct job_pool {
     pthread_cond_t work;
     struct job *head, *tail;
     int queued, running, max_queue, stopping;
-    unsigned long long completed, rejected;
+    unsigned long long completed, rejected, abandoned;
     int n_threads;
     pthread_t *threads;
 };
@@ -183,7 +183,33 @@ int jobs_submit(struct job_pool *p, job_fn fn, void *arg, void (*done)(void *arg
     return rc;
 }
 
+/* The monotonic time s seconds from now. */
+static struct timespec time_in(double s)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    double whole = (double)(long)s;
+    t.tv_sec += (time_t)whole;
+    t.tv_nsec += (long)((s - whole) * 1e9);
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static int time_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 int jobs_run(struct job_pool *p, job_fn fn, void *arg, double timeout_s, char *err)
+{
+    return jobs_run_watch(p, fn, arg, timeout_s, NULL, NULL, err);
+}
+
+int jobs_run_watch(struct job_pool *p, job_fn fn, void *arg, double timeout_s,
+                   int (*gone)(void *cls), void *gone_cls, char *err)
 {
     struct job j;
     memset(&j, 0, sizeof j);
@@ -194,38 +220,56 @@ int jobs_run(struct job_pool *p, job_fn fn, void *arg, double timeout_s, char *e
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&j.finished, &ca);
     pthread_condattr_destroy(&ca);
-
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    if (timeout_s > 0) {
-        double whole = (double)(long)timeout_s;
-        deadline.tv_sec += (time_t)whole;
-        deadline.tv_nsec += (long)((timeout_s - whole) * 1e9);
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
+    struct timespec deadline = time_in(timeout_s > 0 ? timeout_s : 0);
 
     pthread_mutex_lock(&p->mu);
     int rc = enqueue_locked(p, &j, err);
     if (rc == 0) {
+        /* Wake at the deadline, and every JOBS_WATCH_INTERVAL_S to ask
+         * whether the submitter is still there; neither once the job has
+         * been asked to stop: then only its end is awaited. */
         while (j.state != JOB_DONE) {
-            if (timeout_s <= 0 || atomic_load(&j.cancel)) {
+            int cancelled = atomic_load(&j.cancel);
+            int timing = timeout_s > 0 && !cancelled, watching = gone && !cancelled;
+            if (!timing && !watching) {
                 pthread_cond_wait(&j.finished, &p->mu);
                 continue;
             }
-            int w = pthread_cond_timedwait(&j.finished, &p->mu, &deadline);
-            if (w == ETIMEDOUT && j.state != JOB_DONE) {
-                if (j.state == JOB_QUEUED) {
-                    queue_remove(p, &j);
+            struct timespec wake = deadline;
+            if (watching) {
+                struct timespec next = time_in(JOBS_WATCH_INTERVAL_S);
+                if (!timing || time_before(&next, &deadline))
+                    wake = next;
+            }
+            if (pthread_cond_timedwait(&j.finished, &p->mu, &wake) != ETIMEDOUT ||
+                j.state == JOB_DONE)
+                continue;
+            struct timespec now = time_in(0);
+            int expired = timing && !time_before(&now, &deadline), left = 0;
+            if (!expired) {
+                if (!watching)
+                    continue;
+                /* A watch tick. The mutex is released for the call: the
+                 * worker may take or finish the job meanwhile. */
+                pthread_mutex_unlock(&p->mu);
+                left = gone(gone_cls) != 0;
+                pthread_mutex_lock(&p->mu);
+                if (!left || j.state == JOB_DONE)
+                    continue;
+                p->abandoned++;
+            }
+            if (j.state == JOB_QUEUED) {
+                queue_remove(p, &j);
+                if (left)
+                    rc = strata_fail(err, STRATA_E_INTERRUPTED,
+                                     "the client went away before the job started");
+                else
                     rc = strata_fail(err, STRATA_E_INTERRUPTED,
                                      "the job waited %.1f s in the queue without starting",
                                      timeout_s);
-                    break;
-                }
-                atomic_store(&j.cancel, 1); /* running: ask it to stop, then wait */
+                break;
             }
+            atomic_store(&j.cancel, 1); /* running: ask it to stop, then wait */
         }
         if (j.state == JOB_DONE)
             rc = j.result; /* the job reports its own failures through arg */
@@ -244,5 +288,6 @@ void jobs_get_stats(struct job_pool *p, struct jobs_stats *out)
     out->running = p->running;
     out->completed = p->completed;
     out->rejected = p->rejected;
+    out->abandoned = p->abandoned;
     pthread_mutex_unlock(&p->mu);
 }

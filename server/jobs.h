@@ -31,8 +31,9 @@
 /*
  * A job. Runs on a worker thread; returns 0 or a negative status (its
  * result). `cancel` becomes non-zero when the submitter stopped waiting
- * (jobs_run timed out): a long job should poll it between steps
- * (job_cancelled) and return STRATA_E_INTERRUPTED early.
+ * (jobs_run timed out, or jobs_run_watch's submitter went away): a long job
+ * should poll it between steps (job_cancelled) and return
+ * STRATA_E_INTERRUPTED early.
  */
 typedef int (*job_fn)(void *arg, const atomic_int *cancel);
 
@@ -48,6 +49,8 @@ struct jobs_stats {
     int queued; /* waiting for a worker */
     int running;
     unsigned long long completed, rejected; /* since jobs_new */
+    unsigned long long abandoned; /* jobs_run_watch jobs whose submitter left:
+                                     dropped from the queue or asked to stop */
 };
 
 /* Starts `workers` threads (>= 1) with room for `max_queue` waiting jobs
@@ -77,6 +80,19 @@ int jobs_submit(struct job_pool *pool, job_fn fn, void *arg, void (*done)(void *
  * err is written only for the pool's own refusals (LIMIT, INTERRUPTED before
  * running); a job reports its failures through its arg. */
 int jobs_run(struct job_pool *pool, job_fn fn, void *arg, double timeout_s, char *err);
+
+/* How often jobs_run_watch asks whether its submitter is still there. */
+#define JOBS_WATCH_INTERVAL_S 0.2
+
+/* jobs_run for a submitter that may go away (an HTTP client closing its
+ * connection): while it waits, every JOBS_WATCH_INTERVAL_S it calls
+ * gone(gone_cls) (without the pool's lock held; it must not block). Once
+ * that returns non-zero, a job still queued is removed and never runs
+ * (STRATA_E_INTERRUPTED, with err), and a running one is asked to stop (its
+ * cancel flag) and waited for, its result returned — as for a timeout.
+ * gone NULL makes this jobs_run. */
+int jobs_run_watch(struct job_pool *pool, job_fn fn, void *arg, double timeout_s,
+                   int (*gone)(void *cls), void *gone_cls, char *err);
 
 /* A snapshot of the pool's counters. Can't fail. */
 void jobs_get_stats(struct job_pool *pool, struct jobs_stats *out);

@@ -86,6 +86,69 @@ const char *request_header(const struct request *req, const char *name)
     return NULL;
 }
 
+int request_client_gone(const struct request *req)
+{
+    return req->client_gone ? req->client_gone(req->client_gone_cls) : 0;
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* The opaque quoted string of an entity tag, W/ skipped: *tag and *len
+ * (the quotes included); 0 when s[0..n) is not exactly one tag. */
+static int opaque_tag(const char *s, size_t n, const char **tag, size_t *len)
+{
+    if (n >= 2 && s[0] == 'W' && s[1] == '/') {
+        s += 2;
+        n -= 2;
+    }
+    if (n < 2 || s[0] != '"' || s[n - 1] != '"')
+        return 0;
+    for (size_t i = 1; i + 1 < n; i++) /* etagc: no DQUOTE, no controls */
+        if (s[i] == '"' || (unsigned char)s[i] < 0x21 || s[i] == 0x7f)
+            return 0;
+    *tag = s;
+    *len = n;
+    return 1;
+}
+
+int http_etag_match(const char *inm, const char *etag)
+{
+    const char *want;
+    size_t want_len;
+    if (!inm || !etag || !opaque_tag(etag, strlen(etag), &want, &want_len))
+        return 0;
+    const char *p = inm;
+    for (;;) {
+        /* One element: up to the next comma outside quotes (etagc allows
+         * a comma inside a tag). */
+        const char *start = p;
+        int quoted = 0;
+        while (*p && (quoted || *p != ',')) {
+            if (*p == '"')
+                quoted = !quoted;
+            p++;
+        }
+        const char *end = p;
+        while (start < end && is_ows(*start))
+            start++;
+        while (end > start && is_ows(end[-1]))
+            end--;
+        size_t n = (size_t)(end - start);
+        const char *tag;
+        size_t len;
+        if (n == 1 && *start == '*')
+            return 1;
+        if (opaque_tag(start, n, &tag, &len) && len == want_len && memcmp(tag, want, len) == 0)
+            return 1;
+        if (!*p)
+            return 0;
+        p++; /* the comma */
+    }
+}
+
 /* --- responses ----------------------------------------------------------- */
 
 void response_init(struct response *res)

@@ -86,6 +86,10 @@ struct request {
     const unsigned char *body; /* the whole body (NULL when there is none) */
     size_t body_len;
     void *app; /* the server's application state, opaque to the framework */
+    /* Set by the HTTP layer: has the client closed its connection? (NULL in
+     * requests built by hand.) Read it through request_client_gone. */
+    int (*client_gone)(void *cls);
+    void *client_gone_cls;
 };
 
 /* Lookups. Each returns the value (borrowed, lives as long as the request)
@@ -94,6 +98,23 @@ struct request {
 const char *request_param(const struct request *req, const char *name);
 const char *request_query(const struct request *req, const char *name);
 const char *request_header(const struct request *req, const char *name);
+
+/* Whether the client has closed its connection while the request was being
+ * handled — for a handler that waits long (jobs_run_watch) to give up on an
+ * answer nobody will read. A client that only shut down its sending side
+ * after the request counts as gone too (TCP cannot tell the two apart
+ * without writing to it). 0 for requests without the HTTP layer's hook.
+ * Cheap (one poll of the socket) and non-blocking. */
+int request_client_gone(const struct request *req);
+
+/* Does an If-None-Match header value match the current representation's
+ * entity tag `etag` (a quoted string such as "abc", with the quotes, or W/"abc")? The value is a
+ * comma-separated list of entity tags, each optionally W/-prefixed, with
+ * optional whitespace around them, or "*" (any current representation).
+ * Tags compare weakly (RFC 9110 §8.8.3.2: the opaque quoted strings are
+ * equal, W/ ignored on both sides). A malformed element matches nothing
+ * (`xx"<etag>"` is not the tag). NULL inm matches nothing. */
+int http_etag_match(const char *inm, const char *etag);
 
 /* --- responses ----------------------------------------------------------- */
 

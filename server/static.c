@@ -198,34 +198,6 @@ static int not_found(struct response *res, const char *path)
     return 1;
 }
 
-/* Does an If-None-Match value list etag (or "*")? Weak comparison, as
- * RFC 9110 §13.1.2 asks for this header. */
-static int etag_listed(const char *inm, const char *etag)
-{
-    size_t elen = strlen(etag);
-    const char *p = inm;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        if (*p == '*')
-            return 1;
-        if (p[0] == 'W' && p[1] == '/')
-            p += 2;
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        if (len == elen && memcmp(p, etag, elen) == 0)
-            return 1;
-        p += len;
-        while (*p && *p != ',')
-            p++;
-    }
-    return 0;
-}
-
 /* Opens the regular file at resolved and replies with it (or 304). */
 static int send_file(const struct mount *m, const struct request *req, const char *resolved,
                      struct response *res)
@@ -242,8 +214,7 @@ static int send_file(const struct mount *m, const struct request *req, const cha
     snprintf(etag, sizeof etag, "\"%llx-%llx-%llx.%lx\"", (unsigned long long)st.st_ino,
              (unsigned long long)st.st_size, (unsigned long long)st.st_mtim.tv_sec,
              (long)st.st_mtim.tv_nsec);
-    const char *inm = request_header(req, "If-None-Match");
-    if (inm && etag_listed(inm, etag)) {
+    if (http_etag_match(request_header(req, "If-None-Match"), etag)) {
         close(fd);
         response_empty(res, 304);
     } else {

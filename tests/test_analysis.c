@@ -462,6 +462,10 @@ TEST(overrides_recluster_and_errors)
     CHECK_EQ_INT(analysis_params_add_k(&p, "pool=0", err), STRATA_E_ARG);
     CHECK_EQ_INT(analysis_params_add_k(&p, "=3", err), STRATA_E_ARG);
     CHECK_EQ_INT(analysis_params_add_k(&p, "pool=x", err), STRATA_E_ARG);
+    /* K in plain digits only. */
+    CHECK_EQ_INT(analysis_params_add_k(&p, "pool=+3", err), STRATA_E_ARG);
+    CHECK_EQ_INT(analysis_params_add_k(&p, "pool= 3", err), STRATA_E_ARG);
+    CHECK_EQ_INT(analysis_params_add_k(&p, "pool=03", err), STRATA_E_ARG);
     struct analysis a;
     if (run_default(&m, &a, &p)) {
         CHECK(0);
@@ -509,6 +513,16 @@ TEST(overrides_recluster_and_errors)
     CHECK_EQ_INT(analysis_layer_index(&a, "5"), 5);
     CHECK_EQ_INT(analysis_layer_index(&a, "6"), -1);
     CHECK_EQ_INT(analysis_layer_index(&a, "nope"), -1);
+    CHECK_EQ_INT(analysis_layer_index(&a, "0"), 0);
+    /* An index is plain digits: no sign, space or leading zero. */
+    static const char *const loose[] = {"+1", " 1", "1 ", "01", "00", "-0", "1e0", "0x1", ""};
+    for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++)
+        CHECK_MSG(analysis_layer_index(&a, loose[i]) == -1, "\"%s\"", loose[i]);
+    CHECK_EQ_INT(analysis_parse_index("9", 10), 9);
+    CHECK_EQ_INT(analysis_parse_index("10", 10), -1);
+    CHECK_EQ_INT(analysis_parse_index("0", 0), -1);
+    CHECK_EQ_INT(analysis_parse_index("99999999999999999999999", 2147483647), -1);
+    CHECK_EQ_INT(analysis_parse_index(NULL, 5), -1);
     CHECK_EQ_INT(analysis_image_index(&a, ids[7]), 7);
     CHECK_EQ_INT(analysis_image_index(&a, "red/none.png"), -1);
     analysis_free(&a);

@@ -163,6 +163,44 @@ static int handle_job(const struct request *req, struct response *res)
     return response_json(res, 200, json_pack("{s:i}", "result", v));
 }
 
+/* /api/watch?ms=N: a job of N ms on the pool that gives up when the
+ * client goes away (jobs_run_watch + request_client_gone). */
+static atomic_int watch_started, watch_cancelled, watch_finished;
+
+static int watched_job(void *arg, const atomic_int *cancel)
+{
+    const int *ms = arg;
+    atomic_fetch_add(&watch_started, 1);
+    for (int t = 0; t < *ms; t++) {
+        if (job_cancelled(cancel)) {
+            atomic_fetch_add(&watch_cancelled, 1);
+            return STRATA_E_INTERRUPTED;
+        }
+        usleep(1000);
+    }
+    atomic_fetch_add(&watch_finished, 1);
+    return 0;
+}
+
+static int request_gone(void *cls)
+{
+    return request_client_gone(cls);
+}
+
+static int handle_watch(const struct request *req, struct response *res)
+{
+    struct test_app *app = req->app;
+    const char *ms = request_query(req, "ms");
+    int v = ms ? atoi(ms) : 0;
+    char err[STRATA_ERR_LEN];
+    int rc = jobs_run_watch(app->pool, watched_job, &v, 0, request_gone, (void *)req, err);
+    if (rc == STRATA_E_LIMIT)
+        return response_busy(res, 1);
+    if (rc < 0)
+        return response_fail(res, rc, err);
+    return response_json(res, 200, json_pack("{s:i}", "ms", v));
+}
+
 static const struct route test_routes[] = {
     {"GET", "/api/items", handle_items},
     {"POST", "/api/items", handle_create},
@@ -175,6 +213,7 @@ static const struct route test_routes[] = {
     {"GET", "/api/fail", handle_fail},
     {"GET", "/api/slow", handle_slow},
     {"POST", "/api/job", handle_job},
+    {"GET", "/api/watch", handle_watch},
 };
 #define N_TEST_ROUTES (sizeof test_routes / sizeof test_routes[0])
 
@@ -508,6 +547,32 @@ static int raw_connect(void)
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return fd;
+}
+
+/* Raw TCP connection to 127.0.0.1:port from the local address src (another
+ * loopback address stands for another client), or -1. */
+static int raw_connect_from(unsigned port, const char *src)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    inet_pton(AF_INET, src, &from.sin_addr);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&from, sizeof from) != 0 ||
+        connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
 /* Reads until the peer closes or the timeout; returns bytes read. */
@@ -1065,6 +1130,123 @@ TEST(job_pool)
     CHECK_EQ_INT(atomic_load(&done_sum), 40 * 39 / 2 + 40);
 }
 
+
+TEST(etag_matching)
+{
+    static const char tag[] = "\"abc\"";
+    static const char *const match[] = {
+        "\"abc\"", " \"abc\" ", "\t\"abc\"", "W/\"abc\"", "\"x\", \"abc\"", "\"x\",\"abc\",\"y\"",
+        "*", " * ", "*, \"x\"", "\"x\", *", "\"a,b\", \"abc\"", ",,\"abc\"", "W/\"x\" , W/\"abc\"",
+    };
+    static const char *const miss[] = {
+        "", " ", "\"abcd\"", "\"ab\"", "xx\"abc\"", "\"abc\"xx", "abc", "\"x\"", "W/ \"abc\"",
+        "w/\"abc\"", "**", "\"abc", "abc\"", "\"ab\"c\"", "x*", "\"*\"", "\"a,\"abc\"",
+    };
+    for (size_t i = 0; i < sizeof match / sizeof match[0]; i++)
+        CHECK_MSG(http_etag_match(match[i], tag), "[%s] should match", match[i]);
+    for (size_t i = 0; i < sizeof miss / sizeof miss[0]; i++)
+        CHECK_MSG(!http_etag_match(miss[i], tag), "[%s] should not match", miss[i]);
+    CHECK(!http_etag_match(NULL, tag));
+    /* Weak comparison from either side. */
+    CHECK(http_etag_match("\"abc\"", "W/\"abc\""));
+    CHECK(http_etag_match("W/\"abc\"", "W/\"abc\""));
+    CHECK(!http_etag_match("\"abd\"", "W/\"abc\""));
+}
+
+/* A watcher that says "gone" once *flag is set. */
+static int flag_gone(void *cls)
+{
+    return atomic_load((atomic_int *)cls);
+}
+
+struct watch_arg {
+    struct job_pool *p;
+    atomic_int *gone;
+    int ms, rc;
+};
+
+static void *watch_main(void *cls)
+{
+    struct watch_arg *w = cls;
+    char err[STRATA_ERR_LEN];
+    w->rc = jobs_run_watch(w->p, watched_job, &w->ms, 0, flag_gone, w->gone, err);
+    return NULL;
+}
+
+TEST(job_pool_watch)
+{
+    char err[STRATA_ERR_LEN];
+    struct job_pool *p;
+    CHECK(jobs_new(1, 2, &p, err) == 0);
+    atomic_store(&watch_started, 0);
+    atomic_store(&watch_cancelled, 0);
+    atomic_store(&watch_finished, 0);
+    /* A watcher that never fires changes nothing. */
+    atomic_int stay = 0;
+    int ms = 30;
+    CHECK(jobs_run_watch(p, watched_job, &ms, 0, flag_gone, &stay, err) == 0);
+    CHECK_EQ_INT(atomic_load(&watch_finished), 1);
+
+    /* The worker is taken; a queued job whose submitter leaves is dropped
+     * within a watch interval and never runs. */
+    atomic_int gate = 0;
+    CHECK(jobs_submit(p, sleepy_job, &gate, NULL, err) == 0);
+    struct jobs_stats st;
+    for (int i = 0; i < 5000; i++) {
+        jobs_get_stats(p, &st);
+        if (st.running == 1)
+            break;
+        usleep(1000);
+    }
+    atomic_int gone = 0;
+    struct watch_arg w = {.p = p, .gone = &gone, .ms = 10};
+    pthread_t t;
+    pthread_create(&t, NULL, watch_main, &w);
+    for (int i = 0; i < 5000; i++) {
+        jobs_get_stats(p, &st);
+        if (st.queued == 1)
+            break;
+        usleep(1000);
+    }
+    CHECK_EQ_INT(st.queued, 1);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    atomic_store(&gone, 1);
+    pthread_join(t, NULL);
+    double dt = seconds_since(&t0);
+    CHECK_EQ_INT(w.rc, STRATA_E_INTERRUPTED);
+    CHECK_MSG(dt < JOBS_WATCH_INTERVAL_S + 0.5, "left the queue after %.2f s", dt);
+    jobs_get_stats(p, &st);
+    CHECK_EQ_INT(st.queued, 0);
+    CHECK_EQ_INT(st.abandoned, 1);
+    atomic_store(&gate, 1);
+    for (int i = 0; i < 5000; i++) {
+        jobs_get_stats(p, &st);
+        if (st.running == 0)
+            break;
+        usleep(1000);
+    }
+    CHECK_EQ_INT(atomic_load(&watch_started), 1); /* only the first one ever ran */
+
+    /* A running job whose submitter leaves sees its cancel flag, and the
+     * submitter waits for it (its result comes back). */
+    atomic_store(&gone, 0);
+    w = (struct watch_arg){.p = p, .gone = &gone, .ms = 20000};
+    pthread_create(&t, NULL, watch_main, &w);
+    for (int i = 0; i < 5000 && atomic_load(&watch_started) < 2; i++)
+        usleep(1000);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    atomic_store(&gone, 1);
+    pthread_join(t, NULL);
+    dt = seconds_since(&t0);
+    CHECK_EQ_INT(w.rc, STRATA_E_INTERRUPTED);
+    CHECK_EQ_INT(atomic_load(&watch_cancelled), 1);
+    CHECK_MSG(dt < JOBS_WATCH_INTERVAL_S + 0.5, "stopped after %.2f s", dt);
+    jobs_get_stats(p, &st);
+    CHECK_EQ_INT(st.abandoned, 2);
+    jobs_free(p);
+}
+
 /* Several threads calling jobs_run at once all get their own result. */
 struct run_arg {
     struct job_pool *p;
@@ -1535,6 +1717,16 @@ TEST(static_files)
     http_do("/app.js", &o, &r);
     CHECK_EQ_INT(r.status, 200);
     reply_free(&r);
+    /* "*" is any current file, also in a list; a tag inside junk is not a tag. */
+    o.header = "If-None-Match: *, \"stale\"";
+    http_do("/app.js", &o, &r);
+    CHECK_EQ_INT(r.status, 304);
+    reply_free(&r);
+    snprintf(inm, sizeof inm, "If-None-Match: xx%s", etag);
+    o.header = inm;
+    http_do("/app.js", &o, &r);
+    CHECK_EQ_INT(r.status, 200);
+    reply_free(&r);
     /* Changing the file changes the tag. */
     usleep(20000);
     write_text("web/app.js", "export const x = 22;\n");
@@ -1626,6 +1818,112 @@ TEST(static_units)
     response_deinit(&res);
     CHECK(res.fd == -1);
     static_free(sf);
+}
+
+
+TEST(query_values_with_nul_are_refused)
+{
+    /* A value or key that decodes to NUL would be cut short as a C string:
+     * 400, as for path segments. */
+    static const char *const bad[] = {"/api/items/a/parts/b?q=3%00abc",
+                                      "/api/items/a/parts/b?q%00x=1", "/api/items/a/parts/b?q=%00",
+                                      "/api/items?q=%zz"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct reply r;
+        char code[64];
+        http_get(bad[i], &r);
+        CHECK_MSG(r.status == 400, "%s: %ld", bad[i], r.status);
+        CHECK_MSG(strcmp(envelope_code(&r, code, sizeof code), "bad_parameter") == 0, "%s: %s",
+                  bad[i], r.body ? r.body : "");
+        reply_free(&r);
+    }
+    struct reply r;
+    http_get("/api/items/a/parts/b?q=3%01abc", &r); /* other control bytes are data */
+    CHECK_EQ_INT(r.status, 200);
+    reply_free(&r);
+}
+
+/* Sends `req` on a new connection, waits `hold_ms`, closes it without
+ * reading the answer. */
+static void send_and_vanish(const char *req, int hold_ms)
+{
+    int fd = raw_connect();
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(send(fd, req, strlen(req), 0) == (ssize_t)strlen(req));
+    usleep((useconds_t)hold_ms * 1000);
+    close(fd);
+}
+
+TEST(a_client_that_leaves_cancels_its_job)
+{
+    atomic_store(&watch_started, 0);
+    atomic_store(&watch_cancelled, 0);
+    atomic_store(&watch_finished, 0);
+    struct jobs_stats before, st;
+    jobs_get_stats(g_app.pool, &before);
+
+    /* Running: a 20 s job stops soon after its client closes the connection. */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    send_and_vanish("GET /api/watch?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n", 200);
+    for (int i = 0; i < 500 && atomic_load(&watch_cancelled) == 0; i++)
+        usleep(10000);
+    double dt = seconds_since(&t0);
+    CHECK_EQ_INT(atomic_load(&watch_started), 1);
+    CHECK_EQ_INT(atomic_load(&watch_cancelled), 1);
+    CHECK_MSG(dt < 1.5, "the job stopped %.2f s after the request", dt);
+    wait_idle();
+    CHECK_EQ_INT(http_server_in_flight(g_srv), 0);
+
+    /* Queued: with the worker taken, the request's job is dropped from the
+     * queue when its client leaves, and never runs. */
+    char err[STRATA_ERR_LEN];
+    atomic_int gate = 0;
+    CHECK(jobs_submit(g_app.pool, sleepy_job, &gate, NULL, err) == 0);
+    for (int i = 0; i < 5000; i++) {
+        jobs_get_stats(g_app.pool, &st);
+        if (st.running == 1)
+            break;
+        usleep(1000);
+    }
+    int fd = raw_connect();
+    const char req[] = "GET /api/watch?ms=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    CHECK(send(fd, req, sizeof req - 1, 0) == (ssize_t)(sizeof req - 1));
+    for (int i = 0; i < 5000; i++) {
+        jobs_get_stats(g_app.pool, &st);
+        if (st.queued == 1)
+            break;
+        usleep(1000);
+    }
+    CHECK_EQ_INT(st.queued, 1);
+    close(fd);
+    for (int i = 0; i < 150; i++) {
+        jobs_get_stats(g_app.pool, &st);
+        if (st.queued == 0)
+            break;
+        usleep(10000);
+    }
+    CHECK_EQ_INT(st.queued, 0);
+    CHECK_EQ_INT(st.abandoned - before.abandoned, 2);
+    atomic_store(&gate, 1);
+    for (int i = 0; i < 5000; i++) {
+        jobs_get_stats(g_app.pool, &st);
+        if (st.running == 0)
+            break;
+        usleep(1000);
+    }
+    CHECK_EQ_INT(atomic_load(&watch_started), 1);
+    wait_idle();
+
+    /* A client that stays gets its answer. */
+    struct reply r;
+    http_get("/api/watch?ms=300", &r);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(body_has(&r, "\"ms\":300"));
+    reply_free(&r);
+    CHECK_EQ_INT(atomic_load(&watch_finished), 1);
 }
 
 struct hammer {
@@ -1887,6 +2185,213 @@ TEST(shutdown_lets_requests_finish)
     router_free(rt);
 }
 
+
+/* A server of its own with cfg tweaked by the caller; NULL on failure. */
+static struct http_server *start_own(struct http_config *cfg, struct router **rt, FILE **log)
+{
+    char err[STRATA_ERR_LEN];
+    if (router_new(test_routes, N_TEST_ROUTES, rt, err) < 0)
+        return NULL;
+    *log = tmpfile();
+    cfg->router = *rt;
+    cfg->app = &g_app;
+    cfg->log = *log;
+    cfg->quiet = 1;
+    struct http_server *srv = NULL;
+    if (http_server_start(cfg, &srv, err) < 0) {
+        printf("# %s\n", err);
+        router_free(*rt);
+        fclose(*log);
+        return NULL;
+    }
+    return srv;
+}
+
+static void stop_own(struct http_server *srv, struct router *rt, FILE *log)
+{
+    http_server_stop(srv);
+    router_free(rt);
+    fclose(log);
+}
+
+/* GET /api/items on fd; the status, or 0 when the server closed without
+ * answering. */
+static int raw_status(int fd)
+{
+    const char req[] = "GET /api/items HTTP/1.1\r\nHost: x\r\n\r\n";
+    char buf[2048];
+    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1))
+        return 0;
+    raw_read_response(fd, buf, sizeof buf);
+    int status = 0;
+    return sscanf(buf, "HTTP/1.1 %d", &status) == 1 ? status : 0;
+}
+
+TEST(one_address_cannot_take_every_connection)
+{
+    struct http_config cfg;
+    http_config_defaults(&cfg);
+    cfg.max_connections = 8;
+    cfg.per_ip_connections = 3;
+    struct router *rt;
+    FILE *log;
+    struct http_server *srv = start_own(&cfg, &rt, &log);
+    CHECK(srv != NULL);
+    if (!srv)
+        return;
+    unsigned port = http_server_port(srv);
+    /* 127.0.0.1 holds its 3 connections, slowly sending a header line. */
+    int held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = raw_connect_from(port, "127.0.0.1");
+        CHECK(held[i] >= 0);
+        const char part[] = "GET /api/items HTTP/1.1\r\nX-Slow: 1\r\n";
+        CHECK(send(held[i], part, sizeof part - 1, 0) == (ssize_t)(sizeof part - 1));
+    }
+    usleep(100000);
+    /* A fourth from the same address is closed unanswered ... */
+    int extra = raw_connect_from(port, "127.0.0.1");
+    CHECK(extra >= 0);
+    if (extra >= 0) {
+        CHECK_EQ_INT(raw_status(extra), 0);
+        close(extra);
+    }
+    /* ... while another address is served. */
+    int other = raw_connect_from(port, "127.0.0.2");
+    CHECK(other >= 0);
+    if (other >= 0) {
+        CHECK_EQ_INT(raw_status(other), 200);
+        close(other);
+    }
+    /* The held ones still work once they finish their headers. */
+    const char rest[] = "Host: x\r\n\r\n";
+    char buf[2048];
+    CHECK(send(held[0], rest, sizeof rest - 1, 0) == (ssize_t)(sizeof rest - 1));
+    raw_read_response(held[0], buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+    for (int i = 0; i < 3; i++)
+        close(held[i]);
+    /* Once they are gone the address may connect again. */
+    int again = -1;
+    for (int i = 0; i < 100; i++) {
+        again = raw_connect_from(port, "127.0.0.1");
+        if (again >= 0 && raw_status(again) == 200)
+            break;
+        if (again >= 0)
+            close(again);
+        again = -1;
+        usleep(20000);
+    }
+    CHECK(again >= 0);
+    if (again >= 0)
+        close(again);
+    stop_own(srv, rt, log);
+}
+
+/* Opens a POST /api/upload announcing `len` body bytes and sends `sent` of
+ * them; returns the connection. */
+static int start_upload(unsigned port, size_t len, size_t sent)
+{
+    int fd = raw_connect_from(port, "127.0.0.1");
+    if (fd < 0)
+        return -1;
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     len);
+    send(fd, head, (size_t)n, MSG_NOSIGNAL);
+    char *body = xmalloc(sent);
+    memset(body, 'x', sent);
+    for (size_t off = 0; off < sent;) {
+        ssize_t k = send(fd, body + off, sent - off, MSG_NOSIGNAL);
+        if (k <= 0)
+            break;
+        off += (size_t)k;
+    }
+    free(body);
+    return fd;
+}
+
+static size_t send_rest(int fd, size_t n)
+{
+    char *body = xmalloc(n);
+    memset(body, 'x', n);
+    size_t off = 0;
+    while (off < n) {
+        ssize_t k = send(fd, body + off, n - off, MSG_NOSIGNAL);
+        if (k <= 0)
+            break;
+        off += (size_t)k;
+    }
+    free(body);
+    return off;
+}
+
+TEST(uploads_share_a_memory_budget)
+{
+    struct http_config cfg;
+    http_config_defaults(&cfg);
+    cfg.max_body = 1u << 20;
+    cfg.max_body_total = (3u << 20) / 2; /* 1.5 MiB for every body together */
+    struct router *rt;
+    FILE *log;
+    struct http_server *srv = start_own(&cfg, &rt, &log);
+    CHECK(srv != NULL);
+    if (!srv)
+        return;
+    unsigned port = http_server_port(srv);
+    char buf[4096];
+    /* A holds 1 MiB of the budget: it announced it, sent half, and stalls. */
+    int a = start_upload(port, 1u << 20, 1u << 19);
+    CHECK(a >= 0);
+    usleep(100000);
+    /* B announces another 1 MiB: 503 busy with Retry-After, at once. */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int b = start_upload(port, 1u << 20, 0);
+    raw_read_response(b, buf, sizeof buf);
+    CHECK_MSG(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%.80s", buf);
+    CHECK(strcasestr(buf, "\r\nRetry-After:") != NULL);
+    CHECK(strstr(buf, "\"busy\"") != NULL);
+    CHECK(seconds_since(&t0) < 2.0);
+    close(b);
+    /* C fits in what is left (400 KB) and is answered. */
+    int c = start_upload(port, 400000, 400000);
+    raw_read_response(c, buf, sizeof buf);
+    CHECK_MSG(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%.80s", buf);
+    CHECK(strstr(buf, "\"len\":400000") != NULL);
+    close(c);
+    /* A body without a length that grows past what is left: 503 at its end. */
+    int d = raw_connect_from(port, "127.0.0.1");
+    const char head[] = "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n";
+    send(d, head, sizeof head - 1, MSG_NOSIGNAL);
+    char chunk[64];
+    for (int i = 0; i < 12; i++) { /* 12 x 64 KiB = 768 KiB */
+        int n = snprintf(chunk, sizeof chunk, "%x\r\n", 65536);
+        send(d, chunk, (size_t)n, MSG_NOSIGNAL);
+        send_rest(d, 65536);
+        send(d, "\r\n", 2, MSG_NOSIGNAL);
+    }
+    send(d, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    raw_read_response(d, buf, sizeof buf);
+    CHECK_MSG(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%.80s", buf);
+    close(d);
+    /* A completes; its share returns, and B's upload now goes through. */
+    CHECK(send_rest(a, 1u << 19) == 1u << 19);
+    raw_read_response(a, buf, sizeof buf);
+    CHECK_MSG(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%.80s", buf);
+    close(a);
+    for (int i = 0; i < 200 && http_server_in_flight(srv) > 0; i++)
+        usleep(10000);
+    b = start_upload(port, 1u << 20, 1u << 20);
+    raw_read_response(b, buf, sizeof buf);
+    CHECK_MSG(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%.80s", buf);
+    close(b);
+    stop_own(srv, rt, log);
+}
+
 TEST(ipv6_and_thread_pool_mode)
 {
     char err[STRATA_ERR_LEN];
@@ -1938,6 +2443,8 @@ int main(void)
     RUN(multipart_fuzz);
     RUN(job_pool);
     RUN(job_pool_concurrent);
+    RUN(etag_matching);
+    RUN(job_pool_watch);
 
     start_server();
     RUN(get_with_params_and_query);
@@ -1955,10 +2462,14 @@ int main(void)
     RUN(keep_alive_survives_every_kind_of_reply);
     RUN(busy_pool_answers_503);
     RUN(request_log);
+    RUN(query_values_with_nul_are_refused);
+    RUN(a_client_that_leaves_cancels_its_job);
     stop_server();
 
     RUN(shutdown_lets_requests_finish);
     RUN(ipv6_and_thread_pool_mode);
+    RUN(one_address_cannot_take_every_connection);
+    RUN(uploads_share_a_memory_budget);
     curl_global_cleanup();
     return check_done();
 }

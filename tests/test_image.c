@@ -650,13 +650,30 @@ TEST(png_claiming_huge_size_is_refused_before_allocation)
     CHECK(img.rgb == NULL);
     n = craft_png_header(f, 8000, 8000); /* under the side limit, 64 MP */
     CHECK_EQ_INT(image_decode(f, n, &img, err), STRATA_E_LIMIT);
-    n = craft_png_header(f, 0, 10);
-    CHECK_EQ_INT(image_decode(f, n, &img, err), STRATA_E_LIMIT);
     n = craft_png_header(f, 0xffffffffu, 1);
     CHECK_EQ_INT(image_decode(f, n, &img, err), STRATA_E_LIMIT);
     /* Within the limits this header is simply missing its pixels. */
     n = craft_png_header(f, 100, 100);
     CHECK_EQ_INT(image_decode(f, n, &img, err), STRATA_E_FORMAT);
+}
+
+TEST(png_claiming_a_zero_side_is_corrupt_not_too_large)
+{
+    /* A side of 0 is a broken header (bad_image for the API), not an image
+     * over the limits, and the message does not talk about limits. */
+    uint8_t f[64];
+    char err[STRATA_ERR_LEN];
+    struct image img;
+    static const uint32_t sizes[][2] = {{0, 10}, {10, 0}, {0, 0}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = craft_png_header(f, sizes[i][0], sizes[i][1]);
+        err[0] = '\0';
+        CHECK_EQ_INT(image_decode(f, n, &img, err), STRATA_E_FORMAT);
+        char want[32];
+        snprintf(want, sizeof want, "%ux%u", sizes[i][0], sizes[i][1]);
+        CHECK_MSG(strstr(err, want) && !strstr(err, "limit"), "%s", err);
+        CHECK(img.rgb == NULL);
+    }
 }
 
 /* Finds the SOF0 marker of a baseline JPEG and rewrites its dimensions. */
@@ -684,6 +701,13 @@ TEST(jpeg_claiming_huge_size_is_refused_before_allocation)
     CHECK(img.rgb == NULL);
     CHECK(patch_jpeg_size(jpg, len, 8000, 6000)); /* 48 MP */
     CHECK_EQ_INT(image_decode(jpg, len, &img, err), STRATA_E_LIMIT);
+    /* A width of 0 is a broken file, not one over the limits; a height of
+     * 0 announces a DNL marker, which the decoder does not support. */
+    CHECK(patch_jpeg_size(jpg, len, 0, 16));
+    CHECK_EQ_INT(image_decode(jpg, len, &img, err), STRATA_E_FORMAT);
+    CHECK_MSG(strstr(err, "0x16") && !strstr(err, "limit"), "%s", err);
+    CHECK(patch_jpeg_size(jpg, len, 16, 0));
+    CHECK_EQ_INT(image_decode(jpg, len, &img, err), STRATA_E_UNSUPPORTED);
     /* Inside the limits the same file is just short of data. */
     CHECK(patch_jpeg_size(jpg, len, 64, 64));
     CHECK_EQ_INT(image_decode(jpg, len, &img, err), STRATA_E_FORMAT);
@@ -780,7 +804,8 @@ TEST(alloc_limits)
     image_free(&img);
     CHECK(img.rgb == NULL && img.w == 0);
     image_free(&img); /* twice is harmless */
-    CHECK_EQ_INT(image_alloc(&img, 0, 5, err), STRATA_E_LIMIT);
+    CHECK_EQ_INT(image_alloc(&img, 0, 5, err), STRATA_E_ARG);
+    CHECK_EQ_INT(image_alloc(&img, 5, -1, err), STRATA_E_ARG);
     CHECK_EQ_INT(image_alloc(&img, 8193, 1, err), STRATA_E_LIMIT);
     CHECK_EQ_INT(image_alloc(&img, 8000, 8000, err), STRATA_E_LIMIT);
     CHECK(img.rgb == NULL);
@@ -951,7 +976,7 @@ TEST(resize_refuses_bad_sizes)
 {
     struct image a = make_image(4, 4, 1, 0), b;
     char err[STRATA_ERR_LEN];
-    CHECK_EQ_INT(image_resize(&a, 0, 4, &b, err), STRATA_E_LIMIT);
+    CHECK_EQ_INT(image_resize(&a, 0, 4, &b, err), STRATA_E_ARG);
     CHECK(b.rgb == NULL);
     CHECK_EQ_INT(image_resize(&a, 4, 9000, &b, err), STRATA_E_LIMIT);
     image_free(&a);
@@ -1039,6 +1064,7 @@ int main(void)
     RUN(random_and_tiny_inputs_fail_cleanly);
     RUN(mutated_files_never_crash);
     RUN(png_claiming_huge_size_is_refused_before_allocation);
+    RUN(png_claiming_a_zero_side_is_corrupt_not_too_large);
     RUN(jpeg_claiming_huge_size_is_refused_before_allocation);
     RUN(jpeg_grey_and_cmyk);
     RUN(jpeg_unsupported_variants_are_refused_clearly);

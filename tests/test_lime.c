@@ -440,6 +440,57 @@ static void fake_result(struct lime_result *res, struct lime_feature *feat)
 
 static int is_yellow(const uint8_t *p) { return p[0] == 255 && p[1] == 255 && p[2] == 0; }
 
+/* classify_red that raises a cancel flag after `after` calls. */
+struct cancel_ctx {
+    struct red_ctx red;
+    atomic_int flag;
+    int after;
+};
+
+static int classify_then_cancel(void *user, const uint8_t *batch, int n, float *probs, char *err)
+{
+    struct cancel_ctx *c = user;
+    int rc = classify_red(&c->red, batch, n, probs, err);
+    if (c->red.calls >= c->after)
+        atomic_store(&c->flag, 1);
+    return rc;
+}
+
+TEST(cancel_stops_between_batches)
+{
+    static uint8_t rgb[W * H * 3];
+    make_quadrants(rgb);
+    struct lime_params p;
+    lime_params_default(&p);
+    p.n_segments = 24;
+    p.num_samples = 1000;
+    p.batch_size = 100;
+    char err[STRATA_ERR_LEN];
+    struct lime_result res;
+    /* Raised during the third batch: no fourth batch, nothing left allocated. */
+    struct cancel_ctx c = {.after = 3};
+    p.cancel = &c.flag;
+    CHECK_EQ_INT(lime_explain(rgb, W, H, &p, classify_then_cancel, &c, 2, NULL, 0, &res, err),
+                 STRATA_E_INTERRUPTED);
+    CHECK_EQ_INT(c.red.calls, 3);
+    CHECK_MSG(strstr(err, "300 of 1000") != NULL, "%s", err);
+    CHECK(res.segments == NULL && res.classes == NULL && res.probs == NULL);
+    /* Raised before the call: no sample is classified. */
+    struct cancel_ctx early = {.after = 1000};
+    atomic_store(&early.flag, 1);
+    p.cancel = &early.flag;
+    CHECK_EQ_INT(lime_explain(rgb, W, H, &p, classify_then_cancel, &early, 2, NULL, 0, &res, err),
+                 STRATA_E_INTERRUPTED);
+    CHECK_EQ_INT(early.red.calls, 0);
+    /* A flag that stays down changes nothing. */
+    struct cancel_ctx never = {.after = 1000};
+    p.cancel = &never.flag;
+    CHECK_EQ_INT(lime_explain(rgb, W, H, &p, classify_then_cancel, &never, 2, NULL, 0, &res, err),
+                 STRATA_OK);
+    CHECK_EQ_INT(never.red.calls, 10);
+    lime_result_free(&res);
+}
+
 TEST(overlay_pixels)
 {
     static uint8_t rgb[W * H * 3];
@@ -650,6 +701,7 @@ int main(void)
     RUN(kernel_weights_by_hand);
     RUN(deterministic_for_a_seed);
     RUN(errors);
+    RUN(cancel_stops_between_batches);
     RUN(overlay_pixels);
     RUN(heatmap_pixels);
     RUN(timing_150x150_1000_samples);

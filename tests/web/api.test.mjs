@@ -379,6 +379,7 @@ test('GET /api/health lists every model with its analysis state', async () => {
   assert.equal(h.models, 2, 'the folder without model.json is not a model');
   assert.equal(h.analyses_ready, 1);
   assert.deepEqual(h.analyses, { tiny: 'ready', untrained: 'failed' });
+  assert.equal(h.max_upload_bytes, 10 * 2 ** 20, 'the body limit of --max-upload-mb 10');
 });
 
 test('GET /api/models describes each model, failed ones included', async () => {
@@ -526,7 +527,8 @@ test('GET …/scatter?k=N re-clusters once and caches; bad k is 400', async () =
   assert.deepEqual(r2.body, r1.body);
   const same = await call(srv, `/api/models/tiny/layers/conv2/scatter?k=${base.k}`);
   assert.deepEqual(same.json(), base);
-  for (const bad of ['0', '11', 'abc', '3x', '-1', '']) {
+  // Plain digits only: no sign, space, leading zero or NUL (docs/api.md).
+  for (const bad of ['0', '11', 'abc', '3x', '-1', '', '%203', '3%20', '+3', '%2B3', '03', '3%00abc', '%00']) {
     assertError(await call(srv, `/api/models/tiny/layers/conv2/scatter?k=${bad}`), 400, 'bad_parameter');
   }
 });
@@ -542,6 +544,44 @@ test('GET …/layers/{layer}/elbow: inertia for k = 1..10', async () => {
     assert.equal(e.k, dim.k);
     assert.ok(e.k_auto >= 2 && e.k_auto <= 10);
     assert.equal(e.layer.name, dim.label);
+  }
+});
+
+test('numbers in paths and queries are plain decimal digits', async () => {
+  // Layers: an index or a name; " 1", "+1", "01" are neither (404, as any unknown layer).
+  assert.equal((await call(srv, '/api/models/tiny/layers/0/elbow')).status, 200);
+  assert.equal((await call(srv, '/api/models/tiny/layers/1/scatter')).status, 200);
+  for (const bad of ['%201', '1%20', '+1', '%2B1', '01', '00', '-0', '1e0', '0x1']) {
+    assertError(await call(srv, `/api/models/tiny/layers/${bad}/scatter`), 404, 'not_found');
+    assertError(await call(srv, `/api/models/tiny/layers/${bad}/elbow`), 404, 'not_found');
+  }
+  // Images by index, and dataset explanations "<model>~<index>".
+  assert.equal((await call(srv, '/api/models/tiny/images/7')).status, 200);
+  for (const bad of ['07', '+7', '%207', '7%20'])
+    assertError(await call(srv, `/api/models/tiny/images/${bad}`), 404, 'not_found');
+  const e = (await call(srv, '/api/models/tiny/images/3/explanation')).json();
+  assert.equal(e.id, 'tiny~3');
+  assert.equal((await call(srv, '/api/explanations/tiny~3')).status, 200);
+  for (const bad of ['tiny~03', 'tiny~+3', 'tiny~3%20'])
+    assertError(await call(srv, `/api/explanations/${bad}`), 404, 'not_found');
+  // A query key or value that decodes to NUL is refused, not cut short.
+  for (const q of ['k=3%00abc', 'k%00=3', 'explain=0%00'])
+    assertError(await call(srv, `/api/models/tiny/layers/conv2/scatter?${q}`), 400, 'bad_parameter');
+});
+
+test('If-None-Match: a list of tags, W/, "*"; one matcher for every kind of reply', async () => {
+  await call(srv, '/api/models/tiny/images/3/explanation');
+  for (const url of ['/api/models/tiny/paths', '/api/models/tiny/images/7', '/api/models/tiny/images/7/thumb',
+    '/api/models/tiny/images/3/explanation', '/api/explanations/tiny~3/overlay.png', '/']) {
+    const first = await call(srv, url);
+    assert.equal(first.status, 200, url);
+    const etag = first.headers.get('etag');
+    assert.match(etag, /^"[^"]+"$/, url);
+    const status = async (inm) => (await call(srv, url, { headers: { 'If-None-Match': inm } })).status;
+    for (const inm of [etag, `W/${etag}`, ` ${etag} `, `"x", ${etag}`, `${etag},"x"`, '*', ' * ', '*, "x"', '"x", *'])
+      assert.equal(await status(inm), 304, `${url} with If-None-Match: ${inm}`);
+    for (const inm of [`xx${etag}`, `${etag}xx`, '"x"', `W/ ${etag}`, etag.slice(1, -1), '**'])
+      assert.equal(await status(inm), 200, `${url} with If-None-Match: ${inm}`);
   }
 });
 
@@ -611,7 +651,9 @@ test('GET …/images/{image}/explanation: LIME once, then cached; PNGs at displa
   for (let j = 1; j < e.weights.length; j++) assert.ok(Math.abs(e.weights[j].weight) <= Math.abs(e.weights[j - 1].weight) + 1e-12);
   assert.ok(e.segments >= 2);
   assert.equal(typeof e.score, 'number');
-  assert.equal(typeof e.description, 'string');
+  // Class names are quoted, without an article ("a buildings" would be wrong).
+  assert.ok(e.description.startsWith(`Taken for “${e.class}” (`), e.description);
+  assert.ok(e.description.includes(e.class === e.true ? `Right: it is “${e.true}”.` : ` It is “${e.true}”.`), e.description);
   for (const url of [e.overlay, e.heatmap]) {
     const img = await call(srv, url);
     assert.equal(img.status, 200);
@@ -794,6 +836,11 @@ test('bad uploads: truncated JPEG, huge PNG header, empty body, wrong types, bro
   const jpg = fs.readFileSync(path.join(tmp, 'data', 'felines', 'test', testFiles[1]));
   assertError(await post(jpg.subarray(0, Math.floor(jpg.length / 3)), 'image/jpeg'), 400, 'bad_image');
   assertError(await post(encodePng(4, 4, () => [1, 2, 3], { claimW: 100000, claimH: 100000 }), 'image/png'), 400, 'image_too_large');
+  // A side of 0 is a broken image, not one over the size limits.
+  for (const [claimW, claimH] of [[0, 10], [10, 0]]) {
+    const e = assertError(await post(encodePng(4, 4, () => [1, 2, 3], { claimW, claimH }), 'image/png'), 400, 'bad_image');
+    assert.doesNotMatch(e.message, /limit|megapixel/, e.message);
+  }
   assertError(await post(Buffer.alloc(0), 'image/jpeg'), 400);
   assertError(await post(Buffer.from('definitely not an image'), 'image/png'), 400, 'bad_image');
   assertError(await post(Buffer.from('hello'), 'text/plain'), 415, 'unsupported_media_type');
@@ -973,9 +1020,10 @@ test('GET /api/openapi.json describes every route', async () => {
 test('a full queue answers 503 busy with Retry-After', async () => {
   const two = await startServer(['--models', path.join(tmp, 'models'), '--data', path.join(tmp, 'data'),
     '--cache', path.join(tmp, 'cache'), '--threads', '1', '--queue', '0', '--quiet',
-    '--explanations', '2', '--image-explanations', '2']);
+    '--explanations', '2', '--image-explanations', '2', '--max-upload-mb', '3']);
   try {
     assert.equal(await waitAnalysed(two, 'tiny'), 'ready');
+    assert.equal((await call(two, '/api/health')).json().max_upload_bytes, 3 * 2 ** 20, 'health reports --max-upload-mb');
     const bytes = fs.readFileSync(path.join(tmp, 'data', 'felines', 'test', testFiles[2]));
     // With LIME each predict keeps the only worker busy long enough for the others to find it taken.
     const replies = await Promise.all(Array.from({ length: 6 }, (_, i) =>
@@ -1014,6 +1062,87 @@ test('a full queue answers 503 busy with Retry-After', async () => {
   } finally {
     const st = await stopServer(two);
     assert.deepEqual(st, { code: 0, signal: null }, two.stderr);
+  }
+});
+
+/** A PNG of w×h black pixels: small on the wire, slow to decode. */
+function blackPng(w, h) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8;
+  ihdr[9] = 2;
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', zlib.deflateSync(Buffer.alloc(h * (1 + 3 * w)))), pngChunk('IEND', Buffer.alloc(0))]);
+}
+
+/** Connects from `localAddress` (another loopback address stands for another
+ *  client) and sends `bytes` without closing; resolves to the socket once
+ *  connected (`reply`: what came back, `ended`: the connection closed). */
+function openFrom(srv, localAddress, bytes) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ port: srv.port, host: '127.0.0.1', localAddress });
+    sock.on('error', () => {});
+    sock.reply = '';
+    sock.ended = false;
+    sock.on('data', (d) => { sock.reply += d.toString('latin1'); });
+    sock.on('close', () => { sock.ended = true; });
+    sock.on('connect', () => {
+      sock.write(bytes);
+      resolve(sock);
+    });
+  });
+}
+
+test('clients that leave free the queue; one address cannot hold every connection', async () => {
+  const three = await startServer(['--models', path.join(tmp, 'models'), '--data', path.join(tmp, 'data'),
+    '--cache', path.join(tmp, 'cache'), '--threads', '1', '--queue', '5', '--per-ip', '8', '--quiet']);
+  const socks = [];
+  try {
+    assert.equal(await waitAnalysed(three, 'tiny'), 'ready');
+    const health = async () => (await call(three, '/api/health')).json().jobs;
+    const before = await health();
+    // Six uploads (one running, five queued) whose clients then vanish.
+    const png = blackPng(8192, 4096);
+    const head = 'POST /api/models/tiny/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n' +
+      `Content-Length: ${png.length}\r\n\r\n`;
+    for (let i = 0; i < 6; i++) socks.push(await openFrom(three, '127.0.0.1', Buffer.concat([Buffer.from(head), png])));
+    let h;
+    const t0 = Date.now();
+    for (;;) {
+      h = await health();
+      if (h.completed - before.completed + h.running + h.queued === 6) break;
+      assert.ok(Date.now() - t0 < WAIT_MS, JSON.stringify(h));
+      await sleep(20);
+    }
+    const doneBefore = h.completed - before.completed;
+    for (const s of socks.splice(0)) s.destroy();
+    for (;;) {
+      h = await health();
+      if (h.running === 0 && h.queued === 0) break;
+      assert.ok(Date.now() - t0 < WAIT_MS, JSON.stringify(h));
+      await sleep(50);
+    }
+    // The queued jobs were dropped, not computed for nobody: at most the
+    // running one and one the worker took before its client was noticed.
+    assert.ok(h.completed - before.completed <= doneBefore + 2, `${JSON.stringify(before)} -> ${JSON.stringify(h)}`);
+    assert.ok(h.abandoned - (before.abandoned || 0) >= 6 - doneBefore - 2, JSON.stringify(h));
+    const jpg = fs.readFileSync(path.join(tmp, 'data', 'felines', 'test', testFiles[2]));
+    const ok = await call(three, '/api/models/tiny/predict?explain=0', { method: 'POST', body: jpg, headers: { 'Content-Type': 'image/jpeg' } });
+    assert.equal(ok.status, 200, ok.text());
+
+    // Slowloris from 127.0.0.1: connections trickling header lines. Past
+    // --per-ip 8 that address is turned away; another address is served.
+    for (let i = 0; i < 12; i++) socks.push(await openFrom(three, '127.0.0.1', 'GET /api/health HTTP/1.1\r\nX-Slow: 1\r\n'));
+    await sleep(300);
+    assert.ok(socks.filter((s) => s.ended).length >= 4, 'connections over the per-address limit are closed');
+    const other = await openFrom(three, '127.0.0.2', 'GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    for (let i = 0; i < 100 && !other.ended; i++) await sleep(50);
+    assert.match(other.reply, /^HTTP\/1\.1 200 /);
+  } finally {
+    for (const s of socks) s.destroy();
+    const st = await stopServer(three);
+    assert.deepEqual(st, { code: 0, signal: null }, three.stderr);
   }
 });
 
