@@ -55,10 +55,12 @@ export function doubtHistogramFigure(report) {
     height: 300,
     barmode: 'overlay',
     bargap: 0,
-    margin: { l: 52, r: 12, t: 28, b: 44 },
+    margin: { l: 52, r: 12, t: 30, b: 44 },
     xaxis: { title: { text: 'doubt' }, range: [0, 1], gridcolor: GRID, zeroline: false },
     yaxis: { title: { text: 'share of the group' }, tickformat: '.0%', gridcolor: GRID, zeroline: false, rangemode: 'tozero' },
-    legend: { orientation: 'h', x: 0, y: 1.14 },
+    // Above the plot area, growing upwards (Plotly widens the top margin when
+    // it wraps onto two rows on a phone), clear of the level labels inside.
+    legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom' },
     shapes: marks.map(([, v]) => ({
       type: 'line', xref: 'x', yref: 'y domain', x0: v, x1: v, y0: 0, y1: 1,
       line: { color: '#8a94a3', width: 1, dash: 'dot' },
@@ -71,16 +73,78 @@ export function doubtHistogramFigure(report) {
   return { data, layout };
 }
 
+/** Share of a group whose doubt is below `threshold` (bins whose left edge
+ *  is below it, to within rounding: the complement of shareAtLeast). */
+export function shareBelow(edges, counts, threshold) {
+  const total = counts.reduce((s, v) => s + v, 0);
+  if (!(total > 0)) return null;
+  let below = 0;
+  counts.forEach((v, i) => { if (edges[i] < threshold - 1e-9) below += v; });
+  return below / total;
+}
+
+/**
+ * How often this model's doubt is "low" (below report.levels.medium) for
+ * photos of the other datasets (`ood`, classes it never learned) and for
+ * its own test images (`id`), from the report's histogram; null when the
+ * report has no level or histogram.
+ */
+export function lowDoubtShares(report) {
+  const medium = report && report.levels ? report.levels.medium : undefined;
+  const h = report && report.histogram;
+  if (typeof medium !== 'number' || !h || !Array.isArray(h.edges)) return null;
+  const ood = shareBelow(h.edges, h.ood || [], medium);
+  const id = shareBelow(h.edges, h.id || [], medium);
+  if (ood === null) return null;
+  return { ood, id, nOod: report.n_ood ?? (h.ood || []).reduce((s, v) => s + v, 0) };
+}
+
+const percent = (x) => `${Math.round(100 * x)}\u00a0%`;
+
+/** The sentence shown beside a low doubt: low is weak evidence, with this
+ *  model's measured share of other datasets' photos rated low when known
+ *  (`shares` from lowDoubtShares, or null). */
+export function lowDoubtText(shares) {
+  if (!shares || typeof shares.ood !== 'number') {
+    return 'A low doubt is weak evidence: photos of things this model never learned can get a low doubt too.';
+  }
+  const own = typeof shares.id === 'number' ? `, against ${percent(shares.id)} of its own test images` : '';
+  return `A low doubt is weak evidence: this model also rates low ${percent(shares.ood)} of ${shares.nOod} photos ` +
+    `from the other datasets (things it never learned)${own}.`;
+}
+
+// Per column, which way is better.
+const COLUMNS = { auroc: 'max', fpr95: 'min', auroc_errors: 'max' };
+
 /** Rows of the comparison table, in METHOD_LABELS order: {method, label,
- *  auroc, fpr95, auroc_errors, best} with best = the highest OOD AUROC. */
+ *  auroc, fpr95, auroc_errors, best} where best.<column> says whether the
+ *  row holds that column's best value (highest AUROC, lowest FPR; ties are
+ *  all best; a missing value never is). */
 export function aurocRows(report) {
   const methods = Object.keys(METHOD_LABELS).filter((k) => report.auroc && k in report.auroc);
   const value = (o, k) => (o && typeof o[k] === 'number' && Number.isFinite(o[k]) ? o[k] : null);
   const rows = methods.map((k) => ({
     method: k, label: METHOD_LABELS[k], auroc: value(report.auroc, k), fpr95: value(report.fpr95, k),
-    auroc_errors: value(report.auroc_errors, k), best: false,
+    auroc_errors: value(report.auroc_errors, k), best: {},
   }));
-  const top = Math.max(...rows.map((r) => (r.auroc === null ? -Infinity : r.auroc)));
-  for (const r of rows) r.best = r.auroc !== null && r.auroc === top;
+  for (const [col, way] of Object.entries(COLUMNS)) {
+    const vals = rows.map((r) => r[col]).filter((v) => v !== null);
+    const top = vals.length ? (way === 'max' ? Math.max(...vals) : Math.min(...vals)) : null;
+    for (const r of rows) r.best[col] = r[col] !== null && r[col] === top;
+  }
   return rows;
+}
+
+/** A plain sentence when a baseline spots the model's own mistakes better
+ *  than strata's doubt (a higher "AUROC on its errors"), naming the best
+ *  one; '' when the doubt is best there or the numbers are missing. */
+export function errorsNote(rows) {
+  const doubt = rows.find((r) => r.method === 'doubt');
+  if (!doubt || doubt.auroc_errors === null) return '';
+  const better = rows.filter((r) => r.method !== 'doubt' && r.auroc_errors !== null && r.auroc_errors > doubt.auroc_errors)
+    .sort((a, b) => b.auroc_errors - a.auroc_errors)[0];
+  if (!better) return '';
+  return `For spotting this model's own mistakes among its test images, the ${better.label} does better than ` +
+    `strata's doubt (AUROC ${better.auroc_errors.toFixed(3)} against ${doubt.auroc_errors.toFixed(3)}): the doubt ` +
+    'is built to flag images unlike the ones it learned from, not to tell which of its answers are wrong.';
 }

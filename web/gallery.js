@@ -48,9 +48,9 @@ export async function initGallery({ id, select }) {
 function show(n) {
   fill(nodes.grid, items.slice(0, n).map((it, i) => el('button', {
     type: 'button', class: 'gallery-item', 'data-index': i, 'aria-pressed': 'false',
-    title: `${it.id}: a ${it.true} taken for a ${it.pred}`,
+    title: `${it.id}: ${it.true} photo taken for “${it.pred}”`,
   },
-  el('img', { src: it.thumb || imageUrl(modelId, it.id, { thumb: true }), alt: `${it.true} photo taken for ${it.pred}`,
+  el('img', { src: it.thumb || imageUrl(modelId, it.id, { thumb: true }), alt: `${it.true} photo taken for “${it.pred}”`,
     width: 64, height: 64, loading: 'lazy' }),
   el('span', { class: 'gallery-caption' },
     el('span', { class: 'from' }, it.true), ' → ', el('span', { class: 'to' }, it.pred)),
@@ -85,14 +85,14 @@ async function open(i, button) {
         el('figcaption', {}, 'the photo')),
       overlayBox, heatBox),
     text,
-    el('p', { class: 'small muted' }, 'In the overlay, the regions that pushed towards the answer stay bright; in the ' +
-      'heat-map, warm colours push towards it and cool ones against it.'));
+    el('p', { class: 'small muted' }, 'In the overlay, the regions that pushed most towards the answer are outlined; in ' +
+      'the heat-map, warm colours push towards it and cool ones against it.'));
   nodes.detail.hidden = false;
   nodes.detail.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
   try {
     const ex = await api.explanation(modelId, it.id);
     if (my !== token) return;
-    const overlay = el('img', { class: 'lime-overlay', src: ex.overlay, alt: `LIME overlay: regions that made the model say ${ex.class || it.pred}`, width: 160, height: 160 });
+    const overlay = el('img', { class: 'lime-overlay', src: ex.overlay, alt: `LIME overlay: the outlined regions made the model say “${ex.class || it.pred}”`, width: 160, height: 160 });
     const heat = el('img', { class: 'lime-heatmap', src: ex.heatmap, alt: 'LIME heat-map of region weights', width: 160, height: 160 });
     await Promise.all([imageLoaded(overlay), imageLoaded(heat)]);
     if (my !== token) return;

@@ -4,7 +4,8 @@
 
 import { initMenu, fillMenu, menuError } from './nav.js';
 import { api } from './api.js';
-import { draw } from './ui.js';
+import { draw, pct } from './ui.js';
+import { lowDoubtShares } from './doubtchart.js';
 import { rng, gauss, kmeans, elbowK, limeToy, purity, ari } from './helpmath.js';
 import {
   neuronFigure, activationsFigure, softmaxFigure, toyImage, KERNELS, convFigure,
@@ -62,9 +63,25 @@ function toyPaths() {
   };
 }
 
+/** Fills in each model's measured share of other datasets' photos rated
+ *  "low" (GET …/doubt); models whose evaluation is not ready (the detail
+ *  says so, without a 409) are left out. */
+async function lowShares(models) {
+  const node = $('low-doubt-shares');
+  const found = [];
+  for (const m of models) {
+    try {
+      if ((await api.model(m.id)).doubt?.evaluation !== 'ready') continue;
+      const s = lowDoubtShares(await api.doubt(m.id));
+      if (s) found.push(`${m.title || m.id} ${pct(s.ood)}`);
+    } catch { /* no evaluation for this model */ }
+  }
+  if (found.length) node.textContent = `${found.join(', ')} (“When to doubt it” on each model's page has the details)`;
+}
+
 function main() {
   initMenu();
-  api.models().then((r) => fillMenu(r.models)).catch(menuError);
+  api.models().then((r) => { fillMenu(r.models); lowShares(r.models); }).catch(menuError);
 
   bind(['neuron-w', 'neuron-b'], () =>
     draw($('plot-neuron'), neuronFigure(Number($('neuron-w').value), Number($('neuron-b').value), $('neuron-act').value), STATIC));

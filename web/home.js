@@ -35,7 +35,7 @@ function card({ dataset, best, others }) {
     ? el('span', { class: `badge badge-${best.analysis}` }, best.analysis) : null;
   return el('a', { class: 'card dataset-card', href, 'data-dataset': dataset },
     el('div', { class: 'cover' },
-      cover ? el('img', { src: cover, alt: `A ${coverClass || dataset} photo from the ${dataset} test images`,
+      cover ? el('img', { src: cover, alt: `${coverClass ? `${coverClass} photo` : 'A photo'} from the ${dataset} test images`,
         width: 160, height: 160, loading: 'lazy' }) : el('div', { class: 'cover-empty' }, dataset[0].toUpperCase())),
     el('div', { class: 'card-body' },
       el('h3', {}, titleCase(dataset), state),

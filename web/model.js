@@ -8,10 +8,10 @@ import { api } from './api.js';
 import { el, fill, pct, count, shape, progress, errorBox, draw, titleCase } from './ui.js';
 import { initMenu, fillMenu, menuError } from './nav.js';
 import { classColor } from './palette.js';
-import { parcatsFigure, uploadPath, indicesOfClass } from './parcats.js';
+import { parcatsFigure, parcatsMinWidth, uploadPath, indicesOfClass, layersNote, UPLOAD_LABEL } from './parcats.js';
 import { confusionFigure } from './confusion.js';
 import { curvesFigure } from './curves.js';
-import { doubtHistogramFigure, aurocRows, shareAtLeast } from './doubtchart.js';
+import { doubtHistogramFigure, aurocRows, shareAtLeast, lowDoubtShares, errorsNote } from './doubtchart.js';
 import { initLayerView, setUpload as layerUpload } from './layerview.js';
 import { initGallery } from './gallery.js';
 import { initOutside } from './outside.js';
@@ -27,6 +27,10 @@ let highlightLabel = '';
 let upload = null; // {clusters, pred} for the parallel graph
 let parcatsWired = false;
 let lastReply = null; // the latest upload's predict reply, kept until the paths arrive
+// This model's measured share of low doubts (lowDoubtShares), or null once
+// known to be unavailable: the upload and the outside cards quote it.
+let resolveShares;
+const doubtShares = new Promise((r) => { resolveShares = r; });
 
 const $ = (id) => document.getElementById(id);
 
@@ -86,7 +90,10 @@ function doubtTable(report) {
   const { edges, id, ood } = report.histogram;
   const highIn = shareAtLeast(edges, id, levels.high);
   const highOut = shareAtLeast(edges, ood, levels.high);
+  const low = lowDoubtShares(report);
   const others = report.sources.filter((s) => s.ood).map((s) => s.name.replace(/\/test$/, '')).join(' and ');
+  const cell = (r, col) => el('td', { class: r.best[col] ? 'best' : null, 'data-col': col,
+    'data-value': col === 'auroc' ? r.auroc ?? '' : null }, num3(r[col]));
   return [
     el('table', { class: 'data-table', id: 'doubt-auroc' },
       el('thead', {}, el('tr', {},
@@ -94,20 +101,29 @@ function doubtTable(report) {
         el('th', { scope: 'col', title: 'test images against outside photos; higher is better' }, 'AUROC'),
         el('th', { scope: 'col', title: 'share of test images flagged when 95 % of outside photos are; lower is better' }, 'FPR at 95\u00a0%'),
         el('th', { scope: 'col', title: 'its right answers against its wrong ones; higher is better' }, 'AUROC on its errors'))),
-      el('tbody', {}, rows.map((r) => el('tr', { class: r.best ? 'best' : '', 'data-method': r.method },
+      el('tbody', {}, rows.map((r) => el('tr', { 'data-method': r.method },
         el('th', { scope: 'row' }, r.label),
-        el('td', { 'data-value': r.auroc ?? '' }, num3(r.auroc)),
-        el('td', {}, num3(r.fpr95)),
-        el('td', {}, num3(r.auroc_errors)))))),
+        cell(r, 'auroc'), cell(r, 'fpr95'), cell(r, 'auroc_errors'))))),
+    el('p', { class: 'small muted' }, 'Bold: the best signal in each column (higher AUROC, lower FPR).'),
     el('p', { class: 'small' },
       `${report.n_id} test images of this model against ${report.n_ood} photos of ${others || 'other folders'}. `,
       highIn !== null && highOut !== null
         ? `A high doubt (≥ ${levels.high}) goes to ${pct(highOut, 0)} of the outside photos and ${pct(highIn, 0)} of its own test images. `
         : '',
+      low ? `A low doubt (below ${levels.medium}) goes to ${pct(low.ood, 0)} of the outside photos too: low is weak evidence. ` : '',
       `Its accuracy on those test images: ${pct(report.accuracy, 1)}.`),
     el('p', { class: 'small muted' }, 'Doubt levels: low below ', String(levels.medium), ', high from ',
       String(levels.high), '. How the score is built: ', el('a', { href: '/help.html#doubt' }, 'the help page'), '.'),
   ];
+}
+
+/** The sentence under the section's lead when a baseline spots this model's
+ *  own mistakes better than the doubt does. */
+function doubtVerdict(report) {
+  const text = errorsNote(aurocRows(report));
+  const node = $('doubt-verdict');
+  node.hidden = !text;
+  node.textContent = text;
 }
 
 async function loadDoubt(m) {
@@ -120,6 +136,7 @@ async function loadDoubt(m) {
     try {
       detail = await api.model(m.id);
     } catch (err) {
+      resolveShares(null);
       fill(hist, errorBox(err, 'Lost the server'));
       return;
     }
@@ -128,10 +145,13 @@ async function loadDoubt(m) {
     if (ev === 'ready') {
       try {
         const report = await api.doubt(m.id);
+        resolveShares(lowDoubtShares(report));
         hist.replaceChildren();
         await draw(hist, doubtHistogramFigure(report), { displayModeBar: false });
         fill(table, doubtTable(report));
+        doubtVerdict(report);
       } catch (err) {
+        resolveShares(null);
         fill(hist, errorBox(err, 'Could not load the doubt evaluation'));
       }
       return;
@@ -139,6 +159,7 @@ async function loadDoubt(m) {
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
   // Unavailable: say why (the server's message names what is missing).
+  resolveShares(null);
   try {
     await api.doubt(m.id);
   } catch (err) {
@@ -150,11 +171,13 @@ async function loadDoubt(m) {
 
 function drawParcats() {
   const node = $('parcats');
-  // Wide graphs scroll sideways on small screens rather than squeeze.
-  node.style.minWidth = `${Math.max(560, 66 * paths.dimensions.length)}px`;
+  const fig = parcatsFigure(paths, { highlight, upload });
+  // Wide graphs scroll sideways on small screens rather than squeeze their
+  // bars (and the notes under them) together.
+  node.style.minWidth = `${Math.max(560, parcatsMinWidth(fig))}px`;
   node.dataset.lines = String(paths.images.true.length + (upload ? 1 : 0));
   node.dataset.upload = upload ? '1' : '0';
-  return draw(node, parcatsFigure(paths, { highlight, upload }), { displayModeBar: false }).then(() => {
+  return draw(node, fig, { displayModeBar: false }).then(() => {
     if (!parcatsWired) {
       parcatsWired = true;
       node.on('plotly_click', onParcatsClick);
@@ -185,7 +208,9 @@ export function setHighlight(set, label = '') {
     reset.addEventListener('click', () => setHighlight(null));
     fill(note, `Highlighting ${highlight.size} of ${paths.images.true.length} images: ${highlightLabel}. `, reset);
   } else {
-    fill(note, upload ? 'Your image\'s path is the black line.' : '');
+    fill(note, upload ? `Your image's path is the black line, starting at “${UPLOAD_LABEL}” at the bottom left. ` +
+      'It is one image among ' + paths.images.true.length + ', so its band is thin: the test images\' lines are grey ' +
+      'while it is shown. Pick a class above to colour that class\'s lines again.' : '');
   }
   for (const b of $('class-filter').querySelectorAll('button[data-class]')) {
     b.setAttribute('aria-pressed', String(highlight !== null && highlightLabel === `true class ${b.dataset.class}`));
@@ -242,6 +267,8 @@ async function loadAnalysis(m) {
     return;
   }
   $('parcats').replaceChildren();
+  $('paths-layers-note').textContent = layersNote(m.layers, paths.dimensions.filter((d) => d.kind === 'layer'),
+    m.doubt && m.doubt.state === 'ready' ? m.doubt.layers : null);
   if (lastReply) upload = uploadPath(paths, lastReply);
   classFilter();
   await drawParcats();
@@ -262,9 +289,14 @@ function onUpload(reply) {
 async function main() {
   initMenu();
   const id = new URLSearchParams(location.search).get('id');
+  const hideSections = () => {
+    for (const sec of document.querySelectorAll('main > section.section')) sec.hidden = true;
+  };
   if (!id) {
     fill($('model-header'), el('div', { class: 'error', role: 'alert' }, 'No model chosen. ',
       el('a', { href: '/' }, 'Pick one on the home page.')));
+    hideSections();
+    api.models().then((r) => fillMenu(r.models, null)).catch(menuError);
     return;
   }
   const modelsP = api.models().then((r) => { fillMenu(r.models, id); return r.models; })
@@ -273,20 +305,20 @@ async function main() {
     model = await api.model(id);
   } catch (err) {
     fill($('model-header'), errorBox(err, `Could not open the model “${id}”`));
-    for (const s of document.querySelectorAll('main > section.section')) s.hidden = true;
+    hideSections();
     return;
   }
   header(model);
   quality(model);
-  initUpload({ model, result: onUpload });
+  initUpload({ model, result: onUpload, doubtShares });
   const ready = model.analysis?.state === 'ready' || await waitForAnalysis(id);
-  if (!ready) return;
+  if (!ready) { resolveShares(null); return; }
   loadDoubt(model);
   await loadAnalysis(model);
   // Other models' images are served from their analyses: list the models
   // again now, so that the ones that became ready meanwhile count.
   const models = await api.models().then((r) => r.models).catch(() => modelsP);
-  if (models.length) initOutside({ model, models });
+  if (models.length) initOutside({ model, models, doubtShares });
 }
 
 main();

@@ -7,7 +7,7 @@
 // it never competes with the rest of the page for the server's workers.
 
 import { api, imageUrl, getBlob, predict } from './api.js';
-import { el, fill, pct, progress, errorBox, doubtBadge, imageLoaded } from './ui.js';
+import { el, fill, pct, progress, errorBox, doubtBadge, imageLoaded, lowDoubtNote } from './ui.js';
 
 const PER_DATASET = 2;
 
@@ -37,9 +37,13 @@ export function pickOutside(model, models) {
 }
 
 let started = false;
+let lowShares = null; // promise of lowDoubtShares(report) | null
 
-/** Lays out the cards and starts the predictions when the section is visible. */
-export function initOutside({ model, models }) {
+/** Lays out the cards and starts the predictions when the section is visible.
+ *  `doubtShares`: a promise of the model's lowDoubtShares() (or null), for
+ *  the note beside a low doubt. */
+export function initOutside({ model, models, doubtShares = null }) {
+  lowShares = doubtShares;
   const root = document.getElementById('outside');
   const picks = pickOutside(model, models);
   if (!picks.length) {
@@ -48,12 +52,12 @@ export function initOutside({ model, models }) {
   }
   const cards = picks.map((p) => {
     const status = el('div', { class: 'outside-status' }, el('span', { class: 'muted small' }, 'waiting…'));
-    const img = el('img', { src: imageUrl(p.source, p.image), alt: `a ${p.cls} photo from the ${p.dataset} dataset`,
+    const img = el('img', { src: imageUrl(p.source, p.image), alt: `${p.cls} photo from the ${p.dataset} dataset`,
       width: 160, height: 160, loading: 'lazy' });
     const card = el('article', { class: 'card outside-card', 'data-image': `${p.source}:${p.image}` },
       el('div', { class: 'outside-images' }, el('figure', { class: 'lime-figure' }, img, el('figcaption', {}, 'photo'))),
       el('div', { class: 'outside-body' },
-        el('h3', {}, `A ${p.cls}`, el('span', { class: 'muted' }, ` from ${p.dataset}`)),
+        el('h3', {}, `${p.cls.charAt(0).toUpperCase()}${p.cls.slice(1)} photo`, el('span', { class: 'muted' }, ` from ${p.dataset}`)),
         status));
     return { p, card, img, status };
   });
@@ -79,14 +83,15 @@ async function run(model, { p, card, img, status }) {
     const blob = await getBlob(imageUrl(p.source, p.image));
     const reply = await predict(model.id, blob, { filename: p.image.replace('/', '-') });
     fill(status,
-      el('p', { class: 'answer' }, 'Taken for ', el('strong', {}, `${/^[aeiou]/i.test(reply.predicted) ? 'an' : 'a'} ${reply.predicted}`),
+      el('p', { class: 'answer' }, 'Taken for ', el('strong', {}, `“${reply.predicted}”`),
         ` · ${pct(reply.probability)}`),
       el('div', { class: 'answer-meta' }, doubtBadge(reply.doubt)),
+      lowDoubtNote(reply.doubt, lowShares),
       reply.doubt?.explanation ? el('p', { class: 'small muted' }, reply.doubt.explanation) : null);
     card.dataset.predicted = reply.predicted;
     if (reply.explanation?.overlay) {
       const overlay = el('img', { class: 'lime-overlay', src: reply.explanation.overlay,
-        alt: `LIME overlay: the regions that made the model say ${reply.predicted}`, width: 160, height: 160 });
+        alt: `LIME overlay: the outlined regions made the model say “${reply.predicted}”`, width: 160, height: 160 });
       const box = el('figure', { class: 'lime-figure' }, progress(''), el('figcaption', {}, 'LIME'));
       img.closest('figure').after(box);
       await imageLoaded(overlay);

@@ -6,11 +6,57 @@
 // in model.js. Lines are coloured by true class; a highlight (a set of image
 // indices) keeps those lines' colours and greys the rest; an uploaded image
 // is one more line, in its own ink colour, with its own "your image" true
-// category, so the reader sees where their photo goes.
+// category, so the reader sees where their photo goes. Being one image among
+// hundreds its band is thin, so while it is shown (and nothing is
+// highlighted) the test images' lines are grey and only it is in ink.
+//
+// Plotly insets the bars of a parcats trace: inside the trace's domain (the
+// plot area here) the first bar starts PAD px from the left, the last ends PAD
+// px from the right, and each is DIM_WIDTH px wide (plotly.js
+// src/traces/parcats/parcats.js, createDimensionViewModel: x = PAD +
+// i · (width − 2·PAD − DIM_WIDTH) / (D − 1)). The notes under the bars are
+// placed with that rule, so they stay under their bars at any width.
 
 import { baseLayout, classColor, MUTED, UPLOAD, INK } from './palette.js';
 
 export const UPLOAD_LABEL = 'your image';
+
+/** Plotly's parcats geometry, in px (see the file header). */
+export const PARCATS_PAD = 40;
+export const PARCATS_DIM_WIDTH = 16;
+/** The narrowest gap between two bars' centres that keeps the notes under
+ *  them ("purity 0.37" at 10 px, 58 px wide with its padding) from touching. */
+export const PARCATS_MIN_STEP = 64;
+
+/** Centre (px from the plot area's left edge) of each of D bars in a plot
+ *  area `width` px wide. */
+export function parcatsBarCentres(width, D) {
+  const step = D > 1 ? (width - 2 * PARCATS_PAD - PARCATS_DIM_WIDTH) / (D - 1) : 0;
+  return Array.from({ length: D }, (_, i) => PARCATS_PAD + PARCATS_DIM_WIDTH / 2 + i * step);
+}
+
+/**
+ * Where to put a note centred under bar i of D, as a Plotly annotation's
+ * paper x and pixel xshift. Bar i's centre is c + i·(w − 2c)/(D − 1) px with
+ * c = PAD + DIM_WIDTH/2 and w the plot area's width, which is
+ * (i/(D−1))·w + c·(1 − 2i/(D−1)): a paper fraction plus a fixed shift, right
+ * for every w, so nothing needs redoing when the plot is resized.
+ */
+export function noteAnchor(i, D) {
+  const c = PARCATS_PAD + PARCATS_DIM_WIDTH / 2;
+  if (D <= 1) return { x: 0, xshift: c };
+  const f = i / (D - 1);
+  return { x: f, xshift: c * (1 - 2 * f) };
+}
+
+/** The width (px) below which the figure should scroll sideways rather than
+ *  squeeze: the layout's margins, Plotly's insets and PARCATS_MIN_STEP
+ *  between bars. `fig` is parcatsFigure()'s result. */
+export function parcatsMinWidth(fig) {
+  const D = fig.data[0].dimensions.length;
+  const { l, r } = fig.layout.margin;
+  return Math.ceil(l + r + 2 * PARCATS_PAD + PARCATS_DIM_WIDTH + PARCATS_MIN_STEP * Math.max(0, D - 1));
+}
 
 function fmt(x, digits = 2) {
   return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '–';
@@ -75,9 +121,43 @@ export function clusterMajorities(paths) {
 }
 
 /**
+ * A short note on which of the model's layers the graph shows and why the
+ * others are left out, and how many the doubt score probes. `modelLayers`:
+ * GET /api/models/{id}'s layers ({index, name, type}); `dims`: the layer
+ * dimensions of /paths; `doubtLayers`: the detail's doubt.layers (a count)
+ * or null. Returns '' when every layer is shown and nothing is probed.
+ */
+export function layersNote(modelLayers, dims, doubtLayers = null) {
+  const shown = new Set(dims.map((d) => d.layer));
+  const left = modelLayers.filter((l) => !shown.has(l.index));
+  const out = [];
+  if (left.length) {
+    const names = left.map((l) => l.name);
+    const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
+    const one = left.length === 1;
+    // Dropout and flatten hand their input on unchanged (flatten only lays it out as one row).
+    const passThrough = left.every((l) => l.type === 'dropout' || l.type === 'flatten');
+    out.push(`The graph shows ${dims.length} of the model's ${modelLayers.length} layers: ${list} ${one ? 'is' : 'are'} left out` +
+      (passThrough
+        ? `, because ${one ? 'it hands its' : 'they hand their'} input on unchanged when the model answers, so ` +
+          `${one ? 'its' : 'their'} clusters would repeat those of the layer before.`
+        : '.'));
+  }
+  if (typeof doubtLayers === 'number' && doubtLayers > 0) {
+    const last = dims.length ? modelLayers.find((l) => l.index === dims[dims.length - 1].layer) : null;
+    out.push(doubtLayers === dims.length - 1 && last
+      ? `The doubt score probes ${doubtLayers} of them: all but the last, ${last.name}, whose class scores it reads separately.`
+      : `The doubt score probes ${doubtLayers} of them.`);
+  }
+  return out.join(' ');
+}
+
+/**
  * The Plotly figure. Options:
  *   highlight: a Set of image indices to keep in colour (others grey), or null;
- *   upload: {clusters, pred} from uploadPath(), drawn as one more line, or null.
+ *   upload: {clusters, pred} from uploadPath(), drawn as one more line, or null;
+ *     without a highlight, every other line is then grey, so the one ink line
+ *     stands out (the counts stay the true ones: one per image).
  * The line colour is a number per line (class index; C for grey; C + 1 for
  * the upload) mapped through a stepped colour scale, so one trace holds all.
  */
@@ -88,7 +168,8 @@ export function parcatsFigure(paths, { highlight = null, upload = null } = {}) {
   const GREY = C, MINE = C + 1;
   const majorities = clusterMajorities(paths);
 
-  const colorIndex = images.true.map((t, i) => (highlight && !highlight.has(i) ? GREY : t));
+  const grey = (i) => (highlight ? !highlight.has(i) : upload !== null);
+  const colorIndex = images.true.map((t, i) => (grey(i) ? GREY : t));
   if (upload) colorIndex.push(MINE);
 
   let layerJ = 0;
@@ -156,32 +237,39 @@ export function parcatsFigure(paths, { highlight = null, upload = null } = {}) {
   const correct = images.true.filter((t, i) => t === images.pred[i]).length;
   const annotations = dimensions.map((d, i) => {
     let text;
-    if (d.kind === 'true') text = `${n} images`;
-    else if (d.kind === 'pred') text = `accuracy ${n ? Math.round((100 * correct) / n) : 0} %`;
+    // Two short lines at the ends, like the layers' three: no wider than them.
+    if (d.kind === 'true') text = `${n}<br>images`;
+    else if (d.kind === 'pred') text = `accuracy<br>${n ? Math.round((100 * correct) / n) : 0} %`;
     else text = `k ${d.k ?? '–'}<br>purity ${fmt(d.purity)}<br>ARI ${fmt(d.ari)}`;
+    const { x, xshift } = noteAnchor(i, D);
     return {
-      x: D > 1 ? i / (D - 1) : 0.5,
+      x,
+      xshift,
       y: 0,
       xref: 'paper',
       yref: 'paper',
       yanchor: 'top',
       yshift: -6,
-      // The end dimensions' bars hug the plot's edges with their labels in
-      // the margins, so their notes go under those labels.
-      xanchor: i === 0 ? 'right' : i === D - 1 ? 'left' : 'center',
-      xshift: i === 0 ? 20 : i === D - 1 ? -20 : 0,
-      align: i === 0 ? 'right' : i === D - 1 ? 'left' : 'center',
+      xanchor: 'center',
+      align: 'center',
       showarrow: false,
       text,
-      font: { size: 11, color: '#5f6b7a' },
+      font: { size: 10, color: '#5f6b7a' },
     };
   });
 
   // The first dimension's labels sit left of its bars, the last one's right
-  // of them: leave room for the longest (about 7 px a character).
-  const longest = Math.max(...classes.map((c) => c.length), upload ? UPLOAD_LABEL.length : 0);
+  // of them, about 6.5 px a character (11 px type) and 5 px off the bar;
+  // Plotly's 40 px inset holds most of that, the margin takes the rest.
+  const labelRoom = (chars) => Math.min(120, Math.max(12, Math.round(6.5 * chars + 5 + 12 - PARCATS_PAD)));
+  const longest = (list) => Math.max(0, ...list.map((c) => String(c).length));
   const layout = baseLayout({
-    margin: { l: Math.min(120, 12 + 7 * longest), r: Math.min(120, Math.max(84, 12 + 7 * longest)), t: 36, b: 64 },
+    margin: {
+      l: labelRoom(longest(upload ? [...classes, UPLOAD_LABEL] : classes)),
+      r: labelRoom(longest(upload && upload.pred < 0 ? [...classes, '?'] : classes)),
+      t: 36,
+      b: 64,
+    },
     height: 520,
     annotations,
   });

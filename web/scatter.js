@@ -6,7 +6,7 @@
 // Pure: server JSON in, Plotly {data, layout} out. Each point carries its
 // index in `customdata`, so the page can show the image's thumbnail on hover.
 
-import { baseLayout, classColor, clusterColor, CENTER, UPLOAD, GRID } from './palette.js';
+import { baseLayout, classColor, clusterColors, CENTER, UPLOAD, GRID } from './palette.js';
 
 function pct(r) {
   return typeof r === 'number' && Number.isFinite(r) ? ` (${Math.round(r * 100)} % of variance)` : '';
@@ -31,6 +31,8 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null } = {}) {
   const byCluster = colorBy !== 'class';
   const keys = byCluster ? points.cluster : points.true;
   const groups = groupBy(keys, byCluster ? k : classes.length);
+  // Cluster colours kept away from the class colours, which mean classes everywhere.
+  const ccol = clusterColors(classes.length, k);
 
   const data = groups.map((idx, g) => {
     const majority = byCluster && centers.majority ? centers.majority[g] : undefined;
@@ -45,7 +47,7 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null } = {}) {
       y: idx.map((i) => points.y[i]),
       customdata: idx,
       marker: {
-        color: byCluster ? clusterColor(g) : classColor(g),
+        color: byCluster ? ccol[g] : classColor(g),
         size: 7,
         opacity: 0.8,
         line: { width: 0.5, color: '#ffffff' },

@@ -2,6 +2,8 @@
 // formatting, progress and error boxes, and drawing a Plotly figure (newPlot
 // the first time, react afterwards). Browser only.
 
+import { lowDoubtText } from './doubtchart.js';
+
 /** Creates an element: el('a', {href: '/', class: 'x'}, 'text', child, ...).
  *  Attributes starting with "on" are refused: handlers go through addEventListener. */
 export function el(tag, attrs = {}, ...children) {
@@ -22,9 +24,10 @@ export function el(tag, attrs = {}, ...children) {
   return e;
 }
 
-/** "79 %" from 0.79; "–" for a missing value. */
+/** "79 %" from 0.79 (a no-break space, so the sign never wraps alone onto
+ *  the next line); "–" for a missing value. */
 export function pct(x, digits = 0) {
-  return typeof x === 'number' && Number.isFinite(x) ? `${(100 * x).toFixed(digits)} %` : '–';
+  return typeof x === 'number' && Number.isFinite(x) ? `${(100 * x).toFixed(digits)}\u00a0%` : '–';
 }
 
 /** A number with `digits` decimals, or "–". */
@@ -110,8 +113,9 @@ export function doubtBadge(doubt) {
     `doubt ${level}`, typeof doubt.score === 'number' ? ` · ${doubt.score.toFixed(2)}` : '');
 }
 
-/** The doubt as a meter (score in [0, 1]), its level and the server's explanation. */
-export function doubtPanel(doubt) {
+/** The doubt as a meter (score in [0, 1]), its level, the server's
+ *  explanation and, when given, a note (a node) after it. */
+export function doubtPanel(doubt, { note = null } = {}) {
   if (!doubt || typeof doubt !== 'object') return null;
   const score = typeof doubt.score === 'number' && Number.isFinite(doubt.score) ? doubt.score : null;
   const level = typeof doubt.level === 'string' ? doubt.level : 'unknown';
@@ -123,7 +127,23 @@ export function doubtPanel(doubt) {
     score === null ? null : el('div', { class: 'meter', role: 'meter', 'aria-valuemin': 0, 'aria-valuemax': 1,
       'aria-valuenow': score.toFixed(2), 'aria-label': 'doubt score' },
     el('span', { class: 'meter-fill', style: `width:${Math.round(Math.min(1, Math.max(0, score)) * 100)}%` })),
-    doubt.explanation ? el('p', { class: 'doubt-text' }, doubt.explanation) : null);
+    doubt.explanation ? el('p', { class: 'doubt-text' }, doubt.explanation) : null,
+    note);
+}
+
+/**
+ * For a low doubt, a small note saying that low is weak evidence; null for
+ * any other level. `shares` is a promise of lowDoubtShares(report) (or
+ * null): the note starts generic and gains this model's measured share of
+ * other datasets' photos rated low when the promise resolves.
+ */
+export function lowDoubtNote(doubt, shares = null) {
+  if (!doubt || doubt.level !== 'low') return null;
+  const p = el('p', { class: 'small low-doubt-note' }, lowDoubtText(null));
+  if (shares && typeof shares.then === 'function') {
+    shares.then((s) => { if (s) p.textContent = lowDoubtText(s); }).catch(() => {});
+  }
+  return p;
 }
 
 /** Resolves when an <img> has loaded (rejects on error). */

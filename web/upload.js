@@ -2,28 +2,46 @@
 // /api/models/{id}/predict. Shows the photo, the probability bars, the doubt
 // (score, level, the server's explanation), the LIME overlay (toggle with the
 // heat-map), and hands the reply to the page, which draws the image's path on
-// the parallel graph and its star on the layer scatter. Failures (413 too
-// large, 400/415 not an image) show the server's own sentence.
+// the parallel graph and its star on the layer scatter. A file that is not
+// JPEG or PNG, or is over the size limit, is refused here before anything is
+// sent (uploadcheck.js); a refusal by the server (413 too large, 400/415 not
+// an image, ...) is said in plain words, with the server's own sentence in
+// small print below.
 
-import { predict } from './api.js';
-import { el, fill, progress, errorBox, draw, doubtPanel, imageLoaded } from './ui.js';
+import { predict, getJSON } from './api.js';
+import { el, fill, progress, errorBox, draw, doubtPanel, imageLoaded, lowDoubtNote } from './ui.js';
 import { probabilityFigure } from './probabilities.js';
 import { describePrediction } from './describe.js';
+import { checkUpload, uploadErrorText, formatBytes, DEFAULT_UPLOAD_LIMIT, UPLOAD_ACCEPT } from './uploadcheck.js';
 
 let model = null;
 let onResult = () => {};
+let lowShares = null; // promise of lowDoubtShares(report) | null
 let token = 0;
 let previewUrl = null;
+let limit = DEFAULT_UPLOAD_LIMIT; // until /api/health says the server's own
 const nodes = {};
 
 /** Wires the drop zone. `result(reply | null)` is called with each new prediction
- *  (null when a new upload starts or fails). */
-export function initUpload({ model: m, result }) {
+ *  (null when a new upload starts or fails); `doubtShares` is a promise of
+ *  this model's lowDoubtShares() (or null), for the note beside a low doubt. */
+export function initUpload({ model: m, result, doubtShares = null }) {
   model = m;
   onResult = result || onResult;
+  lowShares = doubtShares;
   nodes.zone = document.getElementById('dropzone');
   nodes.input = document.getElementById('file-input');
   nodes.out = document.getElementById('upload-result');
+  nodes.input.setAttribute('accept', UPLOAD_ACCEPT);
+  const limits = document.getElementById('upload-limits');
+  const showLimit = () => { if (limits) limits.textContent = `JPEG or PNG, up to ${formatBytes(limit)}`; };
+  showLimit();
+  getJSON('/api/health').then((h) => {
+    if (Number.isFinite(h.max_upload_bytes) && h.max_upload_bytes > 0) {
+      limit = h.max_upload_bytes;
+      showLimit();
+    }
+  }).catch(() => {}); // the default stays; the server still refuses what is over its limit
   nodes.input.addEventListener('change', () => {
     if (nodes.input.files && nodes.input.files[0]) send(nodes.input.files[0]);
   });
@@ -41,10 +59,29 @@ export function initUpload({ model: m, result }) {
   });
 }
 
+/** A refused upload: what is wrong in plain words, and (when the server
+ *  said it) the server's own sentence and code in small print. */
+function refusal(title, text, err = null) {
+  const detail = err && err.message
+    ? el('p', { class: 'error-detail' }, 'The server said: ', err.message,
+      err.code ? ` (${err.status ? `${err.status} ` : ''}${err.code})` : '')
+    : null;
+  return el('div', { class: 'error', role: 'alert' }, el('strong', {}, title), ' — ', text, detail);
+}
+
 async function send(file) {
   const my = ++token;
   onResult(null);
   if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = null;
+  const bad = checkUpload(file, { limit, input: model.input });
+  if (bad) {
+    fill(nodes.out, refusal(bad.title, bad.text));
+    nodes.out.dataset.refused = bad.code;
+    nodes.input.value = '';
+    return;
+  }
+  delete nodes.out.dataset.refused;
   const looksLikeImage = /^image\//.test(file.type);
   previewUrl = looksLikeImage ? URL.createObjectURL(file) : null;
   fill(nodes.out, el('div', { class: 'upload-status' },
@@ -54,7 +91,8 @@ async function send(file) {
     reply = await predict(model.id, file, { filename: file.name || 'upload' });
   } catch (err) {
     if (my !== token) return;
-    fill(nodes.out, errorBox(err, `No answer for ${file.name}`));
+    const { title, text } = uploadErrorText(err, { limit, input: model.input });
+    fill(nodes.out, refusal(title, text, err));
     nodes.input.value = '';
     return;
   }
@@ -78,9 +116,9 @@ async function render(reply, file) {
       el('div', { class: 'upload-answer' },
         el('p', { class: 'answer big', 'data-predicted': reply.predicted }, describePrediction({ ...reply, doubt: null })),
         bars,
-        doubtPanel(reply.doubt),
-        el('p', { class: 'small muted path-note' }, 'Your image\'s path is drawn in black on the parallel graph, and its ' +
-          'position is a black star on the layer scatter.')),
+        doubtPanel(reply.doubt, { note: lowDoubtNote(reply.doubt, lowShares) }),
+        el('p', { class: 'small muted path-note' }, 'Your image\'s path is the black line in the graph of paths above ' +
+          '(the test images\' lines turn grey meanwhile), and its position is a black star on the layer scatter.')),
       limeBox));
   await draw(bars, probabilityFigure(reply, model.classes), { displayModeBar: false, staticPlot: false });
   if (!ex || !ex.overlay) {
@@ -88,7 +126,7 @@ async function render(reply, file) {
     return;
   }
   fill(limeBox, el('figure', { class: 'lime-figure' }, progress('loading the explanation…'), el('figcaption', {}, 'LIME')));
-  const overlay = el('img', { class: 'lime-overlay', src: ex.overlay, alt: `LIME overlay: the regions that made the model say ${reply.predicted}`, width: 192, height: 192 });
+  const overlay = el('img', { class: 'lime-overlay', src: ex.overlay, alt: `LIME overlay: the outlined regions made the model say “${reply.predicted}”`, width: 192, height: 192 });
   const heat = ex.heatmap ? el('img', { class: 'lime-heatmap', src: ex.heatmap, alt: 'LIME heat-map of region weights', width: 192, height: 192, hidden: true }) : null;
   try {
     await imageLoaded(overlay);
@@ -97,7 +135,8 @@ async function render(reply, file) {
     return;
   }
   if (my !== token) return;
-  const caption = el('figcaption', {}, 'LIME overlay: bright regions made the answer');
+  const OVERLAY_CAPTION = 'LIME overlay: the outlined regions pushed the model most towards its answer';
+  const caption = el('figcaption', {}, OVERLAY_CAPTION);
   const toggle = heat ? el('div', { class: 'segmented', role: 'group', 'aria-label': 'Explanation view' },
     el('button', { type: 'button', 'aria-pressed': 'true', 'data-view': 'overlay' }, 'overlay'),
     el('button', { type: 'button', 'aria-pressed': 'false', 'data-view': 'heatmap' }, 'heat-map')) : null;
@@ -110,7 +149,7 @@ async function render(reply, file) {
       overlay.hidden = heatOn;
       heat.hidden = !heatOn;
       caption.textContent = heatOn ? 'heat-map: warm regions pushed towards the answer, cool ones against it'
-        : 'LIME overlay: bright regions made the answer';
+        : OVERLAY_CAPTION;
     });
   }
   fill(limeBox, el('figure', { class: 'lime-figure' }, overlay, heat, caption), toggle);

@@ -9,9 +9,12 @@
 // graph, each layer's scatter (as many points as analysed images), the elbow
 // and k selector, the doubt histogram and AUROC table, a mistake's LIME
 // overlay, the out-of-model images, an
-// upload (answer, doubt, LIME, highlighted path, star) and a text upload's
-// error; the help page's plots; no console errors anywhere. Screenshots of
-// every page at 1280×800 and 390×844 go to tests/artifacts/.
+// upload (answer, doubt, LIME, highlighted path, star), refused uploads
+// (wrong type or too big: refused before sending; not an image: the
+// server's refusal in plain words); the notes under the parallel graph's
+// bars, centred under them; the doubt table's per-column best; the help
+// page's plots; no console errors anywhere. Screenshots of every page at
+// 1280×800 and 390×844 go to tests/artifacts/.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -121,6 +124,23 @@ async function finishLazyWork(page) {
     .every((c) => !c.querySelector('.progress')), null, { timeout: STEP_MS });
 }
 
+/** For the parallel graph: each note's horizontal centre minus its bar's
+ *  (px), in dimension order, as drawn. */
+const noteOffsets = () => {
+  const gd = document.getElementById('parcats');
+  const centre = (r) => r.left + r.width / 2;
+  const bars = [...gd.querySelectorAll('g.dimension')].map((g) => centre(g.querySelector('rect.catrect').getBoundingClientRect()));
+  const notes = [...gd.querySelectorAll('g.annotation')].map((a) => centre(a.getBoundingClientRect()));
+  return { bars: bars.length, notes: notes.length, offsets: bars.map((b, i) => notes[i] - b) };
+};
+
+/** Share of a histogram group below a threshold, from the bins' left edges. */
+function shareBelowLevel(edges, counts, level) {
+  let below = 0, total = 0;
+  counts.forEach((c, i) => { total += c; if (edges[i] < level - 1e-9) below += c; });
+  return below / total;
+}
+
 const imagePoints = () => {
   const gd = document.getElementById('scatter');
   return gd.data.filter((t) => t.name !== 'cluster centres' && t.name !== 'your image').reduce((s, t) => s + t.x.length, 0);
@@ -145,7 +165,8 @@ test('home: three dataset cards and a menu listing every model', async (t) => {
     const card = page.locator(`.dataset-card[data-dataset="${ds}"]`);
     const classes = models.find((m) => m.dataset === ds).classes;
     assert.equal(await card.locator('.chip').count(), classes.length);
-    assert.match(await card.locator('.metric').innerText(), /\d+ %/);
+    // The number and its % sign kept together by a no-break space.
+    assert.match(await card.locator('.metric').innerText(), /\d+\u00a0%/);
   }
   // The "?" opens the help page.
   assert.equal(await page.locator('.help-button').getAttribute('href'), '/help.html');
@@ -220,6 +241,18 @@ test('model pages: parallel graph, every layer, elbow and k, a mistake\'s LIME, 
       });
       assert.equal(pc.dims, paths.dimensions.length);
       assert.equal(pc.lines, n);
+      // Each note (n images, k / purity / ARI, accuracy) sits centred under its own bar.
+      const under = await page.evaluate(noteOffsets);
+      assert.equal(under.bars, paths.dimensions.length);
+      assert.equal(under.notes, paths.dimensions.length);
+      under.offsets.forEach((d, i) => assert.ok(Math.abs(d) <= 3,
+        `${paths.dimensions[i].label}: note ${d.toFixed(1)} px off its bar's centre`));
+      // Which layers are left out, and why, is said under the graph.
+      const shownLayers = paths.dimensions.filter((d) => d.kind === 'layer').length;
+      if (shownLayers < detail.layers.length) {
+        assert.match(await page.locator('#paths-layers-note').innerText(),
+          new RegExp(`shows ${shownLayers} of the model's ${detail.layers.length} layers`));
+      }
       // A class chip highlights its paths: other lines turn grey (colour index C).
       const C = paths.classes.length;
       await page.click(`#class-filter button[data-class="${paths.classes[0]}"]`);
@@ -283,6 +316,20 @@ test('model pages: parallel graph, every layer, elbow and k, a mistake\'s LIME, 
       }));
       for (const [method, value] of shown.auroc) assert.ok(Math.abs(Number(value) - report.auroc[method]) < 1e-9, `${method} AUROC`);
       assert.equal(shown.auroc.length, 3);
+      // Bold (class "best") goes to each column's best method, from the report's
+      // numbers: highest AUROC, lowest FPR, highest AUROC on its errors.
+      const bold = await page.evaluate(() => Object.fromEntries(['auroc', 'fpr95', 'auroc_errors'].map((col) => [col,
+        [...document.querySelectorAll(`#doubt-auroc td.best[data-col="${col}"]`)].map((td) => td.closest('tr').dataset.method).sort()])));
+      for (const [col, way] of [['auroc', 1], ['fpr95', -1], ['auroc_errors', 1]]) {
+        const vals = Object.entries(report[col]).filter(([, v]) => typeof v === 'number');
+        const top = Math.max(...vals.map(([, v]) => way * v));
+        assert.deepEqual(bold[col], vals.filter(([, v]) => way * v === top).map(([k]) => k).sort(), `best of ${col}`);
+      }
+      // When a baseline spots the model's own mistakes better, the section says so.
+      const verdict = await page.locator('#doubt-verdict');
+      const beaten = ['msp', 'energy'].some((k) => report.auroc_errors[k] > report.auroc_errors.doubt);
+      assert.equal(await verdict.isVisible(), beaten, 'the verdict shows exactly when a baseline beats the doubt on errors');
+      if (beaten) assert.match(await verdict.innerText(), /own mistakes.*does better than strata's doubt/);
       for (const total of shown.groups) assert.ok(Math.abs(total - 1) < 1e-9, 'each group sums to 100 %');
 
       await finishLazyWork(page);
@@ -294,6 +341,13 @@ test('model pages: parallel graph, every layer, elbow and k, a mistake\'s LIME, 
         assert.ok(o.predicted, `out-of-model image answered: ${o.error || ''}`);
         assert.ok(detail.classes.includes(o.predicted));
       }
+      // A low doubt comes with its caveat and this model's measured share of
+      // other datasets' photos rated low, from the histogram.
+      const lowShare = Math.round(100 * shareBelowLevel(report.histogram.edges, report.histogram.ood, report.levels.medium));
+      const lows = await page.$$eval('.outside-card', (cs) => cs.filter((c) => c.querySelector('.doubt-badge.doubt-low'))
+        .map((c) => c.querySelector('.low-doubt-note')?.innerText || ''));
+      for (const note of lows) assert.match(note, new RegExp(`weak evidence.* ${lowShare}\u00a0% of ${report.n_ood} photos`));
+      if (lows.length) t.diagnostic(`${m.id}: ${lows.length} outside photo(s) rated low, noted (${lowShare} % of others are)`);
       await shot(page, `model-${m.id}-desktop`);
       assert.deepEqual(errors, []);
       await ctx.close();
@@ -301,6 +355,8 @@ test('model pages: parallel graph, every layer, elbow and k, a mistake\'s LIME, 
       const phone = await browser.newContext({ viewport: PHONE });
       const p2 = await open(phone, `/model.html?id=${encodeURIComponent(m.id)}`);
       await modelPageReady(p2.page);
+      const phoneUnder = await p2.page.evaluate(noteOffsets);
+      phoneUnder.offsets.forEach((d, i) => assert.ok(Math.abs(d) <= 3, `phone, ${paths.dimensions[i].label}: note ${d.toFixed(1)} px off`));
       await finishLazyWork(p2.page);
       await shot(p2.page, `model-${m.id}-phone`);
       assert.deepEqual(p2.errors, []);
@@ -337,6 +393,8 @@ test('upload: a test photo gets an answer, doubt, LIME and its own highlighted p
       if (reply.doubt) {
         const shown = await page.locator('.doubt-score').getAttribute('data-doubt');
         assert.ok(Math.abs(Number(shown) - reply.doubt.score) < 1e-9, `doubt shown ${shown} vs ${reply.doubt.score}`);
+        // A low doubt is said to be weak evidence; no other level gets that note.
+        assert.equal(await page.locator('#upload-result .low-doubt-note').count(), reply.doubt.level === 'low' ? 1 : 0);
       } else {
         t.diagnostic(`${m.id}: the predict reply has no doubt field; nothing to show`);
       }
@@ -362,6 +420,15 @@ test('upload: a test photo gets an answer, doubt, LIME and its own highlighted p
       assert.equal(pc.n, n + 1);
       assert.equal(pc.first, 'your image');
       assert.equal(pc.colour, m.classes.length + 1);
+      // The test images' lines turn grey (index C) so that the one black line
+      // can be found, and the note above the graph says so; counts stay one each.
+      const rest = await page.evaluate(() => {
+        const tr = document.getElementById('parcats').data[0];
+        return { colours: [...new Set(tr.line.color.slice(0, -1))], counts: [...new Set(tr.counts)] };
+      });
+      assert.deepEqual(rest.colours, [m.classes.length]);
+      assert.deepEqual(rest.counts, [1]);
+      assert.match(await page.locator('#highlight-note').innerText(), /black line.*grey/);
       // Its point: a star on the scatter at the reply's coordinates for that layer.
       const star = await page.evaluate(() => {
         const gd = document.getElementById('scatter');
@@ -379,27 +446,69 @@ test('upload: a test photo gets an answer, doubt, LIME and its own highlighted p
   }
 });
 
-test('upload: a text file shows the server\'s error message', async (t) => {
+test('upload: a wrong type or an oversized file is refused before sending; a non-image in plain words', async (t) => {
   if (skip) { t.skip(skip); return; }
   const m = models[0];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-web-'));
-  const file = path.join(tmp, 'notes.txt');
-  fs.writeFileSync(file, 'This is not an image.\n');
+  const text = path.join(tmp, 'notes.txt');
+  fs.writeFileSync(text, 'This is not an image.\n');
+  const fake = path.join(tmp, 'fake.jpg');
+  fs.writeFileSync(fake, 'This is not an image either.\n');
+  const big = path.join(tmp, 'big.png');
+  fs.writeFileSync(big, Buffer.alloc(11 * 1024 * 1024, 1));
   const ctx = await browser.newContext({ viewport: PHONE });
   // The refused upload itself is logged by Chromium as a failed resource: expected here.
   const { page, errors } = await open(ctx, `/model.html?id=${encodeURIComponent(m.id)}`, /status of 4(00|15)/);
   await modelPageReady(page);
-  const replyP = page.waitForResponse((r) => r.url().includes('/predict'));
-  await page.setInputFiles('#file-input', file);
+  // The picker offers JPEG and PNG only; the limit is stated beside it.
+  assert.doesNotMatch(await page.getAttribute('#file-input', 'accept'), /image\/\*/);
+  assert.match(await page.locator('#dropzone').innerText(), /JPEG or PNG, up to 10\u00a0MB/);
+  // Uploads of the two files (the out-of-model cards post their own photos).
+  let uploads = 0;
+  page.on('request', (r) => {
+    if (!r.url().includes('/predict') || r.method() !== 'POST') return;
+    const body = r.postDataBuffer();
+    if (!body || /filename="(notes\.txt|big\.png)"/.test(body.toString('latin1'))) uploads += 1;
+  });
+  // A text file: refused here, in plain words, nothing sent.
+  await page.setInputFiles('#file-input', text);
+  await page.waitForSelector('#upload-result[data-refused="type"] .error');
+  assert.match(await page.locator('#upload-result .error').innerText(), /JPEG and PNG.*notes\.txt is a text file/s);
+  // 11 MB: refused here too, before a byte is sent, saying the limit.
+  await page.setInputFiles('#file-input', big);
+  await page.waitForSelector('#upload-result[data-refused="size"] .error');
+  assert.match(await page.locator('#upload-result .error').innerText(), /too big.*11\u00a0MB; strata takes images up to 10\u00a0MB/s);
+  assert.equal(uploads, 0, 'nothing was uploaded');
+  // Text named .jpg goes to the server, whose refusal is put in plain words,
+  // its own sentence and code kept below in small print.
+  const replyP = page.waitForResponse((r) => r.url().includes('/predict') && r.request().method() === 'POST');
+  await page.setInputFiles('#file-input', fake);
   const reply = await replyP;
   assert.ok([400, 415].includes(reply.status()), `status ${reply.status()}`);
   const envelope = await reply.json();
-  await page.waitForSelector('#upload-result .error');
-  const shown = await page.locator('#upload-result .error').innerText();
-  assert.ok(shown.includes(envelope.error.message), `"${shown}" shows "${envelope.error.message}"`);
+  await page.waitForSelector('#upload-result .error .error-detail');
+  const plain = await page.locator('#upload-result .error > strong').innerText();
+  assert.equal(plain, 'This file could not be read as a photo');
+  const detail = await page.locator('#upload-result .error-detail').innerText();
+  assert.ok(detail.includes(envelope.error.message), `"${detail}" keeps "${envelope.error.message}"`);
+  assert.ok(detail.includes(envelope.error.code));
   await page.locator('#upload-section').scrollIntoViewIfNeeded();
   await shot(page, 'upload-error-phone');
   assert.deepEqual(errors, []);
   await ctx.close();
   fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('model page without a model: the error alone, no empty sections', async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const ctx = await browser.newContext({ viewport: DESKTOP });
+  for (const url of ['/model.html', '/model.html?id=no-such-model']) {
+    const { page, errors } = await open(ctx, url, /status of 404/);
+    await page.waitForSelector('#model-header .error');
+    const visible = await page.$$eval('main > section.section', (ss) => ss.filter((s) => !s.hidden).map((s) => s.id));
+    assert.deepEqual(visible, [], `${url}: sections left showing`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }
+  await ctx.close();
 });

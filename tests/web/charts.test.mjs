@@ -6,14 +6,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { parcatsFigure, uploadPath, indicesOfClass, clusterMajorities, UPLOAD_LABEL } from '../../web/parcats.js';
+import {
+  parcatsFigure, uploadPath, indicesOfClass, clusterMajorities, UPLOAD_LABEL, parcatsBarCentres, noteAnchor,
+  parcatsMinWidth,
+} from '../../web/parcats.js';
 import { scatterFigure, imagePointCount } from '../../web/scatter.js';
 import { elbowFigure } from '../../web/elbow.js';
 import { confusionFigure } from '../../web/confusion.js';
 import { curvesFigure } from '../../web/curves.js';
 import { probabilityFigure } from '../../web/probabilities.js';
-import { doubtHistogramFigure, aurocRows, shares, shareAtLeast, IN_COLOR, OUT_COLOR } from '../../web/doubtchart.js';
-import { CLASS_COLORS, CLUSTER_COLORS, MUTED, UPLOAD, CENTER } from '../../web/palette.js';
+import {
+  doubtHistogramFigure, aurocRows, shares, shareAtLeast, shareBelow, lowDoubtShares, lowDoubtText, errorsNote,
+  IN_COLOR, OUT_COLOR,
+} from '../../web/doubtchart.js';
+import { CLASS_COLORS, MUTED, UPLOAD, CENTER, clusterColors, hexToLab, colorDistance } from '../../web/palette.js';
 
 // --- fixtures ------------------------------------------------------------------
 
@@ -119,14 +125,46 @@ test('parcats: lines coloured by true class through a stepped scale of C + 2 col
 test('parcats: purity and ARI under each layer dimension', () => {
   const { layout } = parcatsFigure(PATHS);
   assert.equal(layout.annotations.length, 4);
-  assert.deepEqual(layout.annotations.map((a) => a.x), [0, 1 / 3, 2 / 3, 1]);
-  assert.match(layout.annotations[0].text, /6 images/);
+  for (const a of layout.annotations) {
+    assert.equal(a.xref, 'paper');
+    assert.equal(a.xanchor, 'center');
+  }
+  assert.match(layout.annotations[0].text, /^6<br>images$/);
   assert.match(layout.annotations[1].text, /purity 0\.50/);
   assert.match(layout.annotations[1].text, /ARI 0\.05/);
   assert.match(layout.annotations[2].text, /purity 0\.83/);
   assert.match(layout.annotations[2].text, /ARI 0\.60/);
   // 4 of 6 right: images 0, 2, 3, 4.
-  assert.match(layout.annotations[3].text, /accuracy 67 %/);
+  assert.match(layout.annotations[3].text, /^accuracy<br>67 %$/);
+});
+
+test('parcats: each note sits under its bar, at any width (Plotly insets the bars)', () => {
+  // Plotly's rule: bar i's left edge is 40 + i·(w − 2·40 − 16)/(D − 1) px into
+  // the plot area, 16 px wide. For w = 600, D = 4: left edges 40, 208, 376,
+  // 544; centres 48, 216, 384, 552.
+  assert.deepEqual(parcatsBarCentres(600, 4), [48, 216, 384, 552]);
+  // w = 1000, D = 3: (1000 − 96)/2 = 452 apart: 48, 500, 952.
+  assert.deepEqual(parcatsBarCentres(1000, 3), [48, 500, 952]);
+  // As annotations: paper x i/3 with a fixed shift of 48·(1 − 2i/3) px.
+  const { layout } = parcatsFigure(PATHS);
+  const anchors = [[0, 48], [1 / 3, 16], [2 / 3, -16], [1, -48]];
+  layout.annotations.forEach((a, i) => {
+    assert.ok(Math.abs(a.x - anchors[i][0]) < 1e-12 && Math.abs(a.xshift - anchors[i][1]) < 1e-9, `note ${i}: ${a.x}, ${a.xshift}`);
+  });
+  // Where Plotly draws them (x·w + xshift) for two widths: on the centres.
+  for (const [w, centres] of [[600, [48, 216, 384, 552]], [1000, [48, 48 + 904 / 3, 48 + 2 * 904 / 3, 952]]]) {
+    layout.annotations.forEach((a, i) => assert.ok(Math.abs(a.x * w + a.xshift - centres[i]) < 1e-9, `w ${w}, note ${i}`));
+  }
+  assert.deepEqual(noteAnchor(0, 1), { x: 0, xshift: 48 }, 'a lone bar starts 40 px in');
+  // Class labels beside the end bars: "cheetah", 7 × 6.5 px + 5 px off the bar
+  // + 12 px spare − Plotly's 40 px inset = 22.5 -> 23 px of margin each side.
+  assert.deepEqual([layout.margin.l, layout.margin.r], [23, 23]);
+  // With an upload, "your image" (10 characters) on the left: 65 + 17 − 40 = 42.
+  const up = parcatsFigure(PATHS, { upload: { clusters: [0, 0], pred: 0 } }).layout.margin;
+  assert.deepEqual([up.l, up.r], [42, 23]);
+  // Scroll rather than squeeze: margins, Plotly's 96 px of insets and 64 px
+  // between the 4 bars: 46 + 96 + 3 × 64 = 334.
+  assert.equal(parcatsMinWidth(parcatsFigure(PATHS)), 334);
 });
 
 test('parcats: a highlight keeps its lines coloured and greys the others', () => {
@@ -136,7 +174,7 @@ test('parcats: a highlight keeps its lines coloured and greys the others', () =>
   assert.deepEqual(t.line.color, [3, 3, 1, 1, 3, 3]);
 });
 
-test('parcats: an upload is one more highlighted line with its own true category', () => {
+test('parcats: an upload is one more line in ink, the others grey so that it stands out', () => {
   const up = uploadPath(PATHS, REPLY);
   assert.deepEqual(up, { clusters: [1, 2], pred: 1 });
   const t = parcatsFigure(PATHS, { upload: up }).data[0];
@@ -149,9 +187,10 @@ test('parcats: an upload is one more highlighted line with its own true category
   // Its colour index is C + 1 = 4, the top of the scale: the UPLOAD ink.
   assert.equal(t.line.color[6], 4);
   assert.equal(t.line.colorscale[4][1], UPLOAD);
-  // The dataset lines keep their class colours.
-  assert.deepEqual(t.line.color.slice(0, 6), [0, 0, 1, 1, 2, 2]);
+  // The dataset lines turn grey (index C = 3); every line still counts one image.
+  assert.deepEqual(t.line.color.slice(0, 6), [3, 3, 3, 3, 3, 3]);
   assert.equal(t.counts.length, 7);
+  assert.deepEqual(t.counts, [1, 1, 1, 1, 1, 1, 1]);
   // With a highlight too, the upload stays in its own colour.
   const h = parcatsFigure(PATHS, { upload: up, highlight: new Set([0]) }).data[0];
   assert.deepEqual(h.line.color, [0, 3, 3, 3, 3, 3, 4]);
@@ -184,8 +223,9 @@ test('scatter by cluster: one trace per cluster plus one for the centres', () =>
   assert.deepEqual(fig.data[0].customdata, [2, 3]);
   assert.deepEqual(fig.data[1].x, [1, 2, 5]);
   assert.deepEqual(fig.data[1].customdata, [0, 1, 4]);
-  assert.equal(fig.data[0].marker.color, CLUSTER_COLORS[0]);
-  assert.equal(fig.data[1].marker.color, CLUSTER_COLORS[1]);
+  assert.deepEqual([fig.data[0].marker.color, fig.data[1].marker.color], clusterColors(3, 2));
+  // No cluster colour is one of the three class colours in use.
+  for (const t of fig.data.slice(0, 2)) assert.ok(!CLASS_COLORS.slice(0, 3).includes(t.marker.color));
   assert.match(fig.data[0].name, /cluster 0 · mostly jaguar/);
   assert.equal(imagePointCount(fig), 5);
 });
@@ -338,14 +378,89 @@ test('doubt histogram: each group as shares of itself, bars at bin centres, leve
   assert.deepEqual(fig.layout.annotations.map((a) => a.text), ['medium', 'high']);
 });
 
-test('doubt table: one row per method, missing values null, the best OOD AUROC marked', () => {
+test('doubt table: one row per method, missing values null, the best of each column marked', () => {
   const rows = aurocRows(DOUBT);
   assert.deepEqual(rows.map((r) => r.method), ['doubt', 'msp', 'energy']);
   assert.deepEqual(rows.map((r) => r.auroc), [0.9, 0.6, null]);
   assert.deepEqual(rows.map((r) => r.fpr95), [0.25, 1, null]);
-  assert.deepEqual(rows.map((r) => r.best), [true, false, false]);
+  // AUROC: doubt 0.9 > msp 0.6. FPR (lower is better): doubt 0.25 < 1.
+  // AUROC on its errors: msp 0.7 > doubt 0.5. Energy is missing: never best.
+  assert.deepEqual(rows.map((r) => r.best), [
+    { auroc: true, fpr95: true, auroc_errors: false },
+    { auroc: false, fpr95: false, auroc_errors: true },
+    { auroc: false, fpr95: false, auroc_errors: false },
+  ]);
   const flipped = aurocRows({ ...DOUBT, auroc: { doubt: 0.7, msp: 0.8, energy: 0.8 } });
-  assert.deepEqual(flipped.map((r) => r.best), [false, true, true], 'ties are all best');
+  assert.deepEqual(flipped.map((r) => r.best.auroc), [false, true, true], 'ties are all best');
+  // The felines numbers of the review: max softmax 0.708 beats the doubt's 0.584 on errors.
+  const felines = aurocRows({ auroc: { doubt: 0.939, msp: 0.664, energy: 0.646 }, fpr95: { doubt: 0.27, msp: 0.84, energy: 0.9 },
+    auroc_errors: { doubt: 0.584, msp: 0.708, energy: 0.59 } });
+  assert.deepEqual(felines.map((r) => [r.best.auroc, r.best.fpr95, r.best.auroc_errors]),
+    [[true, true, false], [false, false, true], [false, false, false]]);
+});
+
+test('doubt verdict: said when a baseline spots the model\'s own mistakes better', () => {
+  assert.equal(errorsNote(aurocRows(DOUBT)), 'For spotting this model\'s own mistakes among its test images, the max. ' +
+    'softmax probability does better than strata\'s doubt (AUROC 0.700 against 0.500): the doubt is built to flag ' +
+    'images unlike the ones it learned from, not to tell which of its answers are wrong.');
+  // Energy beats the doubt too but msp beats energy: the best one is named.
+  const both = aurocRows({ ...DOUBT, auroc_errors: { doubt: 0.5, msp: 0.7, energy: 0.6 } });
+  assert.match(errorsNote(both), /the max\. softmax probability does better/);
+  // The doubt best (or tied) on errors: nothing to say.
+  assert.equal(errorsNote(aurocRows({ ...DOUBT, auroc_errors: { doubt: 0.8, msp: 0.7, energy: 0.8 } })), '');
+  assert.equal(errorsNote(aurocRows({ ...DOUBT, auroc_errors: { doubt: null, msp: 0.7, energy: null } })), '');
+});
+
+test('low doubt shares: bins below the medium level, per group', () => {
+  const { edges, id, ood } = DOUBT.histogram;
+  // medium 0.5: bins [0, .25) and [.25, .5). Others: 0 + 2 of 8; own: 2 + 1 of 4.
+  assert.equal(shareBelow(edges, ood, 0.5), 0.25);
+  assert.equal(shareBelow(edges, id, 0.5), 0.75);
+  assert.equal(shareBelow(edges, id, 0), 0);
+  assert.equal(shareBelow(edges, [0, 0, 0, 0], 0.5), null);
+  assert.deepEqual(lowDoubtShares(DOUBT), { ood: 0.25, id: 0.75, nOod: 8 });
+  assert.equal(lowDoubtShares({ ...DOUBT, levels: {} }), null);
+  assert.equal(lowDoubtText(lowDoubtShares(DOUBT)), 'A low doubt is weak evidence: this model also rates low 25\u00a0% of 8 ' +
+    'photos from the other datasets (things it never learned), against 75\u00a0% of its own test images.');
+  assert.match(lowDoubtText(null), /^A low doubt is weak evidence: photos of things this model never learned can get a low doubt too\.$/);
+  // The felines histogram of the review: 131 of 950 other photos below 0.8.
+  const felines = { levels: { medium: 0.8, high: 0.95 }, n_ood: 950, histogram: {
+    edges: Array.from({ length: 21 }, (_, i) => i / 20),
+    id: [14, 13, 1, 8, 16, 6, 13, 8, 5, 17, 12, 6, 5, 8, 21, 23, 7, 3, 3, 11],
+    ood: [0, 0, 0, 0, 0, 0, 5, 1, 2, 8, 5, 2, 2, 13, 28, 65, 34, 18, 45, 722] } };
+  const s = lowDoubtShares(felines);
+  assert.equal(s.ood, 131 / 950);
+  assert.equal(s.id, 176 / 200);
+});
+
+test('doubt histogram: the legend sits above the plot area, clear of the level labels', () => {
+  const { layout } = doubtHistogramFigure(DOUBT);
+  assert.equal(layout.legend.yanchor, 'bottom');
+  assert.ok(layout.legend.y >= 1);
+  for (const a of layout.annotations) assert.ok(a.y <= 1 && a.yanchor === 'top');
+});
+
+test('cluster colours: CIELAB reference values, and kept away from the class colours in use', () => {
+  // Reference L*a*b* (D65): white (100, 0, 0), black (0, 0, 0), #ff0000 (53.241, 80.092, 67.203),
+  // #808080 (53.59, 0, 0).
+  const close = (a, b) => a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) < 0.01, `${a} vs ${b}`));
+  close(hexToLab('#ffffff'), [100, 0, 0]);
+  close(hexToLab('#000000'), [0, 0, 0]);
+  close(hexToLab('#ff0000'), [53.241, 80.092, 67.203]);
+  close(hexToLab('#808080'), [53.59, 0, 0]);
+  assert.ok(Math.abs(colorDistance('#ffffff', '#000000') - 100) < 1e-3);
+  for (const C of [3, 4, 6]) {
+    const cols = clusterColors(C, 10);
+    assert.equal(new Set(cols).size, 10, 'ten distinct colours');
+    // Cluster c keeps its colour whatever k.
+    assert.deepEqual(clusterColors(C, 4), cols.slice(0, 4));
+    // The first four clusters (the usual k) are far from every class colour in
+    // use (ΔE > 30; the old palette put #d95f02, ΔE 19 from jaguar's orange, on cluster 1).
+    for (const c of cols.slice(0, 4)) {
+      for (const k of CLASS_COLORS.slice(0, C)) assert.ok(colorDistance(c, k) > 30, `${c} vs class ${k} (C = ${C})`);
+    }
+  }
+  assert.ok(colorDistance('#d95f02', CLASS_COLORS[1]) < 20, 'the old clash, for the record');
 });
 
 test('doubt shares above a level: bins from the threshold up', () => {

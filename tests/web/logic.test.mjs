@@ -10,6 +10,8 @@ import {
   relu, sigmoid, softmax, conv2d, maxpool, kmeans, elbowK, pca2, solve, limeToy, purity, ari, rng,
 } from '../../web/helpmath.js';
 import { describeMistake, describePrediction, topSegments } from '../../web/describe.js';
+import { checkUpload, uploadErrorText, formatBytes, DEFAULT_UPLOAD_LIMIT, UPLOAD_ACCEPT } from '../../web/uploadcheck.js';
+import { layersNote } from '../../web/parcats.js';
 import { datasetsOf } from '../../web/home.js';
 import { pickOutside } from '../../web/outside.js';
 import { convFigure, KERNELS, toyImage } from '../../web/helpcharts.js';
@@ -135,34 +137,114 @@ const MISTAKE = {
   probability: 0.71, true_probability: 0.2, left_at: 'conv4', thumb: '/x',
 };
 
-test('describeMistake: the server\'s description wins when present', () => {
-  assert.equal(describeMistake(MISTAKE, { description: '  Taken for a leopard (71 %).  ' }), 'Taken for a leopard (71 %).');
+test('describeMistake: composed here, never "a buildings" (the server\'s description puts an article before the class)', () => {
+  const server = { description: 'Taken for a forest (64 %). It is a buildings.' };
+  const s = describeMistake({ ...MISTAKE, true: 'buildings', pred: 'forest', probability: 0.64, true_probability: 0.12 }, server);
+  assert.match(s, /^Buildings photo taken for “forest” \(64\u00a0%\); the right answer, “buildings”, got 12\u00a0%\./);
+  assert.doesNotMatch(s, /\ban? (buildings|forest)\b/);
 });
 
-test('describeMistake: composed from the numbers otherwise', () => {
+test('describeMistake: composed from the numbers', () => {
   const plain = describeMistake(MISTAKE);
-  assert.match(plain, /^Taken for a leopard \(71 %\) although it is a jaguar \(20 % for the right answer\)\./);
+  assert.match(plain, /^Jaguar photo taken for “leopard” \(71\u00a0%\); the right answer, “jaguar”, got 20\u00a0%\./);
   assert.match(plain, /left the clusters of jaguar images at layer conv4/);
   const ex = { class: 'leopard', segments: 48, score: 0.62,
     weights: [{ segment: 7, weight: 0.3 }, { segment: 2, weight: -0.4 }, { segment: 9, weight: 0.1 },
       { segment: 4, weight: 0.05 }, { segment: 1, weight: 0.05 }] };
   // Positive weights 0.3 + 0.1 + 0.05 + 0.05 = 0.5; the top three carry 0.45 = 90 %.
   const full = describeMistake(MISTAKE, ex);
-  assert.match(full, /Of the 48 regions LIME cut the image into, 3 carry 90 % of the weight pushing towards “leopard”/);
+  assert.match(full, /Of the 48 regions LIME cut the image into, 3 carry 90\u00a0% of the weight pushing towards “leopard” — they are among the regions outlined on the overlay\./);
   assert.match(full, /fits the model well here \(R² 0\.62\)/);
+  // One positive region: singular.
+  const one = describeMistake(MISTAKE, { ...ex, weights: [{ segment: 3, weight: 0.2 }, { segment: 5, weight: -0.1 }] });
+  assert.match(one, /one carries 100\u00a0% of the weight pushing towards “leopard” — it is among/);
   const stays = describeMistake({ ...MISTAKE, left_at: null, pred: 'ocelot' });
-  assert.match(stays, /Taken for an ocelot/);
-  assert.match(stays, /stayed in jaguar clusters through every layer/);
+  assert.match(stays, /taken for “ocelot”/);
+  assert.match(stays, /stayed in clusters of jaguar images through every layer/);
   assert.deepEqual(topSegments(ex.weights, 2).map((w) => w.segment), [7, 9]);
 });
 
-test('describePrediction: answer, hesitation, doubt sentence', () => {
+test('describePrediction: answer, hesitation, doubt sentence; class names quoted, no article', () => {
   const s = describePrediction({
     predicted: 'airplane', probability: 0.55,
     probabilities: [{ class: 'airplane', probability: 0.55 }, { class: 'boat', probability: 0.4 }, { class: 'car', probability: 0.05 }],
     doubt: { score: 0.7, level: 'high', explanation: 'Far from every cluster.' },
   });
-  assert.equal(s, 'The model says an airplane (55 %). It hesitates with boat (40 %). Far from every cluster.');
+  assert.equal(s, 'The model says “airplane” (55\u00a0%). It hesitates with “boat” (40\u00a0%). Far from every cluster.');
+  assert.equal(describePrediction({ predicted: 'buildings', probability: 0.9, probabilities: [] }),
+    'The model says “buildings” (90\u00a0%).');
+});
+
+// --- which layers the graph and the doubt use -----------------------------------
+
+test('layersNote: the layers left out of the graph, and how many the doubt probes', () => {
+  const layers = ['conv1', 'pool1', 'gap', 'dropout', 'output'].map((name, index) => ({
+    index, name, type: { conv1: 'conv2d', pool1: 'maxpool2d', gap: 'global_avg_pool', dropout: 'dropout', output: 'dense' }[name],
+  }));
+  const dims = [0, 1, 2, 4].map((layer) => ({ kind: 'layer', layer, label: layers[layer].name }));
+  assert.equal(layersNote(layers, dims, 3),
+    'The graph shows 4 of the model\'s 5 layers: dropout is left out, because it hands its input on unchanged when ' +
+    'the model answers, so its clusters would repeat those of the layer before. The doubt score probes 3 of them: ' +
+    'all but the last, output, whose class scores it reads separately.');
+  // Two left out; the doubt count unknown.
+  const seed = [...layers.slice(0, 3), { index: 5, name: 'flatten', type: 'flatten' }, layers[3], layers[4]];
+  assert.match(layersNote(seed, dims, null), /^The graph shows 4 of the model's 6 layers: flatten and dropout are left out, because they hand their input on unchanged when the model answers, so their clusters would repeat those of the layer before\.$/);
+  // Everything shown, any other doubt count: said plainly.
+  assert.equal(layersNote(layers.filter((l) => l.type !== 'dropout'), dims, 2), 'The doubt score probes 2 of them.');
+  assert.equal(layersNote(layers.filter((l) => l.type !== 'dropout'), dims, null), '');
+});
+
+// --- uploads: checked before sending, refusals in plain words -------------------
+
+const MB = 1024 * 1024;
+
+test('formatBytes: MB as the server counts them (2^20 bytes)', () => {
+  assert.equal(formatBytes(10485760), '10\u00a0MB');
+  assert.equal(formatBytes(30000183), '29\u00a0MB'); // 28.61 -> 29 (10 MB and over: whole numbers)
+  assert.equal(formatBytes(1.5 * MB), '1.5\u00a0MB');
+  assert.equal(formatBytes(850 * 1024), '850\u00a0kB');
+  assert.equal(formatBytes(28), '28\u00a0bytes');
+});
+
+test('checkUpload: JPEG and PNG up to the limit pass; the rest is refused before sending', () => {
+  assert.equal(DEFAULT_UPLOAD_LIMIT, 10485760, 'strata serve\'s --max-upload-mb default, 10');
+  assert.equal(UPLOAD_ACCEPT, 'image/jpeg,image/png,.jpg,.jpeg,.png');
+  assert.equal(checkUpload({ name: 'cat.jpg', type: 'image/jpeg', size: 2 * MB }), null);
+  assert.equal(checkUpload({ name: 'cat.png', type: 'image/png', size: 10 * MB }), null, 'exactly the limit passes');
+  assert.equal(checkUpload({ name: 'cat.JPEG', type: '', size: 1000 }), null, 'no type, but a JPEG name');
+  assert.equal(checkUpload({ name: 'mystery', type: '', size: 1000 }), null, 'unknown: the server decides');
+  const big = checkUpload({ name: 'huge.jpg', type: 'image/jpeg', size: 45 * MB }, { input: { width: 96, height: 96 } });
+  assert.equal(big.code, 'size');
+  assert.equal(big.title, 'This file is too big');
+  assert.match(big.text, /^huge\.jpg is 45\u00a0MB; strata takes images up to 10\u00a0MB\. Save a smaller copy/);
+  assert.match(big.text, /at 96\u00a0×\u00a096 pixels/);
+  assert.equal(checkUpload({ name: 'a.png', type: 'image/png', size: 10 * MB + 1 }).code, 'size', 'one byte over');
+  assert.equal(checkUpload({ name: 'a.png', type: 'image/png', size: 3 * MB }, { limit: 2 * MB }).code, 'size', 'another limit');
+  const webp = checkUpload({ name: 'tiger.webp', type: 'image/webp', size: 50000 });
+  assert.deepEqual(webp, { code: 'type', title: 'strata reads JPEG and PNG images only',
+    text: 'tiger.webp is a WebP image. Save it as JPEG or PNG (most image viewers can) and try again.' });
+  assert.match(checkUpload({ name: 'notes.txt', type: 'text/plain', size: 22 }).text, /^notes\.txt is a text file\./);
+  assert.match(checkUpload({ name: 'scan.heic', type: '', size: 22 }).text, /is a HEIC photo/, 'from the extension');
+  assert.equal(checkUpload({ name: 'empty.png', type: 'image/png', size: 0 }).code, 'empty');
+});
+
+test('uploadErrorText: each API refusal as a sentence for a person', () => {
+  const t = (code, status) => uploadErrorText({ code, status, message: 'detail' });
+  assert.equal(t('unsupported_media_type', 415).title, 'This file could not be read as a photo');
+  assert.equal(t('bad_image', 400).title, 'This file could not be read as a photo');
+  assert.match(t('bad_image', 400).text, /JPEG and PNG/);
+  assert.match(t('image_too_large', 400).text, /8192 pixels a side and 40 megapixels/);
+  assert.match(t('payload_too_large', 413).text, /^strata takes images up to 10\u00a0MB\./);
+  assert.equal(t('busy', 503).title, 'The server is busy');
+  assert.equal(t('analysing', 409).title, 'This model is still being analysed');
+  assert.equal(t('cancelled', 503).title, 'The upload was cut off');
+  assert.equal(t('network', 0).title, 'Could not reach the strata server');
+  assert.equal(t('something_new', 500).title, 'No answer for this image');
+  // No developer words in what a person reads first.
+  for (const code of ['unsupported_media_type', 'bad_image', 'image_too_large', 'payload_too_large', 'bad_input', 'busy']) {
+    const { title, text } = t(code, 400);
+    assert.doesNotMatch(`${title} ${text}`, /multipart|form field|bytes starting|Content-Type|\b4\d\d\b|_/);
+  }
 });
 
 // --- home and out-of-model choices ----------------------------------------------
