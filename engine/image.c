@@ -49,10 +49,9 @@
 #define PNG_MAX_CHUNK_BYTES (8L << 20)
 #define PNG_MAX_CHUNKS 512
 
-/* Refuses dimensions that are zero or over the limits. Works on 64-bit values
- * so a header's 32-bit fields cannot overflow the product. */
 /* Sizes an image may have: non-positive sides are the caller's mistake
- * (STRATA_E_ARG), sizes over the limits STRATA_E_LIMIT. */
+ * (STRATA_E_ARG), sizes over the limits STRATA_E_LIMIT. Works on 64-bit
+ * values so a header's 32-bit fields cannot overflow the product. */
 static int check_dims(long long w, long long h, char *err)
 {
     if (w <= 0 || h <= 0)

@@ -185,14 +185,14 @@ static void sort_features(struct lime_feature *f, int n)
     }
 }
 
-/* Fails with STRATA_E_FORMAT at the first non-finite value among the
- * probabilities of samples [first, first + n). */
 /* Has the caller asked to stop? (lime_params.cancel) */
 static int cancelled(const struct lime_params *p)
 {
     return p->cancel && atomic_load_explicit(p->cancel, memory_order_relaxed);
 }
 
+/* Fails with STRATA_E_FORMAT at the first non-finite value among the
+ * probabilities of samples [first, first + n). */
 static int check_finite(const float *probs, int first, int n, int n_classes, char *err)
 {
     for (size_t q = (size_t)first * n_classes; q < (size_t)(first + n) * n_classes; q++)

@@ -191,6 +191,18 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct http_ctx *ctx
     return ok;
 }
 
+/* The reply to an upload refused because every upload in progress together
+ * holds the whole budget: 503 busy, with a message that says so. */
+static enum MHD_Result send_over_budget(struct MHD_Connection *c, struct http_ctx *ctx)
+{
+    struct response busy;
+    response_init(&busy);
+    response_error(&busy, 503, "busy",
+                   "too many uploads are in progress together; retry in 5 s");
+    response_header(&busy, "Retry-After", "5");
+    return send_reply(c, ctx, &busy, 1);
+}
+
 static enum MHD_Result send_error(struct MHD_Connection *c, struct http_ctx *ctx, int status,
                                   const char *code, const char *msg, int close_after)
 {
@@ -382,12 +394,8 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
         if (errno == 0 && end != cl && declared > 0) {
             /* The whole declared body is taken from the budget now, so an
              * upload that would not fit is refused before it is read. */
-            if (budget_take(s, (size_t)declared) < 0) {
-                struct response busy;
-                response_init(&busy);
-                response_busy(&busy, 5);
-                return send_reply(c, ctx, &busy, 1);
-            }
+            if (budget_take(s, (size_t)declared) < 0)
+                return send_over_budget(c, ctx);
             ctx->declared = ctx->reserved = (size_t)declared;
         }
     }
@@ -408,11 +416,13 @@ static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, c
          * refused from the headers). libmicrohttpd 0.9 cannot queue a reply
          * in the middle of a body, so the rest is read and dropped, to
          * answer 413 (or 503 over the budget) at its end — up to another
-         * max_body bytes; a client sending more than that loses the
-         * connection instead. */
+         * max_body bytes (counted from the start of the body when it was
+         * dropped for the budget); a client sending more than that loses
+         * the connection instead. */
         body_release(ctx);
         ctx->discarded += n;
-        return ctx->discarded <= s->cfg.max_body ? MHD_YES : MHD_NO;
+        size_t allowance = ctx->over_budget ? 2 * s->cfg.max_body : s->cfg.max_body;
+        return ctx->discarded <= allowance ? MHD_YES : MHD_NO;
     }
     if (ctx->body_len + n > ctx->body_cap || !ctx->body) {
         /* A declared body gets its length at once; an undeclared one grows
@@ -424,9 +434,12 @@ static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, c
             cap = s->cfg.max_body;
         if (cap > ctx->reserved) {
             if (budget_take(s, cap - ctx->reserved) < 0) {
+                /* Dropped from here on; discarded counts the whole body,
+                 * so that one over max_body still gets 413, not a 503
+                 * whose retry could never succeed. */
                 ctx->over_budget = 1;
-                body_release(ctx);
-                ctx->discarded = n;
+                ctx->discarded = ctx->body_len + n;
+                body_release(ctx); /* body_len + n <= max_body here */
                 return MHD_YES;
             }
             ctx->reserved = cap;
@@ -445,12 +458,8 @@ static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, c
 /* Last call: the body is complete, run the handler. */
 static enum MHD_Result on_complete(struct MHD_Connection *c, struct http_ctx *ctx)
 {
-    if (ctx->over_budget) {
-        struct response busy;
-        response_init(&busy);
-        response_busy(&busy, 5);
-        return send_reply(c, ctx, &busy, 1);
-    }
+    if (ctx->over_budget && ctx->discarded <= ctx->srv->cfg.max_body)
+        return send_over_budget(c, ctx);
     if (ctx->discarded) {
         char msg[160];
         snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes",

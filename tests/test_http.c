@@ -2377,6 +2377,21 @@ TEST(uploads_share_a_memory_budget)
     send(d, "0\r\n\r\n", 5, MSG_NOSIGNAL);
     raw_read_response(d, buf, sizeof buf);
     CHECK_MSG(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%.80s", buf);
+    CHECK(strstr(buf, "uploads are in progress") != NULL);
+    close(d);
+    /* The same, but the body goes on past max_body (1.25 MiB): 413, since
+     * a retry of it could never succeed. */
+    d = raw_connect_from(port, "127.0.0.1");
+    send(d, head, sizeof head - 1, MSG_NOSIGNAL);
+    for (int i = 0; i < 20; i++) { /* 20 x 64 KiB */
+        int n = snprintf(chunk, sizeof chunk, "%x\r\n", 65536);
+        send(d, chunk, (size_t)n, MSG_NOSIGNAL);
+        send_rest(d, 65536);
+        send(d, "\r\n", 2, MSG_NOSIGNAL);
+    }
+    send(d, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    raw_read_response(d, buf, sizeof buf);
+    CHECK_MSG(strncmp(buf, "HTTP/1.1 413", 12) == 0, "%.80s", buf);
     close(d);
     /* A completes; its share returns, and B's upload now goes through. */
     CHECK(send_rest(a, 1u << 19) == 1u << 19);
