@@ -2328,6 +2328,25 @@ static size_t send_rest(int fd, size_t n)
     return off;
 }
 
+/* Posts n_chunks chunks of 64 KiB as a chunked body (no Content-Length) on
+ * a new connection from 127.0.0.1 and returns it, the reply still unread. */
+static int post_chunked(unsigned port, int n_chunks)
+{
+    int fd = raw_connect_from(port, "127.0.0.1");
+    const char head[] = "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n";
+    send(fd, head, sizeof head - 1, MSG_NOSIGNAL);
+    char chunk[64];
+    for (int i = 0; i < n_chunks; i++) {
+        int n = snprintf(chunk, sizeof chunk, "%x\r\n", 65536);
+        send(fd, chunk, (size_t)n, MSG_NOSIGNAL);
+        send_rest(fd, 65536);
+        send(fd, "\r\n", 2, MSG_NOSIGNAL);
+    }
+    send(fd, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    return fd;
+}
+
 TEST(uploads_share_a_memory_budget)
 {
     struct http_config cfg;
@@ -2363,33 +2382,14 @@ TEST(uploads_share_a_memory_budget)
     CHECK(strstr(buf, "\"len\":400000") != NULL);
     close(c);
     /* A body without a length that grows past what is left: 503 at its end. */
-    int d = raw_connect_from(port, "127.0.0.1");
-    const char head[] = "POST /api/upload HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                        "Transfer-Encoding: chunked\r\n\r\n";
-    send(d, head, sizeof head - 1, MSG_NOSIGNAL);
-    char chunk[64];
-    for (int i = 0; i < 12; i++) { /* 12 x 64 KiB = 768 KiB */
-        int n = snprintf(chunk, sizeof chunk, "%x\r\n", 65536);
-        send(d, chunk, (size_t)n, MSG_NOSIGNAL);
-        send_rest(d, 65536);
-        send(d, "\r\n", 2, MSG_NOSIGNAL);
-    }
-    send(d, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    int d = post_chunked(port, 12); /* 768 KiB */
     raw_read_response(d, buf, sizeof buf);
     CHECK_MSG(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%.80s", buf);
     CHECK(strstr(buf, "uploads are in progress") != NULL);
     close(d);
     /* The same, but the body goes on past max_body (1.25 MiB): 413, since
      * a retry of it could never succeed. */
-    d = raw_connect_from(port, "127.0.0.1");
-    send(d, head, sizeof head - 1, MSG_NOSIGNAL);
-    for (int i = 0; i < 20; i++) { /* 20 x 64 KiB */
-        int n = snprintf(chunk, sizeof chunk, "%x\r\n", 65536);
-        send(d, chunk, (size_t)n, MSG_NOSIGNAL);
-        send_rest(d, 65536);
-        send(d, "\r\n", 2, MSG_NOSIGNAL);
-    }
-    send(d, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    d = post_chunked(port, 20);
     raw_read_response(d, buf, sizeof buf);
     CHECK_MSG(strncmp(buf, "HTTP/1.1 413", 12) == 0, "%.80s", buf);
     close(d);
