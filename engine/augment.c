@@ -88,3 +88,21 @@ void augment_sample(const struct augment_config *a, const uint8_t *src, int w, i
     if (a->erase > 0 && rng_uniform(r) < a->erase)
         erase_rectangle(dst, w, h, r);
 }
+
+void augment_turn(const float *src, int size, int channels, int turns, float *dst)
+{
+    turns &= 3;
+    for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++) {
+            /* The source pixel of (y, x): each clockwise turn maps source
+             * (sy, sx) to (sx, size-1-sy), so undo the turns one by one. */
+            int sy = y, sx = x;
+            for (int k = 0; k < turns; k++) {
+                int t = sy;
+                sy = size - 1 - sx;
+                sx = t;
+            }
+            memcpy(dst + ((size_t)y * size + x) * channels,
+                   src + ((size_t)sy * size + sx) * channels, (size_t)channels * sizeof(float));
+        }
+}

@@ -36,4 +36,10 @@ struct augment_config {
 void augment_sample(const struct augment_config *a, const uint8_t *src, int w, int h,
                     const float mean[3], const float std[3], float *dst, struct rng *r);
 
+/* dst = src (a size×size image of `channels` floats per pixel, HWC) turned
+ * `turns` quarter turns clockwise: dst[y][x] = src[size-1-x][y] for one
+ * turn. turns is taken modulo 4; src and dst must not overlap. Training
+ * with rotation labels (train.h) shows images turned this way. */
+void augment_turn(const float *src, int size, int channels, int turns, float *dst);
+
 #endif

@@ -96,7 +96,8 @@ int train_config_parse(struct train_config *c, const void *training, const char 
         return strata_fail(err, STRATA_E_FORMAT, "%s: training: expected an object", what);
     static const char *const top[] = {"epochs", "batch_size", "seed", "optimizer", "schedule",
                                       "augment", "validation_split", "early_stopping",
-                                      "class_weight", "label_smoothing", "notes", NULL};
+                                      "class_weight", "label_smoothing", "rotation_labels",
+                                      "notes", NULL};
     int rc = check_keys(t, top, what, "training", err);
     double x;
     if (rc)
@@ -116,6 +117,7 @@ int train_config_parse(struct train_config *c, const void *training, const char 
     c->seed = (uint64_t)x;
     NUM(t, "validation_split", 0, 0.9, "training", c->validation_split);
     NUM(t, "label_smoothing", 0, 0.5, "training", c->label_smoothing);
+    NUM(t, "rotation_labels", 0, 3, "training", c->rotation_labels);
 
     json_t *o;
     if ((rc = get_object(t, "optimizer", &o, what, "training", err)))
@@ -296,13 +298,16 @@ static void stratified_split(const int *labels, int n, int C, float fraction, st
     free(order);
 }
 
-/* Loss and accuracy of the model (inference mode) on the listed images. */
-static void evaluate(struct model *m, struct model_workspace *ws, const uint8_t *pixels,
-                     const int *labels, const int *idx, int n, int *batch_labels,
+/* Loss and accuracy (inference mode) on the listed images of the model's
+ * first C outputs, renormalised when the model has more (a rotation-labels
+ * model judged as the C-class model it is cut back to). probs holds
+ * max_batch × C floats. */
+static void evaluate(struct model *m, struct model_workspace *ws, int C, const uint8_t *pixels,
+                     const int *labels, const int *idx, int n, int *batch_labels, float *probs,
                      double *loss, double *acc)
 {
     size_t in_size = shape_size(m->input);
-    int C = m->n_classes, correct = 0;
+    int K = m->n_classes, correct = 0;
     double total = 0;
     for (int first = 0; first < n; first += ws->max_batch) {
         int b = n - first < ws->max_batch ? n - first : ws->max_batch;
@@ -312,6 +317,16 @@ static void evaluate(struct model *m, struct model_workspace *ws, const uint8_t 
         }
         model_forward(m, ws, ws->input, b, 0);
         const float *p = model_output(ws, m->n_layers - 1);
+        if (K != C) {
+            for (int i = 0; i < b; i++) {
+                double sum = 1e-30; /* all mass on turned outputs: probabilities 0, not NaN */
+                for (int c = 0; c < C; c++)
+                    sum += p[(size_t)i * K + c];
+                for (int c = 0; c < C; c++)
+                    probs[(size_t)i * C + c] = (float)(p[(size_t)i * K + c] / sum);
+            }
+            p = probs;
+        }
         total += train_softmax_xent(p, batch_labels, b, C, NULL, 0, NULL) * b;
         for (int i = 0; i < b; i++)
             correct += infer_argmax(p + (size_t)i * C, C) == batch_labels[i];
@@ -333,6 +348,8 @@ struct augment_job {
     const struct model *m;
     const uint8_t *pixels;
     const int *idx;     /* the batch's image indices */
+    const int *turns;   /* the batch's quarter turns, NULL = all upright */
+    float *scratch;     /* a batch of inputs before their turn (with turns) */
     float *dst;
     struct rng start;   /* the rng as the first image of the batch finds it */
 };
@@ -349,7 +366,8 @@ static void augment_skip(const struct augment_job *j, struct rng *r)
 }
 
 /* Images [b, e) of the batch, each with the rng state it gets in a serial
- * loop: the piece starts from the batch's state and skips b images. */
+ * loop: the piece starts from the batch's state and skips b images. A turn
+ * comes after the augmentation, which draws the same whatever the turn. */
 static void augment_piece(void *p, int b, int e)
 {
     const struct augment_job *j = p;
@@ -357,24 +375,122 @@ static void augment_piece(void *p, int b, int e)
     struct rng r = j->start;
     for (int i = 0; i < b; i++)
         augment_skip(j, &r);
-    for (int i = b; i < e; i++)
+    for (int i = b; i < e; i++) {
+        int turned = j->turns && j->turns[i];
+        float *out = (turned ? j->scratch : j->dst) + (size_t)i * in_size;
         augment_sample(j->a, j->pixels + (size_t)j->idx[i] * in_size, j->m->input.w,
-                       j->m->input.h, j->m->mean, j->m->std, j->dst + (size_t)i * in_size, &r);
+                       j->m->input.h, j->m->mean, j->m->std, out, &r);
+        if (turned)
+            augment_turn(out, j->m->input.w, 3, j->turns[i], j->dst + (size_t)i * in_size);
+    }
 }
 
-/* dst[i] = augment_sample(image idx[i]) for the n images of a batch, on the
+/* dst[i] = augment_sample(image idx[i]) turned turns[i] quarter turns (turns
+ * NULL: none; then scratch may be NULL) for the n images of a batch, on the
  * pool, bit-identical to the serial loop with the one rng: each image sees
  * the rng state the serial loop would give it, and *rng ends where the
  * serial loop leaves it. */
 static void augment_batch(const struct augment_config *a, const struct model *m,
-                          const uint8_t *pixels, const int *idx, int n, float *dst,
-                          struct rng *rng)
+                          const uint8_t *pixels, const int *idx, const int *turns, int n,
+                          float *scratch, float *dst, struct rng *rng)
 {
-    struct augment_job j = {.a = a, .m = m, .pixels = pixels, .idx = idx, .dst = dst,
-                            .start = *rng};
+    struct augment_job j = {.a = a, .m = m, .pixels = pixels, .idx = idx, .turns = turns,
+                            .scratch = scratch, .dst = dst, .start = *rng};
     parallel_for_grain(n, parallel_grain(8 * shape_size(m->input)), augment_piece, &j);
     for (int i = 0; i < n; i++)
         augment_skip(&j, rng);
+}
+
+/* ---- rotation labels ----------------------------------------------------- */
+
+enum { TURNS = 4 };
+
+/* The output layer's kernel and bias are the last tensors of the slab. */
+static size_t output_offset(const struct model *m)
+{
+    return (size_t)(m->layers[m->n_layers - 1].w.kernel - m->params);
+}
+
+/* *wide = m's definition with TURNS × C output units (unit k·C + c is class
+ * c turned k quarter turns), its parameters m's with the output kernel and
+ * bias copied into every turn's block. */
+static int rotation_model(const struct model *m, struct model *wide, char *err)
+{
+    const struct layer *out = &m->layers[m->n_layers - 1];
+    if (out->cfg.kind != LAYER_DENSE || out->cfg.activation != ACT_SOFTMAX)
+        return strata_fail(err, STRATA_E_ARG,
+                           "model %s: training.rotation_labels needs the last layer to be dense "
+                           "with softmax activation (layer %s is not)", m->id, out->cfg.name);
+    if (m->input.h != m->input.w)
+        return strata_fail(err, STRATA_E_ARG,
+                           "model %s: training.rotation_labels needs a square input (this one is "
+                           "%d×%d), so that a turned image has the same size",
+                           m->id, m->input.w, m->input.h);
+    int C = m->n_classes, rc = STRATA_E_NOMEM;
+    if (TURNS * C > MODEL_MAX_CLASSES)
+        return strata_fail(err, STRATA_E_ARG,
+                           "model %s: training.rotation_labels needs %d × %d outputs, more than the "
+                           "%d a model may have; train it without rotation labels",
+                           m->id, TURNS, C, MODEL_MAX_CLASSES);
+    json_t *def = json_deep_copy(m->json), *classes = json_array();
+    char *text = NULL;
+    if (!def || !classes)
+        goto nomem;
+    for (int k = 0; k < TURNS; k++)
+        for (int c = 0; c < C; c++) {
+            char name[320];
+            /* Internal names, never saved; a clash with a real class name
+             * ("cat#1" beside "cat") fails the parse below, which says so. */
+            snprintf(name, sizeof name, k ? "%s#%d" : "%s", m->classes[c], k);
+            if (json_array_append_new(classes, json_string(name)) < 0)
+                goto nomem;
+        }
+    json_t *layers = json_object_get(def, "layers");
+    json_t *last = json_array_get(layers, json_array_size(layers) - 1);
+    if (json_object_set(def, "classes", classes) < 0 ||
+        json_object_set_new(last, "units", json_integer((json_int_t)TURNS * C)) < 0 ||
+        !(text = json_dumps(def, JSON_COMPACT)))
+        goto nomem;
+    if ((rc = model_parse_json(wide, text, m->id, err)) < 0) {
+        char why[STRATA_ERR_LEN];
+        snprintf(why, sizeof why, "%s", err);
+        strata_fail(err, rc, "model %s: training.rotation_labels cannot build the %d-output copy "
+                    "of the model: %s", m->id, TURNS * C, why);
+        goto out;
+    }
+    size_t prefix = output_offset(m), inputs = shape_size(out->in);
+    memcpy(wide->params, m->params, prefix * sizeof(float));
+    struct layer *wout = &wide->layers[wide->n_layers - 1];
+    for (size_t i = 0; i < inputs; i++)
+        for (int k = 0; k < TURNS; k++)
+            memcpy(wout->w.kernel + (i * TURNS + k) * C, out->w.kernel + i * C, C * sizeof(float));
+    for (int k = 0; k < TURNS && out->w.bias; k++)
+        memcpy(wout->w.bias + (size_t)k * C, out->w.bias, C * sizeof(float));
+    rc = 0;
+    goto out;
+nomem:
+    strata_fail(err, rc, "out of memory setting up rotation labels");
+out:
+    free(text);
+    json_decref(classes);
+    json_decref(def);
+    return rc;
+}
+
+/* m = the wide model's parameters `wide_params` cut back to the upright
+ * outputs. */
+static void cut_back(struct model *m, const struct model *wide, const float *wide_params)
+{
+    const struct layer *out = &m->layers[m->n_layers - 1];
+    size_t prefix = output_offset(m), inputs = shape_size(out->in);
+    int C = m->n_classes;
+    memcpy(m->params, wide_params, prefix * sizeof(float));
+    const struct layer *wout = &wide->layers[wide->n_layers - 1];
+    const float *kernel = wide_params + (wout->w.kernel - wide->params);
+    for (size_t i = 0; i < inputs; i++)
+        memcpy(out->w.kernel + i * C, kernel + i * TURNS * C, C * sizeof(float));
+    if (out->w.bias)
+        memcpy(out->w.bias, wide_params + (wout->w.bias - wide->params), C * sizeof(float));
 }
 
 int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pixels,
@@ -393,22 +509,37 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
             return strata_fail(err, STRATA_E_ARG, "label %d of image %d is not a class of %s",
                                labels[i], i, m->id);
 
-    int rc = STRATA_E_NOMEM;
+    /* The model fitted: m itself, or its rotation-labels copy. */
+    struct model wide = {0};
+    int rc, turns = cfg->rotation_labels > 0 ? TURNS : 1;
+    if (turns > 1 && (rc = rotation_model(m, &wide, err)) < 0)
+        return rc;
+    struct model *fit = turns > 1 ? &wide : m;
+    int K = fit->n_classes;
+    size_t in_size = shape_size(m->input);
+
+    rc = STRATA_E_NOMEM;
     struct model_workspace ws = {0};
     struct optim opt = {0};
     int *train_idx = malloc((size_t)n * sizeof(int)), *val_idx = malloc((size_t)n * sizeof(int));
-    int *batch_labels = malloc((size_t)B * sizeof(int));
-    float *dlogits = malloc((size_t)B * C * sizeof(float));
-    float *class_weight = malloc((size_t)C * sizeof(float));
-    float *best = tensor_alloc(m->n_params);
+    int *order = malloc((size_t)n * turns * sizeof(int));
+    int *turned = turns > 1 ? malloc((size_t)n * (TURNS - 1) * sizeof(int)) : NULL;
+    int *batch_labels = malloc((size_t)B * sizeof(int)), *batch_images = malloc((size_t)B * sizeof(int));
+    int *batch_turns = malloc((size_t)B * sizeof(int));
+    float *dlogits = malloc((size_t)B * K * sizeof(float));
+    float *val_probs = malloc((size_t)B * C * sizeof(float));
+    float *class_weight = malloc((size_t)K * sizeof(float));
+    float *scratch = turns > 1 ? tensor_alloc((size_t)B * in_size) : NULL;
+    float *best = tensor_alloc(fit->n_params);
     report->epochs = calloc((size_t)cfg->epochs, sizeof *report->epochs);
-    if (!train_idx || !val_idx || !batch_labels || !dlogits || !class_weight || !best ||
+    if (!train_idx || !val_idx || !order || (turns > 1 && (!turned || !scratch)) || !batch_labels ||
+        !batch_images || !batch_turns || !dlogits || !val_probs || !class_weight || !best ||
         !report->epochs) {
         strata_fail(err, rc, "out of memory setting up training");
         goto done;
     }
-    if ((rc = model_enable_grads(m, err)) < 0 || (rc = model_workspace_init(&ws, m, B, 1, err)) < 0 ||
-        (rc = optim_init(&opt, m, &cfg->optim, err)) < 0)
+    if ((rc = model_enable_grads(fit, err)) < 0 || (rc = model_workspace_init(&ws, fit, B, 1, err)) < 0 ||
+        (rc = optim_init(&opt, fit, &cfg->optim, err)) < 0)
         goto done;
 
     struct rng rng;
@@ -428,36 +559,64 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
             count += labels[train_idx[i]] == c;
         class_weight[c] = cfg->balanced_classes && count ? (float)n_train / ((float)C * count) : 1.0f;
     }
+    for (int k = C; k < K; k++)
+        class_weight[k] = class_weight[k % C];
+    /* With rotation labels, order lists what an epoch shows — training
+     * image i in turn t is i·TURNS + t: every i upright, then n_turned of
+     * the turned pairs, drawn each epoch from `turned`. */
+    int n_turned = turns > 1 ? (int)lround(cfg->rotation_labels * n_train) : 0;
+    if (n_turned > n_train * (TURNS - 1))
+        n_turned = n_train * (TURNS - 1);
+    if (turns > 1 && n_turned < 1)
+        n_turned = 1; /* a tiny f still shows turned images */
+    int n_fit = n_train + n_turned;
+    for (int i = 0; i < n_train && turns > 1; i++)
+        for (int t = 1; t < TURNS; t++)
+            turned[i * (TURNS - 1) + t - 1] = i * TURNS + t;
 
     /* A final batch of one would make batch statistics meaningless. */
-    int batches = n_train / B + (n_train % B >= 2);
+    int batches = n_fit / B + (n_fit % B >= 2);
     long total_steps = (long)batches * cfg->epochs, steps_done = 0;
     double t_start = now_seconds(), best_acc = -1;
     int since_best = 0;
-    memcpy(best, m->params, m->n_params * sizeof(float));
+    memcpy(best, fit->params, fit->n_params * sizeof(float));
 
     for (int epoch = 0; epoch < cfg->epochs && !(stop && *stop); epoch++) {
         double t_epoch = now_seconds(), loss_sum = 0, lr = 0;
         int correct = 0, seen = 0;
-        rng_shuffle_int(&rng, train_idx, n_train);
+        if (turns > 1) {
+            if (n_turned < n_train * (TURNS - 1))
+                rng_shuffle_int(&rng, turned, n_train * (TURNS - 1));
+            for (int i = 0; i < n_train; i++)
+                order[i] = i * TURNS;
+            memcpy(order + n_train, turned, (size_t)n_turned * sizeof(int));
+            rng_shuffle_int(&rng, order, n_fit);
+        } else {
+            rng_shuffle_int(&rng, train_idx, n_train);
+        }
         for (int bi = 0; bi < batches && !(stop && *stop); bi++) {
-            int first = bi * B, b = n_train - first < B ? n_train - first : B;
-            for (int i = 0; i < b; i++)
-                batch_labels[i] = labels[train_idx[first + i]];
-            augment_batch(&cfg->augment, m, pixels, train_idx + first, b, ws.input, &rng);
-            model_forward(m, &ws, ws.input, b, 1);
-            const float *p = model_output(&ws, m->n_layers - 1);
-            double loss = train_softmax_xent(p, batch_labels, b, C, class_weight,
+            int first = bi * B, b = n_fit - first < B ? n_fit - first : B;
+            for (int i = 0; i < b; i++) {
+                int j = turns > 1 ? order[first + i] : first + i;
+                batch_images[i] = train_idx[j / turns];
+                batch_turns[i] = j % turns;   /* turns is TURNS or 1 */
+                batch_labels[i] = labels[batch_images[i]] + C * batch_turns[i];
+            }
+            augment_batch(&cfg->augment, fit, pixels, batch_images, turns > 1 ? batch_turns : NULL,
+                          b, scratch, ws.input, &rng);
+            model_forward(fit, &ws, ws.input, b, 1);
+            const float *p = model_output(&ws, fit->n_layers - 1);
+            double loss = train_softmax_xent(p, batch_labels, b, K, class_weight,
                                              cfg->label_smoothing, dlogits);
             for (int i = 0; i < b; i++)
-                correct += infer_argmax(p + (size_t)i * C, C) == batch_labels[i];
+                correct += infer_argmax(p + (size_t)i * K, K) % C == batch_labels[i] % C;
             loss_sum += loss * b;
             seen += b;
 
-            memset(m->grads, 0, m->n_params * sizeof(float));
-            model_backward(m, &ws, ws.input, dlogits, b);
+            memset(fit->grads, 0, fit->n_params * sizeof(float));
+            model_backward(fit, &ws, ws.input, dlogits, b);
             lr = schedule_lr(cfg, epoch + (double)bi / batches);
-            optim_step(&opt, m, (float)lr);
+            optim_step(&opt, fit, (float)lr);
             steps_done++;
 
             if (progress) {
@@ -478,7 +637,8 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
         e->train_acc = (double)correct / seen;
         e->lr = lr;
         if (n_val)
-            evaluate(m, &ws, pixels, labels, val_idx, n_val, batch_labels, &e->val_loss, &e->val_acc);
+            evaluate(fit, &ws, C, pixels, labels, val_idx, n_val, batch_labels, val_probs,
+                     &e->val_loss, &e->val_acc);
         e->seconds = now_seconds() - t_epoch;
 
         /* Keep the best weights; with no validation split, or when asked,
@@ -487,7 +647,7 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
         if (score > best_acc) {
             best_acc = score;
             report->best_epoch = e->epoch;
-            memcpy(best, m->params, m->n_params * sizeof(float));
+            memcpy(best, fit->params, fit->n_params * sizeof(float));
             since_best = 0;
         } else {
             since_best++;
@@ -508,8 +668,12 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     report->interrupted = stop && *stop;
     report->best_val_acc = n_val && !cfg->keep_last ? best_acc
                          : report->n_epochs ? report->epochs[report->n_epochs - 1].val_acc : 0;
-    if (report->n_epochs > 0)
-        memcpy(m->params, best, m->n_params * sizeof(float));
+    if (report->n_epochs > 0) {
+        if (fit == m)
+            memcpy(m->params, best, m->n_params * sizeof(float));
+        else
+            cut_back(m, fit, best);
+    }
     report->seconds = now_seconds() - t_start;
     rc = 0;
 
@@ -518,11 +682,18 @@ done:
         train_report_free(report);
     optim_free(&opt);
     model_workspace_free(&ws);
+    model_free(&wide);
     free(train_idx);
     free(val_idx);
+    free(order);
+    free(turned);
     free(batch_labels);
+    free(batch_images);
+    free(batch_turns);
     free(dlogits);
+    free(val_probs);
     free(class_weight);
+    tensor_free(scratch);
     tensor_free(best);
     return rc;
 }

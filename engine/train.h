@@ -39,6 +39,8 @@ struct train_config {
     int keep_last;            /* keep the last epoch's weights rather than the best validation epoch's */
     int balanced_classes;     /* weight the loss by N / (C · n_class) */
     float label_smoothing;    /* target = (1 - s)·one-hot + s/C */
+    float rotation_labels;    /* turned copies of each image per epoch, 0 (off) to 3 (every
+                                 turn); each (class, turn) pair its own label (see train_run) */
 };
 
 /* Fills c with defaults, then overrides them with the fields of the JSON
@@ -89,6 +91,21 @@ void train_report_free(struct train_report *r);
  * With cfg->keep_last the model holds the last epoch's weights instead (a
  * small validation split is a noisy judge; a cosine schedule ends where it
  * should). best_epoch then names the last epoch.
+ *
+ * With cfg->rotation_labels = f > 0 (self-supervised label augmentation,
+ * Lee et al. 2020) the run trains a copy of m whose output layer has 4 × C
+ * units, unit k·C + c standing for class c turned k quarter turns
+ * clockwise. Each epoch shows every training image upright and
+ * round(f × n_train) turned copies drawn at random from the 3 × n_train
+ * (image, 90/180/270) pairs — all of them when f = 3. m gets the copy's
+ * weights with the output layer cut back to the upright units (k = 0), so
+ * the saved model is a plain C-class model. Learning to tell a turned image from an upright one
+ * makes the features describe how images of the known classes look, which
+ * makes images of other kinds stand out (docs/doubt.md). The output layer
+ * must be dense with softmax activation and the input square. Validation
+ * accuracy and loss are those of the cut-back model; the training accuracy
+ * counts an image right when its class is, whatever turn is predicted.
+ *
  * Allocates everything it needs once, up front. */
 int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pixels,
               const int *labels, int n, train_progress_fn progress, void *user,

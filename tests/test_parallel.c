@@ -623,9 +623,10 @@ static const char *train_json =
     "\"augment\":{\"flip\":true,\"zoom\":0.15,\"translate\":0.08,\"brightness\":0.2,"
     "\"contrast\":0.2,\"saturation\":0.2},\"validation_split\":0.2}}";
 
-/* Trains the small model on fixed random images; returns its parameters
- * (malloc'd, *n_params of them) or NULL. */
-static float *train_small(size_t *n_params)
+/* Trains the small model on fixed random images, with the given
+ * training.rotation_labels; returns its parameters (malloc'd, *n_params of
+ * them) or NULL. */
+static float *train_small(size_t *n_params, float rotation_labels)
 {
     char err[STRATA_ERR_LEN];
     enum { N = 60, S = 20 };
@@ -647,6 +648,7 @@ static float *train_small(size_t *n_params)
         printf("# %s\n", err);
         goto out;
     }
+    cfg.rotation_labels = rotation_labels;
     model_init_params(&m, cfg.seed);
     if (train_run(&m, &cfg, pixels, labels, N, NULL, NULL, NULL, &rep, err) < 0) {
         printf("# %s\n", err);
@@ -664,33 +666,38 @@ out:
 
 TEST(training_runs_bit_identical)
 {
-    size_t n_ref = 0, n_got = 0;
-    parallel_set_threads(1);
-    float *ref = train_small(&n_ref);
-    CHECK(ref != NULL && n_ref > 0);
-    static const struct {
-        int threads;
-        enum parallel_check mode;
-    } runs[] = {{2, PARALLEL_CHECK_REVERSE}, {2, PARALLEL_CHECK_EAGER}, {3, PARALLEL_CHECK_EAGER}};
-    for (size_t r = 0; r < sizeof runs / sizeof runs[0] && ref; r++) {
-        parallel_set_threads(runs[r].threads);
-        parallel_set_check(runs[r].mode);
-        float *got = train_small(&n_got);
-        CHECK(got != NULL && n_got == n_ref);
-        if (got && n_got == n_ref) {
-            size_t diff = 0;
-            while (diff < n_ref && memcmp(&ref[diff], &got[diff], sizeof(float)) == 0)
-                diff++;
-            CHECK_MSG(diff == n_ref, "threads %d mode %d: parameter %zu differs (%.9g vs %.9g)",
-                      runs[r].threads, (int)runs[r].mode, diff,
-                      diff < n_ref ? (double)ref[diff] : 0.0,
-                      diff < n_ref ? (double)got[diff] : 0.0);
+    /* Plain, and with rotation labels (turned images go through a scratch
+     * buffer on the pool). */
+    for (int rot = 0; rot < 2; rot++) {
+        size_t n_ref = 0, n_got = 0;
+        parallel_set_threads(1);
+        float *ref = train_small(&n_ref, rot ? 1.0f : 0.0f);
+        CHECK(ref != NULL && n_ref > 0);
+        static const struct {
+            int threads;
+            enum parallel_check mode;
+        } runs[] = {{2, PARALLEL_CHECK_REVERSE}, {2, PARALLEL_CHECK_EAGER}, {3, PARALLEL_CHECK_EAGER}};
+        for (size_t r = 0; r < sizeof runs / sizeof runs[0] && ref; r++) {
+            parallel_set_threads(runs[r].threads);
+            parallel_set_check(runs[r].mode);
+            float *got = train_small(&n_got, rot ? 1.0f : 0.0f);
+            CHECK(got != NULL && n_got == n_ref);
+            if (got && n_got == n_ref) {
+                size_t diff = 0;
+                while (diff < n_ref && memcmp(&ref[diff], &got[diff], sizeof(float)) == 0)
+                    diff++;
+                CHECK_MSG(diff == n_ref,
+                          "rotation labels %d, threads %d mode %d: parameter %zu differs (%.9g vs %.9g)",
+                          rot, runs[r].threads, (int)runs[r].mode, diff,
+                          diff < n_ref ? (double)ref[diff] : 0.0,
+                          diff < n_ref ? (double)got[diff] : 0.0);
+            }
+            free(got);
         }
-        free(got);
+        parallel_set_check(PARALLEL_CHECK_OFF);
+        parallel_set_threads(0);
+        free(ref);
     }
-    parallel_set_check(PARALLEL_CHECK_OFF);
-    parallel_set_threads(0);
-    free(ref);
 }
 
 int main(void)

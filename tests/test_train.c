@@ -186,6 +186,35 @@ TEST(augment_erase_one_rectangle)
     CHECK(hit > 150 && hit < 250);
 }
 
+TEST(augment_turn_is_a_clockwise_quarter_turn)
+{
+    /* A 3×3 image of two channels; channel 0 holds 1..9 row by row,
+     * channel 1 the same negated, so that channels travel with their pixel.
+     *   1 2 3      one turn    7 4 1     two turns   9 8 7
+     *   4 5 6   (clockwise):   8 5 2                 6 5 4
+     *   7 8 9                  9 6 3                 3 2 1        */
+    float src[18], dst[18], back[18];
+    for (int i = 0; i < 9; i++)
+        src[2 * i] = (float)(i + 1), src[2 * i + 1] = -(float)(i + 1);
+    const float one[9] = {7, 4, 1, 8, 5, 2, 9, 6, 3}, two[9] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+    const float three[9] = {3, 6, 9, 2, 5, 8, 1, 4, 7};
+    const float *want[4] = {NULL, one, two, three};
+    for (int t = 0; t < 8; t++) {
+        augment_turn(src, 3, 2, t, dst);
+        for (int i = 0; i < 9; i++) {
+            float w = t % 4 ? want[t % 4][i] : (float)(i + 1);
+            CHECK_MSG(dst[2 * i] == w && dst[2 * i + 1] == -w, "turns %d pixel %d: %g", t, i,
+                      (double)dst[2 * i]);
+        }
+    }
+    /* Three turns then one more is the identity, and -1 is three. */
+    augment_turn(src, 3, 2, 3, dst);
+    augment_turn(dst, 3, 2, 1, back);
+    CHECK(memcmp(back, src, sizeof src) == 0);
+    augment_turn(src, 3, 2, -1, back);
+    CHECK(memcmp(back, dst, sizeof dst) == 0);
+}
+
 TEST(config_parsing_and_errors)
 {
     char err[STRATA_ERR_LEN];
@@ -199,6 +228,10 @@ TEST(config_parsing_and_errors)
     CHECK_NEAR(c.optim.lr, 0.05, 1e-9);
     CHECK(c.augment.flip == 1);
     CHECK(c.balanced_classes == 1);
+    CHECK(c.rotation_labels == 0);
+    json_decref(j);
+    j = json_loads("{\"rotation_labels\": 0.5}", 0, NULL);
+    CHECK(train_config_parse(&c, j, "m.json", err) == 0 && c.rotation_labels == 0.5f);
     json_decref(j);
 
     const char *bad[][2] = {
@@ -210,6 +243,8 @@ TEST(config_parsing_and_errors)
         {"{\"augment\": {\"flip\": 1}}", "training.augment.flip"},
         {"{\"class_weight\": \"heavy\"}", "training.class_weight"},
         {"{\"early_stopping\": {\"keep\": \"worst\"}}", "training.early_stopping.keep"},
+        {"{\"rotation_labels\": true}", "training.rotation_labels"},
+        {"{\"rotation_labels\": 3.5}", "training.rotation_labels"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         j = json_loads(bad[i][0], 0, NULL);
@@ -335,13 +370,171 @@ TEST(end_to_end_shapes_reach_95_percent_and_repeat_exactly)
     CHECK(na == nb && memcmp(a, b, na * sizeof(float)) == 0);
 }
 
+/* log Σ_c exp(z_c) of the output layer's logits (recomputed from its input,
+ * since the layer fuses the softmax) for the image in ws->input row i. */
+static double logit_lse(const struct model *m, const struct model_workspace *ws, int i)
+{
+    const struct layer *out = &m->layers[m->n_layers - 1];
+    int ni = (int)shape_size(out->in), C = m->n_classes;
+    const float *h = model_output(ws, m->n_layers - 2) + (size_t)i * ni;
+    double z[8], mx = -1e300, sum = 0;
+    for (int c = 0; c < C; c++) {
+        z[c] = out->w.bias ? out->w.bias[c] : 0;
+        for (int k = 0; k < ni; k++)
+            z[c] += (double)h[k] * out->w.kernel[(size_t)k * C + c];
+        mx = z[c] > mx ? z[c] : mx;
+    }
+    for (int c = 0; c < C; c++)
+        sum += exp(z[c] - mx);
+    return mx + log(sum);
+}
+
+static int batches_seen;
+static void count_batches(void *user, const struct train_progress *p, const struct train_epoch *e)
+{
+    (void)user;
+    if (e)
+        batches_seen = p->batches;
+}
+
+TEST(rotation_labels_keep_the_upright_outputs)
+{
+    /* The shapes with a band of sky along the top, so that which way is up
+     * can be learnt. After training with rotation labels the saved model has
+     * the C upright outputs only: they must classify upright images, and
+     * their logits must be larger for an upright image than for the same
+     * image upside down, whose mass the training gave to the "turned 180"
+     * outputs that were cut away. Keeping any other block inverts this. */
+    char err[STRATA_ERR_LEN];
+    enum { N_TRAIN = 240, N_TEST = 90 };
+    size_t isz = (size_t)S * S * 3;
+    uint8_t *train = malloc(N_TRAIN * isz), *test = malloc(N_TEST * isz);
+    int train_y[N_TRAIN], test_y[N_TEST];
+    struct rng r;
+    rng_seed(&r, 99);
+    for (int i = 0; i < N_TRAIN + N_TEST; i++) {
+        uint8_t *img = i < N_TRAIN ? train + i * isz : test + (i - N_TRAIN) * isz;
+        int cls = i % 3;
+        draw_shape(img, cls, &r);
+        for (int p = 0; p < 4 * S; p++) {
+            static const uint8_t sky[3] = {150, 190, 250};
+            for (int c = 0; c < 3; c++)
+                img[p * 3 + c] = (uint8_t)(sky[c] - rng_below(&r, 20));
+        }
+        if (i < N_TRAIN)
+            train_y[i] = cls;
+        else
+            test_y[i - N_TRAIN] = cls;
+    }
+    struct model m = {0};
+    struct train_config cfg;
+    struct train_report rep = {0};
+    struct evaluation ev = {0};
+    struct model_workspace ws = {0};
+    if (model_parse_json(&m, shapes_json, "shapes", err) < 0 ||
+        train_config_parse(&cfg, json_object_get(m.json, "training"), "shapes", err) < 0) {
+        CHECK_MSG(0, "%s", err);
+        goto out;
+    }
+    cfg.rotation_labels = 1;
+    cfg.epochs = 15;
+    model_init_params(&m, 4);
+    batches_seen = 0;
+    if (train_run(&m, &cfg, train, train_y, N_TRAIN, count_batches, NULL, NULL, &rep, err) < 0) {
+        CHECK_MSG(0, "%s", err);
+        goto out;
+    }
+    CHECK_EQ_INT(m.n_classes, 3);
+    CHECK_EQ_INT((int)shape_size(m.layers[m.n_layers - 1].out), 3);
+    CHECK_EQ_INT(rep.n_train, N_TRAIN - 36);
+    /* One turned copy per image: an epoch shows 2 × 204 = 408 images, 25
+     * batches of 16 and a last one of 8. */
+    CHECK_EQ_INT(batches_seen, 26);
+    CHECK(evaluate_images(&m, test, test_y, N_TEST, 32, &ev, err) == 0);
+    printf("# rotation labels: upright accuracy %.3f (validation %.3f)\n", ev.accuracy,
+           rep.epochs[rep.n_epochs - 1].val_acc);
+    CHECK(ev.accuracy >= 0.9);
+    CHECK(model_workspace_init(&ws, &m, 2, 0, err) == 0);
+    double gap = 0;
+    int higher = 0;
+    float *upright = malloc(isz * sizeof(float));
+    for (int i = 0; i < N_TEST; i++) {
+        model_normalise(&m, test + i * isz, upright);
+        memcpy(ws.input, upright, isz * sizeof(float));
+        augment_turn(upright, S, 3, 2, ws.input + isz);
+        model_forward(&m, &ws, ws.input, 2, 0);
+        double a = logit_lse(&m, &ws, 0), b = logit_lse(&m, &ws, 1);
+        gap += (a - b) / N_TEST;
+        higher += a > b;
+    }
+    free(upright);
+    printf("# log-sum-exp of the logits, upright minus upside down: mean %.2f, larger for %d of %d\n",
+           gap, higher, N_TEST);
+    CHECK(gap > 0.5);
+    CHECK(higher >= N_TEST * 9 / 10);
+out:
+    model_workspace_free(&ws);
+    evaluation_free(&ev);
+    train_report_free(&rep);
+    model_free(&m);
+    free(train);
+    free(test);
+}
+
+TEST(rotation_labels_need_a_square_input_and_a_dense_softmax_output)
+{
+    char err[STRATA_ERR_LEN];
+    const char *defs[][2] = {
+        {"{\"id\":\"wide\",\"input\":{\"height\":4,\"width\":6,\"channels\":3},\"classes\":[\"a\",\"b\"],"
+         "\"layers\":[{\"type\":\"global_avg_pool\"},{\"type\":\"dense\",\"units\":2,\"activation\":\"softmax\"}]}",
+         "square input (this one is 6×4)"},
+        {"{\"id\":\"apart\",\"input\":{\"height\":4,\"width\":4,\"channels\":3},\"classes\":[\"a\",\"b\"],"
+         "\"layers\":[{\"type\":\"global_avg_pool\"},{\"type\":\"dense\",\"units\":2},{\"type\":\"softmax\"}]}",
+         "dense with softmax activation"},
+        {NULL, NULL},
+    };
+    /* 65 classes would need 260 outputs, over the 256 a model may have. */
+    static char many[4096];
+    int len = snprintf(many, sizeof many, "{\"id\":\"many\",\"input\":{\"height\":4,\"width\":4,"
+                       "\"channels\":3},\"classes\":[");
+    for (int c = 0; c < 65; c++)
+        len += snprintf(many + len, sizeof many - len, "%s\"k%d\"", c ? "," : "", c);
+    snprintf(many + len, sizeof many - len, "],\"layers\":[{\"type\":\"global_avg_pool\"},"
+             "{\"type\":\"dense\",\"units\":65,\"activation\":\"softmax\"}]}");
+    defs[2][0] = many;
+    defs[2][1] = "4 × 65 outputs, more than the 256";
+    uint8_t px[4 * 6 * 4 * 3] = {0};
+    int labels[4] = {0, 1, 0, 1};
+    for (size_t d = 0; d < sizeof defs / sizeof defs[0]; d++) {
+        struct model m = {0};
+        struct train_config cfg;
+        struct train_report rep;
+        CHECK(model_parse_json(&m, defs[d][0], "def", err) == 0);
+        train_config_parse(&cfg, NULL, "def", err);
+        cfg.rotation_labels = 1;
+        cfg.validation_split = 0;
+        cfg.epochs = 1;
+        err[0] = 0;
+        CHECK(train_run(&m, &cfg, px, labels, 4, NULL, NULL, NULL, &rep, err) < 0);
+        CHECK_MSG(strstr(err, defs[d][1]) && strstr(err, "rotation_labels"), "%s", err);
+        /* Without rotation labels the same model trains. */
+        cfg.rotation_labels = 0;
+        CHECK(train_run(&m, &cfg, px, labels, 4, NULL, NULL, NULL, &rep, err) == 0);
+        train_report_free(&rep);
+        model_free(&m);
+    }
+}
+
 int main(void)
 {
     RUN(softmax_xent_gradient_is_closed_form);
     RUN(adam_and_sgd_steps_match_hand_computation);
     RUN(augment_identity_and_flip);
+    RUN(augment_turn_is_a_clockwise_quarter_turn);
     RUN(augment_erase_one_rectangle);
     RUN(config_parsing_and_errors);
     RUN(end_to_end_shapes_reach_95_percent_and_repeat_exactly);
+    RUN(rotation_labels_keep_the_upright_outputs);
+    RUN(rotation_labels_need_a_square_input_and_a_dense_softmax_output);
     return check_done();
 }
