@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "readfile.h"
 #include "status.h"
 
 /* ---- writing a payload ---------------------------------------------------- */
@@ -228,41 +229,16 @@ int cachefile_read(const char *path, const char magic[8], const char *what, uint
 {
     *file = NULL;
     memset(payload, 0, sizeof *payload);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return strata_fail(err, errno == ENOENT ? STRATA_E_NOTFOUND : STRATA_E_IO,
-                           "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return strata_fail(err, STRATA_E_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    if (size < CACHEFILE_HEADER_SIZE) {
-        close(fd);
-        return strata_fail(err, STRATA_E_FORMAT, "%s: truncated (%zu bytes, less than a header)",
-                           path, size);
-    }
-    uint8_t *buf = malloc(size);
-    if (!buf) {
-        close(fd);
-        return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory (%zu bytes)", path, size);
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t k = read(fd, buf + got, size - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    close(fd);
-    int rc;
+    uint8_t *buf;
+    size_t size;
+    int rc = read_whole_file(path, SIZE_MAX, &buf, &size, err);
+    if (rc)
+        return rc;
     uint32_t fversion, hsize;
     uint64_t plen, psum, hsum;
-    if (got != size) {
-        rc = strata_fail(err, STRATA_E_IO, "%s: read failed", path);
+    if (size < CACHEFILE_HEADER_SIZE) {
+        rc = strata_fail(err, STRATA_E_FORMAT, "%s: truncated (%zu bytes, less than a header)",
+                         path, size);
         goto fail;
     }
     memcpy(&fversion, buf + 8, 4);

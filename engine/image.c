@@ -37,6 +37,8 @@
 #include <jerror.h>
 #include <png.h>
 
+#include "readfile.h"
+
 /* image_load refuses files larger than this before reading them. No sane
  * JPEG/PNG within the pixel limits needs more. */
 #define IMAGE_MAX_FILE_BYTES (64L << 20)
@@ -569,47 +571,15 @@ int image_load(const char *path, struct image *img, char *err)
     assert(path && img);
     img->w = img->h = 0;
     img->rgb = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return strata_fail(err, STRATA_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return strata_fail(err, STRATA_E_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return strata_fail(err, STRATA_E_IO, "%s: not a regular file", path);
-    }
-    if (st.st_size > IMAGE_MAX_FILE_BYTES) {
-        close(fd);
-        return strata_fail(err, STRATA_E_LIMIT, "%s: file is %lld bytes; the limit is %ld MB",
-                           path, (long long)st.st_size, IMAGE_MAX_FILE_BYTES >> 20);
-    }
-    size_t len = (size_t)st.st_size;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        close(fd);
-        return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory reading %zu bytes", path, len);
-    }
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = read(fd, buf + got, len - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = r < 0 ? errno : 0;
-            close(fd);
-            free(buf);
-            return strata_fail(err, STRATA_E_IO, "%s: read failed: %s", path,
-                               e ? strerror(e) : "file shrank while reading");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
+    uint8_t *buf;
+    size_t len;
+    int rc = read_whole_file(path, IMAGE_MAX_FILE_BYTES, &buf, &len, err);
+    if (rc)
+        /* Callers (the dataset images of the API, the CLI) have always
+         * treated a missing image file as an I/O error. */
+        return rc == STRATA_E_NOTFOUND ? STRATA_E_IO : rc;
     char why[STRATA_ERR_LEN];
-    int rc = image_decode(buf, len, img, why);
+    rc = image_decode(buf, len, img, why);
     free(buf);
     if (rc)
         return strata_fail(err, rc, "%s: %s", path, why);

@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "readfile.h"
+
 static const struct {
     const char *name;
     size_t size;
@@ -370,45 +372,12 @@ int st_read(struct st_file *f, const char *path, size_t max_bytes, char *err)
 {
     assert(f && path);
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return strata_fail(err, errno == ENOENT ? STRATA_E_NOTFOUND : STRATA_E_IO,
-                           "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return strata_fail(err, STRATA_E_IO, "%s: not a regular file", path);
-    }
-    size_t len = (size_t)st.st_size;
-    if ((uint64_t)st.st_size > max_bytes) {
-        close(fd);
-        return strata_fail(err, STRATA_E_LIMIT,
-                           "%s: %" PRIu64 " bytes, over the %zu bytes expected at most; "
-                           "refusing to read it",
-                           path, (uint64_t)st.st_size, max_bytes);
-    }
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf) {
-        close(fd);
-        return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory for %zu bytes", path, len);
-    }
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = read(fd, buf + got, len - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = r < 0 ? errno : 0;
-            close(fd);
-            free(buf);
-            return strata_fail(err, STRATA_E_IO, "%s: read failed after %zu of %zu bytes%s%s",
-                               path, got, len, e ? ": " : " (file shrank)",
-                               e ? strerror(e) : "");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    int rc = st_parse(f, buf, len, path, err);
+    uint8_t *buf;
+    size_t len;
+    int rc = read_whole_file(path, max_bytes, &buf, &len, err);
+    if (rc)
+        return rc;
+    rc = st_parse(f, buf, len, path, err);
     if (rc) {
         free(buf);
         return rc;

@@ -522,7 +522,7 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     struct model_workspace ws = {0};
     struct optim opt = {0};
     int *train_idx = malloc((size_t)n * sizeof(int)), *val_idx = malloc((size_t)n * sizeof(int));
-    int *order = malloc((size_t)n * turns * sizeof(int));
+    int *order = turns > 1 ? malloc((size_t)n * TURNS * sizeof(int)) : NULL;
     int *turned = turns > 1 ? malloc((size_t)n * (TURNS - 1) * sizeof(int)) : NULL;
     int *batch_labels = malloc((size_t)B * sizeof(int)), *batch_images = malloc((size_t)B * sizeof(int));
     int *batch_turns = malloc((size_t)B * sizeof(int));
@@ -532,7 +532,7 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     float *scratch = turns > 1 ? tensor_alloc((size_t)B * in_size) : NULL;
     float *best = tensor_alloc(fit->n_params);
     report->epochs = calloc((size_t)cfg->epochs, sizeof *report->epochs);
-    if (!train_idx || !val_idx || !order || (turns > 1 && (!turned || !scratch)) || !batch_labels ||
+    if (!train_idx || !val_idx || (turns > 1 && (!order || !turned || !scratch)) || !batch_labels ||
         !batch_images || !batch_turns || !dlogits || !val_probs || !class_weight || !best ||
         !report->epochs) {
         strata_fail(err, rc, "out of memory setting up training");
