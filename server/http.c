@@ -590,7 +590,15 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
     pthread_cond_init(&s->idle, &ca);
     pthread_condattr_destroy(&ca);
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC |
+    /* poll(), not epoll: with epoll, libmicrohttpd 0.9.75's
+     * MHD_quiesce_daemon removes the listening socket from each worker's
+     * epoll set while a worker at its connection limit may be removing it
+     * too, and aborts the process when it loses that race ("Failed to
+     * remove listen FD from epoll set"), seen when stopping right after
+     * the per-address limit was reached. With poll(), quiescing only
+     * signals the workers. The connection limit (a few hundred) keeps
+     * poll()'s cost small. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (cfg->threads == 0)
         flags |= MHD_USE_THREAD_PER_CONNECTION;
