@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model_graph.h"
 #include "safetensors.h"
 
 /* A model.json larger than this is not a model description. */
@@ -483,7 +484,7 @@ static int id_is_valid(const char *s)
 
 static const char *const root_keys[] = {"id",      "title",   "description", "dataset",
                                         "input",   "normalization", "classes", "layers",
-                                        "training"};
+                                        "training", "onnx"};
 
 /* Fills m from a parsed model.json; folder_id is the id's default. On
  * failure m holds partial allocations (the caller frees them). */
@@ -502,7 +503,7 @@ static int parse_root(struct model *m, json_t *root, const char *what, const cha
         if (k == sizeof root_keys / sizeof root_keys[0])
             return fail_at(err, STRATA_E_ARG, what, key,
                            "unknown key (the top level takes id, title, description, "
-                           "dataset, input, normalization, classes, layers and training)");
+                           "dataset, input, normalization, classes, layers, training and onnx)");
     }
 
     int rc;
@@ -547,6 +548,20 @@ static int parse_root(struct model *m, json_t *root, const char *what, const cha
         return rc;
 
     json_t *layers = json_object_get(root, "layers");
+    if ((v = json_object_get(root, "onnx"))) {
+        /* an imported model: its layers come from the ONNX file (model_open) */
+        if (layers)
+            return fail_at(err, STRATA_E_ARG, what, "layers",
+                           "an imported model (with \"onnx\") takes its layers from the file");
+        if ((rc = get_string(v, m->onnx, sizeof m->onnx, what, "onnx", err)))
+            return rc;
+        if (!m->onnx[0] || strchr(m->onnx, '/') || m->onnx[0] == '.')
+            return fail_at(err, STRATA_E_ARG, what, "onnx",
+                           "expected the name of a file in the model's folder");
+        if (!(m->params = tensor_alloc(1)))
+            return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory", what);
+        return 0;
+    }
     if (!layers)
         return fail_at(err, STRATA_E_ARG, what, "layers", "missing");
     if (!json_is_array(layers) || json_array_size(layers) < 1 ||
@@ -745,6 +760,11 @@ int model_open(struct model *m, const char *models_root, const char *id_or_dir, 
     if (rc)
         return rc;
     strcpy(m->dir, dir);
+    if (m->onnx[0]) {
+        if ((rc = model_load_onnx(m, err)) < 0)
+            model_free(m);
+        return rc;
+    }
     snprintf(path, sizeof path, "%s/weights.safetensors", dir);
     if (access(path, F_OK) != 0) {
         model_free(m);
@@ -757,6 +777,15 @@ int model_open(struct model *m, const char *models_root, const char *id_or_dir, 
     return rc;
 }
 
+/* See model.h. */
+int model_load_onnx(struct model *m, char *err)
+{
+    assert(m && m->onnx[0] && !m->graph);
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", m->dir, m->onnx);
+    return model_graph_open(m, path, err);
+}
+
 /* Frees everything m owns and zeroes it; safe on a zeroed struct and twice. */
 void model_free(struct model *m)
 {
@@ -766,6 +795,7 @@ void model_free(struct model *m)
         for (int i = 0; i < m->n_classes; i++)
             free(m->classes[i]);
     free(m->classes);
+    model_graph_close(m);
     free(m->layers);
     tensor_free(m->params);
     tensor_free(m->grads);
@@ -807,6 +837,8 @@ int model_enable_grads(struct model *m, char *err)
 /* See model.h. Can't fail. */
 size_t model_trainable_count(const struct model *m)
 {
+    if (m->graph)
+        return graph_param_count(&m->graph->g);
     size_t total = 0;
     for (int i = 0; i < m->n_layers; i++) {
         struct param_desc desc[LAYER_MAX_PARAMS];
@@ -981,6 +1013,11 @@ int model_workspace_init(struct model_workspace *ws, struct model *m, int max_ba
 {
     assert(ws && m && m->n_layers >= 1 && max_batch >= 1);
     memset(ws, 0, sizeof *ws);
+    if (m->graph && training)
+        return strata_fail(err, STRATA_E_UNSUPPORTED,
+                           "model '%s' is an imported ONNX model; strata does not train "
+                           "imported models yet",
+                           m->id);
     ws->max_batch = max_batch;
     ws->training = training ? 1 : 0;
     rng_seed(&ws->rng, 0);
@@ -1023,6 +1060,13 @@ int model_workspace_init(struct model_workspace *ws, struct model *m, int max_ba
                            training ? " (twice, with their gradients)" : "",
                            (col * sizeof(float) + state) >> 20);
     }
+    if (m->graph) {
+        int rc = model_graph_ws_init(ws, m, max_batch, err);
+        if (rc < 0) {
+            model_workspace_free(ws);
+            return rc;
+        }
+    }
     if (training && state) {
         memset(ws->state_block, 0, state);
         size_t off = 0;
@@ -1048,6 +1092,7 @@ void model_workspace_free(struct model_workspace *ws)
     free_layer_slab(ws->douts);
     tensor_free(ws->col);
     free(ws->state_block);
+    model_graph_ws_free(ws);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -1057,6 +1102,10 @@ void model_forward(struct model *m, struct model_workspace *ws, const float *in,
 {
     assert(m && ws && ws->outputs && in && n >= 1 && n <= ws->max_batch);
     assert(!training || ws->training);
+    if (m->graph) {
+        model_graph_forward(m, ws, in, n);
+        return;
+    }
     struct layer_ctx ctx = {.col = ws->col, .col_len = ws->col_len, .training = training,
                             .rng = &ws->rng};
     for (int i = 0; i < m->n_layers; i++) {

@@ -19,7 +19,7 @@
 #include "layers/layer.h"
 #include "status.h"
 
-#define MODEL_MAX_CLASSES 256
+#define MODEL_MAX_CLASSES 1000  /* ImageNet classifiers import as they are */
 #define MODEL_MAX_LAYERS 64
 
 struct model {
@@ -38,7 +38,12 @@ struct model {
     size_t n_params;
     void *json;             /* the parsed model.json (json_t *), kept for the
                                training section and for the API; owned */
+    char onnx[256];         /* imported models: the ONNX file in dir ("" for strata's own) */
+    struct model_graph *graph; /* imported models: the graph (model_graph.h); owned */
 };
+
+struct model_graph;
+struct graph_ws;
 
 /* Parses a model.json file. The parameters are zeroed (call model_init_params
  * or model_load_weights). `path` is the model.json file. On failure returns a
@@ -50,9 +55,15 @@ int model_load_json(struct model *m, const char *path, char *err);
 /* Same, from a JSON text already in memory (tests build models this way). */
 int model_parse_json(struct model *m, const char *text, const char *what, char *err);
 
-/* Loads `<dir>/model.json` and `<dir>/weights.safetensors`. `dir` may be a
- * model id, resolved as `<models_root>/<id>`, or a path to a folder. */
+/* Loads `<dir>/model.json` and `<dir>/weights.safetensors` — or, for an
+ * imported model (model.json names an "onnx" file), that ONNX file. `dir` may
+ * be a model id, resolved as `<models_root>/<id>`, or a path to a folder. */
 int model_open(struct model *m, const char *models_root, const char *id_or_dir, char *err);
+
+/* For a model.json that names an "onnx" file (m->onnx): loads that file from
+ * m->dir and makes its graph the model (model_graph.h). Returns 0 or a
+ * negative status naming the node, op or shape at fault; m is unchanged then. */
+int model_load_onnx(struct model *m, char *err);
 
 void model_free(struct model *m);
 
@@ -86,6 +97,8 @@ struct model_workspace {
     size_t col_len;
     void *state_block;      /* layer_state storage */
     struct rng rng;         /* dropout */
+    struct graph_ws *graph; /* imported models: the graph's workspace */
+    float *nchw;            /* imported models: the batch in the graph's layout */
 };
 
 /* With training, binds every layer's l->state into this workspace: a model

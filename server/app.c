@@ -282,6 +282,15 @@ static void load_model(struct app *app, struct app_model *am, const char *folder
             logf_(app, "%s: card.json ignored: line %d: %s", am->id, je.line, je.text);
     }
 
+    if (am->m.onnx[0]) {
+        if (model_load_onnx(&am->m, err) < 0) {
+            snprintf(am->error, sizeof am->error, "%s", err);
+            atomic_store(&am->state, APP_FAILED);
+            return;
+        }
+        am->has_weights = 1;
+        return;
+    }
     snprintf(path, sizeof path, "%s/weights.safetensors", am->dir);
     if (access(path, F_OK) != 0) {
         snprintf(am->error, sizeof am->error,

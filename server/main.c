@@ -13,6 +13,8 @@ const struct command strata_commands[] = {
     {"explain", cmd_explain, "LIME explanation of one prediction"},
     {"analyze", cmd_analyze, "cluster every layer's activations, project them, follow paths"},
     {"doubt-eval", cmd_doubt_eval, "how well the doubt score separates unknown images"},
+    {"import", cmd_import, "import an ONNX model as a strata model"},
+    {"onnx-test", cmd_onnx_test, "run ONNX backend test cases against strata's graph executor"},
     {"serve", cmd_serve, "run the web server with the API and the pages"},
     {NULL, NULL, NULL},
 };

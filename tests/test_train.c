@@ -493,16 +493,16 @@ TEST(rotation_labels_need_a_square_input_and_a_dense_softmax_output)
          "dense with softmax activation"},
         {NULL, NULL},
     };
-    /* 65 classes would need 260 outputs, over the 256 a model may have. */
+    /* 251 classes would need 1004 outputs, over the 1000 a model may have. */
     static char many[4096];
     int len = snprintf(many, sizeof many, "{\"id\":\"many\",\"input\":{\"height\":4,\"width\":4,"
                        "\"channels\":3},\"classes\":[");
-    for (int c = 0; c < 65; c++)
+    for (int c = 0; c < 251; c++)
         len += snprintf(many + len, sizeof many - len, "%s\"k%d\"", c ? "," : "", c);
     snprintf(many + len, sizeof many - len, "],\"layers\":[{\"type\":\"global_avg_pool\"},"
-             "{\"type\":\"dense\",\"units\":65,\"activation\":\"softmax\"}]}");
+             "{\"type\":\"dense\",\"units\":251,\"activation\":\"softmax\"}]}");
     defs[2][0] = many;
-    defs[2][1] = "4 × 65 outputs, more than the 256";
+    defs[2][1] = "4 × 251 outputs, more than the 1000";
     uint8_t px[4 * 6 * 4 * 3] = {0};
     int labels[4] = {0, 1, 0, 1};
     for (size_t d = 0; d < sizeof defs / sizeof defs[0]; d++) {

@@ -1,0 +1,738 @@
+/*
+ * graph.c — the graph executor: building and checking a graph, planning a
+ * workspace for given input shapes (shape inference and evaluation of the
+ * static nodes), forward and backward (see graph.h).
+ *
+ * Plan, once per set of input shapes: every node's infer runs in topological
+ * order. A node whose inputs are all known before the batch runs (or whose op
+ * reads only shapes, like Shape) is static: it runs right there, in the plan,
+ * into buffers the plan owns. The shape subgraphs exporters write for a
+ * dynamic batch axis thus cost nothing per image. Every other value gets one
+ * buffer, sized when the workspace is initialised for the largest inputs it
+ * will see; a later plan for other shapes must fit in them (a smaller batch
+ * always does).
+ */
+#include "graph.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A value larger than this many elements is refused: no CNN activation comes
+ * near it, and it stops a hostile shape from asking for terabytes. */
+#define GRAPH_MAX_ELEMENTS ((int64_t)1 << 34)
+
+/* ---- building ------------------------------------------------------------ */
+
+struct value_index {
+    int cap;      /* power of two */
+    int *slots;   /* value index + 1, 0 = empty */
+};
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void index_insert(struct value_index *ix, const struct graph_value *values, int v)
+{
+    uint64_t mask = (uint64_t)ix->cap - 1;
+    for (uint64_t h = name_hash(values[v].name) & mask;; h = (h + 1) & mask) {
+        if (!ix->slots[h]) {
+            ix->slots[h] = v + 1;
+            return;
+        }
+    }
+}
+
+/* Keeps the load factor at most 1/2. Returns 0 or STRATA_E_NOMEM. */
+static int index_grow(struct graph *g, char *err)
+{
+    struct value_index *ix = g->index;
+    if (!ix) {
+        if (!(ix = calloc(1, sizeof *ix)))
+            return strata_fail(err, STRATA_E_NOMEM, "out of memory indexing the graph");
+        g->index = ix;
+    }
+    if ((int64_t)(g->n_values + 1) * 2 <= ix->cap)
+        return 0;
+    int cap = ix->cap ? ix->cap * 2 : 256;
+    int *slots = calloc((size_t)cap, sizeof *slots);
+    if (!slots)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory indexing the graph");
+    free(ix->slots);
+    ix->slots = slots;
+    ix->cap = cap;
+    for (int v = 0; v < g->n_values; v++)
+        index_insert(ix, g->values, v);
+    return 0;
+}
+
+/* Grows *arr (of n elements of size sz) so that index n is valid, doubling. */
+static int grow_array(void **arr, int n, size_t sz)
+{
+    if (n & (n - 1) && n >= 16)
+        return 0; /* capacity is the next power of two >= 16, still room */
+    size_t cap = n < 16 ? 16 : (size_t)n * 2;
+    if (n < 16 && *arr)
+        return 0;
+    void *p = realloc(*arr, cap * sz);
+    if (!p)
+        return -1;
+    *arr = p;
+    return 0;
+}
+
+int graph_add_value(struct graph *g, const char *name, enum value_kind kind, char *err)
+{
+    if (g->n_values >= GRAPH_MAX_ENTRIES)
+        return strata_fail(err, STRATA_E_LIMIT, "the graph has more than %d values",
+                           GRAPH_MAX_ENTRIES);
+    int rc = index_grow(g, err);
+    if (rc < 0)
+        return rc;
+    if (grow_array((void **)&g->values, g->n_values, sizeof *g->values) < 0)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory building the graph");
+    struct graph_value *v = &g->values[g->n_values];
+    memset(v, 0, sizeof *v);
+    if (!(v->name = strdup(name ? name : "")))
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory building the graph");
+    v->kind = kind;
+    v->producer = -1;
+    index_insert(g->index, g->values, g->n_values);
+    return g->n_values++;
+}
+
+int graph_add_node(struct graph *g, char *err)
+{
+    if (g->n_nodes >= GRAPH_MAX_ENTRIES)
+        return strata_fail(err, STRATA_E_LIMIT, "the graph has more than %d nodes",
+                           GRAPH_MAX_ENTRIES);
+    if (grow_array((void **)&g->nodes, g->n_nodes, sizeof *g->nodes) < 0)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory building the graph");
+    memset(&g->nodes[g->n_nodes], 0, sizeof g->nodes[0]);
+    return g->n_nodes++;
+}
+
+int graph_find_value(const struct graph *g, const char *name)
+{
+    const struct value_index *ix = g->index;
+    if (!ix || !ix->cap)
+        return -1;
+    uint64_t mask = (uint64_t)ix->cap - 1;
+    for (uint64_t h = name_hash(name) & mask; ix->slots[h]; h = (h + 1) & mask) {
+        int v = ix->slots[h] - 1;
+        if (strcmp(g->values[v].name, name) == 0)
+            return v;
+    }
+    return -1;
+}
+
+static void node_deinit(struct node *n)
+{
+    free(n->name);
+    free(n->op_type);
+    free(n->inputs);
+    free(n->outputs);
+    for (int a = 0; a < n->n_attrs; a++) {
+        free(n->attrs[a].name);
+        free(n->attrs[a].s);
+        free(n->attrs[a].floats);
+        free(n->attrs[a].ints);
+        free(n->attrs[a].t.data);
+    }
+    free(n->attrs);
+    free(n->params);
+}
+
+void graph_deinit(struct graph *g)
+{
+    for (int v = 0; v < g->n_values; v++) {
+        free(g->values[v].name);
+        free(g->values[v].init.data);
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        node_deinit(&g->nodes[i]);
+    free(g->values);
+    free(g->nodes);
+    free(g->inputs);
+    free(g->outputs);
+    if (g->index) {
+        free(((struct value_index *)g->index)->slots);
+        free(g->index);
+    }
+    memset(g, 0, sizeof *g);
+}
+
+size_t graph_param_count(const struct graph *g)
+{
+    size_t n = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == VALUE_INITIALIZER && g->values[v].init.dtype == DTYPE_FLOAT)
+            n += (size_t)tview_count(&g->values[v].init);
+    return n;
+}
+
+/* ---- finishing: order, ops, setup ---------------------------------------- */
+
+/* Kahn's algorithm over value producers. On success g->nodes is permuted
+ * into an order where every node follows the producers of its inputs. */
+static int sort_nodes(struct graph *g, char *err)
+{
+    int N = g->n_nodes, rc = 0;
+    int *pending = calloc((size_t)N + 1, sizeof *pending); /* unproduced inputs per node */
+    int *order = malloc(((size_t)N + 1) * sizeof *order);
+    int *first_use = malloc(((size_t)g->n_values + 1) * sizeof *first_use); /* consumer lists */
+    int *next_use = NULL, *use_node = NULL;
+    size_t n_uses = 0;
+    for (int i = 0; i < N; i++)
+        n_uses += (size_t)g->nodes[i].n_inputs;
+    next_use = malloc((n_uses + 1) * sizeof *next_use);
+    use_node = malloc((n_uses + 1) * sizeof *use_node);
+    struct node *sorted = malloc(((size_t)N + 1) * sizeof *sorted);
+    if (!pending || !order || !first_use || !next_use || !use_node || !sorted) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory sorting the graph");
+        goto out;
+    }
+    for (int v = 0; v < g->n_values; v++)
+        first_use[v] = -1;
+    size_t u = 0;
+    for (int i = 0; i < N; i++) {
+        const struct node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int v = n->inputs[k];
+            if (v < 0 || g->values[v].kind != VALUE_NODE)
+                continue;
+            pending[i]++;
+            use_node[u] = i;
+            next_use[u] = first_use[v];
+            first_use[v] = (int)u++;
+        }
+    }
+    int head = 0, tail = 0;
+    for (int i = 0; i < N; i++)
+        if (!pending[i])
+            order[tail++] = i;
+    while (head < tail) {
+        const struct node *n = &g->nodes[order[head++]];
+        for (int k = 0; k < n->n_outputs; k++)
+            for (int e = first_use[n->outputs[k]]; e >= 0; e = next_use[e])
+                if (--pending[use_node[e]] == 0)
+                    order[tail++] = use_node[e];
+    }
+    if (tail < N) {
+        for (int i = 0; i < N; i++)
+            if (pending[i]) {
+                rc = node_fail(&g->nodes[i], err, STRATA_E_FORMAT,
+                               "the graph has a cycle through this node");
+                goto out;
+            }
+    }
+    for (int i = 0; i < N; i++)
+        sorted[i] = g->nodes[order[i]];
+    memcpy(g->nodes, sorted, (size_t)N * sizeof *sorted);
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < g->nodes[i].n_outputs; k++)
+            g->values[g->nodes[i].outputs[k]].producer = i;
+out:
+    free(pending);
+    free(order);
+    free(first_use);
+    free(next_use);
+    free(use_node);
+    free(sorted);
+    return rc;
+}
+
+/* Producers and consumers: each node output is a fresh VALUE_NODE produced
+ * once; each input exists and is fed by the caller, the file or a node. */
+static int check_wiring(struct graph *g, char *err)
+{
+    for (int v = 0; v < g->n_values; v++) {
+        g->values[v].producer = -1;
+        g->values[v].n_consumers = 0;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct node *n = &g->nodes[i];
+        if (!n->name || !n->op_type)
+            return strata_fail(err, STRATA_E_FORMAT, "node %d has no name or op type", i);
+        for (int k = 0; k < n->n_outputs; k++) {
+            int v = n->outputs[k];
+            if (v < 0 || v >= g->n_values)
+                return node_fail(n, err, STRATA_E_FORMAT, "output %d is missing", k);
+            struct graph_value *val = &g->values[v];
+            if (val->kind != VALUE_NODE)
+                return node_fail(n, err, STRATA_E_FORMAT,
+                                 "output '%s' is also a graph input or an initializer", val->name);
+            if (val->producer >= 0)
+                return node_fail(n, err, STRATA_E_FORMAT,
+                                 "output '%s' is already produced by node '%s'", val->name,
+                                 g->nodes[val->producer].name);
+            val->producer = i;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int v = n->inputs[k];
+            if (v < -1 || v >= g->n_values)
+                return node_fail(n, err, STRATA_E_FORMAT, "input %d is out of range", k);
+            if (v < 0)
+                continue;
+            if (g->values[v].kind == VALUE_NODE && g->values[v].producer < 0)
+                return node_fail(n, err, STRATA_E_FORMAT,
+                                 "input '%s' is produced by no node, and is neither a graph "
+                                 "input nor an initializer",
+                                 g->values[v].name);
+            g->values[v].n_consumers++;
+        }
+    }
+    for (int o = 0; o < g->n_outputs; o++) {
+        int v = g->outputs[o];
+        if (v < 0 || v >= g->n_values)
+            return strata_fail(err, STRATA_E_FORMAT, "graph output %d is missing", o);
+        if (g->values[v].kind == VALUE_NODE && g->values[v].producer < 0)
+            return strata_fail(err, STRATA_E_FORMAT, "graph output '%s' is produced by no node",
+                               g->values[v].name);
+        g->values[v].n_consumers++;
+    }
+    return 0;
+}
+
+/* Binds ops by op_type; lists every unsupported op type at once with up to
+ * three of its nodes, so that a user sees the whole gap in one message. */
+static int bind_ops(struct graph *g, char *err)
+{
+    char msg[STRATA_ERR_LEN] = "";
+    size_t used = 0;
+    int missing = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct node *n = &g->nodes[i];
+        n->op = op_find(n->op_type);
+        if (n->op)
+            continue;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = !g->nodes[j].op && strcmp(g->nodes[j].op_type, n->op_type) == 0;
+        if (seen)
+            continue;
+        int count = 0;
+        char names[160] = "";
+        size_t nu = 0;
+        for (int j = i; j < g->n_nodes; j++) {
+            if (strcmp(g->nodes[j].op_type, n->op_type) != 0)
+                continue;
+            if (count < 3 && nu < sizeof names)
+                nu += (size_t)snprintf(names + nu, sizeof names - nu, "%s'%s'", count ? ", " : "",
+                                       g->nodes[j].name);
+            count++;
+        }
+        if (used < sizeof msg)
+            used += (size_t)snprintf(msg + used, sizeof msg - used, "%s%s (%d node%s: %s%s)",
+                                     missing ? "; " : "", n->op_type, count, count == 1 ? "" : "s",
+                                     names, count > 3 ? ", ..." : "");
+        missing++;
+    }
+    if (missing)
+        return strata_fail(err, STRATA_E_UNSUPPORTED,
+                           "the model uses %d op type%s strata does not support: %s", missing,
+                           missing == 1 ? "" : "s", msg);
+    return 0;
+}
+
+static int check_arity(const struct node *n, char *err)
+{
+    const struct op *op = n->op;
+    int present = n->n_inputs;
+    while (present > 0 && n->inputs[present - 1] < 0)
+        present--;
+    if (present < op->min_inputs || (op->max_inputs >= 0 && n->n_inputs > op->max_inputs))
+        return node_fail(n, err, STRATA_E_FORMAT, "has %d inputs; %s takes %d to %d", present,
+                         op->name, op->min_inputs, op->max_inputs);
+    if (n->n_outputs < op->min_outputs || n->n_outputs > op->max_outputs)
+        return node_fail(n, err, STRATA_E_UNSUPPORTED, "has %d outputs; strata's %s gives %d to %d",
+                         n->n_outputs, op->name, op->min_outputs, op->max_outputs);
+    for (int k = 0; k < op->min_inputs && k < n->n_inputs; k++)
+        if (n->inputs[k] < 0)
+            return node_fail(n, err, STRATA_E_FORMAT, "required input %d is empty", k);
+    return 0;
+}
+
+int graph_finish(struct graph *g, char *err)
+{
+    int rc;
+    if (g->n_outputs < 1)
+        return strata_fail(err, STRATA_E_FORMAT, "the graph has no output");
+    if ((rc = check_wiring(g, err)) < 0 || (rc = sort_nodes(g, err)) < 0 ||
+        (rc = bind_ops(g, err)) < 0)
+        return rc;
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct node *n = &g->nodes[i];
+        if ((rc = check_arity(n, err)) < 0)
+            return rc;
+        if (n->op->setup && (rc = n->op->setup(n, err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- planning ------------------------------------------------------------- */
+
+static size_t dtype_size(enum dtype t)
+{
+    return t == DTYPE_INT64 ? sizeof(int64_t) : sizeof(float);
+}
+
+static size_t view_bytes(const struct tview *t)
+{
+    int64_t c = tview_count(t);
+    return (size_t)(c > 0 ? c : 0) * dtype_size(t->dtype);
+}
+
+static int shapes_equal(const struct tview *a, const struct tview *b)
+{
+    if (a->dtype != b->dtype || a->ndim != b->ndim)
+        return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->dims[i] != b->dims[i])
+            return 0;
+    return 1;
+}
+
+/* The arguments of node i, as views of the planned values. */
+static void gather_args(struct graph_ws *ws, const struct node *n)
+{
+    for (int k = 0; k < n->n_inputs; k++) {
+        int v = n->inputs[k];
+        ws->in_ptrs[k] = v < 0 ? NULL : &ws->vals[v];
+    }
+    for (int k = 0; k < n->n_outputs; k++)
+        ws->out_ptrs[k] = &ws->vals[n->outputs[k]];
+}
+
+static int check_input(const struct graph *g, int i, const struct tview *t, char *err)
+{
+    const struct graph_value *val = &g->values[g->inputs[i]];
+    const struct tview *decl = &val->init;
+    char a[96], b[96];
+    if (t->dtype != decl->dtype || (decl->ndim && t->ndim != decl->ndim))
+        return strata_fail(err, STRATA_E_ARG, "input '%s' is declared %s %s; it was given %s %s",
+                           val->name, decl->dtype == DTYPE_INT64 ? "int64" : "float",
+                           dims_format(decl, a, sizeof a), t->dtype == DTYPE_INT64 ? "int64" : "float",
+                           dims_format(t, b, sizeof b));
+    for (int d = 0; d < decl->ndim; d++)
+        if (decl->dims[d] >= 0 && decl->dims[d] != t->dims[d])
+            return strata_fail(err, STRATA_E_ARG, "input '%s' is declared %s; it was given %s",
+                               val->name, dims_format(decl, a, sizeof a),
+                               dims_format(t, b, sizeof b));
+    for (int d = 0; d < t->ndim; d++)
+        if (t->dims[d] < 0)
+            return strata_fail(err, STRATA_E_ARG, "input '%s' has a negative dimension",
+                               val->name);
+    return 0;
+}
+
+/* Plans every value's shape for these inputs and runs the static nodes.
+ * `sizing` (the first plan) allocates every buffer; later plans must fit. */
+static int plan(struct graph_ws *ws, const struct tview *inputs, int sizing, char *err)
+{
+    const struct graph *g = ws->g;
+    int rc;
+    ws->planned = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        const struct graph_value *val = &g->values[v];
+        ws->is_static[v] = val->kind == VALUE_INITIALIZER;
+        if (val->kind == VALUE_INITIALIZER)
+            ws->vals[v] = val->init;
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        if ((rc = check_input(g, i, &inputs[i], err)) < 0)
+            return rc;
+        struct tview *t = &ws->vals[g->inputs[i]];
+        *t = inputs[i];
+        t->data = NULL;
+        if (view_bytes(t) > ws->cap[g->inputs[i]] && !sizing)
+            return strata_fail(err, STRATA_E_LIMIT,
+                               "input '%s' is larger than the workspace was sized for",
+                               g->values[g->inputs[i]].name);
+        if (sizing)
+            ws->cap[g->inputs[i]] = view_bytes(t);
+    }
+    size_t scratch_need = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct node *n = &g->nodes[i];
+        int is_static = 1;
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0 && !ws->is_static[n->inputs[k]])
+                is_static = 0;
+        if (n->op->flags & OP_SHAPE_ONLY)
+            is_static = 1;
+        gather_args(ws, n);
+        /* activations are shown to infer without data, known values with it */
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0 && !ws->is_static[n->inputs[k]])
+                ws->vals[n->inputs[k]].data = NULL;
+        for (int k = 0; k < n->n_outputs; k++)
+            memset(ws->out_ptrs[k], 0, sizeof *ws->out_ptrs[k]);
+        if ((rc = n->op->infer(n, ws->in_ptrs, ws->out_ptrs, err)) < 0)
+            return rc;
+        for (int k = 0; k < n->n_outputs; k++) {
+            int v = n->outputs[k];
+            struct tview *t = &ws->vals[v];
+            int64_t count = 1;
+            for (int d = 0; d < t->ndim; d++) {
+                if (t->dims[d] < 0 || (t->dims[d] > 0 && count > GRAPH_MAX_ELEMENTS / t->dims[d]))
+                    return node_fail(n, err, STRATA_E_LIMIT,
+                                     "output '%s' would have an impossible shape",
+                                     g->values[v].name);
+                count *= t->dims[d];
+            }
+            size_t bytes = view_bytes(t);
+            if (is_static) {
+                free(ws->owned[v]);
+                ws->owned[v] = malloc(bytes ? bytes : 1);
+                if (!ws->owned[v])
+                    return strata_fail(err, STRATA_E_NOMEM, "out of memory planning the graph");
+                ws->cap[v] = bytes;
+                t->data = ws->owned[v];
+            } else if (sizing) {
+                ws->cap[v] = bytes;
+            } else if (bytes > ws->cap[v]) {
+                return node_fail(n, err, STRATA_E_LIMIT,
+                                 "output '%s' needs %zu bytes at these input shapes, more than "
+                                 "the %zu the workspace was sized for",
+                                 g->values[v].name, bytes, ws->cap[v]);
+            } else {
+                t->data = ws->owned[v];
+            }
+            ws->is_static[v] = (uint8_t)is_static;
+        }
+        size_t s = n->op->scratch ? n->op->scratch(n, ws->in_ptrs,
+                                                   (const struct tview *const *)ws->out_ptrs)
+                                  : 0;
+        if (s > scratch_need)
+            scratch_need = s;
+        if (is_static) {
+            if (s > ws->scratch_len) {
+                free(ws->scratch);
+                ws->scratch = aligned_alloc(64, (s * sizeof(float) + 63) / 64 * 64);
+                ws->scratch_len = ws->scratch ? s : 0;
+                if (!ws->scratch)
+                    return strata_fail(err, STRATA_E_NOMEM, "out of memory planning the graph");
+            }
+            for (int k = 0; k < n->n_inputs; k++)
+                if (n->inputs[k] >= 0 && !ws->is_static[n->inputs[k]])
+                    ws->vals[n->inputs[k]].data = NULL; /* Shape reads dims only */
+            struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len};
+            n->op->forward(n, ws->in_ptrs, ws->out_ptrs, &ctx);
+        }
+        for (int k = 0; k < n->n_inputs; k++) {
+            int v = n->inputs[k];
+            if (v >= 0 && !ws->is_static[v] && g->values[v].kind == VALUE_NODE)
+                ws->vals[v].data = ws->owned[v]; /* NULL while sizing, set below */
+        }
+    }
+    if (sizing) {
+        for (int v = 0; v < g->n_values; v++) {
+            if (ws->is_static[v] || g->values[v].kind == VALUE_INITIALIZER)
+                continue;
+            if (g->values[v].kind == VALUE_NODE && g->values[v].producer < 0)
+                continue;
+            size_t bytes = ws->cap[v];
+            if (g->values[v].kind == VALUE_INPUT && !ws->with_grads)
+                continue; /* the caller's data is used in place */
+            ws->owned[v] = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+            if (!ws->owned[v])
+                return strata_fail(err, STRATA_E_NOMEM,
+                                   "out of memory: value '%s' needs %zu bytes",
+                                   g->values[v].name, bytes);
+            if (g->values[v].kind == VALUE_NODE)
+                ws->vals[v].data = ws->owned[v];
+        }
+        if (scratch_need > ws->scratch_len) {
+            free(ws->scratch);
+            ws->scratch = aligned_alloc(64, (scratch_need * sizeof(float) + 63) / 64 * 64);
+            ws->scratch_len = ws->scratch ? scratch_need : 0;
+            if (!ws->scratch)
+                return strata_fail(err, STRATA_E_NOMEM, "out of memory: scratch of %zu floats",
+                                   scratch_need);
+        }
+    } else if (scratch_need > ws->scratch_len) {
+        return strata_fail(err, STRATA_E_LIMIT,
+                           "these input shapes need more scratch than the workspace was sized "
+                           "for");
+    }
+    ws->planned = 1;
+    return 0;
+}
+
+static int alloc_grads(struct graph_ws *ws, char *err)
+{
+    const struct graph *g = ws->g;
+    for (int v = 0; v < g->n_values; v++) {
+        if (ws->vals[v].dtype != DTYPE_FLOAT ||
+            (ws->is_static[v] && g->values[v].kind != VALUE_INITIALIZER))
+            continue;
+        size_t bytes = g->values[v].kind == VALUE_INITIALIZER ? view_bytes(&g->values[v].init)
+                                                              : ws->cap[v];
+        ws->grad_owned[v] = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+        if (!ws->grad_owned[v])
+            return strata_fail(err, STRATA_E_NOMEM, "out of memory for the gradient of '%s'",
+                               g->values[v].name);
+    }
+    return 0;
+}
+
+int graph_ws_init(struct graph_ws *ws, const struct graph *g, const struct tview *inputs,
+                  int with_grads, char *err)
+{
+    memset(ws, 0, sizeof *ws);
+    ws->g = g;
+    ws->with_grads = with_grads;
+    size_t nv = (size_t)g->n_values + 1;
+    int max_in = 1, max_out = 1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->nodes[i].n_inputs > max_in)
+            max_in = g->nodes[i].n_inputs;
+        if (g->nodes[i].n_outputs > max_out)
+            max_out = g->nodes[i].n_outputs;
+    }
+    ws->vals = calloc(nv, sizeof *ws->vals);
+    ws->grads = calloc(nv, sizeof *ws->grads);
+    ws->cap = calloc(nv, sizeof *ws->cap);
+    ws->is_static = calloc(nv, 1);
+    ws->needed = calloc(nv, 1);
+    ws->owned = calloc(nv, sizeof *ws->owned);
+    ws->grad_owned = calloc(nv, sizeof *ws->grad_owned);
+    ws->in_ptrs = calloc((size_t)max_in, sizeof *ws->in_ptrs);
+    ws->din_ptrs = calloc((size_t)max_in, sizeof *ws->din_ptrs);
+    ws->out_ptrs = calloc((size_t)max_out, sizeof *ws->out_ptrs);
+    ws->dout_ptrs = calloc((size_t)max_out, sizeof *ws->dout_ptrs);
+    int rc;
+    if (!ws->vals || !ws->grads || !ws->cap || !ws->is_static || !ws->needed || !ws->owned ||
+        !ws->grad_owned || !ws->in_ptrs || !ws->din_ptrs || !ws->out_ptrs || !ws->dout_ptrs) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory for the graph workspace");
+        goto fail;
+    }
+    if ((rc = plan(ws, inputs, 1, err)) < 0)
+        goto fail;
+    if (with_grads && (rc = alloc_grads(ws, err)) < 0)
+        goto fail;
+    return 0;
+fail:
+    graph_ws_free(ws);
+    return rc;
+}
+
+void graph_ws_free(struct graph_ws *ws)
+{
+    if (ws->g) {
+        for (int v = 0; v < ws->g->n_values; v++) {
+            if (ws->owned)
+                free(ws->owned[v]);
+            if (ws->grad_owned)
+                free(ws->grad_owned[v]);
+        }
+    }
+    free(ws->vals);
+    free(ws->grads);
+    free(ws->cap);
+    free(ws->is_static);
+    free(ws->needed);
+    free(ws->owned);
+    free(ws->grad_owned);
+    free(ws->in_ptrs);
+    free(ws->din_ptrs);
+    free(ws->out_ptrs);
+    free(ws->dout_ptrs);
+    free(ws->scratch);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* ---- running -------------------------------------------------------------- */
+
+int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
+{
+    const struct graph *g = ws->g;
+    int rc, same = ws->planned;
+    for (int i = 0; i < g->n_inputs && same; i++)
+        same = shapes_equal(&inputs[i], &ws->vals[g->inputs[i]]);
+    if (!same && (rc = plan(ws, inputs, 0, err)) < 0)
+        return rc;
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i];
+        if (ws->with_grads && ws->owned[v]) {
+            /* keep a copy: backward reads the input after the caller may reuse it */
+            memcpy(ws->owned[v], inputs[i].data, view_bytes(&inputs[i]));
+            ws->vals[v].data = ws->owned[v];
+        } else {
+            ws->vals[v].data = inputs[i].data;
+        }
+    }
+    struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len};
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct node *n = &g->nodes[i];
+        if (ws->is_static[n->outputs[0]])
+            continue;
+        gather_args(ws, n);
+        n->op->forward(n, ws->in_ptrs, ws->out_ptrs, &ctx);
+    }
+    return 0;
+}
+
+int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err)
+{
+    const struct graph *g = ws->g;
+    if (!ws->with_grads)
+        return strata_fail(err, STRATA_E_ARG, "this workspace was made without gradients");
+    if (from < 0 || from >= g->n_values || ws->vals[from].dtype != DTYPE_FLOAT ||
+        !ws->grad_owned[from])
+        return strata_fail(err, STRATA_E_ARG, "value %d carries no gradient", from);
+    /* which values lead to `from`: only their gradients are computed */
+    memset(ws->needed, 0, (size_t)g->n_values);
+    ws->needed[from] = 1;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const struct node *n = &g->nodes[i];
+        int any = 0;
+        for (int k = 0; k < n->n_outputs; k++)
+            any |= ws->needed[n->outputs[k]];
+        if (!any || ws->is_static[n->outputs[0]])
+            continue;
+        if (!n->op->backward)
+            return node_fail(n, err, STRATA_E_UNSUPPORTED, "has no gradient");
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0)
+                ws->needed[n->inputs[k]] = 1;
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        struct tview *d = &ws->grads[v];
+        *d = ws->vals[v];
+        d->data = ws->needed[v] ? ws->grad_owned[v] : NULL;
+        if (d->data)
+            memset(d->data, 0, view_bytes(d));
+    }
+    memcpy(ws->grads[from].data, dout, view_bytes(&ws->grads[from]));
+    struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len};
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const struct node *n = &g->nodes[i];
+        int any = 0;
+        for (int k = 0; k < n->n_outputs; k++)
+            any |= ws->needed[n->outputs[k]];
+        if (!any || ws->is_static[n->outputs[0]])
+            continue;
+        gather_args(ws, n);
+        for (int k = 0; k < n->n_outputs; k++)
+            ws->dout_ptrs[k] = &ws->grads[n->outputs[k]];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int v = n->inputs[k];
+            ws->din_ptrs[k] = v >= 0 && ws->grads[v].data ? &ws->grads[v] : NULL;
+        }
+        n->op->backward(n, ws->in_ptrs, (const struct tview *const *)ws->out_ptrs,
+                        ws->dout_ptrs, ws->din_ptrs, &ctx);
+    }
+    return 0;
+}

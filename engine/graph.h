@@ -1,0 +1,126 @@
+/*
+ * graph.h — a model as a directed acyclic graph of ops (ops/op.h) over named
+ * tensors, with one image batch in and one vector of class scores out.
+ *
+ * The graph itself is immutable once built and can be shared by threads:
+ * values (inputs, initializers, node outputs) and nodes in topological order.
+ * Everything that depends on a batch size lives in a struct graph_ws, one per
+ * thread: every value's shape, the buffers of activations, the results of
+ * shape arithmetic, scratch, and (for backward) gradients.
+ *
+ * Planning a workspace for a batch size n runs every op's infer in order and
+ * evaluates "static" nodes, those whose inputs are all known before the batch
+ * runs (initializers, Constant, Shape of anything, and what is computed from
+ * those): the Shape/Gather/Concat/Reshape subgraphs that exporters write for a
+ * dynamic batch axis are thus folded once per batch size, never run per image.
+ * graph_forward only runs the other nodes.
+ */
+#ifndef STRATA_GRAPH_H
+#define STRATA_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/op.h"
+#include "status.h"
+
+enum value_kind {
+    VALUE_INPUT,        /* fed by the caller at run time */
+    VALUE_INITIALIZER,  /* weights and constants stored in the file */
+    VALUE_NODE,         /* produced by a node */
+};
+
+struct graph_value {
+    char *name;
+    enum value_kind kind;
+    int producer;       /* node index for VALUE_NODE, else -1 */
+    struct tview init;  /* VALUE_INITIALIZER: dtype, shape, data (owned).
+                           VALUE_INPUT: the declared dtype and shape, -1 for a
+                           dimension the file leaves open (data NULL) */
+    int n_consumers;    /* nodes that read it, plus one per graph output it is */
+};
+
+struct graph {
+    int n_values, n_nodes;
+    struct graph_value *values;  /* owned */
+    struct node *nodes;          /* owned; topological order after graph_finish */
+    int n_inputs, n_outputs;
+    int *inputs, *outputs;       /* value indices, in the file's order */
+    int64_t opset;               /* default-domain opset the file imports */
+    void *index;                 /* name -> value hash, built by graph_finish */
+};
+
+/* Frees everything the graph owns and zeroes it (not the struct itself).
+ * Safe on a zeroed struct. */
+void graph_deinit(struct graph *g);
+
+/* Building, for loaders. graph_add_value appends a value named `name`
+ * (copied) and returns its index, or a negative status (STRATA_E_NOMEM, or
+ * STRATA_E_LIMIT past GRAPH_MAX_ENTRIES values). graph_add_node appends a
+ * zeroed node and returns its index likewise; the loader fills it (strings and
+ * arrays malloc'd: the graph frees them). */
+#define GRAPH_MAX_ENTRIES 1000000
+int graph_add_value(struct graph *g, const char *name, enum value_kind kind, char *err);
+int graph_add_node(struct graph *g, char *err);
+/* Value index by name, or -1. */
+int graph_find_value(const struct graph *g, const char *name);
+
+/* Sorts nodes topologically (refusing cycles, values produced twice, and
+ * inputs nothing produces), binds every node to its op (listing every
+ * unsupported op at once, with its nodes), runs each op's setup, and counts
+ * consumers. Returns 0 or a negative status with a message naming the node. */
+int graph_finish(struct graph *g, char *err);
+
+/* ---- running ------------------------------------------------------------- */
+
+struct graph_ws {
+    const struct graph *g;
+    int with_grads;              /* backward buffers allocated */
+    struct tview *vals;          /* [n_values] shapes and data, as last planned */
+    struct tview *grads;         /* [n_values] gradients (with_grads; NULL data where none) */
+    size_t *cap;                 /* [n_values] bytes allocated for each value's buffer */
+    uint8_t *is_static;          /* [n_values] known before the batch runs */
+    void **owned;                /* [n_values] buffers owned by the workspace */
+    void **grad_owned;           /* [n_values] */
+    uint8_t *needed;             /* [n_values] backward: leads to the value differentiated */
+    const struct tview **in_ptrs;  /* [max node inputs] argument arrays for the ops */
+    struct tview **out_ptrs;     /* [max node outputs] */
+    const struct tview **dout_ptrs;
+    struct tview **din_ptrs;
+    float *scratch;
+    size_t scratch_len;
+    int planned;                 /* shapes in vals match the last inputs */
+};
+
+/* Plans a workspace for inputs of the given shapes (inputs[i] for
+ * g->inputs[i]; data ignored) and sizes every buffer for them: later runs may
+ * use smaller or equal sizes (a smaller batch). with_grads also allocates a
+ * gradient buffer per float value. Returns 0 or a negative status (shapes that
+ * do not infer, naming the node; memory). */
+int graph_ws_init(struct graph_ws *ws, const struct graph *g, const struct tview *inputs,
+                  int with_grads, char *err);
+void graph_ws_free(struct graph_ws *ws);
+
+/* Runs the graph on inputs[g->n_inputs] (data borrowed for the call). Replans
+ * shapes when they differ from the last run (cheap; reallocates only the small
+ * results of shape arithmetic). Returns 0, or a negative status if the shapes
+ * do not infer or a value would outgrow the buffer graph_ws_init sized. */
+int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err);
+
+/* Borrowed view of a value after graph_run (valid until the next call). */
+static inline const struct tview *graph_value_view(const struct graph_ws *ws, int value)
+{
+    return &ws->vals[value];
+}
+
+/* Back-propagates dout (the gradient of value `from`, shaped like it) through
+ * every node, after graph_run on the same inputs. Clears all gradients first;
+ * afterwards ws->grads[v] holds dL/dv for every float value that leads to
+ * `from` (the inputs' among them, and every float initializer's). Needs
+ * with_grads. Returns 0 or a negative status. */
+int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err);
+
+/* Number of floats in the float initializers (the model's parameters). */
+size_t graph_param_count(const struct graph *g);
+
+#endif

@@ -1,0 +1,417 @@
+/*
+ * model_graph.c — an imported ONNX model behind struct model (see
+ * model_graph.h): the checks that make a graph an image classifier, the
+ * layers shown by default, and the forward that fills the layer buffers.
+ */
+#include "model_graph.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx.h"
+
+/* ---- what a classifier looks like ------------------------------------------ */
+
+static const char *dtype_name(enum dtype t)
+{
+    return t == DTYPE_INT64 ? "int64" : "float";
+}
+
+/* One float input N x 3 x H x W whose H and W agree with model.json. */
+static int check_input(const struct model *m, const struct graph *g, const char *file, char *err)
+{
+    if (g->n_inputs != 1) {
+        char names[256] = "";
+        size_t used = 0;
+        for (int i = 0; i < g->n_inputs && used < sizeof names; i++)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s'%s'", i ? ", " : "",
+                                     g->values[g->inputs[i]].name);
+        return strata_fail(err, STRATA_E_UNSUPPORTED,
+                           "%s: the model has %d inputs (%s); strata runs models that take one "
+                           "image batch",
+                           file, g->n_inputs, names);
+    }
+    const struct graph_value *in = &g->values[g->inputs[0]];
+    const struct tview *d = &in->init;
+    char s[96];
+    if (d->dtype != DTYPE_FLOAT)
+        return strata_fail(err, STRATA_E_UNSUPPORTED,
+                           "%s: input '%s' is %s; strata feeds float images (export the model "
+                           "with a float32 input)",
+                           file, in->name, dtype_name(d->dtype));
+    if (d->ndim != 4 || (d->dims[1] >= 0 && d->dims[1] != 3))
+        return strata_fail(err, STRATA_E_UNSUPPORTED,
+                           "%s: input '%s' has shape %s; strata feeds one batch of RGB images, "
+                           "N x 3 x H x W (channels first)",
+                           file, in->name, dims_format(d, s, sizeof s));
+    if ((d->dims[2] >= 0 && d->dims[2] != m->input.h) ||
+        (d->dims[3] >= 0 && d->dims[3] != m->input.w))
+        return strata_fail(err, STRATA_E_ARG,
+                           "%s: input '%s' has shape %s, but model.json says %dx%d pixels", file,
+                           in->name, dims_format(d, s, sizeof s), m->input.h, m->input.w);
+    if (d->dims[0] > 1)
+        return strata_fail(err, STRATA_E_UNSUPPORTED,
+                           "%s: input '%s' has a fixed batch of %lld; export it with a dynamic "
+                           "batch axis or a batch of 1",
+                           file, in->name, (long long)d->dims[0]);
+    return 0;
+}
+
+static int is_op(const struct graph *g, int v, const char *op_type)
+{
+    int p = g->values[v].producer;
+    return p >= 0 && strcmp(g->nodes[p].op_type, op_type) == 0;
+}
+
+/* ---- the layers shown ---------------------------------------------------- */
+
+static int is_activation(const char *op)
+{
+    static const char *const acts[] = {"Relu", "Clip", "LeakyRelu", "PRelu", "HardSwish",
+                                       "Sigmoid", "HardSigmoid", "Tanh"};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (strcmp(op, acts[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A node output is worth showing when it ends a step of the network: an
+ * activation, a residual sum, a pooling or a concatenation, at a spatial size
+ * above 1x1 — unless its one consumer is an activation (then that is shown),
+ * or it is the x*sigmoid(x) of a SiLU/HardSwish, shown as the Mul. */
+static int worth_showing(const struct graph *g, const struct graph_ws *ws, int v)
+{
+    const struct tview *t = graph_value_view(ws, v);
+    int p = g->values[v].producer;
+    if (p < 0 || t->dtype != DTYPE_FLOAT || t->ndim != 4 || t->dims[2] * t->dims[3] < 2 ||
+        ws->is_static[v])
+        return 0;
+    const char *op = g->nodes[p].op_type;
+    int kind = is_activation(op) || !strcmp(op, "Add") || !strcmp(op, "MaxPool") ||
+               !strcmp(op, "AveragePool") || !strcmp(op, "Concat");
+    if (!strcmp(op, "Mul")) {
+        /* x * sigmoid(x): one input is an activation of the other */
+        const struct node *n = &g->nodes[p];
+        for (int k = 0; k < 2 && n->n_inputs == 2; k++) {
+            int a = n->inputs[k], b = n->inputs[1 - k];
+            int pb = b >= 0 ? g->values[b].producer : -1;
+            if (a >= 0 && pb >= 0 && is_activation(g->nodes[pb].op_type) &&
+                g->nodes[pb].inputs[0] == a && graph_value_view(ws, a)->ndim == 4 &&
+                graph_value_view(ws, a)->dims[1] == t->dims[1])
+                kind = 1;
+        }
+    }
+    if (!kind)
+        return 0;
+    if (g->values[v].n_consumers == 1) {
+        for (int i = p + 1; i < g->n_nodes; i++) {
+            const struct node *c = &g->nodes[i];
+            if (c->n_inputs >= 1 && c->inputs[0] == v && is_activation(c->op_type) &&
+                graph_value_view(ws, c->outputs[0])->ndim == 4)
+                return 0;
+            if (c->n_inputs >= 1 && c->inputs[0] == v && !strcmp(c->op_type, "Mul"))
+                return 0;
+        }
+    }
+    /* a sigmoid whose consumer multiplies it into another tensor is a gate */
+    if (!strcmp(op, "Sigmoid") || !strcmp(op, "HardSigmoid")) {
+        for (int i = p + 1; i < g->n_nodes; i++)
+            for (int k = 0; k < g->nodes[i].n_inputs; k++)
+                if (g->nodes[i].inputs[k] == v && !strcmp(g->nodes[i].op_type, "Mul"))
+                    return 0;
+    }
+    return 1;
+}
+
+/* A readable layer name from the node: "/layer1/layer1.0/relu/Relu" gives
+ * "layer1.0/relu"; an empty or numeric name gives "relu_12". At most
+ * len - 1 characters, keeping the end. */
+static void layer_name(const struct graph *g, int v, int index, char *out, size_t len)
+{
+    const struct node *n = &g->nodes[g->values[v].producer];
+    const char *src = n->name;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", src[0] == '/' ? src + 1 : src);
+    size_t bl = strlen(buf), ol = strlen(n->op_type);
+    if (bl > ol + 1 && buf[bl - ol - 1] == '/' && strcmp(buf + bl - ol, n->op_type) == 0)
+        buf[bl - ol - 1] = 0;
+    /* "layer1/layer1.0/relu" -> "layer1.0/relu": drop a first part repeated */
+    char *slash = strchr(buf, '/');
+    if (slash && strncmp(slash + 1, buf, (size_t)(slash - buf)) == 0)
+        memmove(buf, slash + 1, strlen(slash + 1) + 1);
+    int numeric = 1;
+    for (const char *c = buf; *c; c++)
+        numeric &= isdigit((unsigned char)*c) || *c == '_';
+    if (!buf[0] || numeric) {
+        snprintf(buf, sizeof buf, "%s_%d", n->op_type, index);
+        for (char *c = buf; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+    }
+    bl = strlen(buf);
+    const char *keep = bl >= len ? buf + bl - (len - 1) : buf;
+    memcpy(out, keep, strlen(keep) + 1);
+}
+
+static struct shape shape_of(const struct tview *t)
+{
+    if (t->ndim == 4)
+        return (struct shape){(int)t->dims[2], (int)t->dims[3], (int)t->dims[1]};
+    int64_t f = 1;
+    for (int d = 1; d < t->ndim; d++)
+        f *= t->dims[d];
+    return (struct shape){1, 1, (int)f};
+}
+
+/* Picks the shown values: every candidate, thinned evenly (keeping the last)
+ * when there are more than fit. */
+static int choose_layers(struct model_graph *mg, const struct graph_ws *ws, char *err)
+{
+    const struct graph *g = &mg->g;
+    int *cand = malloc(((size_t)g->n_nodes + 1) * sizeof *cand);
+    if (!cand)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory choosing layers");
+    int nc = 0, logits_node = g->values[mg->logits].producer;
+    for (int i = 0; i < g->n_nodes && i < logits_node; i++)
+        for (int k = 0; k < g->nodes[i].n_outputs; k++)
+            if (worth_showing(g, ws, g->nodes[i].outputs[k]))
+                cand[nc++] = g->nodes[i].outputs[k];
+    /* the features the classifier reads: the last pooled vector before it */
+    int feat = -1;
+    for (int i = logits_node - 1; i >= 0 && feat < 0; i--) {
+        const char *op = g->nodes[i].op_type;
+        int v = g->nodes[i].outputs[0];
+        if ((!strcmp(op, "GlobalAveragePool") || !strcmp(op, "GlobalMaxPool") ||
+             !strcmp(op, "ReduceMean")) && !ws->is_static[v])
+            feat = v;
+    }
+    int max = MODEL_GRAPH_MAX_SHOWN - 2 - (feat >= 0);
+    int take = nc < max ? nc : max;
+    mg->shown = malloc(((size_t)take + 2) * sizeof *mg->shown);
+    if (!mg->shown) {
+        free(cand);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory choosing layers");
+    }
+    for (int j = 0; j < take; j++) /* evenly spaced, the last candidate always in */
+        mg->shown[j] = cand[take == 1 ? nc - 1 : (int)((int64_t)j * (nc - 1) / (take - 1))];
+    mg->n_shown = take;
+    if (feat >= 0)
+        mg->shown[mg->n_shown++] = feat;
+    free(cand);
+    return 0;
+}
+
+/* ---- opening --------------------------------------------------------------- */
+
+/* The logits: the output itself, or the input of a final Softmax/LogSoftmax
+ * over the class axis. */
+static int find_logits(const struct graph *g, const struct graph_ws *ws, int out)
+{
+    if (is_op(g, out, "Softmax") || is_op(g, out, "LogSoftmax")) {
+        const struct node *n = &g->nodes[g->values[out].producer];
+        int in = n->inputs[0];
+        const struct tview *t = graph_value_view(ws, in);
+        if (t->ndim == 2 && !ws->is_static[in])
+            return in;
+    }
+    return out;
+}
+
+static int fill_layers(struct model *m, struct model_graph *mg, const struct graph_ws *ws,
+                       char *err)
+{
+    const struct graph *g = &mg->g;
+    int n = mg->n_shown + 2;
+    m->layers = calloc((size_t)n, sizeof *m->layers);
+    if (!m->layers)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    m->n_layers = n;
+    struct shape prev = m->input;
+    for (int l = 0; l < n; l++) {
+        struct layer *L = &m->layers[l];
+        L->in = prev;
+        if (l < mg->n_shown) {
+            int v = mg->shown[l];
+            L->cfg.kind = LAYER_RELU;
+            layer_name(g, v, l, L->cfg.name, sizeof L->cfg.name);
+            L->out = shape_of(graph_value_view(ws, v));
+        } else if (l == n - 2) {
+            L->cfg.kind = LAYER_DENSE; /* the classifier's scores, before the softmax */
+            snprintf(L->cfg.name, sizeof L->cfg.name, "logits");
+            L->cfg.units = m->n_classes;
+            L->out = (struct shape){1, 1, m->n_classes};
+        } else {
+            L->cfg.kind = LAYER_SOFTMAX;
+            snprintf(L->cfg.name, sizeof L->cfg.name, "probabilities");
+            L->out = (struct shape){1, 1, m->n_classes};
+        }
+        for (int j = 0; j < l; j++) /* unique names */
+            if (strcmp(m->layers[j].cfg.name, L->cfg.name) == 0) {
+                char tail[16];
+                snprintf(tail, sizeof tail, "~%d", l);
+                size_t room = sizeof L->cfg.name - strlen(tail) - 1;
+                L->cfg.name[room < strlen(L->cfg.name) ? room : strlen(L->cfg.name)] = 0;
+                strcat(L->cfg.name, tail);
+                j = -1;
+            }
+        prev = L->out;
+    }
+    return 0;
+}
+
+int model_graph_open(struct model *m, const char *onnx_path, char *err)
+{
+    assert(m && onnx_path && !m->graph);
+    struct model_graph *mg = calloc(1, sizeof *mg);
+    if (!mg)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    struct graph_ws ws = {0};
+    int rc = onnx_load(&mg->g, onnx_path, err);
+    if (rc < 0)
+        goto fail;
+    if ((rc = check_input(m, &mg->g, onnx_path, err)) < 0)
+        goto fail;
+    /* plan at batch 2 (batch 1 when the file fixes it) to learn every shape */
+    const struct graph_value *in = &mg->g.values[mg->g.inputs[0]];
+    int batch = in->init.dims[0] == 1 ? 1 : 2;
+    struct tview shape = {.dtype = DTYPE_FLOAT, .ndim = 4,
+                          .dims = {batch, 3, m->input.h, m->input.w}};
+    if ((rc = graph_ws_init(&ws, &mg->g, &shape, 0, err)) < 0)
+        goto fail;
+    int out = mg->g.outputs[0];
+    const struct tview *o = graph_value_view(&ws, out);
+    char s[96];
+    if (o->dtype != DTYPE_FLOAT || o->ndim != 2 || o->dims[0] != batch) {
+        rc = strata_fail(err, STRATA_E_UNSUPPORTED,
+                         "%s: output '%s' has shape %s for %d images; strata needs one vector "
+                         "of class scores per image (N x classes)",
+                         onnx_path, mg->g.values[out].name, dims_format(o, s, sizeof s), batch);
+        goto fail;
+    }
+    if (o->dims[1] != m->n_classes) {
+        rc = strata_fail(err, STRATA_E_ARG,
+                         "%s: the model gives %lld class scores, but %d class names were given; "
+                         "they must match",
+                         onnx_path, (long long)o->dims[1], m->n_classes);
+        goto fail;
+    }
+    mg->logits = find_logits(&mg->g, &ws, out);
+    if ((rc = choose_layers(mg, &ws, err)) < 0 || (rc = fill_layers(m, mg, &ws, err)) < 0)
+        goto fail;
+    graph_ws_free(&ws);
+    m->graph = mg;
+    return 0;
+fail:
+    graph_ws_free(&ws);
+    graph_deinit(&mg->g);
+    free(mg->shown);
+    free(mg);
+    free(m->layers);
+    m->layers = NULL;
+    m->n_layers = 0;
+    return rc;
+}
+
+void model_graph_close(struct model *m)
+{
+    if (!m->graph)
+        return;
+    graph_deinit(&m->graph->g);
+    free(m->graph->shown);
+    free(m->graph);
+    m->graph = NULL;
+}
+
+/* ---- running ----------------------------------------------------------------- */
+
+static int fixed_batch_one(const struct model_graph *mg)
+{
+    return mg->g.values[mg->g.inputs[0]].init.dims[0] == 1;
+}
+
+int model_graph_ws_init(struct model_workspace *ws, const struct model *m, int max_batch,
+                        char *err)
+{
+    const struct model_graph *mg = m->graph;
+    int b = fixed_batch_one(mg) ? 1 : max_batch;
+    ws->graph = calloc(1, sizeof *ws->graph);
+    ws->nchw = tensor_alloc((size_t)max_batch * shape_size(m->input));
+    if (!ws->graph || !ws->nchw)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for a batch of %d", max_batch);
+    struct tview shape = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {b, 3, m->input.h, m->input.w}};
+    return graph_ws_init(ws->graph, &mg->g, &shape, 0, err);
+}
+
+void model_graph_ws_free(struct model_workspace *ws)
+{
+    if (ws->graph) {
+        graph_ws_free(ws->graph);
+        free(ws->graph);
+        ws->graph = NULL;
+    }
+    tensor_free(ws->nchw);
+    ws->nchw = NULL;
+}
+
+/* Copies images [0, n) of an NCHW (or N x F) value into the NHWC layer
+ * buffer dst at image offset `first`. */
+static void copy_layer(float *dst, const struct tview *t, int first, int n)
+{
+    if (t->ndim == 4) {
+        int64_t C = t->dims[1], HW = t->dims[2] * t->dims[3];
+        for (int i = 0; i < n; i++) {
+            const float *src = tview_f(t) + (size_t)i * C * HW;
+            float *o = dst + (size_t)(first + i) * C * HW;
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t p = 0; p < HW; p++)
+                    o[p * C + c] = src[c * HW + p];
+        }
+    } else {
+        int64_t F = tview_count(t) / t->dims[0];
+        memcpy(dst + (size_t)first * F, t->data, (size_t)n * F * sizeof(float));
+    }
+}
+
+/* probs = softmax(logits) per row, in double so that large logits are exact. */
+static void softmax_rows(float *probs, const float *logits, int n, int K)
+{
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * K;
+        double mx = z[0], sum = 0;
+        for (int k = 1; k < K; k++)
+            mx = z[k] > mx ? z[k] : mx;
+        for (int k = 0; k < K; k++)
+            sum += exp((double)z[k] - mx);
+        for (int k = 0; k < K; k++)
+            probs[(size_t)i * K + k] = (float)(exp((double)z[k] - mx) / sum);
+    }
+}
+
+void model_graph_forward(const struct model *m, struct model_workspace *ws, const float *in, int n)
+{
+    const struct model_graph *mg = m->graph;
+    const int H = m->input.h, W = m->input.w, HW = H * W;
+    for (int i = 0; i < n; i++) /* NHWC -> NCHW */
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < HW; p++)
+                ws->nchw[((size_t)i * 3 + c) * HW + p] = in[((size_t)i * HW + p) * 3 + c];
+    int step = fixed_batch_one(mg) ? 1 : n;
+    char err[STRATA_ERR_LEN];
+    for (int first = 0; first < n; first += step) {
+        int b = n - first < step ? n - first : step;
+        struct tview x = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {b, 3, H, W},
+                          .data = ws->nchw + (size_t)first * 3 * HW};
+        int rc = graph_run(ws->graph, &x, err);
+        if (rc < 0) {
+            fprintf(stderr, "strata: %s\n", err);
+            assert(!"a graph that planned at open failed to run");
+        }
+        for (int l = 0; l < mg->n_shown; l++)
+            copy_layer(ws->outputs[l], graph_value_view(ws->graph, mg->shown[l]), first, b);
+        copy_layer(ws->outputs[m->n_layers - 2], graph_value_view(ws->graph, mg->logits), first, b);
+    }
+    softmax_rows(ws->outputs[m->n_layers - 1], ws->outputs[m->n_layers - 2], n, m->n_classes);
+}

@@ -1,0 +1,53 @@
+/*
+ * model_graph.h — a struct model backed by an ONNX graph (an imported model).
+ *
+ * The graph runs NCHW, as ONNX defines it. To the rest of strata (analysis,
+ * doubt, LIME, the pages), an imported model shows as a chain of "layers":
+ * chosen node outputs of the graph (model_graph_choose_layers), then the
+ * logits, then the probabilities. After each forward their values are copied
+ * into the model workspace's NHWC layer buffers, the layout the analysis reads;
+ * graph_value_view gives the graph's own borrowed NCHW views.
+ *
+ * If the graph's output is a Softmax over the classes, its input is taken as
+ * the logits; otherwise the output is the logits and strata applies the
+ * softmax itself (the logits are kept for the energy score).
+ */
+#ifndef STRATA_MODEL_GRAPH_H
+#define STRATA_MODEL_GRAPH_H
+
+#include "graph.h"
+#include "model.h"
+
+/* Most chosen layers an imported model shows by default. */
+#define MODEL_GRAPH_MAX_SHOWN 24
+
+struct model_graph {
+    struct graph g;
+    int logits;          /* value index of the class scores before any softmax */
+    int n_shown;         /* chosen node outputs shown as layers (before logits, probs) */
+    int *shown;          /* [n_shown] value indices */
+};
+
+/* Loads the ONNX file `onnx_path` for m, whose model.json part (classes,
+ * input size, normalisation) is already parsed, checks that the graph takes
+ * one float image batch N x 3 x H x W at m->input and gives N x n_classes
+ * scores, chooses the layers shown, and fills m->layers, m->n_layers and
+ * m->graph. Returns 0 or a negative status whose message names the node, the
+ * op or the shapes; m->graph is then NULL. */
+int model_graph_open(struct model *m, const char *onnx_path, char *err);
+
+/* Frees m->graph and sets it to NULL. Safe when it is NULL. */
+void model_graph_close(struct model *m);
+
+/* Sizes the graph workspace of ws for max_batch images (ws->graph). Returns 0
+ * or a negative status. */
+int model_graph_ws_init(struct model_workspace *ws, const struct model *m, int max_batch,
+                        char *err);
+void model_graph_ws_free(struct model_workspace *ws);
+
+/* Runs in[n] (NHWC, normalised, as model_normalise writes) through the graph
+ * and fills every layer's NHWC output buffer. Can't fail for n <= max_batch
+ * (planning was checked at open). */
+void model_graph_forward(const struct model *m, struct model_workspace *ws, const float *in, int n);
+
+#endif

@@ -1,0 +1,458 @@
+/*
+ * activation.c — the pointwise activations: Relu, LeakyRelu, PRelu, Clip,
+ * Sigmoid, HardSigmoid, HardSwish and Tanh, on float32 tensors of any shape.
+ *
+ * Every one maps each element on its own, y = f(x), so backward is
+ * dx += f'(x) · dy elementwise (f' written beside each f below). Where f is
+ * piecewise linear, f' at a kink is taken from the side the comparison in
+ * forward picks. Sigmoid and Tanh write f' from the output y (y(1-y),
+ * 1-y²); the others from x.
+ *
+ * Two take a second tensor:
+ *  - PRelu's slope broadcasts onto X in one direction (ONNX unidirectional
+ *    broadcasting, the numpy rule with X's shape fixed: [C,1,1] is per
+ *    channel of N×C×H×W, [W] per column), and gets a gradient
+ *    dslope = Σ dy·x over the elements with x ≤ 0 that used it.
+ *  - Clip takes min and max as attributes before opset 11, as optional scalar
+ *    inputs from opset 11 on; strata needs those inputs to be constants (an
+ *    initializer or a Constant), as exporters write them. Their gradients are
+ *    the sums of dy over the elements clamped to them.
+ */
+#include "op.h"
+
+#include <assert.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../status.h"
+
+enum act_kind {
+    ACT_RELU, ACT_LEAKY_RELU, ACT_CLIP, ACT_SIGMOID, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_TANH,
+};
+
+struct act_params {
+    enum act_kind kind;
+    float alpha, beta;  /* LeakyRelu alpha; HardSigmoid alpha, beta */
+    float lo, hi;       /* Clip before opset 11: attributes min, max */
+};
+
+static int act_setup(struct node *node, char *err, enum act_kind kind)
+{
+    struct act_params *p = calloc(1, sizeof *p);
+    if (!p)
+        return node_fail(node, err, STRATA_E_NOMEM, "out of memory");
+    node->params = p;
+    p->kind = kind;
+    switch (kind) {
+    case ACT_LEAKY_RELU:
+        return node_attr_float(node, "alpha", 0.01f, &p->alpha, err);
+    case ACT_HARD_SIGMOID: {
+        int rc = node_attr_float(node, "alpha", 0.2f, &p->alpha, err);
+        return rc < 0 ? rc : node_attr_float(node, "beta", 0.5f, &p->beta, err);
+    }
+    case ACT_CLIP:
+        p->lo = -FLT_MAX;
+        p->hi = FLT_MAX;
+        if (node->opset < 11) {
+            int rc = node_attr_float(node, "min", -FLT_MAX, &p->lo, err);
+            return rc < 0 ? rc : node_attr_float(node, "max", FLT_MAX, &p->hi, err);
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static int act_setup_relu(struct node *n, char *e) { return act_setup(n, e, ACT_RELU); }
+static int act_setup_leaky(struct node *n, char *e) { return act_setup(n, e, ACT_LEAKY_RELU); }
+static int act_setup_clip(struct node *n, char *e) { return act_setup(n, e, ACT_CLIP); }
+static int act_setup_sigmoid(struct node *n, char *e) { return act_setup(n, e, ACT_SIGMOID); }
+static int act_setup_hsig(struct node *n, char *e) { return act_setup(n, e, ACT_HARD_SIGMOID); }
+static int act_setup_hswish(struct node *n, char *e) { return act_setup(n, e, ACT_HARD_SWISH); }
+static int act_setup_tanh(struct node *n, char *e) { return act_setup(n, e, ACT_TANH); }
+
+static int act_need_float(const struct node *node, const struct tview *t, const char *what,
+                          char *err)
+{
+    if (t->dtype != DTYPE_FLOAT)
+        return node_fail(node, err, STRATA_E_UNSUPPORTED, "%s is int64; only float is supported",
+                         what);
+    return 0;
+}
+
+static int act_infer(const struct node *node, const struct tview *const *in,
+                     struct tview *const *out, char *err)
+{
+    int rc = act_need_float(node, in[0], "input X", err);
+    if (rc < 0)
+        return rc;
+    *out[0] = *in[0];
+    out[0]->data = NULL;
+    return 0;
+}
+
+/* Stable for any x: exp is only taken of a non-positive number, so it cannot
+ * overflow; a large |x| underflows to exactly 0 or 1. */
+static inline float act_sigmoidf(float x)
+{
+    if (x >= 0.0f)
+        return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* Clip's bounds: the attributes before opset 11, else the constant inputs
+ * (either may be absent: no bound on that side). */
+static void clip_bounds(const struct node *node, const struct tview *const *in, float *lo,
+                        float *hi)
+{
+    const struct act_params *p = node->params;
+    *lo = p->lo;
+    *hi = p->hi;
+    if (node->opset >= 11) {
+        if (node->n_inputs > 1 && in[1])
+            *lo = tview_f(in[1])[0];
+        if (node->n_inputs > 2 && in[2])
+            *hi = tview_f(in[2])[0];
+    }
+}
+
+static void act_forward(const struct node *node, const struct tview *const *in,
+                        struct tview *const *out, struct op_ctx *ctx)
+{
+    const struct act_params *p = node->params;
+    const float *x = tview_f(in[0]);
+    float *y = tview_f(out[0]);
+    int64_t n = tview_count(in[0]);
+    switch (p->kind) {
+    case ACT_RELU: /* y = max(0, x) */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case ACT_LEAKY_RELU: { /* y = x for x > 0, alpha·x otherwise */
+        float a = p->alpha;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] > 0.0f ? x[i] : a * x[i];
+        break;
+    }
+    case ACT_CLIP: { /* y = min(max(x, lo), hi): hi everywhere when lo > hi, as ONNX says */
+        float lo, hi;
+        clip_bounds(node, in, &lo, &hi);
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] > lo ? x[i] : lo;
+            y[i] = v < hi ? v : hi;
+        }
+        break;
+    }
+    case ACT_SIGMOID: /* y = 1 / (1 + e^-x) */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = act_sigmoidf(x[i]);
+        break;
+    case ACT_HARD_SIGMOID: { /* y = max(0, min(1, alpha·x + beta)) */
+        float a = p->alpha, b = p->beta;
+        for (int64_t i = 0; i < n; i++) {
+            float v = a * x[i] + b;
+            y[i] = v <= 0.0f ? 0.0f : v >= 1.0f ? 1.0f : v;
+        }
+        break;
+    }
+    case ACT_HARD_SWISH: /* y = x · max(0, min(1, x/6 + 1/2)) */
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] / 6.0f + 0.5f;
+            y[i] = v <= 0.0f ? 0.0f : v >= 1.0f ? x[i] : x[i] * v;
+        }
+        break;
+    case ACT_TANH: /* tanhf saturates to ±1 without overflow */
+        for (int64_t i = 0; i < n; i++)
+            y[i] = tanhf(x[i]);
+        break;
+    }
+}
+
+static void act_backward(const struct node *node, const struct tview *const *in,
+                         const struct tview *const *out, const struct tview *const *dout,
+                         struct tview *const *din, struct op_ctx *ctx)
+{
+    const struct act_params *p = node->params;
+    const float *x = tview_f(in[0]), *y = tview_f(out[0]), *g = tview_f(dout[0]);
+    float *dx = din[0] ? tview_f(din[0]) : NULL;
+    int64_t n = tview_count(in[0]);
+    switch (p->kind) {
+    case ACT_RELU: /* f' = 1 for x > 0, else 0 */
+        if (dx)
+            for (int64_t i = 0; i < n; i++)
+                dx[i] += x[i] > 0.0f ? g[i] : 0.0f;
+        break;
+    case ACT_LEAKY_RELU: /* f' = 1 for x > 0, else alpha */
+        if (dx)
+            for (int64_t i = 0; i < n; i++)
+                dx[i] += x[i] > 0.0f ? g[i] : p->alpha * g[i];
+        break;
+    case ACT_CLIP: {
+        /* y is hi where max(x, lo) ≥ hi, else x where x > lo, else lo: the
+         * gradient goes to whichever of hi, x, lo was picked */
+        float lo, hi;
+        clip_bounds(node, in, &lo, &hi);
+        double dlo = 0.0, dhi = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i] > lo ? x[i] : lo;
+            if (v >= hi)
+                dhi += g[i];
+            else if (x[i] > lo) {
+                if (dx)
+                    dx[i] += g[i];
+            } else
+                dlo += g[i];
+        }
+        if (node->opset >= 11 && node->n_inputs > 1 && din[1])
+            tview_f(din[1])[0] += (float)dlo;
+        if (node->opset >= 11 && node->n_inputs > 2 && din[2])
+            tview_f(din[2])[0] += (float)dhi;
+        break;
+    }
+    case ACT_SIGMOID: /* f' = y (1 - y) */
+        if (dx)
+            for (int64_t i = 0; i < n; i++)
+                dx[i] += g[i] * y[i] * (1.0f - y[i]);
+        break;
+    case ACT_HARD_SIGMOID: /* f' = alpha inside the linear band, else 0 */
+        if (dx)
+            for (int64_t i = 0; i < n; i++) {
+                float v = p->alpha * x[i] + p->beta;
+                dx[i] += v <= 0.0f || v >= 1.0f ? 0.0f : p->alpha * g[i];
+            }
+        break;
+    case ACT_HARD_SWISH: /* f' = 0 below -3, 1 above 3, x/3 + 1/2 between */
+        if (dx)
+            for (int64_t i = 0; i < n; i++) {
+                float v = x[i] / 6.0f + 0.5f;
+                dx[i] += v <= 0.0f ? 0.0f : v >= 1.0f ? g[i] : g[i] * (x[i] / 3.0f + 0.5f);
+            }
+        break;
+    case ACT_TANH: /* f' = 1 - y² */
+        if (dx)
+            for (int64_t i = 0; i < n; i++)
+                dx[i] += g[i] * (1.0f - y[i] * y[i]);
+        break;
+    }
+}
+
+/* ---- Clip from opset 11: min and max as constant inputs ------------------ */
+
+static int clip_infer(const struct node *node, const struct tview *const *in,
+                      struct tview *const *out, char *err)
+{
+    static const char *const names[] = {"", "min", "max"};
+    int rc = act_infer(node, in, out, err);
+    if (rc < 0)
+        return rc;
+    for (int i = 1; i < node->n_inputs; i++) {
+        const struct tview *t = in[i];
+        if (!t)
+            continue;
+        if (node->opset < 11)
+            return node_fail(node, err, STRATA_E_FORMAT,
+                             "has %d inputs; before opset 11 min and max are attributes",
+                             node->n_inputs);
+        char sd[96];
+        if ((rc = act_need_float(node, t, names[i], err)) < 0)
+            return rc;
+        if (tview_count(t) != 1)
+            return node_fail(node, err, STRATA_E_FORMAT,
+                             "input %s has shape %s; it must be a scalar", names[i],
+                             dims_format(t, sd, sizeof sd));
+        if (!t->data)
+            return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                             "input %s is computed by the graph; strata needs it to be a constant "
+                             "(an initializer or a Constant node)",
+                             names[i]);
+    }
+    return 0;
+}
+
+/* ---- PRelu: slope broadcast onto X ---------------------------------------- */
+
+/* The slope as it broadcasts: before opset 7, a 1-D slope of X's channel
+ * count is per channel (axis 1), not aligned with X's last axis as numpy
+ * broadcasting would align it; it is viewed as C x 1 x ... x 1. */
+static struct tview prelu_slope(const struct node *node, const struct tview *x,
+                                const struct tview *slope)
+{
+    struct tview s = *slope;
+    if (node->opset < 7 && s.ndim == 1 && x->ndim >= 2 && s.dims[0] == x->dims[1] &&
+        s.dims[0] != 1) {
+        s.ndim = x->ndim - 1;
+        for (int i = 1; i < s.ndim; i++)
+            s.dims[i] = 1;
+    }
+    return s;
+}
+
+static int prelu_infer(const struct node *node, const struct tview *const *in,
+                       struct tview *const *out, char *err)
+{
+    int rc = act_infer(node, in, out, err);
+    if (rc < 0 || (rc = act_need_float(node, in[1], "slope", err)) < 0)
+        return rc;
+    struct tview o, slope = prelu_slope(node, in[0], in[1]);
+    if ((rc = broadcast_shapes(node, in[0], &slope, &o, err)) < 0)
+        return rc;
+    int same = o.ndim == in[0]->ndim;
+    for (int i = 0; same && i < o.ndim; i++)
+        same = o.dims[i] == in[0]->dims[i];
+    if (!same) {
+        char sx[96], ss[96];
+        return node_fail(node, err, STRATA_E_FORMAT, "slope %s does not broadcast onto X %s",
+                         dims_format(in[1], ss, sizeof ss), dims_format(in[0], sx, sizeof sx));
+    }
+    return 0;
+}
+
+/* X's index space with extent-1 axes dropped and axes merged where slope
+ * continues contiguously (or stays broadcast) across them: extents n[] and
+ * slope's strides s[] (0 where broadcast). X itself is contiguous, so the
+ * innermost axis of extent n[rank-1] is a contiguous run of X, along which
+ * slope's stride is 0 or 1. */
+struct prelu_plan {
+    int rank;
+    int64_t n[OP_MAX_DIMS], s[OP_MAX_DIMS];
+};
+
+static void prelu_plan_build(struct prelu_plan *p, const struct tview *x, const struct tview *sl)
+{
+    int64_t s[OP_MAX_DIMS], step = 1;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        int k = i - (x->ndim - sl->ndim);
+        int64_t d = k >= 0 ? sl->dims[k] : 1;
+        s[i] = d == 1 ? 0 : step;
+        step *= d;
+    }
+    p->rank = 0;
+    for (int i = 0; i < x->ndim; i++) {
+        int64_t d = x->dims[i];
+        if (d == 1)
+            continue;
+        if (p->rank > 0 && p->s[p->rank - 1] == s[i] * d) {
+            p->n[p->rank - 1] *= d;
+            p->s[p->rank - 1] = s[i];
+            continue;
+        }
+        p->n[p->rank] = d;
+        p->s[p->rank] = s[i];
+        p->rank++;
+    }
+    if (p->rank == 0) {
+        p->rank = 1;
+        p->n[0] = 1;
+        p->s[0] = 0;
+    }
+}
+
+static inline void prelu_plan_next(const struct prelu_plan *p, int64_t *idx, int64_t *os)
+{
+    for (int k = p->rank - 2; k >= 0; k--) {
+        *os += p->s[k];
+        if (++idx[k] < p->n[k])
+            return;
+        *os -= p->s[k] * p->n[k];
+        idx[k] = 0;
+    }
+}
+
+/* y = x for x > 0, slope·x otherwise */
+static void prelu_forward(const struct node *node, const struct tview *const *in,
+                          struct tview *const *out, struct op_ctx *ctx)
+{
+    int64_t total = tview_count(in[0]);
+    if (total == 0)
+        return;
+    struct prelu_plan pl;
+    struct tview slope = prelu_slope(node, in[0], in[1]);
+    prelu_plan_build(&pl, in[0], &slope);
+    int64_t inner = pl.n[pl.rank - 1], ss = pl.s[pl.rank - 1];
+    int64_t idx[OP_MAX_DIMS] = {0}, os = 0;
+    const float *x = tview_f(in[0]), *sl = tview_f(in[1]);
+    float *y = tview_f(out[0]);
+    for (int64_t r = 0; r < total / inner; r++) {
+        const float *xr = x + r * inner, *sr = sl + os;
+        float *yr = y + r * inner;
+        for (int64_t i = 0; i < inner; i++)
+            yr[i] = xr[i] > 0.0f ? xr[i] : sr[i * ss] * xr[i];
+        prelu_plan_next(&pl, idx, &os);
+    }
+}
+
+/* dx = dy for x > 0, slope·dy otherwise; dslope = Σ dy·x over x ≤ 0, summed
+ * over the axes slope is broadcast on */
+static void prelu_backward(const struct node *node, const struct tview *const *in,
+                           const struct tview *const *out, const struct tview *const *dout,
+                           struct tview *const *din, struct op_ctx *ctx)
+{
+    int64_t total = tview_count(in[0]);
+    if (total == 0)
+        return;
+    struct prelu_plan pl;
+    struct tview slope = prelu_slope(node, in[0], in[1]);
+    prelu_plan_build(&pl, in[0], &slope);
+    int64_t inner = pl.n[pl.rank - 1], ss = pl.s[pl.rank - 1];
+    int64_t idx[OP_MAX_DIMS] = {0}, os = 0;
+    const float *x = tview_f(in[0]), *sl = tview_f(in[1]), *g = tview_f(dout[0]);
+    float *dx = din[0] ? tview_f(din[0]) : NULL, *ds = din[1] ? tview_f(din[1]) : NULL;
+    for (int64_t r = 0; r < total / inner; r++) {
+        const float *xr = x + r * inner, *gr = g + r * inner, *sr = sl + os;
+        if (dx) {
+            float *dr = dx + r * inner;
+            for (int64_t i = 0; i < inner; i++)
+                dr[i] += xr[i] > 0.0f ? gr[i] : sr[i * ss] * gr[i];
+        }
+        if (ds && ss) {
+            for (int64_t i = 0; i < inner; i++)
+                ds[os + i] += xr[i] > 0.0f ? 0.0f : gr[i] * xr[i];
+        } else if (ds) {
+            double acc = 0.0;
+            for (int64_t i = 0; i < inner; i++)
+                acc += xr[i] > 0.0f ? 0.0f : gr[i] * xr[i];
+            ds[os] += (float)acc;
+        }
+        prelu_plan_next(&pl, idx, &os);
+    }
+}
+
+/* ---- the table entries ----------------------------------------------------- */
+
+#define ACT_OP(var, onnx_name, setup_fn)                                                   \
+    const struct op var = {                                                                \
+        .name = onnx_name,                                                                 \
+        .min_inputs = 1, .max_inputs = 1, .min_outputs = 1, .max_outputs = 1,              \
+        .setup = setup_fn,                                                                 \
+        .infer = act_infer,                                                                \
+        .forward = act_forward,                                                            \
+        .backward = act_backward,                                                          \
+    }
+
+ACT_OP(op_relu, "Relu", act_setup_relu);
+ACT_OP(op_leaky_relu, "LeakyRelu", act_setup_leaky);
+ACT_OP(op_sigmoid, "Sigmoid", act_setup_sigmoid);
+ACT_OP(op_hard_sigmoid, "HardSigmoid", act_setup_hsig);
+/* HardSwish exists from opset 14; HardSigmoid with alpha 1/6, beta 1/2, times x. */
+ACT_OP(op_hard_swish, "HardSwish", act_setup_hswish);
+ACT_OP(op_tanh, "Tanh", act_setup_tanh);
+
+const struct op op_clip = {
+    .name = "Clip",
+    .min_inputs = 1, .max_inputs = 3, .min_outputs = 1, .max_outputs = 1,
+    .setup = act_setup_clip,
+    .infer = clip_infer,
+    .forward = act_forward,
+    .backward = act_backward,
+};
+
+const struct op op_prelu = {
+    .name = "PRelu",
+    .min_inputs = 2, .max_inputs = 2, .min_outputs = 1, .max_outputs = 1,
+    .infer = prelu_infer,
+    .forward = prelu_forward,
+    .backward = prelu_backward,
+};

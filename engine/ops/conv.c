@@ -1,0 +1,766 @@
+/*
+ * conv.c — Conv (ONNX), 2-D, NCHW, float32: forward and backward.
+ *
+ *   X [N, C, H, W], W [M, C/group, kH, kW], optional B [M]  ->  Y [N, M, Ho, Wo]
+ *
+ *   Y[n, m, oy, ox] = B[m] + Σ_{c, ky, kx} W[m, c, ky, kx] ·
+ *                     X[n, g·Cg + c, oy·sh − pt + ky·dh, ox·sw − pl + kx·dw]
+ *
+ * where g = m / Mg is the group of output channel m, Cg = C / group and
+ * Mg = M / group; taps that fall outside the input read zero (the padding).
+ * Attributes: pads [top, left, bottom, right] (ONNX's begin-then-end order),
+ * strides, dilations, group, kernel_shape (checked against W) and auto_pad:
+ *   NOTSET      Ho = ⌊(H + pt + pb − dkh) / sh⌋ + 1, dkh = (kH − 1)·dh + 1
+ *   VALID       the same with no padding
+ *   SAME_UPPER  Ho = ⌈H / sh⌉; total = max(0, (Ho − 1)·sh + dkh − H) split
+ *   SAME_LOWER  evenly, the odd one at the end (UPPER) or the start (LOWER)
+ * (and likewise along the width). Explicit pads are ignored when auto_pad is
+ * set, as ONNX Runtime does.
+ *
+ * Three ways to compute it, chosen from the shapes (conv_geom_of):
+ *   CONV_1X1     1×1 kernel, stride 1, no padding: the input plane of a group
+ *                already is the [Cg × H·W] matrix the GEMM needs:
+ *                Y_g[Mg × P] = W_g[Mg × Cg] · X_g[Cg × P].
+ *   CONV_GEMM    im2col per image and per group: col[K × P], K = Cg·kH·kW,
+ *                row (c, ky, kx) holding the input value each output pixel's
+ *                tap (ky, kx) of channel c sees (zero over the padding); then
+ *                Y_g[Mg × P] = W_g[Mg × K] · col[K × P], one cblas_sgemm.
+ *   CONV_DIRECT  one input channel per group (Cg = 1, group > 1: depthwise,
+ *                possibly with a channel multiplier Mg): each output plane is
+ *                a weighted sum of kH·kW shifted copies of one input plane,
+ *                computed straight from the input a row at a time. As a GEMM
+ *                this would be Mg × 9 × P products, all overhead.
+ * The bias is written into Y first and the GEMM adds onto it (beta = 1).
+ *
+ * Backward, with dY [N, M, Ho, Wo]:
+ *   dB[m]   += Σ_{n, p} dY[n, m, p]
+ *   dW_g    += dY_g[Mg × P] · colᵀ[P × K]          (col rebuilt by im2col)
+ *   dX      += col2im(W_gᵀ[K × Mg] · dY_g[Mg × P])  (dcol in the col buffer;
+ *                                                    col2im adds every tap's
+ *                                                    value back onto the input
+ *                                                    element it was read from)
+ * CONV_1X1 multiplies with X_g and adds onto dX_g directly; CONV_DIRECT runs
+ * the forward loops in reverse (dW[m, ky, kx] += Σ dY·X at the tap, dX at the
+ * tap += W·dY).
+ *
+ * Scratch: one col buffer, K·P floats (CONV_GEMM only), shared by forward
+ * and backward. Loops that are not GEMM (im2col, col2im, the direct
+ * convolution) run on the engine's threads (parallel.h), each output element
+ * in exactly one piece, so results do not depend on the thread count.
+ *
+ * Only 2-D convolution is supported: 1-D and 3-D inputs are refused with
+ * STRATA_E_UNSUPPORTED.
+ */
+#include "op.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../parallel.h"
+#include "../status.h"
+
+enum conv_auto_pad { CONV_PAD_NOTSET, CONV_PAD_SAME_UPPER, CONV_PAD_SAME_LOWER, CONV_PAD_VALID };
+
+struct conv_params {
+    int has_kernel_shape;
+    int64_t kernel_shape[2];
+    int64_t pads[4];                /* top, left, bottom, right */
+    int64_t strides[2], dilations[2];
+    int64_t group;
+    enum conv_auto_pad auto_pad;
+};
+
+enum conv_path { CONV_GEMM, CONV_1X1, CONV_DIRECT };
+
+/* One call's geometry, from the params and the shapes of X and W. */
+struct conv_geom {
+    int N, C, H, W;         /* input */
+    int M, Ho, Wo;          /* output */
+    int kh, kw, sh, sw, dh, dw;
+    int pt, pl;             /* padding before the first row / column */
+    int group, Cg, Mg;      /* groups, input and output channels per group */
+    int K, P;               /* Cg·kH·kW (GEMM reduction), Ho·Wo (pixels) */
+    enum conv_path path;
+};
+
+/* ---- attributes and shapes ------------------------------------------------ */
+
+static int conv_parse_auto_pad(const struct node *node, enum conv_auto_pad *out, char *err)
+{
+    const char *s;
+    int rc = node_attr_string(node, "auto_pad", "NOTSET", &s, err);
+    if (rc < 0)
+        return rc;
+    if (strcmp(s, "NOTSET") == 0 || s[0] == 0)
+        *out = CONV_PAD_NOTSET;
+    else if (strcmp(s, "SAME_UPPER") == 0)
+        *out = CONV_PAD_SAME_UPPER;
+    else if (strcmp(s, "SAME_LOWER") == 0)
+        *out = CONV_PAD_SAME_LOWER;
+    else if (strcmp(s, "VALID") == 0)
+        *out = CONV_PAD_VALID;
+    else
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "attribute 'auto_pad' is \"%s\"; expected NOTSET, SAME_UPPER, "
+                         "SAME_LOWER or VALID",
+                         s);
+    return 0;
+}
+
+/* Reads an ints attribute with `per_axis` values (1 or 2) per spatial axis
+ * into out. Returns 1 when read, 0 when absent or empty (out untouched), or a
+ * negative status. A length for another spatial rank means a 1-D or 3-D
+ * convolution: unsupported. */
+static int conv_read_axes(const struct node *node, const char *name, int per_axis, int64_t *out,
+                          int64_t min, char *err)
+{
+    int64_t v[2 * OP_MAX_DIMS];
+    int n;
+    int rc = node_attr_ints(node, name, v, 2 * OP_MAX_DIMS, &n, err);
+    if (rc < 0)
+        return rc;
+    if (n == 0)
+        return 0;
+    if (n != 2 * per_axis) {
+        if (n % per_axis == 0)
+            return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                             "attribute '%s' has %d values, that is a %d-D convolution; only "
+                             "2-D convolution is supported",
+                             name, n, n / per_axis);
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "attribute '%s' has %d values; a 2-D convolution needs %d", name, n,
+                         2 * per_axis);
+    }
+    for (int i = 0; i < n; i++) {
+        if (v[i] < min || v[i] > INT_MAX / 4)
+            return node_fail(node, err, STRATA_E_FORMAT,
+                             "attribute '%s' value %lld is out of range (must be >= %lld)",
+                             name, (long long)v[i], (long long)min);
+        out[i] = v[i];
+    }
+    return 1;
+}
+
+static int conv_setup(struct node *node, char *err)
+{
+    struct conv_params p = {.strides = {1, 1}, .dilations = {1, 1}, .group = 1};
+    int rc;
+    if ((rc = conv_parse_auto_pad(node, &p.auto_pad, err)) < 0 ||
+        (rc = p.has_kernel_shape =
+             conv_read_axes(node, "kernel_shape", 1, p.kernel_shape, 1, err)) < 0 ||
+        (rc = conv_read_axes(node, "pads", 2, p.pads, 0, err)) < 0 ||
+        (rc = conv_read_axes(node, "strides", 1, p.strides, 1, err)) < 0 ||
+        (rc = conv_read_axes(node, "dilations", 1, p.dilations, 1, err)) < 0 ||
+        (rc = node_attr_int(node, "group", 1, &p.group, err)) < 0)
+        return rc;
+    if (p.group < 1 || p.group > INT_MAX)
+        return node_fail(node, err, STRATA_E_FORMAT, "attribute 'group' is %lld; it must be >= 1",
+                         (long long)p.group);
+    struct conv_params *q = malloc(sizeof *q);
+    if (!q)
+        return node_fail(node, err, STRATA_E_NOMEM, "out of memory");
+    *q = p;
+    node->params = q;
+    return 0;
+}
+
+/* a·b for a, b ≥ 0, saturating at INT64_MAX. */
+static int64_t conv_mul(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+/* Output size and padding before the first element along one axis (see the
+ * file comment). Returns the output size, < 1 when the kernel does not fit. */
+static int64_t conv_axis(int64_t in, int64_t k, int64_t s, int64_t d, enum conv_auto_pad ap,
+                         int64_t pad_begin, int64_t pad_end, int64_t *pb)
+{
+    const int64_t dk = (k - 1) * d + 1;
+    switch (ap) {
+    case CONV_PAD_SAME_UPPER:
+    case CONV_PAD_SAME_LOWER: {
+        int64_t out = (in + s - 1) / s;
+        int64_t total = (out - 1) * s + dk - in;
+        if (total < 0)
+            total = 0;
+        *pb = ap == CONV_PAD_SAME_UPPER ? total / 2 : total - total / 2;
+        return out;
+    }
+    case CONV_PAD_VALID:
+        pad_begin = pad_end = 0;
+        break;
+    case CONV_PAD_NOTSET:
+        break;
+    }
+    *pb = pad_begin;
+    int64_t span = in + pad_begin + pad_end - dk;
+    return span < 0 ? 0 : span / s + 1;
+}
+
+/* The geometry for inputs already checked by conv_infer. */
+static struct conv_geom conv_geom_of(const struct conv_params *p, const struct tview *x,
+                                     const struct tview *w)
+{
+    struct conv_geom g = {
+        .N = (int)x->dims[0], .C = (int)x->dims[1], .H = (int)x->dims[2], .W = (int)x->dims[3],
+        .M = (int)w->dims[0], .kh = (int)w->dims[2], .kw = (int)w->dims[3],
+        .sh = (int)p->strides[0], .sw = (int)p->strides[1],
+        .dh = (int)p->dilations[0], .dw = (int)p->dilations[1], .group = (int)p->group,
+    };
+    int64_t pt, pl;
+    g.Ho = (int)conv_axis(g.H, g.kh, g.sh, g.dh, p->auto_pad, p->pads[0], p->pads[2], &pt);
+    g.Wo = (int)conv_axis(g.W, g.kw, g.sw, g.dw, p->auto_pad, p->pads[1], p->pads[3], &pl);
+    g.pt = (int)pt;
+    g.pl = (int)pl;
+    g.Cg = g.C / g.group;
+    g.Mg = g.M / g.group;
+    g.K = g.Cg * g.kh * g.kw;
+    g.P = g.Ho * g.Wo;
+    if (g.Cg == 1 && g.group > 1)
+        g.path = CONV_DIRECT;
+    else if (g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
+             g.Ho == g.H && g.Wo == g.W)
+        g.path = CONV_1X1;
+    else
+        g.path = CONV_GEMM;
+    return g;
+}
+
+static int conv_infer(const struct node *node, const struct tview *const *in,
+                      struct tview *const *out, char *err)
+{
+    const struct conv_params *p = node->params;
+    const struct tview *x = in[0], *w = in[1], *b = node->n_inputs > 2 ? in[2] : NULL;
+    char sx[96], sw[96];
+    if (!x || !w)
+        return node_fail(node, err, STRATA_E_FORMAT, "inputs X and W are required");
+    if (x->dtype != DTYPE_FLOAT || w->dtype != DTYPE_FLOAT || (b && b->dtype != DTYPE_FLOAT))
+        return node_fail(node, err, STRATA_E_UNSUPPORTED, "only float32 tensors are supported");
+    if (x->ndim == 3 || x->ndim == 5)
+        return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                         "input X is %s, a %d-D convolution; only 2-D convolution (X of "
+                         "N x C x H x W) is supported",
+                         dims_format(x, sx, sizeof sx), x->ndim - 2);
+    if (x->ndim != 4)
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "input X is %s; a 2-D convolution needs N x C x H x W",
+                         dims_format(x, sx, sizeof sx));
+    if (w->ndim != 4)
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "weight W is %s; a 2-D convolution needs M x C/group x kH x kW",
+                         dims_format(w, sw, sizeof sw));
+    for (int i = 0; i < 4; i++)
+        if (x->dims[i] < 1 || x->dims[i] > INT_MAX || w->dims[i] < 1 || w->dims[i] > INT_MAX)
+            return node_fail(node, err, STRATA_E_FORMAT, "X %s and W %s must be non-empty",
+                             dims_format(x, sx, sizeof sx), dims_format(w, sw, sizeof sw));
+    const int64_t C = x->dims[1], M = w->dims[0], G = p->group;
+    if (C % G != 0 || w->dims[1] * G != C)
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "W %s has %lld input channels per group, but X %s has %lld channels "
+                         "in %lld groups: W.dims[1] must be C/group",
+                         dims_format(w, sw, sizeof sw), (long long)w->dims[1],
+                         dims_format(x, sx, sizeof sx), (long long)C, (long long)G);
+    if (M % G != 0)
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "W %s has %lld output channels, not a multiple of group %lld",
+                         dims_format(w, sw, sizeof sw), (long long)M, (long long)G);
+    if (p->has_kernel_shape &&
+        (p->kernel_shape[0] != w->dims[2] || p->kernel_shape[1] != w->dims[3]))
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "attribute kernel_shape is %lldx%lld but W is %s",
+                         (long long)p->kernel_shape[0], (long long)p->kernel_shape[1],
+                         dims_format(w, sw, sizeof sw));
+    if (b && (b->ndim != 1 || b->dims[0] != M))
+        return node_fail(node, err, STRATA_E_FORMAT, "bias B is %s; expected %lld (W's M)",
+                         dims_format(b, sx, sizeof sx), (long long)M);
+    int64_t pt, pl;
+    int64_t ho = conv_axis(x->dims[2], w->dims[2], p->strides[0], p->dilations[0], p->auto_pad,
+                           p->pads[0], p->pads[2], &pt);
+    int64_t wo = conv_axis(x->dims[3], w->dims[3], p->strides[1], p->dilations[1], p->auto_pad,
+                           p->pads[1], p->pads[3], &pl);
+    if (ho < 1 || wo < 1)
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "the %lldx%lld kernel (dilations %lldx%lld) does not fit in input X %s "
+                         "with its padding",
+                         (long long)w->dims[2], (long long)w->dims[3],
+                         (long long)p->dilations[0], (long long)p->dilations[1],
+                         dims_format(x, sx, sizeof sx));
+    /* GEMM dimensions, plane counts and loop indices stay in an int; the col
+     * buffer stays addressable. */
+    const int64_t K = conv_mul(conv_mul(w->dims[1], w->dims[2]), w->dims[3]);
+    const int64_t dkh = (w->dims[2] - 1) * p->dilations[0] + 1,
+                  dkw = (w->dims[3] - 1) * p->dilations[1] + 1;
+    if (K > INT_MAX / 4 || dkh > INT_MAX / 4 || dkw > INT_MAX / 4 ||
+        x->dims[2] > INT_MAX / 4 || x->dims[3] > INT_MAX / 4 ||
+        conv_mul(ho, wo) > INT_MAX || conv_mul(x->dims[0], C) > INT_MAX ||
+        conv_mul(x->dims[0], M) > INT_MAX || conv_mul(x->dims[2], x->dims[3]) > INT_MAX ||
+        conv_mul(conv_mul(K, ho), wo) > (int64_t)1 << 40)
+        return node_fail(node, err, STRATA_E_LIMIT,
+                         "X %s with W %s is too large for this implementation",
+                         dims_format(x, sx, sizeof sx), dims_format(w, sw, sizeof sw));
+    struct tview *y = out[0];
+    y->dtype = DTYPE_FLOAT;
+    y->ndim = 4;
+    y->dims[0] = x->dims[0];
+    y->dims[1] = M;
+    y->dims[2] = ho;
+    y->dims[3] = wo;
+    return 0;
+}
+
+static size_t conv_scratch(const struct node *node, const struct tview *const *in,
+                           const struct tview *const *out)
+{
+    struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
+    return g.path == CONV_GEMM ? (size_t)g.K * (size_t)g.P : 0;
+}
+
+/* Output positions o in [*lo, *hi) of an axis of `out` positions whose tap
+ * o·s + off lies inside [0, n). */
+static void conv_tap_range(int n, int off, int s, int out, int *lo, int *hi)
+{
+    int a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int b = n - off <= 0 ? 0 : (n - off - 1) / s + 1;
+    if (a > out)
+        a = out;
+    if (b > out)
+        b = out;
+    if (b < a)
+        b = a;
+    *lo = a;
+    *hi = b;
+}
+
+/* ---- im2col and col2im ---------------------------------------------------- */
+
+struct conv_col_job {
+    const struct conv_geom *g;
+    float *col;           /* [K × P] */
+    const float *x;       /* one group's Cg input planes */
+    float *dx;            /* col2im: one group's Cg input-gradient planes */
+};
+
+/* col row r = (c·kH + ky)·kW + kx, column oy·Wo + ox: the input value at
+ * (c, oy·sh − pt + ky·dh, ox·sw − pl + kx·dw), zero outside the input. */
+static void conv_im2col_piece(void *ctx, int r0, int r1)
+{
+    const struct conv_col_job *j = ctx;
+    const struct conv_geom *g = j->g;
+    for (int r = r0; r < r1; r++) {
+        const int kx = r % g->kw, ky = r / g->kw % g->kh, c = r / (g->kw * g->kh);
+        const int off = kx * g->dw - g->pl;
+        int lo, hi;
+        conv_tap_range(g->W, off, g->sw, g->Wo, &lo, &hi);
+        const float *xc = j->x + (size_t)c * g->H * g->W;
+        float *dst = j->col + (size_t)r * g->P;
+        for (int oy = 0; oy < g->Ho; oy++, dst += g->Wo) {
+            const int iy = oy * g->sh - g->pt + ky * g->dh;
+            if (iy < 0 || iy >= g->H) {
+                memset(dst, 0, (size_t)g->Wo * sizeof *dst);
+                continue;
+            }
+            memset(dst, 0, (size_t)lo * sizeof *dst);
+            if (hi > lo) {
+                /* the tap of column lo, inside the input row */
+                const float *src = xc + (size_t)iy * g->W + (lo * g->sw + off);
+                if (g->sw == 1)
+                    memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof *dst);
+                else
+                    for (int k = 0; k < hi - lo; k++)
+                        dst[lo + k] = src[(size_t)k * g->sw];
+            }
+            memset(dst + hi, 0, (size_t)(g->Wo - hi) * sizeof *dst);
+        }
+    }
+}
+
+static void conv_im2col(float *col, const float *x, const struct conv_geom *g)
+{
+    struct conv_col_job j = {.g = g, .col = col, .x = x};
+    parallel_for_grain(g->K, parallel_grain(2 * (size_t)g->P), conv_im2col_piece, &j);
+}
+
+/* The adjoint of im2col for channels [c0, c1): every col value is added onto
+ * the input element it was read from (padding taps are dropped). A channel's
+ * plane receives only its own rows, so channels split across threads. */
+static void conv_col2im_piece(void *ctx, int c0, int c1)
+{
+    const struct conv_col_job *j = ctx;
+    const struct conv_geom *g = j->g;
+    for (int c = c0; c < c1; c++) {
+        float *dxc = j->dx + (size_t)c * g->H * g->W;
+        for (int ky = 0; ky < g->kh; ky++)
+            for (int kx = 0; kx < g->kw; kx++) {
+                const int r = (c * g->kh + ky) * g->kw + kx;
+                const int off = kx * g->dw - g->pl;
+                int lo, hi;
+                conv_tap_range(g->W, off, g->sw, g->Wo, &lo, &hi);
+                if (hi <= lo)
+                    continue;
+                const float *src = j->col + (size_t)r * g->P + lo;
+                for (int oy = 0; oy < g->Ho; oy++, src += g->Wo) {
+                    const int iy = oy * g->sh - g->pt + ky * g->dh;
+                    if (iy < 0 || iy >= g->H)
+                        continue;
+                    float *dst = dxc + (size_t)iy * g->W + (lo * g->sw + off);
+                    for (int k = 0; k < hi - lo; k++)
+                        dst[(size_t)k * g->sw] += src[k];
+                }
+            }
+    }
+}
+
+static void conv_col2im_add(float *dx, const float *col, const struct conv_geom *g)
+{
+    struct conv_col_job j = {.g = g, .col = (float *)col, .dx = dx};
+    parallel_for_grain(g->Cg, parallel_grain((size_t)g->kh * g->kw * g->P * 2),
+                       conv_col2im_piece, &j);
+}
+
+/* ---- direct (depthwise) convolution -------------------------------------- */
+
+struct conv_direct_job {
+    const struct conv_geom *g;
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw, *db;
+};
+
+/* One output of plane (n, m) with every tap checked against the input's
+ * bounds: for the border, where some taps fall on the padding. */
+static float conv_dw_point(const float *xc, const float *wm, float acc, const struct conv_geom *g,
+                           int oy, int ox)
+{
+    for (int ky = 0; ky < g->kh; ky++) {
+        const int iy = oy * g->sh - g->pt + ky * g->dh;
+        if (iy < 0 || iy >= g->H)
+            continue;
+        for (int kx = 0; kx < g->kw; kx++) {
+            const int ix = ox * g->sw - g->pl + kx * g->dw;
+            if (ix >= 0 && ix < g->W)
+                acc += wm[ky * g->kw + kx] * xc[(size_t)iy * g->W + ix];
+        }
+    }
+    return acc;
+}
+
+/* n outputs of a row whose windows lie wholly inside the input:
+ *   y[o] = bias + Σ_{ky<KH} Σ_{kx<KW} w[ky·KW + kx] · x[ky·row + o·SW + kx·DW]
+ * with x at the first tap of output 0 and `row` floats between kernel rows.
+ * Inlined with constant sizes the taps unroll and the loop over o
+ * vectorises (for SW = DW = 1 the taps of consecutive outputs are
+ * consecutive floats); every output is one chain of multiply-adds in tap
+ * order, whatever the vector width. */
+static inline __attribute__((always_inline)) void
+conv_dw_interior(float *restrict y, const float *restrict x, const float *restrict w, float bias,
+                 int n, size_t row, const int SW, const int DW, const int KH, const int KW)
+{
+    for (int o = 0; o < n; o++) {
+        float acc = bias;
+        for (int ky = 0; ky < KH; ky++)
+            for (int kx = 0; kx < KW; kx++)
+                acc += w[ky * KW + kx] * x[ky * row + (size_t)o * SW + (size_t)kx * DW];
+        y[o] = acc;
+    }
+}
+
+/* conv_dw_interior with the common shapes (3x3 and 5x5, stride 1 or 2, no
+ * column dilation) as constants. Compiled twice, for baseline x86-64 and
+ * for AVX2 + FMA (chosen once, by the CPU the process runs on): on the
+ * latter the multiply-adds are fused, so results agree with the baseline
+ * to rounding, and are the same from run to run on one machine. */
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+static void conv_dw_interior_any(float *y, const float *x, const float *w, float bias, int n,
+                                 size_t row, const struct conv_geom *g)
+{
+    if (g->dw == 1 && g->kh == 3 && g->kw == 3) {
+        if (g->sw == 1)
+            conv_dw_interior(y, x, w, bias, n, row, 1, 1, 3, 3);
+        else if (g->sw == 2)
+            conv_dw_interior(y, x, w, bias, n, row, 2, 1, 3, 3);
+        else
+            conv_dw_interior(y, x, w, bias, n, row, g->sw, 1, 3, 3);
+    } else if (g->dw == 1 && g->kh == 5 && g->kw == 5) {
+        if (g->sw == 1)
+            conv_dw_interior(y, x, w, bias, n, row, 1, 1, 5, 5);
+        else if (g->sw == 2)
+            conv_dw_interior(y, x, w, bias, n, row, 2, 1, 5, 5);
+        else
+            conv_dw_interior(y, x, w, bias, n, row, g->sw, 1, 5, 5);
+    } else {
+        conv_dw_interior(y, x, w, bias, n, row, g->sw, g->dw, g->kh, g->kw);
+    }
+}
+
+/* Floats of the stack buffer that holds a padded copy of a small input
+ * plane, or of one output row's kernel rows (see conv_direct_forward_piece). */
+#define CONV_DW_BUF_FLOATS 4096
+
+/* Copies input rows into dst, `rows` rows of wp floats starting at input
+ * row iy0, `step` input rows apart: dst row r, column t holds input
+ * (iy0 + r·step, t − pl), zero outside the input. With zero_pad 0 only the
+ * input's values are written (the zeros are already in place). */
+static void conv_dw_pad_rows(float *dst, const float *xc, const struct conv_geom *g, int iy0,
+                             int step, int rows, int wp, int zero_pad)
+{
+    const int t0 = g->pl < wp ? g->pl : wp;
+    const int t1 = g->pl + g->W < wp ? g->pl + g->W : wp;
+    for (int r = 0; r < rows; r++, dst += wp) {
+        const int iy = iy0 + r * step;
+        if (iy < 0 || iy >= g->H || t1 <= t0) {
+            if (zero_pad)
+                memset(dst, 0, (size_t)wp * sizeof *dst);
+            continue;
+        }
+        if (zero_pad)
+            memset(dst, 0, (size_t)t0 * sizeof *dst);
+        memcpy(dst + t0, xc + (size_t)iy * g->W + (t0 - g->pl), (size_t)(t1 - t0) * sizeof *dst);
+        if (zero_pad)
+            memset(dst + t1, 0, (size_t)(wp - t1) * sizeof *dst);
+    }
+}
+
+/* Output plane (n, m) = b[m] + Σ_{ky,kx} w[m, ky, kx] · (input plane n, m / Mg,
+ * shifted by the tap), a row at a time, every output through
+ * conv_dw_interior from input rows that hold the padding as zeros:
+ *   small planes   the whole padded plane, hp × wp floats with
+ *                  hp = (Ho − 1)·sh + (kH − 1)·dh + 1 and
+ *                  wp = (Wo − 1)·sw + (kW − 1)·dw + 1, is copied once;
+ *   large planes   rows whose windows lie inside the input's rows read it
+ *                  in place for the columns [ox_lo, ox_hi) whose windows
+ *                  lie inside its columns, and take the border columns tap
+ *                  by tap (conv_dw_point); the top and bottom rows are
+ *                  computed from a padded copy of their kH input rows.
+ * Kernels too wide for the buffer go tap by tap where the padding is. */
+static void conv_direct_forward_piece(void *ctx, int i0, int i1)
+{
+    const struct conv_direct_job *j = ctx;
+    const struct conv_geom *g = j->g;
+    float buf[CONV_DW_BUF_FLOATS];
+    const int hp = (g->Ho - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    const int wp = (g->Wo - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    const int whole = (int64_t)hp * wp <= CONV_DW_BUF_FLOATS;
+    const int rows_fit = (int64_t)g->kh * wp <= CONV_DW_BUF_FLOATS;
+    int oy_lo, oy_hi, ox_lo, ox_hi;
+    conv_tap_range(g->H - (g->kh - 1) * g->dh, -g->pt, g->sh, g->Ho, &oy_lo, &oy_hi);
+    conv_tap_range(g->W - (g->kw - 1) * g->dw, -g->pl, g->sw, g->Wo, &ox_lo, &ox_hi);
+    if (ox_hi < ox_lo)
+        ox_hi = ox_lo;
+    if (whole) /* the padding is the same zeros for every plane */
+        memset(buf, 0, (size_t)hp * wp * sizeof *buf);
+    for (int i = i0; i < i1; i++) {
+        const int n = i / g->M, m = i % g->M, c = m / g->Mg;
+        const float *xc = j->x + ((size_t)n * g->C + c) * g->H * g->W;
+        const float *wm = j->w + (size_t)m * g->kh * g->kw;
+        const float bias = j->b ? j->b[m] : 0.0f;
+        float *yp = j->y + (size_t)i * g->P;
+        if (whole) {
+            conv_dw_pad_rows(buf, xc, g, -g->pt, 1, hp, wp, 0);
+            for (int oy = 0; oy < g->Ho; oy++)
+                conv_dw_interior_any(yp + (size_t)oy * g->Wo, buf + (size_t)oy * g->sh * wp, wm,
+                                     bias, g->Wo, (size_t)g->dh * wp, g);
+            continue;
+        }
+        for (int oy = 0; oy < g->Ho; oy++) {
+            float *yr = yp + (size_t)oy * g->Wo;
+            if (oy < oy_lo || oy >= oy_hi) {
+                if (rows_fit) {
+                    conv_dw_pad_rows(buf, xc, g, oy * g->sh - g->pt, g->dh, g->kh, wp, 1);
+                    conv_dw_interior_any(yr, buf, wm, bias, g->Wo, (size_t)wp, g);
+                } else {
+                    for (int ox = 0; ox < g->Wo; ox++)
+                        yr[ox] = conv_dw_point(xc, wm, bias, g, oy, ox);
+                }
+                continue;
+            }
+            for (int ox = 0; ox < ox_lo; ox++)
+                yr[ox] = conv_dw_point(xc, wm, bias, g, oy, ox);
+            if (ox_hi > ox_lo)
+                conv_dw_interior_any(yr + ox_lo,
+                                     xc + (size_t)(oy * g->sh - g->pt) * g->W +
+                                         (size_t)(ox_lo * g->sw - g->pl),
+                                     wm, bias, ox_hi - ox_lo, (size_t)g->dh * g->W, g);
+            for (int ox = ox_hi; ox < g->Wo; ox++)
+                yr[ox] = conv_dw_point(xc, wm, bias, g, oy, ox);
+        }
+    }
+}
+
+/* Backward for the groups [g0, g1) (one input channel each): a group owns its
+ * input channel's dX planes and its Mg output channels' dW and dB, so groups
+ * split across threads; within a group images go in order. */
+static void conv_direct_backward_piece(void *ctx, int g0, int g1)
+{
+    const struct conv_direct_job *j = ctx;
+    const struct conv_geom *g = j->g;
+    const int kk = g->kh * g->kw;
+    for (int c = g0; c < g1; c++)
+        for (int m = c * g->Mg; m < (c + 1) * g->Mg; m++) {
+            const float *wm = j->w + (size_t)m * kk;
+            float *dwm = j->dw ? j->dw + (size_t)m * kk : NULL;
+            for (int n = 0; n < g->N; n++) {
+                const size_t xoff = ((size_t)n * g->C + c) * g->H * g->W;
+                const float *xc = j->x + xoff;
+                float *dxc = j->dx ? j->dx + xoff : NULL;
+                const float *dyp = j->dy + ((size_t)n * g->M + m) * g->P;
+                if (j->db) {
+                    double s = 0;
+                    for (int p = 0; p < g->P; p++)
+                        s += dyp[p];
+                    j->db[m] += (float)s;
+                }
+                for (int ky = 0; ky < g->kh; ky++)
+                    for (int kx = 0; kx < g->kw; kx++) {
+                        const int off = kx * g->dw - g->pl;
+                        int lo, hi;
+                        conv_tap_range(g->W, off, g->sw, g->Wo, &lo, &hi);
+                        if (hi <= lo)
+                            continue;
+                        const int len = hi - lo;
+                        const float wv = wm[ky * g->kw + kx];
+                        double acc = 0;
+                        for (int oy = 0; oy < g->Ho; oy++) {
+                            const int iy = oy * g->sh - g->pt + ky * g->dh;
+                            if (iy < 0 || iy >= g->H)
+                                continue;
+                            const float *dyr = dyp + (size_t)oy * g->Wo + lo;
+                            /* input index of column lo's tap */
+                            const size_t base = (size_t)iy * g->W + (size_t)(lo * g->sw + off);
+                            if (dwm) {
+                                float s = 0;
+                                for (int k = 0; k < len; k++)
+                                    s += dyr[k] * xc[base + (size_t)k * g->sw];
+                                acc += s;
+                            }
+                            if (dxc)
+                                for (int k = 0; k < len; k++)
+                                    dxc[base + (size_t)k * g->sw] += wv * dyr[k];
+                        }
+                        if (dwm)
+                            dwm[ky * g->kw + kx] += (float)acc;
+                    }
+            }
+        }
+}
+
+/* ---- forward and backward ------------------------------------------------- */
+
+static void conv_forward(const struct node *node, const struct tview *const *in,
+                         struct tview *const *out, struct op_ctx *ctx)
+{
+    const struct tview *b = node->n_inputs > 2 ? in[2] : NULL;
+    const struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
+    const float *x = tview_f(in[0]), *w = tview_f(in[1]), *bias = b ? tview_f(b) : NULL;
+    float *y = tview_f(out[0]);
+
+    if (g.path == CONV_DIRECT) {
+        struct conv_direct_job j = {.g = &g, .x = x, .w = w, .b = bias, .y = y};
+        parallel_for_grain(g.N * g.M,
+                           parallel_grain((size_t)g.P * (g.kh * g.kw + 1) + (size_t)g.H * g.W),
+                           conv_direct_forward_piece, &j);
+        return;
+    }
+    assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
+    const size_t plane_in = (size_t)g.H * g.W;
+    for (int n = 0; n < g.N; n++)
+        for (int gi = 0; gi < g.group; gi++) {
+            const float *xg = x + ((size_t)n * g.C + (size_t)gi * g.Cg) * plane_in;
+            const float *wg = w + (size_t)gi * g.Mg * g.K;
+            float *yg = y + ((size_t)n * g.M + (size_t)gi * g.Mg) * g.P;
+            if (bias)
+                for (int m = 0; m < g.Mg; m++)
+                    for (int p = 0; p < g.P; p++)
+                        yg[(size_t)m * g.P + p] = bias[gi * g.Mg + m];
+            const float *a = xg; /* CONV_1X1: X_g is [Cg × P] already */
+            if (g.path == CONV_GEMM) {
+                conv_im2col(ctx->scratch, xg, &g);
+                a = ctx->scratch;
+            }
+            /* Y_g[Mg × P] (+)= W_g[Mg × K] · col[K × P] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.Mg, g.P, g.K, 1.0f, wg,
+                        g.K, a, g.P, bias ? 1.0f : 0.0f, yg, g.P);
+        }
+}
+
+static void conv_backward(const struct node *node, const struct tview *const *in,
+                          const struct tview *const *out, const struct tview *const *dout,
+                          struct tview *const *din, struct op_ctx *ctx)
+{
+    const int has_b = node->n_inputs > 2 && in[2];
+    const struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
+    const float *x = tview_f(in[0]), *w = tview_f(in[1]), *dy = tview_f(dout[0]);
+    float *dx = din[0] ? tview_f(din[0]) : NULL;
+    float *dw = din[1] ? tview_f(din[1]) : NULL;
+    float *db = has_b && din[2] ? tview_f(din[2]) : NULL;
+
+    if (g.path == CONV_DIRECT) {
+        struct conv_direct_job j = {.g = &g, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw,
+                                    .db = db};
+        parallel_for_grain(g.group, parallel_grain((size_t)g.N * g.Mg * g.P * 3 * g.kh * g.kw),
+                           conv_direct_backward_piece, &j);
+        return;
+    }
+    if (db)
+        for (int m = 0; m < g.M; m++) {
+            double s = 0;
+            for (int n = 0; n < g.N; n++) {
+                const float *p = dy + ((size_t)n * g.M + m) * g.P;
+                for (int i = 0; i < g.P; i++)
+                    s += p[i];
+            }
+            db[m] += (float)s;
+        }
+    if (!dx && !dw)
+        return;
+    assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
+    const size_t plane_in = (size_t)g.H * g.W;
+    for (int n = 0; n < g.N; n++)
+        for (int gi = 0; gi < g.group; gi++) {
+            const size_t xoff = ((size_t)n * g.C + (size_t)gi * g.Cg) * plane_in;
+            const float *wg = w + (size_t)gi * g.Mg * g.K;
+            const float *dyg = dy + ((size_t)n * g.M + (size_t)gi * g.Mg) * g.P;
+            if (g.path == CONV_1X1) {
+                /* dW_g[Mg × Cg] += dY_g · X_gᵀ;  dX_g[Cg × P] += W_gᵀ · dY_g */
+                if (dw)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Mg, g.K, g.P, 1.0f,
+                                dyg, g.P, x + xoff, g.P, 1.0f, dw + (size_t)gi * g.Mg * g.K,
+                                g.K);
+                if (dx)
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.K, g.P, g.Mg, 1.0f,
+                                wg, g.K, dyg, g.P, 1.0f, dx + xoff, g.P);
+                continue;
+            }
+            float *col = ctx->scratch;
+            if (dw) { /* dW_g[Mg × K] += dY_g[Mg × P] · colᵀ[P × K] */
+                conv_im2col(col, x + xoff, &g);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Mg, g.K, g.P, 1.0f, dyg,
+                            g.P, col, g.P, 1.0f, dw + (size_t)gi * g.Mg * g.K, g.K);
+            }
+            if (dx) { /* dcol[K × P] = W_gᵀ[K × Mg] · dY_g[Mg × P], added back onto dX */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.K, g.P, g.Mg, 1.0f, wg,
+                            g.K, dyg, g.P, 0.0f, col, g.P);
+                conv_col2im_add(dx + xoff, col, &g);
+            }
+        }
+}
+
+/* Conv: inputs X, W and optional B; one output. setup refuses malformed or
+ * non-2-D attributes; infer refuses non-float tensors, inputs of rank other
+ * than 4 (3-D and 5-D as unsupported), W channels that do not match C/group,
+ * M not a multiple of group, a kernel_shape that differs from W, a bias not of
+ * shape [M], and kernels that do not fit the padded input. */
+const struct op op_conv = {
+    .name = "Conv",
+    .min_inputs = 2,
+    .max_inputs = 3,
+    .min_outputs = 1,
+    .max_outputs = 1,
+    .setup = conv_setup,
+    .infer = conv_infer,
+    .scratch = conv_scratch,
+    .forward = conv_forward,
+    .backward = conv_backward,
+};

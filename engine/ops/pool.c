@@ -1,0 +1,652 @@
+/*
+ * pool.c — MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (ONNX),
+ * NCHW, float32: forward and backward.
+ *
+ * Windowed pools, 2-D only: X [N, C, H, W] -> Y [N, C, Ho, Wo]. Output
+ * (oy, ox) looks at the taps
+ *     iy = oy·sh − pt + ky·dh,  ix = ox·sw − pl + kx·dw,  ky < kH, kx < kW
+ * and only those inside the input count (the padding is never a candidate
+ * for the max, and never a term of the sum):
+ *     MaxPool      Y = max over the taps inside
+ *     AveragePool  Y = Σ over the taps inside / divisor, where the divisor
+ *                  is the number of taps inside (count_include_pad = 0), or
+ *                  the number of taps inside the padded extent
+ *                  [−pt, H + pb) × [−pl, W + pr) (count_include_pad = 1) —
+ *                  which is kH·kW except for a ceil_mode window hanging past
+ *                  the end padding, as in ONNX Runtime and ONNX's reference.
+ * Output size per axis, dk = (k − 1)·d + 1:
+ *     NOTSET/VALID  ⌊(H + pt + pb − dk) / s⌋ + 1, or with ceil_mode
+ *                   ⌈(H + pt + pb − dk) / s⌉ + 1, less one when that last
+ *                   window would start past the input and its begin padding
+ *                   ((Ho − 1)·s ≥ H + pt; PyTorch's and ONNX's rule)
+ *     SAME_*        ⌈H / s⌉, with total padding max(0, (Ho − 1)·s + dk − H)
+ *                   split evenly, the odd one at the end (SAME_UPPER) or the
+ *                   start (SAME_LOWER).
+ * A window that would see no input element at all (possible with large
+ * pads or dilations) is refused by infer, so every output has a defined max
+ * and a nonzero divisor.
+ *
+ * Backward: MaxPool routes dY to the window's argmax, recomputed from X
+ * (the first maximum in row-major window order wins ties, as in forward);
+ * AveragePool spreads dY / divisor over the taps inside.
+ *
+ * Global pools take X [N, C, D1, ..., Dk] (k ≥ 1) to [N, C, 1, ..., 1]: the
+ * mean or max over each channel's S = D1·...·Dk values; backward spreads
+ * dY / S, or routes dY to the first maximum.
+ *
+ * Attributes by opset: AveragePool's count_include_pad exists from opset 7,
+ * ceil_mode (both pools) and MaxPool's dilations from opset 10;
+ * non-default values of them in an older model are refused. MaxPool's
+ * storage_order = 1 (column-major Indices) and its second output Indices
+ * are refused, as are AveragePool dilations (opset 19) other than 1.
+ *
+ * Planes (n, c) are independent: every loop runs on the engine's threads
+ * (parallel.h), a plane in exactly one piece. No scratch.
+ */
+#include "op.h"
+
+#include <assert.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../parallel.h"
+#include "../status.h"
+
+enum pool_kind { POOL_MAX, POOL_AVG };
+enum pool_auto_pad { POOL_PAD_NOTSET, POOL_PAD_SAME_UPPER, POOL_PAD_SAME_LOWER, POOL_PAD_VALID };
+
+struct pool_params {
+    enum pool_kind kind;
+    int64_t kernel[2], strides[2], dilations[2];
+    int64_t pads[4];                /* top, left, bottom, right */
+    enum pool_auto_pad auto_pad;
+    int ceil_mode, count_include_pad;
+};
+
+/* One call's geometry, from the params and X's shape. */
+struct pool_geom {
+    int planes;                     /* N·C */
+    int H, W, Ho, Wo;
+    int kh, kw, sh, sw, dh, dw;
+    int pt, pl, pb, pr;             /* padding: top, left, bottom, right */
+};
+
+/* ---- attributes and shapes ------------------------------------------------ */
+
+/* Reads an ints attribute with `per_axis` values per spatial axis into out.
+ * Returns 1 when read, 0 when absent or empty, or a negative status. */
+static int pool_read_axes(const struct node *node, const char *name, int per_axis, int64_t *out,
+                          int64_t min, char *err)
+{
+    int64_t v[2 * OP_MAX_DIMS];
+    int n;
+    int rc = node_attr_ints(node, name, v, 2 * OP_MAX_DIMS, &n, err);
+    if (rc < 0)
+        return rc;
+    if (n == 0)
+        return 0;
+    if (n != 2 * per_axis) {
+        if (n % per_axis == 0)
+            return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                             "attribute '%s' has %d values, that is %d-D pooling; only 2-D "
+                             "pooling is supported",
+                             name, n, n / per_axis);
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "attribute '%s' has %d values; 2-D pooling needs %d", name, n,
+                         2 * per_axis);
+    }
+    for (int i = 0; i < n; i++) {
+        if (v[i] < min || v[i] > INT_MAX / 4)
+            return node_fail(node, err, STRATA_E_FORMAT,
+                             "attribute '%s' value %lld is out of range (must be >= %lld)",
+                             name, (long long)v[i], (long long)min);
+        out[i] = v[i];
+    }
+    return 1;
+}
+
+/* An int attribute that ONNX introduced at opset `since`: in an older model
+ * only its default is accepted. */
+static int pool_read_flag(const struct node *node, const char *name, int since, int64_t *out,
+                          char *err)
+{
+    int rc = node_attr_int(node, name, 0, out, err);
+    if (rc < 0)
+        return rc;
+    if (*out != 0 && *out != 1)
+        return node_fail(node, err, STRATA_E_FORMAT, "attribute '%s' is %lld; expected 0 or 1",
+                         name, (long long)*out);
+    if (*out && node->opset < since)
+        return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                         "attribute '%s' exists from opset %d; this model imports opset %d",
+                         name, since, node->opset);
+    return 0;
+}
+
+static int pool_setup_common(struct node *node, enum pool_kind kind, char *err)
+{
+    struct pool_params p = {.kind = kind, .strides = {1, 1}, .dilations = {1, 1}};
+    const char *ap;
+    int64_t v;
+    int rc;
+    if ((rc = node_attr_string(node, "auto_pad", "NOTSET", &ap, err)) < 0)
+        return rc;
+    if (strcmp(ap, "NOTSET") == 0 || ap[0] == 0)
+        p.auto_pad = POOL_PAD_NOTSET;
+    else if (strcmp(ap, "SAME_UPPER") == 0)
+        p.auto_pad = POOL_PAD_SAME_UPPER;
+    else if (strcmp(ap, "SAME_LOWER") == 0)
+        p.auto_pad = POOL_PAD_SAME_LOWER;
+    else if (strcmp(ap, "VALID") == 0)
+        p.auto_pad = POOL_PAD_VALID;
+    else
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "attribute 'auto_pad' is \"%s\"; expected NOTSET, SAME_UPPER, "
+                         "SAME_LOWER or VALID",
+                         ap);
+    if ((rc = pool_read_axes(node, "kernel_shape", 1, p.kernel, 1, err)) < 0)
+        return rc;
+    if (rc == 0)
+        return node_fail(node, err, STRATA_E_FORMAT, "attribute 'kernel_shape' is required");
+    if ((rc = pool_read_axes(node, "strides", 1, p.strides, 1, err)) < 0 ||
+        (rc = pool_read_axes(node, "pads", 2, p.pads, 0, err)) < 0 ||
+        (rc = pool_read_axes(node, "dilations", 1, p.dilations, 1, err)) < 0)
+        return rc;
+    if (p.dilations[0] != 1 || p.dilations[1] != 1) {
+        if (kind == POOL_AVG)
+            return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                             "attribute 'dilations' (AveragePool from opset 19) is not "
+                             "supported");
+        if (node->opset < 10)
+            return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                             "attribute 'dilations' exists from opset 10; this model imports "
+                             "opset %d",
+                             node->opset);
+    }
+    if ((rc = pool_read_flag(node, "ceil_mode", 10, &v, err)) < 0)
+        return rc;
+    p.ceil_mode = (int)v;
+    if (kind == POOL_AVG) {
+        if ((rc = pool_read_flag(node, "count_include_pad", 7, &v, err)) < 0)
+            return rc;
+        p.count_include_pad = (int)v;
+    } else {
+        if ((rc = node_attr_int(node, "storage_order", 0, &v, err)) < 0)
+            return rc;
+        if (v != 0)
+            return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                             "attribute 'storage_order' is %lld; only 0 (row-major) is "
+                             "supported",
+                             (long long)v);
+        if (node->n_outputs > 1 && (!node->outputs || node->outputs[1] >= 0))
+            return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                             "the second output (Indices) is not supported");
+    }
+    struct pool_params *q = malloc(sizeof *q);
+    if (!q)
+        return node_fail(node, err, STRATA_E_NOMEM, "out of memory");
+    *q = p;
+    node->params = q;
+    return 0;
+}
+
+static int max_pool_setup(struct node *node, char *err)
+{
+    return pool_setup_common(node, POOL_MAX, err);
+}
+
+static int average_pool_setup(struct node *node, char *err)
+{
+    return pool_setup_common(node, POOL_AVG, err);
+}
+
+/* Output size along one axis and the padding on both sides (see the file
+ * comment). Returns < 1 when no window fits. */
+static int64_t pool_axis(int64_t in, int64_t k, int64_t s, int64_t d, enum pool_auto_pad ap,
+                         int ceil_mode, int64_t pad_begin, int64_t pad_end, int64_t *pb,
+                         int64_t *pe)
+{
+    const int64_t dk = (k - 1) * d + 1;
+    if (ap == POOL_PAD_SAME_UPPER || ap == POOL_PAD_SAME_LOWER) {
+        int64_t out = (in + s - 1) / s;
+        int64_t total = (out - 1) * s + dk - in;
+        if (total < 0)
+            total = 0;
+        *pb = ap == POOL_PAD_SAME_UPPER ? total / 2 : total - total / 2;
+        *pe = total - *pb;
+        return out;
+    }
+    if (ap == POOL_PAD_VALID)
+        pad_begin = pad_end = 0;
+    *pb = pad_begin;
+    *pe = pad_end;
+    int64_t span = in + pad_begin + pad_end - dk;
+    if (span < 0)
+        return 0;
+    if (!ceil_mode)
+        return span / s + 1;
+    int64_t out = (span + s - 1) / s + 1;
+    if ((out - 1) * s >= in + pad_begin)
+        out--;
+    return out;
+}
+
+/* Taps j in [*j0, *j1) of a window starting at `start` (k taps, d apart)
+ * that lie inside [0, n). */
+static inline void pool_taps(int start, int k, int d, int n, int *j0, int *j1)
+{
+    int a, b;
+    if (d == 1) {
+        a = start >= 0 ? 0 : -start;
+        b = n - start;
+    } else {
+        a = start >= 0 ? 0 : (-start + d - 1) / d;
+        b = n - start <= 0 ? 0 : (n - start - 1) / d + 1;
+    }
+    if (a > k)
+        a = k;
+    if (b > k)
+        b = k;
+    if (b < a)
+        b = a;
+    *j0 = a;
+    *j1 = b;
+}
+
+static struct pool_geom pool_geom_of(const struct pool_params *p, const struct tview *x)
+{
+    struct pool_geom g = {
+        .planes = (int)(x->dims[0] * x->dims[1]), .H = (int)x->dims[2], .W = (int)x->dims[3],
+        .kh = (int)p->kernel[0], .kw = (int)p->kernel[1],
+        .sh = (int)p->strides[0], .sw = (int)p->strides[1],
+        .dh = (int)p->dilations[0], .dw = (int)p->dilations[1],
+    };
+    int64_t pt, pb, pl, pr;
+    g.Ho = (int)pool_axis(g.H, g.kh, g.sh, g.dh, p->auto_pad, p->ceil_mode, p->pads[0],
+                          p->pads[2], &pt, &pb);
+    g.Wo = (int)pool_axis(g.W, g.kw, g.sw, g.dw, p->auto_pad, p->ceil_mode, p->pads[1],
+                          p->pads[3], &pl, &pr);
+    g.pt = (int)pt;
+    g.pb = (int)pb;
+    g.pl = (int)pl;
+    g.pr = (int)pr;
+    return g;
+}
+
+/* Whether every window along an axis has at least one tap inside [0, n). */
+static int pool_axis_covered(int n, int out, int k, int s, int d, int pad)
+{
+    for (int o = 0; o < out; o++) {
+        int j0, j1;
+        pool_taps(o * s - pad, k, d, n, &j0, &j1);
+        if (j1 <= j0)
+            return 0;
+    }
+    return 1;
+}
+
+static int pool_infer(const struct node *node, const struct tview *const *in,
+                      struct tview *const *out, char *err)
+{
+    const struct pool_params *p = node->params;
+    const struct tview *x = in[0];
+    char sx[96];
+    if (x->dtype != DTYPE_FLOAT)
+        return node_fail(node, err, STRATA_E_UNSUPPORTED, "only float32 tensors are supported");
+    if (x->ndim == 3 || x->ndim == 5)
+        return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                         "input X is %s, %d-D pooling; only 2-D pooling (X of N x C x H x W) "
+                         "is supported",
+                         dims_format(x, sx, sizeof sx), x->ndim - 2);
+    if (x->ndim != 4)
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "input X is %s; 2-D pooling needs N x C x H x W",
+                         dims_format(x, sx, sizeof sx));
+    for (int i = 0; i < 4; i++)
+        if (x->dims[i] < 1 || x->dims[i] > INT_MAX / 4)
+            return node_fail(node, err, STRATA_E_FORMAT, "input X %s must be non-empty",
+                             dims_format(x, sx, sizeof sx));
+    if (x->dims[0] * x->dims[1] > INT_MAX || x->dims[2] * x->dims[3] > INT_MAX ||
+        (p->kernel[0] - 1) * p->dilations[0] >= INT_MAX / 4 ||
+        (p->kernel[1] - 1) * p->dilations[1] >= INT_MAX / 4)
+        return node_fail(node, err, STRATA_E_LIMIT, "input X %s is too large",
+                         dims_format(x, sx, sizeof sx));
+    int64_t pt, pb, pl, pr;
+    int64_t ho = pool_axis(x->dims[2], p->kernel[0], p->strides[0], p->dilations[0], p->auto_pad,
+                           p->ceil_mode, p->pads[0], p->pads[2], &pt, &pb);
+    int64_t wo = pool_axis(x->dims[3], p->kernel[1], p->strides[1], p->dilations[1], p->auto_pad,
+                           p->ceil_mode, p->pads[1], p->pads[3], &pl, &pr);
+    if (ho < 1 || wo < 1)
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "the %lldx%lld window does not fit in input X %s with its padding",
+                         (long long)p->kernel[0], (long long)p->kernel[1],
+                         dims_format(x, sx, sizeof sx));
+    if (!pool_axis_covered((int)x->dims[2], (int)ho, (int)p->kernel[0], (int)p->strides[0],
+                           (int)p->dilations[0], (int)pt) ||
+        !pool_axis_covered((int)x->dims[3], (int)wo, (int)p->kernel[1], (int)p->strides[1],
+                           (int)p->dilations[1], (int)pl))
+        return node_fail(node, err, STRATA_E_UNSUPPORTED,
+                         "with these pads and dilations some %lldx%lld windows see only "
+                         "padding of input X %s",
+                         (long long)p->kernel[0], (long long)p->kernel[1],
+                         dims_format(x, sx, sizeof sx));
+    struct tview *y = out[0];
+    y->dtype = DTYPE_FLOAT;
+    y->ndim = 4;
+    y->dims[0] = x->dims[0];
+    y->dims[1] = x->dims[1];
+    y->dims[2] = ho;
+    y->dims[3] = wo;
+    return 0;
+}
+
+/* ---- windowed pools: kernels ---------------------------------------------- */
+
+struct pool_job {
+    const struct pool_params *p;
+    const struct pool_geom *g;
+    const float *x, *dy;
+    float *y, *dx;
+};
+
+/* The window of output (oy, ox): taps [y0, y1) × [x0, x1) are inside; its
+ * top-left tap is input (iy, ix) (possibly in the padding). */
+struct pool_win {
+    int iy, ix, y0, y1, x0, x1;
+};
+
+static inline struct pool_win pool_window(const struct pool_geom *g, int oy, int ox)
+{
+    struct pool_win w = {.iy = oy * g->sh - g->pt, .ix = ox * g->sw - g->pl};
+    pool_taps(w.iy, g->kh, g->dh, g->H, &w.y0, &w.y1);
+    pool_taps(w.ix, g->kw, g->dw, g->W, &w.x0, &w.x1);
+    return w;
+}
+
+/* Index in the plane of the window's first maximum (row-major tap order). */
+static inline size_t pool_argmax(const struct pool_geom *g, const float *xp, struct pool_win w)
+{
+    size_t best = (size_t)(w.iy + w.y0 * g->dh) * g->W + (size_t)(w.ix + w.x0 * g->dw);
+    float bv = xp[best];
+    for (int ky = w.y0; ky < w.y1; ky++) {
+        const float *row = xp + (size_t)(w.iy + ky * g->dh) * g->W;
+        for (int kx = w.x0; kx < w.x1; kx++) {
+            const int ix = w.ix + kx * g->dw;
+            if (row[ix] > bv) {
+                bv = row[ix];
+                best = (size_t)(row - xp) + (size_t)ix;
+            }
+        }
+    }
+    return best;
+}
+
+/* The average's divisor: taps inside, or taps inside the padded extent. */
+static inline float pool_divisor(const struct pool_params *p, const struct pool_geom *g,
+                                 struct pool_win w)
+{
+    if (!p->count_include_pad)
+        return (float)((w.y1 - w.y0) * (w.x1 - w.x0));
+    int a0, a1, b0, b1;
+    pool_taps(w.iy + g->pt, g->kh, g->dh, g->H + g->pt + g->pb, &a0, &a1);
+    pool_taps(w.ix + g->pl, g->kw, g->dw, g->W + g->pl + g->pr, &b0, &b1);
+    return (float)((a1 - a0) * (b1 - b0));
+}
+
+static void pool_forward_piece(void *ctx, int i0, int i1)
+{
+    const struct pool_job *j = ctx;
+    const struct pool_geom *g = j->g;
+    for (int i = i0; i < i1; i++) {
+        const float *xp = j->x + (size_t)i * g->H * g->W;
+        float *yp = j->y + (size_t)i * g->Ho * g->Wo;
+        for (int oy = 0; oy < g->Ho; oy++)
+            for (int ox = 0; ox < g->Wo; ox++) {
+                const struct pool_win w = pool_window(g, oy, ox);
+                float v;
+                if (j->p->kind == POOL_MAX) {
+                    v = xp[pool_argmax(g, xp, w)];
+                } else {
+                    float s = 0;
+                    for (int ky = w.y0; ky < w.y1; ky++) {
+                        const float *row = xp + (size_t)(w.iy + ky * g->dh) * g->W;
+                        for (int kx = w.x0; kx < w.x1; kx++)
+                            s += row[w.ix + kx * g->dw];
+                    }
+                    v = s / pool_divisor(j->p, g, w);
+                }
+                yp[(size_t)oy * g->Wo + ox] = v;
+            }
+    }
+}
+
+static void pool_backward_piece(void *ctx, int i0, int i1)
+{
+    const struct pool_job *j = ctx;
+    const struct pool_geom *g = j->g;
+    for (int i = i0; i < i1; i++) {
+        const float *xp = j->x + (size_t)i * g->H * g->W;
+        float *dxp = j->dx + (size_t)i * g->H * g->W;
+        const float *dyp = j->dy + (size_t)i * g->Ho * g->Wo;
+        for (int oy = 0; oy < g->Ho; oy++)
+            for (int ox = 0; ox < g->Wo; ox++) {
+                const struct pool_win w = pool_window(g, oy, ox);
+                const float d = dyp[(size_t)oy * g->Wo + ox];
+                if (j->p->kind == POOL_MAX) {
+                    dxp[pool_argmax(g, xp, w)] += d;
+                    continue;
+                }
+                const float share = d / pool_divisor(j->p, g, w);
+                for (int ky = w.y0; ky < w.y1; ky++) {
+                    float *row = dxp + (size_t)(w.iy + ky * g->dh) * g->W;
+                    for (int kx = w.x0; kx < w.x1; kx++)
+                        row[w.ix + kx * g->dw] += share;
+                }
+            }
+    }
+}
+
+static void pool_forward(const struct node *node, const struct tview *const *in,
+                         struct tview *const *out, struct op_ctx *ctx)
+{
+    const struct pool_geom g = pool_geom_of(node->params, in[0]);
+    struct pool_job j = {.p = node->params, .g = &g, .x = tview_f(in[0]), .y = tview_f(out[0])};
+    parallel_for_grain(g.planes,
+                       parallel_grain((size_t)g.H * g.W + (size_t)g.Ho * g.Wo * g.kh * g.kw),
+                       pool_forward_piece, &j);
+}
+
+static void pool_backward(const struct node *node, const struct tview *const *in,
+                          const struct tview *const *out, const struct tview *const *dout,
+                          struct tview *const *din, struct op_ctx *ctx)
+{
+    if (!din[0])
+        return;
+    const struct pool_geom g = pool_geom_of(node->params, in[0]);
+    struct pool_job j = {.p = node->params, .g = &g, .x = tview_f(in[0]),
+                         .dy = tview_f(dout[0]), .dx = tview_f(din[0])};
+    parallel_for_grain(g.planes,
+                       parallel_grain((size_t)2 * g.H * g.W + (size_t)g.Ho * g.Wo * g.kh * g.kw),
+                       pool_backward_piece, &j);
+}
+
+/* ---- global pools --------------------------------------------------------- */
+
+static int global_pool_infer(const struct node *node, const struct tview *const *in,
+                             struct tview *const *out, char *err)
+{
+    const struct tview *x = in[0];
+    char sx[96];
+    if (x->dtype != DTYPE_FLOAT)
+        return node_fail(node, err, STRATA_E_UNSUPPORTED, "only float32 tensors are supported");
+    if (x->ndim < 3)
+        return node_fail(node, err, STRATA_E_FORMAT,
+                         "input X is %s; it needs N x C and at least one spatial axis",
+                         dims_format(x, sx, sizeof sx));
+    for (int i = 0; i < x->ndim; i++)
+        if (x->dims[i] < 1)
+            return node_fail(node, err, STRATA_E_FORMAT, "input X %s must be non-empty",
+                             dims_format(x, sx, sizeof sx));
+    if (x->dims[0] * x->dims[1] > INT_MAX || tview_count(x) / (x->dims[0] * x->dims[1]) > INT_MAX)
+        return node_fail(node, err, STRATA_E_LIMIT, "input X %s is too large",
+                         dims_format(x, sx, sizeof sx));
+    struct tview *y = out[0];
+    y->dtype = DTYPE_FLOAT;
+    y->ndim = x->ndim;
+    y->dims[0] = x->dims[0];
+    y->dims[1] = x->dims[1];
+    for (int i = 2; i < x->ndim; i++)
+        y->dims[i] = 1;
+    return 0;
+}
+
+struct global_job {
+    int S;                  /* values per plane */
+    const float *x, *dy;
+    float *y, *dx;
+};
+
+static size_t global_argmax(const float *xp, int S)
+{
+    size_t best = 0;
+    for (int k = 1; k < S; k++)
+        if (xp[k] > xp[best])
+            best = (size_t)k;
+    return best;
+}
+
+static void global_avg_forward_piece(void *ctx, int i0, int i1)
+{
+    const struct global_job *j = ctx;
+    for (int i = i0; i < i1; i++) {
+        const float *xp = j->x + (size_t)i * j->S;
+        double s = 0;
+        for (int k = 0; k < j->S; k++)
+            s += xp[k];
+        j->y[i] = (float)(s / j->S);
+    }
+}
+
+static void global_max_forward_piece(void *ctx, int i0, int i1)
+{
+    const struct global_job *j = ctx;
+    for (int i = i0; i < i1; i++) {
+        const float *xp = j->x + (size_t)i * j->S;
+        j->y[i] = xp[global_argmax(xp, j->S)];
+    }
+}
+
+static void global_avg_backward_piece(void *ctx, int i0, int i1)
+{
+    const struct global_job *j = ctx;
+    for (int i = i0; i < i1; i++) {
+        float *dxp = j->dx + (size_t)i * j->S;
+        const float share = j->dy[i] / (float)j->S;
+        for (int k = 0; k < j->S; k++)
+            dxp[k] += share;
+    }
+}
+
+static void global_max_backward_piece(void *ctx, int i0, int i1)
+{
+    const struct global_job *j = ctx;
+    for (int i = i0; i < i1; i++) {
+        const float *xp = j->x + (size_t)i * j->S;
+        j->dx[(size_t)i * j->S + global_argmax(xp, j->S)] += j->dy[i];
+    }
+}
+
+static void global_run(const struct tview *x, struct global_job *j, parallel_fn fn)
+{
+    const int planes = (int)(x->dims[0] * x->dims[1]);
+    j->S = (int)(tview_count(x) / planes);
+    parallel_for_grain(planes, parallel_grain((size_t)j->S * 2), fn, j);
+}
+
+static void global_avg_forward(const struct node *node, const struct tview *const *in,
+                               struct tview *const *out, struct op_ctx *ctx)
+{
+    struct global_job j = {.x = tview_f(in[0]), .y = tview_f(out[0])};
+    global_run(in[0], &j, global_avg_forward_piece);
+}
+
+static void global_max_forward(const struct node *node, const struct tview *const *in,
+                               struct tview *const *out, struct op_ctx *ctx)
+{
+    struct global_job j = {.x = tview_f(in[0]), .y = tview_f(out[0])};
+    global_run(in[0], &j, global_max_forward_piece);
+}
+
+static void global_avg_backward(const struct node *node, const struct tview *const *in,
+                                const struct tview *const *out, const struct tview *const *dout,
+                                struct tview *const *din, struct op_ctx *ctx)
+{
+    if (!din[0])
+        return;
+    struct global_job j = {.dy = tview_f(dout[0]), .dx = tview_f(din[0])};
+    global_run(in[0], &j, global_avg_backward_piece);
+}
+
+static void global_max_backward(const struct node *node, const struct tview *const *in,
+                                const struct tview *const *out, const struct tview *const *dout,
+                                struct tview *const *din, struct op_ctx *ctx)
+{
+    if (!din[0])
+        return;
+    struct global_job j = {.x = tview_f(in[0]), .dy = tview_f(dout[0]), .dx = tview_f(din[0])};
+    global_run(in[0], &j, global_max_backward_piece);
+}
+
+/* MaxPool: input X, output Y (a second output, Indices, is refused). setup
+ * refuses a missing kernel_shape, non-2-D attributes, storage_order 1 and
+ * attributes newer than the model's opset; infer refuses non-float X, ranks
+ * other than 4 (3-D and 5-D as unsupported), and windows that do not fit or
+ * see only padding. */
+const struct op op_max_pool = {
+    .name = "MaxPool",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .min_outputs = 1,
+    .max_outputs = 2,
+    .setup = max_pool_setup,
+    .infer = pool_infer,
+    .forward = pool_forward,
+    .backward = pool_backward,
+};
+
+/* AveragePool: as MaxPool, with count_include_pad; dilations refused. */
+const struct op op_average_pool = {
+    .name = "AveragePool",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .min_outputs = 1,
+    .max_outputs = 1,
+    .setup = average_pool_setup,
+    .infer = pool_infer,
+    .forward = pool_forward,
+    .backward = pool_backward,
+};
+
+/* GlobalAveragePool / GlobalMaxPool: X of rank >= 3, float. */
+const struct op op_global_average_pool = {
+    .name = "GlobalAveragePool",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .min_outputs = 1,
+    .max_outputs = 1,
+    .infer = global_pool_infer,
+    .forward = global_avg_forward,
+    .backward = global_avg_backward,
+};
+
+const struct op op_global_max_pool = {
+    .name = "GlobalMaxPool",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .min_outputs = 1,
+    .max_outputs = 1,
+    .infer = global_pool_infer,
+    .forward = global_max_forward,
+    .backward = global_max_backward,
+};

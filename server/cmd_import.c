@@ -1,0 +1,310 @@
+/*
+ * cmd_import.c — `strata import FILE.onnx --id ID ...`: makes an ONNX file a
+ * strata model. models/ID/ receives the file as it is (the source of truth,
+ * nothing converted) and a model.json with what ONNX does not say: the class
+ * names, the input normalisation, the title and the dataset. The folder is
+ * written under a temporary name, opened as a model to check everything, and
+ * only then renamed into place: a failed import leaves nothing behind.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "graph.h"
+#include "onnx.h"
+
+static const char *const import_help =
+    "Usage: strata import FILE.onnx --id ID [options]\n\n"
+    "Imports an ONNX image classifier (exported from PyTorch, Keras via tf2onnx, ...)\n"
+    "as the strata model ID: writes <models>/ID/model.onnx (the file, unchanged) and\n"
+    "<models>/ID/model.json. After that, predict, eval, explain, analyze and\n"
+    "doubt-eval work on ID, and `strata serve` lists it.\n\n"
+    "The model must take one float batch N x 3 x H x W (RGB, channels first) and give\n"
+    "N x K class scores (logits, or probabilities from a final Softmax).\n\n"
+    "Class names, in the order of the model's outputs (one of):\n"
+    "  --classes a,b,c    comma-separated\n"
+    "  --labels FILE      one name per line\n"
+    "  --dataset NAME     the class folders of <data>/NAME/train, sorted (as strata and\n"
+    "                     torchvision's ImageFolder sort them); also the model's dataset\n\n"
+    "  --mean r,g,b       input normalisation: x = (pixel/255 - mean) / std\n"
+    "  --std r,g,b        (default mean 0,0,0 and std 1,1,1: pixels scaled to [0, 1];\n"
+    "                     ImageNet: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225;\n"
+    "                     [-1, 1]: --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5)\n"
+    "  --input HxW        input size, when the file leaves it open (e.g. 224x224)\n"
+    "  --title TEXT       the name shown on the pages (default: ID)\n"
+    "  --data DIR         datasets folder (default $STRATA_DATA or " DATASET_DEFAULT_ROOT ")\n"
+    "  --models DIR       folder holding the models (default $STRATA_MODELS or ./models)\n";
+
+static int id_ok(const char *s)
+{
+    if (!s[0] || s[0] == '.' || strlen(s) >= 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+/* Three comma-separated numbers; std ones must be positive. */
+static int parse_triple(const char *s, double out[3], int positive)
+{
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        out[i] = strtod(s, &end);
+        if (end == s || errno || (positive && !(out[i] > 0)) || out[i] != out[i])
+            return -1;
+        s = end;
+        if (i < 2 && *s++ != ',')
+            return -1;
+    }
+    return *s ? -1 : 0;
+}
+
+/* Appends one class name (trimmed) to arr; refuses empty names. */
+static int add_class(json_t *arr, const char *begin, const char *end)
+{
+    while (begin < end && (*begin == ' ' || *begin == '\t'))
+        begin++;
+    while (end > begin && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    if (end == begin || end - begin > 255)
+        return -1;
+    return json_array_append_new(arr, json_stringn(begin, (size_t)(end - begin)));
+}
+
+static int classes_from_list(json_t *arr, const char *list)
+{
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma ? comma : p + strlen(p);
+        if (add_class(arr, p, end) < 0)
+            return -1;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+static int classes_from_file(json_t *arr, const char *path, char *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strata_fail(err, STRATA_E_IO, "%s: %s", path, strerror(errno));
+    char line[1024];
+    int rc = 0, lineno = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t len = strcspn(line, "\n");
+        line[len] = 0;
+        int blank = 1;
+        for (char *c = line; *c; c++)
+            blank &= *c == ' ' || *c == '\t' || *c == '\r';
+        if (blank)
+            continue;
+        if (add_class(arr, line, line + len) < 0) {
+            rc = strata_fail(err, STRATA_E_ARG, "%s:%d: a class name of 1 to 255 characters",
+                             path, lineno);
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static int copy_file(const char *from, const char *to, char *err)
+{
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return strata_fail(err, STRATA_E_IO, "%s: %s", from, strerror(errno));
+    FILE *out = fopen(to, "wb");
+    if (!out) {
+        fclose(in);
+        return strata_fail(err, STRATA_E_IO, "%s: %s", to, strerror(errno));
+    }
+    char buf[1 << 16];
+    size_t n;
+    int bad = 0;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        bad |= fwrite(buf, 1, n, out) != n;
+    bad |= ferror(in);
+    fclose(in);
+    bad |= fclose(out) != 0;
+    return bad ? strata_fail(err, STRATA_E_IO, "copying %s to %s failed", from, to) : 0;
+}
+
+static void remove_folder(const char *dir)
+{
+    char path[1400];
+    const char *files[] = {"model.onnx", "model.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* The input size from the file, or --input when the file leaves it open. */
+static int input_size(const char *file, const char *flag, int *h, int *w, char *err)
+{
+    struct graph g = {0};
+    int rc = onnx_load(&g, file, err);
+    if (rc < 0)
+        return rc;
+    int64_t fh = -1, fw = -1;
+    if (g.n_inputs >= 1 && g.values[g.inputs[0]].init.ndim == 4) {
+        fh = g.values[g.inputs[0]].init.dims[2];
+        fw = g.values[g.inputs[0]].init.dims[3];
+    }
+    graph_deinit(&g);
+    if (flag) {
+        if (sscanf(flag, "%dx%d", h, w) != 2 || *h < 1 || *w < 1 || *h > 4096 || *w > 4096)
+            return strata_fail(err, STRATA_E_ARG, "--input expects HxW, e.g. 224x224, got '%s'",
+                               flag);
+        if ((fh >= 0 && fh != *h) || (fw >= 0 && fw != *w))
+            return strata_fail(err, STRATA_E_ARG, "--input %s, but the file fixes %lldx%lld",
+                               flag, (long long)fh, (long long)fw);
+        return 0;
+    }
+    if (fh < 1 || fw < 1)
+        return strata_fail(err, STRATA_E_ARG,
+                           "%s leaves the input's height and width open: give them with --input "
+                           "HxW (the size the model was trained at)",
+                           file);
+    if (fh > 4096 || fw > 4096)
+        return strata_fail(err, STRATA_E_UNSUPPORTED, "%s: input %lldx%lld is over 4096 pixels",
+                           file, (long long)fh, (long long)fw);
+    *h = (int)fh;
+    *w = (int)fw;
+    return 0;
+}
+
+int cmd_import(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"id", required_argument, 0, 'i'},     {"models", required_argument, 0, 'm'},
+        {"classes", required_argument, 0, 'c'}, {"labels", required_argument, 0, 'l'},
+        {"dataset", required_argument, 0, 'd'}, {"mean", required_argument, 0, 'M'},
+        {"std", required_argument, 0, 'S'},    {"title", required_argument, 0, 't'},
+        {"input", required_argument, 0, 'I'},  {"data", required_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+    const char *id = NULL, *models = NULL, *classes = NULL, *labels = NULL, *dataset = NULL,
+               *title = NULL, *input = NULL, *data = NULL;
+    double mean[3] = {0, 0, 0}, stdv[3] = {1, 1, 1};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i': id = optarg; break;
+        case 'm': models = optarg; break;
+        case 'c': classes = optarg; break;
+        case 'l': labels = optarg; break;
+        case 'd': dataset = optarg; break;
+        case 't': title = optarg; break;
+        case 'I': input = optarg; break;
+        case 'D': data = optarg; break;
+        case 'M':
+            if (parse_triple(optarg, mean, 0))
+                return cli_usage_error("import", "--mean expects three numbers r,g,b, got '%s'", optarg);
+            break;
+        case 'S':
+            if (parse_triple(optarg, stdv, 1))
+                return cli_usage_error("import", "--std expects three positive numbers r,g,b, got '%s'", optarg);
+            break;
+        case 'h': fputs(import_help, stdout); return EXIT_OK;
+        default: return cli_usage_error("import", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("import", "expected one ONNX file");
+    if (!id)
+        return cli_usage_error("import", "--id is required (the new model's name)");
+    if (!id_ok(id))
+        return cli_usage_error("import", "--id '%s': use letters, digits, '-', '_' and '.' only", id);
+    if (!!classes + !!labels + (dataset && !classes && !labels) == 0)
+        return cli_usage_error("import", "give the class names: --classes, --labels or --dataset");
+    if (classes && labels)
+        return cli_usage_error("import", "--classes and --labels are alternatives; give one");
+
+    const char *file = argv[optind];
+    char err[STRATA_ERR_LEN], dir[1200], tmp[1300], path[1400];
+    const char *root = cli_models_root(models);
+    snprintf(dir, sizeof dir, "%s/%s", root, id);
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return cli_fail("import", "%s already exists; choose another --id or remove it first", dir);
+
+    json_t *names = json_array();
+    int rc = 0;
+    if (classes)
+        rc = classes_from_list(names, classes) < 0
+                 ? strata_fail(err, STRATA_E_ARG, "--classes: names of 1 to 255 characters, "
+                                                  "comma-separated")
+                 : 0;
+    else if (labels)
+        rc = classes_from_file(names, labels, err);
+    else {
+        struct dataset ds = {0};
+        rc = dataset_open(&ds, dataset_root(data), dataset, "train", err);
+        for (int k = 0; rc == 0 && k < ds.n_classes; k++)
+            json_array_append_new(names, json_string(ds.classes[k]));
+        dataset_free(&ds);
+    }
+    int h = 0, w = 0;
+    if (rc == 0)
+        rc = input_size(file, input, &h, &w, err);
+    if (rc < 0) {
+        json_decref(names);
+        return cli_fail("import", "%s", err);
+    }
+
+    json_t *j = json_pack("{s:s, s:s, s:{s:i, s:i, s:i}, s:{s:[f,f,f], s:[f,f,f]}, s:o, s:s}",
+                          "id", id, "title", title ? title : id, "input", "height", h, "width", w,
+                          "channels", 3,
+                          "normalization", "mean", mean[0], mean[1], mean[2], "std", stdv[0],
+                          stdv[1], stdv[2], "classes", names, "onnx", "model.onnx");
+    if (j && dataset) /* without one, the dataset defaults to the id, as for strata's models */
+        json_object_set_new(j, "dataset", json_string(dataset));
+    snprintf(tmp, sizeof tmp, "%s/.import-%s-%d", root, id, (int)getpid());
+    if (!j || (mkdir(root, 0755) != 0 && errno != EEXIST) || mkdir(tmp, 0755) != 0) {
+        json_decref(j);
+        return cli_fail("import", "cannot create %s: %s", tmp, strerror(errno));
+    }
+    snprintf(path, sizeof path, "%s/model.json", tmp);
+    if (json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(7)) != 0)
+        rc = strata_fail(err, STRATA_E_IO, "cannot write %s", path);
+    json_decref(j);
+    snprintf(path, sizeof path, "%s/model.onnx", tmp);
+    if (rc == 0)
+        rc = copy_file(file, path, err);
+
+    /* the real check: open it as a model, exactly as every command will */
+    struct model m = {0};
+    if (rc == 0 && (rc = model_open(&m, root, tmp, err)) == 0) {
+        printf("imported %s: %d classes, input %dx%d, %d layers shown, %zu parameters\n", id,
+               m.n_classes, h, w, m.n_layers, model_trainable_count(&m));
+        model_free(&m);
+    }
+    if (rc == 0 && rename(tmp, dir) != 0)
+        rc = strata_fail(err, STRATA_E_IO, "cannot rename %s to %s: %s", tmp, dir, strerror(errno));
+    if (rc < 0) {
+        remove_folder(tmp);
+        /* name the user's file, not the temporary copy the check opened */
+        char copy[1400], *at;
+        snprintf(copy, sizeof copy, "%s/model.onnx", tmp);
+        if ((at = strstr(err, copy)))
+            return cli_fail("import", "%.*s%s%s", (int)(at - err), err, file, at + strlen(copy));
+        return cli_fail("import", "%s", err);
+    }
+    printf("wrote %s/model.json and %s/model.onnx\n", dir, dir);
+    return EXIT_OK;
+}

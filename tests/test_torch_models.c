@@ -1,0 +1,172 @@
+/*
+ * test_torch_models.c — real architectures exported from PyTorch
+ * (scripts/onnx/export_torchvision.py: ResNet-18, MobileNetV2,
+ * MobileNetV3-small, EfficientNet-B0, SqueezeNet 1.1, DenseNet-121,
+ * ShuffleNetV2-x0.5, random weights with BatchNorm statistics estimated
+ * first) run as imported strata models on real photos: every class
+ * probability must match PyTorch's within 1e-4, image by image at batch 1 and
+ * all together at batch 16.
+ *
+ * The exports and PyTorch's probabilities are made once per test run by
+ * scripts/test into $STRATA_ONNX_REFS (PyTorch runs there, never here); the
+ * photos are PNG files at the input size, so strata decodes exactly the
+ * pixels PyTorch saw. Without that folder the test is skipped with the reason.
+ */
+#include "check.h"
+#include "image.h"
+#include "model.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TOLERANCE 1e-4
+
+static const char *const archs[] = {"resnet18",        "mobilenet_v2", "mobilenet_v3_small",
+                                    "efficientnet_b0", "squeezenet1_1", "densenet121",
+                                    "shufflenet_v2_x0_5"};
+
+static const char *refs_dir(void)
+{
+    const char *d = getenv("STRATA_ONNX_REFS");
+    return d && d[0] ? d : NULL;
+}
+
+/* Writes <tmp>/<arch>/model.json naming the reference's .onnx (linked). */
+static int make_model_dir(const char *refs, const char *arch, const json_t *ref, char *dir,
+                          size_t len)
+{
+    snprintf(dir, len, "%s/models/%s", refs, arch);
+    char path[1400], target[1400];
+    snprintf(path, sizeof path, "%s/models", refs);
+    mkdir(path, 0755);
+    mkdir(dir, 0755);
+    int K = (int)json_array_size(json_array_get(json_object_get(ref, "probs_batch1"), 0));
+    json_t *classes = json_array();
+    for (int k = 0; k < K; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%d", k);
+        json_array_append_new(classes, json_string(name));
+    }
+    json_t *input = json_object_get(ref, "input");
+    json_t *j = json_pack("{s:s, s:{s:O, s:O, s:i}, s:{s:O, s:O}, s:o, s:s}", "id", arch, "input",
+                          "height", json_array_get(input, 0), "width", json_array_get(input, 1),
+                          "channels", 3, "normalization", "mean", json_object_get(ref, "mean"),
+                          "std", json_object_get(ref, "std"), "classes", classes, "onnx",
+                          "model.onnx");
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    int rc = json_dump_file(j, path, JSON_INDENT(1));
+    json_decref(j);
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    snprintf(target, sizeof target, "%s/%s", refs, json_string_value(json_object_get(ref, "onnx")));
+    unlink(path);
+    return rc || symlink(target, path);
+}
+
+/* Largest |strata - torch| over images [0, n) of probs (strata) against
+ * rows of want. */
+static double max_diff(const float *probs, const json_t *want, int first, int n, int K)
+{
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        const json_t *row = json_array_get(want, (size_t)(first + i));
+        for (int k = 0; k < K; k++) {
+            double d = fabs(probs[(size_t)i * K + k] - json_real_value(json_array_get(row, (size_t)k)));
+            worst = d > worst ? d : worst;
+        }
+    }
+    return worst;
+}
+
+static void check_arch(const char *arch)
+{
+    const char *refs = refs_dir();
+    char path[1400], dir[1200], err[STRATA_ERR_LEN];
+    snprintf(path, sizeof path, "%s/%s.reference.json", refs, arch);
+    json_error_t je;
+    json_t *ref = json_load_file(path, 0, &je);
+    CHECK_MSG(ref != NULL, "%s: %s", path, je.text);
+    if (!ref)
+        return;
+    CHECK(make_model_dir(refs, arch, ref, dir, sizeof dir) == 0);
+    struct model m = {0};
+    int rc = model_open(&m, NULL, dir, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    json_t *images = json_object_get(ref, "images");
+    int n = (int)json_array_size(images), K = m.n_classes;
+    CHECK(n == 16);
+    if (rc == 0 && n > 0) {
+        size_t in = (size_t)m.input.h * m.input.w * 3;
+        float *x = malloc((size_t)n * in * sizeof *x);
+        for (int i = 0; i < n; i++) {
+            struct image img = {0};
+            snprintf(path, sizeof path, "%s/%s", refs,
+                     json_string_value(json_array_get(images, (size_t)i)));
+            CHECK_MSG(image_load(path, &img, err) == 0, "%s", err);
+            CHECK(img.w == m.input.w && img.h == m.input.h);
+            if (img.rgb)
+                model_normalise(&m, img.rgb, x + (size_t)i * in);
+            image_free(&img);
+        }
+        struct model_workspace ws;
+        CHECK_MSG(model_workspace_init(&ws, &m, n, 0, err) == 0, "%s", err);
+        double worst1 = 0, worst16;
+        for (int i = 0; i < n; i++) {
+            model_forward(&m, &ws, x + (size_t)i * in, 1, 0);
+            double d = max_diff(model_output(&ws, m.n_layers - 1),
+                                json_object_get(ref, "probs_batch1"), i, 1, K);
+            worst1 = d > worst1 ? d : worst1;
+        }
+        model_forward(&m, &ws, x, n, 0);
+        worst16 = max_diff(model_output(&ws, m.n_layers - 1), json_object_get(ref, "probs_batch16"),
+                           0, n, K);
+        printf("# %s: %d classes, %d layers shown; max |strata - torch| %.2g at batch 1, %.2g at "
+               "batch 16\n",
+               arch, K, m.n_layers, worst1, worst16);
+        CHECK(worst1 <= TOLERANCE);
+        CHECK(worst16 <= TOLERANCE);
+        /* the probabilities must say something: not all equal */
+        const float *p = model_output(&ws, m.n_layers - 1);
+        float lo = p[0], hi = p[0];
+        for (int k = 0; k < K; k++) {
+            lo = p[k] < lo ? p[k] : lo;
+            hi = p[k] > hi ? p[k] : hi;
+        }
+        CHECK_MSG(hi - lo > 1e-3, "%s: flat probabilities (%.3g to %.3g)", arch, lo, hi);
+        model_workspace_free(&ws);
+        free(x);
+    }
+    model_free(&m);
+    json_decref(ref);
+}
+
+int main(void)
+{
+    for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
+        char path[1200];
+        if (!refs_dir()) {
+            check_count++;
+            printf("ok %d - %s # SKIP STRATA_ONNX_REFS is not set: scripts/test exports the "
+                   "reference models with python3-torch (scripts/setup --test installs it)\n",
+                   check_count, archs[a]);
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s.reference.json", refs_dir(), archs[a]);
+        if (access(path, F_OK) != 0) {
+            check_count++;
+            check_failed_total++;
+            printf("not ok %d - %s\n#   %s is missing: the export failed\n", check_count,
+                   archs[a], path);
+            continue;
+        }
+        check_current_failed = 0;
+        check_arch(archs[a]);
+        check_count++;
+        if (check_current_failed)
+            check_failed_total++;
+        printf("%s %d - %s\n", check_current_failed ? "not ok" : "ok", check_count, archs[a]);
+    }
+    return check_done();
+}
