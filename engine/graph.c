@@ -234,7 +234,8 @@ static int sort_nodes(struct graph *g, char *err)
     }
     for (int i = 0; i < N; i++)
         sorted[i] = g->nodes[order[i]];
-    memcpy(g->nodes, sorted, (size_t)N * sizeof *sorted);
+    if (N)
+        memcpy(g->nodes, sorted, (size_t)N * sizeof *sorted);
     for (int i = 0; i < N; i++)
         for (int k = 0; k < g->nodes[i].n_outputs; k++)
             g->values[g->nodes[i].outputs[k]].producer = i;

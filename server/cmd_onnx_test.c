@@ -29,7 +29,7 @@ static const char *const onnx_test_help =
 
 struct op_count {
     char name[48];
-    int pass, fail, skip;
+    int pass, fail;
 };
 
 struct tally {
@@ -54,7 +54,6 @@ static void count_ops(struct tally *t, const struct conformance_result *r)
         }
         t->ops[i].pass += r->verdict == CONFORMANCE_PASS;
         t->ops[i].fail += r->verdict == CONFORMANCE_FAIL;
-        t->ops[i].skip += r->verdict == CONFORMANCE_SKIP;
     }
 }
 
@@ -158,11 +157,12 @@ int cmd_onnx_test(int argc, char **argv)
             return cli_fail("onnx-test", "%s: neither a test case nor a folder of test cases",
                             argv[i]);
     qsort(t.ops, (size_t)t.n_ops, sizeof t.ops[0], by_op);
-    printf("\nper op (cases using it): passed / failed / skipped\n");
+    /* a skipped case is usually one whose model did not load, so its ops are
+     * not known: the table counts the cases that ran */
+    printf("\ncases run, per op used: passed / failed\n");
     for (int i = 0; i < t.n_ops; i++)
         if (t.ops[i].pass || t.ops[i].fail)
-            printf("  %-22s %4d %4d %4d\n", t.ops[i].name, t.ops[i].pass, t.ops[i].fail,
-                   t.ops[i].skip);
+            printf("  %-22s %4d %4d\n", t.ops[i].name, t.ops[i].pass, t.ops[i].fail);
     printf("\n%d passed, %d failed, %d skipped\n", t.pass, t.fail, t.skip);
     return t.fail ? EXIT_FAIL : EXIT_OK;
 }

@@ -28,9 +28,13 @@
  *   CONV_DIRECT  one input channel per group (Cg = 1, group > 1: depthwise,
  *                possibly with a channel multiplier Mg): each output plane is
  *                a weighted sum of kH·kW shifted copies of one input plane,
- *                computed straight from the input a row at a time. As a GEMM
- *                this would be Mg × 9 × P products, all overhead.
- * The bias is written into Y first and the GEMM adds onto it (beta = 1).
+ *                computed a row at a time with every tap of a window in one
+ *                unrolled chain (vectorised over the row; the padding comes
+ *                from zero-padded copies of small planes or border rows in a
+ *                16 KB stack buffer, see conv_direct_forward_piece). As a
+ *                GEMM this would be Mg × 9 × P products, all overhead.
+ * On the GEMM paths the bias is written into Y first and the GEMM adds onto
+ * it (beta = 1).
  *
  * Backward, with dY [N, M, Ho, Wo]:
  *   dB[m]   += Σ_{n, p} dY[n, m, p]

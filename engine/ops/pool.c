@@ -27,7 +27,8 @@
  * and a nonzero divisor.
  *
  * Backward: MaxPool routes dY to the window's argmax, recomputed from X
- * (the first maximum in row-major window order wins ties, as in forward);
+ * (the first maximum in row-major window order wins ties; its value is the
+ * one forward output);
  * AveragePool spreads dY / divisor over the taps inside.
  *
  * Global pools take X [N, C, D1, ..., Dk] (k ≥ 1) to [N, C, 1, ..., 1]: the
@@ -40,13 +41,16 @@
  * storage_order = 1 (column-major Indices) and its second output Indices
  * are refused, as are AveragePool dilations (opset 19) other than 1.
  *
- * Planes (n, c) are independent: every loop runs on the engine's threads
- * (parallel.h), a plane in exactly one piece. No scratch.
+ * Forward goes tap by tap over whole output rows (pool_plane), which keeps
+ * the inner loops long and free of bounds checks; backward goes window by
+ * window. Planes (n, c) are independent: every loop runs on the engine's
+ * threads (parallel.h), a plane in exactly one piece. No scratch.
  */
 #include "op.h"
 
 #include <assert.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -394,31 +398,76 @@ static inline float pool_divisor(const struct pool_params *p, const struct pool_
     return (float)((a1 - a0) * (b1 - b0));
 }
 
+/* Output positions o in [*lo, *hi) of an axis of `out` positions whose tap
+ * o·s + off lies inside [0, n). */
+static void pool_out_range(int n, int off, int s, int out, int *lo, int *hi)
+{
+    int a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int b = n - off <= 0 ? 0 : (n - off - 1) / s + 1;
+    *lo = a < out ? a : out;
+    *hi = b < out ? b : out;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* Max or average pooling of one plane, tap by tap: yp starts at −∞ (max)
+ * or 0 (sum), and every kernel tap (ky, kx) takes one pass over the output
+ * rows it reaches, keeping the larger value or adding. The maximum does not
+ * depend on the order the taps come in, and every window has at least one
+ * tap inside (infer checks), so no −∞ survives; sums are then divided by
+ * each window's divisor. For stride 1 the passes run over consecutive
+ * floats. */
+static void pool_plane(float *restrict yp, const float *restrict xp, const struct pool_params *p,
+                       const struct pool_geom *g)
+{
+    const int is_max = p->kind == POOL_MAX;
+    for (size_t k = 0; k < (size_t)g->Ho * g->Wo; k++)
+        yp[k] = is_max ? -INFINITY : 0.0f;
+    for (int kx = 0; kx < g->kw; kx++) {
+        const int off = kx * g->dw - g->pl;
+        int lo, hi;
+        pool_out_range(g->W, off, g->sw, g->Wo, &lo, &hi);
+        if (hi <= lo)
+            continue;
+        for (int oy = 0; oy < g->Ho; oy++) {
+            float *restrict yr = yp + (size_t)oy * g->Wo + lo;
+            for (int ky = 0; ky < g->kh; ky++) {
+                const int iy = oy * g->sh - g->pt + ky * g->dh;
+                if (iy < 0 || iy >= g->H)
+                    continue;
+                /* the tap of output column lo, inside the input row */
+                const float *restrict xr = xp + (size_t)iy * g->W + (lo * g->sw + off);
+                const int n = hi - lo;
+                if (is_max && g->sw == 1)
+                    for (int k = 0; k < n; k++)
+                        yr[k] = xr[k] > yr[k] ? xr[k] : yr[k];
+                else if (is_max)
+                    for (int k = 0; k < n; k++) {
+                        const float v = xr[(size_t)k * g->sw];
+                        yr[k] = v > yr[k] ? v : yr[k];
+                    }
+                else if (g->sw == 1)
+                    for (int k = 0; k < n; k++)
+                        yr[k] += xr[k];
+                else
+                    for (int k = 0; k < n; k++)
+                        yr[k] += xr[(size_t)k * g->sw];
+            }
+        }
+    }
+    if (is_max)
+        return;
+    for (int oy = 0; oy < g->Ho; oy++)
+        for (int ox = 0; ox < g->Wo; ox++)
+            yp[(size_t)oy * g->Wo + ox] /= pool_divisor(p, g, pool_window(g, oy, ox));
+}
+
 static void pool_forward_piece(void *ctx, int i0, int i1)
 {
     const struct pool_job *j = ctx;
     const struct pool_geom *g = j->g;
-    for (int i = i0; i < i1; i++) {
-        const float *xp = j->x + (size_t)i * g->H * g->W;
-        float *yp = j->y + (size_t)i * g->Ho * g->Wo;
-        for (int oy = 0; oy < g->Ho; oy++)
-            for (int ox = 0; ox < g->Wo; ox++) {
-                const struct pool_win w = pool_window(g, oy, ox);
-                float v;
-                if (j->p->kind == POOL_MAX) {
-                    v = xp[pool_argmax(g, xp, w)];
-                } else {
-                    float s = 0;
-                    for (int ky = w.y0; ky < w.y1; ky++) {
-                        const float *row = xp + (size_t)(w.iy + ky * g->dh) * g->W;
-                        for (int kx = w.x0; kx < w.x1; kx++)
-                            s += row[w.ix + kx * g->dw];
-                    }
-                    v = s / pool_divisor(j->p, g, w);
-                }
-                yp[(size_t)oy * g->Wo + ox] = v;
-            }
-    }
+    for (int i = i0; i < i1; i++)
+        pool_plane(j->y + (size_t)i * g->Ho * g->Wo, j->x + (size_t)i * g->H * g->W, j->p, g);
 }
 
 static void pool_backward_piece(void *ctx, int i0, int i1)
