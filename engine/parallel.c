@@ -54,6 +54,12 @@
  * to wait on, few enough that each piece is still worth a claim. */
 #define PARALLEL_SPLIT 4
 
+/* How long an idle worker keeps looking for the next loop before it sleeps:
+ * a forward pass posts loops microseconds apart, and a kernel wake-up costs
+ * about as much as a small loop. Short, because while it spins the core is
+ * not free for OpenBLAS's threads or another process. */
+#define PARALLEL_SPIN_S 50e-6
+
 /* Loops shorter than this are not judged: their timing is mostly noise. */
 #define PARALLEL_JUDGE_S 200e-6
 /* A loop that took this many times its one-thread estimate stalled. */
@@ -190,12 +196,36 @@ static int run_pieces(parallel_fn fn, void *ctx, int n, int parts)
     }
 }
 
+/* Spins up to PARALLEL_SPIN_S for `*word` to differ from `value` (read
+ * without the lock); returns 1 if it did. */
+static int spin_until_changed(const unsigned long *word, unsigned long value)
+{
+    const double until = now_seconds() + PARALLEL_SPIN_S;
+    for (int i = 0;; i++) {
+        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != value)
+            return 1;
+        if ((i & 63) == 63 && now_seconds() > until)
+            return 0;
+#if defined(__SSE__)
+        _mm_pause();
+#endif
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     const int index = (int)(w - pool.workers);
     pthread_mutex_lock(&pool.lock);
     for (;;) {
+        if (w->seen == pool.gen) {
+            /* The next loop usually follows within microseconds (the next
+             * op of a forward pass): wait for it awake for a moment before
+             * sleeping, which would cost a wake-up through the kernel. */
+            pthread_mutex_unlock(&pool.lock);
+            spin_until_changed(&pool.gen, w->seen);
+            pthread_mutex_lock(&pool.lock);
+        }
         while (w->seen == pool.gen)
             pthread_cond_wait(&pool.wake, &pool.lock);
         w->seen = pool.gen;
@@ -213,7 +243,8 @@ static void *worker_main(void *arg)
         __atomic_fetch_add(&worker_pieces, (long)done, __ATOMIC_RELAXED);
 
         pthread_mutex_lock(&pool.lock);
-        if (--pool.active == 0 && !pool.open)
+        __atomic_store_n(&pool.active, pool.active - 1, __ATOMIC_RELEASE);
+        if (pool.active == 0 && !pool.open)
             pthread_cond_signal(&pool.idle);
     }
     return NULL;
@@ -292,7 +323,7 @@ void parallel_for_grain(int n, int grain, parallel_fn fn, void *ctx)
     pool.helpers = helpers;
     pool.open = 1;
     fp_capture(&pool.fp);
-    pool.gen++;
+    __atomic_store_n(&pool.gen, pool.gen + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 
@@ -301,6 +332,19 @@ void parallel_for_grain(int n, int grain, parallel_fn fn, void *ctx)
 
     pthread_mutex_lock(&pool.lock);
     pool.open = 0;
+    if (pool.active > 0) {
+        /* a worker still inside a piece usually ends within microseconds */
+        pthread_mutex_unlock(&pool.lock);
+        const double until = now_seconds() + PARALLEL_SPIN_S;
+        for (int i = 0; __atomic_load_n(&pool.active, __ATOMIC_ACQUIRE) > 0; i++) {
+            if ((i & 63) == 63 && now_seconds() > until)
+                break;
+#if defined(__SSE__)
+            _mm_pause();
+#endif
+        }
+        pthread_mutex_lock(&pool.lock);
+    }
     while (pool.active > 0)
         pthread_cond_wait(&pool.idle, &pool.lock);
     pthread_mutex_unlock(&pool.lock);

@@ -1,13 +1,15 @@
 /*
- * parallel.h — a small persistent thread pool for the engine's loops that are
- * not GEMM (im2col, write-back, pooling, batch-norm passes, activations,
- * augmentation), so that they use every core OpenBLAS uses.
+ * parallel.h — a small persistent thread pool for the engine's loops that
+ * OpenBLAS does not run (strata's own sgemm, im2col, write-back, pooling,
+ * batch-norm passes, activations, augmentation), so that they use every core.
  *
  * parallel_for(n, fn, ctx) runs fn(ctx, begin, end) over contiguous ranges
  * that cover [0, n) exactly once, on the calling thread and the pool's
- * workers, and returns when all of them are done. The workers sleep on a
- * condition variable between loops (no spinning: OpenBLAS's own threads
- * need the cores during GEMMs).
+ * workers, and returns when all of them are done. Between loops the workers
+ * watch for the next one for 50 µs (a forward pass posts them microseconds
+ * apart, and a wake-up through the kernel costs as much as a small loop),
+ * then sleep on a condition variable, leaving the cores to OpenBLAS's
+ * threads and to other processes.
  *
  * Determinism is the caller's side of the contract: how [0, n) is cut
  * depends on the thread count and on timing, so fn must compute every output

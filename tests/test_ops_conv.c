@@ -37,9 +37,11 @@
 #include "opcheck.h"
 #include "ops/ops.h"
 #include "parallel.h"
+#include "sgemm.h"
 #include "status.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #define FD_RTOL 1e-2
@@ -373,8 +375,62 @@ TEST(conv_hand_worked)
     opcheck_free(&r);
 }
 
-/* Scratch: im2col needs K·P = (C/group)·kH·kW·Ho·Wo floats; the 1x1 and
- * depthwise paths need none. */
+/* Shapes that exercise sgemm's edges through the convolution: K over one
+ * packed slice (192), rows not a multiple of the 8-row tile, panels that span
+ * several images (P < 48), a 1×1 layer with a long K, a strided 7×7 stem and
+ * a dilated grouped layer; forward only, against the reference. */
+TEST(conv_sgemm_shapes)
+{
+    static const struct conv_case big[] = {
+        {"K 216 over two slices, M 20", 3, 24, 9, 9, 20, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
+        {"P 16: panels across images", 5, 8, 4, 4, 9, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
+        {"1x1 K 200", 2, 200, 7, 7, 10, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NULL, 0},
+        {"7x7 s2 stem", 2, 3, 30, 30, 16, 7, 7, 2, 2, 1, 1, {3, 3, 3, 3}, 1, NULL, 1},
+        {"group 2 dilation 2", 2, 16, 11, 10, 12, 3, 3, 1, 2, 2, 2, {2, 1, 2, 3}, 2, NULL, 1},
+        {"P 1: one column per image", 7, 40, 3, 3, 17, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NULL, 1},
+    };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        const struct conv_case *c = &big[i];
+        struct tview x = tensor4(c->N, c->C, c->H, c->W, 700 + i);
+        struct tview w = tensor4(c->M, c->C / c->group, c->kh, c->kw, 710 + i);
+        struct tview b = opcheck_tensor(1, (int64_t[]){c->M}, 720 + i);
+        struct attr a[] = {OPCHECK_INTS("strides", c->sh, c->sw), OPCHECK_INTS("dilations", c->dh, c->dw),
+                           OPCHECK_INT("group", c->group),
+                           OPCHECK_INTS("pads", c->pads[0], c->pads[1], c->pads[2], c->pads[3])};
+        struct opcheck_run r;
+        int rc = opcheck_forward(&r, &op_conv, 13, a, 4, (struct tview *[]){&x, &w, c->bias ? &b : NULL},
+                                 c->bias ? 3 : 2, 1);
+        CHECK_MSG(rc == 0, "%s: %s", c->name, r.err);
+        if (rc == 0) {
+            const int Ho = (c->H + c->pads[0] + c->pads[2] - (c->kh - 1) * c->dh - 1) / c->sh + 1;
+            const int Wo = (c->W + c->pads[1] + c->pads[3] - (c->kw - 1) * c->dw - 1) / c->sw + 1;
+            const size_t ny = (size_t)c->N * c->M * Ho * Wo;
+            double *ref = malloc(ny * sizeof *ref);
+            float *want = malloc(ny * sizeof *want);
+            ref_conv(ref, tview_f(&x), tview_f(&w), c->bias ? tview_f(&b) : NULL, c, c->pads[0],
+                     c->pads[1], Ho, Wo);
+            for (size_t k = 0; k < ny; k++)
+                want[k] = (float)ref[k];
+            check_output(&r, 4, (int64_t[]){c->N, c->M, Ho, Wo}, want, 1e-5, c->name);
+            free(ref);
+            free(want);
+        }
+        opcheck_free(&r);
+        free(x.data);
+        free(w.data);
+        free(b.data);
+    }
+}
+
+/* Scratch: im2col needs K·P = (C/group)·kH·kW·Ho·Wo floats (backward still
+ * builds it), and with sgemm the packed panels of every thread too; the
+ * depthwise path needs none. */
+static size_t want_scratch(size_t col, int Mg, int N, int K)
+{
+    size_t packed = sgemm_available() ? sgemm_scratch(Mg, N, K, parallel_threads()) : 0;
+    return col > packed ? col : packed;
+}
+
 TEST(conv_scratch_sizes)
 {
     struct tview x = tensor4(2, 4, 6, 6, 1), w3 = tensor4(6, 2, 3, 3, 2), w1 = tensor4(6, 4, 1, 1, 3),
@@ -382,10 +438,10 @@ TEST(conv_scratch_sizes)
     struct opcheck_run r;
     struct attr g2[] = {OPCHECK_INT("group", 2), OPCHECK_INTS("pads", 1, 1, 1, 1)};
     CHECK(opcheck_forward(&r, &op_conv, 13, g2, 2, (struct tview *[]){&x, &w3}, 2, 1) == 0);
-    CHECK_EQ_INT(r.scratch_len, 2 * 3 * 3 * 6 * 6);
+    CHECK_EQ_INT(r.scratch_len, want_scratch(2 * 3 * 3 * 6 * 6, 3, 2 * 36, 18));
     opcheck_free(&r);
     CHECK(opcheck_forward(&r, &op_conv, 13, NULL, 0, (struct tview *[]){&x, &w1}, 2, 1) == 0);
-    CHECK_EQ_INT(r.scratch_len, 0);
+    CHECK_EQ_INT(r.scratch_len, want_scratch(0, 6, 2 * 36, 4));
     opcheck_free(&r);
     struct attr dw[] = {OPCHECK_INT("group", 4)};
     CHECK(opcheck_forward(&r, &op_conv, 13, dw, 1, (struct tview *[]){&x, &wd}, 2, 1) == 0);
@@ -1172,11 +1228,29 @@ TEST(thread_splits_do_not_change_results)
     free(v.data);
 }
 
+/* Every convolution test, with sgemm (where the CPU has AVX-512) and with
+ * the BLAS fallback every machine runs. */
+static void run_conv_tests(const char *mode)
+{
+    char name[96];
+#define RUN_MODE(t) (snprintf(name, sizeof name, "%s (%s)", #t, mode), check_run(test_##t, name))
+    RUN_MODE(conv_matches_direct_reference);
+    RUN_MODE(conv_hand_worked);
+    RUN_MODE(conv_sgemm_shapes);
+    RUN_MODE(conv_scratch_sizes);
+    RUN_MODE(thread_splits_do_not_change_results);
+#undef RUN_MODE
+}
+
 int main(void)
 {
-    RUN(conv_matches_direct_reference);
-    RUN(conv_hand_worked);
-    RUN(conv_scratch_sizes);
+    if (sgemm_available())
+        run_conv_tests("sgemm");
+    else
+        SKIP(conv_tests_with_sgemm, "this CPU has no AVX-512: only the fallback runs");
+    sgemm_set_enabled(0);
+    run_conv_tests("fallback");
+    sgemm_set_enabled(1);
     RUN(conv_refusals);
     RUN(pool_hand_worked);
     RUN(global_pool_hand_worked);
@@ -1189,6 +1263,5 @@ int main(void)
     RUN(pad_hand_worked);
     RUN(pad_gradients);
     RUN(pad_refusals);
-    RUN(thread_splits_do_not_change_results);
     return check_done();
 }

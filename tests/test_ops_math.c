@@ -21,7 +21,10 @@
 #include "opcheck.h"
 #include "ops/ops.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FD_RTOL 1e-2
@@ -475,6 +478,52 @@ TEST(prelu_forms)
     CHECK_MSG(strstr(r.err, "does not broadcast onto X"), "%s", r.err);
     opcheck_free(&r);
     free(x.data), free(s.data), free(big.data), free(s3.data), free(sbig.data);
+}
+
+/* Sigmoid and Tanh against double precision over their whole useful range:
+ * every step of 1/1024 on [-110, 110] (which covers the subnormal tail of
+ * the sigmoid and the saturation of both) and the first 1/8 around 0 in
+ * finer steps (tanh's series branch and where it hands over). Relative error at most 8 float ulps
+ * (4.8e-7) where the true value is a normal float, absolute at most 2^-149
+ * ×4 below. */
+TEST(sigmoid_tanh_match_double_precision)
+{
+    const int n = 2 * 110 * 1024 + 1 + 2 * 16384;
+    float *xs = malloc((size_t)n * sizeof *xs);
+    int k = 0;
+    for (int i = -110 * 1024; i <= 110 * 1024; i++)
+        xs[k++] = (float)i / 1024.0f;
+    for (int i = 1; i <= 16384; i++) {
+        xs[k++] = (float)i / 131072.0f;
+        xs[k++] = -(float)i / 131072.0f;
+    }
+    struct tview x = tv_vals(1, (int64_t[]){n}, xs);
+    const struct op *ops[] = {&op_sigmoid, &op_tanh};
+    for (int o = 0; o < 2; o++) {
+        struct opcheck_run r;
+        CHECK_EQ_INT(opcheck_forward(&r, ops[o], 13, NULL, 0, (struct tview *[]){&x}, 1, 1), 0);
+        const float *y = tview_f(&r.out[0]);
+        double worst_rel = 0, worst_abs = 0;
+        float at = 0;
+        for (int i = 0; i < n; i++) {
+            const double v = xs[i];
+            const double want = o == 0 ? 1.0 / (1.0 + exp(-v)) : tanh(v);
+            const double diff = fabs(y[i] - want);
+            if (fabs(want) >= FLT_MIN) {
+                if (diff / fabs(want) > worst_rel)
+                    worst_rel = diff / fabs(want), at = xs[i];
+            }
+            else if (diff > worst_abs)
+                worst_abs = diff;
+        }
+        printf("# %s: worst relative error %.3g (at x = %g), worst absolute below FLT_MIN %.3g\n",
+             ops[o]->name, worst_rel, at, worst_abs);
+        CHECK_MSG(worst_rel <= 4.8e-7, "%s: relative error %g at x = %g", ops[o]->name, worst_rel, at);
+        CHECK_MSG(worst_abs <= 4 * 1.401298464e-45, "%s: absolute error %g", ops[o]->name, worst_abs);
+        opcheck_free(&r);
+    }
+    free(xs);
+    free(x.data);
 }
 
 TEST(activations_large_inputs)
@@ -1132,6 +1181,7 @@ int main(void)
     RUN(activations_hand_worked);
     RUN(clip_forms);
     RUN(prelu_forms);
+    RUN(sigmoid_tanh_match_double_precision);
     RUN(activations_large_inputs);
     RUN(activations_gradients);
     RUN(activations_refuse_int64);

@@ -22,10 +22,13 @@
 
 #include <assert.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../parallel.h"
 #include "../status.h"
 
 enum act_kind {
@@ -93,14 +96,103 @@ static int act_infer(const struct node *node, const struct tview *const *in,
     return 0;
 }
 
+/* Float bits, and float selects done on them: the loops below are written
+ * without a floating-point comparison feeding a choice, because GCC only
+ * turns such a choice into a vector blend when comparisons may not trap
+ * (-fno-trapping-math, which the tests that enable traps rule out). */
+static inline uint32_t act_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float act_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* min(a, b) for a, b ≥ 0 (their bit patterns order as the values do). */
+static inline float act_min_nonneg(float a, float b)
+{
+    const uint32_t x = act_bits(a), y = act_bits(b);
+    return act_float(x < y ? x : y);
+}
+
+/* e^t for −104 ≤ t ≤ 0, in plain arithmetic the compiler vectorises (libm's
+ * expf is a call per element, and made Sigmoid the slowest op of
+ * EfficientNet): t = k·ln 2 + r with k = round(t / ln 2) and |r| ≤ ln 2 / 2
+ * (ln 2 in two parts, so r is exact to float precision), e^r by its Taylor
+ * polynomial to r⁷ (truncation below 6e-9, relative), times 2^k put straight
+ * into the exponent bits, in two halves so that results down to the
+ * subnormals come out right (at −104, e^t is below half the smallest
+ * subnormal and the product rounds to 0). Relative error: a few float ulps
+ * (checked against double precision in test_ops_math). */
+static inline float act_exp_nonpositive(float t)
+{
+    /* k = round(t / ln 2) ≤ 0, by truncating a non-negative number */
+    const int32_t ki = -(int32_t)(0.5f - t * 1.44269504f);
+    const float k = (float)ki;
+    const float r = (t - k * 0.693145752f) - k * 1.42860677e-6f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const int32_t k1 = ki / 2, k2 = ki - k1; /* each ≥ −75: a normal 2^k */
+    return p * act_float((uint32_t)(k1 + 127) << 23) * act_float((uint32_t)(k2 + 127) << 23);
+}
+
 /* Stable for any x: exp is only taken of a non-positive number, so it cannot
- * overflow; a large |x| underflows to exactly 0 or 1. */
+ * overflow; a large |x| underflows to 0 or 1. σ(x) = 1/(1 + e) for x ≥ 0 and
+ * e/(1 + e) below, with e = e^−|x|: one division whichever the sign. */
 static inline float act_sigmoidf(float x)
 {
-    if (x >= 0.0f)
-        return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
+    const float e = act_exp_nonpositive(-act_min_nonneg(fabsf(x), 104.0f));
+    const uint32_t negative = 0u - (act_bits(x) >> 31); /* all ones when x < 0 */
+    const float num = act_float((act_bits(1.0f) & ~negative) | (act_bits(e) & negative));
+    return num / (1.0f + e);
+}
+
+/* tanh x = sign(x)·(1 − e)/(1 + e) with e = e^(−2|x|). Near 0, 1 − e loses
+ * the low bits of x; below |x| = 1/8 the odd series x − x³/3 + 2x⁵/15 −
+ * 17x⁷/315 + 62x⁹/2835 is used instead (its truncation, 1382x¹¹/155925, is
+ * below 1e-12 relative there).
+ * Both come from a clamped |x|, so no lane overflows (tanh is exactly ±1 in
+ * float beyond |x| = 10), then one is picked. */
+static inline float act_tanhf(float x)
+{
+    const float a = fabsf(x);
+    const float e = act_exp_nonpositive(-2.0f * act_min_nonneg(a, 10.0f));
+    const float big = (1.0f - e) / (1.0f + e);
+    const float as = act_min_nonneg(a, 0.125f), s2 = as * as;
+    const float small =
+        as * (1.0f + s2 * (-1.0f / 3.0f + s2 * (2.0f / 15.0f +
+                                                s2 * (-17.0f / 315.0f + s2 * (62.0f / 2835.0f)))));
+    const uint32_t t = act_bits(a) < act_bits(0.125f) ? act_bits(small) : act_bits(big);
+    return act_float(t | (act_bits(x) & 0x80000000u));
+}
+
+/* Sigmoid and Tanh over [i0, i1), vectorised for the CPU at hand. */
+#define ACT_VECTOR __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+ACT_VECTOR static void act_sigmoid_run(float *restrict y, const float *restrict x, int64_t i0,
+                                       int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++)
+        y[i] = act_sigmoidf(x[i]);
+}
+
+ACT_VECTOR static void act_tanh_run(float *restrict y, const float *restrict x, int64_t i0,
+                                    int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++)
+        y[i] = act_tanhf(x[i]);
 }
 
 /* Clip's bounds: the attributes before opset 11, else the constant inputs
@@ -119,56 +211,84 @@ static void clip_bounds(const struct node *node, const struct tview *const *in, 
     }
 }
 
-static void act_forward(const struct node *node, const struct tview *const *in,
-                        struct tview *const *out, struct op_ctx *ctx)
+/* Elements per piece of a parallel activation loop. */
+#define ACT_CHUNK 4096
+
+struct act_job {
+    const struct act_params *p;
+    float lo, hi;       /* Clip's bounds */
+    const float *x;
+    float *y;
+    int64_t n;
+};
+
+/* Elements [i0, i1) of y = f(x); each element on its own, so any split gives
+ * the same result. */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void act_apply(const struct act_job *j, int64_t i0, int64_t i1)
 {
-    const struct act_params *p = node->params;
-    const float *x = tview_f(in[0]);
-    float *y = tview_f(out[0]);
-    int64_t n = tview_count(in[0]);
-    switch (p->kind) {
+    const float *restrict x = j->x;
+    float *restrict y = j->y;
+    switch (j->p->kind) {
     case ACT_RELU: /* y = max(0, x) */
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = i0; i < i1; i++)
             y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case ACT_LEAKY_RELU: { /* y = x for x > 0, alpha·x otherwise */
-        float a = p->alpha;
-        for (int64_t i = 0; i < n; i++)
+        const float a = j->p->alpha;
+        for (int64_t i = i0; i < i1; i++)
             y[i] = x[i] > 0.0f ? x[i] : a * x[i];
         break;
     }
     case ACT_CLIP: { /* y = min(max(x, lo), hi): hi everywhere when lo > hi, as ONNX says */
-        float lo, hi;
-        clip_bounds(node, in, &lo, &hi);
-        for (int64_t i = 0; i < n; i++) {
+        const float lo = j->lo, hi = j->hi;
+        for (int64_t i = i0; i < i1; i++) {
             float v = x[i] > lo ? x[i] : lo;
             y[i] = v < hi ? v : hi;
         }
         break;
     }
     case ACT_SIGMOID: /* y = 1 / (1 + e^-x) */
-        for (int64_t i = 0; i < n; i++)
-            y[i] = act_sigmoidf(x[i]);
+        act_sigmoid_run(y, x, i0, i1);
         break;
     case ACT_HARD_SIGMOID: { /* y = max(0, min(1, alpha·x + beta)) */
-        float a = p->alpha, b = p->beta;
-        for (int64_t i = 0; i < n; i++) {
+        const float a = j->p->alpha, b = j->p->beta;
+        for (int64_t i = i0; i < i1; i++) {
             float v = a * x[i] + b;
             y[i] = v <= 0.0f ? 0.0f : v >= 1.0f ? 1.0f : v;
         }
         break;
     }
     case ACT_HARD_SWISH: /* y = x · max(0, min(1, x/6 + 1/2)) */
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = i0; i < i1; i++) {
             float v = x[i] / 6.0f + 0.5f;
             y[i] = v <= 0.0f ? 0.0f : v >= 1.0f ? x[i] : x[i] * v;
         }
         break;
-    case ACT_TANH: /* tanhf saturates to ±1 without overflow */
-        for (int64_t i = 0; i < n; i++)
-            y[i] = tanhf(x[i]);
+    case ACT_TANH: /* saturates to ±1 without overflow */
+        act_tanh_run(y, x, i0, i1);
         break;
     }
+}
+
+static void act_piece(void *ctx, int c0, int c1)
+{
+    const struct act_job *j = ctx;
+    const int64_t i1 = (int64_t)c1 * ACT_CHUNK;
+    act_apply(j, (int64_t)c0 * ACT_CHUNK, i1 < j->n ? i1 : j->n);
+}
+
+static void act_forward(const struct node *node, const struct tview *const *in,
+                        struct tview *const *out, struct op_ctx *ctx)
+{
+    (void)ctx;
+    struct act_job j = {.p = node->params, .x = tview_f(in[0]), .y = tview_f(out[0]),
+                        .n = tview_count(in[0])};
+    if (j.p->kind == ACT_CLIP)
+        clip_bounds(node, in, &j.lo, &j.hi);
+    const int64_t chunks = (j.n + ACT_CHUNK - 1) / ACT_CHUNK;
+    assert(chunks <= INT_MAX);
+    parallel_for_grain((int)chunks, parallel_grain(2 * ACT_CHUNK), act_piece, &j);
 }
 
 static void act_backward(const struct node *node, const struct tview *const *in,

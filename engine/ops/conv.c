@@ -59,11 +59,13 @@
 
 #include <assert.h>
 #include <cblas.h>
+#include <immintrin.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../parallel.h"
+#include "../sgemm.h"
 #include "../status.h"
 
 enum conv_auto_pad { CONV_PAD_NOTSET, CONV_PAD_SAME_UPPER, CONV_PAD_SAME_LOWER, CONV_PAD_VALID };
@@ -320,7 +322,12 @@ static size_t conv_scratch(const struct node *node, const struct tview *const *i
                            const struct tview *const *out)
 {
     struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
-    return g.path == CONV_GEMM ? (size_t)g.K * (size_t)g.P : 0;
+    size_t col = g.path == CONV_GEMM ? (size_t)g.K * (size_t)g.P : 0;
+    size_t packed = g.path != CONV_DIRECT && sgemm_available()
+                        ? sgemm_scratch(g.Mg, g.N * g.P, g.K, parallel_threads())
+                        : 0;
+    /* backward still builds the col matrix */
+    return col > packed ? col : packed;
 }
 
 /* Output positions o in [*lo, *hi) of an axis of `out` positions whose tap
@@ -472,11 +479,12 @@ conv_dw_interior(float *restrict y, const float *restrict x, const float *restri
 }
 
 /* conv_dw_interior with the common shapes (3x3 and 5x5, stride 1 or 2, no
- * column dilation) as constants. Compiled twice, for baseline x86-64 and
- * for AVX2 + FMA (chosen once, by the CPU the process runs on): on the
- * latter the multiply-adds are fused, so results agree with the baseline
- * to rounding, and are the same from run to run on one machine. */
-__attribute__((target_clones("arch=x86-64-v3", "default")))
+ * column dilation) as constants. Compiled three times, for baseline x86-64,
+ * for AVX2 + FMA and for AVX-512 (chosen once, by the CPU the process runs
+ * on): on the latter two the multiply-adds are fused, so results agree with
+ * the baseline to rounding, and are the same from run to run on one
+ * machine. */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void conv_dw_interior_any(float *y, const float *x, const float *w, float bias, int n,
                                  size_t row, const struct conv_geom *g)
 {
@@ -650,6 +658,114 @@ static void conv_direct_backward_piece(void *ctx, int g0, int g1)
         }
 }
 
+/* ---- the taps, packed for sgemm ------------------------------------------- */
+
+/* sgemm's B for one group: row k = (c, ky, kx) as in im2col, column
+ * j = n·P + oy·Wo + ox over every image of the batch, packed straight from
+ * the input (the col matrix is never built). */
+struct conv_pack_ctx {
+    const struct conv_geom *g;
+    const float *x;         /* the group's first input channel, image 0 */
+    size_t image_stride;    /* C·H·W */
+};
+
+/* The packer runs only where sgemm does, that is with AVX-512. */
+#define CONV_AVX512 __attribute__((target("avx512f")))
+
+/* Packed row kk, columns [jj, jj + len) (relative to the packed block):
+ * from src at the given stride, or zeros when src is NULL. Runs are short (a
+ * row of output pixels, cut at panel edges): masked vector moves, 16 lanes at
+ * a time. */
+CONV_AVX512 static inline void conv_put_run(float *dst, int kc, int kk, int jj, int len,
+                                            const float *src, int stride)
+{
+    const __m512i lane_offsets =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32(stride));
+    while (len > 0) {
+        const int lane = jj % SGEMM_NR, cnt = len < SGEMM_NR - lane ? len : SGEMM_NR - lane;
+        float *d = dst + (size_t)(jj / SGEMM_NR) * kc * SGEMM_NR + (size_t)kk * SGEMM_NR + lane;
+        for (int v = 0; v < cnt; v += 16) {
+            const __mmask16 m = (__mmask16)(cnt - v >= 16 ? 0xffff : (1u << (cnt - v)) - 1);
+            __m512 x = _mm512_setzero_ps();
+            if (src && stride == 1)
+                x = _mm512_maskz_loadu_ps(m, src + v);
+            else if (src)
+                x = _mm512_mask_i32gather_ps(x, m, lane_offsets, src + (size_t)v * stride, 4);
+            _mm512_mask_storeu_ps(d + v, m, x);
+        }
+        if (src)
+            src += (size_t)cnt * stride;
+        jj += cnt;
+        len -= cnt;
+    }
+}
+
+/* A run of packed columns that is one output row of one image. */
+struct conv_segment {
+    int jj, len;        /* packed columns jj … jj + len − 1 */
+    int n, oy, ox;      /* the first one's image, output row and column */
+};
+
+CONV_AVX512 static void conv_pack_taps(const void *vctx, int k0, int kc, int j0, int nc, float *dst)
+{
+    const struct conv_pack_ctx *pc = vctx;
+    const struct conv_geom *g = pc->g;
+    const int tail = nc % SGEMM_NR;
+    if (tail) {
+        float *last = dst + (size_t)(nc / SGEMM_NR) * kc * SGEMM_NR;
+        for (int kk = 0; kk < kc; kk++)
+            memset(last + (size_t)kk * SGEMM_NR + tail, 0, (size_t)(SGEMM_NR - tail) * sizeof *last);
+    }
+    /* sgemm packs at most SGEMM_NC columns at a time: at most that many
+     * segments, found once for every row of taps */
+    struct conv_segment seg[SGEMM_NC];
+    int nseg = 0;
+    assert(nc <= SGEMM_NC);
+    for (int j = j0; j < j0 + nc; nseg++) {
+        const int n = j / g->P, p = j % g->P, oy = p / g->Wo, ox = p % g->Wo;
+        const int end = j0 + nc < j + (g->Wo - ox) ? j0 + nc : j + (g->Wo - ox);
+        seg[nseg] = (struct conv_segment){.jj = j - j0, .len = end - j, .n = n, .oy = oy, .ox = ox};
+        j = end;
+    }
+    for (int kk = 0; kk < kc; kk++) {
+        const int r = k0 + kk;
+        const int kx = r % g->kw, ky = r / g->kw % g->kh, c = r / (g->kw * g->kh);
+        const int offx = kx * g->dw - g->pl;
+        int lo, hi;
+        conv_tap_range(g->W, offx, g->sw, g->Wo, &lo, &hi);
+        const float *xc = pc->x + (size_t)c * g->H * g->W;
+        for (int i = 0; i < nseg; i++) {
+            const struct conv_segment *sg = &seg[i];
+            const int ox = sg->ox, oxe = ox + sg->len;
+            const int iy = sg->oy * g->sh - g->pt + ky * g->dh;
+            if (iy < 0 || iy >= g->H || hi <= ox || lo >= oxe) {
+                conv_put_run(dst, kc, kk, sg->jj, sg->len, NULL, 1);
+                continue;
+            }
+            /* zeros left of the input, its taps, zeros right of it */
+            const float *row = xc + (size_t)sg->n * pc->image_stride + (size_t)iy * g->W;
+            const int a = lo > ox ? lo : ox, b = hi < oxe ? hi : oxe;
+            conv_put_run(dst, kc, kk, sg->jj, a - ox, NULL, 1);
+            conv_put_run(dst, kc, kk, sg->jj + (a - ox), b - a, row + (size_t)a * g->sw + offx, g->sw);
+            conv_put_run(dst, kc, kk, sg->jj + (b - ox), oxe - b, NULL, 1);
+        }
+    }
+}
+
+/* A 1×1 convolution's B is its input: a panel of 48 pixels of one image is
+ * read in place (rows = channels, H·W floats apart). */
+static const float *conv_direct_taps(const void *vctx, int k0, int j0, size_t *ldb)
+{
+    const struct conv_pack_ctx *pc = vctx;
+    const struct conv_geom *g = pc->g;
+    const int n = j0 / g->P, p = j0 % g->P;
+    if (p + SGEMM_NR > g->P)
+        return NULL; /* the panel spans two images */
+    *ldb = (size_t)g->P;
+    return pc->x + (size_t)n * pc->image_stride + (size_t)k0 * g->P + p;
+}
+
 /* ---- forward and backward ------------------------------------------------- */
 
 static void conv_forward(const struct node *node, const struct tview *const *in,
@@ -667,8 +783,22 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
                            conv_direct_forward_piece, &j);
         return;
     }
-    assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
     const size_t plane_in = (size_t)g.H * g.W;
+    if (sgemm_available()) {
+        /* one product per group over the whole batch, taps packed on demand */
+        for (int gi = 0; gi < g.group; gi++) {
+            struct conv_pack_ctx pc = {.g = &g, .x = x + (size_t)gi * g.Cg * plane_in,
+                                       .image_stride = (size_t)g.C * plane_in};
+            struct sgemm_out o = {.c = y + (size_t)gi * g.Mg * g.P, .ldc = (size_t)g.P,
+                                  .block_cols = g.P, .block_stride = (size_t)g.M * g.P,
+                                  .bias = bias ? bias + (size_t)gi * g.Mg : NULL};
+            sgemm_run(g.Mg, g.N * g.P, g.K, w + (size_t)gi * g.Mg * g.K, (size_t)g.K,
+                      conv_pack_taps, g.path == CONV_1X1 ? conv_direct_taps : NULL, &pc, &o,
+                      ctx->scratch, ctx->scratch_len);
+        }
+        return;
+    }
+    assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
     for (int n = 0; n < g.N; n++)
         for (int gi = 0; gi < g.group; gi++) {
             const float *xg = x + ((size_t)n * g.C + (size_t)gi * g.Cg) * plane_in;
@@ -719,8 +849,8 @@ static void conv_backward(const struct node *node, const struct tview *const *in
         }
     if (!dx && !dw)
         return;
-    assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
     const size_t plane_in = (size_t)g.H * g.W;
+    assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
     for (int n = 0; n < g.N; n++)
         for (int gi = 0; gi < g.group; gi++) {
             const size_t xoff = ((size_t)n * g.C + (size_t)gi * g.Cg) * plane_in;

@@ -1,0 +1,230 @@
+/*
+ * test_sgemm.c — strata's own matrix product (engine/sgemm.c) against a
+ * double-precision reference: shapes on every edge of its tiles (8 rows, 48
+ * columns, 192-deep slices of K, 240-column blocks), columns split in blocks
+ * at a stride of their own (what a batch of images is to a convolution),
+ * bias, accumulate and ReLU, nothing written outside C, and results that do
+ * not depend on the thread count or on whether rows or columns are shared.
+ */
+#include "check.h"
+#include "parallel.h"
+#include "sgemm.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SENTINEL 12345.0f
+
+struct product {
+    int M, N, K;
+    int block_cols, pad;        /* columns per block; floats of gap after each block */
+    int bias, accumulate, relu;
+};
+
+struct buffers {
+    float *a, *b, *bias, *c, *c0, *scratch;
+    size_t c_len, scratch_len;
+};
+
+static float uniform(uint64_t *s)
+{
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return (float)((*s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static size_t c_index(const struct product *p, int m, int j)
+{
+    const size_t stride = (size_t)p->M * p->block_cols + p->pad;
+    return (size_t)(j / p->block_cols) * stride + (size_t)m * p->block_cols + j % p->block_cols;
+}
+
+static void make(struct buffers *bf, const struct product *p, uint64_t seed)
+{
+    const int blocks = (p->N + p->block_cols - 1) / p->block_cols;
+    bf->c_len = (size_t)blocks * ((size_t)p->M * p->block_cols + p->pad);
+    bf->a = malloc(((size_t)p->M * p->K + 1) * sizeof(float));
+    bf->b = malloc(((size_t)p->K * p->N + 1) * sizeof(float));
+    bf->bias = malloc(((size_t)p->M + 1) * sizeof(float));
+    bf->c = malloc(bf->c_len * sizeof(float));
+    bf->c0 = malloc(bf->c_len * sizeof(float));
+    bf->scratch_len = sgemm_scratch(p->M, p->N, p->K, 4);
+    bf->scratch = aligned_alloc(64, (bf->scratch_len * sizeof(float) + 63) / 64 * 64);
+    uint64_t s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < (size_t)p->M * p->K; i++)
+        bf->a[i] = uniform(&s);
+    for (size_t i = 0; i < (size_t)p->K * p->N; i++)
+        bf->b[i] = uniform(&s);
+    for (int i = 0; i < p->M; i++)
+        bf->bias[i] = uniform(&s);
+    /* C holds the sentinel in the gaps and random values where the product
+     * goes (what accumulate adds onto) */
+    for (size_t i = 0; i < bf->c_len; i++)
+        bf->c0[i] = SENTINEL;
+    for (int m = 0; m < p->M; m++)
+        for (int j = 0; j < p->N; j++)
+            bf->c0[c_index(p, m, j)] = uniform(&s);
+}
+
+static void release(struct buffers *bf)
+{
+    free(bf->a), free(bf->b), free(bf->bias), free(bf->c), free(bf->c0), free(bf->scratch);
+}
+
+/* in_place: full panels are read from B where it lies rather than packed */
+static int in_place;
+
+static void run(struct buffers *bf, const struct product *p)
+{
+    memcpy(bf->c, bf->c0, bf->c_len * sizeof(float));
+    struct sgemm_dense_b db = {.b = bf->b, .ldb = (size_t)p->N};
+    struct sgemm_out o = {.c = bf->c, .ldc = (size_t)p->block_cols, .block_cols = p->block_cols,
+                          .block_stride = (size_t)p->M * p->block_cols + p->pad,
+                          .bias = p->bias ? bf->bias : NULL, .accumulate = p->accumulate,
+                          .relu = p->relu};
+    sgemm_run(p->M, p->N, p->K, bf->a, (size_t)p->K, sgemm_pack_dense,
+              in_place ? sgemm_direct_dense : NULL, &db, &o, bf->scratch, bf->scratch_len);
+}
+
+/* Worst error over C relative to the size of what was summed, and whether
+ * anything outside C changed. */
+static void check_against_reference(const struct buffers *bf, const struct product *p,
+                                    const char *what)
+{
+    double worst = 0;
+    int outside = 0;
+    for (int m = 0; m < p->M; m++)
+        for (int j = 0; j < p->N; j++) {
+            double sum = 0, mag = 0;
+            for (int k = 0; k < p->K; k++) {
+                double t = (double)bf->a[(size_t)m * p->K + k] * bf->b[(size_t)k * p->N + j];
+                sum += t;
+                mag += fabs(t);
+            }
+            const float old = bf->c0[c_index(p, m, j)];
+            if (p->bias)
+                sum += bf->bias[m], mag += fabs(bf->bias[m]);
+            if (p->accumulate)
+                sum += old, mag += fabs(old);
+            if (p->relu && sum < 0)
+                sum = 0;
+            const double err = fabs(bf->c[c_index(p, m, j)] - sum) / (mag + 1e-30);
+            if (err > worst)
+                worst = err;
+        }
+    for (size_t i = 0; i < bf->c_len; i++)
+        if (bf->c0[i] == SENTINEL && bf->c[i] != SENTINEL)
+            outside++;
+    CHECK_MSG(worst < 2e-6, "%s: error %g of the summed magnitude", what, worst);
+    CHECK_MSG(outside == 0, "%s: %d floats written outside C", what, outside);
+}
+
+static const struct product shapes[] = {
+    /* M, N, K, block_cols, pad, bias, accumulate, relu */
+    {1, 1, 1, 1, 0, 0, 0, 0},
+    {8, 48, 192, 48, 0, 1, 0, 0},          /* exactly one tile, one slice */
+    {7, 49, 193, 49, 3, 1, 0, 1},          /* one past each edge */
+    {17, 100, 1, 100, 0, 0, 1, 0},
+    {13, 250, 400, 250, 0, 1, 1, 1},       /* two column blocks of 240, three slices */
+    {64, 500, 20, 500, 0, 0, 0, 1},
+    {9, 147, 77, 49, 5, 1, 0, 0},          /* three images of 49 columns */
+    {10, 33, 50, 1, 2, 1, 1, 0},           /* one column per block */
+    {24, 70, 300, 7, 1, 0, 1, 1},          /* 7-column blocks across panels */
+    {64, 40, 96, 40, 0, 1, 0, 0},          /* too few columns: rows are shared */
+    {3, 1000, 385, 1000, 0, 1, 0, 1},
+};
+
+TEST(matches_double_precision)
+{
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const struct product *p = &shapes[i];
+        char what[96];
+        snprintf(what, sizeof what, "M %d N %d K %d blocks of %d", p->M, p->N, p->K, p->block_cols);
+        struct buffers bf;
+        make(&bf, p, i + 1);
+        run(&bf, p);
+        check_against_reference(&bf, p, what);
+        release(&bf);
+    }
+}
+
+/* An empty sum: C is the bias (plus what it held), through the ReLU. */
+TEST(empty_sum)
+{
+    const struct product p = {5, 9, 0, 4, 1, 1, 1, 1};
+    struct buffers bf;
+    make(&bf, &p, 99);
+    run(&bf, &p);
+    check_against_reference(&bf, &p, "K 0");
+    release(&bf);
+}
+
+TEST(threads_do_not_change_results)
+{
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const struct product *p = &shapes[i];
+        struct buffers bf;
+        make(&bf, p, 50 + i);
+        parallel_set_threads(1);
+        run(&bf, p);
+        float *one = malloc(bf.c_len * sizeof *one);
+        memcpy(one, bf.c, bf.c_len * sizeof *one);
+        const int counts[] = {2, 3, 4};
+        for (int t = 0; t < 3; t++) {
+            parallel_set_threads(counts[t]);
+            parallel_set_check(PARALLEL_CHECK_REVERSE);
+            run(&bf, p);
+            parallel_set_check(PARALLEL_CHECK_OFF);
+            CHECK_MSG(memcmp(one, bf.c, bf.c_len * sizeof *one) == 0,
+                      "M %d N %d K %d: %d threads differ from one", p->M, p->N, p->K, counts[t]);
+            run(&bf, p);
+            CHECK_MSG(memcmp(one, bf.c, bf.c_len * sizeof *one) == 0,
+                      "M %d N %d K %d: %d threads (pool) differ from one", p->M, p->N, p->K, counts[t]);
+        }
+        parallel_set_threads(0);
+        free(one);
+        release(&bf);
+    }
+}
+
+/* The same products with every full panel read in place (the path a 1×1
+ * convolution takes): the same values, bit for bit, as when packed. */
+TEST(panels_read_in_place)
+{
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const struct product *p = &shapes[i];
+        struct buffers bf;
+        make(&bf, p, 200 + i);
+        run(&bf, p);
+        float *direct = malloc(bf.c_len * sizeof *direct);
+        memcpy(direct, bf.c, bf.c_len * sizeof *direct);
+        check_against_reference(&bf, p, "in place");
+        in_place = 0;
+        run(&bf, p);
+        in_place = 1;
+        CHECK_MSG(memcmp(direct, bf.c, bf.c_len * sizeof *direct) == 0,
+                  "M %d N %d K %d: in place differs from packed", p->M, p->N, p->K);
+        free(direct);
+        release(&bf);
+    }
+}
+
+int main(void)
+{
+    if (!sgemm_available()) {
+        SKIP(matches_double_precision, "this CPU has no AVX-512: strata uses BLAS instead");
+        SKIP(empty_sum, "no AVX-512");
+        SKIP(threads_do_not_change_results, "no AVX-512");
+        SKIP(panels_read_in_place, "no AVX-512");
+        return check_done();
+    }
+    RUN(matches_double_precision);
+    RUN(empty_sum);
+    RUN(threads_do_not_change_results);
+    in_place = 1;
+    RUN(panels_read_in_place);
+    in_place = 0;
+    return check_done();
+}
