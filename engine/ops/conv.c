@@ -672,54 +672,111 @@ struct conv_pack_ctx {
 /* The packer runs only where sgemm does, that is with AVX-512. */
 #define CONV_AVX512 __attribute__((target("avx512f")))
 
-/* Packed row kk, columns [jj, jj + len) (relative to the packed block):
- * from src at the given stride, or zeros when src is NULL. Runs are short (a
- * row of output pixels, cut at panel edges): masked vector moves, 16 lanes at
- * a time. */
-CONV_AVX512 static inline void conv_put_run(float *dst, int kc, int kk, int jj, int len,
-                                            const float *src, int stride)
-{
-    const __m512i lane_offsets =
-        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                           _mm512_set1_epi32(stride));
-    while (len > 0) {
-        const int lane = jj % SGEMM_NR, cnt = len < SGEMM_NR - lane ? len : SGEMM_NR - lane;
-        float *d = dst + (size_t)(jj / SGEMM_NR) * kc * SGEMM_NR + (size_t)kk * SGEMM_NR + lane;
-        for (int v = 0; v < cnt; v += 16) {
-            const __mmask16 m = (__mmask16)(cnt - v >= 16 ? 0xffff : (1u << (cnt - v)) - 1);
-            __m512 x = _mm512_setzero_ps();
-            if (src && stride == 1)
-                x = _mm512_maskz_loadu_ps(m, src + v);
-            else if (src)
-                x = _mm512_mask_i32gather_ps(x, m, lane_offsets, src + (size_t)v * stride, 4);
-            _mm512_mask_storeu_ps(d + v, m, x);
-        }
-        if (src)
-            src += (size_t)cnt * stride;
-        jj += cnt;
-        len -= cnt;
-    }
-}
-
 /* A run of packed columns that is one output row of one image. */
 struct conv_segment {
     int jj, len;        /* packed columns jj … jj + len − 1 */
     int n, oy, ox;      /* the first one's image, output row and column */
 };
 
+/* How many channels ahead the packer asks for the input rows it will read.
+ * Each channel's rows are a few short runs far apart (a plane away from the
+ * last channel's), which the hardware prefetchers do not guess: without
+ * this, the packer of a 3×3 layer waits on memory for as long as the
+ * products take. */
+#define CONV_PREFETCH_CHANNELS 4
+
+/* Prefetches channel c's input rows under the segments (every kernel row). */
+CONV_AVX512 static void conv_prefetch_channel(const struct conv_pack_ctx *pc,
+                                              const struct conv_segment *seg, int nseg, int c)
+{
+    const struct conv_geom *g = pc->g;
+    if (c >= g->Cg)
+        return;
+    const float *xc = pc->x + (size_t)c * g->H * g->W;
+    for (int i = 0; i < nseg; i++) {
+        int x0 = seg[i].ox * g->sw - g->pl, x1 = (seg[i].ox + seg[i].len - 1) * g->sw - g->pl +
+                                                 (g->kw - 1) * g->dw + 1;
+        x0 = x0 < 0 ? 0 : x0;
+        x1 = x1 > g->W ? g->W : x1;
+        for (int ky = 0; ky < g->kh; ky++) {
+            const int iy = seg[i].oy * g->sh - g->pt + ky * g->dh;
+            if (iy < 0 || iy >= g->H || x1 <= x0)
+                continue;
+            const float *row = xc + (size_t)seg[i].n * pc->image_stride + (size_t)iy * g->W;
+            for (int x = x0; x < x1; x += 16)
+                _mm_prefetch((const char *)(row + x), _MM_HINT_T0);
+            _mm_prefetch((const char *)(row + x1 - 1), _MM_HINT_T0);
+        }
+    }
+}
+
+/* A run of input that fills some lanes of one panel row: lane l of the run's
+ * lanes reads the channel plane at off + l·sw. */
+struct conv_run {
+    ptrdiff_t off;
+    uint64_t lanes;     /* bit l: lane l of the 48 */
+};
+
+/* Most runs one tap can need over SGEMM_NC columns: a run per segment, plus
+ * one more per panel edge a segment crosses. */
+#define CONV_RUNS_MAX (SGEMM_NC + SGEMM_NC / SGEMM_NR)
+/* Kernels up to this many taps have every tap's runs found once per call
+ * (36 KB of stack); larger ones find them per row of taps. */
+#define CONV_TAPS_TABLED 9
+
+/* The runs of tap (ky, kx) for every panel: panel p's are
+ * runs[start[p]] … runs[start[p + 1] − 1]. Padding is simply no run. */
+static void conv_tap_runs(const struct conv_pack_ctx *pc, const struct conv_segment *seg,
+                          int nseg, const int *first, int panels, int nc, int ky, int kx,
+                          struct conv_run *runs, int *start)
+{
+    const struct conv_geom *g = pc->g;
+    const int offx = kx * g->dw - g->pl;
+    int lo, hi, n = 0;
+    conv_tap_range(g->W, offx, g->sw, g->Wo, &lo, &hi);
+    for (int p = 0; p < panels; p++) {
+        start[p] = n;
+        const int pj0 = p * SGEMM_NR, pj1 = nc < pj0 + SGEMM_NR ? nc : pj0 + SGEMM_NR;
+        for (int i = first[p]; i < nseg && seg[i].jj < pj1; i++) {
+            const struct conv_segment *sg = &seg[i];
+            const int iy = sg->oy * g->sh - g->pt + ky * g->dh;
+            if (iy < 0 || iy >= g->H)
+                continue;
+            /* the segment's columns inside this panel, then those whose tap
+             * lies inside the input row */
+            const int ja = sg->jj > pj0 ? sg->jj : pj0;
+            const int jb = sg->jj + sg->len < pj1 ? sg->jj + sg->len : pj1;
+            const int oxa = sg->ox + (ja - sg->jj), oxb = oxa + (jb - ja);
+            const int a = lo > oxa ? lo : oxa, b = hi < oxb ? hi : oxb;
+            if (b <= a)
+                continue;
+            const int l0 = ja - pj0 + (a - oxa), l1 = l0 + (b - a);
+            /* lane l reads the plane at (iy, (a + l − l0)·sw + offx) */
+            runs[n++] = (struct conv_run){
+                .off = (ptrdiff_t)((size_t)sg->n * pc->image_stride + (size_t)iy * g->W) +
+                       (ptrdiff_t)a * g->sw + offx - (ptrdiff_t)l0 * g->sw,
+                .lanes = ((1ull << (l1 - l0)) - 1) << l0,
+            };
+        }
+    }
+    start[panels] = n;
+}
+
+/* Packs as sgemm_pack_fn says. Each 48-float row of a panel is gathered in
+ * three registers — masked loads of the runs that fall in it (lanes over the
+ * padding, or past nc, stay zero) — and stored whole: masked stores are slow
+ * on some CPUs (AMD's), masked loads are not, and a masked-off lane's address
+ * is never read. Where a run is depends only on the tap (ky, kx), not on the
+ * channel: for small kernels every tap's runs are found once, and each row
+ * of taps is then a handful of loads and three stores. */
 CONV_AVX512 static void conv_pack_taps(const void *vctx, int k0, int kc, int j0, int nc, float *dst)
 {
     const struct conv_pack_ctx *pc = vctx;
     const struct conv_geom *g = pc->g;
-    const int tail = nc % SGEMM_NR;
-    if (tail) {
-        float *last = dst + (size_t)(nc / SGEMM_NR) * kc * SGEMM_NR;
-        for (int kk = 0; kk < kc; kk++)
-            memset(last + (size_t)kk * SGEMM_NR + tail, 0, (size_t)(SGEMM_NR - tail) * sizeof *last);
-    }
     /* sgemm packs at most SGEMM_NC columns at a time: at most that many
-     * segments, found once for every row of taps */
+     * segments; first[p] is the first segment that reaches into panel p */
     struct conv_segment seg[SGEMM_NC];
+    int first[SGEMM_NC / SGEMM_NR + 1];
     int nseg = 0;
     assert(nc <= SGEMM_NC);
     for (int j = j0; j < j0 + nc; nseg++) {
@@ -728,27 +785,48 @@ CONV_AVX512 static void conv_pack_taps(const void *vctx, int k0, int kc, int j0,
         seg[nseg] = (struct conv_segment){.jj = j - j0, .len = end - j, .n = n, .oy = oy, .ox = ox};
         j = end;
     }
+    const int panels = (nc + SGEMM_NR - 1) / SGEMM_NR;
+    for (int p = 0, i = 0; p < panels; p++) {
+        while (seg[i].jj + seg[i].len <= p * SGEMM_NR)
+            i++;
+        first[p] = i;
+    }
+    const int taps = g->kh * g->kw, tabled = taps <= CONV_TAPS_TABLED;
+    struct conv_run runs[CONV_TAPS_TABLED][CONV_RUNS_MAX];
+    int start[CONV_TAPS_TABLED][SGEMM_NC / SGEMM_NR + 1];
+    if (tabled)
+        for (int t = 0; t < taps; t++)
+            conv_tap_runs(pc, seg, nseg, first, panels, nc, t / g->kw, t % g->kw, runs[t],
+                          start[t]);
+    const __m512i lane_offsets =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32(g->sw));
     for (int kk = 0; kk < kc; kk++) {
-        const int r = k0 + kk;
-        const int kx = r % g->kw, ky = r / g->kw % g->kh, c = r / (g->kw * g->kh);
-        const int offx = kx * g->dw - g->pl;
-        int lo, hi;
-        conv_tap_range(g->W, offx, g->sw, g->Wo, &lo, &hi);
+        const int r = k0 + kk, t = r % taps, c = r / taps;
+        if (kk == 0 || t == 0)
+            conv_prefetch_channel(pc, seg, nseg, c + CONV_PREFETCH_CHANNELS);
+        const int slot = tabled ? t : 0;
+        if (!tabled)
+            conv_tap_runs(pc, seg, nseg, first, panels, nc, t / g->kw, t % g->kw, runs[0],
+                          start[0]);
         const float *xc = pc->x + (size_t)c * g->H * g->W;
-        for (int i = 0; i < nseg; i++) {
-            const struct conv_segment *sg = &seg[i];
-            const int ox = sg->ox, oxe = ox + sg->len;
-            const int iy = sg->oy * g->sh - g->pt + ky * g->dh;
-            if (iy < 0 || iy >= g->H || hi <= ox || lo >= oxe) {
-                conv_put_run(dst, kc, kk, sg->jj, sg->len, NULL, 1);
-                continue;
+        for (int p = 0; p < panels; p++) {
+            __m512 row3[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int i = start[slot][p]; i < start[slot][p + 1]; i++) {
+                const struct conv_run *run = &runs[slot][i];
+                for (int v = 0; v < 3; v++) {
+                    const __mmask16 m = (__mmask16)(run->lanes >> (16 * v));
+                    if (!m)
+                        continue;
+                    const float *base = xc + run->off + (ptrdiff_t)16 * v * g->sw;
+                    row3[v] = g->sw == 1 ? _mm512_mask_loadu_ps(row3[v], m, base)
+                                         : _mm512_mask_i32gather_ps(row3[v], m, lane_offsets, base, 4);
+                }
             }
-            /* zeros left of the input, its taps, zeros right of it */
-            const float *row = xc + (size_t)sg->n * pc->image_stride + (size_t)iy * g->W;
-            const int a = lo > ox ? lo : ox, b = hi < oxe ? hi : oxe;
-            conv_put_run(dst, kc, kk, sg->jj, a - ox, NULL, 1);
-            conv_put_run(dst, kc, kk, sg->jj + (a - ox), b - a, row + (size_t)a * g->sw + offx, g->sw);
-            conv_put_run(dst, kc, kk, sg->jj + (b - ox), oxe - b, NULL, 1);
+            float *d = dst + (size_t)p * kc * SGEMM_NR + (size_t)kk * SGEMM_NR;
+            _mm512_storeu_ps(d, row3[0]);
+            _mm512_storeu_ps(d + 16, row3[1]);
+            _mm512_storeu_ps(d + 32, row3[2]);
         }
     }
 }

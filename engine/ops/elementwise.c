@@ -36,10 +36,12 @@
 #include "op.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../parallel.h"
 #include "../status.h"
 
 enum ew_kind { EW_ADD, EW_SUB, EW_MUL, EW_DIV };
@@ -288,6 +290,47 @@ static void ew_inner_i(enum ew_kind k, int64_t *o, const int64_t *a, int64_t sa,
     }
 }
 
+/* Floats per piece when the output is one long run (same shapes, or a
+ * scalar operand). */
+#define EW_CHUNK 4096
+
+struct ew_job {
+    enum ew_kind kind;
+    const struct ew_plan *pl;
+    float *o;
+    const float *a, *b;
+    int64_t inner, outer;
+};
+
+/* Rows [r0, r1) of the float output (or chunks of its one run when there is
+ * a single row); each element is computed once, the same way whatever the
+ * split. */
+static void ew_piece(void *ctx, int r0, int r1)
+{
+    const struct ew_job *j = ctx;
+    const struct ew_plan *pl = j->pl;
+    const int64_t isa = pl->sa[pl->rank - 1], isb = pl->sb[pl->rank - 1];
+    if (j->outer == 1) {
+        for (int64_t c = r0; c < r1; c++) {
+            const int64_t s = c * EW_CHUNK, e = s + EW_CHUNK < j->inner ? s + EW_CHUNK : j->inner;
+            ew_inner_f(j->kind, j->o + s, j->a + s * isa, isa, j->b + s * isb, isb, e - s);
+        }
+        return;
+    }
+    /* the outer index of row r0, digit by digit, and its operand offsets */
+    int64_t idx[OP_MAX_DIMS] = {0}, oa = 0, ob = 0, rest = r0;
+    for (int k = pl->rank - 2; k >= 0; k--) {
+        idx[k] = rest % pl->n[k];
+        rest /= pl->n[k];
+        oa += idx[k] * pl->sa[k];
+        ob += idx[k] * pl->sb[k];
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        ew_inner_f(j->kind, j->o + r * j->inner, j->a + oa, isa, j->b + ob, isb, j->inner);
+        ew_plan_next(pl, idx, &oa, &ob);
+    }
+}
+
 static void ew_forward(const struct node *node, const struct tview *const *in,
                        struct tview *const *out, struct op_ctx *ctx)
 {
@@ -304,6 +347,17 @@ static void ew_forward(const struct node *node, const struct tview *const *in,
     ew_plan_build(&pl, out[0], a, &bv);
     int64_t inner = pl.n[pl.rank - 1], outer = total / inner;
     int64_t isa = pl.sa[pl.rank - 1], isb = pl.sb[pl.rank - 1];
+    if (out[0]->dtype == DTYPE_FLOAT) {
+        /* activations: on every thread */
+        struct ew_job j = {.kind = p->kind, .pl = &pl, .o = tview_f(out[0]), .a = tview_f(a),
+                           .b = tview_f(&bv), .inner = inner, .outer = outer};
+        const int64_t pieces = outer == 1 ? (inner + EW_CHUNK - 1) / EW_CHUNK : outer;
+        const size_t work = 3 * (size_t)(outer == 1 ? EW_CHUNK : inner);
+        if (pieces <= INT_MAX) {
+            parallel_for_grain((int)pieces, parallel_grain(work), ew_piece, &j);
+            return;
+        }
+    }
     int64_t idx[OP_MAX_DIMS] = {0}, oa = 0, ob = 0;
     for (int64_t r = 0; r < outer; r++) {
         if (out[0]->dtype == DTYPE_INT64)
