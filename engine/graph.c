@@ -13,6 +13,7 @@
  * always does).
  */
 #include "graph.h"
+#include "ops/ops.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -651,6 +652,7 @@ void graph_ws_free(struct graph_ws *ws)
     free(ws->out_ptrs);
     free(ws->dout_ptrs);
     free(ws->scratch);
+    free(ws->fuse_next);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -679,10 +681,53 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
         const struct node *n = &g->nodes[i];
         if (ws->is_static[n->outputs[0]])
             continue;
+        if (ws->fuse_next && ws->fuse_next[i]) {
+            /* the Conv writes the Relu's or Clip's output, clamped */
+            const struct node *act = &g->nodes[i + 1];
+            struct op_ctx fused = ctx;
+            gather_args(ws, act);
+            fused.clamp = act->op->as_clamp(act, ws->in_ptrs, &fused.clamp_lo, &fused.clamp_hi);
+            gather_args(ws, n);
+            ws->out_ptrs[0] = &ws->vals[act->outputs[0]];
+            n->op->forward(n, ws->in_ptrs, ws->out_ptrs, &fused);
+            i++;
+            continue;
+        }
         gather_args(ws, n);
         n->op->forward(n, ws->in_ptrs, ws->out_ptrs, &ctx);
     }
     return 0;
+}
+
+int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
+{
+    const struct graph *g = ws->g;
+    free(ws->fuse_next);
+    ws->fuse_next = NULL;
+    if (ws->with_grads || g->n_nodes < 2)
+        return 0;
+    if (!(ws->fuse_next = calloc((size_t)g->n_nodes, 1)))
+        return STRATA_E_NOMEM;
+    int fused = 0;
+    for (int i = 0; i + 1 < g->n_nodes; i++) {
+        const struct node *n = &g->nodes[i], *act = &g->nodes[i + 1];
+        if (n->op != &op_conv || n->n_outputs != 1 || !act->op->as_clamp ||
+            act->n_inputs < 1 || act->inputs[0] != n->outputs[0] || act->n_outputs != 1)
+            continue;
+        const int v = n->outputs[0];
+        int kept = g->values[v].n_consumers != 1; /* read elsewhere, or a graph output */
+        for (int k = 0; k < n_keep && !kept; k++)
+            kept = keep[k] == v;
+        /* Clip's bounds must be known before the batch (constants) */
+        for (int k = 1; k < act->n_inputs && !kept; k++)
+            kept = act->inputs[k] >= 0 && !ws->is_static[act->inputs[k]];
+        if (kept || ws->is_static[v])
+            continue;
+        ws->fuse_next[i] = 1;
+        fused++;
+        i++; /* the activation is taken */
+    }
+    return fused;
 }
 
 int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err)

@@ -90,6 +90,8 @@ struct graph_ws {
     float *scratch;
     size_t scratch_len;
     int planned;                 /* shapes in vals match the last inputs */
+    uint8_t *fuse_next;          /* [n_nodes] or NULL: 1 when node i + 1 (a Relu or Clip)
+                                    runs inside node i (a Conv); see graph_ws_fuse */
 };
 
 /* Plans a workspace for inputs of the given shapes (inputs[i] for
@@ -100,6 +102,16 @@ struct graph_ws {
 int graph_ws_init(struct graph_ws *ws, const struct graph *g, const struct tview *inputs,
                   int with_grads, char *err);
 void graph_ws_free(struct graph_ws *ws);
+
+/* Lets graph_run fuse each Relu or Clip into the Conv just before it when
+ * the Conv's output goes nowhere else: the Conv then writes the activation's
+ * output directly, clamped as its tiles are stored (one pass over memory
+ * instead of two), and its own output value is no longer kept up to date.
+ * keep[0 … n_keep) are the values the caller reads after a run besides the
+ * graph's outputs: the Conv that produces one of them is never fused. Not for
+ * workspaces with gradients (backward reads every output): nothing is fused
+ * there. Returns how many pairs will be fused, or STRATA_E_NOMEM. */
+int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep);
 
 /* Runs the graph on inputs[g->n_inputs] (data borrowed for the call). Replans
  * shapes when they differ from the last run (cheap; reallocates only the small

@@ -342,7 +342,19 @@ int model_graph_ws_init(struct model_workspace *ws, const struct model *m, int m
     if (!ws->graph || !ws->nchw)
         return strata_fail(err, STRATA_E_NOMEM, "out of memory for a batch of %d", max_batch);
     struct tview shape = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {b, 3, m->input.h, m->input.w}};
-    return graph_ws_init(ws->graph, &mg->g, &shape, 0, err);
+    int rc = graph_ws_init(ws->graph, &mg->g, &shape, 0, err);
+    if (rc < 0)
+        return rc;
+    /* Relu and Clip run inside the Conv before them, except where that Conv's
+     * output is a layer shown or the logits */
+    int *keep = malloc(((size_t)mg->n_shown + 1) * sizeof *keep);
+    if (!keep)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for the graph workspace");
+    memcpy(keep, mg->shown, (size_t)mg->n_shown * sizeof *keep);
+    keep[mg->n_shown] = mg->logits;
+    rc = graph_ws_fuse(ws->graph, keep, mg->n_shown + 1);
+    free(keep);
+    return rc < 0 ? strata_fail(err, rc, "out of memory for the graph workspace") : 0;
 }
 
 void model_graph_ws_free(struct model_workspace *ws)

@@ -17,7 +17,7 @@
  * loads three vectors of B and broadcasts eight values of A: 24 fused
  * multiply-adds per 11 loads. The first K slice starts from zero (plus the
  * bias and, with accumulate, what C held); later slices add onto C; the last
- * applies the ReLU. Sums over K are in the same order for every element
+ * applies the clamp (a fused ReLU or ReLU6). Sums over K are in the same order for every element
  * whatever the split, so results do not depend on the thread count.
  *
  * Edges: rows past M read row 0 of the tile again and are not stored;
@@ -92,9 +92,9 @@ const float *sgemm_direct_dense(const void *ctx, int k0, int j0, size_t *ldb)
 /* Stores one row's three vectors through `mask` (bit l: lane l of the 48),
  * lane l going to base + l. */
 SGEMM_TARGET static inline void store_row(float *base, const __m512 acc[3], uint64_t mask,
-                                          int add_old, float bias, int relu)
+                                          int add_old, float bias, int clamp, float lo, float hi)
 {
-    const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+    const __m512 b = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     for (int v = 0; v < 3; v++) {
         const __mmask16 m = (__mmask16)(mask >> (16 * v));
         if (!m)
@@ -102,8 +102,8 @@ SGEMM_TARGET static inline void store_row(float *base, const __m512 acc[3], uint
         __m512 x = _mm512_add_ps(acc[v], b);
         if (add_old)
             x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, base + 16 * v));
-        if (relu)
-            x = _mm512_max_ps(x, zero);
+        if (clamp)
+            x = _mm512_min_ps(_mm512_max_ps(x, vlo), vhi);
         _mm512_mask_storeu_ps(base + 16 * v, m, x);
     }
 }
@@ -134,7 +134,7 @@ sgemm_tile(const int NV, int kc, const float *a, size_t lda, int mr, const float
         }
     }
 
-    const int add_old = !first || o->accumulate, relu = last && o->relu;
+    const int add_old = !first || o->accumulate, clamp = last && o->clamp;
     /* one store per column block the tile touches */
     for (int j = j0; j < j0 + ncols;) {
         const int blk = j / o->block_cols, in_blk = j % o->block_cols;
@@ -147,7 +147,7 @@ sgemm_tile(const int NV, int kc, const float *a, size_t lda, int mr, const float
         float *base = o->c + (size_t)blk * o->block_stride + (size_t)m0 * o->ldc + in_blk - lane0;
         for (int r = 0; r < mr; r++)
             store_row(base + (size_t)r * o->ldc, c[r], mask, add_old,
-                      first && o->bias ? o->bias[m0 + r] : 0.0f, relu);
+                      first && o->bias ? o->bias[m0 + r] : 0.0f, clamp, o->lo, o->hi);
         j = end;
     }
 }
@@ -244,13 +244,15 @@ void sgemm_run(int M, int N, int K, const float *A, size_t lda, sgemm_pack_fn pa
     if (M <= 0 || N <= 0)
         return;
     if (K <= 0) {
-        /* an empty sum: C is the bias (plus what it held), through the ReLU */
+        /* an empty sum: C is the bias (plus what it held), through the clamp */
         for (int m = 0; m < M; m++)
             for (int j = 0; j < N; j++) {
                 float *c = out->c + (size_t)(j / out->block_cols) * out->block_stride +
                            (size_t)m * out->ldc + j % out->block_cols;
                 float v = (out->accumulate ? *c : 0.0f) + (out->bias ? out->bias[m] : 0.0f);
-                *c = out->relu && v < 0 ? 0.0f : v;
+                if (out->clamp)
+                    v = v > out->lo ? v : out->lo, v = v < out->hi ? v : out->hi;
+                *c = v;
             }
         return;
     }

@@ -2,7 +2,7 @@
  * sgemm.h — strata's own single-precision matrix product for the forward
  * pass, with AVX-512 kernels:
  *
- *   C[M × N] = A[M × K] · B[K × N]  (+ C)  (+ bias per row)  (then ReLU)
+ *   C[M × N] = A[M × K] · B[K × N]  (+ C)  (+ bias per row)  (then a clamp)
  *
  * written for the shapes a convolution gives: A is the weights (row-major,
  * read in place: nothing is copied), B is whatever the caller packs on
@@ -55,7 +55,8 @@ struct sgemm_out {
     size_t block_stride;
     const float *bias;  /* bias[m] added to row m, or NULL */
     int accumulate;     /* 1: add onto what C holds; 0: overwrite it */
-    int relu;           /* 1: max(0, ·) on the final value */
+    int clamp;          /* 1: min(max(·, lo), hi) on the final value (ReLU: 0, +inf) */
+    float lo, hi;
 };
 
 /* 1 when the AVX-512 kernels can run (and are enabled). Can't fail. */

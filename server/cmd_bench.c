@@ -103,6 +103,10 @@ static int open_onnx(struct bench_target *t, const char *file, int batch, int h,
     if (graph_ws_init(&t->gws, &t->graph, &t->x, 0, err) < 0)
         return -1;
     t->have_gws = 1;
+    /* as a strata model runs it: activations fused into their convolutions
+     * where nothing else reads the convolution's output */
+    if (graph_ws_fuse(&t->gws, NULL, 0) < 0)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for the graph workspace");
     return 0;
 }
 

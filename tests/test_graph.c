@@ -13,12 +13,18 @@
  *    dynamic batch is folded into the plan (its nodes are static and never
  *    run per batch) and still gives the right shape at every batch size;
  *  - refusals: a cycle, every unsupported op listed at once, an input nobody
- *    produces, a batch larger than the workspace was sized for.
+ *    produces, a batch larger than the workspace was sized for;
+ *  - Relu and Clip fused into the Conv before them give, bit for bit, what
+ *    the two nodes give apart (with strata's sgemm and with the fallback), and
+ *    are not fused where the Conv's output is read (a graph output, a value
+ *    the caller keeps) or gradients are wanted.
  */
 #include "check.h"
 #include "graph.h"
+#include "sgemm.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -340,11 +346,102 @@ TEST(refuses_cycles_unknown_ops_and_dangling_inputs)
     graph_deinit(&g);
 }
 
+/* x -> Conv -> Relu -> Conv -> Clip [0, 0.3] -> Conv -> Relu; outputs: the
+ * last Relu and the last Conv's own output (so that one is never fused). */
+static void conv_act_graph(struct graph *g)
+{
+    memset(g, 0, sizeof *g);
+    input(g, "x", 4, (int64_t[]){-1, 3, 9, 8});
+    weight(g, "w1", 4, (int64_t[]){8, 3, 3, 3});
+    weight(g, "b1", 1, (int64_t[]){8});
+    weight(g, "w2", 4, (int64_t[]){6, 8, 1, 1});
+    weight(g, "w3", 4, (int64_t[]){5, 6, 3, 3});
+    weight(g, "lo", 0, (int64_t[]){1}); /* scalars: no dims read */
+    weight(g, "hi", 0, (int64_t[]){1});
+    tview_f(&g->values[graph_find_value(g, "lo")].init)[0] = 0.0f;
+    tview_f(&g->values[graph_find_value(g, "hi")].init)[0] = 0.3f;
+    struct node *n = node(g, "Conv", "conv1", "x,w1,b1", "c1");
+    attr_ints(n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+    node(g, "Relu", "relu1", "c1", "r1");
+    node(g, "Conv", "conv2", "r1,w2", "c2");
+    node(g, "Clip", "clip2", "c2,lo,hi", "r2");
+    n = node(g, "Conv", "conv3", "r2,w3", "c3");
+    attr_ints(n, "strides", 2, (int64_t[]){2, 2});
+    node(g, "Relu", "relu3", "c3", "r3");
+    output(g, "r3");
+    output(g, "c3");
+}
+
+static void fused_matches_apart(const char *mode)
+{
+    struct graph g;
+    conv_act_graph(&g);
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+    enum { N = 3 };
+    float x[N * 3 * 9 * 8];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = uniform();
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {N, 3, 9, 8}, .data = x};
+    const char *names[] = {"c1", "r1", "r2", "c3", "r3"};
+    float *apart[5];
+    struct graph_ws ws;
+    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    int clamped = 0;
+    for (int k = 0; k < 5; k++) {
+        const struct tview *t = graph_value_view(&ws, graph_find_value(&g, names[k]));
+        apart[k] = malloc((size_t)tview_count(t) * sizeof(float));
+        memcpy(apart[k], t->data, (size_t)tview_count(t) * sizeof(float));
+        if (k == 2)
+            for (int64_t i = 0; i < tview_count(t); i++)
+                clamped += apart[k][i] == 0.0f || apart[k][i] == 0.3f;
+    }
+    CHECK_MSG(clamped > 0, "%s: the Clip never clamped: the test would show nothing", mode);
+    graph_ws_free(&ws);
+
+    /* fused: the first two pairs; the third Conv's output is a graph output */
+    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
+    CHECK_EQ_INT(graph_ws_fuse(&ws, NULL, 0), 2);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    for (int k = 1; k < 5; k++) {
+        const struct tview *t = graph_value_view(&ws, graph_find_value(&g, names[k]));
+        CHECK_MSG(memcmp(t->data, apart[k], (size_t)tview_count(t) * sizeof(float)) == 0,
+                  "%s: %s differs once fused", mode, names[k]);
+    }
+    /* keeping c1 leaves conv1 and relu1 apart, and c1 up to date */
+    const int c1 = graph_find_value(&g, "c1");
+    CHECK_EQ_INT(graph_ws_fuse(&ws, &c1, 1), 1);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    const struct tview *t1 = graph_value_view(&ws, c1);
+    CHECK_MSG(memcmp(t1->data, apart[0], (size_t)tview_count(t1) * sizeof(float)) == 0,
+              "%s: a kept Conv output is stale", mode);
+    graph_ws_free(&ws);
+
+    /* with gradients nothing is fused: backward reads every output */
+    CHECK_MSG(graph_ws_init(&ws, &g, &in, 1, err) == 0, "%s", err);
+    CHECK_EQ_INT(graph_ws_fuse(&ws, NULL, 0), 0);
+    graph_ws_free(&ws);
+    for (int k = 0; k < 5; k++)
+        free(apart[k]);
+    graph_deinit(&g);
+}
+
+TEST(relu_and_clip_fuse_into_conv)
+{
+    if (sgemm_available())
+        fused_matches_apart("sgemm");
+    sgemm_set_enabled(0);
+    fused_matches_apart("fallback");
+    sgemm_set_enabled(1);
+}
+
 int main(void)
 {
     RUN(residual_forward_batch_matches_single_images);
     RUN(residual_backward_matches_finite_differences);
     RUN(dynamic_batch_shape_arithmetic_is_folded);
     RUN(refuses_cycles_unknown_ops_and_dangling_inputs);
+    RUN(relu_and_clip_fuse_into_conv);
     return check_done();
 }

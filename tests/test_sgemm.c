@@ -3,7 +3,7 @@
  * double-precision reference: shapes on every edge of its tiles (8 rows, 48
  * columns, 192-deep slices of K, 240-column blocks), columns split in blocks
  * at a stride of their own (what a batch of images is to a convolution),
- * bias, accumulate and ReLU, nothing written outside C, and results that do
+ * bias, accumulate and a clamp (ReLU, ReLU6), nothing written outside C, and results that do
  * not depend on the thread count or on whether rows or columns are shared.
  */
 #include "check.h"
@@ -21,7 +21,7 @@
 struct product {
     int M, N, K;
     int block_cols, pad;        /* columns per block; floats of gap after each block */
-    int bias, accumulate, relu;
+    int bias, accumulate, clamp;  /* clamp: 0 none, 1 ReLU, 2 ReLU6 */
 };
 
 struct buffers {
@@ -83,7 +83,8 @@ static void run(struct buffers *bf, const struct product *p)
     struct sgemm_out o = {.c = bf->c, .ldc = (size_t)p->block_cols, .block_cols = p->block_cols,
                           .block_stride = (size_t)p->M * p->block_cols + p->pad,
                           .bias = p->bias ? bf->bias : NULL, .accumulate = p->accumulate,
-                          .relu = p->relu};
+                          .clamp = p->clamp != 0, .lo = 0.0f,
+                          .hi = p->clamp == 2 ? 6.0f : INFINITY};
     sgemm_run(p->M, p->N, p->K, bf->a, (size_t)p->K, sgemm_pack_dense,
               in_place ? sgemm_direct_dense : NULL, &db, &o, bf->scratch, bf->scratch_len);
 }
@@ -108,8 +109,10 @@ static void check_against_reference(const struct buffers *bf, const struct produ
                 sum += bf->bias[m], mag += fabs(bf->bias[m]);
             if (p->accumulate)
                 sum += old, mag += fabs(old);
-            if (p->relu && sum < 0)
+            if (p->clamp && sum < 0)
                 sum = 0;
+            if (p->clamp == 2 && sum > 6)
+                sum = 6;
             const double err = fabs(bf->c[c_index(p, m, j)] - sum) / (mag + 1e-30);
             if (err > worst)
                 worst = err;
@@ -122,12 +125,13 @@ static void check_against_reference(const struct buffers *bf, const struct produ
 }
 
 static const struct product shapes[] = {
-    /* M, N, K, block_cols, pad, bias, accumulate, relu */
+    /* M, N, K, block_cols, pad, bias, accumulate, clamp */
     {1, 1, 1, 1, 0, 0, 0, 0},
     {8, 48, 192, 48, 0, 1, 0, 0},          /* exactly one tile, one slice */
     {7, 49, 193, 49, 3, 1, 0, 1},          /* one past each edge */
     {17, 100, 1, 100, 0, 0, 1, 0},
-    {13, 250, 400, 250, 0, 1, 1, 1},       /* two column blocks of 240, three slices */
+    {13, 250, 400, 250, 0, 1, 1, 2},       /* two column blocks of 240, three slices; ReLU6
+                                              (sums of 400 products: std 6.7) */
     {64, 500, 20, 500, 0, 0, 0, 1},
     {9, 147, 77, 49, 5, 1, 0, 0},          /* three images of 49 columns */
     {10, 33, 50, 1, 2, 1, 1, 0},           /* one column per block */
@@ -150,7 +154,7 @@ TEST(matches_double_precision)
     }
 }
 
-/* An empty sum: C is the bias (plus what it held), through the ReLU. */
+/* An empty sum: C is the bias (plus what it held), through the clamp. */
 TEST(empty_sum)
 {
     const struct product p = {5, 9, 0, 4, 1, 1, 1, 1};

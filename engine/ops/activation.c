@@ -542,23 +542,41 @@ static void prelu_backward(const struct node *node, const struct tview *const *i
 
 /* ---- the table entries ----------------------------------------------------- */
 
-#define ACT_OP(var, onnx_name, setup_fn)                                                   \
+/* Relu and Clip as clamps, for the graph to fuse into the Conv before them. */
+static int relu_as_clamp(const struct node *node, const struct tview *const *in, float *lo,
+                         float *hi)
+{
+    (void)node, (void)in;
+    *lo = 0.0f;
+    *hi = INFINITY;
+    return 1;
+}
+
+static int clip_as_clamp(const struct node *node, const struct tview *const *in, float *lo,
+                         float *hi)
+{
+    clip_bounds(node, in, lo, hi);
+    return 1;
+}
+
+#define ACT_OP(var, onnx_name, setup_fn, clamp_fn)                                         \
     const struct op var = {                                                                \
         .name = onnx_name,                                                                 \
         .min_inputs = 1, .max_inputs = 1, .min_outputs = 1, .max_outputs = 1,              \
         .setup = setup_fn,                                                                 \
         .infer = act_infer,                                                                \
         .forward = act_forward,                                                            \
+        .as_clamp = clamp_fn,                                                              \
         .backward = act_backward,                                                          \
     }
 
-ACT_OP(op_relu, "Relu", act_setup_relu);
-ACT_OP(op_leaky_relu, "LeakyRelu", act_setup_leaky);
-ACT_OP(op_sigmoid, "Sigmoid", act_setup_sigmoid);
-ACT_OP(op_hard_sigmoid, "HardSigmoid", act_setup_hsig);
+ACT_OP(op_relu, "Relu", act_setup_relu, relu_as_clamp);
+ACT_OP(op_leaky_relu, "LeakyRelu", act_setup_leaky, NULL);
+ACT_OP(op_sigmoid, "Sigmoid", act_setup_sigmoid, NULL);
+ACT_OP(op_hard_sigmoid, "HardSigmoid", act_setup_hsig, NULL);
 /* HardSwish exists from opset 14; HardSigmoid with alpha 1/6, beta 1/2, times x. */
-ACT_OP(op_hard_swish, "HardSwish", act_setup_hswish);
-ACT_OP(op_tanh, "Tanh", act_setup_tanh);
+ACT_OP(op_hard_swish, "HardSwish", act_setup_hswish, NULL);
+ACT_OP(op_tanh, "Tanh", act_setup_tanh, NULL);
 
 const struct op op_clip = {
     .name = "Clip",
@@ -566,6 +584,7 @@ const struct op op_clip = {
     .setup = act_setup_clip,
     .infer = clip_infer,
     .forward = act_forward,
+    .as_clamp = clip_as_clamp,
     .backward = act_backward,
 };
 

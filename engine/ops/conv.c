@@ -846,36 +846,13 @@ static const float *conv_direct_taps(const void *vctx, int k0, int j0, size_t *l
 
 /* ---- forward and backward ------------------------------------------------- */
 
-static void conv_forward(const struct node *node, const struct tview *const *in,
-                         struct tview *const *out, struct op_ctx *ctx)
+/* Where sgemm cannot run: per image and group, im2col (or the input itself
+ * for 1×1) and OpenBLAS. */
+static void conv_blas_forward(const struct conv_geom *gp, const float *x, const float *w,
+                              const float *bias, float *y, struct op_ctx *ctx)
 {
-    const struct tview *b = node->n_inputs > 2 ? in[2] : NULL;
-    const struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
-    const float *x = tview_f(in[0]), *w = tview_f(in[1]), *bias = b ? tview_f(b) : NULL;
-    float *y = tview_f(out[0]);
-
-    if (g.path == CONV_DIRECT) {
-        struct conv_direct_job j = {.g = &g, .x = x, .w = w, .b = bias, .y = y};
-        parallel_for_grain(g.N * g.M,
-                           parallel_grain((size_t)g.P * (g.kh * g.kw + 1) + (size_t)g.H * g.W),
-                           conv_direct_forward_piece, &j);
-        return;
-    }
+    const struct conv_geom g = *gp;
     const size_t plane_in = (size_t)g.H * g.W;
-    if (sgemm_available()) {
-        /* one product per group over the whole batch, taps packed on demand */
-        for (int gi = 0; gi < g.group; gi++) {
-            struct conv_pack_ctx pc = {.g = &g, .x = x + (size_t)gi * g.Cg * plane_in,
-                                       .image_stride = (size_t)g.C * plane_in};
-            struct sgemm_out o = {.c = y + (size_t)gi * g.Mg * g.P, .ldc = (size_t)g.P,
-                                  .block_cols = g.P, .block_stride = (size_t)g.M * g.P,
-                                  .bias = bias ? bias + (size_t)gi * g.Mg : NULL};
-            sgemm_run(g.Mg, g.N * g.P, g.K, w + (size_t)gi * g.Mg * g.K, (size_t)g.K,
-                      conv_pack_taps, g.path == CONV_1X1 ? conv_direct_taps : NULL, &pc, &o,
-                      ctx->scratch, ctx->scratch_len);
-        }
-        return;
-    }
     assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
     for (int n = 0; n < g.N; n++)
         for (int gi = 0; gi < g.group; gi++) {
@@ -895,6 +872,70 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.Mg, g.P, g.K, 1.0f, wg,
                         g.K, a, g.P, bias ? 1.0f : 0.0f, yg, g.P);
         }
+}
+
+/* y = min(max(y, lo), hi) over [i0, i1) chunks of CONV_CLAMP_CHUNK: the
+ * fused Relu or Clip on the paths whose kernels do not apply it as they
+ * write. Written as Clip computes it, so the result is the same. */
+#define CONV_CLAMP_CHUNK 4096
+
+struct conv_clamp_job {
+    float *y;
+    size_t n;
+    float lo, hi;
+};
+
+static void conv_clamp_piece(void *ctx, int c0, int c1)
+{
+    const struct conv_clamp_job *j = ctx;
+    const size_t end = (size_t)c1 * CONV_CLAMP_CHUNK < j->n ? (size_t)c1 * CONV_CLAMP_CHUNK : j->n;
+    for (size_t i = (size_t)c0 * CONV_CLAMP_CHUNK; i < end; i++) {
+        float v = j->y[i] > j->lo ? j->y[i] : j->lo;
+        j->y[i] = v < j->hi ? v : j->hi;
+    }
+}
+
+static void conv_forward(const struct node *node, const struct tview *const *in,
+                         struct tview *const *out, struct op_ctx *ctx)
+{
+    const struct tview *b = node->n_inputs > 2 ? in[2] : NULL;
+    const struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
+    const float *x = tview_f(in[0]), *w = tview_f(in[1]), *bias = b ? tview_f(b) : NULL;
+    float *y = tview_f(out[0]);
+    const int clamp = ctx && ctx->clamp;
+
+    if (g.path != CONV_DIRECT && sgemm_available()) {
+        /* one product per group over the whole batch, taps packed on demand,
+         * the fused clamp applied as the tiles are written */
+        const size_t plane_in = (size_t)g.H * g.W;
+        for (int gi = 0; gi < g.group; gi++) {
+            struct conv_pack_ctx pc = {.g = &g, .x = x + (size_t)gi * g.Cg * plane_in,
+                                       .image_stride = (size_t)g.C * plane_in};
+            struct sgemm_out o = {.c = y + (size_t)gi * g.Mg * g.P, .ldc = (size_t)g.P,
+                                  .block_cols = g.P, .block_stride = (size_t)g.M * g.P,
+                                  .bias = bias ? bias + (size_t)gi * g.Mg : NULL,
+                                  .clamp = clamp, .lo = clamp ? ctx->clamp_lo : 0.0f,
+                                  .hi = clamp ? ctx->clamp_hi : 0.0f};
+            sgemm_run(g.Mg, g.N * g.P, g.K, w + (size_t)gi * g.Mg * g.K, (size_t)g.K,
+                      conv_pack_taps, g.path == CONV_1X1 ? conv_direct_taps : NULL, &pc, &o,
+                      ctx->scratch, ctx->scratch_len);
+        }
+        return;
+    }
+    if (g.path == CONV_DIRECT) {
+        struct conv_direct_job j = {.g = &g, .x = x, .w = w, .b = bias, .y = y};
+        parallel_for_grain(g.N * g.M,
+                           parallel_grain((size_t)g.P * (g.kh * g.kw + 1) + (size_t)g.H * g.W),
+                           conv_direct_forward_piece, &j);
+    }
+    else
+        conv_blas_forward(&g, x, w, bias, y, ctx);
+    if (clamp) {
+        struct conv_clamp_job j = {.y = y, .n = (size_t)g.N * g.M * g.P, .lo = ctx->clamp_lo,
+                                   .hi = ctx->clamp_hi};
+        const size_t chunks = (j.n + CONV_CLAMP_CHUNK - 1) / CONV_CLAMP_CHUNK;
+        parallel_for_grain((int)chunks, parallel_grain(2 * CONV_CLAMP_CHUNK), conv_clamp_piece, &j);
+    }
 }
 
 static void conv_backward(const struct node *node, const struct tview *const *in,

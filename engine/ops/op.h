@@ -94,6 +94,10 @@ struct op_ctx {
     float *scratch;         /* op->scratch floats, 64-byte aligned */
     size_t scratch_len;
     int training;           /* not used by inference-only graphs yet */
+    /* Forward of a Conv only (the graph fuses the Relu or Clip that follows
+     * it): clamp every output to [clamp_lo, clamp_hi] as it is written. */
+    int clamp;
+    float clamp_lo, clamp_hi;
 };
 
 enum op_flags {
@@ -123,6 +127,11 @@ struct op {
                       const struct tview *const *out);
     void (*forward)(const struct node *node, const struct tview *const *in,
                     struct tview *const *out, struct op_ctx *ctx);
+    /* For ops that are a clamp y = min(max(x, lo), hi) (Relu, Clip): sets the
+     * bounds from the node and its inputs (as gathered for forward) and
+     * returns 1; the graph then lets the producing Conv apply it. NULL for
+     * the others. */
+    int (*as_clamp)(const struct node *node, const struct tview *const *in, float *lo, float *hi);
     /* NULL only for ops whose outputs carry no gradient (Shape, int64-only). */
     void (*backward)(const struct node *node, const struct tview *const *in,
                      const struct tview *const *out, const struct tview *const *dout,
