@@ -682,11 +682,17 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
         if (ws->is_static[n->outputs[0]])
             continue;
         if (ws->fuse_next && ws->fuse_next[i]) {
-            /* the Conv writes the Relu's or Clip's output, clamped */
+            /* the Conv writes the Relu's or Clip's output, clamped; or the
+             * Sigmoid writes the Mul's, x·σ(x) */
             const struct node *act = &g->nodes[i + 1];
             struct op_ctx fused = ctx;
-            gather_args(ws, act);
-            fused.clamp = act->op->as_clamp(act, ws->in_ptrs, &fused.clamp_lo, &fused.clamp_hi);
+            if (ws->fuse_next[i] == GRAPH_FUSE_CLAMP) {
+                gather_args(ws, act);
+                fused.clamp =
+                    act->op->as_clamp(act, ws->in_ptrs, &fused.clamp_lo, &fused.clamp_hi);
+            }
+            else
+                fused.times_input = 1;
             gather_args(ws, n);
             ws->out_ptrs[0] = &ws->vals[act->outputs[0]];
             n->op->forward(n, ws->in_ptrs, ws->out_ptrs, &fused);
@@ -697,6 +703,28 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
         n->op->forward(n, ws->in_ptrs, ws->out_ptrs, &ctx);
     }
     return 0;
+}
+
+/* 1 if value v is one the caller reads (a graph output, or in keep), or
+ * another node reads it too. */
+static int fuse_blocked(const struct graph *g, int v, const int *keep, int n_keep)
+{
+    if (g->values[v].n_consumers != 1)
+        return 1;
+    for (int k = 0; k < n_keep; k++)
+        if (keep[k] == v)
+            return 1;
+    return 0;
+}
+
+static int same_dims(const struct tview *a, const struct tview *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->dims[d] != b->dims[d])
+            return 0;
+    return 1;
 }
 
 int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
@@ -710,22 +738,31 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
         return STRATA_E_NOMEM;
     int fused = 0;
     for (int i = 0; i + 1 < g->n_nodes; i++) {
-        const struct node *n = &g->nodes[i], *act = &g->nodes[i + 1];
-        if (n->op != &op_conv || n->n_outputs != 1 || !act->op->as_clamp ||
-            act->n_inputs < 1 || act->inputs[0] != n->outputs[0] || act->n_outputs != 1)
+        const struct node *n = &g->nodes[i], *next = &g->nodes[i + 1];
+        if (n->n_outputs != 1 || next->n_outputs != 1 || next->n_inputs < 1)
             continue;
         const int v = n->outputs[0];
-        int kept = g->values[v].n_consumers != 1; /* read elsewhere, or a graph output */
-        for (int k = 0; k < n_keep && !kept; k++)
-            kept = keep[k] == v;
-        /* Clip's bounds must be known before the batch (constants) */
-        for (int k = 1; k < act->n_inputs && !kept; k++)
-            kept = act->inputs[k] >= 0 && !ws->is_static[act->inputs[k]];
-        if (kept || ws->is_static[v])
+        if (ws->is_static[v] || fuse_blocked(g, v, keep, n_keep))
             continue;
-        ws->fuse_next[i] = 1;
+        if (n->op == &op_conv && next->op->as_clamp && next->inputs[0] == v) {
+            /* Clip's bounds must be known before the batch (constants) */
+            int dynamic = 0;
+            for (int k = 1; k < next->n_inputs; k++)
+                dynamic |= next->inputs[k] >= 0 && !ws->is_static[next->inputs[k]];
+            if (dynamic)
+                continue;
+            ws->fuse_next[i] = GRAPH_FUSE_CLAMP;
+        }
+        else if (n->op == &op_sigmoid && next->op == &op_mul && next->n_inputs == 2 &&
+                 ((next->inputs[0] == v && next->inputs[1] == n->inputs[0]) ||
+                  (next->inputs[1] == v && next->inputs[0] == n->inputs[0])) &&
+                 same_dims(&ws->vals[n->inputs[0]], &ws->vals[next->outputs[0]])) {
+            ws->fuse_next[i] = GRAPH_FUSE_SILU;
+        }
+        else
+            continue;
         fused++;
-        i++; /* the activation is taken */
+        i++; /* the second node is taken */
     }
     return fused;
 }

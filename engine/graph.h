@@ -90,8 +90,14 @@ struct graph_ws {
     float *scratch;
     size_t scratch_len;
     int planned;                 /* shapes in vals match the last inputs */
-    uint8_t *fuse_next;          /* [n_nodes] or NULL: 1 when node i + 1 (a Relu or Clip)
-                                    runs inside node i (a Conv); see graph_ws_fuse */
+    uint8_t *fuse_next;          /* [n_nodes] or NULL: how node i + 1 runs inside node i
+                                    (enum graph_fuse); see graph_ws_fuse */
+};
+
+enum graph_fuse {
+    GRAPH_FUSE_NONE,
+    GRAPH_FUSE_CLAMP,   /* a Relu or Clip inside the Conv before it */
+    GRAPH_FUSE_SILU,    /* Mul(x, Sigmoid(x)) inside the Sigmoid: x·σ(x) */
 };
 
 /* Plans a workspace for inputs of the given shapes (inputs[i] for
@@ -103,14 +109,16 @@ int graph_ws_init(struct graph_ws *ws, const struct graph *g, const struct tview
                   int with_grads, char *err);
 void graph_ws_free(struct graph_ws *ws);
 
-/* Lets graph_run fuse each Relu or Clip into the Conv just before it when
- * the Conv's output goes nowhere else: the Conv then writes the activation's
- * output directly, clamped as its tiles are stored (one pass over memory
- * instead of two), and its own output value is no longer kept up to date.
- * keep[0 … n_keep) are the values the caller reads after a run besides the
- * graph's outputs: the Conv that produces one of them is never fused. Not for
- * workspaces with gradients (backward reads every output): nothing is fused
- * there. Returns how many pairs will be fused, or STRATA_E_NOMEM. */
+/* Lets graph_run run pairs of nodes as one, where the first one's output
+ * goes nowhere else: each Relu or Clip with the Conv just before it (the Conv
+ * writes the activation's output, clamped as its tiles are stored: one pass
+ * over memory instead of two), and each Mul of a value by its own Sigmoid
+ * (x·σ(x), SiLU) with that Sigmoid. The first node's own output is then no
+ * longer kept up to date. keep[0 … n_keep) are the values the caller reads
+ * after a run besides the graph's outputs: a node that produces one of them
+ * is never fused. Not for workspaces with gradients (backward reads every
+ * output): nothing is fused there. Replaces any earlier call's choice.
+ * Returns how many pairs will be fused, or STRATA_E_NOMEM. */
 int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep);
 
 /* Runs the graph on inputs[g->n_inputs] (data borrowed for the call). Replans

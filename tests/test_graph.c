@@ -17,7 +17,8 @@
  *  - Relu and Clip fused into the Conv before them give, bit for bit, what
  *    the two nodes give apart (with strata's sgemm and with the fallback), and
  *    are not fused where the Conv's output is read (a graph output, a value
- *    the caller keeps) or gradients are wanted.
+ *    the caller keeps) or gradients are wanted; Mul(x, Sigmoid(x)) run as
+ *    one node gives what the two give.
  */
 #include "check.h"
 #include "graph.h"
@@ -436,6 +437,46 @@ TEST(relu_and_clip_fuse_into_conv)
     sgemm_set_enabled(1);
 }
 
+/* x -> Sigmoid -> Mul(x, s) -> Sigmoid -> Mul(s2, y) (the other operand
+ * order) -> Sigmoid -> Mul by the first Mul's output (not x·σ(x): never
+ * fused); outputs: the last Mul, and the second Sigmoid's own output (read,
+ * so not fused). One pair fuses. */
+TEST(silu_fuses_into_sigmoid)
+{
+    struct graph g;
+    memset(&g, 0, sizeof g);
+    input(&g, "x", 4, (int64_t[]){-1, 2, 5, 7});
+    node(&g, "Sigmoid", "sig1", "x", "s1");
+    node(&g, "Mul", "mul1", "x,s1", "y1");
+    node(&g, "Sigmoid", "sig2", "y1", "s2");
+    node(&g, "Mul", "mul2", "s2,y1", "y2");
+    node(&g, "Sigmoid", "sig3", "y2", "s3");
+    node(&g, "Mul", "mul3", "s3,y1", "y3");
+    output(&g, "y3");
+    output(&g, "s2");
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+    float x[2 * 70];
+    for (int i = 0; i < 140; i++)
+        x[i] = 8.0f * uniform();
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {2, 2, 5, 7}, .data = x};
+    const char *names[] = {"y1", "y2", "y3", "s2"};
+    float apart[4][140];
+    struct graph_ws ws;
+    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    for (int k = 0; k < 4; k++)
+        memcpy(apart[k], graph_value_view(&ws, graph_find_value(&g, names[k]))->data, sizeof apart[k]);
+    CHECK_EQ_INT(graph_ws_fuse(&ws, NULL, 0), 1);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    for (int k = 0; k < 4; k++)
+        CHECK_MSG(memcmp(graph_value_view(&ws, graph_find_value(&g, names[k]))->data, apart[k],
+                         sizeof apart[k]) == 0,
+                  "%s differs once fused", names[k]);
+    graph_ws_free(&ws);
+    graph_deinit(&g);
+}
+
 int main(void)
 {
     RUN(residual_forward_batch_matches_single_images);
@@ -443,5 +484,6 @@ int main(void)
     RUN(dynamic_batch_shape_arithmetic_is_folded);
     RUN(refuses_cycles_unknown_ops_and_dangling_inputs);
     RUN(relu_and_clip_fuse_into_conv);
+    RUN(silu_fuses_into_sigmoid);
     return check_done();
 }

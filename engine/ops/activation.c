@@ -188,6 +188,14 @@ ACT_VECTOR static void act_sigmoid_run(float *restrict y, const float *restrict 
         y[i] = act_sigmoidf(x[i]);
 }
 
+/* x·σ(x), with the product rounded once more, as Mul after Sigmoid gives. */
+ACT_VECTOR static void act_silu_run(float *restrict y, const float *restrict x, int64_t i0,
+                                    int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++)
+        y[i] = x[i] * act_sigmoidf(x[i]);
+}
+
 ACT_VECTOR static void act_tanh_run(float *restrict y, const float *restrict x, int64_t i0,
                                     int64_t i1)
 {
@@ -216,6 +224,7 @@ static void clip_bounds(const struct node *node, const struct tview *const *in, 
 
 struct act_job {
     const struct act_params *p;
+    int times_input;    /* Sigmoid fused with the Mul by its input: x·σ(x) */
     float lo, hi;       /* Clip's bounds */
     const float *x;
     float *y;
@@ -248,8 +257,11 @@ static void act_apply(const struct act_job *j, int64_t i0, int64_t i1)
         }
         break;
     }
-    case ACT_SIGMOID: /* y = 1 / (1 + e^-x) */
-        act_sigmoid_run(y, x, i0, i1);
+    case ACT_SIGMOID: /* y = 1 / (1 + e^-x), or x·σ(x) fused */
+        if (j->times_input)
+            act_silu_run(y, x, i0, i1);
+        else
+            act_sigmoid_run(y, x, i0, i1);
         break;
     case ACT_HARD_SIGMOID: { /* y = max(0, min(1, alpha·x + beta)) */
         const float a = j->p->alpha, b = j->p->beta;
@@ -281,9 +293,8 @@ static void act_piece(void *ctx, int c0, int c1)
 static void act_forward(const struct node *node, const struct tview *const *in,
                         struct tview *const *out, struct op_ctx *ctx)
 {
-    (void)ctx;
     struct act_job j = {.p = node->params, .x = tview_f(in[0]), .y = tview_f(out[0]),
-                        .n = tview_count(in[0])};
+                        .n = tview_count(in[0]), .times_input = ctx && ctx->times_input};
     if (j.p->kind == ACT_CLIP)
         clip_bounds(node, in, &j.lo, &j.hi);
     const int64_t chunks = (j.n + ACT_CHUNK - 1) / ACT_CHUNK;

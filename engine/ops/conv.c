@@ -438,6 +438,8 @@ struct conv_direct_job {
     const struct conv_geom *g;
     const float *x, *w, *b, *dy;
     float *y, *dx, *dw, *db;
+    int clamp;          /* forward: a fused Relu or Clip, applied plane by plane */
+    float lo, hi;
 };
 
 /* One output of plane (n, m) with every tap checked against the input's
@@ -547,6 +549,16 @@ static void conv_dw_pad_rows(float *dst, const float *xc, const struct conv_geom
  *                  by tap (conv_dw_point); the top and bottom rows are
  *                  computed from a padded copy of their kH input rows.
  * Kernels too wide for the buffer go tap by tap where the padding is. */
+/* y = min(max(y, lo), hi) over one plane, while it is still in cache;
+ * written as Clip computes it. */
+static void conv_clamp_plane(float *y, int n, float lo, float hi)
+{
+    for (int i = 0; i < n; i++) {
+        float v = y[i] > lo ? y[i] : lo;
+        y[i] = v < hi ? v : hi;
+    }
+}
+
 static void conv_direct_forward_piece(void *ctx, int i0, int i1)
 {
     const struct conv_direct_job *j = ctx;
@@ -574,6 +586,8 @@ static void conv_direct_forward_piece(void *ctx, int i0, int i1)
             for (int oy = 0; oy < g->Ho; oy++)
                 conv_dw_interior_any(yp + (size_t)oy * g->Wo, buf + (size_t)oy * g->sh * wp, wm,
                                      bias, g->Wo, (size_t)g->dh * wp, g);
+            if (j->clamp)
+                conv_clamp_plane(yp, g->P, j->lo, j->hi);
             continue;
         }
         for (int oy = 0; oy < g->Ho; oy++) {
@@ -598,6 +612,8 @@ static void conv_direct_forward_piece(void *ctx, int i0, int i1)
             for (int ox = ox_hi; ox < g->Wo; ox++)
                 yr[ox] = conv_dw_point(xc, wm, bias, g, oy, ox);
         }
+        if (j->clamp)
+            conv_clamp_plane(yp, g->P, j->lo, j->hi);
     }
 }
 
@@ -875,8 +891,9 @@ static void conv_blas_forward(const struct conv_geom *gp, const float *x, const 
 }
 
 /* y = min(max(y, lo), hi) over [i0, i1) chunks of CONV_CLAMP_CHUNK: the
- * fused Relu or Clip on the paths whose kernels do not apply it as they
- * write. Written as Clip computes it, so the result is the same. */
+ * fused Relu or Clip after the BLAS path (sgemm applies it as it writes,
+ * the depthwise path plane by plane). Written as Clip computes it, so the
+ * result is the same. */
 #define CONV_CLAMP_CHUNK 4096
 
 struct conv_clamp_job {
@@ -923,13 +940,15 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
         return;
     }
     if (g.path == CONV_DIRECT) {
-        struct conv_direct_job j = {.g = &g, .x = x, .w = w, .b = bias, .y = y};
+        struct conv_direct_job j = {.g = &g, .x = x, .w = w, .b = bias, .y = y, .clamp = clamp,
+                                    .lo = clamp ? ctx->clamp_lo : 0.0f,
+                                    .hi = clamp ? ctx->clamp_hi : 0.0f};
         parallel_for_grain(g.N * g.M,
                            parallel_grain((size_t)g.P * (g.kh * g.kw + 1) + (size_t)g.H * g.W),
                            conv_direct_forward_piece, &j);
+        return;
     }
-    else
-        conv_blas_forward(&g, x, w, bias, y, ctx);
+    conv_blas_forward(&g, x, w, bias, y, ctx);
     if (clamp) {
         struct conv_clamp_job j = {.y = y, .n = (size_t)g.N * g.M * g.P, .lo = ctx->clamp_lo,
                                    .hi = ctx->clamp_hi};

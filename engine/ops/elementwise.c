@@ -253,6 +253,9 @@ static inline void ew_plan_next(const struct ew_plan *p, int64_t *idx, int64_t *
         }                                                                                  \
     } while (0)
 
+/* Compiled for AVX-512, AVX2 and baseline x86-64, chosen by the CPU at hand:
+ * the same arithmetic on every one (one rounding per element). */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 static void ew_inner_f(enum ew_kind k, float *o, const float *a, int64_t sa, const float *b,
                        int64_t sb, int64_t n)
 {

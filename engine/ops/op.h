@@ -98,6 +98,9 @@ struct op_ctx {
      * it): clamp every output to [clamp_lo, clamp_hi] as it is written. */
     int clamp;
     float clamp_lo, clamp_hi;
+    /* Forward of a Sigmoid only (the graph fuses the Mul by its input that
+     * follows it, x·σ(x): SiLU, Swish): write x·σ(x) instead of σ(x). */
+    int times_input;
 };
 
 enum op_flags {
