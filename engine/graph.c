@@ -465,6 +465,8 @@ static int plan(struct graph_ws *ws, const struct tview *inputs, int sizing, cha
             ws->cap[g->inputs[i]] = view_bytes(t);
     }
     size_t scratch_need = 0;
+    if (ws->cache_valid)
+        memset(ws->cache_valid, 0, (size_t)g->n_nodes * sizeof *ws->cache_valid);
     for (int i = 0; i < g->n_nodes; i++) {
         const struct node *n = &g->nodes[i];
         int is_static = 1;
@@ -516,6 +518,16 @@ static int plan(struct graph_ws *ws, const struct tview *inputs, int sizing, cha
         size_t s = n->op->scratch ? n->op->scratch(n, ws->in_ptrs,
                                                    (const struct tview *const *)ws->out_ptrs)
                                   : 0;
+        if (sizing && ws->cache && !is_static && n->op->cache) {
+            /* kept from run to run; a later plan that needs more goes without */
+            size_t c = n->op->cache(n, ws->in_ptrs, (const struct tview *const *)ws->out_ptrs);
+            if (c) {
+                ws->cache[i] = aligned_alloc(64, (c * sizeof(float) + 63) / 64 * 64);
+                if (!ws->cache[i])
+                    return strata_fail(err, STRATA_E_NOMEM, "out of memory planning the graph");
+                ws->cache_len[i] = c;
+            }
+        }
         if (s > scratch_need)
             scratch_need = s;
         if (is_static) {
@@ -614,6 +626,16 @@ int graph_ws_init(struct graph_ws *ws, const struct graph *g, const struct tview
     ws->din_ptrs = calloc((size_t)max_in, sizeof *ws->din_ptrs);
     ws->out_ptrs = calloc((size_t)max_out, sizeof *ws->out_ptrs);
     ws->dout_ptrs = calloc((size_t)max_out, sizeof *ws->dout_ptrs);
+    if (!with_grads) {
+        /* weights are constants here: ops may keep what they derive from them */
+        ws->cache = calloc((size_t)g->n_nodes + 1, sizeof *ws->cache);
+        ws->cache_len = calloc((size_t)g->n_nodes + 1, sizeof *ws->cache_len);
+        ws->cache_valid = calloc((size_t)g->n_nodes + 1, sizeof *ws->cache_valid);
+        if (!ws->cache || !ws->cache_len || !ws->cache_valid) {
+            graph_ws_free(ws);
+            return strata_fail(err, STRATA_E_NOMEM, "out of memory for the graph workspace");
+        }
+    }
     int rc;
     if (!ws->vals || !ws->grads || !ws->cap || !ws->is_static || !ws->needed || !ws->owned ||
         !ws->grad_owned || !ws->in_ptrs || !ws->din_ptrs || !ws->out_ptrs || !ws->dout_ptrs) {
@@ -653,6 +675,12 @@ void graph_ws_free(struct graph_ws *ws)
     free(ws->dout_ptrs);
     free(ws->scratch);
     free(ws->fuse_next);
+    if (ws->cache && ws->g)
+        for (int i = 0; i < ws->g->n_nodes; i++)
+            free(ws->cache[i]);
+    free(ws->cache);
+    free(ws->cache_len);
+    free(ws->cache_valid);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -681,6 +709,11 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
         const struct node *n = &g->nodes[i];
         if (ws->is_static[n->outputs[0]])
             continue;
+        if (ws->cache) {
+            ctx.cache = ws->cache[i];
+            ctx.cache_len = ws->cache_len[i];
+            ctx.cache_valid = &ws->cache_valid[i];
+        }
         if (ws->fuse_next && ws->fuse_next[i]) {
             /* the Conv writes the Relu's or Clip's output, clamped; or the
              * Sigmoid writes the Mul's, x·σ(x) */

@@ -92,6 +92,9 @@ struct graph_ws {
     int planned;                 /* shapes in vals match the last inputs */
     uint8_t *fuse_next;          /* [n_nodes] or NULL: how node i + 1 runs inside node i
                                     (enum graph_fuse); see graph_ws_fuse */
+    float **cache;               /* [n_nodes] what each op keeps between runs (no gradients) */
+    size_t *cache_len;           /* [n_nodes] */
+    int *cache_valid;            /* [n_nodes] reset by every plan */
 };
 
 enum graph_fuse {

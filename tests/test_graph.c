@@ -347,15 +347,17 @@ TEST(refuses_cycles_unknown_ops_and_dangling_inputs)
     graph_deinit(&g);
 }
 
-/* x -> Conv -> Relu -> Conv -> Clip [0, 0.3] -> Conv -> Relu; outputs: the
- * last Relu and the last Conv's own output (so that one is never fused). */
+/* x -> Conv 3x3 (16 channels in and out: Winograd's path where sgemm runs)
+ * -> Relu -> Conv 1x1 -> Clip [0, 0.3] -> Conv 3x3 stride 2 -> Relu;
+ * outputs: the last Relu and the last Conv's own output (so that one is
+ * never fused). */
 static void conv_act_graph(struct graph *g)
 {
     memset(g, 0, sizeof *g);
-    input(g, "x", 4, (int64_t[]){-1, 3, 9, 8});
-    weight(g, "w1", 4, (int64_t[]){8, 3, 3, 3});
-    weight(g, "b1", 1, (int64_t[]){8});
-    weight(g, "w2", 4, (int64_t[]){6, 8, 1, 1});
+    input(g, "x", 4, (int64_t[]){-1, 16, 14, 13});
+    weight(g, "w1", 4, (int64_t[]){16, 16, 3, 3});
+    weight(g, "b1", 1, (int64_t[]){16});
+    weight(g, "w2", 4, (int64_t[]){6, 16, 1, 1});
     weight(g, "w3", 4, (int64_t[]){5, 6, 3, 3});
     weight(g, "lo", 0, (int64_t[]){1}); /* scalars: no dims read */
     weight(g, "hi", 0, (int64_t[]){1});
@@ -380,10 +382,10 @@ static void fused_matches_apart(const char *mode)
     char err[STRATA_ERR_LEN] = "";
     CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
     enum { N = 3 };
-    float x[N * 3 * 9 * 8];
+    float x[N * 16 * 14 * 13];
     for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
         x[i] = uniform();
-    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {N, 3, 9, 8}, .data = x};
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {N, 16, 14, 13}, .data = x};
     const char *names[] = {"c1", "r1", "r2", "c3", "r3"};
     float *apart[5];
     struct graph_ws ws;
@@ -417,6 +419,14 @@ static void fused_matches_apart(const char *mode)
     const struct tview *t1 = graph_value_view(&ws, c1);
     CHECK_MSG(memcmp(t1->data, apart[0], (size_t)tview_count(t1) * sizeof(float)) == 0,
               "%s: a kept Conv output is stale", mode);
+    /* a batch of one replans (what the Conv keeps between runs is made
+     * again): the first image's result */
+    struct tview one = in;
+    one.dims[0] = 1;
+    CHECK(graph_run(&ws, &one, err) == 0);
+    const struct tview *r3 = graph_value_view(&ws, graph_find_value(&g, "r3"));
+    CHECK_MSG(memcmp(r3->data, apart[4], (size_t)tview_count(r3) * sizeof(float)) == 0,
+              "%s: batch 1 after batch 3 differs", mode);
     graph_ws_free(&ws);
 
     /* with gradients nothing is fused: backward reads every output */

@@ -378,7 +378,8 @@ TEST(conv_hand_worked)
 /* Shapes that exercise sgemm's edges through the convolution: K over one
  * packed slice (192), rows not a multiple of the 8-row tile, panels that span
  * several images (P < 48), a 1×1 layer with a long K, a strided 7×7 stem and
- * a dilated grouped layer; forward only, against the reference. */
+ * a dilated grouped layer; and Winograd's; forward only, against the
+ * reference. */
 TEST(conv_sgemm_shapes)
 {
     static const struct conv_case big[] = {
@@ -388,6 +389,13 @@ TEST(conv_sgemm_shapes)
         {"7x7 s2 stem", 2, 3, 30, 30, 16, 7, 7, 2, 2, 1, 1, {3, 3, 3, 3}, 1, NULL, 1},
         {"group 2 dilation 2", 2, 16, 11, 10, 12, 3, 3, 1, 2, 2, 2, {2, 1, 2, 3}, 2, NULL, 1},
         {"P 1: one column per image", 7, 40, 3, 3, 17, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NULL, 1},
+        /* Winograd F(2x2, 3x3) (3x3, stride 1, enough 2x2 blocks): block rows
+         * wider than 16 blocks, odd output sizes, asymmetric padding, chunks
+         * of 96 blocks across images, channels not a multiple of 8 */
+        {"winograd 35x37 pad 1", 2, 17, 35, 37, 19, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
+        {"winograd no pad, odd output", 1, 16, 20, 21, 16, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NULL, 0},
+        {"winograd asymmetric pads", 3, 20, 14, 15, 24, 3, 3, 1, 1, 1, 1, {0, 1, 2, 0}, 1, NULL, 1},
+        {"winograd group 2", 2, 40, 14, 13, 36, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 2, NULL, 1},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
         const struct conv_case *c = &big[i];

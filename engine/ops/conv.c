@@ -66,6 +66,7 @@
 
 #include "../parallel.h"
 #include "../sgemm.h"
+#include "conv_winograd.h"
 #include "../status.h"
 
 enum conv_auto_pad { CONV_PAD_NOTSET, CONV_PAD_SAME_UPPER, CONV_PAD_SAME_LOWER, CONV_PAD_VALID };
@@ -236,6 +237,14 @@ static struct conv_geom conv_geom_of(const struct conv_params *p, const struct t
     return g;
 }
 
+/* 3×3, stride 1, no dilation, and large enough: Winograd F(2×2, 3×3). */
+static int conv_use_winograd(const struct conv_geom *g)
+{
+    return g->path == CONV_GEMM && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
+           g->dh == 1 && g->dw == 1 && sgemm_available() &&
+           winograd_worth_it(g->Cg, g->Mg, g->Ho, g->Wo);
+}
+
 static int conv_infer(const struct node *node, const struct tview *const *in,
                       struct tview *const *out, char *err)
 {
@@ -326,8 +335,24 @@ static size_t conv_scratch(const struct node *node, const struct tview *const *i
     size_t packed = g.path != CONV_DIRECT && sgemm_available()
                         ? sgemm_scratch(g.Mg, g.N * g.P, g.K, parallel_threads())
                         : 0;
+    if (conv_use_winograd(&g)) {
+        /* the weights' transform, then each thread's region (the transform
+         * lives in the graph's cache instead where it keeps one) */
+        size_t wg = winograd_weights_size(g.Cg, g.Mg) * g.group +
+                    winograd_scratch(g.Cg, g.Mg, parallel_threads());
+        packed = wg > packed ? wg : packed;
+    }
     /* backward still builds the col matrix */
     return col > packed ? col : packed;
+}
+
+/* Kept between runs: Winograd's transform of the weights, every group's. */
+static size_t conv_cache(const struct node *node, const struct tview *const *in,
+                         const struct tview *const *out)
+{
+    (void)out;
+    struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
+    return conv_use_winograd(&g) ? winograd_weights_size(g.Cg, g.Mg) * g.group : 0;
 }
 
 /* Output positions o in [*lo, *hi) of an axis of `out` positions whose tap
@@ -921,6 +946,31 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
     float *y = tview_f(out[0]);
     const int clamp = ctx && ctx->clamp;
 
+    if (conv_use_winograd(&g)) {
+        const size_t plane_in = (size_t)g.H * g.W, u_len = winograd_weights_size(g.Cg, g.Mg);
+        /* U from the cache, made on the first run after a plan; else in
+         * the scratch, before each thread's region */
+        const int cached = ctx->cache && ctx->cache_len >= u_len * g.group;
+        float *U = cached ? ctx->cache : ctx->scratch;
+        float *rest = cached ? ctx->scratch : ctx->scratch + u_len * g.group;
+        const size_t rest_len = cached ? ctx->scratch_len : ctx->scratch_len - u_len * g.group;
+        const int fresh = !cached || !*ctx->cache_valid;
+        for (int gi = 0; gi < g.group; gi++) {
+            const struct winograd_conv cv = {
+                .N = g.N, .C = g.Cg, .H = g.H, .W = g.W, .M = g.Mg, .Ho = g.Ho, .Wo = g.Wo,
+                .pt = g.pt, .pl = g.pl, .x = x + (size_t)gi * g.Cg * plane_in,
+                .w = w + (size_t)gi * g.Mg * g.K, .bias = bias ? bias + (size_t)gi * g.Mg : NULL,
+                .image_stride = (size_t)g.C * plane_in, .y_image_stride = (size_t)g.M * g.P,
+                .y = y + (size_t)gi * g.Mg * g.P, .clamp = clamp,
+                .lo = clamp ? ctx->clamp_lo : 0.0f, .hi = clamp ? ctx->clamp_hi : 0.0f};
+            if (fresh)
+                winograd_weights(&cv, U + gi * u_len);
+            winograd_forward(&cv, U + gi * u_len, rest, rest_len);
+        }
+        if (cached)
+            *ctx->cache_valid = 1;
+        return;
+    }
     if (g.path != CONV_DIRECT && sgemm_available()) {
         /* one product per group over the whole batch, taps packed on demand,
          * the fused clamp applied as the tiles are written */
@@ -1033,6 +1083,7 @@ const struct op op_conv = {
     .setup = conv_setup,
     .infer = conv_infer,
     .scratch = conv_scratch,
+    .cache = conv_cache,
     .forward = conv_forward,
     .backward = conv_backward,
 };

@@ -101,6 +101,13 @@ struct op_ctx {
     /* Forward of a Sigmoid only (the graph fuses the Mul by its input that
      * follows it, x·σ(x): SiLU, Swish): write x·σ(x) instead of σ(x). */
     int times_input;
+    /* Forward only, in workspaces without gradients (where the weights are
+     * constants): op->cache floats kept for this node from run to run, and
+     * whether they still hold what the op last put there (0 after every
+     * plan; the op sets it). NULL when the workspace keeps none. */
+    float *cache;
+    size_t cache_len;
+    int *cache_valid;
 };
 
 enum op_flags {
@@ -128,6 +135,11 @@ struct op {
      * be NULL (no scratch). */
     size_t (*scratch)(const struct node *node, const struct tview *const *in,
                       const struct tview *const *out);
+    /* Floats this node may keep between forward runs (op_ctx.cache): what it
+     * computes from its constant inputs alone, such as a Conv's transformed
+     * weights. May be NULL (nothing kept). */
+    size_t (*cache)(const struct node *node, const struct tview *const *in,
+                    const struct tview *const *out);
     void (*forward)(const struct node *node, const struct tview *const *in,
                     struct tview *const *out, struct op_ctx *ctx);
     /* For ops that are a clamp y = min(max(x, lo), hi) (Relu, Clip): sets the

@@ -1,0 +1,312 @@
+/*
+ * conv_winograd.c — F(2×2, 3×3) for the forward pass (see conv_winograd.h).
+ *
+ * With d a 4×4 patch of one input channel and g a 3×3 kernel, the 2×2
+ * outputs of the patch are
+ *
+ *   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+ *
+ *   Bᵀ = | 1  0 −1  0 |    G = | 1    0    0  |    Aᵀ = | 1  1  1  0 |
+ *        | 0  1  1  0 |        | ½    ½    ½  |         | 0  1 −1 −1 |
+ *        | 0 −1  1  0 |        | ½   −½    ½  |
+ *        | 0  1  0 −1 |        | 0    0    1  |
+ *
+ * Summed over input channels, the element-wise product becomes 16 matrix
+ * products, one per position ξ of the 4×4 transformed patch:
+ *   M_ξ[m, t] = Σ_c U_ξ[m, c] · V_ξ[c, t],  U = G g Gᵀ per (m, c), V = Bᵀ d B per (c, t)
+ * over the output's 2×2 blocks t (every image of the batch). The products
+ * are sgemm's. U depends on the weights alone: the caller keeps it between
+ * runs where the weights are constants (conv.c, through the graph's cache).
+ *
+ * The blocks are taken WG_TC at a time (a chunk), each chunk by one thread
+ * from start to end: transform its input patches into V (16 × C × WG_TC
+ * floats), the 16 products into M (16 × M × WG_TC), and M back into 2×2
+ * outputs, with the bias and a fused clamp. The transforms work on 16
+ * horizontally adjacent blocks at once: each input row is loaded as vectors
+ * (masked, so the padding reads as zeros and nothing outside the row is
+ * touched), split into even and odd columns, and the four columns of the 16
+ * patches are then whole vectors. The chunks do not depend on the thread
+ * count, and each is computed the same way by whichever thread takes it, so
+ * results do not depend on the thread count either.
+ */
+#include "conv_winograd.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "../parallel.h"
+#include "../sgemm.h"
+
+/* Blocks per chunk: two sgemm panels. */
+#define WG_TC (2 * SGEMM_NR)
+
+#define WG_TARGET __attribute__((target("avx512f")))
+
+static size_t round16(size_t n)
+{
+    return (n + 15) / 16 * 16;
+}
+
+int winograd_worth_it(int C, int M, int Ho, int Wo)
+{
+    /* Decided per image, never by the batch size: an image's result must
+     * not depend on the batch it came in. Channels enough to keep the
+     * products busy, and at least 49 2×2 blocks per image (a 14×14 output):
+     * below that, at batch 1, the products are too small to share between
+     * threads well and the direct convolution is faster (ResNet-18's 7×7
+     * layers, measured). */
+    return C >= 16 && M >= 16 && ((Ho + 1) / 2) * ((Wo + 1) / 2) >= 49;
+}
+
+static size_t per_thread(int C, int M)
+{
+    return round16((size_t)16 * C * WG_TC) + round16((size_t)16 * M * WG_TC) +
+           round16(sgemm_scratch(M, WG_TC, C, 1));
+}
+
+size_t winograd_weights_size(int C, int M)
+{
+    return (size_t)16 * M * C;
+}
+
+size_t winograd_scratch(int C, int M, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    return (size_t)threads * per_thread(C, M);
+}
+
+/* ---- the weights: U = G g Gᵀ ------------------------------------------------ */
+
+struct wg_job {
+    const struct winograd_conv *cv;
+    const float *U;     /* [16][M][C] */
+    float *U_out;       /* winograd_weights: where U goes */
+    float *regions;     /* one per piece: V, M, sgemm scratch */
+    size_t region_len;
+    int tiles_h, tiles_w, tiles, chunks, pieces;
+};
+
+static void wg_weights_piece(void *ctx, int m0, int m1)
+{
+    const struct wg_job *j = ctx;
+    const struct winograd_conv *cv = j->cv;
+    for (int m = m0; m < m1; m++)
+        for (int c = 0; c < cv->C; c++) {
+            const float *g = cv->w + ((size_t)m * cv->C + c) * 9;
+            float gg[4][3]; /* G g */
+            for (int k = 0; k < 3; k++) {
+                gg[0][k] = g[k];
+                gg[1][k] = 0.5f * (g[k] + g[3 + k] + g[6 + k]);
+                gg[2][k] = 0.5f * (g[k] - g[3 + k] + g[6 + k]);
+                gg[3][k] = g[6 + k];
+            }
+            for (int i = 0; i < 4; i++) {
+                const float a = gg[i][0], b = gg[i][1], cc = gg[i][2];
+                const float u[4] = {a, 0.5f * (a + b + cc), 0.5f * (a - b + cc), cc};
+                for (int k = 0; k < 4; k++)
+                    j->U_out[((size_t)(i * 4 + k) * cv->M + m) * cv->C + c] = u[k];
+            }
+        }
+}
+
+/* ---- the input: V = Bᵀ d B, 16 blocks at a time -------------------------- */
+
+/* Lanes l of a 16-float load at input column s + l that lie in [0, W). */
+static inline __mmask16 wg_cols(int s, int W)
+{
+    const int a = s < 0 ? -s : 0, b = W - s < 16 ? W - s : 16;
+    if (b <= a)
+        return 0;
+    return (__mmask16)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+
+/* Columns s + 2l + k (k = 0 … 3) of one input row (NULL: a padding row), for
+ * l = 0 … 15: four vectors. */
+WG_TARGET static inline void wg_row_columns(const float *row, int s, int W, __m512 col[4])
+{
+    if (!row) {
+        col[0] = col[1] = col[2] = col[3] = _mm512_setzero_ps();
+        return;
+    }
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int h = 0; h < 2; h++) {
+        const int s0 = s + 2 * h;   /* columns s0 … s0 + 31 */
+        const __m512 a = _mm512_maskz_loadu_ps(wg_cols(s0, W), row + s0);
+        const __m512 b = _mm512_maskz_loadu_ps(wg_cols(s0 + 16, W), row + s0 + 16);
+        col[2 * h] = _mm512_permutex2var_ps(a, even, b);
+        col[2 * h + 1] = _mm512_permutex2var_ps(a, odd, b);
+    }
+}
+
+/* V for blocks (n, ty, tx0 … tx0 + L − 1) of every channel, at chunk columns
+ * tt … tt + L − 1. */
+WG_TARGET static void wg_input(const struct winograd_conv *cv, float *V, int n, int ty, int tx0,
+                               int L, int tt)
+{
+    const __mmask16 keep = (__mmask16)(L >= 16 ? 0xffff : (1u << L) - 1);
+    const int s = 2 * tx0 - cv->pl;
+    for (int c = 0; c < cv->C; c++) {
+        const float *plane = cv->x + (size_t)n * cv->image_stride + (size_t)c * cv->H * cv->W;
+        __m512 d[4][4];
+        for (int r = 0; r < 4; r++) {
+            const int iy = 2 * ty - cv->pt + r;
+            wg_row_columns(iy >= 0 && iy < cv->H ? plane + (size_t)iy * cv->W : NULL, s, cv->W,
+                           d[r]);
+        }
+        __m512 t[4][4];
+        for (int k = 0; k < 4; k++) {
+            t[0][k] = _mm512_sub_ps(d[0][k], d[2][k]);
+            t[1][k] = _mm512_add_ps(d[1][k], d[2][k]);
+            t[2][k] = _mm512_sub_ps(d[2][k], d[1][k]);
+            t[3][k] = _mm512_sub_ps(d[1][k], d[3][k]);
+        }
+        for (int i = 0; i < 4; i++) {
+            const __m512 v[4] = {_mm512_sub_ps(t[i][0], t[i][2]), _mm512_add_ps(t[i][1], t[i][2]),
+                                 _mm512_sub_ps(t[i][2], t[i][1]), _mm512_sub_ps(t[i][1], t[i][3])};
+            for (int k = 0; k < 4; k++) {
+                float *dst = V + ((size_t)(i * 4 + k) * cv->C + c) * WG_TC + tt;
+                if (L >= 16)
+                    _mm512_storeu_ps(dst, v[k]);
+                else
+                    _mm512_mask_storeu_ps(dst, keep, v[k]);
+            }
+        }
+    }
+}
+
+/* ---- the output: Y = Aᵀ M A, 16 blocks at a time ------------------------- */
+
+WG_TARGET static void wg_output(const struct winograd_conv *cv, const float *Mo, int n, int ty,
+                                int tx0, int L, int tt)
+{
+    const __mmask16 keep = (__mmask16)(L >= 16 ? 0xffff : (1u << L) - 1);
+    /* interleave two vectors: lanes 0 … 7 (lo) and 8 … 15 (hi) of each */
+    const __m512i lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi_idx =
+        _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512 vlo = _mm512_set1_ps(cv->lo), vhi = _mm512_set1_ps(cv->hi);
+    /* output columns 2·tx0 … that exist */
+    const int col0 = 2 * tx0, cols = cv->Wo - col0 < 2 * L ? cv->Wo - col0 : 2 * L;
+    const int c_lo = cols < 16 ? cols : 16, c_hi = cols > 16 ? cols - 16 : 0; /* cols ≤ 32 */
+    const __mmask16 m_lo = (__mmask16)(c_lo == 16 ? 0xffff : (1u << c_lo) - 1);
+    const __mmask16 m_hi = (__mmask16)(c_hi == 16 ? 0xffff : (1u << c_hi) - 1);
+    for (int m = 0; m < cv->M; m++) {
+        __m512 mv[16];
+        for (int x = 0; x < 16; x++)
+            mv[x] = _mm512_maskz_loadu_ps(keep, Mo + ((size_t)x * cv->M + m) * WG_TC + tt);
+        __m512 r[2][4];
+        for (int k = 0; k < 4; k++) {
+            r[0][k] = _mm512_add_ps(_mm512_add_ps(mv[k], mv[4 + k]), mv[8 + k]);
+            r[1][k] = _mm512_sub_ps(_mm512_sub_ps(mv[4 + k], mv[8 + k]), mv[12 + k]);
+        }
+        const __m512 b = _mm512_set1_ps(cv->bias ? cv->bias[m] : 0.0f);
+        for (int i = 0; i < 2; i++) {
+            const int oy = 2 * ty + i;
+            if (oy >= cv->Ho)
+                break;
+            __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b);
+            __m512 y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b);
+            if (cv->clamp) {
+                y0 = _mm512_min_ps(_mm512_max_ps(y0, vlo), vhi);
+                y1 = _mm512_min_ps(_mm512_max_ps(y1, vlo), vhi);
+            }
+            float *dst = cv->y + (size_t)n * cv->y_image_stride +
+                         ((size_t)m * cv->Ho + oy) * cv->Wo + col0;
+            const __m512 a = _mm512_permutex2var_ps(y0, lo_idx, y1);
+            const __m512 c = _mm512_permutex2var_ps(y0, hi_idx, y1);
+            if (m_lo == 0xffff)
+                _mm512_storeu_ps(dst, a);
+            else
+                _mm512_mask_storeu_ps(dst, m_lo, a);
+            if (m_hi == 0xffff)
+                _mm512_storeu_ps(dst + 16, c);
+            else if (m_hi)
+                _mm512_mask_storeu_ps(dst + 16, m_hi, c);
+        }
+    }
+}
+
+/* ---- chunks ------------------------------------------------------------------ */
+
+/* Calls fn for every run of at most 16 blocks of one block row inside
+ * blocks [t0, t1). */
+#define WG_FOR_RUNS(j, t0, t1, BODY)                                                       \
+    for (int t = (t0); t < (t1);) {                                                        \
+        const int per_image = (j)->tiles_h * (j)->tiles_w;                                 \
+        const int n = t / per_image, ty = t % per_image / (j)->tiles_w,                    \
+                  tx = t % per_image % (j)->tiles_w;                                       \
+        int L = (j)->tiles_w - tx;                                                         \
+        if (L > 16)                                                                        \
+            L = 16;                                                                        \
+        if (L > (t1) - t)                                                                  \
+            L = (t1) - t;                                                                  \
+        BODY;                                                                              \
+        t += L;                                                                            \
+    }
+
+/* Chunk k in `region`; sgemm gets the floats from the region's own sgemm
+ * part up to region_end: one slice (one thread) when every thread has a
+ * chunk, all of the scratch when the chunks are too few to share. */
+static void wg_chunk(const struct wg_job *j, int k, float *region, const float *region_end)
+{
+    const struct winograd_conv *cv = j->cv;
+    const int t0 = k * WG_TC, t1 = t0 + WG_TC < j->tiles ? t0 + WG_TC : j->tiles, tc = t1 - t0;
+    float *V = region, *Mo = V + round16((size_t)16 * cv->C * WG_TC);
+    float *S = Mo + round16((size_t)16 * cv->M * WG_TC);
+    const size_t s_len = (size_t)(region_end - S);
+    WG_FOR_RUNS(j, t0, t1, wg_input(cv, V, n, ty, tx, L, t - t0));
+    for (int x = 0; x < 16; x++) {
+        const struct sgemm_dense_b b = {.b = V + (size_t)x * cv->C * WG_TC, .ldb = WG_TC};
+        const struct sgemm_out o = {.c = Mo + (size_t)x * cv->M * WG_TC, .ldc = WG_TC,
+                                    .block_cols = WG_TC};
+        sgemm_run(cv->M, tc, cv->C, j->U + (size_t)x * cv->M * cv->C, (size_t)cv->C,
+                  sgemm_pack_dense, sgemm_direct_dense, &b, &o, S, s_len);
+    }
+    WG_FOR_RUNS(j, t0, t1, wg_output(cv, Mo, n, ty, tx, L, t - t0));
+}
+
+static void wg_piece(void *ctx, int i0, int i1)
+{
+    const struct wg_job *j = ctx;
+    float *region = j->regions + (size_t)i0 * j->region_len;
+    for (int i = i0; i < i1; i++) {
+        const int k0 = (int)((int64_t)j->chunks * i / j->pieces);
+        const int k1 = (int)((int64_t)j->chunks * (i + 1) / j->pieces);
+        for (int k = k0; k < k1; k++)
+            wg_chunk(j, k, region, region + j->region_len);
+    }
+}
+
+void winograd_weights(const struct winograd_conv *cv, float *U)
+{
+    struct wg_job j = {.cv = cv, .U_out = U};
+    parallel_for_grain(cv->M, parallel_grain((size_t)cv->C * 25), wg_weights_piece, &j);
+}
+
+void winograd_forward(const struct winograd_conv *cv, const float *U, float *scratch,
+                      size_t scratch_len)
+{
+    struct wg_job j = {.cv = cv, .U = U};
+    j.tiles_h = (cv->Ho + 1) / 2;
+    j.tiles_w = (cv->Wo + 1) / 2;
+    j.tiles = cv->N * j.tiles_h * j.tiles_w;
+    j.chunks = (j.tiles + WG_TC - 1) / WG_TC;
+    j.regions = scratch;
+    j.region_len = per_thread(cv->C, cv->M);
+    int regions = (int)(scratch_len / j.region_len);
+    int threads = parallel_threads();
+    j.pieces = threads < regions ? threads : regions;
+    if (j.pieces < 1)
+        j.pieces = 1;
+    if (j.chunks < j.pieces) {
+        /* a small layer (a 7×7 or 14×14 output at batch 1): the chunks one
+         * after the other, each product shared by the threads (sgemm splits
+         * its rows), the scratch beyond the first region its slices */
+        for (int k = 0; k < j.chunks; k++)
+            wg_chunk(&j, k, j.regions, scratch + scratch_len);
+        return;
+    }
+    parallel_for(j.pieces, wg_piece, &j);
+}
