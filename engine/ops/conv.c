@@ -592,6 +592,9 @@ static void conv_direct_forward_piece(void *ctx, int i0, int i1)
     const int hp = (g->Ho - 1) * g->sh + (g->kh - 1) * g->dh + 1;
     const int wp = (g->Wo - 1) * g->sw + (g->kw - 1) * g->dw + 1;
     const int whole = (int64_t)hp * wp <= CONV_DW_BUF_FLOATS;
+    /* the flattened plane's outputs (see below), up to the last one read */
+    float flat[CONV_DW_BUF_FLOATS];
+    const int flat_fits = (int64_t)(g->Ho - 1) * wp + g->Wo <= CONV_DW_BUF_FLOATS;
     const int rows_fit = (int64_t)g->kh * wp <= CONV_DW_BUF_FLOATS;
     int oy_lo, oy_hi, ox_lo, ox_hi;
     conv_tap_range(g->H - (g->kh - 1) * g->dh, -g->pt, g->sh, g->Ho, &oy_lo, &oy_hi);
@@ -608,9 +611,22 @@ static void conv_direct_forward_piece(void *ctx, int i0, int i1)
         float *yp = j->y + (size_t)i * g->P;
         if (whole) {
             conv_dw_pad_rows(buf, xc, g, -g->pt, 1, hp, wp, 0);
-            for (int oy = 0; oy < g->Ho; oy++)
-                conv_dw_interior_any(yp + (size_t)oy * g->Wo, buf + (size_t)oy * g->sh * wp, wm,
-                                     bias, g->Wo, (size_t)g->dh * wp, g);
+            if (g->sh == g->sw && flat_fits) {
+                /* The plane as one long row: output p = oy·wp + ox reads
+                 * buf[p·s + tap], which is (oy, ox)'s window for ox < Wo;
+                 * the other positions are computed and dropped. Small
+                 * planes (14×14, 7×7) become one vector loop instead of a
+                 * short loop and a scalar tail per row. */
+                const int n_flat = (g->Ho - 1) * wp + g->Wo;
+                conv_dw_interior_any(flat, buf, wm, bias, n_flat, (size_t)g->dh * wp, g);
+                for (int oy = 0; oy < g->Ho; oy++)
+                    memcpy(yp + (size_t)oy * g->Wo, flat + (size_t)oy * wp,
+                           (size_t)g->Wo * sizeof *yp);
+            }
+            else
+                for (int oy = 0; oy < g->Ho; oy++)
+                    conv_dw_interior_any(yp + (size_t)oy * g->Wo, buf + (size_t)oy * g->sh * wp,
+                                         wm, bias, g->Wo, (size_t)g->dh * wp, g);
             if (j->clamp)
                 conv_clamp_plane(yp, g->P, j->lo, j->hi);
             continue;

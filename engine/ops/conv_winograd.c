@@ -122,8 +122,10 @@ static inline __mmask16 wg_cols(int s, int W)
 }
 
 /* Columns s + 2l + k (k = 0 … 3) of one input row (NULL: a padding row), for
- * l = 0 … 15: four vectors. */
-WG_TARGET static inline void wg_row_columns(const float *row, int s, int W, __m512 col[4])
+ * l = 0 … 15: four vectors. mask[h] holds the lanes of the loads at s + 16h
+ * (h = 0, 1) and s + 2 + 16(h − 2) (h = 2, 3) that lie in the row. */
+WG_TARGET static inline void wg_row_columns(const float *row, int s, const __mmask16 mask[4],
+                                            __m512 col[4])
 {
     if (!row) {
         col[0] = col[1] = col[2] = col[3] = _mm512_setzero_ps();
@@ -133,8 +135,8 @@ WG_TARGET static inline void wg_row_columns(const float *row, int s, int W, __m5
     const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     for (int h = 0; h < 2; h++) {
         const int s0 = s + 2 * h;   /* columns s0 … s0 + 31 */
-        const __m512 a = _mm512_maskz_loadu_ps(wg_cols(s0, W), row + s0);
-        const __m512 b = _mm512_maskz_loadu_ps(wg_cols(s0 + 16, W), row + s0 + 16);
+        const __m512 a = _mm512_maskz_loadu_ps(mask[2 * h], row + s0);
+        const __m512 b = _mm512_maskz_loadu_ps(mask[2 * h + 1], row + s0 + 16);
         col[2 * h] = _mm512_permutex2var_ps(a, even, b);
         col[2 * h + 1] = _mm512_permutex2var_ps(a, odd, b);
     }
@@ -147,14 +149,21 @@ WG_TARGET static void wg_input(const struct winograd_conv *cv, float *V, int n, 
 {
     const __mmask16 keep = (__mmask16)(L >= 16 ? 0xffff : (1u << L) - 1);
     const int s = 2 * tx0 - cv->pl;
-    for (int c = 0; c < cv->C; c++) {
-        const float *plane = cv->x + (size_t)n * cv->image_stride + (size_t)c * cv->H * cv->W;
+    /* the same for every channel: which rows exist, which lanes */
+    const __mmask16 mask[4] = {wg_cols(s, cv->W), wg_cols(s + 16, cv->W), wg_cols(s + 2, cv->W),
+                               wg_cols(s + 18, cv->W)};
+    ptrdiff_t row_off[4];
+    for (int r = 0; r < 4; r++) {
+        const int iy = 2 * ty - cv->pt + r;
+        row_off[r] = iy >= 0 && iy < cv->H ? (ptrdiff_t)iy * cv->W : -1;
+    }
+    const size_t plane = (size_t)cv->H * cv->W, v_plane = (size_t)cv->C * WG_TC;
+    const float *xc = cv->x + (size_t)n * cv->image_stride;
+    float *vc = V + tt;
+    for (int c = 0; c < cv->C; c++, xc += plane, vc += WG_TC) {
         __m512 d[4][4];
-        for (int r = 0; r < 4; r++) {
-            const int iy = 2 * ty - cv->pt + r;
-            wg_row_columns(iy >= 0 && iy < cv->H ? plane + (size_t)iy * cv->W : NULL, s, cv->W,
-                           d[r]);
-        }
+        for (int r = 0; r < 4; r++)
+            wg_row_columns(row_off[r] >= 0 ? xc + row_off[r] : NULL, s, mask, d[r]);
         __m512 t[4][4];
         for (int k = 0; k < 4; k++) {
             t[0][k] = _mm512_sub_ps(d[0][k], d[2][k]);
@@ -166,7 +175,7 @@ WG_TARGET static void wg_input(const struct winograd_conv *cv, float *V, int n, 
             const __m512 v[4] = {_mm512_sub_ps(t[i][0], t[i][2]), _mm512_add_ps(t[i][1], t[i][2]),
                                  _mm512_sub_ps(t[i][2], t[i][1]), _mm512_sub_ps(t[i][1], t[i][3])};
             for (int k = 0; k < 4; k++) {
-                float *dst = V + ((size_t)(i * 4 + k) * cv->C + c) * WG_TC + tt;
+                float *dst = vc + (size_t)(i * 4 + k) * v_plane;
                 if (L >= 16)
                     _mm512_storeu_ps(dst, v[k]);
                 else
