@@ -99,12 +99,19 @@ SGEMM_TARGET static inline void store_row(float *base, const __m512 acc[3], uint
         const __mmask16 m = (__mmask16)(mask >> (16 * v));
         if (!m)
             continue;
+        /* whole vectors without masks: a masked store is slow on AMD's
+         * cores, even with every lane set */
+        const int whole = m == 0xffff;
         __m512 x = _mm512_add_ps(acc[v], b);
         if (add_old)
-            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, base + 16 * v));
+            x = _mm512_add_ps(x, whole ? _mm512_loadu_ps(base + 16 * v)
+                                       : _mm512_maskz_loadu_ps(m, base + 16 * v));
         if (clamp)
             x = _mm512_min_ps(_mm512_max_ps(x, vlo), vhi);
-        _mm512_mask_storeu_ps(base + 16 * v, m, x);
+        if (whole)
+            _mm512_storeu_ps(base + 16 * v, x);
+        else
+            _mm512_mask_storeu_ps(base + 16 * v, m, x);
     }
 }
 
