@@ -17,8 +17,9 @@
  * loads three vectors of B and broadcasts eight values of A: 24 fused
  * multiply-adds per 11 loads. The first K slice starts from zero (plus the
  * bias and, with accumulate, what C held); later slices add onto C; the last
- * applies the clamp (a fused ReLU or ReLU6). Sums over K are in the same order for every element
- * whatever the split, so results do not depend on the thread count.
+ * applies the clamp (a fused ReLU or ReLU6). Sums over K are in the same
+ * order for every element whatever the split, so results do not depend on
+ * the thread count.
  *
  * Edges: rows past M read row 0 of the tile again and are not stored;
  * columns past N are zero in the packed panel and masked off when storing;
@@ -27,6 +28,7 @@
  */
 #include "sgemm.h"
 
+#include <assert.h>
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -263,6 +265,7 @@ void sgemm_run(int M, int N, int K, const float *A, size_t lda, sgemm_pack_fn pa
             }
         return;
     }
+    assert(scratch_len >= sgemm_scratch(M, N, K, 1));
     int slices = (int)(scratch_len / ((size_t)SGEMM_KC * SGEMM_NC));
     int threads = parallel_threads();
     if (threads > slices)

@@ -72,9 +72,10 @@ void sgemm_set_enabled(int on);
 size_t sgemm_scratch(int M, int N, int K, int threads);
 
 /* C = A · B as described above. A is row-major with row stride lda; B comes
- * from `pack` (and `direct`, which may be NULL), given pack_ctx. Runs on
- * the engine's threads (parallel.h), using at most as many as the scratch was
- * sized for. Requires sgemm_available(). Can't fail. */
+ * from `pack` (and `direct`, which may be NULL), given pack_ctx. scratch is
+ * 64-byte aligned, scratch_len floats, at least sgemm_scratch(M, N, K, 1).
+ * Runs on the engine's threads (parallel.h), using at most as many as the
+ * scratch was sized for. Requires sgemm_available(). Can't fail. */
 void sgemm_run(int M, int N, int K, const float *A, size_t lda, sgemm_pack_fn pack,
                sgemm_direct_fn direct, const void *pack_ctx, const struct sgemm_out *out,
                float *scratch, size_t scratch_len);

@@ -21,20 +21,30 @@
  *   CONV_1X1     1×1 kernel, stride 1, no padding: the input plane of a group
  *                already is the [Cg × H·W] matrix the GEMM needs:
  *                Y_g[Mg × P] = W_g[Mg × Cg] · X_g[Cg × P].
- *   CONV_GEMM    im2col per image and per group: col[K × P], K = Cg·kH·kW,
- *                row (c, ky, kx) holding the input value each output pixel's
- *                tap (ky, kx) of channel c sees (zero over the padding); then
- *                Y_g[Mg × P] = W_g[Mg × K] · col[K × P], one cblas_sgemm.
+ *   CONV_GEMM    the im2col matrix col[K × P], K = Cg·kH·kW, row (c, ky, kx)
+ *                holding the input value each output pixel's tap (ky, kx) of
+ *                channel c sees (zero over the padding), and
+ *                Y_g[Mg × P] = W_g[Mg × K] · col[K × P].
  *   CONV_DIRECT  one input channel per group (Cg = 1, group > 1: depthwise,
  *                possibly with a channel multiplier Mg): each output plane is
  *                a weighted sum of kH·kW shifted copies of one input plane,
- *                computed a row at a time with every tap of a window in one
- *                unrolled chain (vectorised over the row; the padding comes
- *                from zero-padded copies of small planes or border rows in a
- *                16 KB stack buffer, see conv_direct_forward_piece). As a
- *                GEMM this would be Mg × 9 × P products, all overhead.
- * On the GEMM paths the bias is written into Y first and the GEMM adds onto
- * it (beta = 1).
+ *                computed a row at a time (or a small padded plane as one
+ *                long row) with every tap of a window in one unrolled chain
+ *                (vectorised; the padding comes from zero-padded copies of
+ *                small planes or border rows in a 16 KB stack buffer, see
+ *                conv_direct_forward_piece). As a GEMM this would be
+ *                Mg × 9 × P products, all overhead.
+ * Where the CPU has AVX-512 (sgemm_available), the two GEMM paths are one
+ * strata sgemm per group over the whole batch (columns: every output pixel
+ * of every image), its panels packed straight from the input by
+ * conv_pack_taps (the col matrix is never built; a 1×1 input is read in
+ * place); and 3×3 stride-1 layers large enough go through Winograd
+ * F(2×2, 3×3) instead (conv_winograd.c). Elsewhere: im2col per image and
+ * OpenBLAS. A Relu or Clip the graph fuses into the Conv (op_ctx.clamp) is
+ * applied as sgemm and Winograd store their tiles, plane by plane on the
+ * depthwise path, in a pass afterwards on the OpenBLAS one. On the OpenBLAS
+ * paths the bias is written into Y first and the GEMM adds onto it
+ * (beta = 1); sgemm and Winograd add it as they store.
  *
  * Backward, with dY [N, M, Ho, Wo]:
  *   dB[m]   += Σ_{n, p} dY[n, m, p]
@@ -48,7 +58,9 @@
  * tap += W·dY).
  *
  * Scratch: one col buffer, K·P floats (CONV_GEMM only), shared by forward
- * and backward. Loops that are not GEMM (im2col, col2im, the direct
+ * and backward, or sgemm's panels and Winograd's work space where they run
+ * (whichever is larger). Kept between runs (op_ctx.cache): Winograd's
+ * transform of the weights. Loops that are not GEMM (im2col, col2im, the direct
  * convolution) run on the engine's threads (parallel.h), each output element
  * in exactly one piece, so results do not depend on the thread count.
  *
@@ -56,6 +68,7 @@
  * STRATA_E_UNSUPPORTED.
  */
 #include "op.h"
+#include "conv_winograd.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -66,7 +79,6 @@
 
 #include "../parallel.h"
 #include "../sgemm.h"
-#include "conv_winograd.h"
 #include "../status.h"
 
 enum conv_auto_pad { CONV_PAD_NOTSET, CONV_PAD_SAME_UPPER, CONV_PAD_SAME_LOWER, CONV_PAD_VALID };
@@ -562,6 +574,16 @@ static void conv_dw_pad_rows(float *dst, const float *xc, const struct conv_geom
     }
 }
 
+/* y = min(max(y, lo), hi) over one plane, while it is still in cache;
+ * written as Clip computes it. */
+static void conv_clamp_plane(float *y, int n, float lo, float hi)
+{
+    for (int i = 0; i < n; i++) {
+        float v = y[i] > lo ? y[i] : lo;
+        y[i] = v < hi ? v : hi;
+    }
+}
+
 /* Output plane (n, m) = b[m] + Σ_{ky,kx} w[m, ky, kx] · (input plane n, m / Mg,
  * shifted by the tap), a row at a time, every output through
  * conv_dw_interior from input rows that hold the padding as zeros:
@@ -574,16 +596,6 @@ static void conv_dw_pad_rows(float *dst, const float *xc, const struct conv_geom
  *                  by tap (conv_dw_point); the top and bottom rows are
  *                  computed from a padded copy of their kH input rows.
  * Kernels too wide for the buffer go tap by tap where the padding is. */
-/* y = min(max(y, lo), hi) over one plane, while it is still in cache;
- * written as Clip computes it. */
-static void conv_clamp_plane(float *y, int n, float lo, float hi)
-{
-    for (int i = 0; i < n; i++) {
-        float v = y[i] > lo ? y[i] : lo;
-        y[i] = v < hi ? v : hi;
-    }
-}
-
 static void conv_direct_forward_piece(void *ctx, int i0, int i1)
 {
     const struct conv_direct_job *j = ctx;
