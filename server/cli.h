@@ -35,6 +35,7 @@ int cmd_doubt_eval(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_onnx_test(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /* Folder of the models: the flag if given, else $STRATA_MODELS, else "models". */
 const char *cli_models_root(const char *flag);

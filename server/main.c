@@ -16,6 +16,7 @@ const struct command strata_commands[] = {
     {"import", cmd_import, "import an ONNX model as a strata model"},
     {"onnx-test", cmd_onnx_test, "run ONNX backend test cases against strata's graph executor"},
     {"bench", cmd_bench, "time the forward pass of a model or an .onnx file"},
+    {"export", cmd_export, "write one of strata's own models as an ONNX file"},
     {"serve", cmd_serve, "run the web server with the API and the pages"},
     {NULL, NULL, NULL},
 };

@@ -2,13 +2,15 @@
 // .onnx files, in the same run.
 //
 //   cd bench/ort && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund   # once, here only
-//   node bench/ort/onnx_vs_ort.mjs [MODEL.onnx ...] [--batch 1,16] [--threads 2]
+//   node bench/ort/onnx_vs_ort.mjs [MODEL.onnx ...] [--demo] [--batch 1,16] [--threads 2]
 //        [--rounds 5] [--seconds 2] [--load N] [--strata build/server/strata]
 //        [--write bench/results.json]
 //
 // Models default to the torchvision exports scripts/test makes in build-refs/
 // (ResNet-18, MobileNetV2, EfficientNet-B0, 224x224, random weights with
-// estimated BatchNorm statistics). For every model and batch size it runs
+// estimated BatchNorm statistics); --demo takes strata's six demo models
+// instead, written to ONNX by `strata export` (their trained weights, their
+// own input sizes). For every model and batch size it runs
 // `rounds` rounds; a round times ONNX Runtime and `strata bench FILE --json`
 // for `seconds` each, after two untimed passes, each in a process of its own
 // that ends before the other starts (ORT's idle threads spin, and would
@@ -20,7 +22,7 @@
 // --load N starts N busy-looping processes for the whole run (the machine is
 // shared: this is how the comparison looks when something else wants the
 // cores too). Results go to bench/results.json under "onnx_vs_ort", keyed
-// "idle" or "load_N".
+// "idle" or "load_N" (with --demo: "demo_idle", "demo_load_N").
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -126,15 +128,26 @@ async function main() {
       rounds: { type: 'string', default: '5' },
       seconds: { type: 'string', default: '2' },
       load: { type: 'string', default: '0' },
+      demo: { type: 'boolean', default: false },
       strata: { type: 'string', default: path.join(root, 'build', 'server', 'strata') },
       write: { type: 'string' },
     },
   });
-  const refs = process.env.STRATA_ONNX_REFS || path.join(root, 'build-refs');
-  const models = positionals.length ? positionals
-    : ['resnet18', 'mobilenet_v2', 'efficientnet_b0'].map((m) => path.join(refs, `${m}.onnx`));
-  for (const m of models) if (!fs.existsSync(m)) die(`${m} is missing (scripts/test exports the torchvision models into build-refs/)`);
   if (!fs.existsSync(o.strata)) die(`${o.strata} is missing: build strata first (scripts/build)`);
+  const refs = process.env.STRATA_ONNX_REFS || path.join(root, 'build-refs');
+  let models = positionals.length ? positionals
+    : ['resnet18', 'mobilenet_v2', 'efficientnet_b0'].map((m) => path.join(refs, `${m}.onnx`));
+  if (o.demo) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-demo-onnx-'));
+    models = ['felines', 'paysages', 'transports', 'felines-seed', 'paysages-seed', 'transports-seed']
+      .map((id) => {
+        const file = path.join(dir, `${id}.onnx`);
+        const r = spawnSync(o.strata, ['export', id, '--out', file], { cwd: root, encoding: 'utf8' });
+        if (r.status !== 0) die(`strata export ${id} failed: ${r.stderr}`);
+        return file;
+      });
+  }
+  for (const m of models) if (!fs.existsSync(m)) die(`${m} is missing (scripts/test exports the torchvision models into build-refs/)`);
   const batches = intList(o.batch, 'batch');
   const [threads] = intList(o.threads, 'threads');
   const [rounds] = intList(o.rounds, 'rounds');
@@ -155,7 +168,7 @@ async function main() {
   const stopHogs = () => hogs.forEach((h) => h.kill('SIGKILL'));
   process.on('exit', stopHogs);
 
-  const label = load ? `load_${load}` : 'idle';
+  const label = (o.demo ? 'demo_' : '') + (load ? `load_${load}` : 'idle');
   const result = {
     date: new Date().toISOString().slice(0, 10),
     machine: `${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}`,

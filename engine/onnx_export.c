@@ -1,0 +1,475 @@
+/*
+ * onnx_export.c — strata's sequential models as ONNX files (see
+ * onnx_export.h), built as protobuf-c messages and packed once.
+ *
+ * Every string, array and message is allocated through one list owned by
+ * the export (struct out) and freed together at the end, so no error path
+ * has to unpick a half-built message tree.
+ *
+ * Layouts: strata keeps a convolution kernel as [k][k][cin][filters] (HWIO)
+ * and feature maps channels last; ONNX wants [filters][cin][k][k] and
+ * channels first. Kernels are transposed on the way out; the feature maps
+ * need nothing until a Flatten, whose order must stay strata's (h, w, c):
+ * a Transpose to channels last goes before it. Dense kernels are [in][units],
+ * which is Gemm's B as it is (transB = 0).
+ */
+#include "onnx_export.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layer.h"
+#include "onnx.pb-c.h"
+
+struct out {
+    void **owned;
+    size_t n_owned, cap_owned;
+    Onnx__NodeProto **nodes;
+    size_t n_nodes, cap_nodes;
+    Onnx__TensorProto **inits;
+    size_t n_inits, cap_inits;
+    int failed;
+};
+
+/* Zeroed memory owned by the export; NULL (and failed set) when out of it. */
+static void *out_alloc(struct out *o, size_t bytes)
+{
+    if (o->failed)
+        return NULL;
+    if (o->n_owned == o->cap_owned) {
+        size_t cap = o->cap_owned ? 2 * o->cap_owned : 64;
+        void **grown = realloc(o->owned, cap * sizeof *grown);
+        if (!grown) {
+            o->failed = 1;
+            return NULL;
+        }
+        o->owned = grown, o->cap_owned = cap;
+    }
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) {
+        o->failed = 1;
+        return NULL;
+    }
+    return o->owned[o->n_owned++] = p;
+}
+
+static char *out_str(struct out *o, const char *s)
+{
+    char *p = out_alloc(o, strlen(s) + 1);
+    if (p)
+        memcpy(p, s, strlen(s) + 1);
+    return p;
+}
+
+/* Appends p to a growing array of pointers (nodes or initializers). */
+static void out_push(struct out *o, void ***arr, size_t *n, size_t *cap, void *p)
+{
+    if (o->failed || !p)
+        return;
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 32;
+        void **grown = realloc(*arr, c * sizeof *grown);
+        if (!grown) {
+            o->failed = 1;
+            return;
+        }
+        *arr = grown, *cap = c;
+    }
+    (*arr)[(*n)++] = p;
+}
+
+/* ---- initializers ------------------------------------------------------------ */
+
+/* A float initializer `name` of the given dims; its data (floats, copied). */
+static void add_init(struct out *o, const char *name, int ndim, const int64_t *dims,
+                     const float *data)
+{
+    Onnx__TensorProto *t = out_alloc(o, sizeof *t);
+    int64_t *d = out_alloc(o, (size_t)ndim * sizeof *d);
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++)
+        count *= (size_t)dims[i];
+    float *copy = out_alloc(o, count * sizeof *copy);
+    char *n = out_str(o, name);
+    if (!t || !d || !copy || !n)
+        return;
+    onnx__tensor_proto__init(t);
+    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    memcpy(copy, data, count * sizeof *copy);
+    t->name = n;
+    t->n_dims = (size_t)ndim;
+    t->dims = d;
+    t->has_data_type = 1;
+    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    t->has_raw_data = 1;
+    t->raw_data.data = (uint8_t *)copy; /* little-endian floats, as ONNX stores them */
+    t->raw_data.len = count * sizeof *copy;
+    out_push(o, (void ***)&o->inits, &o->n_inits, &o->cap_inits, t);
+}
+
+/* ---- nodes ------------------------------------------------------------------- */
+
+static Onnx__AttributeProto *attr_new(struct out *o, const char *name,
+                                      Onnx__AttributeProto__AttributeType type)
+{
+    Onnx__AttributeProto *a = out_alloc(o, sizeof *a);
+    char *n = out_str(o, name);
+    if (!a || !n)
+        return NULL;
+    onnx__attribute_proto__init(a);
+    a->name = n;
+    a->has_type = 1;
+    a->type = type;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_ints2(struct out *o, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *a = attr_new(o, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    int64_t *ints = out_alloc(o, 2 * sizeof *ints);
+    if (!a || !ints)
+        return NULL;
+    ints[0] = ints[1] = v;
+    a->n_ints = 2;
+    a->ints = ints;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_ints(struct out *o, const char *name, int n, const int64_t *v)
+{
+    Onnx__AttributeProto *a = attr_new(o, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    int64_t *ints = out_alloc(o, (size_t)n * sizeof *ints);
+    if (!a || !ints)
+        return NULL;
+    memcpy(ints, v, (size_t)n * sizeof *ints);
+    a->n_ints = (size_t)n;
+    a->ints = ints;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_int(struct out *o, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *a = attr_new(o, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a)
+        a->has_i = 1, a->i = v;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_float(struct out *o, const char *name, float v)
+{
+    Onnx__AttributeProto *a = attr_new(o, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a)
+        a->has_f = 1, a->f = v;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_string(struct out *o, const char *name, const char *v)
+{
+    Onnx__AttributeProto *a = attr_new(o, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    char *s = out_str(o, v);
+    if (!a || !s)
+        return NULL;
+    a->has_s = 1;
+    a->s.data = (uint8_t *)s;
+    a->s.len = strlen(v);
+    return a;
+}
+
+/* Adds node `name` of `op` from the inputs (NULL-terminated) to `output`,
+ * with up to four attributes (NULL ones are left out). */
+static void add_node(struct out *o, const char *op, const char *name, const char *const *inputs,
+                     const char *output, Onnx__AttributeProto *a0, Onnx__AttributeProto *a1,
+                     Onnx__AttributeProto *a2, Onnx__AttributeProto *a3)
+{
+    Onnx__NodeProto *n = out_alloc(o, sizeof *n);
+    size_t n_in = 0;
+    while (inputs[n_in])
+        n_in++;
+    char **in = out_alloc(o, n_in * sizeof *in);
+    char **outs = out_alloc(o, sizeof *outs);
+    Onnx__AttributeProto **attrs = out_alloc(o, 4 * sizeof *attrs);
+    if (!n || !in || !outs || !attrs)
+        return;
+    onnx__node_proto__init(n);
+    n->op_type = out_str(o, op);
+    n->name = out_str(o, name);
+    for (size_t i = 0; i < n_in; i++)
+        in[i] = out_str(o, inputs[i]);
+    outs[0] = out_str(o, output);
+    n->n_input = n_in;
+    n->input = in;
+    n->n_output = 1;
+    n->output = outs;
+    Onnx__AttributeProto *all[4] = {a0, a1, a2, a3};
+    for (int i = 0; i < 4; i++)
+        if (all[i])
+            attrs[n->n_attribute++] = all[i];
+    n->attribute = attrs;
+    out_push(o, (void ***)&o->nodes, &o->n_nodes, &o->cap_nodes, n);
+}
+
+/* A node with one input and one output. */
+static void add_unary(struct out *o, const char *op, const char *name, const char *in,
+                      const char *output, Onnx__AttributeProto *a0)
+{
+    const char *inputs[] = {in, NULL};
+    add_node(o, op, name, inputs, output, a0, NULL, NULL, NULL);
+}
+
+/* ---- the model --------------------------------------------------------------- */
+
+/* The fused activation of layer l after `value`, into a new value; returns
+ * the name of what comes out (value itself when there is none). */
+static const char *add_activation(struct out *o, const struct layer *l, const char *value,
+                                  char *buf, size_t cap)
+{
+    const char *op = l->cfg.activation == ACT_RELU      ? "Relu"
+                     : l->cfg.activation == ACT_SIGMOID ? "Sigmoid"
+                     : l->cfg.activation == ACT_SOFTMAX ? "Softmax"
+                                                        : NULL;
+    if (!op)
+        return value;
+    snprintf(buf, cap, "%s/%s", l->cfg.name, op);
+    /* softmax over the channels: axis 1 both for [N, C] and [N, C, H, W] */
+    add_unary(o, op, buf, value, buf,
+              l->cfg.activation == ACT_SOFTMAX ? attr_int(o, "axis", 1) : NULL);
+    return buf;
+}
+
+static Onnx__ValueInfoProto *value_info(struct out *o, const char *name, int ndim,
+                                        const int64_t *dims)
+{
+    Onnx__ValueInfoProto *vi = out_alloc(o, sizeof *vi);
+    Onnx__TypeProto *tp = out_alloc(o, sizeof *tp);
+    Onnx__TypeProto__Tensor *tt = out_alloc(o, sizeof *tt);
+    Onnx__TensorShapeProto *sh = out_alloc(o, sizeof *sh);
+    Onnx__TensorShapeProto__Dimension **dim = out_alloc(o, (size_t)ndim * sizeof *dim);
+    if (!vi || !tp || !tt || !sh || !dim)
+        return NULL;
+    onnx__value_info_proto__init(vi);
+    onnx__type_proto__init(tp);
+    onnx__type_proto__tensor__init(tt);
+    onnx__tensor_shape_proto__init(sh);
+    for (int i = 0; i < ndim; i++) {
+        Onnx__TensorShapeProto__Dimension *d = out_alloc(o, sizeof *d);
+        if (!d)
+            return NULL;
+        onnx__tensor_shape_proto__dimension__init(d);
+        if (dims[i] < 0) {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->dim_param = out_str(o, "batch");
+        }
+        else {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            d->dim_value = dims[i];
+        }
+        dim[i] = d;
+    }
+    sh->n_dim = (size_t)ndim;
+    sh->dim = dim;
+    tt->has_elem_type = 1;
+    tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt->shape = sh;
+    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    tp->tensor_type = tt;
+    vi->name = out_str(o, name);
+    vi->type = tp;
+    return vi;
+}
+
+/* Adds layer l's nodes after `value` (its name in buf_in); returns the name
+ * of its output (in buf_out, or value itself for a layer that adds nothing).
+ * *rank4 says whether the value is still a feature map. */
+static const char *add_layer(struct out *o, const struct layer *l, const char *value,
+                             char *buf_out, char *buf_act, size_t cap, int *rank4)
+{
+    const struct layer_config *c = &l->cfg;
+    char wname[96], bname[96], m[96], v[96];
+    switch (c->kind) {
+    case LAYER_CONV2D: {
+        const int k = c->kernel, cin = l->in.c, f = c->filters;
+        float *oihw = out_alloc(o, (size_t)f * cin * k * k * sizeof *oihw);
+        if (!oihw)
+            return value;
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++)
+                for (int ci = 0; ci < cin; ci++)
+                    for (int fo = 0; fo < f; fo++)
+                        oihw[((size_t)(fo * cin + ci) * k + ky) * k + kx] =
+                            l->w.kernel[(((size_t)ky * k + kx) * cin + ci) * f + fo];
+        snprintf(wname, sizeof wname, "%s/kernel", c->name);
+        add_init(o, wname, 4, (int64_t[]){f, cin, k, k}, oihw);
+        const char *inputs[4] = {value, wname, NULL, NULL};
+        if (c->use_bias) {
+            snprintf(bname, sizeof bname, "%s/bias", c->name);
+            add_init(o, bname, 1, (int64_t[]){f}, l->w.bias);
+            inputs[2] = bname;
+        }
+        snprintf(buf_out, cap, "%s/conv", c->name);
+        add_node(o, "Conv", buf_out, inputs, buf_out, attr_ints2(o, "kernel_shape", k),
+                 attr_ints2(o, "strides", c->stride),
+                 attr_string(o, "auto_pad", c->padding == PADDING_SAME ? "SAME_UPPER" : "VALID"),
+                 NULL);
+        return add_activation(o, l, buf_out, buf_act, cap);
+    }
+    case LAYER_BATCH_NORM: {
+        const int ch = l->in.c;
+        const char *names[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
+        const float *data[4] = {l->w.gamma, l->w.beta, l->w.moving_mean, l->w.moving_var};
+        char pn[4][96];
+        for (int i = 0; i < 4; i++) {
+            snprintf(pn[i], sizeof pn[i], "%s/%s", c->name, names[i]);
+            add_init(o, pn[i], 1, (int64_t[]){ch}, data[i]);
+        }
+        const char *inputs[] = {value, pn[0], pn[1], pn[2], pn[3], NULL};
+        snprintf(buf_out, cap, "%s/bn", c->name);
+        add_node(o, "BatchNormalization", buf_out, inputs, buf_out,
+                 attr_float(o, "epsilon", c->epsilon), NULL, NULL, NULL);
+        return add_activation(o, l, buf_out, buf_act, cap);
+    }
+    case LAYER_MAXPOOL2D:
+        snprintf(buf_out, cap, "%s/pool", c->name);
+        add_node(o, "MaxPool", buf_out, (const char *[]){value, NULL}, buf_out,
+                 attr_ints2(o, "kernel_shape", c->pool), attr_ints2(o, "strides", c->stride),
+                 attr_string(o, "auto_pad", c->padding == PADDING_SAME ? "SAME_UPPER" : "VALID"),
+                 NULL);
+        return buf_out;
+    case LAYER_GLOBAL_AVG_POOL:
+        /* [N, C, 1, 1], then [N, C]: the same order channels last or first */
+        snprintf(m, sizeof m, "%s/pool", c->name);
+        add_unary(o, "GlobalAveragePool", m, value, m, NULL);
+        snprintf(buf_out, cap, "%s/flat", c->name);
+        add_unary(o, "Flatten", buf_out, m, buf_out, attr_int(o, "axis", 1));
+        *rank4 = 0;
+        return buf_out;
+    case LAYER_FLATTEN:
+        if (!*rank4)
+            return value;
+        /* strata flattens (h, w, c): channels last first */
+        snprintf(v, sizeof v, "%s/nhwc", c->name);
+        add_unary(o, "Transpose", v, value, v, attr_ints(o, "perm", 4, (int64_t[]){0, 2, 3, 1}));
+        snprintf(buf_out, cap, "%s/flat", c->name);
+        add_unary(o, "Flatten", buf_out, v, buf_out, attr_int(o, "axis", 1));
+        *rank4 = 0;
+        return buf_out;
+    case LAYER_DENSE: {
+        const char *x = value;
+        if (*rank4) { /* a dense layer straight after a feature map reads it flattened */
+            snprintf(v, sizeof v, "%s/nhwc", c->name);
+            add_unary(o, "Transpose", v, value, v,
+                      attr_ints(o, "perm", 4, (int64_t[]){0, 2, 3, 1}));
+            snprintf(m, sizeof m, "%s/flat", c->name);
+            add_unary(o, "Flatten", m, v, m, attr_int(o, "axis", 1));
+            x = m;
+            *rank4 = 0;
+        }
+        const int in = (int)shape_size(l->in), units = c->units;
+        snprintf(wname, sizeof wname, "%s/kernel", c->name);
+        add_init(o, wname, 2, (int64_t[]){in, units}, l->w.kernel);
+        const char *inputs[4] = {x, wname, NULL, NULL};
+        if (c->use_bias) {
+            snprintf(bname, sizeof bname, "%s/bias", c->name);
+            add_init(o, bname, 1, (int64_t[]){units}, l->w.bias);
+            inputs[2] = bname;
+        }
+        snprintf(buf_out, cap, "%s/gemm", c->name);
+        add_node(o, "Gemm", buf_out, inputs, buf_out, NULL, NULL, NULL, NULL);
+        return add_activation(o, l, buf_out, buf_act, cap);
+    }
+    case LAYER_DROPOUT:
+        return value; /* the identity at inference */
+    case LAYER_RELU:
+    case LAYER_SIGMOID:
+    case LAYER_SOFTMAX: {
+        const char *op = c->kind == LAYER_RELU ? "Relu" : c->kind == LAYER_SIGMOID ? "Sigmoid"
+                                                                                 : "Softmax";
+        snprintf(buf_out, cap, "%s/%s", c->name, op);
+        add_unary(o, op, buf_out, value, buf_out,
+                  c->kind == LAYER_SOFTMAX ? attr_int(o, "axis", 1) : NULL);
+        return buf_out;
+    }
+    case LAYER_KIND_COUNT:
+        break;
+    }
+    return value;
+}
+
+int onnx_export(const struct model *m, const char *path, char *err)
+{
+    if (m->onnx[0] || m->graph)
+        return strata_fail(err, STRATA_E_ARG,
+                           "model '%s' was imported from ONNX: its file %s/%s is the export",
+                           m->id, m->dir, m->onnx);
+    struct out o = {0};
+    /* each layer's value names live until the model is packed: two buffers
+     * per layer (its output and its activation's) */
+    char (*names)[2][112] = calloc((size_t)m->n_layers + 1, sizeof *names);
+    if (!names)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory exporting '%s'", m->id);
+    const char *value = "input";
+    int rank4 = 1;
+    for (int i = 0; i < m->n_layers; i++)
+        value = add_layer(&o, &m->layers[i], value, names[i][0], names[i][1], sizeof names[i][0],
+                          &rank4);
+    /* the last value keeps a name of its own */
+    add_unary(&o, "Identity", "output", value, "probabilities", NULL);
+
+    Onnx__GraphProto graph = ONNX__GRAPH_PROTO__INIT;
+    Onnx__ModelProto model = ONNX__MODEL_PROTO__INIT;
+    Onnx__OperatorSetIdProto opset = ONNX__OPERATOR_SET_ID_PROTO__INIT;
+    Onnx__OperatorSetIdProto *opsets[1] = {&opset};
+    Onnx__ValueInfoProto *in = value_info(&o, "input", 4,
+                                          (int64_t[]){-1, 3, m->input.h, m->input.w});
+    Onnx__ValueInfoProto *out = value_info(&o, "probabilities", 2, (int64_t[]){-1, m->n_classes});
+    int rc = 0;
+    if (o.failed || !in || !out) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory exporting '%s'", m->id);
+        goto done;
+    }
+    graph.name = (char *)m->id;
+    graph.n_node = o.n_nodes;
+    graph.node = o.nodes;
+    graph.n_initializer = o.n_inits;
+    graph.initializer = o.inits;
+    graph.n_input = 1;
+    graph.input = &in;
+    graph.n_output = 1;
+    graph.output = &out;
+    opset.domain = "";
+    opset.has_version = 1;
+    opset.version = 13;
+    model.has_ir_version = 1;
+    model.ir_version = 7;
+    model.producer_name = "strata";
+    model.n_opset_import = 1;
+    model.opset_import = opsets;
+    model.graph = &graph;
+
+    size_t len = onnx__model_proto__get_packed_size(&model);
+    uint8_t *bytes = malloc(len ? len : 1);
+    if (!bytes) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory: the ONNX file of '%s' is %zu bytes",
+                         m->id, len);
+        goto done;
+    }
+    onnx__model_proto__pack(&model, bytes);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(bytes, 1, len, f) != len) {
+        rc = strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
+        if (f)
+            fclose(f);
+    }
+    else if (fclose(f) != 0)
+        rc = strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
+    free(bytes);
+done:
+    for (size_t i = 0; i < o.n_owned; i++)
+        free(o.owned[i]);
+    free(o.owned);
+    free(o.nodes);
+    free(o.inits);
+    free(names);
+    return rc;
+}

@@ -1,0 +1,27 @@
+/*
+ * onnx_export.h — a strata model (the sequential kind strata trains) written
+ * as an ONNX file, so that it runs in any ONNX runtime and can be compared
+ * with one.
+ *
+ * The file takes the images as strata's own models do once normalised,
+ * x = (pixel/255 − mean)/std, but channels first: input "input"
+ * [batch, 3, H, W] (batch left open), output "probabilities" [batch, classes]
+ * after a final Softmax. Opset 13. Conv, BatchNormalization (inference),
+ * Relu, Sigmoid, MaxPool, GlobalAveragePool, Flatten, Gemm, Softmax; a
+ * Flatten of a feature map is preceded by a Transpose to channels last, the
+ * order strata's dense layers read. Dropout is left out (the identity at
+ * inference).
+ */
+#ifndef STRATA_ONNX_EXPORT_H
+#define STRATA_ONNX_EXPORT_H
+
+#include "model.h"
+#include "status.h"
+
+/* Writes m to `path` (created or replaced). m must be one of strata's own
+ * models (m->onnx empty), with its weights loaded. Returns 0 or a negative
+ * status: STRATA_E_ARG for an imported model, STRATA_E_IO naming the path,
+ * STRATA_E_NOMEM. */
+int onnx_export(const struct model *m, const char *path, char *err);
+
+#endif
