@@ -34,7 +34,9 @@
  * Locking. `busy` is held by the one thread whose loop the pool runs; others
  * find it taken with trylock and run inline (this is also what makes nested
  * calls safe: the inner call's trylock fails). `lock` guards the posted loop
- * and the counters; workers wait on `wake`, the caller on `idle`.
+ * and the counters; workers wait on `wake`, the caller on `idle`, each after
+ * spinning briefly on `gen` or `active`, which are therefore also written
+ * atomically (and read so, without the lock, while spinning).
  */
 #include "parallel.h"
 
@@ -231,7 +233,8 @@ static void *worker_main(void *arg)
         w->seen = pool.gen;
         if (!pool.open || index >= pool.helpers)
             continue;
-        pool.active++;
+        /* atomic: a spinning caller reads it without the lock */
+        __atomic_store_n(&pool.active, pool.active + 1, __ATOMIC_RELAXED);
         parallel_fn fn = pool.fn;
         void *ctx = pool.ctx;
         int n = pool.n, parts = pool.parts;
