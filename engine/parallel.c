@@ -198,13 +198,13 @@ static int run_pieces(parallel_fn fn, void *ctx, int n, int parts)
     }
 }
 
-/* Spins up to PARALLEL_SPIN_S for `*word` to differ from `value` (read
- * without the lock); returns 1 if it did. */
-static int spin_until_changed(const unsigned long *word, unsigned long value)
+/* Spins up to PARALLEL_SPIN_S until done(arg) holds (it reads the pool
+ * without the lock, atomically); returns whether it did. */
+static int spin_until(int (*done)(const void *arg), const void *arg)
 {
     const double until = now_seconds() + PARALLEL_SPIN_S;
     for (int i = 0;; i++) {
-        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != value)
+        if (done(arg))
             return 1;
         if ((i & 63) == 63 && now_seconds() > until)
             return 0;
@@ -212,6 +212,19 @@ static int spin_until_changed(const unsigned long *word, unsigned long value)
         _mm_pause();
 #endif
     }
+}
+
+/* A loop later than generation *seen has been posted. */
+static int next_loop_posted(const void *seen)
+{
+    return __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE) != *(const unsigned long *)seen;
+}
+
+/* No worker is inside a piece of the posted loop. */
+static int workers_out(const void *unused)
+{
+    (void)unused;
+    return __atomic_load_n(&pool.active, __ATOMIC_ACQUIRE) == 0;
 }
 
 static void *worker_main(void *arg)
@@ -225,7 +238,7 @@ static void *worker_main(void *arg)
              * op of a forward pass): wait for it awake for a moment before
              * sleeping, which would cost a wake-up through the kernel. */
             pthread_mutex_unlock(&pool.lock);
-            spin_until_changed(&pool.gen, w->seen);
+            spin_until(next_loop_posted, &w->seen);
             pthread_mutex_lock(&pool.lock);
         }
         while (w->seen == pool.gen)
@@ -338,14 +351,7 @@ void parallel_for_grain(int n, int grain, parallel_fn fn, void *ctx)
     if (pool.active > 0) {
         /* a worker still inside a piece usually ends within microseconds */
         pthread_mutex_unlock(&pool.lock);
-        const double until = now_seconds() + PARALLEL_SPIN_S;
-        for (int i = 0; __atomic_load_n(&pool.active, __ATOMIC_ACQUIRE) > 0; i++) {
-            if ((i & 63) == 63 && now_seconds() > until)
-                break;
-#if defined(__SSE__)
-            _mm_pause();
-#endif
-        }
+        spin_until(workers_out, NULL);
         pthread_mutex_lock(&pool.lock);
     }
     while (pool.active > 0)

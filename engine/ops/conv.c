@@ -574,8 +574,8 @@ static void conv_dw_pad_rows(float *dst, const float *xc, const struct conv_geom
     }
 }
 
-/* y = min(max(y, lo), hi) over one plane, while it is still in cache;
- * written as Clip computes it. */
+/* y = min(max(y, lo), hi) over n floats (a plane while it is still in
+ * cache, or a chunk of a whole output); written as Clip computes it. */
 static void conv_clamp_plane(float *y, int n, float lo, float hi)
 {
     for (int i = 0; i < n; i++) {
@@ -943,10 +943,9 @@ static void conv_blas_forward(const struct conv_geom *gp, const float *x, const 
         }
 }
 
-/* y = min(max(y, lo), hi) over [i0, i1) chunks of CONV_CLAMP_CHUNK: the
- * fused Relu or Clip after the BLAS path (sgemm applies it as it writes,
- * the depthwise path plane by plane). Written as Clip computes it, so the
- * result is the same. */
+/* The fused Relu or Clip after the BLAS path, in chunks of
+ * CONV_CLAMP_CHUNK on the engine's threads (sgemm and Winograd apply it as
+ * they write, the depthwise path plane by plane). */
 #define CONV_CLAMP_CHUNK 4096
 
 struct conv_clamp_job {
@@ -958,11 +957,9 @@ struct conv_clamp_job {
 static void conv_clamp_piece(void *ctx, int c0, int c1)
 {
     const struct conv_clamp_job *j = ctx;
+    const size_t begin = (size_t)c0 * CONV_CLAMP_CHUNK;
     const size_t end = (size_t)c1 * CONV_CLAMP_CHUNK < j->n ? (size_t)c1 * CONV_CLAMP_CHUNK : j->n;
-    for (size_t i = (size_t)c0 * CONV_CLAMP_CHUNK; i < end; i++) {
-        float v = j->y[i] > j->lo ? j->y[i] : j->lo;
-        j->y[i] = v < j->hi ? v : j->hi;
-    }
+    conv_clamp_plane(j->y + begin, (int)(end - begin), j->lo, j->hi);
 }
 
 static void conv_forward(const struct node *node, const struct tview *const *in,
