@@ -10,8 +10,8 @@
  * and feature maps channels last; ONNX wants [filters][cin][k][k] and
  * channels first. Kernels are transposed on the way out; the feature maps
  * need nothing until a Flatten, whose order must stay strata's (h, w, c):
- * a Transpose to channels last goes before it. Dense kernels are [in][units],
- * which is Gemm's B as it is (transB = 0).
+ * a Transpose to channels last goes before it. Dense kernels are [in][units]
+ * in strata; they are written [units][in] with transB = 1, PyTorch's form.
  */
 #include "onnx_export.h"
 
@@ -365,9 +365,16 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
             x = m;
             *rank4 = 0;
         }
+        /* [units][in] with transB = 1, as PyTorch writes a Linear layer */
         const int in = (int)shape_size(l->in), units = c->units;
+        float *t = out_alloc(o, (size_t)in * units * sizeof *t);
+        if (!t)
+            return value;
+        for (int i = 0; i < in; i++)
+            for (int u = 0; u < units; u++)
+                t[(size_t)u * in + i] = l->w.kernel[(size_t)i * units + u];
         snprintf(wname, sizeof wname, "%s/kernel", c->name);
-        add_init(o, wname, 2, (int64_t[]){in, units}, l->w.kernel);
+        add_init(o, wname, 2, (int64_t[]){units, in}, t);
         const char *inputs[4] = {x, wname, NULL, NULL};
         if (c->use_bias) {
             snprintf(bname, sizeof bname, "%s/bias", c->name);
@@ -375,7 +382,7 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
             inputs[2] = bname;
         }
         snprintf(buf_out, cap, "%s/gemm", c->name);
-        add_node(o, "Gemm", buf_out, inputs, buf_out, NULL, NULL, NULL, NULL);
+        add_node(o, "Gemm", buf_out, inputs, buf_out, attr_int(o, "transB", 1), NULL, NULL, NULL);
         return add_activation(o, l, buf_out, buf_act, cap);
     }
     case LAYER_DROPOUT:

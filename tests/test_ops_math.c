@@ -20,6 +20,7 @@
 #include "check.h"
 #include "opcheck.h"
 #include "ops/ops.h"
+#include "sgemm.h"
 
 #include <float.h>
 #include <math.h>
@@ -903,6 +904,43 @@ TEST(gemm_forms)
     free(a.data), free(b.data);
 }
 
+/* A dense layer's form, Y = X·Bᵀ (+ beta·C), on batches either side of
+ * the 16 images where strata's sgemm turns the product around (Yᵀ = B·Xᵀ),
+ * against double precision; run with sgemm and with the OpenBLAS fallback
+ * (main). */
+TEST(gemm_dense_layer_shapes)
+{
+    const int ms[] = {1, 3, 16, 17, 40}, ks[] = {5, 200, 700}, ns[] = {7, 50};
+    for (int mi = 0; mi < 5; mi++)
+        for (int ki = 0; ki < 3; ki++)
+            for (int ni = 0; ni < 2; ni++)
+                for (int withc = 0; withc < 2; withc++) {
+                    const int m = ms[mi], k = ks[ki], n = ns[ni];
+                    struct tview a = opcheck_tensor(2, (int64_t[]){m, k}, 31 + mi);
+                    struct tview b = opcheck_tensor(2, (int64_t[]){n, k}, 41 + ki);
+                    struct tview c = opcheck_tensor(1, (int64_t[]){n}, 51 + ni);
+                    struct attr at[] = {OPCHECK_INT("transB", 1), OPCHECK_FLOAT("beta", 0.5f)};
+                    struct opcheck_run r;
+                    CHECK_EQ_INT(opcheck_forward(&r, &op_gemm, 13, at, 2,
+                                                 (struct tview *[]){&a, &b, &c}, withc ? 3 : 2, 1),
+                                 0);
+                    float *want = malloc((size_t)m * n * sizeof *want);
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++) {
+                            double sum = withc ? 0.5 * tview_f(&c)[j] : 0.0;
+                            for (int q = 0; q < k; q++)
+                                sum += (double)tview_f(&a)[(size_t)i * k + q] *
+                                       tview_f(&b)[(size_t)j * k + q];
+                            want[(size_t)i * n + j] = (float)sum;
+                        }
+                    const int bad = near_all(tview_f(&r.out[0]), want, (int64_t)m * n, 1e-5);
+                    CHECK_MSG(bad == 0, "m %d k %d n %d C %d: %d elements off", m, k, n, withc, bad);
+                    free(want);
+                    opcheck_free(&r);
+                    free(a.data), free(b.data), free(c.data);
+                }
+}
+
 TEST(gemm_refusals)
 {
     struct opcheck_run r;
@@ -1191,6 +1229,10 @@ int main(void)
     RUN(softmax_refusals);
     RUN(gemm_hand_worked);
     RUN(gemm_forms);
+    RUN(gemm_dense_layer_shapes);
+    sgemm_set_enabled(0);
+    check_run(test_gemm_dense_layer_shapes, "gemm_dense_layer_shapes (fallback)");
+    sgemm_set_enabled(1);
     RUN(gemm_refusals);
     RUN(matmul_forms);
     RUN(matmul_numpy_values);

@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../parallel.h"
+#include "../sgemm.h"
 #include "../status.h"
 
 struct gemm_params {
@@ -123,6 +125,52 @@ static int gemm_infer(const struct node *node, const struct tview *const *in,
     return 0;
 }
 
+/* Y = X·Bᵀ (+ C) with transB, as PyTorch's Linear and strata's export write
+ * a dense layer, runs on strata's sgemm: OpenBLAS's threads wait for each
+ * other by spinning and yielding, and when another process holds a core a
+ * classifier's dense layer took 50 ms instead of 0.1 ms (measured beside two
+ * busy loops). On a few images sgemm computes Yᵀ = B·Xᵀ, the weights its
+ * row-major A read in place and each image a column written to its own row
+ * of Y; on more, Y = X·Bᵀ with the weights packed as its B. */
+#define GEMM_SMALL_BATCH 16
+
+static int gemm_use_sgemm(const struct gemm_params *p)
+{
+    return sgemm_available() && p->trans_b && !p->trans_a && p->alpha == 1.0f;
+}
+
+/* A row-major [rows × k] matrix read as its transpose, [k × rows]. */
+struct gemm_t {
+    const float *m;
+    int k;
+};
+
+/* The transpose's rows [k0, k0 + kc) and columns [j0, j0 + nc), as sgemm's
+ * panels. */
+static void gemm_pack_t(const void *ctx, int k0, int kc, int j0, int nc, float *dst)
+{
+    const struct gemm_t *t = ctx;
+    for (int p = 0; p * SGEMM_NR < nc; p++) {
+        float *panel = dst + (size_t)p * kc * SGEMM_NR;
+        const int w = nc - p * SGEMM_NR < SGEMM_NR ? nc - p * SGEMM_NR : SGEMM_NR;
+        for (int kk = 0; kk < kc; kk++) {
+            float *row = panel + (size_t)kk * SGEMM_NR;
+            for (int j = 0; j < w; j++)
+                row[j] = t->m[(size_t)(j0 + p * SGEMM_NR + j) * t->k + k0 + kk];
+            memset(row + w, 0, (size_t)(SGEMM_NR - w) * sizeof *row);
+        }
+    }
+}
+
+static size_t gemm_scratch(const struct node *node, const struct tview *const *in,
+                           const struct tview *const *out)
+{
+    const struct gemm_params *p = node->params;
+    const int m = (int)out[0]->dims[0], n = (int)out[0]->dims[1];
+    const int k = (int)in[0]->dims[p->trans_a ? 0 : 1];
+    return gemm_use_sgemm(p) ? sgemm_scratch(n, m, k, parallel_threads()) : 0;
+}
+
 static void gemm_forward(const struct node *node, const struct tview *const *in,
                          struct tview *const *out, struct op_ctx *ctx)
 {
@@ -147,6 +195,25 @@ static void gemm_forward(const struct node *node, const struct tview *const *in,
     }
     if (k == 0)
         return;
+    if (gemm_use_sgemm(p) && ctx && ctx->scratch_len >= sgemm_scratch(n, m, k, 1)) {
+        if (m <= GEMM_SMALL_BATCH) {
+            /* Yᵀ[n × m] = B · Xᵀ: column j (image j) is row j of Y */
+            const struct gemm_t xt = {.m = tview_f(a), .k = k};
+            const struct sgemm_out o = {.c = y, .ldc = 1, .block_cols = 1,
+                                        .block_stride = (size_t)n, .accumulate = keep != 0.0f};
+            sgemm_run(n, m, k, tview_f(b), (size_t)k, gemm_pack_t, NULL, &xt, &o, ctx->scratch,
+                      ctx->scratch_len);
+        }
+        else {
+            /* Y[m × n] = X · Bᵀ */
+            const struct gemm_t bt = {.m = tview_f(b), .k = k};
+            const struct sgemm_out o = {.c = y, .ldc = (size_t)n, .block_cols = n,
+                                        .accumulate = keep != 0.0f};
+            sgemm_run(m, n, k, tview_f(a), (size_t)k, gemm_pack_t, NULL, &bt, &o, ctx->scratch,
+                      ctx->scratch_len);
+        }
+        return;
+    }
     cblas_sgemm(CblasRowMajor, p->trans_a ? CblasTrans : CblasNoTrans,
                 p->trans_b ? CblasTrans : CblasNoTrans, m, n, k, p->alpha, tview_f(a),
                 (int)a->dims[1], tview_f(b), (int)b->dims[1], keep, y, n);
@@ -361,6 +428,7 @@ const struct op op_gemm = {
     .min_inputs = 2, .max_inputs = 3, .min_outputs = 1, .max_outputs = 1,
     .setup = gemm_setup,
     .infer = gemm_infer,
+    .scratch = gemm_scratch,
     .forward = gemm_forward,
     .backward = gemm_backward,
 };
