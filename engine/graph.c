@@ -800,7 +800,50 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
     return fused;
 }
 
-int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err)
+/* Whether any output of node n is marked in ws->needed. */
+static int node_needed(const struct graph_ws *ws, const struct node *n)
+{
+    for (int k = 0; k < n->n_outputs; k++)
+        if (ws->needed[n->outputs[k]])
+            return 1;
+    return 0;
+}
+
+/* Marks in ws->needed the values whose gradient backward computes: those
+ * `from` depends on and, with inputs_only, that themselves depend on a graph
+ * input (so that no weight gradient is computed). */
+static void mark_needed(struct graph_ws *ws, int from, int inputs_only)
+{
+    const struct graph *g = ws->g;
+    memset(ws->needed, 0, (size_t)g->n_values);
+    ws->needed[from] = 1;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const struct node *n = &g->nodes[i];
+        if (!node_needed(ws, n) || ws->is_static[n->outputs[0]])
+            continue;
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0)
+                ws->needed[n->inputs[k]] = 1;
+    }
+    if (!inputs_only)
+        return;
+    /* a second pass forwards: keep only what an input reaches (bit 2) */
+    for (int i = 0; i < g->n_inputs; i++)
+        ws->needed[g->inputs[i]] |= 2;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct node *n = &g->nodes[i];
+        int reached = 0;
+        for (int k = 0; k < n->n_inputs; k++)
+            reached |= n->inputs[k] >= 0 && (ws->needed[n->inputs[k]] & 2);
+        if (reached)
+            for (int k = 0; k < n->n_outputs; k++)
+                ws->needed[n->outputs[k]] |= 2;
+    }
+    for (int v = 0; v < g->n_values; v++)
+        ws->needed[v] = ws->needed[v] == 3;
+}
+
+static int backward(struct graph_ws *ws, int from, const float *dout, int inputs_only, char *err)
 {
     const struct graph *g = ws->g;
     if (!ws->with_grads)
@@ -808,21 +851,16 @@ int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err)
     if (from < 0 || from >= g->n_values || ws->vals[from].dtype != DTYPE_FLOAT ||
         !ws->grad_owned[from])
         return strata_fail(err, STRATA_E_ARG, "value %d carries no gradient", from);
-    /* which values lead to `from`: only their gradients are computed */
-    memset(ws->needed, 0, (size_t)g->n_values);
-    ws->needed[from] = 1;
+    mark_needed(ws, from, inputs_only);
+    if (!ws->needed[from])
+        return strata_fail(err, STRATA_E_ARG, "value '%s' does not depend on the inputs",
+                           g->values[from].name);
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const struct node *n = &g->nodes[i];
-        int any = 0;
-        for (int k = 0; k < n->n_outputs; k++)
-            any |= ws->needed[n->outputs[k]];
-        if (!any || ws->is_static[n->outputs[0]])
+        if (!node_needed(ws, n) || ws->is_static[n->outputs[0]])
             continue;
         if (!n->op->backward)
             return node_fail(n, err, STRATA_E_UNSUPPORTED, "has no gradient");
-        for (int k = 0; k < n->n_inputs; k++)
-            if (n->inputs[k] >= 0)
-                ws->needed[n->inputs[k]] = 1;
     }
     for (int v = 0; v < g->n_values; v++) {
         struct tview *d = &ws->grads[v];
@@ -835,10 +873,7 @@ int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err)
     struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len};
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const struct node *n = &g->nodes[i];
-        int any = 0;
-        for (int k = 0; k < n->n_outputs; k++)
-            any |= ws->needed[n->outputs[k]];
-        if (!any || ws->is_static[n->outputs[0]])
+        if (!node_needed(ws, n) || ws->is_static[n->outputs[0]])
             continue;
         gather_args(ws, n);
         for (int k = 0; k < n->n_outputs; k++)
@@ -851,4 +886,14 @@ int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err)
                         ws->dout_ptrs, ws->din_ptrs, &ctx);
     }
     return 0;
+}
+
+int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err)
+{
+    return backward(ws, from, dout, 0, err);
+}
+
+int graph_backward_inputs(struct graph_ws *ws, int from, const float *dout, char *err)
+{
+    return backward(ws, from, dout, 1, err);
 }

@@ -143,6 +143,13 @@ static inline const struct tview *graph_value_view(const struct graph_ws *ws, in
  * with_grads. Returns 0 or a negative status. */
 int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err);
 
+/* Same, but only for the values that both lead to `from` and depend on a
+ * graph input: the gradients an explanation needs (w.r.t. the image and the
+ * activations), without the weights' (a third of the work, often more).
+ * ws->grads[v] of other values has NULL data afterwards. Fails with
+ * STRATA_E_ARG when `from` does not depend on any input. */
+int graph_backward_inputs(struct graph_ws *ws, int from, const float *dout, char *err);
+
 /* Number of floats in the float initializers (the model's parameters). */
 size_t graph_param_count(const struct graph *g);
 

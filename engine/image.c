@@ -1007,3 +1007,48 @@ int image_resize(const struct image *src, int w, int h, struct image *dst, char 
     free(block);
     return STRATA_OK;
 }
+
+int image_blur(const struct image *src, float sigma, struct image *dst, char *err)
+{
+    const int w = src->w, h = src->h;
+    int r = (int)ceilf(3 * sigma);
+    if (r < 1)
+        r = 1;
+    int rc = image_alloc(dst, w, h, err);
+    float *k = malloc((size_t)(2 * r + 1) * sizeof *k);
+    float *tmp = malloc((size_t)w * h * 3 * sizeof *tmp);
+    if (rc < 0 || !k || !tmp) {
+        free(k);
+        free(tmp);
+        image_free(dst);
+        return rc < 0 ? rc : strata_fail(err, STRATA_E_NOMEM, "out of memory blurring an image");
+    }
+    double sum = 0;
+    for (int i = -r; i <= r; i++)
+        sum += k[i + r] = expf(-(float)(i * i) / (2 * sigma * sigma));
+    for (int i = 0; i <= 2 * r; i++)
+        k[i] = (float)(k[i] / sum);
+    for (int y = 0; y < h; y++) /* along rows */
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                float acc = 0;
+                for (int i = -r; i <= r; i++) {
+                    int xx = x + i < 0 ? 0 : x + i >= w ? w - 1 : x + i;
+                    acc += k[i + r] * src->rgb[((size_t)y * w + xx) * 3 + c];
+                }
+                tmp[((size_t)y * w + x) * 3 + c] = acc;
+            }
+    for (int y = 0; y < h; y++) /* along columns */
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                float acc = 0;
+                for (int i = -r; i <= r; i++) {
+                    int yy = y + i < 0 ? 0 : y + i >= h ? h - 1 : y + i;
+                    acc += k[i + r] * tmp[((size_t)yy * w + x) * 3 + c];
+                }
+                dst->rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)lrintf(fminf(fmaxf(acc, 0), 255));
+            }
+    free(k);
+    free(tmp);
+    return 0;
+}

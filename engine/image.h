@@ -60,4 +60,9 @@ int image_write_file(const char *path, const uint8_t *buf, size_t len, char *err
  * IMAGE_MAX_SIDE/IMAGE_MAX_PIXELS STRATA_E_LIMIT. */
 int image_resize(const struct image *src, int w, int h, struct image *dst, char *err);
 
+/* A Gaussian blur of src with standard deviation sigma pixels (> 0) into dst
+ * (allocated here, same size): separable, the kernel cut at 3 sigma and
+ * normalised, edges clamped. Returns 0 or a negative status (memory). */
+int image_blur(const struct image *src, float sigma, struct image *dst, char *err);
+
 #endif

@@ -926,10 +926,37 @@ int model_load_weights(struct model *m, const char *path, char *err)
     if (rc == 0)
         rc = st_expect_f32(&f, w.spec, w.n, path, err);
     /* Nothing is copied until everything checked out: a bad file leaves the
-     * parameters as they were. */
-    if (rc == 0)
-        for (int i = 0; i < w.n; i++)
-            st_copy_f32(&f, st_find(&f, w.spec[i].name), w.ptr[i]);
+     * parameters as they were. The values are read into a scratch slab
+     * first, where a NaN or an infinity (a diverged training, a damaged
+     * file) is refused: such a model answers every image the same way. */
+    float *scratch = rc == 0 ? malloc((m->n_params ? m->n_params : 1) * sizeof *scratch) : NULL;
+    if (rc == 0 && !scratch)
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory reading %s", path);
+    for (int i = 0; rc == 0 && i < w.n; i++) {
+        const struct st_tensor *t = st_find(&f, w.spec[i].name);
+        float *dst = scratch + (w.ptr[i] - m->params);
+        size_t count = 1;
+        for (int d = 0; d < w.spec[i].ndim; d++)
+            count *= (size_t)w.spec[i].shape[d];
+        st_copy_f32(&f, t, dst);
+        size_t bad = 0, first = 0;
+        for (size_t k = 0; k < count; k++)
+            if (!isfinite(dst[k]) && bad++ == 0)
+                first = k;
+        if (bad)
+            rc = strata_fail(err, STRATA_E_FORMAT,
+                             "%s: tensor '%s' holds %zu values that are not finite numbers "
+                             "(NaN or infinity; the first at index %zu): the weights are broken, "
+                             "retrain the model",
+                             path, w.spec[i].name, bad, first);
+    }
+    for (int i = 0; rc == 0 && i < w.n; i++) {
+        size_t count = 1;
+        for (int d = 0; d < w.spec[i].ndim; d++)
+            count *= (size_t)w.spec[i].shape[d];
+        memcpy(w.ptr[i], scratch + (w.ptr[i] - m->params), count * sizeof *scratch);
+    }
+    free(scratch);
     st_free(&f);
     weight_list_free(&w);
     return rc;

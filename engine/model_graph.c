@@ -204,6 +204,40 @@ static int choose_layers(struct model_graph *mg, const struct graph_ws *ws, char
     return 0;
 }
 
+/* The weights of Conv, Gemm, MatMul, BatchNormalization and PRelu nodes are
+ * finite numbers: a NaN or an infinity there (a diverged training, a damaged
+ * export) makes every answer the same, or NaN. */
+static int check_finite_weights(const struct graph *g, const char *file, char *err)
+{
+    static const char *const weighted[] = {"Conv", "Gemm", "MatMul", "BatchNormalization",
+                                           "PRelu"};
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct node *n = &g->nodes[i];
+        int is_weighted = 0;
+        for (size_t k = 0; k < sizeof weighted / sizeof *weighted; k++)
+            is_weighted |= strcmp(n->op_type, weighted[k]) == 0;
+        for (int k = 0; is_weighted && k < n->n_inputs; k++) {
+            int v = n->inputs[k];
+            if (v < 0 || g->values[v].kind != VALUE_INITIALIZER ||
+                g->values[v].init.dtype != DTYPE_FLOAT)
+                continue;
+            const float *x = tview_f(&g->values[v].init);
+            int64_t count = tview_count(&g->values[v].init), bad = 0, first = 0;
+            for (int64_t j = 0; j < count; j++)
+                if (!isfinite(x[j]) && bad++ == 0)
+                    first = j;
+            if (bad)
+                return strata_fail(err, STRATA_E_FORMAT,
+                                   "%s: initializer '%s' of node '%s' (%s) holds %lld values that "
+                                   "are not finite numbers (NaN or infinity; the first at index "
+                                   "%lld): the weights are broken, export the model again",
+                                   file, g->values[v].name, n->name, n->op_type, (long long)bad,
+                                   (long long)first);
+        }
+    }
+    return 0;
+}
+
 /* ---- opening --------------------------------------------------------------- */
 
 /* The logits: the output itself, or the input of a final Softmax/LogSoftmax
@@ -272,7 +306,8 @@ int model_graph_open(struct model *m, const char *onnx_path, char *err)
     int rc = onnx_load(&mg->g, onnx_path, err);
     if (rc < 0)
         goto fail;
-    if ((rc = check_input(m, &mg->g, onnx_path, err)) < 0)
+    if ((rc = check_input(m, &mg->g, onnx_path, err)) < 0 ||
+        (rc = check_finite_weights(&mg->g, onnx_path, err)) < 0)
         goto fail;
     /* plan at batch 2 (batch 1 when the file fixes it) to learn every shape */
     const struct graph_value *in = &mg->g.values[mg->g.inputs[0]];

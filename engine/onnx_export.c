@@ -403,8 +403,10 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
     return value;
 }
 
-int onnx_export(const struct model *m, const char *path, char *err)
+int onnx_export_bytes(const struct model *m, uint8_t **bytes_out, size_t *len_out, char *err)
 {
+    *bytes_out = NULL;
+    *len_out = 0;
     if (m->onnx[0] || m->graph)
         return strata_fail(err, STRATA_E_ARG,
                            "model '%s' was imported from ONNX: its file %s/%s is the export",
@@ -462,6 +464,25 @@ int onnx_export(const struct model *m, const char *path, char *err)
         goto done;
     }
     onnx__model_proto__pack(&model, bytes);
+    *bytes_out = bytes;
+    *len_out = len;
+done:
+    for (size_t i = 0; i < o.n_owned; i++)
+        free(o.owned[i]);
+    free(o.owned);
+    free(o.nodes);
+    free(o.inits);
+    free(names);
+    return rc;
+}
+
+int onnx_export(const struct model *m, const char *path, char *err)
+{
+    uint8_t *bytes;
+    size_t len;
+    int rc = onnx_export_bytes(m, &bytes, &len, err);
+    if (rc < 0)
+        return rc;
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(bytes, 1, len, f) != len) {
         rc = strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
@@ -471,12 +492,5 @@ int onnx_export(const struct model *m, const char *path, char *err)
     else if (fclose(f) != 0)
         rc = strata_fail(err, STRATA_E_IO, "%s: cannot write: %s", path, strerror(errno));
     free(bytes);
-done:
-    for (size_t i = 0; i < o.n_owned; i++)
-        free(o.owned[i]);
-    free(o.owned);
-    free(o.nodes);
-    free(o.inits);
-    free(names);
     return rc;
 }

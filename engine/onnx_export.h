@@ -15,6 +15,9 @@
 #ifndef STRATA_ONNX_EXPORT_H
 #define STRATA_ONNX_EXPORT_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "model.h"
 #include "status.h"
 
@@ -23,5 +26,10 @@
  * status: STRATA_E_ARG for an imported model, STRATA_E_IO naming the path,
  * STRATA_E_NOMEM. */
 int onnx_export(const struct model *m, const char *path, char *err);
+
+/* Same, into memory: *bytes (malloc'd, the caller frees it) of *len bytes.
+ * strata loads these back (onnx_load_bytes) to run its own models as graphs
+ * where it needs gradients w.r.t. the input. */
+int onnx_export_bytes(const struct model *m, uint8_t **bytes, size_t *len, char *err);
 
 #endif

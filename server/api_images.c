@@ -55,9 +55,8 @@ static int image_or_404(const struct request *req, struct response *res,
     return i;
 }
 
-/* An id from the bundle as a file path under the split's folder: exactly
- * "<class>/<file>" with plain names, or refused. */
-static int image_path(const struct app_model *am, int i, char *path, size_t len)
+/* See app.h. */
+int app_image_path(const struct app_model *am, int i, char *path, size_t len)
 {
     const char *id = am->a.image_ids[i];
     const char *slash = strchr(id, '/');
@@ -77,7 +76,7 @@ int handle_image(const struct request *req, struct response *res)
     if (i < 0)
         return 0;
     char path[2200];
-    if (image_path(am, i, path, sizeof path) < 0)
+    if (app_image_path(am, i, path, sizeof path) < 0)
         return response_error(res, 404, "not_found", "image %d of %s has no usable file name", i,
                               am->id);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -108,7 +107,7 @@ int handle_image(const struct request *req, struct response *res)
 static int make_thumb(const struct app_model *am, int i, struct blob **out, char *err)
 {
     char path[2200];
-    if (image_path(am, i, path, sizeof path) < 0)
+    if (app_image_path(am, i, path, sizeof path) < 0)
         return strata_fail(err, STRATA_E_NOTFOUND, "image %d has no usable file name", i);
     struct image img = {0}, square = {0}, small = {0};
     uint8_t *jpg = NULL;
@@ -181,7 +180,7 @@ static int run_image_explain(void *arg, const atomic_int *cancel)
     app_lime_params(&lp);
     lp.cancel = cancel; /* a timeout, or the client left */
     int label = a->pred[j->index];
-    if (image_path(j->am, j->index, path, sizeof path) < 0) {
+    if (app_image_path(j->am, j->index, path, sizeof path) < 0) {
         j->rc = strata_fail(j->err, STRATA_E_NOTFOUND, "image %d has no usable file name",
                             j->index);
         return 0;

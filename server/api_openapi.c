@@ -155,6 +155,13 @@ static json_t *components(void)
                             "probability}], layers [{index, name, cluster, distance, x, y, "
                             "cluster_majority}], path {clusters, pred}, doubt, explanation {id, "
                             "url, overlay, heatmap} | null, timings_ms {decode, forward, lime}"));
+    json_object_set_new(s, "Attribution",
+                        obj("model, image {index, id} | null, class, label, probability, "
+                            "predicted, true, probabilities [{class, probability}], input [w, h], "
+                            "methods [{method, title, map {width, height, scale, values (integers "
+                            "-1000..1000 of scale)}, deletion_auc, insertion_auc, deletion [21], "
+                            "insertion [21], ms, ms_faithfulness, details}], best, summary, "
+                            "timings_ms {gradient_setup, total}"));
     json_object_set_new(s, "Explanation",
                         obj("id, model, image, class, probability, true, weights [{segment, "
                             "weight}], intercept, score, local_pred, segments, timings_ms, "
@@ -284,6 +291,40 @@ static json_t *document(void)
                   analysis_errors(json_pack(
                       "{s:o, s:o, s:o, s:o, s:o}", "200", ok_json("the prediction", "Prediction"),
                       "400", error("BadRequest"), "413", error("TooLarge"), "415",
+                      error("Unsupported"), "503", error("Busy")))));
+    json_t *q[7];
+    static const char *const qdoc[7][2] = {
+        {"image", "a test image of the analysed split (index or <class>/<file>) instead of a body"},
+        {"method", "comma-separated gradcam, ig, occlusion, lime, or all (default); a random map "
+                   "is always added for comparison"},
+        {"class", "the class explained (default: the predicted one)"},
+        {"layer", "Grad-CAM's layer (default: the last spatial one)"},
+        {"steps", "Integrated Gradients' steps, 1..256 (default 32)"},
+        {"baseline", "Integrated Gradients' baseline: black (default) or blur"},
+        {"patch", "occlusion patch side in input pixels (stride: half of it)"}};
+    for (int i = 0; i < 7; i++)
+        q[i] = json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", qdoc[i][0], "in", "query",
+                         "required", 0, "description", qdoc[i][1], "schema", "type",
+                         i == 4 || i == 6 ? "integer" : "string");
+    json_t *xbody = json_deep_copy(body);
+    json_object_set_new(xbody, "required", json_false());
+    json_object_set_new(
+        paths, "/api/models/{id}/explain",
+        json_pack("{s:{s:s, s:s, s:o, s:o, s:o}}", "post", "summary",
+                  "Explain a prediction by several methods, each scored for faithfulness",
+                  "description",
+                  "Grad-CAM, Integrated Gradients, occlusion and LIME maps (and a random map) for "
+                  "any class, of an uploaded image (the body) or a test image (?image=), each with "
+                  "its deletion and insertion curves and areas (Petsiuk et al. 2018), and the "
+                  "method the model's behaviour supports best.",
+                  "parameters",
+                  json_pack("[o, o, o, o, o, o, o, o]", param("ModelId"), q[0], q[1], q[2], q[3],
+                            q[4], q[5], q[6]),
+                  "requestBody", xbody, "responses",
+                  analysis_errors(json_pack(
+                      "{s:o, s:o, s:o, s:o, s:o, s:o}", "200",
+                      ok_json("the explanations", "Attribution"), "400", error("BadRequest"),
+                      "404", error("NotFound"), "413", error("TooLarge"), "415",
                       error("Unsupported"), "503", error("Busy")))));
     json_t *eid = json_pack("[o]", param("ExplanationId"));
     json_object_set_new(paths, "/api/explanations/{eid}",

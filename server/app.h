@@ -253,6 +253,11 @@ struct app_model *app_find_model(struct app *app, const char *id);
  * returns NULL. */
 struct app_model *app_model_or_404(const struct request *req, struct response *res);
 
+/* Image i of am's analysed split as a file path under the split's folder
+ * (api_images.c): its id "<class>/<file>" with plain names, or -1 for an id
+ * that is not (nothing outside the split is ever named) or too long. */
+int app_image_path(const struct app_model *am, int i, char *path, size_t len);
+
 /* Whether am's analysis is READY; otherwise fills res with 409
  * "analysing" (queued or in progress) or 409 "analysis_failed" and returns
  * 0. */
@@ -348,6 +353,7 @@ int handle_image(const struct request *req, struct response *res);
 int handle_thumb(const struct request *req, struct response *res);
 int handle_image_explanation(const struct request *req, struct response *res);
 int handle_predict(const struct request *req, struct response *res);
+int handle_explain(const struct request *req, struct response *res);
 int handle_explanation(const struct request *req, struct response *res);
 int handle_explanation_overlay(const struct request *req, struct response *res);
 int handle_explanation_heatmap(const struct request *req, struct response *res);

@@ -318,7 +318,7 @@ int cmd_analyze(int argc, char **argv)
     char err[STRATA_ERR_LEN];
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': data = optarg; break;
         case 's':
@@ -352,6 +352,7 @@ int cmd_analyze(int argc, char **argv)
                                        optarg);
             break;
         case 'h': fputs(analyze_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("analyze", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("analyze", "unknown option '%s'", argv[optind - 1]);
         }
     }

@@ -156,7 +156,7 @@ int cmd_bench(int argc, char **argv)
     const char *models = NULL;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (cli_parse_int(optarg, 1, 4096, &batch))
@@ -187,6 +187,7 @@ int cmd_bench(int argc, char **argv)
         case 'j': json = 1; break;
         case 'm': models = optarg; break;
         case 'h': fputs(bench_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("bench", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
         }
     }

@@ -114,7 +114,7 @@ int cmd_doubt_eval(int argc, char **argv)
     doubt_params_default(&p);
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': data = optarg; break;
         case 'o':
@@ -158,6 +158,7 @@ int cmd_doubt_eval(int argc, char **argv)
                 return cli_usage_error("doubt-eval", "--threads expects a positive integer, got '%s'", optarg);
             break;
         case 'h': fputs(doubt_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("doubt-eval", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("doubt-eval", "unknown option '%s'", argv[optind - 1]);
         }
     }

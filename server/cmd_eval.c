@@ -32,7 +32,7 @@ int cmd_eval(int argc, char **argv)
     int json = 0, threads = 0, c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': data = optarg; break;
         case 's': split = optarg; break;
@@ -43,6 +43,7 @@ int cmd_eval(int argc, char **argv)
                 return cli_usage_error("eval", "--threads expects a positive integer, got '%s'", optarg);
             break;
         case 'h': fputs(eval_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("eval", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("eval", "unknown option '%s'", argv[optind - 1]);
         }
     }

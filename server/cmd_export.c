@@ -27,11 +27,12 @@ int cmd_export(int argc, char **argv)
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'm': models = optarg; break;
         case 'h': fputs(export_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("export", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("export", "unknown option '%s'", argv[optind - 1]);
         }
     }

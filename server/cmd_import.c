@@ -202,7 +202,7 @@ int cmd_import(int argc, char **argv)
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'i': id = optarg; break;
         case 'm': models = optarg; break;
@@ -221,6 +221,7 @@ int cmd_import(int argc, char **argv)
                 return cli_usage_error("import", "--std expects three positive numbers r,g,b, got '%s'", optarg);
             break;
         case 'h': fputs(import_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("import", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("import", "unknown option '%s'", argv[optind - 1]);
         }
     }

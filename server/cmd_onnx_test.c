@@ -138,7 +138,7 @@ int cmd_onnx_test(int argc, char **argv)
     memset(&t, 0, sizeof t);
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hq", opts, NULL)) != -1) {
         switch (c) {
         case 'q': t.quiet = 1; break;
         case 'T':
@@ -146,6 +146,7 @@ int cmd_onnx_test(int argc, char **argv)
                 return cli_usage_error("onnx-test", "--threads expects a positive integer, got '%s'", optarg);
             break;
         case 'h': fputs(onnx_test_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("onnx-test", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("onnx-test", "unknown option '%s'", argv[optind - 1]);
         }
     }

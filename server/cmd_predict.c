@@ -36,7 +36,7 @@ int cmd_predict(int argc, char **argv)
     const char *models = NULL, *data = NULL, *cache = NULL;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 't':
             if (cli_parse_int(optarg, 1, MODEL_MAX_CLASSES, &top))
@@ -52,6 +52,7 @@ int cmd_predict(int argc, char **argv)
         case 'c': cache = optarg; break;
         case 'D': no_doubt = 1; break;
         case 'h': fputs(predict_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("predict", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("predict", "unknown option '%s'", argv[optind - 1]);
         }
     }

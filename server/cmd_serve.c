@@ -43,6 +43,7 @@ const struct route app_routes[] = {
     {"GET", "/api/models/{id}/images/{class}/{file}/thumb", handle_thumb},
     {"GET", "/api/models/{id}/images/{class}/{file}/explanation", handle_image_explanation},
     {"POST", "/api/models/{id}/predict", handle_predict},
+    {"POST", "/api/models/{id}/explain", handle_explain},
     {"GET", "/api/explanations/{eid}", handle_explanation},
     {"GET", "/api/explanations/{eid}/overlay.png", handle_explanation_overlay},
     {"GET", "/api/explanations/{eid}/heatmap.png", handle_explanation_heatmap},
@@ -108,7 +109,7 @@ int cmd_serve(int argc, char **argv)
     int no_cache = 0, v, c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'H': hc.host = optarg; break;
         case 'p':
@@ -159,6 +160,7 @@ int cmd_serve(int argc, char **argv)
         case 'r': root = optarg; break;
         case 'q': hc.quiet = 1; break;
         case 'h': fputs(serve_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("serve", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
         }
     }

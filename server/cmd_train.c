@@ -122,7 +122,7 @@ int cmd_train(int argc, char **argv)
     int epochs = 0, seed = -1, threads = 0, log_json = !progress_is_tty(), c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': data = optarg; break;
         case 'e':
@@ -141,6 +141,7 @@ int cmd_train(int argc, char **argv)
                 return cli_usage_error("train", "--threads expects a positive integer, got '%s'", optarg);
             break;
         case 'h': fputs(train_help, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("train", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("train", "unknown option '%s'", argv[optind - 1]);
         }
     }
@@ -189,6 +190,13 @@ int cmd_train(int argc, char **argv)
         cfg.seed = (uint64_t)seed;
     if (mkdir(out_dir, 0755) != 0 && access(out_dir, W_OK) != 0) {
         cli_fail("train", "cannot write to output folder %s", out_dir);
+        goto done;
+    }
+    if (m.n_classes < 2) {
+        /* a softmax over one class is 1 whatever the image: nothing to learn */
+        cli_fail("train", "%s lists %d class; a classifier needs at least two (one class folder "
+                 "per class under the dataset's train/)",
+                 json_path, m.n_classes);
         goto done;
     }
     const char *data_root = dataset_root(data);

@@ -28,6 +28,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,18 +215,25 @@ static enum MHD_Result send_error(struct MHD_Connection *c, struct http_ctx *ctx
 
 /* --- building the request ------------------------------------------------ */
 
+/* build_request's answer for headers over max_header_bytes (a positive
+ * value beside the negative statuses) */
+#define STRATA_E_TOOBIG_HEADERS 1
+
 struct collect {
     struct http_param *out;
     size_t n, cap;
     size_t raw_bytes; /* query only: the length the strings had on the wire */
+    size_t str_bytes; /* query only: room for each key and value with its NUL */
 };
 
 static enum MHD_Result collect_value(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *value)
 {
     struct collect *col = cls;
-    /* key=value& on the wire; decoded, each string plus its NUL fits too. */
-    col->raw_bytes += strlen(key) + (value ? strlen(value) : 0) + 2;
+    /* "key=value" or "key", and the '?' or '&' before it, on the wire;
+     * decoded, each string is no longer than on the wire, plus its NUL. */
+    col->raw_bytes += strlen(key) + (value ? strlen(value) + 1 : 0) + 1;
+    col->str_bytes += strlen(key) + (value ? strlen(value) : 0) + 2;
     if (col->out && col->n < col->cap) {
         col->out[col->n].name = key;
         col->out[col->n].value = value ? value : "";
@@ -244,7 +252,8 @@ static long decode_query_string(const char *s, char *out)
 
 /* Fills ctx->req from the connection: headers (borrowed from MHD until the
  * request completes), decoded query parameters. Returns 0, STRATA_E_NOMEM,
- * STRATA_E_LIMIT (URL over max_url) or STRATA_E_FORMAT (a key or value
+ * STRATA_E_TOOBIG_HEADERS (headers over max_header_bytes), STRATA_E_LIMIT
+ * (URL over max_url, counted as sent) or STRATA_E_FORMAT (a key or value
  * with a malformed escape or one that decodes to NUL; *bad then points to
  * it, as sent). */
 static int build_request(struct MHD_Connection *c, struct http_ctx *ctx, const char *url,
@@ -254,12 +263,15 @@ static int build_request(struct MHD_Connection *c, struct http_ctx *ctx, const c
     struct collect hc = {0}, qc = {0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, collect_value, &hc);
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_value, &qc);
+    /* "name: value\r\n" per header; collect counted name + value + 2 */
+    if (hc.raw_bytes + 2 * hc.n > s->cfg.max_header_bytes)
+        return STRATA_E_TOOBIG_HEADERS;
     if (strlen(url) + qc.raw_bytes > s->cfg.max_url)
         return STRATA_E_LIMIT;
 
     /* One block: header pairs, query pairs, decoded query strings. */
     size_t pairs = hc.n + qc.n;
-    ctx->headers = malloc(pairs * sizeof(struct http_param) + qc.raw_bytes + 1);
+    ctx->headers = malloc(pairs * sizeof(struct http_param) + qc.str_bytes + 1);
     if (!ctx->headers)
         return STRATA_E_NOMEM;
     hc.out = ctx->headers;
@@ -339,6 +351,66 @@ static enum MHD_Result error_early(struct MHD_Connection *c, struct http_ctx *ct
     return reply_early(c, ctx, &res);
 }
 
+struct length_headers {
+    int n;
+    const char *first, *other; /* the first value, and one that differs from it */
+};
+
+static enum MHD_Result collect_lengths(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    struct length_headers *l = cls;
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+        return MHD_YES;
+    value = value ? value : "";
+    if (l->n++ == 0)
+        l->first = value;
+    else if (!l->other && strcmp(value, l->first) != 0)
+        l->other = value;
+    return MHD_YES;
+}
+
+/* Framing a proxy in front could read otherwise than libmicrohttpd does
+ * (which takes the first Content-Length and reads the rest as the next
+ * request: request smuggling): two Content-Length headers that disagree, or
+ * a Transfer-Encoding other than chunked (which libmicrohttpd would wait on
+ * for a body it cannot delimit). Answers (*result), closes and returns 1;
+ * 0 when the framing is fine. */
+static int refuse_framing(struct MHD_Connection *c, struct http_ctx *ctx,
+                          enum MHD_Result *result)
+{
+    char msg[240];
+    struct length_headers l = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_lengths, &l);
+    if (l.other) {
+        snprintf(msg, sizeof msg,
+                 "the request has Content-Length headers that disagree (\"%.40s\" and "
+                 "\"%.40s\"); send one",
+                 l.first, l.other);
+        *result = send_error(c, ctx, 400, "bad_request", msg, 1);
+        return 1;
+    }
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te) {
+        size_t len = strlen(te);
+        while (len && (te[len - 1] == ' ' || te[len - 1] == '\t'))
+            len--;
+        while (len && (*te == ' ' || *te == '\t'))
+            te++, len--;
+        if (len != 7 || strncasecmp(te, "chunked", 7) != 0) {
+            snprintf(msg, sizeof msg,
+                     "Transfer-Encoding \"%.60s\" is not supported; send the body with "
+                     "Content-Length, or as Transfer-Encoding: chunked",
+                     te);
+            *result = send_error(c, ctx, 501, "not_implemented", msg, 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* First call: everything that can be decided from the headers. */
 static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx,
                                   const char *url, const char *method)
@@ -347,9 +419,17 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
     char msg[200];
     if (atomic_load(&s->stopping))
         return send_error(c, ctx, 503, "shutting_down", "the server is shutting down", 1);
+    enum MHD_Result refused;
+    if (refuse_framing(c, ctx, &refused))
+        return refused;
 
     const char *bad = "";
     int rc = build_request(c, ctx, url, method, &bad);
+    if (rc == STRATA_E_TOOBIG_HEADERS) {
+        snprintf(msg, sizeof msg, "the request's headers are over %zu bytes",
+                 s->cfg.max_header_bytes);
+        return error_early(c, ctx, 431, "headers_too_large", msg);
+    }
     if (rc == STRATA_E_LIMIT) {
         snprintf(msg, sizeof msg, "the URL is over %zu bytes", s->cfg.max_url);
         return error_early(c, ctx, 414, "uri_too_long", msg);
@@ -374,6 +454,22 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
         (http_method_bit(method) & (HTTP_GET | HTTP_HEAD)) &&
         static_serve(s->cfg.files, &ctx->req, &res))
         return reply_early(c, ctx, &res);
+    if (rr == ROUTE_NOT_FOUND && s->cfg.files && !(http_method_bit(method) & (HTTP_GET | HTTP_HEAD))) {
+        /* a page or asset exists there: the method is what is wrong, as
+         * for the API's routes */
+        struct request probe = ctx->req;
+        probe.method = "HEAD";
+        struct response found;
+        response_init(&found);
+        int exists = static_serve(s->cfg.files, &probe, &found) &&
+                     (found.status == 200 || found.status == 304);
+        response_deinit(&found);
+        if (exists) {
+            response_error(&res, 405, "method_not_allowed", "%.200s allows GET, HEAD", url);
+            response_header(&res, "Allow", "GET, HEAD");
+            return reply_early(c, ctx, &res);
+        }
+    }
     if (rr != ROUTE_OK) {
         router_answer_miss(ctx->match, rr, url, &res);
         return reply_early(c, ctx, &res);
@@ -544,7 +640,8 @@ void http_config_defaults(struct http_config *cfg)
     cfg->max_connections = 256;
     cfg->per_ip_connections = 32;
     cfg->max_body_total = (size_t)256 << 20;
-    cfg->connection_memory = 64u << 10;
+    cfg->max_header_bytes = 16u << 10;
+    cfg->connection_memory = 192u << 10;
     cfg->timeout_s = 30;
     cfg->threads = 0;
     cfg->shutdown_grace_s = 30;

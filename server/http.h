@@ -17,9 +17,13 @@
  * What a request goes through, in order (all replies but the handler's are
  * the JSON error envelope of json.h):
  *   1. server stopping                 -> 503 shutting_down, Connection: close
- *   2. path + query over max_url bytes -> 414
+ *   2. two Content-Length headers that disagree -> 400, a Transfer-Encoding
+ *      other than chunked -> 501, both with Connection: close
+ *      request headers over max_header_bytes -> 431
+ *      path + query over max_url bytes (as sent) -> 414
  *   3. router: no pattern              -> GET/HEAD: static files, else 404
- *              wrong method            -> 405 with Allow;  bad parameter -> 400
+ *              wrong method            -> 405 with Allow (also on a static
+ *                                         file: GET, HEAD); bad parameter -> 400
  *   4. declared Content-Length over max_body -> 413 at once, before the body
  *      is read (curl and browsers that sent "Expect: 100-continue" never send
  *      it); a chunked body growing past max_body is dropped as it arrives
@@ -71,7 +75,10 @@ struct http_config {
                                     0: no limit. Over it, a new connection is closed at once */
     size_t max_body_total; /* request bodies held at once, all connections together,
                               default 256 MiB (raised to max_body if below it) */
-    size_t connection_memory; /* per-connection buffer (headers, reads), default 64 KiB */
+    size_t max_header_bytes; /* request header lines together, default 16 KiB */
+    size_t connection_memory; /* per-connection buffer (headers, query parameters, reads),
+                                 default 192 KiB: room for the parameters a URL of max_url
+                                 bytes can hold, each an entry in libmicrohttpd's pool */
     unsigned timeout_s; /* idle connection timeout, default 30 */
     unsigned threads; /* 0 (default): a thread per connection; N: N polling threads */
     double shutdown_grace_s; /* http_server_stop waits this long for requests, default 30 */

@@ -1632,6 +1632,102 @@ TEST(content_length_lies)
     reply_free(&r);
 }
 
+/* Framing a proxy could read otherwise: two Content-Length headers that
+ * disagree (request smuggling) get 400, and a Transfer-Encoding other than
+ * chunked 501, at once and closed; agreeing duplicates are one length.
+ * Headers over the limit get 431 in JSON. Many query parameters are counted as the bytes they are on the wire: a URL just
+ * under the limit made of a thousand empty parameters is served, one just
+ * over it gets 414 in JSON. */
+TEST(framing_a_proxy_could_read_otherwise)
+{
+    char buf[4096];
+    static const char *const refused[][2] = {
+        {"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+         "Content-Length: 4\r\nContent-Length: 40\r\n\r\nABCD",
+         "HTTP/1.1 400"},
+        {"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+         "Transfer-Encoding: xchunked\r\n\r\nABCD",
+         "HTTP/1.1 501"},
+        {"POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+         "Transfer-Encoding: chunked, identity\r\n\r\nABCD",
+         "HTTP/1.1 501"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        int fd = raw_connect();
+        CHECK(fd >= 0);
+        send(fd, refused[i][0], strlen(refused[i][0]), MSG_NOSIGNAL);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        size_t n = raw_read_all(fd, buf, sizeof buf - 1); /* the server closes */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        buf[n] = '\0';
+        CHECK_MSG(strncmp(buf, refused[i][1], 12) == 0, "case %zu: %.80s", i, buf);
+        CHECK(strstr(buf, "Connection: close") != NULL);
+        CHECK(strstr(buf, "{\"error\":") != NULL);
+        CHECK((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9 < 2.0);
+        close(fd);
+    }
+    /* the same length twice, and chunked in any case, are fine */
+    forget_upload();
+    int fd = raw_connect();
+    const char same[] = "POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                        "Content-Length: 4\r\nContent-Length: 4\r\nConnection: close\r\n\r\nABCD";
+    send(fd, same, sizeof same - 1, MSG_NOSIGNAL);
+    raw_read_all(fd, buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+    close(fd);
+    fd = raw_connect();
+    const char chunked[] = "POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                           "Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n"
+                           "4\r\nWXYZ\r\n0\r\n\r\n";
+    send(fd, chunked, sizeof chunked - 1, MSG_NOSIGNAL);
+    raw_read_all(fd, buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+    close(fd);
+    pthread_mutex_lock(&upload_mu);
+    CHECK(last_upload_len == 4 && memcmp(last_upload, "WXYZ", 4) == 0);
+    pthread_mutex_unlock(&upload_mu);
+
+    /* 20 KB of header lines: over the 16 KB of headers a request may have */
+    {
+        size_t cap = 24 << 10, len = 0;
+        char *req = malloc(cap);
+        len += (size_t)snprintf(req, cap, "GET /api/items HTTP/1.1\r\nHost: t\r\n");
+        for (int i = 0; i < 200; i++)
+            len += (size_t)snprintf(req + len, cap - len, "X-Filler-%03d: %090d\r\n", i, i);
+        len += (size_t)snprintf(req + len, cap - len, "Connection: close\r\n\r\n");
+        fd = raw_connect();
+        send(fd, req, len, MSG_NOSIGNAL);
+        size_t got = raw_read_all(fd, buf, sizeof buf - 1);
+        buf[got] = '\0';
+        close(fd);
+        free(req);
+        CHECK_MSG(strncmp(buf, "HTTP/1.1 431", 12) == 0 && strstr(buf, "headers_too_large"), "%.80s",
+                  buf);
+    }
+
+    /* "/api/items?" and "a&" × n: 11 + 2n − 1 bytes; the limit is 2048 */
+    for (int n = 1000; n <= 1100; n += 100) {
+        size_t len = 0;
+        char *req = malloc(4096);
+        len += (size_t)snprintf(req, 4096, "GET /api/items?");
+        for (int i = 0; i < n; i++)
+            len += (size_t)snprintf(req + len, 4096 - len, i ? "&a" : "a");
+        len += (size_t)snprintf(req + len, 4096 - len, " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        fd = raw_connect();
+        send(fd, req, len, MSG_NOSIGNAL);
+        size_t got = raw_read_all(fd, buf, sizeof buf - 1);
+        buf[got] = '\0';
+        close(fd);
+        free(req);
+        if (n == 1000)
+            CHECK_MSG(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%d parameters: %.60s", n, buf);
+        else
+            CHECK_MSG(strncmp(buf, "HTTP/1.1 414", 12) == 0 && strstr(buf, "uri_too_long"),
+                      "%d parameters: %.60s", n, buf);
+    }
+}
+
 /* Reads a file of the temp tree into a malloc'd buffer; *len its size. */
 static char *slurp(const char *rel, size_t *len)
 {
@@ -1694,6 +1790,16 @@ TEST(static_files)
     char h[256], etag[128];
     http_get("/static/logo.svg", &r);
     CHECK(reply_header(&r, "Cache-Control", h, sizeof h) && strcmp(h, "public, max-age=3600") == 0);
+    reply_free(&r);
+    /* another method on a file that is there: 405 with Allow, as on the API's
+     * routes; on a path that is nothing, 404 */
+    http_post("/static/logo.svg", "text/plain", "x", 1, &r);
+    CHECK_EQ_INT(r.status, 405);
+    CHECK(reply_header(&r, "Allow", h, sizeof h) && strcmp(h, "GET, HEAD") == 0);
+    CHECK(body_has(&r, "method_not_allowed"));
+    reply_free(&r);
+    http_post("/static/nothing.svg", "text/plain", "x", 1, &r);
+    CHECK_EQ_INT(r.status, 404);
     reply_free(&r);
 
     /* ETag, then If-None-Match -> 304 with no body; a stale tag -> 200. */
@@ -1759,7 +1865,7 @@ TEST(static_files)
     o.method = "POST";
     o.header = NULL;
     http_do("/index.html", &o, &r);
-    CHECK_EQ_INT(r.status, 404);
+    CHECK_EQ_INT(r.status, 405); /* the page is there; POST is not how to get it */
     reply_free(&r);
 }
 
@@ -2470,6 +2576,7 @@ int main(void)
     RUN(bad_uploads);
     RUN(oversized_bodies);
     RUN(content_length_lies);
+    RUN(framing_a_proxy_could_read_otherwise);
     RUN(static_files);
     RUN(static_refuses_escapes);
     RUN(static_units);

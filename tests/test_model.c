@@ -751,6 +751,26 @@ TEST(weights_round_trip_and_errors)
     CHECK(contains(err, big));
     unlink(big);
 
+    /* Weights holding a NaN or an infinity are refused by name; the model
+     * keeps its values. */
+    const uint32_t nonfinite[2] = {0x7fc00000u /* NaN */, 0xff800000u /* -inf */};
+    for (int k = 0; k < 2; k++) {
+        float keep = a.layers[4].w.kernel[5];
+        memcpy(&a.layers[4].w.kernel[5], &nonfinite[k], sizeof(float));
+        tmp_path("nan.safetensors", big, sizeof big);
+        CHECK_EQ_INT(model_save_weights(&a, big, err), 0);
+        a.layers[4].w.kernel[5] = keep;
+        float *before_b = malloc(b.n_params * sizeof(float));
+        memcpy(before_b, b.params, b.n_params * sizeof(float));
+        CHECK_EQ_INT(model_load_weights(&b, big, err), STRATA_E_FORMAT);
+        CHECK_MSG(contains(err, "layers.4.kernel") && contains(err, "not finite") &&
+                      contains(err, "index 5"),
+                  "%s", err);
+        CHECK(memcmp(before_b, b.params, b.n_params * sizeof(float)) == 0);
+        free(before_b);
+        unlink(big);
+    }
+
     tmp_path("none.safetensors", big, sizeof big);
     CHECK_EQ_INT(model_load_weights(&b, big, err), STRATA_E_NOTFOUND);
     CHECK(contains(err, big));

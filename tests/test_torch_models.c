@@ -11,10 +11,17 @@
  * scripts/test into $STRATA_ONNX_REFS (PyTorch runs there, never here); the
  * photos are PNG files at the input size, so strata decodes exactly the
  * pixels PyTorch saw. Without that folder the test is skipped with the reason.
+ *
+ * Grad-CAM on ResNet-18, through strata's own gradients of the ONNX graph,
+ * against the same computation in PyTorch (hooks on layer4[-1], as
+ * pytorch-grad-cam): the 7×7 map before upsampling within 1e-4 of its
+ * largest value, the upsampled map scaled to [0, 1] within 1e-4.
  */
 #include "check.h"
+#include "gradcam.h"
 #include "image.h"
 #include "model.h"
+#include "model_grad.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -142,6 +149,84 @@ static void check_arch(const char *arch)
     json_decref(ref);
 }
 
+static void check_gradcam(void)
+{
+    const char *refs = refs_dir();
+    char path[1400], dir[1200], err[STRATA_ERR_LEN];
+    snprintf(path, sizeof path, "%s/resnet18.reference.json", refs);
+    json_error_t je;
+    json_t *ref = json_load_file(path, 0, &je);
+    json_t *gc = ref ? json_object_get(ref, "gradcam") : NULL;
+    CHECK_MSG(gc != NULL, "%s has no Grad-CAM reference", path);
+    if (!gc) {
+        json_decref(ref);
+        return;
+    }
+    CHECK(make_model_dir(refs, "resnet18", ref, dir, sizeof dir) == 0);
+    struct model m = {0};
+    struct model_grad mg;
+    CHECK_MSG(model_open(&m, NULL, dir, err) == 0, "%s", err);
+    CHECK_MSG(model_grad_init(&mg, &m, 1, err) == 0, "%s", err);
+    int layer = model_grad_find_layer(&mg, NULL, err);
+    CHECK_MSG(layer >= 0, "%s", err);
+    const int H = m.input.h, W = m.input.w;
+    float *x = malloc(3 * (size_t)H * W * sizeof *x), *map = malloc((size_t)H * W * sizeof *map);
+    json_t *classes = json_object_get(gc, "classes"), *maps = json_object_get(gc, "maps");
+    json_t *cams = json_object_get(gc, "cams");
+    int n = (int)json_array_size(classes);
+    CHECK(n == 3);
+    for (int i = 0; i < n && layer >= 0; i++) {
+        struct image img = {0};
+        snprintf(path, sizeof path, "%s/%s", refs,
+                 json_string_value(json_array_get(json_object_get(ref, "images"), (size_t)i)));
+        CHECK_MSG(image_load(path, &img, err) == 0, "%s", err);
+        if (!img.rgb)
+            continue;
+        model_grad_image(&mg, img.rgb, x);
+        image_free(&img);
+        int cls = (int)json_integer_value(json_array_get(classes, (size_t)i));
+        CHECK_MSG(gradcam_compute(&mg, x, cls, layer, map, err) == 0, "%s", err);
+        /* the map before upsampling: recomputed from the layer as gradcam.h defines it */
+        const struct tview *a = model_grad_value(&mg, layer), *da = model_grad_gradient(&mg, layer);
+        CHECK(a->dims[2] == 7 && a->dims[3] == 7);
+        const int C = (int)a->dims[1];
+        double worst_cam = 0, cam_max = 0, lo = INFINITY, hi = -INFINITY;
+        for (int p = 0; p < 49; p++) {
+            double v = 0;
+            for (int k = 0; k < C; k++) {
+                double alpha = 0;
+                for (int q = 0; q < 49; q++)
+                    alpha += tview_f(da)[k * 49 + q];
+                v += alpha / 49 * tview_f(a)[k * 49 + p];
+            }
+            v = v > 0 ? v : 0;
+            double want = json_real_value(json_array_get(json_array_get(json_array_get(cams, (size_t)i), (size_t)(p / 7)), (size_t)(p % 7)));
+            cam_max = fmax(cam_max, fabs(want));
+            worst_cam = fmax(worst_cam, fabs(v - want));
+        }
+        for (int p = 0; p < H * W; p++) {
+            lo = fmin(lo, map[p]);
+            hi = fmax(hi, map[p]);
+        }
+        double worst = 0;
+        json_t *want = json_array_get(maps, (size_t)i);
+        for (int p = 0; p < H * W; p++) {
+            double v = (map[p] - lo) / (1e-7 + (hi - lo));
+            worst = fmax(worst, fabs(v - json_real_value(json_array_get(want, (size_t)p))));
+        }
+        printf("# resnet18 Grad-CAM, image %d, class %d: 7x7 map max |strata - torch| %.2g "
+               "(largest value %.3g); scaled 224x224 map %.2g\n", i, cls, worst_cam, cam_max, worst);
+        CHECK(cam_max > 0);
+        CHECK(worst_cam <= 1e-4 * cam_max);
+        CHECK(worst <= 1e-4);
+    }
+    free(x);
+    free(map);
+    model_grad_deinit(&mg);
+    model_free(&m);
+    json_decref(ref);
+}
+
 int main(void)
 {
     for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
@@ -167,6 +252,19 @@ int main(void)
         if (check_current_failed)
             check_failed_total++;
         printf("%s %d - %s\n", check_current_failed ? "not ok" : "ok", check_count, archs[a]);
+    }
+    if (refs_dir()) {
+        check_current_failed = 0;
+        check_gradcam();
+        check_count++;
+        if (check_current_failed)
+            check_failed_total++;
+        printf("%s %d - resnet18 Grad-CAM against PyTorch\n", check_current_failed ? "not ok" : "ok",
+               check_count);
+    } else {
+        check_count++;
+        printf("ok %d - resnet18 Grad-CAM against PyTorch # SKIP STRATA_ONNX_REFS is not set: "
+               "scripts/test exports the reference models with python3-torch\n", check_count);
     }
     return check_done();
 }

@@ -128,6 +128,34 @@ export async function predict(modelId, blob, { explain = true, filename = 'image
   }
 }
 
+/** POSTs to /api/models/{id}/explain: one prediction explained by several
+ *  methods side by side, each map scored. `params` make the query string
+ *  (image, method, class, layer, steps, baseline, patch, stride; a null,
+ *  undefined or empty value is left out). `body` (a File or Blob), when
+ *  given, is the image, sent as multipart field "image" as predict() does;
+ *  without it, `params.image` names one of the model's analysed images.
+ *  Resolves to the reply JSON; rejects with ApiError (400 bad parameter,
+ *  404 no such image, 415 not an image, ...). */
+export async function explain(modelId, params = {}, { body = null, filename = 'image', signal } = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v !== null && v !== undefined && v !== '') q.append(k, String(v));
+  }
+  const qs = q.toString();
+  const init = { method: 'POST', signal, headers: { Accept: 'application/json' } };
+  if (body) {
+    const form = new FormData();
+    form.append('image', body, body.name || filename);
+    init.body = form;
+  }
+  const res = await request(`/api/models/${encodeURIComponent(modelId)}/explain${qs ? `?${qs}` : ''}`, init);
+  try {
+    return await res.json();
+  } catch {
+    throw new ApiError('The explanation reply is not valid JSON.', { code: 'bad_json', status: res.status });
+  }
+}
+
 /** GETs a binary resource (an image) as a Blob. */
 export async function getBlob(path, init = {}) {
   const res = await request(path, { ...init, method: 'GET' });

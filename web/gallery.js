@@ -2,23 +2,30 @@
 // (GET /api/models/{id}/misclassified), each a button; opening one shows the
 // photo, its LIME overlay and heat-map (GET …/images/{image}/explanation,
 // computed on first request, so a progress line shows meanwhile) and a short
-// description, and tells the page to highlight its class's paths.
+// description, and tells the page to highlight its class's paths. A button
+// there opens the explanation methods side by side for that image
+// (compare.js).
 
 import { api, imageUrl } from './api.js';
 import { el, fill, pct, progress, errorBox, imageLoaded } from './ui.js';
 import { describeMistake } from './describe.js';
+import { renderCompare, clearCompare } from './compare.js';
 
 const FIRST = 18;
 
 let modelId = null;
+let model = null; // {id, ...}: what the compare view needs
+let compareBox = null; // the open mistake's compare view
 let items = [];
 let onSelect = () => {};
 let token = 0;
 const nodes = {};
 
-/** Loads and shows the gallery. `select(item)` is called when an image is opened. */
-export async function initGallery({ id, select }) {
+/** Loads and shows the gallery. `select(item)` is called when an image is opened;
+ *  `model` (the model's JSON, default {id}) is handed to the compare view. */
+export async function initGallery({ id, model: m = null, select }) {
   modelId = id;
+  model = m || { id };
   onSelect = select || onSelect;
   Object.assign(nodes, {
     grid: document.getElementById('gallery'),
@@ -69,13 +76,30 @@ async function open(i, button) {
   for (const b of nodes.grid.querySelectorAll('button[data-index]')) b.setAttribute('aria-pressed', String(b === button));
   onSelect(it);
   const my = ++token;
+  clearCompare(compareBox);
+  const box = el('div', { class: 'compare', id: 'mistake-compare', hidden: true });
+  compareBox = box;
+  const compare = el('button', { type: 'button', class: 'action-button compare-button', 'aria-expanded': 'false',
+    'aria-controls': 'mistake-compare' }, 'Compare explanation methods');
+  compare.addEventListener('click', () => {
+    if (box.hidden) {
+      box.hidden = false;
+      compare.setAttribute('aria-expanded', 'true');
+      renderCompare(box, model, { image: it.index ?? it.id });
+    }
+    box.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  });
   const overlayBox = el('figure', { class: 'lime-figure' }, progress('LIME is probing the model…'),
     el('figcaption', {}, 'LIME overlay'));
   const heatBox = el('figure', { class: 'lime-figure' }, el('div', { class: 'lime-placeholder' }),
     el('figcaption', {}, 'heat-map'));
   const text = el('p', { class: 'description' }, describeMistake(it));
   const close = el('button', { type: 'button', class: 'close-button', 'aria-label': 'Close' }, '×');
-  close.addEventListener('click', () => { nodes.detail.hidden = true; button.focus(); });
+  close.addEventListener('click', () => {
+    clearCompare(box);
+    nodes.detail.hidden = true;
+    button.focus();
+  });
   fill(nodes.detail,
     el('div', { class: 'detail-head' },
       el('h3', {}, `${it.true} → ${it.pred}`, el('span', { class: 'muted' }, ` · ${pct(it.probability)}`)), close),
@@ -83,10 +107,15 @@ async function open(i, button) {
       el('figure', { class: 'lime-figure' },
         el('img', { src: it.image || imageUrl(modelId, it.id), alt: `the ${it.true} photo ${it.id}`, width: 160, height: 160 }),
         el('figcaption', {}, 'the photo')),
-      overlayBox, heatBox),
+      overlayBox, heatBox,
+      el('div', { class: 'detail-actions' }, compare,
+        el('p', { class: 'small muted' }, 'LIME is one way to explain an answer. See Grad-CAM, Integrated ' +
+          'Gradients and occlusion beside it on this photo, each scored by how the model reacts when the pixels ' +
+          'it points at are hidden.'))),
     text,
     el('p', { class: 'small muted' }, 'In the overlay, the regions that pushed most towards the answer are outlined; in ' +
-      'the heat-map, warm colours push towards it and cool ones against it.'));
+      'the heat-map, warm colours push towards it and cool ones against it.'),
+    box);
   nodes.detail.hidden = false;
   nodes.detail.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
   try {

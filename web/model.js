@@ -275,6 +275,7 @@ async function loadAnalysis(m) {
   initLayerView({ id: m.id, dims: paths.dimensions.filter((d) => d.kind === 'layer'), modelLayers: m.layers });
   initGallery({
     id: m.id,
+    model: m,
     select: (item) => setHighlight(indicesOfClass(paths, paths.classes.indexOf(item.true)), `true class ${item.true}`),
   });
 }

@@ -2,7 +2,8 @@
 // /api/models/{id}/predict. Shows the photo, the probability bars, the doubt
 // (score, level, the server's explanation), the LIME overlay (toggle with the
 // heat-map), and hands the reply to the page, which draws the image's path on
-// the parallel graph and its star on the layer scatter. A file that is not
+// the parallel graph and its star on the layer scatter; a button opens the
+// explanation methods side by side for the same file (compare.js). A file that is not
 // JPEG or PNG, or is over the size limit, is refused here before anything is
 // sent (uploadcheck.js); a refusal by the server (413 too large, 400/415 not
 // an image, ...) is said in plain words, with the server's own sentence in
@@ -12,6 +13,7 @@ import { predict, getJSON } from './api.js';
 import { el, fill, progress, errorBox, draw, doubtPanel, imageLoaded, lowDoubtNote } from './ui.js';
 import { probabilityFigure } from './probabilities.js';
 import { describePrediction } from './describe.js';
+import { renderCompare, clearCompare } from './compare.js';
 import { checkUpload, uploadErrorText, formatBytes, DEFAULT_UPLOAD_LIMIT, UPLOAD_ACCEPT } from './uploadcheck.js';
 
 let model = null;
@@ -19,6 +21,7 @@ let onResult = () => {};
 let lowShares = null; // promise of lowDoubtShares(report) | null
 let token = 0;
 let previewUrl = null;
+let compareBox = null; // the last upload's compare view
 let limit = DEFAULT_UPLOAD_LIMIT; // until /api/health says the server's own
 const nodes = {};
 
@@ -72,6 +75,8 @@ function refusal(title, text, err = null) {
 async function send(file) {
   const my = ++token;
   onResult(null);
+  clearCompare(compareBox);
+  compareBox = null;
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = null;
   const bad = checkUpload(file, { limit, input: model.input });
@@ -110,6 +115,18 @@ async function render(reply, file) {
   const ex = reply.explanation || null;
   const limeBox = el('div', { class: 'lime-box' });
   const bars = el('div', { class: 'plot plot-bars', id: 'upload-bars' });
+  const box = el('div', { class: 'compare', id: 'upload-compare', hidden: true });
+  compareBox = box;
+  const compare = el('button', { type: 'button', class: 'action-button compare-button', 'aria-expanded': 'false',
+    'aria-controls': 'upload-compare' }, 'Compare explanation methods');
+  compare.addEventListener('click', () => {
+    if (box.hidden) {
+      box.hidden = false;
+      compare.setAttribute('aria-expanded', 'true');
+      renderCompare(box, model, { file });
+    }
+    box.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  });
   fill(nodes.out,
     el('div', { class: 'upload-grid' },
       el('figure', { class: 'lime-figure' }, photo, el('figcaption', {}, file.name)),
@@ -119,7 +136,11 @@ async function render(reply, file) {
         doubtPanel(reply.doubt, { note: lowDoubtNote(reply.doubt, lowShares) }),
         el('p', { class: 'small muted path-note' }, 'Your image\'s path is the black line in the graph of paths above ' +
           '(the test images\' lines turn grey meanwhile), and its position is a black star on the layer scatter.')),
-      limeBox));
+      limeBox),
+    el('div', { class: 'detail-actions upload-actions' }, compare,
+      el('p', { class: 'small muted' }, 'See Grad-CAM, Integrated Gradients, occlusion and LIME side by side on ' +
+        'your image, each scored by how the model reacts when the pixels it points at are hidden.')),
+    box);
   await draw(bars, probabilityFigure(reply, model.classes), { displayModeBar: false, staticPlot: false });
   if (!ex || !ex.overlay) {
     fill(limeBox, el('p', { class: 'small muted' }, 'No LIME explanation came with this answer.'));

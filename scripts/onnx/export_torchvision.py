@@ -37,7 +37,9 @@ Written into DIR:
                           "probs_batch16": softmax of the 16 run as one batch,
                           plus "logits_batch1" (the float32 logits, which show
                           errors a flat softmax hides), "classes", "opset",
-                          "seed", "bn_data"}
+                          "seed", "bn_data"}; resnet18's also has "gradcam":
+                          {"layer", "classes", "cams" (7x7), "maps" (224x224 scaled
+                          to [0, 1])} for its first 3 images (gradcam_reference)
 The input is normalised as strata will: (pixel/255 - mean)/std in float32, ImageNet
 mean/std, RGB, NCHW. Softmax is taken in float64 over the float32 logits; JSON
 floats are Python reprs (shortest exact round trip of the float64).
@@ -222,6 +224,38 @@ def onnx_op_types(path):
     return counts
 
 
+def gradcam_reference(model, x, n):
+    """Grad-CAM of ResNet-18 at layer4[-1]'s output, as pytorch-grad-cam computes it, for the
+    first n images at their predicted class: alpha_k = spatial mean of d logit / d A_k,
+    cam = ReLU(sum_k alpha_k A_k), upsampled bilinearly to the input (half-pixel centres,
+    as cv2.resize), then scaled to [0, 1] by (cam - min) / max. Returns the 7x7 cams, the
+    classes and the scaled maps, each image run alone."""
+    saved = {}
+    layer = model.layer4[-1]
+    h1 = layer.register_forward_hook(lambda m, i, o: saved.__setitem__("a", o))
+    h2 = layer.register_full_backward_hook(lambda m, gi, go: saved.__setitem__("g", go[0]))
+    cams, classes, maps = [], [], []
+    for i in range(n):
+        xi = x[i:i + 1].clone().requires_grad_(True)
+        logits = model(xi)
+        c = int(logits[0].argmax())
+        model.zero_grad()
+        logits[0, c].backward()
+        a, g = saved["a"].detach(), saved["g"].detach()
+        alpha = g.mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((alpha * a).sum(dim=1, keepdim=True))
+        up = torch.nn.functional.interpolate(cam, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
+        up = up[0, 0].double()
+        up = up - up.min()
+        up = up / (1e-7 + up.max())
+        cams.append(cam[0, 0].double().tolist())
+        classes.append(c)
+        maps.append([round(v, 7) for v in up.flatten().tolist()])
+    h1.remove()
+    h2.remove()
+    return cams, classes, maps
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder (keep it outside the repo)")
@@ -278,6 +312,9 @@ def main():
             "probs_batch16": probs16.tolist(),
             "logits_batch1": logits1.double().tolist(),
         }
+        if arch == "resnet18":
+            cams, classes, maps = gradcam_reference(model, x16, 3)
+            ref["gradcam"] = {"layer": "layer4[-1]", "classes": classes, "cams": cams, "maps": maps}
         with open(os.path.join(args.out, f"{arch}.reference.json"), "w") as f:
             json.dump(ref, f)
             f.write("\n")

@@ -35,8 +35,28 @@ test('help, usage errors and exit codes', { skip: !haveBin && 'strata is not bui
   const noModel = strata(['eval']);
   assert.equal(noModel.code, 2);
   assert.match(noModel.err, /expected one model/);
-  assert.equal(strata(['eval', 'felines', '--bogus']).code, 2);
+  const bogus = strata(['eval', 'felines', '--bogus']);
+  assert.equal(bogus.code, 2);
+  assert.match(bogus.err, /unknown option '--bogus'/);
+  // an option given without its value says so, for every command
+  for (const [cmd, opt] of [['eval', '--models'], ['train', '--data'], ['explain', '--method'], ['serve', '--port'],
+    ['predict', '--top'], ['analyze', '--cache'], ['doubt-eval', '--data'], ['import', '--id'], ['export', '--out'],
+    ['bench', '--batch'], ['onnx-test', '--threads']]) {
+    const r = strata([cmd, opt]);
+    assert.equal(r.code, 2, `${cmd} ${opt}`);
+    assert.match(r.err, new RegExp(`option '${opt}' needs a value`), `${cmd} ${opt}: ${r.err}`);
+  }
   assert.equal(strata(['predict', 'felines', 'x.jpg', '--top', 'many']).code, 2);
+  // a one-class model is refused before any photo is read
+  const oneDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-one-class-'));
+  fs.writeFileSync(path.join(oneDir, 'model.json'), JSON.stringify({
+    id: 'one', dataset: 'none', input: { height: 8, width: 8, channels: 3 }, classes: ['a'],
+    layers: [{ type: 'flatten' }, { type: 'dense', units: 1, activation: 'softmax' }] }));
+  const one = strata(['train', oneDir]);
+  assert.equal(one.code, 1);
+  assert.match(one.err, /1 class; a classifier needs at least two/);
+  assert.ok(!fs.existsSync(path.join(oneDir, 'weights.safetensors')));
+  fs.rmSync(oneDir, { recursive: true, force: true });
   const missing = strata(['eval', 'no-such-model']);
   assert.equal(missing.code, 1);
   assert.match(missing.err, /no-such-model/);
@@ -124,6 +144,34 @@ test('train, then eval, predict and explain the trained model', { skip: (!haveBi
   for (const k of ['segmentation', 'inference', 'regression']) assert.ok(x.timings_ms[k] >= 0);
   for (const f of [overlay, heat])
     assert.deepEqual([...fs.readFileSync(f).subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+  // every method side by side, for the other class too: maps as PNGs named per method
+  const other = p.probabilities[1].class;
+  const heatAll = path.join(dir, 'cmp.png');
+  const all = strata(['explain', mdir, img, '--method', 'all,random', '--class', other, '--samples', '200',
+    '--steps', '16', '--json', '--heatmap', heatAll]);
+  assert.equal(all.code, 0, all.err);
+  const a = JSON.parse(all.out);
+  assert.equal(a.class, other);
+  assert.equal(a.predicted, p.predicted);
+  assert.ok(Math.abs(a.probability - p.probabilities[1].probability) < 1e-5);
+  assert.deepEqual(a.methods.map((m) => m.method), ['gradcam', 'ig', 'occlusion', 'lime', 'random']);
+  for (const m of a.methods) {
+    assert.ok(Math.abs(m.deletion[0] - a.probability) < 1e-4, `${m.method}: nothing deleted is the image`);
+    assert.ok(Math.abs(m.insertion[20] - a.probability) < 1e-4, `${m.method}: everything revealed is the image`);
+    assert.deepEqual([...fs.readFileSync(path.join(dir, `cmp-${m.method}.png`)).subarray(0, 4)], [137, 80, 78, 71]);
+  }
+  assert.equal(a.methods[1].integrated_gradients.steps, 16);
+  assert.ok(['gradcam', 'ig', 'occlusion', 'lime'].includes(a.best));
+  const text = strata(['explain', mdir, img, '--method', 'gradcam,occlusion']);
+  assert.equal(text.code, 0, text.err);
+  assert.match(text.out, /^gradcam .* layer \S+ \(\d+×\d+\), scale ±/m);
+  assert.match(text.out, /supports (gradcam|occlusion) best/);
+  for (const [args, re] of [[['--method', 'shap'], /unknown explanation method 'shap'/], [['--method', 'gradcam', '--layer', 'nope'], /spatial layers are/],
+    [['--method', 'ig', '--steps', '0'], /--steps expects/], [['--method', 'ig', '--baseline', 'grey'], /black or blur/]]) {
+    const r = strata(['explain', mdir, img, ...args]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.err, re);
+  }
   const badClass = strata(['explain', mdir, img, '--class', 'zebra']);
   assert.equal(badClass.code, 1);
   assert.match(badClass.err, /zebra/);

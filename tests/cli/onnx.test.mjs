@@ -77,6 +77,16 @@ test('a CNN trained by PyTorch: import, then eval gives PyTorch\'s accuracy exac
     '--samples', '200']);
   assert.equal(ex.code, 0, ex.err);
   assert.ok(fs.statSync(overlay).size > 1000);
+  // gradients through the imported graph: Grad-CAM at its last spatial layer, IG complete
+  const gx = strata(['explain', 'resnet-felines', img, '--models', models, '--method', 'gradcam,ig',
+    '--steps', '128', '--json']);
+  assert.equal(gx.code, 0, gx.err);
+  const g = JSON.parse(gx.out);
+  assert.equal(g.predicted, ref.classes[ref.predictions[0]]);
+  assert.ok(g.methods[0].layer.height > 1 && g.methods[0].layer.width > 1, JSON.stringify(g.methods[0].layer));
+  assert.ok(g.methods[0].scale > 0);
+  assert.ok(g.methods[1].integrated_gradients.completeness_error < 0.05,
+    `IG completeness error ${g.methods[1].integrated_gradients.completeness_error} at 128 steps`);
   const an = strata(['analyze', 'resnet-felines', '--models', models, '--data', dataRoot, '--json',
     '--cache', path.join(models, 'cache')]);
   assert.equal(an.code, 0, an.err);

@@ -665,6 +665,82 @@ test('GET …/images/{image}/explanation: LIME once, then cached; PNGs at displa
   assert.deepEqual((await call(srv, `/api/explanations/${encodeURIComponent(e.id)}`)).body, r.body);
 });
 
+// The area under a curve of 21 points on [0, 1], by the trapezoid rule.
+function trapezoid(c) {
+  let a = 0;
+  for (let k = 0; k + 1 < c.length; k++) a += (c[k] + c[k + 1]) / 2;
+  return a / (c.length - 1);
+}
+
+function checkAttribution(x, probs) {
+  assert.deepEqual(x.input, [32, 32]);
+  assert.deepEqual(x.methods.map((m) => m.method), ['gradcam', 'ig', 'occlusion', 'lime', 'random']);
+  for (const m of x.methods) {
+    assert.equal(m.map.width, 32);
+    assert.equal(m.map.height, 32);
+    assert.equal(m.map.values.length, 32 * 32);
+    assert.ok(m.map.values.every((v) => Number.isInteger(v) && Math.abs(v) <= 1000), m.method);
+    if (m.map.scale > 0) assert.equal(Math.max(...m.map.values.map(Math.abs)), 1000, `${m.method}: scaled to its largest value`);
+    assert.equal(m.deletion.length, 21);
+    assert.equal(m.insertion.length, 21);
+    // Nothing deleted yet, and everything put back: both are the image itself.
+    assert.ok(Math.abs(m.deletion[0] - x.probability) < 1e-4, `${m.method}: deletion starts at p(class)`);
+    assert.ok(Math.abs(m.insertion[20] - x.probability) < 1e-4, `${m.method}: insertion ends at p(class)`);
+    assert.ok(Math.abs(m.deletion_auc - trapezoid(m.deletion)) < 1e-4);
+    assert.ok(Math.abs(m.insertion_auc - trapezoid(m.insertion)) < 1e-4);
+  }
+  // Grad-CAM is a ReLU of a weighted sum: never negative.
+  assert.ok(x.methods[0].map.values.every((v) => v >= 0));
+  assert.ok(x.methods[1].details.completeness_error >= 0);
+  assert.deepEqual(x.methods[2].details, { patch: 5, stride: 3 });
+  const real = x.methods.filter((m) => m.method !== 'random');
+  const best = real.reduce((a, b) => (b.insertion_auc - b.deletion_auc > a.insertion_auc - a.deletion_auc ? b : a));
+  assert.equal(x.best, best.method);
+  assert.ok(x.summary.includes(best.title) && x.summary.includes(`“${x.class}”`), x.summary);
+  // The probabilities are the model's, as /predict gives them.
+  x.probabilities.forEach((p, c) => assert.ok(Math.abs(p.probability - probs[c].probability) < 1e-5));
+}
+
+test('POST …/explain: Grad-CAM, IG, occlusion, LIME and a random map, each with its curves', async () => {
+  const p = await paths();
+  const i = 5;
+  const bytes = fs.readFileSync(path.join(tmp, 'data', 'felines', 'test', testFiles[i]));
+  const y = (await call(srv, '/api/models/tiny/predict?explain=0', { method: 'POST', body: bytes, headers: { 'Content-Type': 'image/jpeg' } })).json();
+  // A test image by index: the class the model predicted.
+  const r = await call(srv, `/api/models/tiny/explain?image=${i}`, { method: 'POST' });
+  assert.equal(r.status, 200, r.text());
+  const x = r.json();
+  assert.deepEqual(x.image, { index: i, id: testFiles[i] });
+  assert.equal(x.class, CLASSES[p.images.pred[i]]);
+  assert.equal(x.predicted, x.class);
+  assert.equal(x.true, CLASSES[p.images.true[i]]);
+  checkAttribution(x, y.probabilities);
+  // The same photo uploaded, for another class: "why not …?"
+  const other = CLASSES.find((c) => c !== x.class);
+  const u = await call(srv, `/api/models/tiny/explain?class=${other}&method=gradcam,ig&steps=8`,
+    { method: 'POST', body: bytes, headers: { 'Content-Type': 'image/jpeg' } });
+  assert.equal(u.status, 200, u.text());
+  const ux = u.json();
+  assert.equal(ux.image, null);
+  assert.equal(ux.class, other);
+  assert.equal(ux.predicted, x.predicted);
+  assert.ok(Math.abs(ux.probability - y.probabilities[CLASSES.indexOf(other)].probability) < 1e-5);
+  assert.deepEqual(ux.methods.map((m) => m.method), ['gradcam', 'ig', 'random']);
+  assert.equal(ux.methods[1].details.steps, 8);
+  // Grad-CAM's layer by name, and refusals in plain words.
+  const byName = (await call(srv, `/api/models/tiny/explain?image=${i}&method=gradcam&layer=conv1`, { method: 'POST' })).json();
+  assert.match(byName.methods[0].details.layer, /^conv1\//);
+  for (const [q, status, re] of [['method=shap', 400, /unknown explanation method 'shap'/], ['class=zebra', 400, /no class "zebra"/],
+    ['layer=output', 400, /spatial layers are/], ['steps=0', 400, /steps must be/], ['steps=9999', 400, /steps must be/],
+    ['baseline=grey', 400, /black or blur/], ['image=99999', 404, /no image/]]) {
+    const e = await call(srv, `/api/models/tiny/explain?${q}${q.startsWith('image') ? '' : `&image=${i}`}`, { method: 'POST' });
+    assertError(e, status);
+    assert.match(e.json().error.message, re, q);
+  }
+  assertError(await call(srv, '/api/models/tiny/explain', { method: 'POST', body: Buffer.from('not an image'), headers: { 'Content-Type': 'image/png' } }), 400, 'bad_image');
+  assertError(await call(srv, '/api/models/nope/explain?image=0', { method: 'POST' }), 404);
+});
+
 test('POST …/predict (multipart): the upload of a test photo lands where the analysis put it', async () => {
   const p = await paths();
   const dm = await waitDoubt(srv, 'tiny');
@@ -998,7 +1074,7 @@ test('GET /api/openapi.json describes every route', async () => {
     '/api/models/{id}/images/{class}/{file}': 'get', '/api/models/{id}/images/{class}/{file}/thumb': 'get',
     '/api/models/{id}/images/{class}/{file}/explanation': 'get', '/api/models/{id}/images/{image}': 'get',
     '/api/models/{id}/images/{image}/thumb': 'get', '/api/models/{id}/images/{image}/explanation': 'get',
-    '/api/models/{id}/predict': 'post', '/api/explanations/{eid}': 'get',
+    '/api/models/{id}/predict': 'post', '/api/models/{id}/explain': 'post', '/api/explanations/{eid}': 'get',
     '/api/explanations/{eid}/overlay.png': 'get', '/api/explanations/{eid}/heatmap.png': 'get',
     '/api/openapi.json': 'get',
   };

@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { REPO, DATA, skipReason, startServer } from './strata-server.mjs';
+import { REPO, DATA, skipReason, startServer, launchChromium } from './strata-server.mjs';
 
 const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
 const DESKTOP = { width: 1280, height: 800 };
@@ -45,22 +45,12 @@ before(async () => {
     server = await startServer({ timeoutS: READY_TIMEOUT_S });
     base = server.base;
   }
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    skip = `playwright-core is not installed (npm ci): ${e.message}`;
+  const launched = await launchChromium();
+  if (launched.skip) {
+    skip = launched.skip;
     return;
   }
-  if (!fs.existsSync('/usr/bin/chromium')) {
-    skip = 'no Chromium at /usr/bin/chromium';
-    return;
-  }
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = launched.browser;
   models = (await (await fetch(`${base}/api/models`)).json()).models;
   fs.mkdirSync(ARTIFACTS, { recursive: true });
 });

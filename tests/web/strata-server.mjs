@@ -115,3 +115,22 @@ export async function startServer({ bin = strataBin(), timeoutS = 180, models = 
   }
   return { base, health, stop, log };
 }
+
+/** Headless Chromium (Debian's, through playwright-core) for the browser
+ *  tests: resolves to { browser } or, when it cannot run here, { skip } with
+ *  the reason. */
+export async function launchChromium() {
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    return { skip: `playwright-core is not installed (npm ci): ${e.message}` };
+  }
+  if (!fs.existsSync('/usr/bin/chromium')) return { skip: 'no Chromium at /usr/bin/chromium' };
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  return { browser };
+}

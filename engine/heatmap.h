@@ -1,0 +1,32 @@
+/*
+ * heatmap.h — a per-pixel attribution map drawn over its photo.
+ *
+ * One colour scale for every explanation method, the one LIME's heat map
+ * uses: red where the map is positive (the pixels pushed the model towards
+ * the class), blue where negative (away from it), white at zero, scaled so
+ * that ±max|map| are the ends, blended over a grey copy of the photo and more
+ * opaque the larger |value|.
+ */
+#ifndef STRATA_HEATMAP_H
+#define STRATA_HEATMAP_H
+
+#include <stdint.h>
+
+#include "image.h"
+
+/* The largest |map[i]| of n values (0 for an all-zero map): the colour
+ * scale runs from −that (blue) to +that (red). Can't fail. */
+float heatmap_scale(const float *map, int n);
+
+/* Draws map[h][w] over rgb[h][w][3] into *out (allocated here, w×h; free
+ * with image_free). Returns 0 or a negative status (memory, sizes). */
+int heatmap_render(const float *map, const uint8_t *rgb, int w, int h, struct image *out,
+                   char *err);
+
+/* *out = img with a colour bar under it (allocated here; free with
+ * image_free): a white gap, then the scale from blue (−max|map|, left edge)
+ * through white (0, the middle) to red (+max|map|, right edge), so that a
+ * picture saved alone still says what its colours mean. */
+int heatmap_add_legend(const struct image *img, struct image *out, char *err);
+
+#endif
