@@ -70,7 +70,7 @@ int explain_image(struct model *m, const struct image *img, const struct lime_pa
     struct classifier c = {.m = m, .batch = p->batch_size};
     struct lime_local_geom g;
     /* an imported graph has no chain of local layers to reuse between masks */
-    if (!m->graph && lime_local_analyse(m, &g, NULL)) {
+    if (!m->onnx[0] && lime_local_analyse(m, &g, NULL)) {
         rc = lime_local_new(m, p->batch_size, NULL, &c.local, err);
         if (rc < 0) {
             image_free(resized);

@@ -772,6 +772,10 @@ int model_open(struct model *m, const char *models_root, const char *id_or_dir, 
                            "%s: no weights file; the model has not been trained yet", path);
     }
     rc = model_load_weights(m, path, err);
+    /* inference on the graph executor (model_graph.h); where the graph
+     * cannot be built the layers run it, as they do training */
+    if (rc == 0 && (rc = model_graph_from_layers(m, err)) < 0 && rc != STRATA_E_NOMEM)
+        rc = 0;
     if (rc)
         model_free(m);
     return rc;
@@ -826,6 +830,9 @@ int model_enable_grads(struct model *m, char *err)
     assert(m && m->params);
     if (m->grads)
         return 0;
+    /* the weights are about to change: the graph's copy of them would not */
+    if (!m->onnx[0])
+        model_graph_close(m);
     m->grads = tensor_alloc(m->n_params + 1);
     if (!m->grads)
         return strata_fail(err, STRATA_E_NOMEM, "out of memory for %zu gradients",
@@ -837,7 +844,7 @@ int model_enable_grads(struct model *m, char *err)
 /* See model.h. Can't fail. */
 size_t model_trainable_count(const struct model *m)
 {
-    if (m->graph)
+    if (m->onnx[0])
         return graph_param_count(&m->graph->g);
     size_t total = 0;
     for (int i = 0; i < m->n_layers; i++) {
@@ -959,6 +966,8 @@ int model_load_weights(struct model *m, const char *path, char *err)
     free(scratch);
     st_free(&f);
     weight_list_free(&w);
+    if (rc == 0 && !m->onnx[0])
+        model_graph_close(m); /* its copy of the weights is stale */
     return rc;
 }
 
@@ -1040,7 +1049,7 @@ int model_workspace_init(struct model_workspace *ws, struct model *m, int max_ba
 {
     assert(ws && m && m->n_layers >= 1 && max_batch >= 1);
     memset(ws, 0, sizeof *ws);
-    if (m->graph && training)
+    if (m->onnx[0] && training)
         return strata_fail(err, STRATA_E_UNSUPPORTED,
                            "model '%s' is an imported ONNX model; strata does not train "
                            "imported models yet",
@@ -1087,7 +1096,7 @@ int model_workspace_init(struct model_workspace *ws, struct model *m, int max_ba
                            training ? " (twice, with their gradients)" : "",
                            (col * sizeof(float) + state) >> 20);
     }
-    if (m->graph) {
+    if (m->graph && !training) {
         int rc = model_graph_ws_init(ws, m, max_batch, err);
         if (rc < 0) {
             model_workspace_free(ws);
@@ -1129,7 +1138,7 @@ void model_forward(struct model *m, struct model_workspace *ws, const float *in,
 {
     assert(m && ws && ws->outputs && in && n >= 1 && n <= ws->max_batch);
     assert(!training || ws->training);
-    if (m->graph) {
+    if (ws->graph) {
         model_graph_forward(m, ws, in, n);
         return;
     }

@@ -39,7 +39,9 @@ struct model {
     void *json;             /* the parsed model.json (json_t *), kept for the
                                training section and for the API; owned */
     char onnx[256];         /* imported models: the ONNX file in dir ("" for strata's own) */
-    struct model_graph *graph; /* imported models: the graph (model_graph.h); owned */
+    struct model_graph *graph; /* the graph inference runs on (model_graph.h): an imported
+                                  model's, or, once opened, one of strata's own written
+                                  as ONNX; NULL: the layers run it. Owned */
 };
 
 struct model_graph;
@@ -57,7 +59,8 @@ int model_parse_json(struct model *m, const char *text, const char *what, char *
 
 /* Loads `<dir>/model.json` and `<dir>/weights.safetensors` — or, for an
  * imported model (model.json names an "onnx" file), that ONNX file. `dir` may
- * be a model id, resolved as `<models_root>/<id>`, or a path to a folder. */
+ * be a model id, resolved as `<models_root>/<id>`, or a path to a folder.
+ * Either way the model's inference then runs on a graph (m->graph). */
 int model_open(struct model *m, const char *models_root, const char *id_or_dir, char *err);
 
 /* For a model.json that names an "onnx" file (m->onnx): loads that file from
@@ -97,8 +100,12 @@ struct model_workspace {
     size_t col_len;
     void *state_block;      /* layer_state storage */
     struct rng rng;         /* dropout */
-    struct graph_ws *graph; /* imported models: the graph's workspace */
-    float *nchw;            /* imported models: the batch in the graph's layout */
+    struct graph_ws *graph; /* models run on a graph (inference): the graph's workspace */
+    float *nchw;            /* the batch in the graph's layout */
+    uint8_t *stale;         /* [n_layers] or NULL: layer i's output is still only in the
+                               graph's workspace; model_output copies it on first read */
+    int *layer_value;       /* [n_layers] the graph value each layer shows, -1: none */
+    int graph_n;            /* images in the graph's values since the last forward */
 };
 
 /* With training, binds every layer's l->state into this workspace: a model
@@ -108,15 +115,23 @@ int model_workspace_init(struct model_workspace *ws, struct model *m, int max_ba
                          int training, char *err);
 void model_workspace_free(struct model_workspace *ws);
 
-/* Runs the batch in[n * input] (n <= max_batch) through every layer. After
- * it, model_output(ws, i) is layer i's output for the batch (borrowed; valid
- * until the next call). `training` selects batch statistics and dropout and
- * requires a training workspace. */
+/* Runs the batch in[n * input] (n <= max_batch) through every layer — on
+ * the layers, or, for a model with a graph (m->graph) and a workspace made
+ * without training, on the graph executor (model_graph.h). After it,
+ * model_output(ws, i) is layer i's output for the batch (borrowed; valid
+ * until the next call; from a graph, copied on first read). `training`
+ * selects batch statistics and dropout and requires a training workspace. */
 void model_forward(struct model *m, struct model_workspace *ws, const float *in, int n,
                    int training);
 
+/* Copies layer's output from the graph's workspace into ws->outputs[layer]
+ * (NCHW to NHWC) and marks it current. model_graph.c; model_output calls it. */
+void model_workspace_materialise(const struct model_workspace *ws, int layer);
+
 static inline const float *model_output(const struct model_workspace *ws, int layer)
 {
+    if (ws->stale && ws->stale[layer])
+        model_workspace_materialise(ws, layer);
     return ws->outputs[layer];
 }
 

@@ -42,7 +42,7 @@ int model_grad_init(struct model_grad *mg, const struct model *m, int max_batch,
     else {
         uint8_t *bytes;
         size_t len;
-        if ((rc = onnx_export_bytes(m, &bytes, &len, err)) < 0)
+        if ((rc = onnx_export_bytes(m, &bytes, &len, NULL, err)) < 0)
             return rc;
         rc = onnx_load_bytes(&mg->own, bytes, len, m->dir, err);
         free(bytes);

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "onnx.h"
+#include "onnx_export.h"
+#include "tensor.h"
 
 /* ---- what a classifier looks like ------------------------------------------ */
 
@@ -350,6 +352,54 @@ fail:
     return rc;
 }
 
+int model_graph_from_layers(struct model *m, char *err)
+{
+    assert(m && !m->onnx[0] && !m->graph && m->n_layers >= 1);
+    struct model_graph *mg = calloc(1, sizeof *mg);
+    char (*names)[ONNX_EXPORT_NAME_LEN] = calloc((size_t)m->n_layers, sizeof *names);
+    if (!mg || !names) {
+        free(mg);
+        free(names);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    }
+    mg->own = 1;
+    struct graph_ws ws = {0};
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = onnx_export_bytes(m, &bytes, &len, names, err);
+    if (rc == 0)
+        rc = onnx_load_bytes(&mg->g, bytes, len, m->dir, err);
+    free(bytes);
+    if (rc == 0 && !(mg->shown = malloc((size_t)m->n_layers * sizeof *mg->shown)))
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    struct tview shape = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {2, 3, m->input.h, m->input.w}};
+    if (rc == 0)
+        rc = graph_ws_init(&ws, &mg->g, &shape, 0, err);
+    for (int l = 0; rc == 0 && l < m->n_layers; l++) {
+        int v = graph_find_value(&mg->g, names[l]);
+        const struct tview *t = v >= 0 ? graph_value_view(&ws, v) : NULL;
+        if (!t || t->dtype != DTYPE_FLOAT || tview_count(t) != 2 * (int64_t)shape_size(m->layers[l].out))
+            rc = strata_fail(err, STRATA_E_FORMAT,
+                             "model '%s': layer %d (%s) has no value of its size in its graph",
+                             m->id, l, m->layers[l].cfg.name);
+        else
+            mg->shown[l] = v;
+    }
+    if (rc == 0) {
+        mg->n_shown = m->n_layers;
+        mg->logits = find_logits(&mg->g, &ws, mg->shown[m->n_layers - 1]);
+        m->graph = mg;
+    }
+    else {
+        graph_deinit(&mg->g);
+        free(mg->shown);
+        free(mg);
+    }
+    graph_ws_free(&ws);
+    free(names);
+    return rc;
+}
+
 void model_graph_close(struct model *m)
 {
     if (!m->graph)
@@ -380,6 +430,14 @@ int model_graph_ws_init(struct model_workspace *ws, const struct model *m, int m
     int rc = graph_ws_init(ws->graph, &mg->g, &shape, 0, err);
     if (rc < 0)
         return rc;
+    ws->stale = calloc((size_t)m->n_layers, 1);
+    ws->layer_value = malloc((size_t)m->n_layers * sizeof *ws->layer_value);
+    if (!ws->stale || !ws->layer_value)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for the graph workspace");
+    for (int l = 0; l < m->n_layers; l++)
+        ws->layer_value[l] = l < mg->n_shown ? mg->shown[l] : -1;
+    if (!mg->own)
+        ws->layer_value[m->n_layers - 2] = mg->logits; /* the last is the softmax, computed here */
     /* Relu and Clip run inside the Conv before them, except where that Conv's
      * output is a layer shown or the logits */
     int *keep = malloc(((size_t)mg->n_shown + 1) * sizeof *keep);
@@ -401,6 +459,10 @@ void model_graph_ws_free(struct model_workspace *ws)
     }
     tensor_free(ws->nchw);
     ws->nchw = NULL;
+    free(ws->stale);
+    ws->stale = NULL;
+    free(ws->layer_value);
+    ws->layer_value = NULL;
 }
 
 /* Copies images [0, n) of an NCHW (or N x F) value into the NHWC layer
@@ -437,6 +499,13 @@ static void softmax_rows(float *probs, const float *logits, int n, int K)
     }
 }
 
+void model_workspace_materialise(const struct model_workspace *ws, int layer)
+{
+    copy_layer(ws->outputs[layer], graph_value_view(ws->graph, ws->layer_value[layer]), 0,
+               ws->graph_n);
+    ws->stale[layer] = 0;
+}
+
 void model_graph_forward(const struct model *m, struct model_workspace *ws, const float *in, int n)
 {
     const struct model_graph *mg = m->graph;
@@ -445,7 +514,7 @@ void model_graph_forward(const struct model *m, struct model_workspace *ws, cons
         for (int c = 0; c < 3; c++)
             for (int p = 0; p < HW; p++)
                 ws->nchw[((size_t)i * 3 + c) * HW + p] = in[((size_t)i * HW + p) * 3 + c];
-    int step = fixed_batch_one(mg) ? 1 : n;
+    const int step = fixed_batch_one(mg) ? 1 : n, pieces = step < n;
     char err[STRATA_ERR_LEN];
     for (int first = 0; first < n; first += step) {
         int b = n - first < step ? n - first : step;
@@ -456,9 +525,17 @@ void model_graph_forward(const struct model *m, struct model_workspace *ws, cons
             fprintf(stderr, "strata: %s\n", err);
             assert(!"a graph that planned at open failed to run");
         }
-        for (int l = 0; l < mg->n_shown; l++)
-            copy_layer(ws->outputs[l], graph_value_view(ws->graph, mg->shown[l]), first, b);
-        copy_layer(ws->outputs[m->n_layers - 2], graph_value_view(ws->graph, mg->logits), first, b);
+        /* the graph keeps one piece only: its layers are copied now */
+        for (int l = 0; pieces && l < m->n_layers; l++)
+            if (ws->layer_value[l] >= 0)
+                copy_layer(ws->outputs[l], graph_value_view(ws->graph, ws->layer_value[l]), first, b);
     }
-    softmax_rows(ws->outputs[m->n_layers - 1], ws->outputs[m->n_layers - 2], n, m->n_classes);
+    ws->graph_n = n;
+    for (int l = 0; l < m->n_layers; l++)
+        ws->stale[l] = !pieces && ws->layer_value[l] >= 0;
+    if (!mg->own) {
+        const float *logits = pieces ? ws->outputs[m->n_layers - 2]
+                                     : tview_f(graph_value_view(ws->graph, mg->logits));
+        softmax_rows(ws->outputs[m->n_layers - 1], logits, n, m->n_classes);
+    }
 }

@@ -1,5 +1,6 @@
 /*
- * model_graph.h — a struct model backed by an ONNX graph (an imported model).
+ * model_graph.h — a struct model backed by an ONNX graph: an imported model,
+ * or one of strata's own run on the graph executor for inference.
  *
  * The graph runs NCHW, as ONNX defines it. To the rest of strata (analysis,
  * doubt, LIME, the pages), an imported model shows as a chain of "layers":
@@ -23,8 +24,11 @@
 
 struct model_graph {
     struct graph g;
+    int own;             /* strata's own model run as a graph (model_graph_from_layers):
+                            every layer is a value; imported models are not */
     int logits;          /* value index of the class scores before any softmax */
-    int n_shown;         /* chosen node outputs shown as layers (before logits, probs) */
+    int n_shown;         /* imported: chosen node outputs shown as layers (before logits,
+                            probs); own: one per layer, the value holding its output */
     int *shown;          /* [n_shown] value indices */
 };
 
@@ -36,6 +40,18 @@ struct model_graph {
  * op or the shapes; m->graph is then NULL. */
 int model_graph_open(struct model *m, const char *onnx_path, char *err);
 
+/* For one of strata's own models with its weights loaded: writes it as ONNX
+ * in memory (onnx_export_bytes, the file `strata export` writes), reads that
+ * back as m->graph with every layer shown as the value that holds its
+ * output, and checks that each has the layer's size. Inference
+ * (model_forward on a workspace made without training) then runs on the
+ * graph executor, strata's own kernels, and gives the layer engine's outputs
+ * up to float rounding; training and its workspaces keep the layers. The
+ * graph holds a copy of the weights: model_enable_grads and
+ * model_load_weights drop it. Returns 0, or a negative status with m->graph
+ * left NULL (the model then runs on its layers). */
+int model_graph_from_layers(struct model *m, char *err);
+
 /* Frees m->graph and sets it to NULL. Safe when it is NULL. */
 void model_graph_close(struct model *m);
 
@@ -45,9 +61,12 @@ int model_graph_ws_init(struct model_workspace *ws, const struct model *m, int m
                         char *err);
 void model_graph_ws_free(struct model_workspace *ws);
 
-/* Runs in[n] (NHWC, normalised, as model_normalise writes) through the graph
- * and fills every layer's NHWC output buffer. Can't fail for n <= max_batch
- * (planning was checked at open). */
+/* Runs in[n] (NHWC, normalised, as model_normalise writes) through the graph.
+ * The layers' NHWC outputs are copied from the graph's values when
+ * model_output first reads them (a caller that wants the probabilities alone
+ * copies nothing else), or at once when the graph runs the batch in pieces
+ * (a file with a fixed batch of 1). Can't fail for n <= max_batch (planning
+ * was checked at open). */
 void model_graph_forward(const struct model *m, struct model_workspace *ws, const float *in, int n);
 
 #endif

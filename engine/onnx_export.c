@@ -403,25 +403,29 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
     return value;
 }
 
-int onnx_export_bytes(const struct model *m, uint8_t **bytes_out, size_t *len_out, char *err)
+int onnx_export_bytes(const struct model *m, uint8_t **bytes_out, size_t *len_out,
+                      char (*layer_values)[ONNX_EXPORT_NAME_LEN], char *err)
 {
     *bytes_out = NULL;
     *len_out = 0;
-    if (m->onnx[0] || m->graph)
+    if (m->onnx[0])
         return strata_fail(err, STRATA_E_ARG,
                            "model '%s' was imported from ONNX: its file %s/%s is the export",
                            m->id, m->dir, m->onnx);
     struct out o = {0};
     /* each layer's value names live until the model is packed: two buffers
      * per layer (its output and its activation's) */
-    char (*names)[2][112] = calloc((size_t)m->n_layers + 1, sizeof *names);
+    char (*names)[2][ONNX_EXPORT_NAME_LEN] = calloc((size_t)m->n_layers + 1, sizeof *names);
     if (!names)
         return strata_fail(err, STRATA_E_NOMEM, "out of memory exporting '%s'", m->id);
     const char *value = "input";
     int rank4 = 1;
-    for (int i = 0; i < m->n_layers; i++)
+    for (int i = 0; i < m->n_layers; i++) {
         value = add_layer(&o, &m->layers[i], value, names[i][0], names[i][1], sizeof names[i][0],
                           &rank4);
+        if (layer_values)
+            snprintf(layer_values[i], ONNX_EXPORT_NAME_LEN, "%s", value);
+    }
     /* the last value keeps a name of its own */
     add_unary(&o, "Identity", "output", value, "probabilities", NULL);
 
@@ -480,7 +484,7 @@ int onnx_export(const struct model *m, const char *path, char *err)
 {
     uint8_t *bytes;
     size_t len;
-    int rc = onnx_export_bytes(m, &bytes, &len, err);
+    int rc = onnx_export_bytes(m, &bytes, &len, NULL, err);
     if (rc < 0)
         return rc;
     FILE *f = fopen(path, "wb");

@@ -27,9 +27,16 @@
  * STRATA_E_NOMEM. */
 int onnx_export(const struct model *m, const char *path, char *err);
 
-/* Same, into memory: *bytes (malloc'd, the caller frees it) of *len bytes.
- * strata loads these back (onnx_load_bytes) to run its own models as graphs
- * where it needs gradients w.r.t. the input. */
-int onnx_export_bytes(const struct model *m, uint8_t **bytes, size_t *len, char *err);
+/* Longest name of a value in the export, with its NUL. */
+#define ONNX_EXPORT_NAME_LEN 112
+
+/* Same, into memory: *bytes (malloc'd, the caller frees it) of *len bytes,
+ * which strata loads back (onnx_load_bytes) to run its own models on the
+ * graph executor. When layer_values is not NULL, layer_values[i] (the
+ * caller's, m->n_layers of them) receives the name of the value that holds
+ * layer i's output (the same as its input for a layer that adds no node,
+ * such as dropout). */
+int onnx_export_bytes(const struct model *m, uint8_t **bytes, size_t *len,
+                      char (*layer_values)[ONNX_EXPORT_NAME_LEN], char *err);
 
 #endif

@@ -16,6 +16,7 @@
 #include "check.h"
 #include "graph.h"
 #include "model.h"
+#include "model_graph.h"
 #include "onnx.h"
 #include "onnx_export.h"
 
@@ -40,6 +41,8 @@ static void export_matches(const char *id)
         CHECK_MSG(0, "%s: %s", id, err);
         return;
     }
+    CHECK(m.graph != NULL && m.graph->own); /* model_open runs inference on the graph... */
+    model_graph_close(&m);                  /* ...which this test compares the layers with */
     char path[] = "/tmp/strata-export-XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
@@ -99,6 +102,80 @@ TEST(demo_models_export_and_run_back)
         export_matches(ids[i]);
 }
 
+/* model_open runs a demo model's inference on the graph executor: every
+ * layer's output, read through model_output (copied from the graph on first
+ * read), is the layer engine's within 1e-4 of the layer's largest value, at
+ * batch 1 and 5; a caller that reads only the probabilities copies no other
+ * layer. */
+static void graph_layers_match(const char *id)
+{
+    char err[STRATA_ERR_LEN] = "";
+    struct model m = {0};
+    if (model_open(&m, models_root(), id, err) < 0) {
+        CHECK_MSG(0, "%s: %s", id, err);
+        return;
+    }
+    enum { N = 5 };
+    const size_t in = shape_size(m.input);
+    float *x = malloc(N * in * sizeof *x);
+    uint64_t s = 777;
+    for (size_t i = 0; i < N * in; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)((s >> 11) * (1.0 / 9007199254740992.0)) * 4.0f - 2.0f;
+    }
+    float **on_graph = calloc((size_t)m.n_layers, sizeof *on_graph);
+    struct model_workspace ws = {0};
+    CHECK_MSG(model_workspace_init(&ws, &m, N, 0, err) == 0, "%s", err);
+    CHECK(ws.graph != NULL);
+    for (int n = 1; n <= N; n += N - 1) {
+        model_forward(&m, &ws, x, n, 0);
+        const float *p = model_output(&ws, m.n_layers - 1);
+        (void)p;
+        int copied = 0;
+        for (int l = 0; l < m.n_layers - 1; l++)
+            copied += !ws.stale[l];
+        CHECK_MSG(copied == 0, "%s: %d layers copied for the probabilities alone", id, copied);
+        for (int l = 0; l < m.n_layers; l++) {
+            size_t cnt = (size_t)n * shape_size(m.layers[l].out);
+            free(on_graph[l]);
+            on_graph[l] = malloc(cnt * sizeof(float));
+            memcpy(on_graph[l], model_output(&ws, l), cnt * sizeof(float));
+        }
+    }
+    model_workspace_free(&ws);
+    model_graph_close(&m);
+    CHECK_MSG(model_workspace_init(&ws, &m, N, 0, err) == 0, "%s", err);
+    CHECK(ws.graph == NULL);
+    model_forward(&m, &ws, x, N, 0);
+    double worst = 0;
+    for (int l = 0; l < m.n_layers; l++) {
+        size_t cnt = (size_t)N * shape_size(m.layers[l].out);
+        const float *want = model_output(&ws, l);
+        double scale = 0, diff = 0;
+        for (size_t i = 0; i < cnt; i++) {
+            scale = fmax(scale, fabs(want[i]));
+            diff = fmax(diff, fabs((double)want[i] - on_graph[l][i]));
+        }
+        worst = fmax(worst, diff / fmax(scale, 1e-12));
+        CHECK_MSG(diff <= 1e-4 * fmax(scale, 1e-12), "%s layer %d (%s): %g off (largest %g)", id,
+                  l, m.layers[l].cfg.name, diff, scale);
+        free(on_graph[l]);
+    }
+    printf("# %s: every layer on the graph within %.2g of the layer engine (relative)\n", id, worst);
+    free(on_graph);
+    free(x);
+    model_workspace_free(&ws);
+    model_free(&m);
+}
+
+TEST(demo_models_run_on_the_graph)
+{
+    const char *ids[] = {"felines", "paysages", "transports", "felines-seed", "paysages-seed",
+                         "transports-seed"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        graph_layers_match(ids[i]);
+}
+
 TEST(refusals)
 {
     char err[STRATA_ERR_LEN] = "";
@@ -121,6 +198,7 @@ TEST(refusals)
 int main(void)
 {
     RUN(demo_models_export_and_run_back);
+    RUN(demo_models_run_on_the_graph);
     RUN(refusals);
     return check_done();
 }

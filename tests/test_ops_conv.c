@@ -323,6 +323,11 @@ static const struct conv_case conv_grid[] = {
     {"VALID s2", 2, 2, 7, 6, 3, 3, 3, 2, 2, 1, 1, {0, 0, 0, 0}, 1, "VALID", 1},
     {"depthwise SAME_UPPER s2", 1, 4, 7, 7, 4, 3, 3, 2, 2, 1, 1, {0, 0, 0, 0}, 4, "SAME_UPPER", 1},
     {"group 2 SAME_LOWER", 1, 4, 5, 4, 2, 2, 2, 1, 1, 1, 1, {0, 0, 0, 0}, 2, "SAME_LOWER", 1},
+    /* 64 columns (images × positions) and more: dX on strata's sgemm (Wᵀ · dY)
+     * where it runs */
+    {"3x3 s1 p1 batch 4", 4, 3, 6, 5, 5, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
+    {"group 2 stride 2 batch 6", 6, 4, 7, 6, 6, 3, 3, 2, 2, 1, 1, {1, 0, 1, 1}, 2, NULL, 1},
+    {"1x1 batch 5 group 2", 5, 4, 3, 5, 6, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, 2, NULL, 0},
 };
 
 TEST(conv_matches_direct_reference)
@@ -406,12 +411,21 @@ TEST(conv_sgemm_shapes)
 }
 
 /* Scratch: im2col needs K·P = (C/group)·kH·kW·Ho·Wo floats (backward still
- * builds it), and with sgemm the packed panels of every thread too; the
- * depthwise path needs none. */
-static size_t want_scratch(size_t col, int Mg, int N, int K)
+ * builds it), and with sgemm the packed panels of every thread too; backward
+ * on sgemm keeps col, Wᵀ [K × Mg] and the product's panels (dX = Wᵀ·dY, per
+ * image: P columns), each rounded up to 16 floats; the depthwise path needs
+ * none. */
+static size_t want_scratch(size_t col, int Mg, int N, int K, int P)
 {
-    size_t packed = sgemm_available() ? sgemm_scratch(Mg, N, K, parallel_threads()) : 0;
-    return col > packed ? col : packed;
+    size_t need = col;
+    if (sgemm_available()) {
+        size_t forward = sgemm_scratch(Mg, N, K, parallel_threads());
+        size_t back = ((col + 15) & ~(size_t)15) + (((size_t)K * Mg + 15) & ~(size_t)15) +
+                      sgemm_scratch(K, P, Mg, parallel_threads());
+        need = forward > need ? forward : need;
+        need = back > need ? back : need;
+    }
+    return need;
 }
 
 TEST(conv_scratch_sizes)
@@ -421,10 +435,10 @@ TEST(conv_scratch_sizes)
     struct opcheck_run r;
     struct attr g2[] = {OPCHECK_INT("group", 2), OPCHECK_INTS("pads", 1, 1, 1, 1)};
     CHECK(opcheck_forward(&r, &op_conv, 13, g2, 2, (struct tview *[]){&x, &w3}, 2, 1) == 0);
-    CHECK_EQ_INT(r.scratch_len, want_scratch(2 * 3 * 3 * 6 * 6, 3, 2 * 36, 18));
+    CHECK_EQ_INT(r.scratch_len, want_scratch(2 * 3 * 3 * 6 * 6, 3, 2 * 36, 18, 36));
     opcheck_free(&r);
     CHECK(opcheck_forward(&r, &op_conv, 13, NULL, 0, (struct tview *[]){&x, &w1}, 2, 1) == 0);
-    CHECK_EQ_INT(r.scratch_len, want_scratch(0, 6, 2 * 36, 4));
+    CHECK_EQ_INT(r.scratch_len, want_scratch(0, 6, 2 * 36, 4, 36));
     opcheck_free(&r);
     struct attr dw[] = {OPCHECK_INT("group", 4)};
     CHECK(opcheck_forward(&r, &op_conv, 13, dw, 1, (struct tview *[]){&x, &wd}, 2, 1) == 0);

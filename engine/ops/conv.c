@@ -354,7 +354,14 @@ static size_t conv_scratch(const struct node *node, const struct tview *const *i
                     winograd_scratch(g.Cg, g.Mg, parallel_threads());
         packed = wg > packed ? wg : packed;
     }
-    /* backward still builds the col matrix */
+    /* backward builds the col matrix and, on strata's sgemm, multiplies by
+     * a transposed copy of the weights (dX needs Wᵀ · dY) */
+    size_t back = col;
+    if (g.path != CONV_DIRECT && sgemm_available())
+        back = ((col + 15) & ~(size_t)15) + (((size_t)g.K * g.Mg + 15) & ~(size_t)15) +
+               sgemm_scratch(g.K, g.P, g.Mg, parallel_threads());
+    if (back > packed)
+        packed = back;
     return col > packed ? col : packed;
 }
 
@@ -1032,6 +1039,35 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
     }
 }
 
+/* Columns (images × output positions) a backward's product must have for
+ * dX to run on strata's sgemm. */
+#define CONV_SGEMM_DX_MIN_COLUMNS 64
+
+/* dst[cols × rows] = src[rows × cols]ᵀ, in 16 × 16 tiles (a row-by-row
+ * transpose of a large kernel misses the cache on every write). */
+static void transpose_tiled(float *dst, const float *src, int rows, int cols)
+{
+    for (int r0 = 0; r0 < rows; r0 += 16)
+        for (int c0 = 0; c0 < cols; c0 += 16) {
+            int r1 = r0 + 16 < rows ? r0 + 16 : rows, c1 = c0 + 16 < cols ? c0 + 16 : cols;
+            for (int r = r0; r < r1; r++)
+                for (int c = c0; c < c1; c++)
+                    dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+        }
+}
+
+/* out[K × P] (=, or += with accumulate) W_gᵀ[K × Mg] · dY_g[Mg × P], on
+ * strata's sgemm: the product dX needs, for one image and group. */
+static void conv_backward_dx(const struct conv_geom *g, const float *wt, const float *dyg,
+                             float *out, int accumulate, float *scratch, size_t scratch_len)
+{
+    struct sgemm_dense_b b = {.b = dyg, .ldb = (size_t)g->P};
+    struct sgemm_out o = {.c = out, .ldc = (size_t)g->P, .block_cols = g->P,
+                          .block_stride = 0, .accumulate = accumulate};
+    sgemm_run(g->K, g->P, g->Mg, wt, (size_t)g->Mg, sgemm_pack_dense, sgemm_direct_dense, &b, &o,
+              scratch, scratch_len);
+}
+
 static void conv_backward(const struct node *node, const struct tview *const *in,
                           const struct tview *const *out, const struct tview *const *dout,
                           struct tview *const *din, struct op_ctx *ctx)
@@ -1064,18 +1100,35 @@ static void conv_backward(const struct node *node, const struct tview *const *in
         return;
     const size_t plane_in = (size_t)g.H * g.W;
     assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
+    /* dX on strata's sgemm where it runs (OpenBLAS's threads collapse beside
+     * other busy processes, and explanations are mostly dX), where the
+     * product has enough columns (images × positions) that transposing the
+     * weights once per call costs little beside it (ResNet's last layers at
+     * batch 1: 49 columns for 2.4 M weights, would not). Scratch holds col
+     * [K × P], then Wᵀ [K × Mg], then the product's own scratch. */
+    const size_t col_len = g.path == CONV_GEMM ? ((size_t)g.K * g.P + 15) & ~(size_t)15 : 0;
+    const size_t wt_len = ((size_t)g.K * g.Mg + 15) & ~(size_t)15;
+    const int dx_on_sgemm = dx && (size_t)g.N * g.P >= CONV_SGEMM_DX_MIN_COLUMNS &&
+                            sgemm_available() && ctx &&
+                            ctx->scratch_len >= col_len + wt_len + sgemm_scratch(g.K, g.P, g.Mg, 1);
+    float *wt = dx_on_sgemm ? ctx->scratch + col_len : NULL;
     for (int n = 0; n < g.N; n++)
         for (int gi = 0; gi < g.group; gi++) {
             const size_t xoff = ((size_t)n * g.C + (size_t)gi * g.Cg) * plane_in;
             const float *wg = w + (size_t)gi * g.Mg * g.K;
             const float *dyg = dy + ((size_t)n * g.M + (size_t)gi * g.Mg) * g.P;
+            if (dx_on_sgemm && (n == 0 || g.group > 1))
+                transpose_tiled(wt, wg, g.Mg, g.K); /* W_g [Mg × K] -> W_gᵀ [K × Mg] */
             if (g.path == CONV_1X1) {
                 /* dW_g[Mg × Cg] += dY_g · X_gᵀ;  dX_g[Cg × P] += W_gᵀ · dY_g */
                 if (dw)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Mg, g.K, g.P, 1.0f,
                                 dyg, g.P, x + xoff, g.P, 1.0f, dw + (size_t)gi * g.Mg * g.K,
                                 g.K);
-                if (dx)
+                if (dx_on_sgemm)
+                    conv_backward_dx(&g, wt, dyg, dx + xoff, 1, ctx->scratch + col_len + wt_len,
+                                     ctx->scratch_len - col_len - wt_len);
+                else if (dx)
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.K, g.P, g.Mg, 1.0f,
                                 wg, g.K, dyg, g.P, 1.0f, dx + xoff, g.P);
                 continue;
@@ -1087,8 +1140,12 @@ static void conv_backward(const struct node *node, const struct tview *const *in
                             g.P, col, g.P, 1.0f, dw + (size_t)gi * g.Mg * g.K, g.K);
             }
             if (dx) { /* dcol[K × P] = W_gᵀ[K × Mg] · dY_g[Mg × P], added back onto dX */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.K, g.P, g.Mg, 1.0f, wg,
-                            g.K, dyg, g.P, 0.0f, col, g.P);
+                if (dx_on_sgemm)
+                    conv_backward_dx(&g, wt, dyg, col, 0, ctx->scratch + col_len + wt_len,
+                                     ctx->scratch_len - col_len - wt_len);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.K, g.P, g.Mg, 1.0f,
+                                wg, g.K, dyg, g.P, 0.0f, col, g.P);
                 conv_col2im_add(dx + xoff, col, &g);
             }
         }
