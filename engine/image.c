@@ -177,10 +177,16 @@ static void jpeg_dec_error_exit(j_common_ptr cinfo)
     longjmp(d->jmp, 1);
 }
 
-/* libjpeg pads missing or undecodable entropy data with zeros (a grey band)
- * and only warns. Those warnings mean the pixels are not the image, so they
- * become errors; harmless ones (extraneous bytes between markers, an unknown
- * JFIF revision, a bad ICC marker) stay silent. Trace messages are ignored. */
+/* libjpeg pads missing or undecodable entropy data with zeros (a grey band),
+ * or reads garbage as if it were data, and only warns. Those warnings mean
+ * the pixels are not the image, so they become errors: premature end of
+ * data, a marker inside the data, a bad Huffman or arithmetic code, a lost
+ * restart marker, and bytes that are no marker where one must be
+ * ("extraneous bytes before marker": whatever precedes it was read as part
+ * of the scan). Warnings about metadata stay silent, the pixels being
+ * intact: an unknown JFIF revision, a bad ICC profile, an Adobe transform
+ * libjpeg does not know, a thumbnail of the wrong size. Trace messages are
+ * ignored. */
 static void jpeg_dec_emit_message(j_common_ptr cinfo, int msg_level)
 {
     if (msg_level >= 0)
@@ -190,7 +196,8 @@ static void jpeg_dec_emit_message(j_common_ptr cinfo, int msg_level)
     case JWRN_HIT_MARKER:
     case JWRN_HUFF_BAD_CODE:
     case JWRN_ARITH_BAD_CODE:
-    case JWRN_MUST_RESYNC: {
+    case JWRN_MUST_RESYNC:
+    case JWRN_EXTRANEOUS_DATA: {
         struct jpeg_dec *d = (struct jpeg_dec *)cinfo->err;
         (*cinfo->err->format_message)(cinfo, d->msg);
         d->status = STRATA_E_FORMAT;

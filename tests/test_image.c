@@ -525,6 +525,36 @@ TEST(truncated_jpeg_fails_at_every_offset)
     image_free(&a);
 }
 
+/* Garbage before a marker ("extraneous bytes before marker") means the scan
+ * read it as data: refused, as corrupt, not decoded into a garbled photo. */
+TEST(jpeg_with_extraneous_bytes_is_corrupt)
+{
+    struct image img;
+    char err[STRATA_ERR_LEN];
+    CHECK(image_alloc(&img, 24, 16, err) == 0);
+    for (int i = 0; i < 24 * 16 * 3; i++)
+        img.rgb[i] = (uint8_t)(i * 7);
+    uint8_t *jpg;
+    size_t len;
+    CHECK(image_encode_jpeg(&img, 90, &jpg, &len, err) == 0);
+    image_free(&img);
+    struct image out;
+    CHECK(image_decode(jpg, len, &out, err) == 0); /* the file as written decodes */
+    image_free(&out);
+    /* 5 bytes of garbage before the end-of-image marker */
+    CHECK(len > 2 && jpg[len - 2] == 0xff && jpg[len - 1] == 0xd9);
+    uint8_t *bad = malloc(len + 5);
+    memcpy(bad, jpg, len - 2);
+    memcpy(bad + len - 2, "\x12\x34\x56\x78\x9a", 5);
+    bad[len + 3] = 0xff;
+    bad[len + 4] = 0xd9;
+    CHECK_EQ_INT(image_decode(bad, len + 5, &out, err), STRATA_E_FORMAT);
+    CHECK_MSG(strstr(err, "xtraneous") != NULL, "%s", err);
+    CHECK(out.rgb == NULL);
+    free(bad);
+    free(jpg);
+}
+
 TEST(random_and_tiny_inputs_fail_cleanly)
 {
     char err[STRATA_ERR_LEN];
@@ -1061,6 +1091,7 @@ int main(void)
     RUN(png_interlaced);
     RUN(truncated_png_fails_at_every_offset);
     RUN(truncated_jpeg_fails_at_every_offset);
+    RUN(jpeg_with_extraneous_bytes_is_corrupt);
     RUN(random_and_tiny_inputs_fail_cleanly);
     RUN(mutated_files_never_crash);
     RUN(png_claiming_huge_size_is_refused_before_allocation);

@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { REPO, DATA, skipReason, startServer, launchChromium } from './strata-server.mjs';
+import { REPO, DATA, browserSession } from './strata-server.mjs';
 
 const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
 const DESKTOP = { width: 1280, height: 800 };
@@ -37,20 +37,12 @@ let browser = null;
 let models = [];
 
 before(async () => {
-  if (process.env.STRATA_URL) {
-    base = process.env.STRATA_URL.replace(/\/$/, '');
-  } else {
-    skip = skipReason();
-    if (skip) return;
-    server = await startServer({ timeoutS: READY_TIMEOUT_S });
-    base = server.base;
-  }
-  const launched = await launchChromium();
-  if (launched.skip) {
-    skip = launched.skip;
+  const session = await browserSession({ timeoutS: READY_TIMEOUT_S });
+  ({ server = null, base, browser = null } = session);
+  if (session.skip) {
+    skip = session.skip;
     return;
   }
-  browser = launched.browser;
   models = (await (await fetch(`${base}/api/models`)).json()).models;
   fs.mkdirSync(ARTIFACTS, { recursive: true });
 });

@@ -29,7 +29,7 @@ import {
   compareView, mapColor, mapPixels, formatScale, scaleRange, methodDetails, faithfulnessFigure, colorBarGradient,
 } from '../../web/compare.js';
 import { explain, setBase, ApiError } from '../../web/api.js';
-import { REPO, DATA, skipReason, startServer, launchChromium } from './strata-server.mjs';
+import { REPO, DATA, browserSession } from './strata-server.mjs';
 
 // --- the reply → drawing function ------------------------------------------------
 
@@ -245,20 +245,12 @@ let base = null;
 let browser = null;
 
 before(async () => {
-  if (process.env.STRATA_URL) {
-    base = process.env.STRATA_URL.replace(/\/$/, '');
-  } else {
-    skip = skipReason();
-    if (skip) return;
-    server = await startServer({ timeoutS: READY_TIMEOUT_S });
-    base = server.base;
-  }
-  const launched = await launchChromium();
-  if (launched.skip) {
-    skip = launched.skip;
+  const session = await browserSession({ timeoutS: READY_TIMEOUT_S });
+  ({ server = null, base, browser = null } = session);
+  if (session.skip) {
+    skip = session.skip;
     return;
   }
-  browser = launched.browser;
   fs.mkdirSync(ARTIFACTS, { recursive: true });
 });
 

@@ -134,3 +134,21 @@ export async function launchChromium() {
   });
   return { browser };
 }
+
+/** What a browser test needs: the server (started here, or $STRATA_URL's)
+ *  and Chromium. Resolves to { base, server (null for $STRATA_URL), browser }
+ *  or { skip } with the reason. */
+export async function browserSession({ timeoutS = 180 } = {}) {
+  let base, server = null;
+  if (process.env.STRATA_URL) {
+    base = process.env.STRATA_URL.replace(/\/$/, '');
+  } else {
+    const skip = skipReason();
+    if (skip) return { skip };
+    server = await startServer({ timeoutS });
+    base = server.base;
+  }
+  const launched = await launchChromium();
+  if (launched.skip) return { skip: launched.skip, server, base };
+  return { base, server, browser: launched.browser };
+}
