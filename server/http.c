@@ -750,7 +750,12 @@ void http_server_stop(struct http_server *s)
     if (!s)
         return;
     atomic_store(&s->stopping, 1);
+    /* Nobody new is let in while the requests in flight finish: the listening
+     * socket is closed now, so that a new connection is refused at once
+     * instead of waiting in the backlog for the whole grace. */
     MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
 
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -768,8 +773,6 @@ void http_server_stop(struct http_server *s)
     pthread_mutex_unlock(&s->mu);
 
     MHD_stop_daemon(s->daemon);
-    if (listen_fd != MHD_INVALID_SOCKET)
-        close(listen_fd);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->mu);
     free(s);

@@ -2259,8 +2259,16 @@ TEST(shutdown_lets_requests_finish)
     struct stop_arg sa = {.srv = srv};
     pthread_create(&stopper, NULL, stop_main, &sa);
     /* While the server drains, a new request on the old connection is
-     * told to go away (and the connection closes). */
+     * told to go away (and the connection closes), and a new connection is
+     * refused at once rather than left waiting for the grace to end. */
     usleep(200000);
+    {
+        int nfd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in na = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        na.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        CHECK(connect(nfd, (struct sockaddr *)&na, sizeof na) != 0);
+        close(nfd);
+    }
     curl_easy_setopt(idle, CURLOPT_WRITEDATA, &ir);
     CHECK(curl_easy_perform(idle) == CURLE_OK);
     curl_easy_getinfo(idle, CURLINFO_RESPONSE_CODE, &ir.status);
