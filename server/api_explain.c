@@ -251,6 +251,9 @@ int handle_explain(const struct request *req, struct response *res)
         return 0;
     if (j.rc == 0)
         response_json(res, 200, reply_json(&j));
+    else if (j.rc == STRATA_E_INTERRUPTED && request_client_gone(req))
+        response_error(res, 503, "cancelled",
+                       "the connection was closed before the explanation was ready");
     else if (j.rc == STRATA_E_INTERRUPTED)
         response_error(res, 503, "timeout", "the explanation took too long; retry");
     else if (j.rc == STRATA_E_NOMEM)

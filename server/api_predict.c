@@ -245,7 +245,12 @@ int handle_predict(const struct request *req, struct response *res)
         return response_error(res, 503, "out_of_memory", "the server is out of memory");
     }
     if (app_run_job(req, run_predict, &j, res) == 0) {
-        if (j.rc == 0)
+        if (j.rc == 0 && j.explain && !j.expl_n && request_client_gone(req))
+            /* LIME stopped because the client shut its side: the answer it
+             * asked for is not there (docs/api.md) */
+            response_error(res, 503, "cancelled",
+                           "the connection was closed before the explanation was ready");
+        else if (j.rc == 0)
             response_json(res, 200, reply_json(&j));
         else if (j.rc == STRATA_E_INTERRUPTED)
             response_error(res, 503, "timeout", "the prediction took too long; retry");

@@ -1170,6 +1170,21 @@ function openFrom(srv, localAddress, bytes) {
   });
 }
 
+test('a client that shuts its sending half while LIME runs gets 503 cancelled, as documented', async () => {
+  // A large photo keeps the job busy decoding long enough for the half-close to be seen.
+  const png = blackPng(8192, 4096);
+  for (const [route, what] of [['/api/models/tiny/predict', 'predict'], ['/api/models/tiny/explain?method=lime', 'explain']]) {
+    const head = `POST ${route} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n` +
+      `Content-Length: ${png.length}\r\n\r\n`;
+    const sock = await openFrom(srv, '127.0.0.1', Buffer.concat([Buffer.from(head), png]));
+    sock.end(); // the sending half only: the reply can still be read
+    const t0 = Date.now();
+    while (!sock.ended && Date.now() - t0 < WAIT_MS) await sleep(20);
+    assert.match(sock.reply, /^HTTP\/1\.1 503 /, `${what}: ${sock.reply.slice(0, 200)}`);
+    assert.match(sock.reply, /"code":"cancelled"/, what);
+  }
+});
+
 test('clients that leave free the queue; one address cannot hold every connection', async () => {
   const three = await startServer(['--models', path.join(tmp, 'models'), '--data', path.join(tmp, 'data'),
     '--cache', path.join(tmp, 'cache'), '--threads', '1', '--queue', '5', '--per-ip', '8', '--quiet']);
