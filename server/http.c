@@ -43,9 +43,11 @@ struct http_server {
     struct MHD_Daemon *daemon;
     unsigned port;
     atomic_int stopping;
-    pthread_mutex_t mu; /* guards in_flight, signals idle */
+    pthread_mutex_t mu; /* guards in_flight, receiving, last_body; signals idle */
     pthread_cond_t idle;
     unsigned in_flight;
+    unsigned receiving; /* of those, still receiving their body */
+    struct timespec last_body; /* when a body byte last arrived */
     atomic_size_t body_bytes; /* held by request bodies, at most cfg.max_body_total */
 };
 
@@ -70,6 +72,7 @@ struct http_ctx {
     size_t reserved; /* taken from the server's body_bytes for this body */
     size_t discarded; /* body bytes dropped after passing max_body or the budget */
     int over_budget; /* dropped because every upload together was over max_body_total */
+    int receiving; /* counted in the server's receiving */
 
     struct response early; /* decided from the headers, sent on the last call */
     int has_early;
@@ -498,12 +501,38 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
     return MHD_YES;
 }
 
+/* Body bookkeeping for the shutdown drain (http_server_stop): which
+ * requests are still receiving their body, and when a byte last came. */
+static void body_arrived(struct http_ctx *ctx)
+{
+    struct http_server *s = ctx->srv;
+    pthread_mutex_lock(&s->mu);
+    if (!ctx->receiving) {
+        ctx->receiving = 1;
+        s->receiving++;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &s->last_body);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void body_done(struct http_ctx *ctx)
+{
+    if (!ctx->receiving)
+        return;
+    struct http_server *s = ctx->srv;
+    pthread_mutex_lock(&s->mu);
+    ctx->receiving = 0;
+    s->receiving--;
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* A chunk of body: append it, or stop keeping it once over the limit. */
 static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, const char *data,
                                size_t *size)
 {
     size_t n = *size;
     *size = 0;
+    body_arrived(ctx);
     if (ctx->replied || ctx->has_early)
         return MHD_YES; /* the body of a request already refused */
     struct http_server *s = ctx->srv;
@@ -595,6 +624,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     }
     if (*upload_data_size)
         return on_body(c, ctx, upload_data, upload_data_size);
+    body_done(ctx);
     if (ctx->replied)
         return MHD_YES;
     if (ctx->has_early) {
@@ -621,8 +651,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     body_release(ctx);
     free(ctx->headers);
     free(ctx->match);
+    int receiving = ctx->receiving;
     free(ctx);
     pthread_mutex_lock(&s->mu);
+    if (receiving)
+        s->receiving--;
     if (--s->in_flight == 0)
         pthread_cond_broadcast(&s->idle);
     pthread_mutex_unlock(&s->mu);
@@ -745,6 +778,15 @@ unsigned http_server_in_flight(struct http_server *srv)
     return n;
 }
 
+/* Seconds without a body byte after which the shutdown stops waiting for
+ * requests that are only receiving bodies. */
+#define HTTP_STALLED_BODY_S 1.0
+
+static double ts_seconds(const struct timespec *t)
+{
+    return (double)t->tv_sec + (double)t->tv_nsec / 1e9;
+}
+
 void http_server_stop(struct http_server *s)
 {
     if (!s)
@@ -766,10 +808,28 @@ void http_server_stop(struct http_server *s)
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
+    /* Requests in flight may finish within the grace; but uploads that have
+     * stopped sending (every request left is still receiving its body, and
+     * no byte came for HTTP_STALLED_BODY_S) hold nothing worth waiting for. */
     pthread_mutex_lock(&s->mu);
-    while (s->in_flight > 0)
-        if (pthread_cond_timedwait(&s->idle, &s->mu, &deadline) == ETIMEDOUT)
+    while (s->in_flight > 0) {
+        struct timespec now, slice;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (s->in_flight == s->receiving &&
+            ts_seconds(&now) - ts_seconds(&s->last_body) > HTTP_STALLED_BODY_S)
             break;
+        slice = now;
+        slice.tv_nsec += 100000000L;
+        if (slice.tv_nsec >= 1000000000L) {
+            slice.tv_sec++;
+            slice.tv_nsec -= 1000000000L;
+        }
+        if (ts_seconds(&slice) > ts_seconds(&deadline))
+            slice = deadline;
+        if (pthread_cond_timedwait(&s->idle, &s->mu, &slice) == ETIMEDOUT &&
+            ts_seconds(&slice) >= ts_seconds(&deadline))
+            break;
+    }
     pthread_mutex_unlock(&s->mu);
 
     MHD_stop_daemon(s->daemon);

@@ -104,9 +104,12 @@ unsigned http_server_port(const struct http_server *srv);
 /* Number of requests received and not yet completed. Can't fail. */
 unsigned http_server_in_flight(struct http_server *srv);
 
-/* Stops accepting connections, answers new requests on open keep-alive
+/* Stops accepting connections (the listening socket closes: a new
+ * connection is refused at once), answers new requests on open keep-alive
  * connections with 503, waits up to shutdown_grace_s for the requests in
- * flight to complete, then closes every connection and frees the server.
+ * flight to complete — but not for uploads that stopped sending (when every
+ * request left is still receiving its body and no byte came for a second) —
+ * then closes every connection and frees the server.
  * NULL is allowed. Stop the server before freeing what handlers use (the
  * worker pool, the app state): requests in flight still run handlers. */
 void http_server_stop(struct http_server *srv);

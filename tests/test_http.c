@@ -2328,6 +2328,40 @@ static void stop_own(struct http_server *srv, struct router *rt, FILE *log)
     fclose(log);
 }
 
+/* A stalled upload (headers, then a few bytes of a long body, then nothing)
+ * does not hold the shutdown for the whole grace: once every request left is
+ * only receiving a body and no byte came for a second, the server stops. */
+TEST(shutdown_does_not_wait_for_stalled_uploads)
+{
+    struct http_config cfg;
+    http_config_defaults(&cfg);
+    cfg.shutdown_grace_s = 10;
+    struct router *rt;
+    FILE *log;
+    struct http_server *srv = start_own(&cfg, &rt, &log);
+    CHECK(srv != NULL);
+    if (!srv)
+        return;
+    unsigned port = http_server_port(srv);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    const char req[] = "POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                       "Content-Length: 100000\r\n\r\n0123456789";
+    CHECK(send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1));
+    for (int i = 0; i < 500 && http_server_in_flight(srv) == 0; i++)
+        usleep(2000);
+    CHECK_EQ_INT(http_server_in_flight(srv), 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    stop_own(srv, rt, log);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK_MSG(dt < 4.0, "stop took %.2f s with a stalled upload (grace 10 s)", dt);
+    close(fd);
+}
+
 /* GET /api/items on fd; the status, or 0 when the server closed without
  * answering. */
 static int raw_status(int fd)
@@ -2597,6 +2631,7 @@ int main(void)
     stop_server();
 
     RUN(shutdown_lets_requests_finish);
+    RUN(shutdown_does_not_wait_for_stalled_uploads);
     RUN(ipv6_and_thread_pool_mode);
     RUN(one_address_cannot_take_every_connection);
     RUN(uploads_share_a_memory_budget);
