@@ -49,6 +49,8 @@
 #define JPEG_MAX_MEMORY (512L << 20)
 #define JPEG_MAX_SCANS 256 /* real progressive files use ~10; thousands is a CPU bomb */
 #define PNG_MAX_CHUNK_BYTES (8L << 20)
+/* Largest single allocation libpng may make while decoding (png_dec_malloc). */
+#define PNG_MAX_ALLOC ((png_alloc_size_t)16 << 20)
 #define PNG_MAX_CHUNKS 512
 
 /* Sizes an image may have: non-positive sides are the caller's mistake
@@ -387,9 +389,10 @@ struct png_dec {
 static void png_dec_error(png_structp png, png_const_charp msg)
 {
     struct png_dec *d = png_get_error_ptr(png);
-    snprintf(d->msg, sizeof d->msg, "%s", msg);
-    if (!d->status)
+    if (!d->status) { /* else png_dec_malloc said why */
+        snprintf(d->msg, sizeof d->msg, "%s", msg);
         d->status = STRATA_E_FORMAT;
+    }
     longjmp(d->jmp, 1);
 }
 
@@ -400,12 +403,25 @@ static void png_dec_warning(png_structp png, png_const_charp msg)
 }
 
 /* libpng reports its own allocation failures as a generic error; this tells
- * them apart so they come back as STRATA_E_NOMEM. */
+ * them apart so they come back as STRATA_E_NOMEM. And it refuses what no
+ * image needs: libpng's own buffers (rows, zlib's window, a chunk's data,
+ * itself capped at PNG_MAX_CHUNK_BYTES) stay far below PNG_MAX_ALLOC, but
+ * some ancillary chunks (sPLT) are read into a buffer of the length their
+ * header claims — 2 GB from a 42-byte file. */
 static png_voidp png_dec_malloc(png_structp png, png_alloc_size_t size)
 {
+    struct png_dec *d = png_get_mem_ptr(png);
+    if (size > PNG_MAX_ALLOC) {
+        snprintf(d->msg, sizeof d->msg,
+                 "a PNG chunk asks for %zu MB, more than any image here needs: the file is "
+                 "corrupt",
+                 (size_t)(size >> 20));
+        d->status = STRATA_E_FORMAT;
+        return NULL;
+    }
     void *p = malloc(size);
     if (!p) {
-        struct png_dec *d = png_get_mem_ptr(png);
+        snprintf(d->msg, sizeof d->msg, "out of memory decoding a PNG");
         d->status = STRATA_E_NOMEM;
     }
     return p;

@@ -555,6 +555,21 @@ TEST(jpeg_with_extraneous_bytes_is_corrupt)
     free(jpg);
 }
 
+/* Found by fuzz_image: 42 bytes whose sPLT chunk claims 2 GB, which libpng
+ * allocated before reading. Refused as corrupt, without the allocation. */
+TEST(png_chunk_claiming_gigabytes_is_refused)
+{
+    static const uint8_t png[42] = {
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48,
+        0x44, 0x52, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x06, 0x08, 0x03, 0x00, 0x00,
+        0x00, 0xc9, 0xdb, 0x2f, 0xc9, 0x7e, 0x00, 0x03, 0x00, 0x73, 0x50, 0x4c, 0x54, 0x04};
+    struct image img;
+    char err[STRATA_ERR_LEN];
+    CHECK_EQ_INT(image_decode(png, sizeof png, &img, err), STRATA_E_FORMAT);
+    CHECK_MSG(strstr(err, "chunk asks for 2016 MB") != NULL, "%s", err);
+    CHECK(img.rgb == NULL);
+}
+
 TEST(random_and_tiny_inputs_fail_cleanly)
 {
     char err[STRATA_ERR_LEN];
@@ -1092,6 +1107,7 @@ int main(void)
     RUN(truncated_png_fails_at_every_offset);
     RUN(truncated_jpeg_fails_at_every_offset);
     RUN(jpeg_with_extraneous_bytes_is_corrupt);
+    RUN(png_chunk_claiming_gigabytes_is_refused);
     RUN(random_and_tiny_inputs_fail_cleanly);
     RUN(mutated_files_never_crash);
     RUN(png_claiming_huge_size_is_refused_before_allocation);
