@@ -133,6 +133,12 @@ int graph_find_value(const struct graph *g, const char *name)
     return -1;
 }
 
+int graph_produced_by(const struct graph *g, int v, const char *op_type)
+{
+    int p = g->values[v].producer;
+    return p >= 0 && strcmp(g->nodes[p].op_type, op_type) == 0;
+}
+
 static void node_deinit(struct node *n)
 {
     free(n->name);

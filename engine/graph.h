@@ -65,6 +65,9 @@ int graph_add_node(struct graph *g, char *err);
 /* Value index by name, or -1. */
 int graph_find_value(const struct graph *g, const char *name);
 
+/* Whether value v is the output of a node of that op type ("Softmax"). */
+int graph_produced_by(const struct graph *g, int v, const char *op_type);
+
 /* Sorts nodes topologically (refusing cycles, values produced twice, and
  * inputs nothing produces), binds every node to its op (listing every
  * unsupported op at once, with its nodes), runs each op's setup, and counts

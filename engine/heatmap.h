@@ -1,8 +1,7 @@
 /*
  * heatmap.h — a per-pixel attribution map drawn over its photo.
  *
- * One colour scale for every explanation method, the one LIME's heat map
- * uses: red where the map is positive (the pixels pushed the model towards
+ * One colour scale for every explanation method, LIME's heat map included: red where the map is positive (the pixels pushed the model towards
  * the class), blue where negative (away from it), white at zero, scaled so
  * that ±max|map| are the ends, blended over a grey copy of the photo and more
  * opaque the larger |value|.
@@ -17,6 +16,13 @@
 /* The largest |map[i]| of n values (0 for an all-zero map): the colour
  * scale runs from −that (blue) to +that (red). Can't fail. */
 float heatmap_scale(const float *map, int n);
+
+/* The scale's colour for t in [-1, 1] (blue, white, red) and how opaquely
+ * it covers the photo (0.3 at 0, 0.8 at either end). Can't fail. */
+void heatmap_colour(float t, float colour[3], float *opacity);
+
+/* dst[3] = the grey of src[3] blended with colour at opacity. Can't fail. */
+void heatmap_blend(const uint8_t *src, const float colour[3], float opacity, uint8_t *dst);
 
 /* Draws map[h][w] over rgb[h][w][3] into *out (allocated here, w×h; free
  * with image_free). Returns 0 or a negative status (memory, sizes). */

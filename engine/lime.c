@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "heatmap.h"
 #include "rng.h"
 #include "slic.h"
 
@@ -600,10 +601,6 @@ done:
     return rc;
 }
 
-/* Diverging map end points (ColorBrewer RdBu) and its white centre. */
-static const float heat_neg[3] = {33, 102, 172}, heat_mid[3] = {247, 247, 247},
-                   heat_pos[3] = {178, 24, 43};
-
 int lime_render_heatmap(const struct lime_result *res, const uint8_t *rgb, int label,
                         struct image *out, char *err)
 {
@@ -625,22 +622,13 @@ int lime_render_heatmap(const struct lime_result *res, const uint8_t *rgb, int l
     double wmax = 0;
     for (int j = 0; j < cl->n_features; j++)
         wmax = fmax(wmax, fabs(cl->features[j].weight));
-    /* Colour and opacity per segment: segments outside the explanation count
-     * as weight 0. Opacity grows with |t| so the photo shows through where
-     * the surrogate has little to say. */
-    for (int s = 0; s < nseg; s++) {
-        float *c = seg_rgba + 4 * (size_t)s;
-        memcpy(c, heat_mid, sizeof heat_mid);
-        c[3] = 0.3f;
-    }
+    /* Colour and opacity per segment (heatmap.h's scale): segments outside
+     * the explanation count as weight 0. */
+    for (int s = 0; s < nseg; s++)
+        heatmap_colour(0.0f, seg_rgba + 4 * (size_t)s, seg_rgba + 4 * (size_t)s + 3);
     for (int j = 0; j < cl->n_features; j++) {
-        float t = wmax > 0 ? (float)(cl->features[j].weight / wmax) : 0.0f;
-        const float *end = t < 0 ? heat_neg : heat_pos;
-        float a = fabsf(t);
         float *c = seg_rgba + 4 * (size_t)cl->features[j].segment;
-        for (int k = 0; k < 3; k++)
-            c[k] = heat_mid[k] + a * (end[k] - heat_mid[k]);
-        c[3] = 0.3f + 0.5f * a;
+        heatmap_colour(wmax > 0 ? (float)(cl->features[j].weight / wmax) : 0.0f, c, c + 3);
     }
     for (int yy = 0; yy < h; yy++) {
         for (int xx = 0; xx < w; xx++) {
@@ -653,10 +641,8 @@ int lime_render_heatmap(const struct lime_result *res, const uint8_t *rgb, int l
                 dst[0] = dst[1] = dst[2] = 48;
                 continue;
             }
-            float grey = 0.299f * src[0] + 0.587f * src[1] + 0.114f * src[2];
             const float *c = seg_rgba + 4 * (size_t)s;
-            for (int k = 0; k < 3; k++)
-                dst[k] = (uint8_t)lrintf((1 - c[3]) * grey + c[3] * c[k]);
+            heatmap_blend(src, c, c[3], dst);
         }
     }
     free(seg_rgba);

@@ -772,13 +772,21 @@ int model_open(struct model *m, const char *models_root, const char *id_or_dir, 
                            "%s: no weights file; the model has not been trained yet", path);
     }
     rc = model_load_weights(m, path, err);
-    /* inference on the graph executor (model_graph.h); where the graph
-     * cannot be built the layers run it, as they do training */
-    if (rc == 0 && (rc = model_graph_from_layers(m, err)) < 0 && rc != STRATA_E_NOMEM)
-        rc = 0;
+    if (rc == 0)
+        rc = model_run_on_graph(m, err);
     if (rc)
         model_free(m);
     return rc;
+}
+
+/* See model.h: where the graph cannot be built the layers run inference,
+ * as they do training; only running out of memory is a failure. */
+int model_run_on_graph(struct model *m, char *err)
+{
+    if (m->onnx[0] || m->graph)
+        return 0;
+    int rc = model_graph_from_layers(m, err);
+    return rc == STRATA_E_NOMEM ? rc : 0;
 }
 
 /* See model.h. */

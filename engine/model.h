@@ -63,6 +63,13 @@ int model_parse_json(struct model *m, const char *text, const char *what, char *
  * Either way the model's inference then runs on a graph (m->graph). */
 int model_open(struct model *m, const char *models_root, const char *id_or_dir, char *err);
 
+/* For one of strata's own models with its weights loaded: makes inference
+ * run on the graph executor (model_graph_from_layers; model_open does it).
+ * Where the graph cannot be built the layers run it. Returns 0, or
+ * STRATA_E_NOMEM. Nothing to do for an imported model or one that has its
+ * graph. */
+int model_run_on_graph(struct model *m, char *err);
+
 /* For a model.json that names an "onnx" file (m->onnx): loads that file from
  * m->dir and makes its graph the model (model_graph.h). Returns 0 or a
  * negative status naming the node, op or shape at fault; m is unchanged then. */

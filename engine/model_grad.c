@@ -8,24 +8,6 @@
 #include <string.h>
 
 #include "model_graph.h"
-#include "onnx.h"
-#include "onnx_export.h"
-
-static int is_op(const struct graph *g, int v, const char *op_type)
-{
-    int p = g->values[v].producer;
-    return p >= 0 && strcmp(g->nodes[p].op_type, op_type) == 0;
-}
-
-/* strata's own graph ends Softmax -> Identity("probabilities"): the logits
- * are the Softmax's input. */
-static int own_logits(const struct graph *g)
-{
-    int v = g->outputs[0];
-    while (is_op(g, v, "Identity"))
-        v = g->nodes[g->values[v].producer].inputs[0];
-    return is_op(g, v, "Softmax") ? g->nodes[g->values[v].producer].inputs[0] : v;
-}
 
 int model_grad_init(struct model_grad *mg, const struct model *m, int max_batch, char *err)
 {
@@ -35,22 +17,13 @@ int model_grad_init(struct model_grad *mg, const struct model *m, int max_batch,
     mg->h = m->input.h;
     mg->w = m->input.w;
     int rc;
-    if (m->graph) {
-        mg->g = &m->graph->g;
-        mg->logits = m->graph->logits;
-    }
-    else {
-        uint8_t *bytes;
-        size_t len;
-        if ((rc = onnx_export_bytes(m, &bytes, &len, NULL, err)) < 0)
-            return rc;
-        rc = onnx_load_bytes(&mg->own, bytes, len, m->dir, err);
-        free(bytes);
-        if (rc < 0)
-            return rc;
-        mg->g = &mg->own;
-        mg->logits = own_logits(&mg->own);
-    }
+    /* an opened model runs on its graph already; one built in memory gets
+     * the same graph, for this struct alone */
+    if (!m->graph && (rc = model_graph_of_layers(m, &mg->own, err)) < 0)
+        return rc;
+    const struct model_graph *source = m->graph ? m->graph : mg->own;
+    mg->g = &source->g;
+    mg->logits = source->logits;
     const struct graph *g = mg->g;
     mg->input = g->inputs[0];
     mg->max_batch = g->values[mg->input].init.dims[0] == 1 ? 1 : (max_batch < 1 ? 1 : max_batch);
@@ -78,7 +51,7 @@ int model_grad_init(struct model_grad *mg, const struct model *m, int max_batch,
 void model_grad_deinit(struct model_grad *mg)
 {
     graph_ws_free(&mg->ws);
-    graph_deinit(&mg->own);
+    model_graph_free(mg->own);
     free(mg->dout);
     free(mg->to_logits);
     memset(mg, 0, sizeof *mg);
@@ -151,7 +124,7 @@ static int is_spatial(const struct model_grad *mg, int v)
         t->dtype != DTYPE_FLOAT || t->ndim != 4 || t->dims[2] * t->dims[3] < 2)
         return 0;
     for (size_t i = 0; i < sizeof reshapes / sizeof *reshapes; i++)
-        if (is_op(g, v, reshapes[i]))
+        if (graph_produced_by(g, v, reshapes[i]))
             return 0;
     return 1;
 }
@@ -165,13 +138,15 @@ int model_grad_find_layer(const struct model_grad *mg, const char *name, char *e
         if (v >= 0 && is_spatial(mg, v))
             return v;
     }
-    /* nodes are in topological order: the last match is the deepest */
+    /* nodes are in topological order: the last match is the deepest; the
+     * graph of one of strata's own models names values "<layer>/<op>" */
+    const int own = mg->own || mg->m->graph->own;
     size_t len = name ? strlen(name) : 0;
     for (int i = 0; i < g->n_nodes; i++) {
         int v = g->nodes[i].outputs[0];
         if (!is_spatial(mg, v))
             continue;
-        if (!name || (g == &mg->own && strncmp(g->values[v].name, name, len) == 0 &&
+        if (!name || (own && strncmp(g->values[v].name, name, len) == 0 &&
                       g->values[v].name[len] == '/'))
             found = v;
     }

@@ -23,7 +23,7 @@
 
 struct model_grad {
     const struct model *m;  /* borrowed: must outlive this struct */
-    struct graph own;       /* strata's own models: their graph (owned) */
+    struct model_graph *own; /* a model without m->graph: the graph built for it (owned) */
     const struct graph *g;  /* &own, or the imported model's graph */
     int input, logits;      /* value indices */
     int max_batch;          /* images per run (1 for a file with a fixed batch of 1) */

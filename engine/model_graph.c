@@ -63,12 +63,6 @@ static int check_input(const struct model *m, const struct graph *g, const char 
     return 0;
 }
 
-static int is_op(const struct graph *g, int v, const char *op_type)
-{
-    int p = g->values[v].producer;
-    return p >= 0 && strcmp(g->nodes[p].op_type, op_type) == 0;
-}
-
 /* ---- the layers shown ---------------------------------------------------- */
 
 static int is_activation(const char *op)
@@ -246,7 +240,7 @@ static int check_finite_weights(const struct graph *g, const char *file, char *e
  * over the class axis. */
 static int find_logits(const struct graph *g, const struct graph_ws *ws, int out)
 {
-    if (is_op(g, out, "Softmax") || is_op(g, out, "LogSoftmax")) {
+    if (graph_produced_by(g, out, "Softmax") || graph_produced_by(g, out, "LogSoftmax")) {
         const struct node *n = &g->nodes[g->values[out].producer];
         int in = n->inputs[0];
         const struct tview *t = graph_value_view(ws, in);
@@ -352,9 +346,19 @@ fail:
     return rc;
 }
 
-int model_graph_from_layers(struct model *m, char *err)
+void model_graph_free(struct model_graph *mg)
 {
-    assert(m && !m->onnx[0] && !m->graph && m->n_layers >= 1);
+    if (!mg)
+        return;
+    graph_deinit(&mg->g);
+    free(mg->shown);
+    free(mg);
+}
+
+int model_graph_of_layers(const struct model *m, struct model_graph **out, char *err)
+{
+    assert(m && !m->onnx[0] && m->n_layers >= 1);
+    *out = NULL;
     struct model_graph *mg = calloc(1, sizeof *mg);
     char (*names)[ONNX_EXPORT_NAME_LEN] = calloc((size_t)m->n_layers, sizeof *names);
     if (!mg || !names) {
@@ -388,25 +392,24 @@ int model_graph_from_layers(struct model *m, char *err)
     if (rc == 0) {
         mg->n_shown = m->n_layers;
         mg->logits = find_logits(&mg->g, &ws, mg->shown[m->n_layers - 1]);
-        m->graph = mg;
+        *out = mg;
     }
-    else {
-        graph_deinit(&mg->g);
-        free(mg->shown);
-        free(mg);
-    }
+    else
+        model_graph_free(mg);
     graph_ws_free(&ws);
     free(names);
     return rc;
 }
 
+int model_graph_from_layers(struct model *m, char *err)
+{
+    assert(!m->graph);
+    return model_graph_of_layers(m, &m->graph, err);
+}
+
 void model_graph_close(struct model *m)
 {
-    if (!m->graph)
-        return;
-    graph_deinit(&m->graph->g);
-    free(m->graph->shown);
-    free(m->graph);
+    model_graph_free(m->graph);
     m->graph = NULL;
 }
 

@@ -52,6 +52,11 @@ int model_graph_open(struct model *m, const char *onnx_path, char *err);
  * left NULL (the model then runs on its layers). */
 int model_graph_from_layers(struct model *m, char *err);
 
+/* The same graph, built for the caller (*out, free with model_graph_free)
+ * and not attached to m. Returns 0 or a negative status, *out NULL then. */
+int model_graph_of_layers(const struct model *m, struct model_graph **out, char *err);
+void model_graph_free(struct model_graph *mg);
+
 /* Frees m->graph and sets it to NULL. Safe when it is NULL. */
 void model_graph_close(struct model *m);
 

@@ -299,7 +299,7 @@ static void load_model(struct app *app, struct app_model *am, const char *folder
         atomic_store(&am->state, APP_FAILED);
         return;
     }
-    if (model_load_weights(&am->m, path, err) < 0) {
+    if (model_load_weights(&am->m, path, err) < 0 || model_run_on_graph(&am->m, err) < 0) {
         snprintf(am->error, sizeof am->error, "%s", err);
         atomic_store(&am->state, APP_FAILED);
         return;
