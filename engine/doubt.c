@@ -1661,26 +1661,30 @@ static int walk(struct source *s, const char *dir, int depth, char *err)
 
 /* The sets doubt-eval scores: the model's test split, the other datasets'
  * test splits (default_ood), and the given folders. */
-static int list_sources(const struct model *m, const char *root, const char *const *ood_dirs,
-                        int n_ood_dirs, int default_ood, struct sources *ss, char *err)
+static int list_sources(const struct model *m, const char *root, const char *ood_root,
+                        const char *const *ood_dirs, int n_ood_dirs, int default_ood,
+                        struct sources *ss, char *err)
 {
     memset(ss, 0, sizeof *ss);
     int rc = source_from_dataset(ss, root, m->dataset, 0, 1, err);
     if (rc < 0)
         return rc;
+    int same_root = !ood_root || strcmp(ood_root, root) == 0;
+    if (!ood_root)
+        ood_root = root;
     if (default_ood) {
-        DIR *d = opendir(root);
+        DIR *d = opendir(ood_root);
         if (!d)
-            return strata_fail(err, STRATA_E_IO, "%s: cannot read: %s", root, strerror(errno));
+            return strata_fail(err, STRATA_E_IO, "%s: cannot read: %s", ood_root, strerror(errno));
         char *names[256];
         int nn = 0;
         struct dirent *e;
         while ((e = readdir(d)) && nn < 256) {
-            if (e->d_name[0] == '.' || strcmp(e->d_name, m->dataset) == 0)
+            if (e->d_name[0] == '.' || (same_root && strcmp(e->d_name, m->dataset) == 0))
                 continue;
             char test[4096];
             struct stat st;
-            snprintf(test, sizeof test, "%s/%s/test", root, e->d_name);
+            snprintf(test, sizeof test, "%s/%s/test", ood_root, e->d_name);
             if (stat(test, &st) == 0 && S_ISDIR(st.st_mode) && (names[nn] = strdup(e->d_name)))
                 nn++;
         }
@@ -1688,7 +1692,7 @@ static int list_sources(const struct model *m, const char *root, const char *con
         qsort(names, (size_t)nn, sizeof *names, cmp_str);
         for (int i = 0; i < nn; i++) {
             if (rc == 0) {
-                rc = source_from_dataset(ss, root, names[i], 1, 0, err);
+                rc = source_from_dataset(ss, ood_root, names[i], 1, 0, err);
                 if (rc == STRATA_E_NOTFOUND) /* a test folder without images */
                     rc = 0;
             }
@@ -1714,7 +1718,7 @@ static int list_sources(const struct model *m, const char *root, const char *con
     if (n_ood == 0)
         return strata_fail(err, STRATA_E_ARG,
                            "no out-of-distribution image: no other dataset under %s and no --ood folder",
-                           root);
+                           ood_root);
     return 0;
 }
 
@@ -1855,7 +1859,7 @@ int doubt_report_run(const struct doubt_model *dm, struct model *m, const char *
 {
     memset(out, 0, sizeof *out);
     struct sources ss;
-    int rc = list_sources(m, data_root, ood_dirs, n_ood_dirs, default_ood, &ss, err);
+    int rc = list_sources(m, data_root, NULL, ood_dirs, n_ood_dirs, default_ood, &ss, err);
     if (rc == 0)
         rc = run_sources(dm, m, &ss, out, progress, user, err);
     sources_free(&ss);
@@ -1961,7 +1965,7 @@ corrupt:
 }
 
 int doubt_report_load_or_run(const struct doubt_model *dm, struct model *m,
-                             const char *data_root, const char *cache_dir,
+                             const char *data_root, const char *ood_root, const char *cache_dir,
                              struct doubt_report *out, analysis_progress_fn progress,
                              void *user, char *err)
 {
@@ -1969,7 +1973,7 @@ int doubt_report_load_or_run(const struct doubt_model *dm, struct model *m,
     struct sources ss;
     uint64_t key = 0;
     char path[1024] = "";
-    int rc = list_sources(m, data_root, NULL, 0, 1, &ss, err);
+    int rc = list_sources(m, data_root, ood_root, NULL, 0, 1, &ss, err);
     if (rc == 0 && cache_dir && (rc = report_key(dm, m, &ss, &key, err)) == 0) {
         if (snprintf(path, sizeof path, "%s/%s-%016llx.doubteval", cache_dir, m->id,
                      (unsigned long long)key) >= (int)sizeof path)

@@ -330,13 +330,16 @@ int doubt_report_run(const struct doubt_model *dm, struct model *m, const char *
                      struct doubt_report *out, analysis_progress_fn progress, void *user,
                      char *err);
 
-/* The default evaluation (no extra folder) for the model page, cached as
+/* The default evaluation (no extra folder) for the model page: the test
+ * splits of the datasets under ood_root (NULL: data_root) are the
+ * out-of-distribution images — the dataset named like the model's is left
+ * out only when the two roots are the same. Cached as
  * <cache_dir>/<model-id>-<key>.doubteval, the key covering dm->key and the
  * listed test files of every dataset used. Computes and writes it when
  * missing or refused (a refused or unwritable file is not an error).
  * cache_dir NULL disables the cache. Fails like doubt_report_run. */
 int doubt_report_load_or_run(const struct doubt_model *dm, struct model *m,
-                             const char *data_root, const char *cache_dir,
+                             const char *data_root, const char *ood_root, const char *cache_dir,
                              struct doubt_report *out, analysis_progress_fn progress,
                              void *user, char *err);
 

@@ -5,7 +5,9 @@
  * Both replies change only when a model's state does, so they are built by
  * app_set_state (app.c) and served here as stored bytes.
  */
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
@@ -51,6 +53,16 @@ static json_t *classes_json(const struct app_model *am)
     return a;
 }
 
+/* What the analysis thread is doing on the model, null when nothing
+ * (app->mu held by the caller). */
+static json_t *progress_json(const struct app_model *am)
+{
+    if (!am->progress_stage[0])
+        return json_null();
+    return json_pack("{s:s, s:I, s:I}", "stage", am->progress_stage, "done",
+                     (json_int_t)am->progress_done, "total", (json_int_t)am->progress_total);
+}
+
 json_t *api_model_summary(const struct app_model *am)
 {
     int state = atomic_load_explicit(&am->state, memory_order_acquire);
@@ -68,6 +80,10 @@ json_t *api_model_summary(const struct app_model *am)
         state == APP_READY && am->cover >= 0 ? json_string(cover) : json_null());
     if (j && state == APP_FAILED)
         json_object_set_new(j, "error", json_str(am->error));
+    if (j) {
+        json_object_set_new(j, "uploaded", json_boolean(am->uploaded));
+        json_object_set_new(j, "progress", progress_json(am));
+    }
     return j;
 }
 
@@ -188,7 +204,9 @@ json_t *api_model_detail(const struct app_model *am)
     json_t *norm = am->loaded ? json_pack("{s:o, s:o}", "mean", json_float_array(am->m.mean, 3),
                                           "std", json_float_array(am->m.std, 3))
                               : json_null();
-    return json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:O?, s:I, s:b, s:o, s:o, s:o}", "id",
+    return json_pack("{s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:O?, s:I, s:b, s:o, s:o, s:o, "
+                     "s:b, s:o}",
+                     "id",
                      am->id, "title", am->loaded ? am->m.title : am->id, "description",
                      json_str(description_of(am)), "dataset", am->loaded ? am->m.dataset : "",
                      "classes", classes_json(am), "input", input_json(am), "normalization", norm,
@@ -196,12 +214,50 @@ json_t *api_model_detail(const struct app_model *am)
                      (json_int_t)(am->loaded ? model_trainable_count(&am->m) : 0),
                      "seed_architecture", is_seed_architecture(am), "test_accuracy",
                      test_accuracy(am, state), "analysis", analysis_json(am, state), "doubt",
-                     doubt_json(am));
+                     doubt_json(am), "uploaded", am->uploaded, "progress", progress_json(am));
+}
+
+/* Whether the analysis thread still works on am: then its replies change
+ * with every step and are built per request. */
+static int settling(const struct app_model *am)
+{
+    return am->progress_stage[0] || atomic_load(&am->state) == APP_QUEUED ||
+           atomic_load(&am->state) == APP_ANALYSING;
+}
+
+static void any_settling(struct app_model *am, void *user)
+{
+    *(int *)user |= settling(am);
+}
+
+static void blob_free_cb(void *cls)
+{
+    free(cls);
+}
+
+/* Replies with a blob built for this request alone. */
+static int reply_fresh(const struct request *req, struct response *res, struct blob *b)
+{
+    if (!b)
+        return response_error(res, 503, "out_of_memory", "the server is out of memory");
+    app_reply_blob(req, res, b, "application/json", "no-store");
+    if (res->status == 200)
+        res->body_free = blob_free_cb, res->body_free_cls = b;
+    else
+        free(b);
+    return 0;
 }
 
 int handle_models(const struct request *req, struct response *res)
 {
     struct app *app = req->app;
+    int busy = 0;
+    pthread_mutex_lock(&app->mu);
+    app_models_each(app, any_settling, &busy);
+    struct blob *fresh = busy ? api_models_list_blob(app) : NULL;
+    pthread_mutex_unlock(&app->mu);
+    if (busy)
+        return reply_fresh(req, res, fresh);
     return app_reply_blob(req, res, atomic_load(&app->models_list), "application/json", NULL);
 }
 
@@ -210,5 +266,12 @@ int handle_model(const struct request *req, struct response *res)
     struct app_model *am = app_model_or_404(req, res);
     if (!am)
         return 0;
+    struct app *app = req->app;
+    pthread_mutex_lock(&app->mu);
+    struct blob *fresh = settling(am) ? blob_json_steal(api_model_detail(am)) : NULL;
+    int busy = settling(am);
+    pthread_mutex_unlock(&app->mu);
+    if (busy)
+        return reply_fresh(req, res, fresh);
     return app_reply_blob(req, res, atomic_load(&am->detail), "application/json", NULL);
 }

@@ -129,7 +129,14 @@ static json_t *components(void)
     json_object_set_new(s, "ModelSummary",
                         obj("id, title, description, dataset, classes, layers (count), input, "
                             "test_accuracy, parameters, seed_architecture, analysis (state), "
-                            "cover (thumbnail URL or null), error (when failed)"));
+                            "cover (thumbnail URL or null), error (when failed), uploaded, "
+                            "progress {stage, done, total} or null"));
+    json_object_set_new(s, "ImportReply",
+                        obj("id, model (as in the list), report {format, entries, bytes, images, "
+                            "split, split_note, classes [{name, train, test}], skipped [{entry, "
+                            "reason}], n_skipped}"));
+    json_object_set_new(s, "DatasetList",
+                        obj("datasets [{name, classes, train, test}]"));
     json_object_set_new(s, "ModelDetail",
                         obj("id, title, description, dataset, classes, input, normalization, "
                             "layers [{index, name, type, activation, output_shape, parameters, "
@@ -205,6 +212,8 @@ static json_t *components(void)
         {"TooLarge", "the body is over the upload limit"},
         {"Unsupported", "the body is not an image (PNG, JPEG) nor multipart/form-data"},
         {"Busy", "the worker queue is full (code busy, with Retry-After)"},
+        {"Conflict", "the id is taken (code exists)"},
+        {"Forbidden", "the model was not imported through the API (code not_deletable)"},
     };
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
         json_object_set_new(r, errs[i][0],
@@ -220,15 +229,48 @@ static json_t *document(void)
                         get("Server status and each model's analysis state",
                             "Always answers, also while analyses are being built.", json_array(),
                             json_pack("{s:o}", "200", ok_json("status", "Health"))));
-    json_object_set_new(paths, "/api/models",
-                        get("The models", "Every model folder, including failed ones.",
+    json_t *models = get("The models", "Every model folder, including failed ones.", json_array(),
+                         json_pack("{s:o}", "200", ok_json("the models", "ModelList")));
+    json_t *form = json_pack(
+        "{s:b, s:{s:{s:{s:s, s:[s, s], s:{s:{s:s, s:s}, s:o, s:o}}}}}", "required", 1, "content",
+        "multipart/form-data", "schema", "type", "object", "required", "meta", "model",
+        "properties", "meta", "type", "string", "description",
+        "JSON: {title, id?, classes?, dataset?, mean?, std?, input?: [h, w]} (docs/api.md)",
+        "model", binary(), "images", binary());
+    json_object_set_new(
+        models, "post",
+        json_pack("{s:s, s:s, s:o, s:{s:{s:s, s:{s:{s:s}}, s:{s:{s:o}}}, s:o, s:o, s:o, s:o, "
+                  "s:o}}",
+                  "summary", "Import an ONNX classifier with its photos",
+                  "description",
+                  "The .onnx file, its metadata, and an archive of class folders (.zip, .tar, "
+                  ".tar.gz) or a dataset of the server; analysed in the background.",
+                  "requestBody", form, "responses", "201", "description",
+                  "imported: the model and the archive's report", "headers", "Location",
+                  "description", "/api/models/<id>", "content", "application/json", "schema",
+                  schema("ImportReply"), "400", error("BadRequest"), "409", error("Conflict"),
+                  "413", error("TooLarge"), "415", error("Unsupported"), "503",
+                  error("Busy")));
+    json_object_set_new(paths, "/api/models", models);
+    json_t *model = get("One model", "Architecture, classes, training card, analysis state.",
+                        json_pack("[o]", param("ModelId")),
+                        json_pack("{s:o, s:o}", "200", ok_json("the model", "ModelDetail"),
+                                  "404", error("NotFound")));
+    json_object_set_new(model, "delete",
+                        json_pack("{s:s, s:s, s:o, s:{s:{s:s}, s:o, s:o}}", "summary",
+                                  "Delete an imported model",
+                                  "description",
+                                  "Only models made through POST /api/models; removes their "
+                                  "folder and uploaded photos.",
+                                  "parameters", json_pack("[o]", param("ModelId")), "responses",
+                                  "204", "description", "deleted", "403", error("Forbidden"),
+                                  "404", error("NotFound")));
+    json_object_set_new(paths, "/api/models/{id}", model);
+    json_object_set_new(paths, "/api/datasets",
+                        get("The server's datasets", "Dataset folders with a train split, for "
+                                                     "an import's photos.",
                             json_array(),
-                            json_pack("{s:o}", "200", ok_json("the models", "ModelList"))));
-    json_object_set_new(paths, "/api/models/{id}",
-                        get("One model", "Architecture, classes, training card, analysis state.",
-                            json_pack("[o]", param("ModelId")),
-                            json_pack("{s:o, s:o}", "200", ok_json("the model", "ModelDetail"),
-                                      "404", error("NotFound"))));
+                            json_pack("{s:o}", "200", ok_json("the datasets", "DatasetList"))));
     json_t *k = json_pack("{s:s, s:s, s:b, s:s, s:{s:s, s:i, s:i}}", "name", "k", "in", "query",
                           "required", 0, "description",
                           "re-cluster the layer with k clusters (cached after the first call)",

@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,11 @@ void app_config_defaults(struct app_config *cfg)
     cfg->max_image_explanations = 256;
     cfg->job_timeout_s = 120;
     cfg->log = NULL;
+    cfg->workspace = NULL;
+    cfg->max_model_bytes = (uint64_t)300 << 20;
+    cfg->max_archive_bytes = (uint64_t)1 << 30;
+    cfg->max_archive_entries = 100000;
+    cfg->max_archive_unpacked = (uint64_t)4 << 30;
 }
 
 /* --- loading the models -------------------------------------------------- */
@@ -246,17 +252,21 @@ static int cmp_str(const void *a, const void *b)
 
 static int cmp_model(const void *a, const void *b)
 {
-    return strcmp(((const struct app_model *)a)->id, ((const struct app_model *)b)->id);
+    return strcmp((*(struct app_model *const *)a)->id, (*(struct app_model *const *)b)->id);
 }
 
 /* Loads one model folder into am. A model that cannot run is kept with its
  * state FAILED and the reason in am->error. */
-static void load_model(struct app *app, struct app_model *am, const char *folder)
+static void load_model(struct app *app, struct app_model *am, const char *dir)
 {
     char path[1400], err[STRATA_ERR_LEN];
-    snprintf(am->dir, sizeof am->dir, "%s/%s", app->models_root, folder);
-    snprintf(am->id, sizeof am->id, "%s", folder);
+    snprintf(am->dir, sizeof am->dir, "%s", dir);
+    const char *slash = strrchr(dir, '/');
+    snprintf(am->id, sizeof am->id, "%s", slash ? slash + 1 : dir);
+    am->app = app;
     pthread_mutex_init(&am->ws_mu, NULL);
+    atomic_init(&am->refs, 1); /* the registry's */
+    atomic_init(&am->deleted, 0);
     atomic_init(&am->state, APP_QUEUED);
     atomic_init(&am->detail, NULL);
     atomic_init(&am->doubt, NULL);
@@ -307,12 +317,62 @@ static void load_model(struct app *app, struct app_model *am, const char *folder
     am->has_weights = 1;
 }
 
-static int load_models(struct app *app, char *err)
+/* Frees everything of a model that nobody uses any more. */
+static void model_destroy(struct app_model *am);
+
+/* Adds am (one reference: the registry's) unless its id is taken. Returns
+ * 0, STRATA_E_ARG (taken) or STRATA_E_NOMEM. */
+static int registry_add(struct app *app, struct app_model *am)
 {
-    DIR *d = opendir(app->models_root);
-    if (!d)
-        return strata_fail(err, STRATA_E_IO, "cannot read the models folder %s: %s",
-                           app->models_root, strerror(errno));
+    int rc = 0;
+    pthread_rwlock_wrlock(&app->models_lock);
+    for (int i = 0; i < app->n_models && rc == 0; i++)
+        if (strcmp(app->models[i]->id, am->id) == 0)
+            rc = STRATA_E_ARG;
+    if (rc == 0 && app->n_models == app->cap_models) {
+        int cap = app->cap_models ? 2 * app->cap_models : 16;
+        struct app_model **m = realloc(app->models, (size_t)cap * sizeof *m);
+        if (!m)
+            rc = STRATA_E_NOMEM;
+        else {
+            app->models = m;
+            app->cap_models = cap;
+        }
+    }
+    if (rc == 0)
+        app->models[app->n_models++] = am;
+    pthread_rwlock_unlock(&app->models_lock);
+    return rc;
+}
+
+/* Where an uploaded model's images are: its own folder under
+ * <workspace>/data when the import brought them (import.json "images":
+ * "uploaded"), else the server's datasets. */
+static void uploaded_data_root(const struct app *app, const char *dir, char *out, size_t len)
+{
+    char path[1500];
+    snprintf(path, sizeof path, "%s/import.json", dir);
+    json_t *j = json_load_file(path, 0, NULL);
+    const char *images = json_string_value(json_object_get(j, "images"));
+    if (images && strcmp(images, "uploaded") == 0)
+        snprintf(out, len, "%.1000s/data", app->workspace);
+    else
+        snprintf(out, len, "%s", app->data_root);
+    json_decref(j);
+}
+
+/* Loads every model folder under root (sorted by folder name) into the
+ * registry; a second folder declaring an id already loaded is skipped. A
+ * missing root is an error only when required. */
+static int load_models(struct app *app, const char *root, int uploaded, int required, char *err)
+{
+    DIR *d = opendir(root);
+    if (!d) {
+        if (!required && errno == ENOENT)
+            return 0;
+        return strata_fail(err, STRATA_E_IO, "cannot read the models folder %s: %s", root,
+                           strerror(errno));
+    }
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
@@ -322,12 +382,12 @@ static int load_models(struct app *app, char *err)
             continue;
         char path[1400];
         struct stat st;
-        snprintf(path, sizeof path, "%s/%s", app->models_root, e->d_name);
+        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
         if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
             continue;
-        snprintf(path, sizeof path, "%s/%s/model.json", app->models_root, e->d_name);
+        snprintf(path, sizeof path, "%s/%s/model.json", root, e->d_name);
         if (access(path, F_OK) != 0) {
-            logf_(app, "%s/%s: no model.json, skipped", app->models_root, e->d_name);
+            logf_(app, "%s/%s: no model.json, skipped", root, e->d_name);
             continue;
         }
         if (n == cap) {
@@ -346,37 +406,42 @@ static int load_models(struct app *app, char *err)
         n++;
     }
     closedir(d);
-    if (rc == 0 && n) {
+    if (rc == 0 && n)
         qsort(names, n, sizeof *names, cmp_str);
-        app->models = calloc(n, sizeof *app->models);
-        if (!app->models)
-            rc = STRATA_E_NOMEM;
-    }
+    int first = app->n_models;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        struct app_model *am = &app->models[app->n_models];
-        load_model(app, am, names[i]);
+        struct app_model *am = calloc(1, sizeof *am);
+        if (!am) {
+            rc = STRATA_E_NOMEM;
+            break;
+        }
+        char dir[1400];
+        snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
+        load_model(app, am, dir);
+        am->uploaded = uploaded;
+        if (uploaded)
+            uploaded_data_root(app, dir, am->data_root, sizeof am->data_root);
+        else
+            snprintf(am->data_root, sizeof am->data_root, "%s", app->data_root);
         /* Two folders declaring the same id: the first (by folder name) wins. */
-        int dup = 0;
-        for (int j = 0; j < app->n_models; j++)
-            dup |= strcmp(app->models[j].id, am->id) == 0;
-        if (dup) {
+        rc = registry_add(app, am);
+        if (rc == STRATA_E_ARG) {
             logf_(app, "%s: model id %s is already used by another folder, skipped", am->dir,
                   am->id);
-            model_free(&am->m);
-            json_decref(am->card);
-            pthread_mutex_destroy(&am->ws_mu);
-            memset(am, 0, sizeof *am);
-            continue;
+            rc = 0;
+            model_destroy(am);
+        } else if (rc < 0) {
+            model_destroy(am);
         }
-        app->n_models++;
     }
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
     if (rc < 0)
         return strata_fail(err, rc, "out of memory loading the models");
-    if (app->n_models)
-        qsort(app->models, (size_t)app->n_models, sizeof *app->models, cmp_model);
+    if (app->n_models > first)
+        qsort(app->models + first, (size_t)(app->n_models - first), sizeof *app->models,
+              cmp_model);
     return 0;
 }
 
@@ -398,14 +463,16 @@ static void retire(struct app *app, struct blob *b)
     app->retired[app->n_retired++] = b;
 }
 
-static struct blob *models_list_blob(struct app *app)
+struct blob *api_models_list_blob(struct app *app)
 {
     json_t *list = json_array();
+    pthread_rwlock_rdlock(&app->models_lock);
     for (int i = 0; list && i < app->n_models; i++)
-        if (json_array_append_new(list, api_model_summary(&app->models[i])) != 0) {
+        if (json_array_append_new(list, api_model_summary(app->models[i])) != 0) {
             json_decref(list);
             list = NULL;
         }
+    pthread_rwlock_unlock(&app->models_lock);
     return blob_json_steal(list ? json_pack("{s:o}", "models", list) : NULL);
 }
 
@@ -421,7 +488,7 @@ int app_set_state(struct app *app, struct app_model *am, int state, const char *
         if (detail)
             retire(app, atomic_exchange(&am->detail, detail));
     }
-    struct blob *list = models_list_blob(app);
+    struct blob *list = api_models_list_blob(app);
     if (list)
         retire(app, atomic_exchange(&app->models_list, list));
     pthread_mutex_unlock(&app->mu);
@@ -448,14 +515,35 @@ static int on_progress(void *user, const char *stage, long done, long total)
         progress_begin(&v->bar, v->label);
     }
     progress_update(&v->bar, done, total, NULL);
-    return atomic_load(&v->app->stopping);
+    pthread_mutex_lock(&v->app->mu);
+    snprintf(v->am->progress_stage, sizeof v->am->progress_stage, "%s", stage);
+    v->am->progress_done = done;
+    v->am->progress_total = total;
+    pthread_mutex_unlock(&v->app->mu);
+    return atomic_load(&v->app->stopping) || atomic_load(&v->am->deleted);
+}
+
+/* The analysis thread is done with am for now: no progress to show. */
+static void progress_clear(struct app *app, struct app_model *am)
+{
+    pthread_mutex_lock(&app->mu);
+    am->progress_stage[0] = '\0';
+    am->progress_done = am->progress_total = 0;
+    pthread_mutex_unlock(&app->mu);
+}
+
+/* A run that stopped because the server is stopping or the model was
+ * deleted: nothing to publish. */
+static int stopped_early(struct app *app, struct app_model *am, int rc)
+{
+    return rc == STRATA_E_INTERRUPTED && (atomic_load(&app->stopping) || atomic_load(&am->deleted));
 }
 
 /* Builds everything a READY model serves, from its bundle. */
 static int prepare_ready(struct app *app, struct app_model *am, char *err)
 {
     const struct analysis *a = &am->a;
-    snprintf(am->image_dir, sizeof am->image_dir, "%s/%s/%s", app->data_root, a->dataset,
+    snprintf(am->image_dir, sizeof am->image_dir, "%s/%s/%s", am->data_root, a->dataset,
              a->split);
     am->dims = malloc((size_t)(a->n_layers ? a->n_layers : 1) * sizeof(int));
     am->thumbs = calloc((size_t)a->n, sizeof *am->thumbs);
@@ -523,14 +611,15 @@ static void analyse_one(struct app *app, struct app_model *am)
     struct analysis_params p;
     analysis_params_default(&p);
     app_set_state(app, am, APP_ANALYSING, NULL);
-    logf_(app, "%s: analysing %s/%s/%s", am->id, app->data_root, am->m.dataset, p.split);
+    logf_(app, "%s: analysing %s/%s/%s", am->id, am->data_root, am->m.dataset, p.split);
     struct analysis_view view = {.app = app, .am = am};
     double t0 = app_now_ms();
-    int rc = analysis_load_or_run(&am->m, &p, app->data_root,
+    int rc = analysis_load_or_run(&am->m, &p, am->data_root,
                                   app->cache_dir[0] ? app->cache_dir : NULL, &am->a,
                                   on_progress, &view, err);
     progress_end(&view.bar);
-    if (rc == STRATA_E_INTERRUPTED && atomic_load(&app->stopping))
+    progress_clear(app, am);
+    if (stopped_early(app, am, rc))
         return;
     if (rc == 0 && am->a.cache_note[0])
         logf_(app, "%s: %s", am->id, am->a.cache_note);
@@ -556,12 +645,13 @@ static void calibrate_doubt(struct app *app, struct app_model *am)
     struct doubt_model *dm = calloc(1, sizeof *dm);
     struct analysis_view view = {.app = app, .am = am};
     double t0 = app_now_ms();
-    int rc = dm ? doubt_load_or_calibrate(&am->m, &p, app->data_root,
+    int rc = dm ? doubt_load_or_calibrate(&am->m, &p, am->data_root,
                                           app->cache_dir[0] ? app->cache_dir : NULL, dm,
                                           on_progress, &view, err)
                 : strata_fail(err, STRATA_E_NOMEM, "out of memory");
     progress_end(&view.bar);
-    if (rc == STRATA_E_INTERRUPTED && atomic_load(&app->stopping)) {
+    progress_clear(app, am);
+    if (stopped_early(app, am, rc)) {
         free(dm);
         return;
     }
@@ -592,11 +682,14 @@ static void evaluate_doubt(struct app *app, struct app_model *am)
     struct doubt_report r = {0};
     struct analysis_view view = {.app = app, .am = am};
     double t0 = app_now_ms();
-    int rc = doubt_report_load_or_run(dm, &am->m, app->data_root,
+    /* Out-of-distribution photos: the server's datasets, also for a model
+     * whose own images were uploaded. */
+    int rc = doubt_report_load_or_run(dm, &am->m, am->data_root, app->data_root,
                                       app->cache_dir[0] ? app->cache_dir : NULL, &r, on_progress,
                                       &view, err);
     progress_end(&view.bar);
-    if (rc == STRATA_E_INTERRUPTED && atomic_load(&app->stopping))
+    progress_clear(app, am);
+    if (stopped_early(app, am, rc))
         return;
     struct blob *b = NULL;
     if (rc == 0 && !(b = api_doubt_eval_blob(&r)))
@@ -615,37 +708,76 @@ static void evaluate_doubt(struct app *app, struct app_model *am)
     app_set_state(app, am, APP_READY, NULL); /* the detail shows the evaluation's state */
 }
 
+enum work { WORK_NONE, WORK_ANALYSE, WORK_CALIBRATE, WORK_NO_DOUBT, WORK_EVALUATE };
+
+/* The next thing the analysis thread should do, on a model it then holds a
+ * reference to: every analysis first (what the pages show), then the doubt
+ * scores (what predictions carry; a model without one learns it at once),
+ * then their evaluations (the model pages). Called with app->mu. */
+static struct app_model *next_work(struct app *app, enum work *what)
+{
+    struct app_model *found = NULL;
+    *what = WORK_NONE;
+    pthread_rwlock_rdlock(&app->models_lock);
+    for (int pass = 0; pass < 3 && !found; pass++) {
+        for (int i = 0; i < app->n_models && !found; i++) {
+            struct app_model *am = app->models[i];
+            int st = atomic_load(&am->state), ds = atomic_load(&am->doubt_state),
+                es = atomic_load(&am->doubt_eval_state);
+            if (pass == 0 && st == APP_QUEUED)
+                *what = WORK_ANALYSE;
+            else if (pass == 1 && st == APP_READY && ds == APP_DOUBT_PENDING)
+                *what = WORK_CALIBRATE;
+            else if (pass == 1 && st == APP_FAILED && ds == APP_DOUBT_PENDING)
+                *what = WORK_NO_DOUBT;
+            else if (pass == 1 && ds == APP_DOUBT_UNAVAILABLE && es == APP_DOUBT_PENDING)
+                *what = WORK_NO_DOUBT;
+            else if (pass == 2 && ds == APP_DOUBT_READY && es == APP_DOUBT_PENDING)
+                *what = WORK_EVALUATE;
+            else
+                continue;
+            found = am;
+            atomic_fetch_add(&am->refs, 1);
+        }
+    }
+    pthread_rwlock_unlock(&app->models_lock);
+    return found;
+}
+
+/* A model without a doubt score (its analysis or calibration failed): its
+ * evaluation cannot be either. */
+static void no_doubt(struct app *app, struct app_model *am)
+{
+    if (atomic_load(&am->doubt_state) == APP_DOUBT_PENDING)
+        atomic_store(&am->doubt_state, APP_DOUBT_UNAVAILABLE);
+    snprintf(am->doubt_eval_note, sizeof am->doubt_eval_note,
+             "no doubt evaluation for %s: it has no doubt score (%.300s)", am->id,
+             am->doubt_note[0] ? am->doubt_note : "its analysis failed");
+    atomic_store_explicit(&am->doubt_eval_state, APP_DOUBT_UNAVAILABLE, memory_order_release);
+    app_set_state(app, am, atomic_load(&am->state), NULL);
+}
+
 static void *analyser_main(void *cls)
 {
     struct app *app = cls;
-    /* Every analysis first (what the pages show), then the doubt scores
-     * (what predictions carry), then their evaluations (the model pages). */
-    for (int i = 0; i < app->n_models && !atomic_load(&app->stopping); i++)
-        if (atomic_load(&app->models[i].state) == APP_QUEUED)
-            analyse_one(app, &app->models[i]);
-    for (int i = 0; i < app->n_models && !atomic_load(&app->stopping); i++) {
-        struct app_model *am = &app->models[i];
-        if (atomic_load(&am->state) == APP_READY)
-            calibrate_doubt(app, am);
-        else
-            atomic_store(&am->doubt_state, APP_DOUBT_UNAVAILABLE);
+    for (;;) {
+        enum work what = WORK_NONE;
+        struct app_model *am = NULL;
+        pthread_mutex_lock(&app->mu);
+        while (!atomic_load(&app->stopping) && !(am = next_work(app, &what)))
+            pthread_cond_wait(&app->work, &app->mu);
+        pthread_mutex_unlock(&app->mu);
+        if (!am)
+            return NULL; /* stopping */
+        switch (what) {
+        case WORK_ANALYSE: analyse_one(app, am); break;
+        case WORK_CALIBRATE: calibrate_doubt(app, am); break;
+        case WORK_NO_DOUBT: no_doubt(app, am); break;
+        case WORK_EVALUATE: evaluate_doubt(app, am); break;
+        case WORK_NONE: break;
+        }
+        app_model_put(am);
     }
-    /* Models without a doubt score learn it at once, not after the others'
-     * evaluations. */
-    for (int i = 0; i < app->n_models && !atomic_load(&app->stopping); i++) {
-        struct app_model *am = &app->models[i];
-        if (atomic_load(&am->doubt_state) == APP_DOUBT_READY)
-            continue;
-        snprintf(am->doubt_eval_note, sizeof am->doubt_eval_note,
-                 "no doubt evaluation for %s: it has no doubt score (%.300s)", am->id,
-                 am->doubt_note[0] ? am->doubt_note : "its analysis failed");
-        atomic_store_explicit(&am->doubt_eval_state, APP_DOUBT_UNAVAILABLE, memory_order_release);
-        app_set_state(app, am, atomic_load(&am->state), NULL);
-    }
-    for (int i = 0; i < app->n_models && !atomic_load(&app->stopping); i++)
-        if (atomic_load(&app->models[i].doubt_state) == APP_DOUBT_READY)
-            evaluate_doubt(app, &app->models[i]);
-    return NULL;
 }
 
 int app_start_analyses(struct app *app, char *err)
@@ -674,8 +806,16 @@ int app_new(const struct app_config *cfg, struct app **out, char *err)
     snprintf(app->models_root, sizeof app->models_root, "%s", cfg->models_root);
     snprintf(app->data_root, sizeof app->data_root, "%s", cfg->data_root);
     snprintf(app->cache_dir, sizeof app->cache_dir, "%s", cfg->cache_dir ? cfg->cache_dir : "");
+    snprintf(app->workspace, sizeof app->workspace, "%s", cfg->workspace ? cfg->workspace : "");
     pthread_mutex_init(&app->mu, NULL);
     pthread_mutex_init(&app->store_mu, NULL);
+    pthread_mutex_init(&app->imports_mu, NULL);
+    pthread_rwlock_init(&app->models_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&app->work, &ca);
+    pthread_condattr_destroy(&ca);
     atomic_init(&app->models_list, NULL);
     atomic_init(&app->stopping, 0);
 
@@ -687,11 +827,16 @@ int app_new(const struct app_config *cfg, struct app **out, char *err)
     if (!app->store || !app->store_num || !app->img_ring || !app->openapi)
         rc = strata_fail(err, STRATA_E_NOMEM, "out of memory");
     if (rc == 0)
-        rc = load_models(app, err);
+        rc = load_models(app, app->models_root, 0, 1, err);
+    if (rc == 0 && app->workspace[0]) {
+        char dir[1100];
+        snprintf(dir, sizeof dir, "%s/models", app->workspace);
+        rc = load_models(app, dir, 1, 0, err);
+    }
     if (rc == 0)
         rc = jobs_new(cfg->workers, cfg->max_queue, &app->jobs, err);
     for (int i = 0; rc == 0 && i < app->n_models; i++) {
-        struct app_model *am = &app->models[i];
+        struct app_model *am = app->models[i];
         if (atomic_load(&am->state) == APP_FAILED)
             logf_(app, "%s: %s", am->id, am->error);
         if (app_set_state(app, am, atomic_load(&am->state), NULL) < 0)
@@ -708,31 +853,52 @@ int app_new(const struct app_config *cfg, struct app **out, char *err)
     return 0;
 }
 
+static void model_destroy(struct app_model *am)
+{
+    struct app *app = am->app;
+    /* Dataset explanations in the ring outlive their model's slots. */
+    pthread_mutex_lock(&app->store_mu);
+    for (int i = 0; app->img_ring && i < app->cfg.max_image_explanations; i++)
+        if (app->img_ring[i] && app->img_ring[i]->owner == am)
+            app->img_ring[i]->owner = NULL;
+    pthread_mutex_unlock(&app->store_mu);
+    release_ready(am);
+    struct doubt_model *dm = atomic_load(&am->doubt);
+    doubt_free(dm);
+    free(dm);
+    free(atomic_load(&am->doubt_eval));
+    free(atomic_load(&am->detail));
+    for (int w = 0; w < am->n_ws_free; w++) {
+        model_workspace_free(am->ws_free[w]);
+        free(am->ws_free[w]);
+    }
+    free(am->ws_free);
+    model_free(&am->m);
+    json_decref(am->card);
+    pthread_mutex_destroy(&am->ws_mu);
+    free(am);
+}
+
+void app_model_put(struct app_model *am)
+{
+    if (am && atomic_fetch_sub(&am->refs, 1) == 1)
+        model_destroy(am);
+}
+
 void app_free(struct app *app)
 {
     if (!app)
         return;
     atomic_store(&app->stopping, 1);
-    if (app->analyser_started)
+    if (app->analyser_started) {
+        pthread_mutex_lock(&app->mu);
+        pthread_cond_broadcast(&app->work);
+        pthread_mutex_unlock(&app->mu);
         pthread_join(app->analyser, NULL);
-    jobs_free(app->jobs);
-    for (int i = 0; i < app->n_models; i++) {
-        struct app_model *am = &app->models[i];
-        release_ready(am);
-        struct doubt_model *dm = atomic_load(&am->doubt);
-        doubt_free(dm);
-        free(dm);
-        free(atomic_load(&am->doubt_eval));
-        free(atomic_load(&am->detail));
-        for (int w = 0; w < am->n_ws_free; w++) {
-            model_workspace_free(am->ws_free[w]);
-            free(am->ws_free[w]);
-        }
-        free(am->ws_free);
-        model_free(&am->m);
-        json_decref(am->card);
-        pthread_mutex_destroy(&am->ws_mu);
     }
+    jobs_free(app->jobs);
+    for (int i = 0; i < app->n_models; i++)
+        app_model_put(app->models[i]); /* the registry's reference, the last one now */
     free(app->models);
     if (app->store)
         for (int i = 0; i < app->cfg.max_explanations; i++)
@@ -750,29 +916,160 @@ void app_free(struct app *app)
     free(app->openapi);
     pthread_mutex_destroy(&app->mu);
     pthread_mutex_destroy(&app->store_mu);
+    pthread_mutex_destroy(&app->imports_mu);
+    pthread_rwlock_destroy(&app->models_lock);
+    pthread_cond_destroy(&app->work);
     free(app);
 }
 
 /* --- lookups ------------------------------------------------------------- */
 
-struct app_model *app_find_model(struct app *app, const char *id)
+struct app_model *app_model_get(struct app *app, const char *id)
 {
+    struct app_model *found = NULL;
     if (!id)
         return NULL;
-    for (int i = 0; i < app->n_models; i++)
-        if (strcmp(app->models[i].id, id) == 0)
-            return &app->models[i];
-    return NULL;
+    pthread_rwlock_rdlock(&app->models_lock);
+    for (int i = 0; i < app->n_models && !found; i++)
+        if (strcmp(app->models[i]->id, id) == 0) {
+            found = app->models[i];
+            atomic_fetch_add(&found->refs, 1);
+        }
+    pthread_rwlock_unlock(&app->models_lock);
+    return found;
+}
+
+static void model_put_cb(void *cls)
+{
+    app_model_put(cls);
 }
 
 struct app_model *app_model_or_404(const struct request *req, struct response *res)
 {
     const char *id = request_param(req, "id");
-    struct app_model *am = app_find_model(req->app, id);
+    struct app_model *am = app_model_get(req->app, id);
     if (!am)
         response_error(res, 404, "not_found",
                        "no model named \"%.100s\": GET /api/models lists them", id ? id : "");
+    else
+        response_on_done(res, model_put_cb, am);
     return am;
+}
+
+void app_models_each(struct app *app, void (*fn)(struct app_model *am, void *user), void *user)
+{
+    pthread_rwlock_rdlock(&app->models_lock);
+    for (int i = 0; i < app->n_models; i++)
+        fn(app->models[i], user);
+    pthread_rwlock_unlock(&app->models_lock);
+}
+
+int app_add_model(struct app *app, const char *dir, const char *data_root, int uploaded,
+                  char *err)
+{
+    struct app_model *am = calloc(1, sizeof *am);
+    if (!am)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    load_model(app, am, dir);
+    am->uploaded = uploaded;
+    snprintf(am->data_root, sizeof am->data_root, "%s", data_root);
+    int rc = registry_add(app, am);
+    if (rc < 0) {
+        model_destroy(am);
+        return rc == STRATA_E_ARG ? strata_fail(err, rc, "a model named %s already exists", am->id)
+                                  : strata_fail(err, rc, "out of memory");
+    }
+    if (atomic_load(&am->state) == APP_FAILED)
+        logf_(app, "%s: %s", am->id, am->error);
+    app_set_state(app, am, atomic_load(&am->state), NULL);
+    pthread_mutex_lock(&app->mu);
+    pthread_cond_broadcast(&app->work);
+    pthread_mutex_unlock(&app->mu);
+    return 0;
+}
+
+/* Removes what extraction or an import wrote: a folder tree of plain files
+ * (links are removed, never followed). */
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int app_workspace_prepare(const char *workspace, char *err)
+{
+    const char *subs[] = {"", "/models", "/data", "/.incoming"};
+    char path[1200];
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        snprintf(path, sizeof path, "%s%s", workspace, subs[i]);
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return strata_fail(err, STRATA_E_IO, "cannot create the workspace folder %s: %s",
+                               path, strerror(errno));
+    }
+    /* imports a previous run left half done */
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char old[1500];
+        snprintf(old, sizeof old, "%s/%s", path, e->d_name);
+        remove_tree(old);
+    }
+    if (d)
+        closedir(d);
+    return 0;
+}
+
+int app_delete_model(struct app *app, const char *id, char *err)
+{
+    struct app_model *am = NULL;
+    int rc = 0;
+    pthread_rwlock_wrlock(&app->models_lock);
+    int i = 0;
+    while (i < app->n_models && strcmp(app->models[i]->id, id) != 0)
+        i++;
+    if (i == app->n_models)
+        rc = strata_fail(err, STRATA_E_NOTFOUND, "no model named \"%.100s\": GET /api/models "
+                                                 "lists them",
+                         id);
+    else if (!app->models[i]->uploaded)
+        rc = strata_fail(err, STRATA_E_ARG,
+                         "%s was not made through this page or POST /api/models: demo models "
+                         "and models imported with `strata import` are not deleted from here",
+                         id);
+    else {
+        am = app->models[i];
+        memmove(app->models + i, app->models + i + 1,
+                (size_t)(app->n_models - i - 1) * sizeof *app->models);
+        app->n_models--;
+        atomic_store(&am->deleted, 1);
+    }
+    pthread_rwlock_unlock(&app->models_lock);
+    if (rc < 0)
+        return rc;
+    /* The files go now; the memory when the last request using it is done. */
+    char data[1400];
+    snprintf(data, sizeof data, "%s/data", app->workspace);
+    if (strcmp(am->data_root, data) == 0) {
+        snprintf(data, sizeof data, "%s/data/%s", app->workspace, am->id);
+        remove_tree(data);
+    }
+    remove_tree(am->dir);
+    logf_(app, "%s: deleted", am->id);
+    app_set_state(app, NULL, 0, NULL);
+    app_model_put(am);
+    return 0;
 }
 
 int app_require_ready(const struct app_model *am, struct response *res)
@@ -920,13 +1217,15 @@ struct explanation *app_explanation_get(struct app *app, const char *id)
         return NULL;
     memcpy(model, id, ml);
     model[ml] = '\0';
-    struct app_model *am = app_find_model(app, model);
-    if (!am || atomic_load_explicit(&am->state, memory_order_acquire) != APP_READY)
+    struct app_model *am = app_model_get(app, model);
+    if (!am || atomic_load_explicit(&am->state, memory_order_acquire) != APP_READY) {
+        app_model_put(am);
         return NULL;
+    }
     int i = analysis_parse_index(tilde + 1, am->a.n);
-    if (i < 0)
-        return NULL;
-    return app_image_explanation_get(app, am, i);
+    e = i < 0 ? NULL : app_image_explanation_get(app, am, i);
+    app_model_put(am);
+    return e;
 }
 
 struct explanation *app_image_explanation_get(struct app *app, struct app_model *am, int i)
@@ -950,7 +1249,7 @@ struct explanation *app_image_explanation_put(struct app *app, struct app_model 
     } else {
         size_t slot = app->img_next++ % (size_t)app->cfg.max_image_explanations;
         drop = app->img_ring[slot];
-        if (drop)
+        if (drop && drop->owner) /* NULL: its model was deleted */
             drop->owner->expl[drop->index] = NULL;
         e->owner = am;
         e->index = i;

@@ -47,6 +47,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -140,9 +141,24 @@ struct app_layer {
     _Atomic(struct blob *) scatter_k[ANALYSIS_DEFAULT_K_MAX + 1]; /* ?k=N, filled on demand */
 };
 
+struct app;
+
 struct app_model {
+    struct app *app;
     char id[64];          /* model id (model.json "id", else the folder name) */
     char dir[1300];       /* its folder */
+    char data_root[1024]; /* the datasets folder its dataset is in */
+    int uploaded;         /* made by POST /api/models: it can be deleted */
+    /* References: the registry's (until deleted) and one per user (a
+     * request being handled or sent, the analysis thread); the last one
+     * frees the model. */
+    atomic_int refs;
+    atomic_int deleted;   /* out of the registry: work on it stops early */
+    /* What the analysis thread is doing on it (app->mu): a stage name
+     * ("forward", "clustering", ...) and done/total, while QUEUED or
+     * ANALYSING or calibrating; stage empty otherwise. */
+    char progress_stage[32];
+    long progress_done, progress_total;
     int loaded;           /* model.json parsed: m is usable for its description */
     int has_weights;      /* and its weights are loaded: m can run */
     struct model m;
@@ -195,6 +211,13 @@ struct app_config {
     int max_image_explanations; /* dataset image explanations kept (>= 1) */
     double job_timeout_s;    /* how long a request waits for its job */
     size_t max_upload_bytes; /* the HTTP body limit, reported by /api/health (0: not given) */
+    /* Models imported through the API: <workspace>/models/<id>, their
+     * uploaded images <workspace>/data/<id>, uploads in progress
+     * <workspace>/.incoming. NULL: imports are refused. */
+    const char *workspace;
+    uint64_t max_model_bytes;   /* the .onnx of an import, default 300 MB */
+    uint64_t max_archive_bytes; /* the images archive of an import (compressed), 1 GiB */
+    uint64_t max_archive_entries, max_archive_unpacked; /* image_archive.h's limits */
     FILE *log;               /* startup and analysis messages (NULL: stderr) */
 };
 
@@ -205,9 +228,13 @@ void app_config_defaults(struct app_config *cfg);
 
 struct app {
     struct app_config cfg;
-    char models_root[1024], data_root[1024], cache_dir[1024];
-    int n_models;
-    struct app_model *models; /* [n_models], sorted by id */
+    char models_root[1024], data_root[1024], cache_dir[1024], workspace[1024];
+    /* The registry: models_lock guards the array (read: lookups and
+     * listings; write: adding and deleting). */
+    pthread_rwlock_t models_lock;
+    int n_models, cap_models;
+    struct app_model **models; /* [n_models]: models_root's sorted by id, then the workspace's */
+    pthread_mutex_t imports_mu; /* one import writes into the workspace at a time */
     struct blob *openapi;
     _Atomic(struct blob *) models_list;
     struct job_pool *jobs;
@@ -225,6 +252,7 @@ struct app {
 
     pthread_t analyser;
     int analyser_started;
+    pthread_cond_t work; /* with mu: a model was added (the analysis thread waits on it) */
     atomic_int stopping;
 };
 
@@ -246,12 +274,37 @@ int app_start_analyses(struct app *app, char *err);
  * NULL-safe. */
 void app_free(struct app *app);
 
-/* The model with that id, or NULL. */
-struct app_model *app_find_model(struct app *app, const char *id);
+/* The model with that id with a new reference (give it back with
+ * app_model_put), or NULL. */
+struct app_model *app_model_get(struct app *app, const char *id);
+void app_model_put(struct app_model *am);
 
-/* Finds the {id} path parameter's model; on failure fills res with 404 and
+/* Finds the {id} path parameter's model, holding a reference until res
+ * has been sent (response_on_done); on failure fills res with 404 and
  * returns NULL. */
 struct app_model *app_model_or_404(const struct request *req, struct response *res);
+
+/* Loads the model folder `dir` (uploaded: made by POST /api/models, with
+ * its images under data_root) into the registry and queues its analysis.
+ * Returns 0, or STRATA_E_ARG (the id is taken) / STRATA_E_NOMEM with err;
+ * a model that loads but cannot run is added as FAILED, as at start. */
+int app_add_model(struct app *app, const char *dir, const char *data_root, int uploaded,
+                  char *err);
+
+/* Takes the model out of the registry (its analysis stops, requests in
+ * flight finish) and removes its folder and, for uploaded images, its
+ * dataset folder. Only uploaded models: STRATA_E_ARG for others,
+ * STRATA_E_NOTFOUND for an unknown id, with err. */
+int app_delete_model(struct app *app, const char *id, char *err);
+
+/* Creates <workspace>/{models,data,.incoming} as needed and empties
+ * .incoming (imports a stopped server left half done). Returns 0 or
+ * STRATA_E_IO with err. */
+int app_workspace_prepare(const char *workspace, char *err);
+
+/* Calls fn on every model in the registry, in order, under its read lock
+ * (fn must not add or delete models). */
+void app_models_each(struct app *app, void (*fn)(struct app_model *am, void *user), void *user);
 
 /* Image i of am's analysed split as a file path under the split's folder
  * (api_images.c): its id "<class>/<file>" with plain names, or -1 for an id
@@ -327,9 +380,12 @@ double app_now_ms(void);
 
 /* --- resources (one file each) ------------------------------------------- */
 
-/* api_models.c: a model's entry in GET /api/models, and GET /api/models/{id}. */
+/* api_models.c: a model's entry in GET /api/models, and GET /api/models/{id}
+ * (both read am->progress_*: call with app->mu held). */
 json_t *api_model_summary(const struct app_model *am);
 json_t *api_model_detail(const struct app_model *am);
+/* The reply of GET /api/models built now (with app->mu held). */
+struct blob *api_models_list_blob(struct app *app);
 
 /* api_layers.c: the scatter and elbow blobs of every layer (am->layers). */
 int api_layers_precompute(struct app_model *am, char *err);
@@ -358,6 +414,9 @@ int handle_explanation(const struct request *req, struct response *res);
 int handle_explanation_overlay(const struct request *req, struct response *res);
 int handle_explanation_heatmap(const struct request *req, struct response *res);
 int handle_openapi(const struct request *req, struct response *res);
+int handle_import(const struct request *req, struct response *res);
+int handle_delete_model(const struct request *req, struct response *res);
+int handle_datasets(const struct request *req, struct response *res);
 
 /* The route table of the API (cmd_serve.c builds the router from it). */
 extern const struct route app_routes[];

@@ -186,7 +186,7 @@ int cmd_doubt_eval(int argc, char **argv)
     if (dm.cache_note[0])
         fprintf(stderr, "strata doubt-eval: %s\n", dm.cache_note);
     int erc = n_ood == 0 && default_ood
-                  ? doubt_report_load_or_run(&dm, &m, root, cache_dir, &r, cli_show_stages, &v, err)
+                  ? doubt_report_load_or_run(&dm, &m, root, NULL, cache_dir, &r, cli_show_stages, &v, err)
                   : doubt_report_run(&dm, &m, root, ood, n_ood, default_ood, &r, cli_show_stages, &v, err);
     progress_end(&v.bar);
     if (erc < 0) {

@@ -16,8 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "graph.h"
-#include "onnx.h"
+#include "model_import.h"
 
 static const char *const import_help =
     "Usage: strata import FILE.onnx --id ID [options]\n\n"
@@ -40,17 +39,6 @@ static const char *const import_help =
     "  --title TEXT       the name shown on the pages (default: ID)\n"
     "  --data DIR         datasets folder (default $STRATA_DATA or " DATASET_DEFAULT_ROOT ")\n"
     "  --models DIR       folder holding the models (default $STRATA_MODELS or ./models)\n";
-
-static int id_ok(const char *s)
-{
-    if (!s[0] || s[0] == '.' || strlen(s) >= 64)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.'))
-            return 0;
-    return 1;
-}
 
 /* Three comma-separated numbers; std ones must be positive. */
 static int parse_triple(const char *s, double out[3], int positive)
@@ -78,20 +66,6 @@ static int add_class(json_t *arr, const char *begin, const char *end)
     if (end == begin || end - begin > 255)
         return -1;
     return json_array_append_new(arr, json_stringn(begin, (size_t)(end - begin)));
-}
-
-static int classes_from_list(json_t *arr, const char *list)
-{
-    const char *p = list;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        const char *end = comma ? comma : p + strlen(p);
-        if (add_class(arr, p, end) < 0)
-            return -1;
-        if (!comma)
-            return 0;
-        p = comma + 1;
-    }
 }
 
 static int classes_from_file(json_t *arr, const char *path, char *err)
@@ -152,41 +126,6 @@ static void remove_folder(const char *dir)
     rmdir(dir);
 }
 
-/* The input size from the file, or --input when the file leaves it open. */
-static int input_size(const char *file, const char *flag, int *h, int *w, char *err)
-{
-    struct graph g = {0};
-    int rc = onnx_load(&g, file, err);
-    if (rc < 0)
-        return rc;
-    int64_t fh = -1, fw = -1;
-    if (g.n_inputs >= 1 && g.values[g.inputs[0]].init.ndim == 4) {
-        fh = g.values[g.inputs[0]].init.dims[2];
-        fw = g.values[g.inputs[0]].init.dims[3];
-    }
-    graph_deinit(&g);
-    if (flag) {
-        if (sscanf(flag, "%dx%d", h, w) != 2 || *h < 1 || *w < 1 || *h > 4096 || *w > 4096)
-            return strata_fail(err, STRATA_E_ARG, "--input expects HxW, e.g. 224x224, got '%s'",
-                               flag);
-        if ((fh >= 0 && fh != *h) || (fw >= 0 && fw != *w))
-            return strata_fail(err, STRATA_E_ARG, "--input %s, but the file fixes %lldx%lld",
-                               flag, (long long)fh, (long long)fw);
-        return 0;
-    }
-    if (fh < 1 || fw < 1)
-        return strata_fail(err, STRATA_E_ARG,
-                           "%s leaves the input's height and width open: give them with --input "
-                           "HxW (the size the model was trained at)",
-                           file);
-    if (fh > 4096 || fw > 4096)
-        return strata_fail(err, STRATA_E_UNSUPPORTED, "%s: input %lldx%lld is over 4096 pixels",
-                           file, (long long)fh, (long long)fw);
-    *h = (int)fh;
-    *w = (int)fw;
-    return 0;
-}
-
 int cmd_import(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -229,7 +168,7 @@ int cmd_import(int argc, char **argv)
         return cli_usage_error("import", "expected one ONNX file");
     if (!id)
         return cli_usage_error("import", "--id is required (the new model's name)");
-    if (!id_ok(id))
+    if (!import_id_ok(id))
         return cli_usage_error("import", "--id '%s': use letters, digits, '-', '_' and '.' only", id);
     if (!!classes + !!labels + (dataset && !classes && !labels) == 0)
         return cli_usage_error("import", "give the class names: --classes, --labels or --dataset");
@@ -247,10 +186,7 @@ int cmd_import(int argc, char **argv)
     json_t *names = json_array();
     int rc = 0;
     if (classes)
-        rc = classes_from_list(names, classes) < 0
-                 ? strata_fail(err, STRATA_E_ARG, "--classes: names of 1 to 255 characters, "
-                                                  "comma-separated")
-                 : 0;
+        rc = import_classes_from_list(names, classes, err);
     else if (labels)
         rc = classes_from_file(names, labels, err);
     else {
@@ -260,41 +196,33 @@ int cmd_import(int argc, char **argv)
             json_array_append_new(names, json_string(ds.classes[k]));
         dataset_free(&ds);
     }
-    int h = 0, w = 0;
+    int h = 0, w = 0, want_h = 0, want_w = 0;
+    if (input && (sscanf(input, "%dx%d", &want_h, &want_w) != 2 || want_h < 1 || want_w < 1)) {
+        json_decref(names);
+        return cli_usage_error("import", "--input expects HxW, e.g. 224x224, got '%s'", input);
+    }
     if (rc == 0)
-        rc = input_size(file, input, &h, &w, err);
+        rc = import_input_size(file, file, want_h, want_w, &h, &w, err);
     if (rc < 0) {
         json_decref(names);
         return cli_fail("import", "%s", err);
     }
 
-    json_t *j = json_pack("{s:s, s:s, s:{s:i, s:i, s:i}, s:{s:[f,f,f], s:[f,f,f]}, s:o, s:s}",
-                          "id", id, "title", title ? title : id, "input", "height", h, "width", w,
-                          "channels", 3,
-                          "normalization", "mean", mean[0], mean[1], mean[2], "std", stdv[0],
-                          stdv[1], stdv[2], "classes", names, "onnx", "model.onnx");
-    if (j && dataset) /* without one, the dataset defaults to the id, as for strata's models */
-        json_object_set_new(j, "dataset", json_string(dataset));
     snprintf(tmp, sizeof tmp, "%s/.import-%s-%d", root, id, (int)getpid());
-    if (!j || (mkdir(root, 0755) != 0 && errno != EEXIST) || mkdir(tmp, 0755) != 0) {
-        json_decref(j);
+    if ((mkdir(root, 0755) != 0 && errno != EEXIST) || mkdir(tmp, 0755) != 0) {
+        json_decref(names);
         return cli_fail("import", "cannot create %s: %s", tmp, strerror(errno));
     }
-    snprintf(path, sizeof path, "%s/model.json", tmp);
-    if (json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(7)) != 0)
-        rc = strata_fail(err, STRATA_E_IO, "cannot write %s", path);
-    json_decref(j);
     snprintf(path, sizeof path, "%s/model.onnx", tmp);
-    if (rc == 0)
-        rc = copy_file(file, path, err);
-
-    /* the real check: open it as a model, exactly as every command will */
-    struct model m = {0};
-    if (rc == 0 && (rc = model_open(&m, root, tmp, err)) == 0) {
-        printf("imported %s: %d classes, input %dx%d, %d layers shown, %zu parameters\n", id,
-               m.n_classes, h, w, m.n_layers, model_trainable_count(&m));
-        model_free(&m);
-    }
+    rc = copy_file(file, path, err);
+    struct import_meta meta = {.id = id, .title = title, .classes = names, .dataset = dataset,
+                               .mean = {mean[0], mean[1], mean[2]},
+                               .std = {stdv[0], stdv[1], stdv[2]}, .height = h, .width = w};
+    int n_layers = 0;
+    if (rc == 0 && (rc = import_write_and_check(tmp, &meta, &n_layers, err)) == 0)
+        printf("imported %s: %zu classes, input %dx%d, %d layers shown\n", id,
+               json_array_size(names), h, w, n_layers);
+    json_decref(names);
     if (rc == 0 && rename(tmp, dir) != 0)
         rc = strata_fail(err, STRATA_E_IO, "cannot rename %s to %s: %s", tmp, dir, strerror(errno));
     if (rc < 0) {

@@ -27,26 +27,29 @@
  * "…/images/jaguar/0003.jpg", and dataset files always have an image
  * extension, so "thumb" and "explanation" never name a file. */
 const struct route app_routes[] = {
-    {"GET", "/api/health", handle_health},
-    {"GET", "/api/openapi.json", handle_openapi},
-    {"GET", "/api/models", handle_models},
-    {"GET", "/api/models/{id}", handle_model},
-    {"GET", "/api/models/{id}/layers/{layer}/scatter", handle_scatter},
-    {"GET", "/api/models/{id}/layers/{layer}/elbow", handle_elbow},
-    {"GET", "/api/models/{id}/paths", handle_paths},
-    {"GET", "/api/models/{id}/misclassified", handle_misclassified},
-    {"GET", "/api/models/{id}/doubt", handle_doubt},
-    {"GET", "/api/models/{id}/images/{image}", handle_image},
-    {"GET", "/api/models/{id}/images/{image}/thumb", handle_thumb},
-    {"GET", "/api/models/{id}/images/{image}/explanation", handle_image_explanation},
-    {"GET", "/api/models/{id}/images/{class}/{file}", handle_image},
-    {"GET", "/api/models/{id}/images/{class}/{file}/thumb", handle_thumb},
-    {"GET", "/api/models/{id}/images/{class}/{file}/explanation", handle_image_explanation},
-    {"POST", "/api/models/{id}/predict", handle_predict},
-    {"POST", "/api/models/{id}/explain", handle_explain},
-    {"GET", "/api/explanations/{eid}", handle_explanation},
-    {"GET", "/api/explanations/{eid}/overlay.png", handle_explanation_overlay},
-    {"GET", "/api/explanations/{eid}/heatmap.png", handle_explanation_heatmap},
+    {"GET", "/api/health", handle_health, 0},
+    {"GET", "/api/openapi.json", handle_openapi, 0},
+    {"GET", "/api/models", handle_models, 0},
+    {"POST", "/api/models", handle_import, ROUTE_SPOOL_BODY},
+    {"GET", "/api/datasets", handle_datasets, 0},
+    {"GET", "/api/models/{id}", handle_model, 0},
+    {"DELETE", "/api/models/{id}", handle_delete_model, 0},
+    {"GET", "/api/models/{id}/layers/{layer}/scatter", handle_scatter, 0},
+    {"GET", "/api/models/{id}/layers/{layer}/elbow", handle_elbow, 0},
+    {"GET", "/api/models/{id}/paths", handle_paths, 0},
+    {"GET", "/api/models/{id}/misclassified", handle_misclassified, 0},
+    {"GET", "/api/models/{id}/doubt", handle_doubt, 0},
+    {"GET", "/api/models/{id}/images/{image}", handle_image, 0},
+    {"GET", "/api/models/{id}/images/{image}/thumb", handle_thumb, 0},
+    {"GET", "/api/models/{id}/images/{image}/explanation", handle_image_explanation, 0},
+    {"GET", "/api/models/{id}/images/{class}/{file}", handle_image, 0},
+    {"GET", "/api/models/{id}/images/{class}/{file}/thumb", handle_thumb, 0},
+    {"GET", "/api/models/{id}/images/{class}/{file}/explanation", handle_image_explanation, 0},
+    {"POST", "/api/models/{id}/predict", handle_predict, 0},
+    {"POST", "/api/models/{id}/explain", handle_explain, 0},
+    {"GET", "/api/explanations/{eid}", handle_explanation, 0},
+    {"GET", "/api/explanations/{eid}/overlay.png", handle_explanation_overlay, 0},
+    {"GET", "/api/explanations/{eid}/heatmap.png", handle_explanation_heatmap, 0},
 };
 const size_t app_n_routes = sizeof app_routes / sizeof app_routes[0];
 
@@ -73,6 +76,13 @@ static const char *const serve_help =
     "  --data DIR          datasets folder (default $STRATA_DATA or " DATASET_DEFAULT_ROOT ")\n"
     "  --cache DIR         analysis cache (default $STRATA_CACHE or " ANALYSIS_DEFAULT_CACHE ")\n"
     "  --no-cache          neither read nor write the analysis cache\n"
+    "  --workspace DIR     where models imported from the browser (POST /api/models) and\n"
+    "                      their uploaded images are kept: DIR/models, DIR/data (default\n"
+    "                      $STRATA_WORKSPACE or ./workspace)\n"
+    "  --max-model-mb N    largest .onnx file an import accepts (default 300)\n"
+    "  --max-archive-mb N  largest images archive an import accepts, compressed (default 1024)\n"
+    "  --max-archive-entries N  entries an archive may hold (default 100000)\n"
+    "  --max-archive-gb N  bytes an archive may unpack to, in GiB (default 4)\n"
     "  --threads N         worker threads for predict, LIME, re-clustering (default: CPUs)\n"
     "  --queue N           requests waiting for a worker before 503 busy (default 32)\n"
     "  --max-upload-mb N   request body limit in MB (default 10)\n"
@@ -100,6 +110,11 @@ int cmd_serve(int argc, char **argv)
                                          {"per-ip", required_argument, 0, 'P'},
                                          {"root", required_argument, 0, 'r'},
                                          {"quiet", no_argument, 0, 'q'},
+                                         {"workspace", required_argument, 0, 'w'},
+                                         {"max-model-mb", required_argument, 0, 'M'},
+                                         {"max-archive-mb", required_argument, 0, 'A'},
+                                         {"max-archive-entries", required_argument, 0, 'N'},
+                                         {"max-archive-gb", required_argument, 0, 'G'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     struct app_config ac;
@@ -107,7 +122,7 @@ int cmd_serve(int argc, char **argv)
     struct http_config hc;
     http_config_defaults(&hc);
     hc.port = 8080;
-    const char *models = NULL, *data = NULL, *cache = NULL, *root = ".";
+    const char *models = NULL, *data = NULL, *cache = NULL, *root = ".", *workspace = NULL;
     int no_cache = 0, v, c;
     optind = 1;
     opterr = 0;
@@ -160,6 +175,32 @@ int cmd_serve(int argc, char **argv)
             hc.per_ip_connections = (unsigned)v;
             break;
         case 'r': root = optarg; break;
+        case 'w': workspace = optarg; break;
+        case 'M':
+            if (cli_parse_int(optarg, 1, 4096, &v))
+                return cli_usage_error("serve", "--max-model-mb expects 1 to 4096, got '%s'",
+                                       optarg);
+            ac.max_model_bytes = (uint64_t)v << 20;
+            break;
+        case 'A':
+            if (cli_parse_int(optarg, 1, 65536, &v))
+                return cli_usage_error("serve", "--max-archive-mb expects 1 to 65536, got '%s'",
+                                       optarg);
+            ac.max_archive_bytes = (uint64_t)v << 20;
+            break;
+        case 'N':
+            if (cli_parse_int(optarg, 1, 10000000, &v))
+                return cli_usage_error("serve",
+                                       "--max-archive-entries expects 1 to 10000000, got '%s'",
+                                       optarg);
+            ac.max_archive_entries = (uint64_t)v;
+            break;
+        case 'G':
+            if (cli_parse_int(optarg, 1, 1024, &v))
+                return cli_usage_error("serve", "--max-archive-gb expects 1 to 1024, got '%s'",
+                                       optarg);
+            ac.max_archive_unpacked = (uint64_t)v << 30;
+            break;
         case 'q': hc.quiet = 1; break;
         case 'h': fputs(serve_help, stdout); return EXIT_OK;
         case ':': return cli_usage_error("serve", "option '%s' needs a value", argv[optind - 1]);
@@ -172,6 +213,16 @@ int cmd_serve(int argc, char **argv)
     ac.models_root = cli_models_root(models);
     ac.data_root = dataset_root(data);
     ac.cache_dir = no_cache ? NULL : analysis_cache_dir(cache);
+    if (!workspace)
+        workspace = getenv("STRATA_WORKSPACE") && getenv("STRATA_WORKSPACE")[0]
+                        ? getenv("STRATA_WORKSPACE")
+                        : "workspace";
+    ac.workspace = workspace;
+    char spool[1100];
+    snprintf(spool, sizeof spool, "%s/.incoming", workspace);
+    hc.spool_dir = spool;
+    /* the model, the archive, and room for the metadata and the form's framing */
+    hc.max_spool_body = ac.max_model_bytes + ac.max_archive_bytes + (1u << 20);
 
     /* Every thread started from here on inherits this mask, so the
      * signals reach only sigwait below. */
@@ -191,7 +242,7 @@ int cmd_serve(int argc, char **argv)
     struct static_files *files = NULL;
     struct http_server *srv = NULL;
     int rc = EXIT_FAIL;
-    if (app_new(&ac, &app, err) < 0 || router_new(app_routes, app_n_routes, &router, err) < 0 ||
+    if (app_workspace_prepare(workspace, err) < 0 || app_new(&ac, &app, err) < 0 || router_new(app_routes, app_n_routes, &router, err) < 0 ||
         static_new(root, mounts, sizeof mounts / sizeof mounts[0], &files, err) < 0) {
         cli_fail("serve", "%s", err);
         goto done;

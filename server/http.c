@@ -21,6 +21,7 @@
 #include "http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -49,6 +50,7 @@ struct http_server {
     unsigned receiving; /* of those, still receiving their body */
     struct timespec last_body; /* when a body byte last arrived */
     atomic_size_t body_bytes; /* held by request bodies, at most cfg.max_body_total */
+    atomic_uint spooling; /* bodies being written to spool files, at most cfg.max_spooling */
 };
 
 /* Per-request state, from the headers to the completion callback. */
@@ -73,6 +75,8 @@ struct http_ctx {
     size_t discarded; /* body bytes dropped after passing max_body or the budget */
     int over_budget; /* dropped because every upload together was over max_body_total */
     int receiving; /* counted in the server's receiving */
+    int spool_fd; /* a ROUTE_SPOOL_BODY body's file, -1 otherwise */
+    int spool_errno; /* a write to it failed: the rest is dropped, 507 at the end */
 
     struct response early; /* decided from the headers, sent on the last call */
     int has_early;
@@ -172,6 +176,13 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct http_ctx *ctx
             res->body_len, (void *)res->body, res->body_free, res->body_free_cls);
         if (r)
             res->body_free = NULL;
+    } else if (res->done) {
+        /* Borrowed bytes kept alive by what `done` releases: it runs when
+         * libmicrohttpd has sent them. */
+        r = MHD_create_response_from_buffer_with_free_callback_cls(
+            res->body_len, (void *)res->body, res->done, res->done_cls);
+        if (r)
+            res->done = NULL;
     } else {
         r = MHD_create_response_from_buffer(res->body_len, (void *)res->body,
                                             MHD_RESPMEM_PERSISTENT);
@@ -414,6 +425,83 @@ static int refuse_framing(struct MHD_Connection *c, struct http_ctx *ctx,
     return 0;
 }
 
+/* The start of a ROUTE_SPOOL_BODY request: refuses a declared body over
+ * max_spool_body (413) or one spool too many (503), else opens the
+ * unlinked file the body will be written to. */
+static enum MHD_Result spool_open(struct MHD_Connection *c, struct http_ctx *ctx, const char *cl)
+{
+    struct http_server *s = ctx->srv;
+    char msg[200];
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long declared = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl && declared > s->cfg.max_spool_body) {
+            snprintf(msg, sizeof msg, "the body is %llu bytes; the limit is %llu (%llu MB)",
+                     declared, (unsigned long long)s->cfg.max_spool_body,
+                     (unsigned long long)(s->cfg.max_spool_body >> 20));
+            return send_error(c, ctx, 413, "payload_too_large", msg, 1);
+        }
+    }
+    if (!has_body(c))
+        return MHD_YES; /* nothing to spool: the handler sees an empty body */
+    unsigned cur = atomic_load(&s->spooling);
+    do {
+        if (cur >= s->cfg.max_spooling) {
+            struct response busy;
+            response_init(&busy);
+            response_error(&busy, 503, "busy",
+                           "%u uploads of this kind are already in progress; retry in 30 s",
+                           cur);
+            response_header(&busy, "Retry-After", "30");
+            return send_reply(c, ctx, &busy, 1);
+        }
+    } while (!atomic_compare_exchange_weak(&s->spooling, &cur, cur + 1));
+    const char *dir = s->cfg.spool_dir && s->cfg.spool_dir[0] ? s->cfg.spool_dir : P_tmpdir;
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        /* a file system without O_TMPFILE: a named file, unlinked at once */
+        char path[1100];
+        snprintf(path, sizeof path, "%s/strata-body-XXXXXX", dir);
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd >= 0)
+            unlink(path);
+    }
+    if (fd < 0) {
+        atomic_fetch_sub(&s->spooling, 1);
+        snprintf(msg, sizeof msg, "the server cannot store the upload in %.100s: %s", dir,
+                 strerror(errno));
+        return send_error(c, ctx, 507, "insufficient_storage", msg, 1);
+    }
+    ctx->spool_fd = fd;
+    return MHD_YES;
+}
+
+/* A chunk of a spooled body: written out, or dropped once over the limit
+ * or after a failed write (answered at the end, as on_body does). */
+static enum MHD_Result spool_body(struct http_ctx *ctx, const char *data, size_t n)
+{
+    struct http_server *s = ctx->srv;
+    if (ctx->discarded || n > s->cfg.max_spool_body - ctx->body_len) {
+        ctx->discarded += n;
+        return ctx->discarded <= s->cfg.max_spool_body ? MHD_YES : MHD_NO;
+    }
+    if (!ctx->spool_errno) {
+        for (size_t off = 0; off < n;) {
+            ssize_t w = pwrite(ctx->spool_fd, data + off, n - off, (off_t)(ctx->body_len + off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                ctx->spool_errno = w < 0 ? errno : EIO;
+                break;
+            }
+            off += (size_t)w;
+        }
+    }
+    ctx->body_len += n;
+    return MHD_YES;
+}
+
 /* First call: everything that can be decided from the headers. */
 static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx,
                                   const char *url, const char *method)
@@ -481,6 +569,8 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
     /* Refuse a declared oversized body before reading a byte of it. */
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (ctx->match->route->flags & ROUTE_SPOOL_BODY)
+        return spool_open(c, ctx, cl);
     if (cl) {
         char *end;
         errno = 0;
@@ -535,6 +625,8 @@ static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, c
     body_arrived(ctx);
     if (ctx->replied || ctx->has_early)
         return MHD_YES; /* the body of a request already refused */
+    if (ctx->spool_fd >= 0)
+        return spool_body(ctx, data, n);
     struct http_server *s = ctx->srv;
     if (ctx->discarded || n > s->cfg.max_body - ctx->body_len) {
         /* Only a body without Content-Length gets here (a declared one was
@@ -583,16 +675,23 @@ static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, c
 /* Last call: the body is complete, run the handler. */
 static enum MHD_Result on_complete(struct MHD_Connection *c, struct http_ctx *ctx)
 {
+    char msg[200];
     if (ctx->over_budget && ctx->discarded <= ctx->srv->cfg.max_body)
         return send_over_budget(c, ctx);
     if (ctx->discarded) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "the body is over the limit of %zu bytes",
-                 ctx->srv->cfg.max_body);
+        snprintf(msg, sizeof msg, "the body is over the limit of %llu bytes",
+                 (unsigned long long)(ctx->spool_fd >= 0 ? ctx->srv->cfg.max_spool_body
+                                                         : ctx->srv->cfg.max_body));
         return send_error(c, ctx, 413, "payload_too_large", msg, 1);
     }
-    ctx->req.body = ctx->body;
+    if (ctx->spool_errno) {
+        snprintf(msg, sizeof msg, "the server could not store the upload: %s",
+                 strerror(ctx->spool_errno));
+        return send_error(c, ctx, 507, "insufficient_storage", msg, 1);
+    }
+    ctx->req.body = ctx->spool_fd >= 0 ? NULL : ctx->body;
     ctx->req.body_len = ctx->body_len;
+    ctx->req.body_fd = ctx->spool_fd;
     struct response res;
     response_init(&res);
     router_call(ctx->match, &ctx->req, &res);
@@ -612,6 +711,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             return MHD_NO;
         ctx->srv = s;
         ctx->conn = c;
+        ctx->spool_fd = -1;
+        ctx->req.body_fd = -1;
         response_init(&ctx->early);
         clock_gettime(CLOCK_MONOTONIC, &ctx->start);
         snprintf(ctx->method, sizeof ctx->method, "%s", method);
@@ -649,6 +750,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (ctx->has_early)
         response_deinit(&ctx->early); /* the client left before it was sent */
     body_release(ctx);
+    if (ctx->spool_fd >= 0) {
+        close(ctx->spool_fd);
+        atomic_fetch_sub(&s->spooling, 1);
+    }
     free(ctx->headers);
     free(ctx->match);
     int receiving = ctx->receiving;
@@ -678,6 +783,8 @@ void http_config_defaults(struct http_config *cfg)
     cfg->timeout_s = 30;
     cfg->threads = 0;
     cfg->shutdown_grace_s = 30;
+    cfg->max_spool_body = (uint64_t)3 << 29;
+    cfg->max_spooling = 2;
 }
 
 int http_server_start(const struct http_config *cfg, struct http_server **out, char *err)

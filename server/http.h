@@ -34,7 +34,9 @@
  *      Content-Length from the headers on) -> 503 busy with Retry-After and
  *      Connection: close, at once for a declared length, at the end of the
  *      (dropped) body otherwise
- *   5. the whole body is buffered, then the handler runs on this thread
+ *   5. the whole body is buffered (or, on a ROUTE_SPOOL_BODY route, written
+ *      to an unlinked file: see spool_dir), then the handler runs on this
+ *      thread
  *   6. its reply is sent; HEAD gets the headers of the GET reply, no body
  *
  * Threading: by default one thread per connection (threads = 0), so a
@@ -57,6 +59,7 @@
 #define STRATA_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "router.h"
@@ -79,6 +82,15 @@ struct http_config {
     size_t connection_memory; /* per-connection buffer (headers, query parameters, reads),
                                  default 192 KiB: room for the parameters a URL of max_url
                                  bytes can hold, each an entry in libmicrohttpd's pool */
+    /* Bodies of ROUTE_SPOOL_BODY routes (model imports) go to an unlinked
+     * file in spool_dir (NULL: the system's temporary folder), up to
+     * max_spool_body bytes each (default 1.5 GiB; a declared larger one is
+     * answered 413 from its headers), at most max_spooling at once (default
+     * 2; more: 503 busy). They do not count in max_body_total: they hold
+     * disk, not memory. A disk that fills up: 507. */
+    const char *spool_dir;
+    uint64_t max_spool_body;
+    unsigned max_spooling;
     unsigned timeout_s; /* idle connection timeout, default 30 */
     unsigned threads; /* 0 (default): a thread per connection; N: N polling threads */
     double shutdown_grace_s; /* http_server_stop waits this long for requests, default 30 */

@@ -179,7 +179,17 @@ static void release_body(struct response *res)
 void response_deinit(struct response *res)
 {
     release_body(res);
+    if (res->done)
+        res->done(res->done_cls);
     response_init(res);
+}
+
+void response_on_done(struct response *res, void (*done)(void *), void *cls)
+{
+    if (res->done)
+        res->done(res->done_cls);
+    res->done = done;
+    res->done_cls = cls;
 }
 
 int response_header(struct response *res, const char *name, const char *fmt, ...)
@@ -325,6 +335,7 @@ static int compile_route(const struct route *in, struct compiled_route *c, char 
     c->route.method = strdup(in->method);
     c->route.pattern = strdup(in->pattern);
     c->route.handler = in->handler;
+    c->route.flags = in->flags;
     if (!c->route.method || !c->route.pattern)
         return strata_fail(err, STRATA_E_NOMEM, "out of memory compiling routes");
     if (strcmp(p, "/") == 0)
@@ -645,19 +656,24 @@ static long header_param(const char *v, size_t vlen, const char *key, char *out,
 
 /* --- multipart/form-data ------------------------------------------------- */
 
-#define MULTIPART_MAX_HEADER_BLOCK 16384
+long multipart_boundary(const char *content_type, char *boundary, size_t len, char *err)
+{
+    char type[64];
+    media_type(content_type, type, sizeof type);
+    if (strcmp(type, "multipart/form-data") != 0)
+        return strata_fail(err, STRATA_E_UNSUPPORTED, "the body is %s, not multipart/form-data",
+                           type[0] ? type : "untyped");
+    /* RFC 2046: a boundary is 1 to 70 characters. */
+    long blen = header_param(content_type, strlen(content_type), "boundary", boundary, len);
+    if (blen < 1 || blen > 70)
+        return strata_fail(err, STRATA_E_FORMAT,
+                           "multipart/form-data needs a boundary parameter of 1 to 70 "
+                           "characters in its Content-Type");
+    return blen;
+}
 
-/* The headers of one part that matter to a form: its field name, filename
- * and content type. */
-struct part_headers {
-    char name[256];
-    int has_name;
-    char filename[256];
-    char content_type[128];
-};
-
-static int parse_part_headers(const char *h, size_t len, int index, struct part_headers *ph,
-                              char *err)
+int multipart_part_headers(const char *h, size_t len, int index, struct multipart_part *ph,
+                           char *err)
 {
     memset(ph, 0, sizeof *ph);
     int has_disposition = 0;
@@ -707,20 +723,10 @@ int request_form_part(const struct request *req, const char *name, struct upload
                       char *err)
 {
     memset(out, 0, sizeof *out);
-    char type[64];
-    media_type(req->content_type, type, sizeof type);
-    if (strcmp(type, "multipart/form-data") != 0)
-        return strata_fail(err, STRATA_E_UNSUPPORTED, "the body is %s, not multipart/form-data",
-                           type[0] ? type : "untyped");
-
-    /* RFC 2046: a boundary is 1 to 70 characters. */
     char boundary[80];
-    long blen = header_param(req->content_type, strlen(req->content_type), "boundary", boundary,
-                             sizeof boundary);
-    if (blen < 1 || blen > 70)
-        return strata_fail(err, STRATA_E_FORMAT,
-                           "multipart/form-data needs a boundary parameter of 1 to 70 "
-                           "characters in its Content-Type");
+    long blen = multipart_boundary(req->content_type, boundary, sizeof boundary, err);
+    if (blen < 0)
+        return (int)blen;
     char delim[2 + 80 + 2]; /* "\r\n--" + boundary */
     size_t dlen = (size_t)snprintf(delim, sizeof delim, "\r\n--%s", boundary);
 
@@ -760,8 +766,8 @@ int request_form_part(const struct request *req, const char *name, struct upload
                                "multipart part %d has no end of headers (or over %d bytes of "
                                "headers)",
                                index, MULTIPART_MAX_HEADER_BLOCK);
-        struct part_headers ph;
-        int rc = parse_part_headers(b + p, (size_t)(hend - (b + p)), index, &ph, err);
+        struct multipart_part ph;
+        int rc = multipart_part_headers(b + p, (size_t)(hend - (b + p)), index, &ph, err);
         if (rc < 0)
             return rc;
         size_t content = (size_t)(hend - b) + 4;

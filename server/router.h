@@ -83,8 +83,12 @@ struct request {
     const struct http_param *headers; /* request headers, names as received */
     size_t n_headers;
     const char *content_type; /* the Content-Type header, or NULL */
-    const unsigned char *body; /* the whole body (NULL when there is none) */
+    const unsigned char *body; /* the whole body (NULL when there is none or it is spooled) */
     size_t body_len;
+    /* On a ROUTE_SPOOL_BODY route only: the body as an open, unlinked
+     * file of body_len bytes (read it with pread; the HTTP layer closes
+     * it); body is NULL. Meaningless on other routes. */
+    int body_fd;
     void *app; /* the server's application state, opaque to the framework */
     /* Set by the HTTP layer: has the client closed its connection? (NULL in
      * requests built by hand.) Read it through request_client_gone. */
@@ -142,6 +146,12 @@ struct response {
     void *body_free_cls;
     int fd; /* owned file descriptor to send (sendfile), -1 when unused */
     uint64_t fd_size;
+    /* Called once when the framework is done with the response: after a
+     * borrowed body's last byte is sent (so it may release what keeps those
+     * bytes alive), else when the reply is queued or dropped. See
+     * response_on_done. */
+    void (*done)(void *cls);
+    void *done_cls;
     size_t n_headers;
     struct response_header headers[RESPONSE_MAX_HEADERS];
 };
@@ -179,6 +189,10 @@ int response_bytes(struct response *res, int status, const char *content_type,
 int response_file(struct response *res, int status, const char *content_type, int fd,
                   uint64_t size);
 
+/* Sets the done callback (see struct response); a second call runs the
+ * first callback at once. Can't fail. */
+void response_on_done(struct response *res, void (*done)(void *), void *cls);
+
 /* Replies with a status and no body (204, 304, ...). Returns 0. */
 int response_empty(struct response *res, int status);
 
@@ -214,6 +228,29 @@ int request_form_part(const struct request *req, const char *name, struct upload
 int request_image_body(const struct request *req, const char *field, struct upload *out,
                        char *err);
 
+/* The pieces of multipart/form-data parsing that a streaming reader
+ * (form_spool.h) shares with request_form_part. */
+#define MULTIPART_MAX_HEADER_BLOCK 16384
+
+struct multipart_part {
+    char name[256];
+    int has_name;
+    char filename[256];
+    char content_type[128]; /* lower case, without parameters */
+};
+
+/* The boundary parameter of a multipart/form-data Content-Type (1 to 70
+ * characters) into boundary (at least 80 bytes). Returns its length, or
+ * STRATA_E_UNSUPPORTED (another media type) / STRATA_E_FORMAT (no usable
+ * boundary) with err. */
+long multipart_boundary(const char *content_type, char *boundary, size_t len, char *err);
+
+/* Parses the header block of part `index` (1-based, for messages): h[0..len)
+ * without the blank line that ends it. Returns 0, or STRATA_E_FORMAT with
+ * err (a line without ':', no Content-Disposition with a name). */
+int multipart_part_headers(const char *h, size_t len, int index, struct multipart_part *ph,
+                           char *err);
+
 /* Decodes %XX escapes of s[0..len) into out (at least len + 1 bytes), also
  * '+' to a space when plus_is_space. NUL-terminates. Returns the decoded
  * length, or -1 for a malformed escape. The result may contain NUL bytes
@@ -235,7 +272,13 @@ struct route {
     const char *method;
     const char *pattern;
     route_handler handler;
+    unsigned flags; /* ROUTE_SPOOL_BODY, or 0 */
 };
+
+/* The body goes to an unlinked temporary file instead of memory (for
+ * uploads of hundreds of MB): the handler reads it from req->body_fd, and
+ * the HTTP layer's spool limits apply instead of max_body (http.h). */
+#define ROUTE_SPOOL_BODY 1u
 
 #define ROUTER_MAX_PARAMS 8
 #define ROUTER_MAX_PATH 4096

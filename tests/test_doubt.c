@@ -905,9 +905,9 @@ TEST(cache_files_and_evaluation)
     CHECK_MSG(worst < 1e-6, "largest difference %.3g", worst);
 
     /* The cached default evaluation: computed, then read back identical. */
-    CHECK_EQ_INT(doubt_report_load_or_run(&x, &m, tmp_root, cache, &r2, NULL, NULL, err), 0);
+    CHECK_EQ_INT(doubt_report_load_or_run(&x, &m, tmp_root, NULL, cache, &r2, NULL, NULL, err), 0);
     struct doubt_report r3 = {0};
-    CHECK_EQ_INT(doubt_report_load_or_run(&x, &m, tmp_root, cache, &r3, NULL, NULL, err), 0);
+    CHECK_EQ_INT(doubt_report_load_or_run(&x, &m, tmp_root, NULL, cache, &r3, NULL, NULL, err), 0);
     CHECK_EQ_INT(r2.n_ood, 8);
     CHECK_EQ_INT(r3.n_ood, 8);
     CHECK_EQ_INT(r3.n_sources, 2);

@@ -202,18 +202,18 @@ static int handle_watch(const struct request *req, struct response *res)
 }
 
 static const struct route test_routes[] = {
-    {"GET", "/api/items", handle_items},
-    {"POST", "/api/items", handle_create},
-    {"GET", "/api/items/compare", handle_items_compare},
-    {"GET", "/api/items/{id}", handle_item},
-    {"GET", "/api/items/{id}/parts/{part}", handle_item_part},
-    {"POST", "/api/upload", handle_upload},
-    {"POST", "/api/form", handle_form},
-    {"POST", "/api/json", handle_echo_json},
-    {"GET", "/api/fail", handle_fail},
-    {"GET", "/api/slow", handle_slow},
-    {"POST", "/api/job", handle_job},
-    {"GET", "/api/watch", handle_watch},
+    {"GET", "/api/items", handle_items, 0},
+    {"POST", "/api/items", handle_create, 0},
+    {"GET", "/api/items/compare", handle_items_compare, 0},
+    {"GET", "/api/items/{id}", handle_item, 0},
+    {"GET", "/api/items/{id}/parts/{part}", handle_item_part, 0},
+    {"POST", "/api/upload", handle_upload, 0},
+    {"POST", "/api/form", handle_form, 0},
+    {"POST", "/api/json", handle_echo_json, 0},
+    {"GET", "/api/fail", handle_fail, 0},
+    {"GET", "/api/slow", handle_slow, 0},
+    {"POST", "/api/job", handle_job, 0},
+    {"GET", "/api/watch", handle_watch, 0},
 };
 #define N_TEST_ROUTES (sizeof test_routes / sizeof test_routes[0])
 
@@ -644,11 +644,11 @@ TEST(router_rejects_bad_tables)
     char err[STRATA_ERR_LEN];
     struct router *r = NULL;
     const struct route bad[][1] = {
-        {{"GET", "api/x", handle_items}},        {{"FETCH", "/api/x", handle_items}},
-        {{"GET", "/api/{x", handle_items}},      {{"GET", "/api/a{x}", handle_items}},
-        {{"GET", "/api//x", handle_items}},      {{"GET", "/api/x/", handle_items}},
-        {{"GET", "/api/{x-y}", handle_items}},   {{"GET", "/api/x", NULL}},
-        {{"GET", "/api/%41", handle_items}},
+        {{"GET", "api/x", handle_items, 0}},        {{"FETCH", "/api/x", handle_items, 0}},
+        {{"GET", "/api/{x", handle_items, 0}},      {{"GET", "/api/a{x}", handle_items, 0}},
+        {{"GET", "/api//x", handle_items, 0}},      {{"GET", "/api/x/", handle_items, 0}},
+        {{"GET", "/api/{x-y}", handle_items, 0}},   {{"GET", "/api/x", NULL, 0}},
+        {{"GET", "/api/%41", handle_items, 0}},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
@@ -657,7 +657,7 @@ TEST(router_rejects_bad_tables)
         CHECK(err[0] != '\0');
     }
     const struct route many[] = {
-        {"GET", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}", handle_items}};
+        {"GET", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}", handle_items, 0}};
     CHECK(router_new(many, 1, &r, err) == STRATA_E_ARG);
     CHECK(router_new(test_routes, N_TEST_ROUTES, &r, err) == 0);
     router_free(r);

@@ -20,13 +20,13 @@ static int handler(const struct request *req, struct response *res)
 }
 
 static const struct route routes[] = {
-    {"GET", "/api/health", handler},
-    {"GET", "/api/models/{id}", handler},
-    {"GET", "/api/models/{id}/layers/{layer}/scatter", handler},
-    {"GET", "/api/models/{id}/images/{image}/thumb", handler},
-    {"GET", "/api/models/{id}/images/{class}/{file}", handler},
-    {"POST", "/api/models/{id}/explain", handler},
-    {"POST", "/api/models/{id}/predict", handler},
+    {"GET", "/api/health", handler, 0},
+    {"GET", "/api/models/{id}", handler, 0},
+    {"GET", "/api/models/{id}/layers/{layer}/scatter", handler, 0},
+    {"GET", "/api/models/{id}/images/{image}/thumb", handler, 0},
+    {"GET", "/api/models/{id}/images/{class}/{file}", handler, 0},
+    {"POST", "/api/models/{id}/explain", handler, 0},
+    {"POST", "/api/models/{id}/predict", handler, 0},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -17,20 +17,15 @@
 
 import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { fileURLToPath } from 'node:url';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = (() => {
-  const rel = process.env.STRATA_BIN || 'build/server/strata';
-  const here = path.resolve(process.cwd(), rel);
-  return fs.existsSync(here) ? here : path.resolve(ROOT, rel);
-})();
+import { ROOT, BIN, WAIT_MS, sleep, startServer, stopServer, call, assertError, raw } from './http-helpers.mjs';
+
 const FELINES = path.resolve(ROOT, '../shared/datasets/felines');
 // The fixture is built from a few of these photos: without the datasets
 // folder every test of this file is skipped with that reason, as the C and
@@ -41,51 +36,8 @@ const CLASSES = ['cheetah', 'jaguar', 'leopard', 'tiger'];
 const N_TRAIN = 6;
 const N_TEST = 5;
 const N_SHAPES = 4; // out-of-distribution images per class of the synthetic dataset
-const SLOW = /asan|sanitize/i.test(BIN) || !!process.env.ASAN_OPTIONS;
-const WAIT_MS = SLOW ? 240_000 : 60_000;
 
 // --- helpers -------------------------------------------------------------------
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Starts `strata serve` with extra args; resolves once /api/health answers. */
-async function startServer(args) {
-  const port = await freePort();
-  const proc = spawn(BIN, ['serve', '--port', String(port), ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const srv = { proc, port, base: `http://127.0.0.1:${port}`, stdout: '', stderr: '', exited: null };
-  proc.stdout.on('data', (d) => { srv.stdout += d; });
-  proc.stderr.on('data', (d) => { srv.stderr += d; });
-  srv.exit = new Promise((resolve) => proc.on('exit', (code, signal) => {
-    srv.exited = { code, signal };
-    resolve(srv.exited);
-  }));
-  const t0 = Date.now();
-  for (;;) {
-    if (srv.exited) throw new Error(`strata serve exited early (${JSON.stringify(srv.exited)}):\n${srv.stderr}`);
-    try {
-      const r = await fetch(`${srv.base}/api/health`);
-      if (r.ok) break;
-    } catch { /* not listening yet */ }
-    if (Date.now() - t0 > WAIT_MS) throw new Error(`strata serve did not answer:\n${srv.stderr}`);
-    await sleep(50);
-  }
-  return srv;
-}
 
 /** Waits until model `id` is no longer queued or analysing; returns its state. */
 async function waitAnalysed(srv, id) {
@@ -109,59 +61,6 @@ async function waitDoubt(srv, id) {
     if (Date.now() - t0 > WAIT_MS) throw new Error(`doubt of ${id} still pending:\n${srv.stderr}`);
     await sleep(100);
   }
-}
-
-/** SIGTERM, then the exit status. */
-async function stopServer(srv) {
-  if (!srv || srv.exited) return srv && srv.exited;
-  srv.proc.kill('SIGTERM');
-  const timer = setTimeout(() => srv.proc.kill('SIGKILL'), 60_000);
-  const st = await srv.exit;
-  clearTimeout(timer);
-  return st;
-}
-
-/** fetch, with the body read as bytes. */
-async function call(srv, p, init = {}) {
-  const r = await fetch(srv.base + p, init);
-  const body = Buffer.from(await r.arrayBuffer());
-  return {
-    status: r.status,
-    headers: r.headers,
-    body,
-    text: () => body.toString('utf8'),
-    json: () => JSON.parse(body.toString('utf8')),
-  };
-}
-
-/** Asserts an error reply: status and the {"error":{"code","message"}} envelope. */
-function assertError(r, status, code) {
-  assert.equal(r.status, status, `expected ${status}, got ${r.status}: ${r.text()}`);
-  assert.match(r.headers.get('content-type') || '', /application\/json/);
-  const j = r.json();
-  assert.equal(typeof j.error, 'object');
-  assert.equal(typeof j.error.message, 'string');
-  assert.ok(j.error.message.length > 0);
-  if (code) assert.equal(j.error.code, code);
-  return j.error;
-}
-
-/** A raw HTTP/1.1 exchange on a socket (for paths fetch would normalise and
- *  for garbage): resolves to the status (0 when the server closed without
- *  answering) and the whole reply text. */
-function raw(srv, bytes) {
-  return new Promise((resolve) => {
-    const sock = net.connect(srv.port, '127.0.0.1');
-    let data = '';
-    sock.on('data', (d) => { data += d.toString('latin1'); });
-    sock.on('error', () => {});
-    sock.on('close', () => {
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(data);
-      resolve({ status: m ? Number(m[1]) : 0, data });
-    });
-    sock.setTimeout(20_000, () => sock.destroy());
-    sock.end(bytes);
-  });
 }
 
 /** Sends `head` then `total` body bytes (raw or as 1 MiB chunks), ignoring
@@ -1068,7 +967,7 @@ test('GET /api/openapi.json describes every route', async () => {
   const doc = r.json();
   assert.match(doc.openapi, /^3\./);
   const expected = {
-    '/api/health': 'get', '/api/models': 'get', '/api/models/{id}': 'get',
+    '/api/health': 'get', '/api/models': 'get post', '/api/models/{id}': 'get delete', '/api/datasets': 'get',
     '/api/models/{id}/layers/{layer}/scatter': 'get', '/api/models/{id}/layers/{layer}/elbow': 'get',
     '/api/models/{id}/paths': 'get', '/api/models/{id}/misclassified': 'get', '/api/models/{id}/doubt': 'get',
     '/api/models/{id}/images/{class}/{file}': 'get', '/api/models/{id}/images/{class}/{file}/thumb': 'get',
@@ -1079,12 +978,15 @@ test('GET /api/openapi.json describes every route', async () => {
     '/api/openapi.json': 'get',
   };
   assert.deepEqual(Object.keys(doc.paths).sort(), Object.keys(expected).sort());
-  for (const [p, method] of Object.entries(expected)) {
-    const op = doc.paths[p][method];
-    assert.ok(op && op.responses && op.responses['200'], `${method} ${p}`);
-    // Every {param} of the path is declared (directly or by $ref).
-    const declared = (op.parameters || []).map((x) => (x.$ref ? doc.components.parameters[x.$ref.split('/').pop()].name : x.name));
-    for (const m of p.matchAll(/\{(\w+)\}/g)) assert.ok(declared.includes(m[1]), `${p} declares ${m[1]}`);
+  for (const [p, methods] of Object.entries(expected)) {
+    assert.deepEqual(Object.keys(doc.paths[p]).sort(), methods.split(' ').sort(), p);
+    for (const method of methods.split(' ')) {
+      const op = doc.paths[p][method];
+      assert.ok(op && op.responses && (op.responses['200'] || op.responses['201'] || op.responses['204']), `${method} ${p}`);
+      // Every {param} of the path is declared (directly or by $ref).
+      const declared = (op.parameters || []).map((x) => (x.$ref ? doc.components.parameters[x.$ref.split('/').pop()].name : x.name));
+      for (const m of p.matchAll(/\{(\w+)\}/g)) assert.ok(declared.includes(m[1]), `${method} ${p} declares ${m[1]}`);
+    }
   }
   const refs = JSON.stringify(doc).match(/#\/components\/[a-z]+\/\w+/gi) || [];
   for (const ref of refs) {

@@ -1,0 +1,131 @@
+/*
+ * model_import.c — the parts of importing an ONNX classifier that the
+ * command line and the API share (see model_import.h).
+ */
+#include "model_import.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "graph.h"
+#include "model.h"
+#include "onnx.h"
+
+int import_id_ok(const char *s)
+{
+    if (!s || !s[0] || s[0] == '.' || strlen(s) >= 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+int import_input_size(const char *onnx_path, const char *what, int want_h, int want_w, int *h,
+                      int *w, char *err)
+{
+    struct graph g = {0};
+    int rc = onnx_load(&g, onnx_path, err);
+    if (rc < 0)
+        return rc;
+    int64_t fh = -1, fw = -1;
+    if (g.n_inputs >= 1 && g.values[g.inputs[0]].init.ndim == 4) {
+        fh = g.values[g.inputs[0]].init.dims[2];
+        fw = g.values[g.inputs[0]].init.dims[3];
+    }
+    graph_deinit(&g);
+    if (want_h || want_w) {
+        if (want_h < 1 || want_w < 1 || want_h > 4096 || want_w > 4096)
+            return strata_fail(err, STRATA_E_ARG,
+                               "the input size is HxW with sides of 1 to 4096 pixels, e.g. "
+                               "224x224; got %dx%d",
+                               want_h, want_w);
+        if ((fh >= 0 && fh != want_h) || (fw >= 0 && fw != want_w))
+            return strata_fail(err, STRATA_E_ARG, "input %dx%d was given, but %s fixes %lldx%lld",
+                               want_h, want_w, what, (long long)fh, (long long)fw);
+        *h = want_h;
+        *w = want_w;
+        return 0;
+    }
+    if (fh < 1 || fw < 1)
+        return strata_fail(err, STRATA_E_ARG,
+                           "%s leaves the input's height and width open: give them (the size "
+                           "the model was trained at, e.g. 224x224)",
+                           what);
+    if (fh > 4096 || fw > 4096)
+        return strata_fail(err, STRATA_E_UNSUPPORTED, "%s: input %lldx%lld is over 4096 pixels",
+                           what, (long long)fh, (long long)fw);
+    *h = (int)fh;
+    *w = (int)fw;
+    return 0;
+}
+
+int import_write_and_check(const char *folder, const struct import_meta *meta, int *n_layers,
+                           char *err)
+{
+    const double *mu = meta->mean, *sd = meta->std;
+    json_t *j = json_pack("{s:s, s:s, s:{s:i, s:i, s:i}, s:{s:[f,f,f], s:[f,f,f]}, s:O, s:s}",
+                          "id", meta->id, "title", meta->title ? meta->title : meta->id, "input",
+                          "height", meta->height, "width", meta->width, "channels", 3,
+                          "normalization", "mean", mu[0], mu[1], mu[2], "std", sd[0], sd[1],
+                          sd[2], "classes", (json_t *)meta->classes, "onnx", "model.onnx");
+    if (j && meta->dataset) /* without one, the dataset defaults to the id */
+        json_object_set_new(j, "dataset", json_string(meta->dataset));
+    if (!j)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    char path[1400];
+    snprintf(path, sizeof path, "%s/model.json", folder);
+    int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_REAL_PRECISION(7)) != 0
+                 ? strata_fail(err, STRATA_E_IO, "cannot write %s", path)
+                 : 0;
+    json_decref(j);
+    /* the real check: open it as a model, exactly as every command will */
+    struct model m = {0};
+    if (rc == 0 && (rc = model_open(&m, ".", folder, err)) == 0) {
+        if (n_layers)
+            *n_layers = m.n_layers;
+        model_free(&m);
+    }
+    return rc;
+}
+
+int import_classes_from_list(json_t *arr, const char *list, char *err)
+{
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *end = comma ? comma : p + strlen(p);
+        const char *b = p;
+        while (b < end && (*b == ' ' || *b == '\t'))
+            b++;
+        while (end > b && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+            end--;
+        if (end == b || end - b > 255)
+            return strata_fail(err, STRATA_E_ARG,
+                               "class names are 1 to 255 characters, comma-separated");
+        json_array_append_new(arr, json_stringn(b, (size_t)(end - b)));
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+int import_classes_check(const json_t *arr, char *err)
+{
+    if (!json_is_array(arr) || json_array_size(arr) < 2)
+        return strata_fail(err, STRATA_E_ARG, "give at least 2 class names");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *c = json_array_get(arr, i);
+        size_t n = json_is_string(c) ? json_string_length(c) : 0;
+        if (n == 0 || n > 255)
+            return strata_fail(err, STRATA_E_ARG, "class name %zu is not a string of 1 to 255 "
+                                                  "characters",
+                               i + 1);
+        for (size_t k = 0; k < i; k++)
+            if (json_equal(c, json_array_get(arr, k)))
+                return strata_fail(err, STRATA_E_ARG, "class name \"%.100s\" is given twice",
+                                   json_string_value(c));
+    }
+    return 0;
+}

@@ -1,0 +1,51 @@
+/*
+ * model_import.h — what making an ONNX file a strata model takes, shared by
+ * `strata import` (cmd_import.c) and POST /api/models (api_import.c): the
+ * id rules, the input size, and the model.json beside the file, checked by
+ * opening the folder as every command will.
+ */
+#ifndef STRATA_MODEL_IMPORT_H
+#define STRATA_MODEL_IMPORT_H
+
+#include <jansson.h>
+
+#include "status.h"
+
+/* Whether s is a usable model id: 1 to 63 characters of letters, digits,
+ * '-', '_' and '.', not starting with '.'. */
+int import_id_ok(const char *s);
+
+/* The input height and width of an ONNX classifier: the file's own, or
+ * want_h x want_w when the file leaves them open (want 0: not given; given
+ * and different from the file's: refused). what names the file in
+ * messages. Returns 0, or STRATA_E_ARG / STRATA_E_UNSUPPORTED / the ONNX
+ * reader's status with err. */
+int import_input_size(const char *onnx_path, const char *what, int want_h, int want_w, int *h,
+                      int *w, char *err);
+
+/* What model.json says about an imported file. */
+struct import_meta {
+    const char *id, *title;  /* title NULL: the id */
+    const json_t *classes;   /* array of class names, in the order of the outputs */
+    const char *dataset;     /* the images' dataset name, NULL: the id */
+    double mean[3], std[3];  /* x = (pixel/255 - mean) / std */
+    int height, width;
+};
+
+/* Writes <folder>/model.json for the ONNX file <folder>/model.onnx, then
+ * opens the folder as a model to check that strata can run it (its output
+ * count must be the number of classes). On success, *n_layers is the
+ * number of layers the analysis will show. Returns 0 or the status of what
+ * failed, with err. */
+int import_write_and_check(const char *folder, const struct import_meta *meta, int *n_layers,
+                           char *err);
+
+/* A class name list from a comma-separated string, each name trimmed, 1 to
+ * 255 bytes. Appends to arr; returns 0 or STRATA_E_ARG with err. */
+int import_classes_from_list(json_t *arr, const char *list, char *err);
+
+/* Validates a JSON array of class names (strings of 1 to 255 bytes, no
+ * duplicates, at least 2). Returns 0 or STRATA_E_ARG with err. */
+int import_classes_check(const json_t *arr, char *err);
+
+#endif

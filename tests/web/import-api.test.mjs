@@ -1,0 +1,314 @@
+// import-api.test.mjs — models made through the API (POST /api/models,
+// DELETE /api/models/{id}, GET /api/datasets), end to end against a real
+// `strata serve` with a temporary workspace.
+//
+// The ONNX file is one of strata's own demo models written by `strata
+// export` (so the test needs no PyTorch); the photos are a .zip and a
+// .tar.gz built here from ../shared/datasets/felines with Python's zipfile
+// and tarfile (hostile entries included: "..", absolute paths, links). What
+// each import gives is checked against what the test knows: the class
+// counts it packed, the split it asked for or let strata make, the files
+// under the workspace (and nothing outside it), and every view's answer on
+// the imported model.
+
+import { test as nodeTest, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { ROOT, BIN, WAIT_MS, sleep, startServer, stopServer, call, assertError, raw } from './http-helpers.mjs';
+
+const DATA = path.resolve(ROOT, '../shared/datasets');
+const FELINES = path.join(DATA, 'felines');
+const NO_DATA = !fs.existsSync(FELINES) && `no dataset at ${FELINES}`;
+const test = (name, fn) => nodeTest(name, { skip: NO_DATA }, fn);
+const CLASSES = ['cheetah', 'jaguar', 'leopard', 'tiger'];
+const PER_CLASS = 15; // photos per class in the archives
+
+let tmp, ws, onnx, srv;
+
+/** Runs python3 with a script; throws with its stderr on failure. */
+function python(script, ...args) {
+  const r = spawnSync('python3', ['-c', script, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python3 failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The first n photos of each class of felines/train, as [class, path]. */
+function photos(n) {
+  return CLASSES.flatMap((c) => fs.readdirSync(path.join(FELINES, 'train', c)).sort().slice(0, n)
+    .map((f) => [c, path.join(FELINES, 'train', c, f)]));
+}
+
+/** A .zip (or .tar.gz) whose entries are [name, path-of-content | {link} | {text}]. */
+function archive(file, entries) {
+  python(`
+import json, sys, tarfile, zipfile, io
+out, entries = sys.argv[1], json.loads(sys.argv[2])
+def data(e):
+    if isinstance(e, str): return open(e, 'rb').read()
+    return e.get('text', '').encode()
+if out.endswith('.zip'):
+    with zipfile.ZipFile(out, 'w') as z:
+        for name, e in entries:
+            if isinstance(e, dict) and 'link' in e:
+                info = zipfile.ZipInfo(name)
+                info.external_attr = (0o120777 << 16)
+                z.writestr(info, e['link'])
+            else:
+                z.writestr(name, data(e))
+else:
+    with tarfile.open(out, 'w:gz') as t:
+        for name, e in entries:
+            info = tarfile.TarInfo(name)
+            if isinstance(e, dict) and 'link' in e:
+                info.type = tarfile.SYMTYPE
+                info.linkname = e['link']
+                t.addfile(info)
+            else:
+                b = data(e)
+                info.size = len(b)
+                t.addfile(info, io.BytesIO(b))
+`, file, JSON.stringify(entries));
+  return file;
+}
+
+/** multipart/form-data for POST /api/models. */
+function form({ meta, model = onnx, images = null }) {
+  const fd = new FormData();
+  fd.append('meta', new Blob([typeof meta === 'string' ? meta : JSON.stringify(meta)], { type: 'application/json' }));
+  if (model) fd.append('model', new Blob([fs.readFileSync(model)]), path.basename(model));
+  if (images) fd.append('images', new Blob([fs.readFileSync(images)]), path.basename(images));
+  return { method: 'POST', body: fd };
+}
+
+async function waitReady(id) {
+  const t0 = Date.now();
+  let last;
+  for (;;) {
+    last = (await call(srv, `/api/models/${id}`)).json();
+    if (last.analysis.state === 'ready' && last.doubt.state !== 'pending' && last.doubt.evaluation !== 'pending') return last;
+    if (last.analysis.state === 'failed') throw new Error(`analysis of ${id} failed: ${last.analysis.error}`);
+    if (Date.now() - t0 > WAIT_MS) throw new Error(`${id} not ready: ${JSON.stringify(last)}\n${srv.stderr}`);
+    await sleep(100);
+  }
+}
+
+/** Every file under dir, relative, sorted. */
+function tree(dir) {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true }).filter((f) => fs.statSync(path.join(dir, f)).isFile()).sort();
+}
+
+before(async () => {
+  if (NO_DATA) return;
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-import-api-'));
+  ws = path.join(tmp, 'ws');
+  onnx = path.join(tmp, 'felines.onnx');
+  const r = spawnSync(BIN, ['export', 'felines', '--out', onnx], { cwd: ROOT, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  // one demo model beside the imports (it must not be deletable), so that
+  // the server's background work is the imports' own
+  fs.cpSync(path.join(ROOT, 'models', 'felines-seed'), path.join(tmp, 'models', 'felines-seed'), { recursive: true });
+  srv = await startServer(serveArgs());
+});
+
+function serveArgs() {
+  return ['--models', path.join(tmp, 'models'), '--data', DATA, '--cache', path.join(tmp, 'cache'),
+    '--workspace', ws, '--max-model-mb', '5', '--max-archive-mb', '8', '--quiet'];
+}
+
+after(async () => {
+  if (srv) {
+    const st = await stopServer(srv);
+    assert.deepEqual(st, { code: 0, signal: null }, srv.stderr);
+  }
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('GET /api/datasets lists the server datasets with their classes and counts', async () => {
+  const r = await call(srv, '/api/datasets');
+  assert.equal(r.status, 200);
+  const f = r.json().datasets.find((d) => d.name === 'felines');
+  assert.deepEqual(f.classes, CLASSES);
+  const count = (split) => CLASSES.reduce((n, c) => n + fs.readdirSync(path.join(FELINES, split, c)).length, 0);
+  assert.equal(f.train, count('train'));
+  assert.equal(f.test, count('test'));
+  const h = (await call(srv, '/api/health')).json();
+  assert.equal(h.imports, true);
+  assert.equal(h.max_model_mb, 5);
+  assert.equal(h.max_archive_mb, 8);
+});
+
+test('an ONNX model with a .zip of class folders: imported, analysed, every view answers, then deleted', async () => {
+  const entries = photos(PER_CLASS).map(([c, p], i) => [`my photos/${c}/${i}.jpg`, p]);
+  entries.push(['my photos/notes.txt', { text: 'not an image' }]);
+  entries.push(['../outside.jpg', entries[0][1]]);
+  entries.push(['/tmp/strata-absolute.jpg', entries[0][1]]);
+  entries.push(['my photos/cheetah/link.jpg', { link: '/etc/passwd' }]);
+  const zip = archive(path.join(tmp, 'photos.zip'), entries);
+  const r = await call(srv, '/api/models', form({
+    meta: { title: 'My felines net', mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }, images: zip }));
+  assert.equal(r.status, 201, r.text());
+  const j = r.json();
+  assert.equal(j.id, 'my-felines-net');
+  assert.equal(r.headers.get('location'), '/api/models/my-felines-net');
+  assert.equal(j.model.uploaded, true);
+  assert.deepEqual(j.model.classes, CLASSES);
+  const rep = j.report;
+  assert.equal(rep.split, 'made');
+  assert.match(rep.split_note, /20 %/);
+  assert.equal(rep.images, 4 * PER_CLASS);
+  for (const c of rep.classes) {
+    assert.equal(c.train + c.test, PER_CLASS);
+    assert.equal(c.test, Math.floor(PER_CLASS * 0.2));
+  }
+  const reasons = rep.skipped.map((s) => s.reason).join(' | ');
+  assert.equal(rep.n_skipped, 4, reasons);
+  assert.match(reasons, /escapes the folder/);
+  assert.match(reasons, /absolute/);
+  assert.match(reasons, /link/);
+  assert.match(reasons, /not a \.jpg/);
+  assert.ok(!fs.existsSync(path.join(ws, 'data', 'outside.jpg')) && !fs.existsSync('/tmp/strata-absolute.jpg'));
+  // exactly the photos, under the workspace, as train/test/<class>/
+  const files = tree(path.join(ws, 'data', j.id));
+  assert.equal(files.length, 4 * PER_CLASS);
+  assert.ok(files.every((f) => /^(train|test)\/(cheetah|jaguar|leopard|tiger)\/[^/]+\.jpg$/.test(f)), files.join(' '));
+  assert.deepEqual(tree(path.join(ws, 'models', j.id)), ['import.json', 'model.json', 'model.onnx']);
+  assert.ok(fs.readFileSync(path.join(ws, 'models', j.id, 'model.onnx')).equals(fs.readFileSync(onnx)));
+
+  const d = await waitReady(j.id);
+  assert.equal(d.uploaded, true);
+  assert.equal(d.progress, null);
+  assert.deepEqual(d.normalization, { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] });
+  const nTest = rep.classes.reduce((n, c) => n + c.test, 0);
+  assert.equal(d.analysis.n_images, nTest);
+  // every view: paths, each layer's scatter and elbow, mistakes, a photo
+  const paths = (await call(srv, `/api/models/${j.id}/paths`)).json();
+  assert.equal(paths.images.id.length, nTest);
+  assert.equal(paths.dimensions.filter((x) => x.kind !== 'true' && x.kind !== 'pred').length, d.layers.length);
+  for (let l = 0; l < d.layers.length; l++) {
+    const s = await call(srv, `/api/models/${j.id}/layers/${l}/scatter`);
+    assert.equal(s.status, 200);
+    assert.equal(s.json().points.id.length, nTest);
+    assert.equal((await call(srv, `/api/models/${j.id}/layers/${l}/elbow`)).status, 200);
+  }
+  assert.equal((await call(srv, `/api/models/${j.id}/misclassified`)).status, 200);
+  const photo = fs.readFileSync(path.join(FELINES, 'test', 'jaguar', fs.readdirSync(path.join(FELINES, 'test', 'jaguar')).sort()[0]));
+  const fd = new FormData();
+  fd.append('image', new Blob([photo], { type: 'image/jpeg' }), 'jaguar.jpg');
+  const p = await call(srv, `/api/models/${j.id}/predict`, { method: 'POST', body: fd });
+  assert.equal(p.status, 200, p.text());
+  const pj = p.json();
+  assert.equal(pj.probabilities.length, 4);
+  assert.ok(CLASSES.includes(pj.predicted));
+  assert.equal(pj.path.clusters.length, paths.dimensions.length - 2, JSON.stringify(pj.path));
+  assert.ok(pj.doubt && typeof pj.doubt.score === 'number', JSON.stringify(pj.doubt));
+  assert.ok(pj.explanation && pj.explanation.overlay, 'LIME explains the upload');
+
+  // deleted: gone from the list, its files gone, the demo models untouched
+  const del = await call(srv, `/api/models/${j.id}`, { method: 'DELETE' });
+  assert.equal(del.status, 204);
+  assertError(await call(srv, `/api/models/${j.id}`), 404, 'not_found');
+  assert.ok(!(await call(srv, '/api/models')).json().models.some((m) => m.id === j.id));
+  assert.ok(!fs.existsSync(path.join(ws, 'models', j.id)) && !fs.existsSync(path.join(ws, 'data', j.id)));
+  assert.ok(fs.existsSync(path.join(tmp, 'models', 'felines-seed', 'model.json')));
+  assertError(await call(srv, `/api/models/${j.id}`, { method: 'DELETE' }), 404, 'not_found');
+});
+
+test('a server dataset instead of an archive; the model persists across a restart', async () => {
+  const r = await call(srv, '/api/models', form({ meta: { title: 'On felines', id: 'on-felines', dataset: 'felines' } }));
+  assert.equal(r.status, 201, r.text());
+  assert.equal(r.json().report.split, 'dataset');
+  assert.ok(!fs.existsSync(path.join(ws, 'data', 'on-felines')));
+  await waitReady('on-felines');
+  // the same id again: 409, nothing changed
+  assertError(await call(srv, '/api/models', form({ meta: { title: 'x', id: 'on-felines', dataset: 'felines' } })), 409, 'exists');
+
+  const st = await stopServer(srv);
+  assert.deepEqual(st, { code: 0, signal: null }, srv.stderr);
+  srv = await startServer(serveArgs());
+  const m = (await call(srv, '/api/models')).json().models.find((x) => x.id === 'on-felines');
+  assert.ok(m && m.uploaded, 'the imported model is back after a restart');
+  assert.equal((await call(srv, '/api/models/on-felines', { method: 'DELETE' })).status, 204);
+  // the server's dataset is not touched by the delete
+  assert.deepEqual(fs.readdirSync(path.join(FELINES, 'train')).sort(), CLASSES);
+});
+
+test('an archive with train/ and test/ keeps its split; files beside them are left out', async () => {
+  const entries = [];
+  for (const [i, [c, p]] of photos(6).entries()) entries.push([`${i % 3 === 0 ? 'test' : 'train'}/${c}/${i}.jpg`, p]);
+  entries.push(['cheetah/stray.jpg', entries[0][1]]);
+  const tgz = archive(path.join(tmp, 'split.tar.gz'), entries);
+  const r = await call(srv, '/api/models', form({ meta: { title: 'split', classes: CLASSES }, images: tgz }));
+  assert.equal(r.status, 201, r.text());
+  const rep = r.json().report;
+  assert.equal(rep.split, 'archive');
+  assert.match(rep.format, /tar/i);
+  assert.equal(rep.images, 24);
+  assert.equal(rep.classes.reduce((n, c) => n + c.test, 0), 8);
+  assert.match(rep.skipped.map((s) => s.reason).join(), /beside them/);
+  assert.equal((await call(srv, '/api/models/split', { method: 'DELETE' })).status, 204);
+});
+
+test('refused imports: each a clear 4xx, nothing left in the workspace, the server alive', async () => {
+  const good = archive(path.join(tmp, 'good.zip'), photos(3).map(([c, p], i) => [`${c}/${i}.jpg`, p]));
+  const junk = path.join(tmp, 'junk.onnx');
+  fs.writeFileSync(junk, Buffer.from('this is not a protobuf at all'.repeat(10)));
+  const truncated = path.join(tmp, 'truncated.onnx');
+  fs.writeFileSync(truncated, fs.readFileSync(onnx).subarray(0, 5000));
+  const only = archive(path.join(tmp, 'one-class.zip'), photos(3).filter(([c]) => c === 'tiger').map(([c, p], i) => [`${c}/${i}.jpg`, p]));
+  const noImages = archive(path.join(tmp, 'no-images.zip'), [['a/readme.txt', { text: 'x' }], ['b/x.gif', { text: 'GIF89a' }]]);
+  const notArchive = path.join(tmp, 'not.zip');
+  fs.writeFileSync(notArchive, 'plain text, not an archive');
+  const cases = [
+    [form({ meta: { title: 'junk' }, model: junk, images: good }), 400, /protobuf|ONNX|ModelProto/i],
+    [form({ meta: { title: 'cut' }, model: truncated, images: good }), 400, /truncated|corrupt|ModelProto/i],
+    [form({ meta: { title: 'one' }, images: only }), 400, /at least 2/],
+    [form({ meta: { title: 'none' }, images: noImages }), 400, /no JPEG or PNG/],
+    [form({ meta: { title: 'notzip' }, images: notArchive }), 400, /archive/],
+    [form({ meta: { title: 'six', dataset: 'paysages' } }), 400, /4 class scores.*6 class names|class/],
+    [form({ meta: { title: 'order', classes: ['tiger', 'leopard', 'jaguar', 'cheetah'] }, images: good }), 400, /sorted by name/],
+    [form({ meta: { title: 'both', dataset: 'felines' }, images: good }), 400, /not both/],
+    [form({ meta: { title: 'neither' } }), 400, /needs images/],
+    [form({ meta: '{"title": ' }), 400, /JSON/],
+    [form({ meta: { title: 'x', colour: 'red', dataset: 'felines' } }), 400, /unknown key "colour"/],
+    [form({ meta: { dataset: 'felines' } }), 400, /title/],
+    [form({ meta: { title: 'x', id: '../evil', dataset: 'felines' } }), 400, /meta\.id/],
+    [form({ meta: { title: 'x', dataset: '../felines' } }), 400, /not a dataset/],
+    [form({ meta: { title: 'x', dataset: 'felines', std: [1, 0, 1] } }), 400, /std/],
+    [form({ meta: { title: 'nomodel', dataset: 'felines' }, model: null }), 400, /no field "model"/],
+  ];
+  for (const [init, status, message] of cases) {
+    const r = await call(srv, '/api/models', init);
+    const e = assertError(r, status);
+    assert.match(e.message, message);
+  }
+  assertError(await call(srv, '/api/models', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }), 415);
+  // the demo models cannot be deleted
+  assertError(await call(srv, '/api/models/felines-seed', { method: 'DELETE' }), 403, 'not_deletable');
+  // nothing written: no model, no data, no upload left over
+  assert.deepEqual(fs.readdirSync(path.join(ws, 'models')), []);
+  assert.deepEqual(fs.readdirSync(path.join(ws, 'data')), []);
+  assert.deepEqual(fs.readdirSync(path.join(ws, '.incoming')), []);
+  assert.equal((await call(srv, '/api/health')).status, 200);
+});
+
+test('an upload over the limits: refused from its Content-Length, or when a field passes its own', async () => {
+  // 5 MB model + 8 MB archive + 1 MB: the declared body is refused before any byte is read
+  const head = 'POST /api/models HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zz\r\n' +
+    `Content-Length: ${15 << 20}\r\n\r\n`;
+  const t0 = Date.now();
+  const r = await raw(srv, head);
+  assert.equal(r.status, 413, r.data);
+  assert.match(r.data, /the limit is/);
+  assert.ok(Date.now() - t0 < 5000);
+  // a model field over 5 MB inside a body under the total limit
+  const big = path.join(tmp, 'big.onnx');
+  fs.writeFileSync(big, Buffer.alloc(6 << 20, 1));
+  const e = assertError(await call(srv, '/api/models', form({ meta: { title: 'big', dataset: 'felines' }, model: big })), 413);
+  assert.match(e.message, /"model" is over its limit/);
+  assert.deepEqual(fs.readdirSync(path.join(ws, '.incoming')), []);
+});
