@@ -1071,6 +1071,19 @@ int analysis_cache_key(const struct model *m, const struct analysis_params *p,
     h = hash_str(h, m->id);
     h = hash_u64(h, m->n_params);
     h = hash_u64(h, hash_checksum64(m->params, m->n_params * sizeof(float)));
+    if (m->onnx[0]) {
+        /* an imported model's weights are in its file: a file replaced under
+         * the same id (a model deleted and imported again) is another model */
+        char file[sizeof m->dir + sizeof m->onnx + 2];
+        struct stat st;
+        snprintf(file, sizeof file, "%s/%s", m->dir, m->onnx);
+        if (stat(file, &st) != 0)
+            return strata_fail(err, STRATA_E_IO, "%s: %s", file, strerror(errno));
+        h = hash_u64(h, (uint64_t)st.st_size);
+        h = hash_u64(h, (uint64_t)st.st_ino);
+        h = hash_u64(h, (uint64_t)st.st_mtim.tv_sec);
+        h = hash_u64(h, (uint64_t)st.st_mtim.tv_nsec);
+    }
 
     /* The data: every listed file by name, size and modification time. */
     h = hash_str(h, m->dataset);

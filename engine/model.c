@@ -484,7 +484,7 @@ static int id_is_valid(const char *s)
 
 static const char *const root_keys[] = {"id",      "title",   "description", "dataset",
                                         "input",   "normalization", "classes", "layers",
-                                        "training", "onnx"};
+                                        "training", "onnx",    "shown"};
 
 /* Fills m from a parsed model.json; folder_id is the id's default. On
  * failure m holds partial allocations (the caller frees them). */
@@ -503,7 +503,8 @@ static int parse_root(struct model *m, json_t *root, const char *what, const cha
         if (k == sizeof root_keys / sizeof root_keys[0])
             return fail_at(err, STRATA_E_ARG, what, key,
                            "unknown key (the top level takes id, title, description, "
-                           "dataset, input, normalization, classes, layers, training and onnx)");
+                           "dataset, input, normalization, classes, layers, training, onnx "
+                           "and shown)");
     }
 
     int rc;
@@ -558,10 +559,23 @@ static int parse_root(struct model *m, json_t *root, const char *what, const cha
         if (!m->onnx[0] || strchr(m->onnx, '/') || m->onnx[0] == '.')
             return fail_at(err, STRATA_E_ARG, what, "onnx",
                            "expected the name of a file in the model's folder");
+        json_t *shown = json_object_get(root, "shown");
+        size_t i;
+        json_t *name;
+        if (shown && (!json_is_array(shown) || json_array_size(shown) < 1 ||
+                      json_array_size(shown) > MODEL_MAX_LAYERS))
+            return fail_at(err, STRATA_E_ARG, what, "shown",
+                           "expected an array of 1 to %d names of the graph's values or nodes",
+                           MODEL_MAX_LAYERS);
+        json_array_foreach(shown, i, name) if (!json_is_string(name) || !json_string_length(name))
+            return fail_at(err, STRATA_E_ARG, what, "shown", "expected names (strings)");
         if (!(m->params = tensor_alloc(1)))
             return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory", what);
         return 0;
     }
+    if (json_object_get(root, "shown"))
+        return fail_at(err, STRATA_E_ARG, what, "shown",
+                       "only an imported model (with \"onnx\") chooses the layers shown");
     if (!layers)
         return fail_at(err, STRATA_E_ARG, what, "layers", "missing");
     if (!json_is_array(layers) || json_array_size(layers) < 1 ||

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "onnx.h"
 #include "onnx_export.h"
 #include "tensor.h"
@@ -162,10 +164,69 @@ static struct shape shape_of(const struct tview *t)
     return (struct shape){1, 1, (int)f};
 }
 
-/* Picks the shown values: every candidate, thinned evenly (keeping the last)
- * when there are more than fit. */
-static int choose_layers(struct model_graph *mg, const struct graph_ws *ws, char *err)
+/* Whether value v can be shown as a layer: a float activation per image
+ * (N x C x H x W or N x F), computed from the input (not a constant). */
+static int showable(const struct graph *g, const struct graph_ws *ws, int v)
 {
+    const struct tview *t = graph_value_view(ws, v);
+    return g->values[v].producer >= 0 && t->dtype == DTYPE_FLOAT &&
+           (t->ndim == 4 || t->ndim == 2) && !ws->is_static[v];
+}
+
+/* Does `name` name value v: its tensor name, its node's name, or the layer
+ * name strata shows for it? */
+static int names_value(const struct graph *g, int v, const char *name)
+{
+    char shown[64];
+    layer_name(g, v, 0, shown, sizeof shown);
+    return !strcmp(g->values[v].name, name) || !strcmp(g->nodes[g->values[v].producer].name, name) ||
+           !strcmp(shown, name);
+}
+
+/* The layers model.json names ("shown"), in the order the graph computes
+ * them. */
+static int choose_named(struct model_graph *mg, const struct graph_ws *ws, const json_t *names,
+                        char *err)
+{
+    const struct graph *g = &mg->g;
+    int logits_node = g->values[mg->logits].producer;
+    mg->shown = malloc((json_array_size(names) + 1) * sizeof *mg->shown);
+    if (!mg->shown)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory choosing layers");
+    mg->n_shown = 0;
+    for (int i = 0; i < logits_node; i++)
+        for (int k = 0; k < g->nodes[i].n_outputs; k++) {
+            int v = g->nodes[i].outputs[k], hit = 0;
+            size_t j;
+            const json_t *name;
+            json_array_foreach(names, j, name) hit |= names_value(g, v, json_string_value(name));
+            if (hit && showable(g, ws, v))
+                mg->shown[mg->n_shown++] = v;
+        }
+    size_t j;
+    const json_t *name;
+    json_array_foreach(names, j, name)
+    {
+        int found = 0;
+        for (int l = 0; l < mg->n_shown && !found; l++)
+            found = names_value(g, mg->shown[l], json_string_value(name));
+        if (!found)
+            return strata_fail(err, STRATA_E_NOTFOUND,
+                               "model.json \"shown\": \"%.100s\" is not a value of the graph "
+                               "computed before the class scores, per image (N x C x H x W or "
+                               "N x F); `strata analyze ID --layers list` lists the candidates",
+                               json_string_value(name));
+    }
+    return 0;
+}
+
+/* Picks the shown values: the ones model.json names, else every candidate,
+ * thinned evenly (keeping the last) when there are more than fit. */
+static int choose_layers(struct model_graph *mg, const struct graph_ws *ws, const json_t *names,
+                         char *err)
+{
+    if (names)
+        return choose_named(mg, ws, names, err);
     const struct graph *g = &mg->g;
     int *cand = malloc(((size_t)g->n_nodes + 1) * sizeof *cand);
     if (!cand)
@@ -330,7 +391,8 @@ int model_graph_open(struct model *m, const char *onnx_path, char *err)
         goto fail;
     }
     mg->logits = find_logits(&mg->g, &ws, out);
-    if ((rc = choose_layers(mg, &ws, err)) < 0 || (rc = fill_layers(m, mg, &ws, err)) < 0)
+    const json_t *names = m->json ? json_object_get(m->json, "shown") : NULL;
+    if ((rc = choose_layers(mg, &ws, names, err)) < 0 || (rc = fill_layers(m, mg, &ws, err)) < 0)
         goto fail;
     graph_ws_free(&ws);
     m->graph = mg;
@@ -344,6 +406,127 @@ fail:
     m->layers = NULL;
     m->n_layers = 0;
     return rc;
+}
+
+int model_graph_values(const struct model *m, struct model_graph_value **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    const struct model_graph *mgc = m->graph;
+    if (!mgc || mgc->own)
+        return strata_fail(err, STRATA_E_ARG,
+                           "%s is one of strata's own models: every layer of it is shown", m->id);
+    const struct graph *g = &mgc->g;
+    struct graph_ws ws = {0};
+    const struct graph_value *in = &g->values[g->inputs[0]];
+    struct tview shape = {.dtype = DTYPE_FLOAT, .ndim = 4,
+                          .dims = {in->init.dims[0] == 1 ? 1 : 2, 3, m->input.h, m->input.w}};
+    int rc = graph_ws_init(&ws, g, &shape, 0, err);
+    if (rc < 0)
+        return rc;
+    /* the default choice, for by_default */
+    struct model_graph probe = {.g = *g, .logits = mgc->logits};
+    if ((rc = choose_layers(&probe, &ws, NULL, err)) < 0) {
+        graph_ws_free(&ws);
+        return rc;
+    }
+    struct model_graph_value *list = calloc((size_t)g->n_values + 1, sizeof *list);
+    int logits_node = g->values[mgc->logits].producer, count = 0;
+    for (int i = 0; list && i < logits_node; i++)
+        for (int k = 0; k < g->nodes[i].n_outputs; k++) {
+            int v = g->nodes[i].outputs[k];
+            if (v < 0 || !showable(g, &ws, v))
+                continue;
+            struct model_graph_value *x = &list[count++];
+            layer_name(g, v, i, x->name, sizeof x->name);
+            x->tensor = g->values[v].name;
+            x->op = g->nodes[i].op_type;
+            x->shape = shape_of(graph_value_view(&ws, v));
+            x->shown = -1;
+            for (int l = 0; l < mgc->n_shown; l++)
+                if (mgc->shown[l] == v)
+                    x->shown = l;
+            for (int l = 0; l < probe.n_shown; l++)
+                x->by_default |= probe.shown[l] == v;
+        }
+    free(probe.shown);
+    graph_ws_free(&ws);
+    if (!list)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    *out = list;
+    *n = count;
+    return 0;
+}
+
+int model_graph_layer_inputs(const struct model *m, int l, int *from, int max)
+{
+    const struct model_graph *mg = m->graph;
+    if (l < 0 || l >= m->n_layers || max < 1)
+        return 0;
+    if (!mg || mg->own || l >= mg->n_shown) {
+        /* a chain: the previous layer, the image for the first */
+        from[0] = l - 1;
+        return 1;
+    }
+    const struct graph *g = &mg->g;
+    char *seen = calloc((size_t)g->n_values, 1);
+    int *stack = malloc(((size_t)g->n_values + 1) * sizeof *stack);
+    int n = 0, top = 0;
+    if (!seen || !stack) {
+        free(seen);
+        free(stack);
+        return 0;
+    }
+    stack[top++] = mg->shown[l];
+    seen[mg->shown[l]] = 1;
+    while (top > 0) {
+        int v = stack[--top];
+        int p = g->values[v].producer;
+        if (p < 0) {
+            /* the image (an initializer or constant feeds nothing worth showing) */
+            if (g->values[v].kind != VALUE_INITIALIZER && n < max) {
+                int dup = 0;
+                for (int j = 0; j < n; j++)
+                    dup |= from[j] == -1;
+                if (!dup)
+                    from[n++] = -1;
+            }
+            continue;
+        }
+        for (int k = 0; k < g->nodes[p].n_inputs; k++) {
+            int u = g->nodes[p].inputs[k];
+            if (u < 0 || seen[u])
+                continue;
+            seen[u] = 1;
+            int shown = -1;
+            for (int j = 0; j < mg->n_shown && shown < 0; j++)
+                if (mg->shown[j] == u)
+                    shown = j;
+            if (shown >= 0) {
+                if (n < max)
+                    from[n++] = shown;
+            } else {
+                stack[top++] = u;
+            }
+        }
+    }
+    free(seen);
+    free(stack);
+    for (int i = 1; i < n; i++) /* increasing order */
+        for (int j = i; j > 0 && from[j - 1] > from[j]; j--) {
+            int t = from[j];
+            from[j] = from[j - 1];
+            from[j - 1] = t;
+        }
+    return n;
+}
+
+const char *model_graph_layer_op(const struct model *m, int l)
+{
+    const struct model_graph *mg = m->graph;
+    if (!mg || mg->own || l < 0 || l >= mg->n_shown)
+        return NULL;
+    return mg->g.nodes[mg->g.values[mg->shown[l]].producer].op_type;
 }
 
 void model_graph_free(struct model_graph *mg)

@@ -57,6 +57,33 @@ int model_graph_from_layers(struct model *m, char *err);
 int model_graph_of_layers(const struct model *m, struct model_graph **out, char *err);
 void model_graph_free(struct model_graph *mg);
 
+/* A node output of an imported model that could be shown as a layer. */
+struct model_graph_value {
+    char name[64];      /* the layer name strata shows for it */
+    const char *tensor; /* its ONNX value name (borrowed from m->graph) */
+    const char *op;     /* the op that computes it (borrowed) */
+    struct shape shape; /* per image: H x W x C, or 1 x 1 x F */
+    int shown;          /* its index among m's layers, or -1 */
+    int by_default;     /* among the layers strata picks when model.json names none */
+};
+
+/* Every value of an imported model's graph that "shown" in model.json may
+ * name, in the order the graph computes them: *out (free() it) and *n.
+ * Returns 0, STRATA_E_ARG for a model that is not imported, or
+ * STRATA_E_NOMEM. */
+int model_graph_values(const struct model *m, struct model_graph_value **out, int *n, char *err);
+
+/* The layers whose outputs layer l of m reads, directly or through values
+ * not shown (-1 for the image itself), into from[<= max], in increasing
+ * order; a residual sum reads two. Returns the count (0 for a layer of
+ * strata's own models other than the first: they form a chain, l - 1). */
+int model_graph_layer_inputs(const struct model *m, int l, int *from, int max);
+
+/* The ONNX op that computes layer l of an imported model ("Relu", "Add",
+ * ...; borrowed), or NULL for strata's own models and for the logits and
+ * probabilities. */
+const char *model_graph_layer_op(const struct model *m, int l);
+
 /* Frees m->graph and sets it to NULL. Safe when it is NULL. */
 void model_graph_close(struct model *m);
 

@@ -12,6 +12,7 @@
 
 #include "app.h"
 #include "json.h"
+#include "model_graph.h"
 
 static int is_seed_architecture(const struct app_model *am)
 {
@@ -153,6 +154,16 @@ static json_t *layers_json(const struct app_model *am)
                               activation_json(&l->cfg), "output_shape", json_int_array(shape, 3),
                               "parameters", (json_int_t)layer_parameters(l), "config",
                               layer_config_json(&l->cfg));
+        /* what the layer reads: a chain for strata's own models; the
+         * joins of a residual network for an imported one */
+        int from[8];
+        int n_from = model_graph_layer_inputs(&am->m, i, from, 8);
+        const char *op = model_graph_layer_op(&am->m, i);
+        if (j) {
+            json_object_set_new(j, "inputs", json_int_array(from, (size_t)n_from));
+            if (op)
+                json_object_set_new(j, "op", json_string(op));
+        }
         if (json_array_append_new(list, j) != 0) {
             json_decref(list);
             return NULL;

@@ -135,11 +135,15 @@ static json_t *components(void)
                         obj("id, model (as in the list), report {format, entries, bytes, images, "
                             "split, split_note, classes [{name, train, test}], skipped [{entry, "
                             "reason}], n_skipped}"));
+    json_object_set_new(s, "GraphValues",
+                        obj("model, chosen (model.json's names or null), values [{name, value, "
+                            "op, shape [h, w, c], shown (layer index or null), default}]"));
     json_object_set_new(s, "DatasetList",
                         obj("datasets [{name, classes, train, test}]"));
     json_object_set_new(s, "ModelDetail",
                         obj("id, title, description, dataset, classes, input, normalization, "
-                            "layers [{index, name, type, activation, output_shape, parameters, "
+                            "layers [{index, name, type, op (imported), inputs (the layers it "
+                            "reads, -1 the image), activation, output_shape, parameters, "
                             "config}], card, analysis {state, split, n_images, accuracy, "
                             "distinct_paths, seconds | error}"));
     json_object_set_new(s, "Scatter",
@@ -266,6 +270,23 @@ static json_t *document(void)
                                   "204", "description", "deleted", "403", error("Forbidden"),
                                   "404", error("NotFound")));
     json_object_set_new(paths, "/api/models/{id}", model);
+    json_object_set_new(paths, "/api/models/{id}/graph",
+                        get("The values an imported model can show as layers",
+                            "Every per-image value of its graph before the class scores: layer "
+                            "name, ONNX value name, op, shape, whether shown now and by default.",
+                            json_pack("[o]", param("ModelId")),
+                            json_pack("{s:o, s:o, s:o}", "200", ok_json("the values", "GraphValues"),
+                                      "400", error("BadRequest"), "404", error("NotFound"))));
+    json_object_set_new(
+        paths, "/api/models/{id}/layers",
+        json_pack("{s:{s:s, s:s, s:o, s:{s:b, s:{s:{s:{s:s}}}}, s:{s:o, s:o, s:o}}}", "put",
+                  "summary", "Choose the layers an imported model shows", "description",
+                  "{\"shown\": [names]} or {\"shown\": null} (strata's choice); kept in its "
+                  "model.json, the model is then analysed anew.",
+                  "parameters", json_pack("[o]", param("ModelId")), "requestBody", "required", 1,
+                  "content", "application/json", "schema", "type", "object", "responses", "200",
+                  ok_json("the model", "ModelDetail"), "400", error("BadRequest"), "404",
+                  error("NotFound")));
     json_object_set_new(paths, "/api/datasets",
                         get("The server's datasets", "Dataset folders with a train split, for "
                                                      "an import's photos.",

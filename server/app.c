@@ -1006,6 +1006,43 @@ static void remove_tree(const char *path)
     nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+int app_reload_model(struct app *app, const char *id, char *err)
+{
+    struct app_model *old = app_model_get(app, id);
+    if (!old)
+        return strata_fail(err, STRATA_E_NOTFOUND, "no model named \"%.100s\"", id);
+    struct app_model *am = calloc(1, sizeof *am);
+    if (!am) {
+        app_model_put(old);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    }
+    load_model(app, am, old->dir);
+    am->uploaded = old->uploaded;
+    snprintf(am->data_root, sizeof am->data_root, "%s", old->data_root);
+    int swapped = 0;
+    pthread_rwlock_wrlock(&app->models_lock);
+    for (int i = 0; i < app->n_models && !swapped; i++)
+        if (app->models[i] == old) {
+            app->models[i] = am;
+            swapped = 1;
+        }
+    pthread_rwlock_unlock(&app->models_lock);
+    if (!swapped) { /* deleted meanwhile */
+        model_destroy(am);
+        app_model_put(old);
+        return strata_fail(err, STRATA_E_NOTFOUND, "model %s was deleted", id);
+    }
+    atomic_store(&old->deleted, 1); /* its analysis stops */
+    logf_(app, "%s: loaded again from %s", am->id, am->dir);
+    app_set_state(app, am, atomic_load(&am->state), NULL);
+    pthread_mutex_lock(&app->mu);
+    pthread_cond_broadcast(&app->work);
+    pthread_mutex_unlock(&app->mu);
+    app_model_put(old); /* the registry's reference */
+    app_model_put(old); /* ours */
+    return 0;
+}
+
 int app_workspace_prepare(const char *workspace, char *err)
 {
     const char *subs[] = {"", "/models", "/data", "/.incoming"};

@@ -297,6 +297,12 @@ int app_add_model(struct app *app, const char *dir, const char *data_root, int u
  * STRATA_E_NOTFOUND for an unknown id, with err. */
 int app_delete_model(struct app *app, const char *id, char *err);
 
+/* Loads the model `id` again from its folder (after its model.json
+ * changed) in place of the one in the registry, which stops its analysis
+ * and goes when the requests using it are done; the new one is analysed
+ * anew. Returns 0, or STRATA_E_NOTFOUND / STRATA_E_NOMEM with err. */
+int app_reload_model(struct app *app, const char *id, char *err);
+
 /* Creates <workspace>/{models,data,.incoming} as needed and empties
  * .incoming (imports a stopped server left half done). Returns 0 or
  * STRATA_E_IO with err. */
@@ -417,6 +423,8 @@ int handle_openapi(const struct request *req, struct response *res);
 int handle_import(const struct request *req, struct response *res);
 int handle_delete_model(const struct request *req, struct response *res);
 int handle_datasets(const struct request *req, struct response *res);
+int handle_graph(const struct request *req, struct response *res);
+int handle_set_layers(const struct request *req, struct response *res);
 
 /* The route table of the API (cmd_serve.c builds the router from it). */
 extern const struct route app_routes[];

@@ -15,6 +15,8 @@
 #include "analysis.h"
 #include "cli.h"
 #include "json.h"
+#include "model_graph.h"
+#include "model_import.h"
 #include "npy.h"
 #include "progress.h"
 
@@ -38,7 +40,11 @@ static const char *const analyze_help =
     "  --cache DIR    cache folder (default $STRATA_CACHE or " ANALYSIS_DEFAULT_CACHE ")\n"
     "  --no-cache     neither read nor write the cache\n"
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n"
-    "  --threads N    BLAS and k-means threads\n";
+    "  --threads N    BLAS and k-means threads\n"
+    "  --layers LIST  an imported model's layers: `list` prints the graph values that\n"
+    "                 can be shown (* shown now, d strata's default choice); names\n"
+    "                 (comma-separated value, node or layer names) show those, and\n"
+    "                 `default` strata's choice again. Kept in the model's model.json.\n";
 
 static json_t *analysis_json(const struct analysis *a, const char *model, double wall)
 {
@@ -296,6 +302,25 @@ static int export_bundle(const struct analysis *a, const char *dir, char *err)
     return rc;
 }
 
+/* --layers list: the graph values an imported model can show. */
+static int list_values(const struct model *m)
+{
+    char err[STRATA_ERR_LEN];
+    struct model_graph_value *v;
+    int n;
+    if (model_graph_values(m, &v, &n, err) < 0)
+        return cli_fail("analyze", "%s", err);
+    printf("   %-32s %-20s %-14s %s\n", "layer", "op", "shape", "value");
+    for (int i = 0; i < n; i++) {
+        char shape[32];
+        snprintf(shape, sizeof shape, "%dx%dx%d", v[i].shape.h, v[i].shape.w, v[i].shape.c);
+        printf("%c%c %-32s %-20s %-14s %s\n", v[i].shown >= 0 ? '*' : ' ',
+               v[i].by_default ? 'd' : ' ', v[i].name, v[i].op, shape, v[i].tensor);
+    }
+    free(v);
+    return EXIT_OK;
+}
+
 int cmd_analyze(int argc, char **argv)
 {
     static const struct option opts[] = {{"data", required_argument, 0, 'd'},
@@ -309,11 +334,13 @@ int cmd_analyze(int argc, char **argv)
                                          {"no-cache", no_argument, 0, 'n'},
                                          {"models", required_argument, 0, 'm'},
                                          {"threads", required_argument, 0, 'T'},
+                                         {"layers", required_argument, 0, 'L'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     struct analysis_params p;
     analysis_params_default(&p);
-    const char *data = NULL, *models = NULL, *export_dir = NULL, *cache_flag = NULL;
+    const char *data = NULL, *models = NULL, *export_dir = NULL, *cache_flag = NULL,
+               *layers = NULL;
     int json = 0, no_cache = 0, threads = 0, c, v;
     char err[STRATA_ERR_LEN];
     optind = 1;
@@ -351,6 +378,7 @@ int cmd_analyze(int argc, char **argv)
                 return cli_usage_error("analyze", "--threads expects a positive integer, got '%s'",
                                        optarg);
             break;
+        case 'L': layers = optarg; break;
         case 'h': fputs(analyze_help, stdout); return EXIT_OK;
         case ':': return cli_usage_error("analyze", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("analyze", "unknown option '%s'", argv[optind - 1]);
@@ -368,6 +396,31 @@ int cmd_analyze(int argc, char **argv)
     if (model_open(&m, cli_models_root(models), argv[optind], err) < 0) {
         cli_fail("analyze", "%s", err);
         goto done;
+    }
+    if (layers && strcmp(layers, "list") == 0) {
+        rc = list_values(&m);
+        goto done;
+    }
+    if (layers) {
+        json_t *names = NULL;
+        char dir[sizeof m.dir];
+        snprintf(dir, sizeof dir, "%s", m.dir);
+        int lrc = 0;
+        if (strcmp(layers, "default") != 0) {
+            names = json_array();
+            lrc = import_classes_from_list(names, layers, err);
+        }
+        if (lrc == 0)
+            lrc = import_set_shown(dir, names, err);
+        json_decref(names);
+        model_free(&m);
+        memset(&m, 0, sizeof m);
+        if (lrc < 0 || model_open(&m, ".", dir, err) < 0) {
+            cli_fail("analyze", "%s", err);
+            goto done;
+        }
+        fprintf(stderr, "strata analyze: %s shows %d layers (%s/model.json)\n", m.id, m.n_layers,
+                dir);
     }
     struct cli_stages view = {.quiet = json};
     cli_catch_sigint();

@@ -34,6 +34,8 @@ const struct route app_routes[] = {
     {"GET", "/api/datasets", handle_datasets, 0},
     {"GET", "/api/models/{id}", handle_model, 0},
     {"DELETE", "/api/models/{id}", handle_delete_model, 0},
+    {"GET", "/api/models/{id}/graph", handle_graph, 0},
+    {"PUT", "/api/models/{id}/layers", handle_set_layers, 0},
     {"GET", "/api/models/{id}/layers/{layer}/scatter", handle_scatter, 0},
     {"GET", "/api/models/{id}/layers/{layer}/elbow", handle_elbow, 0},
     {"GET", "/api/models/{id}/paths", handle_paths, 0},

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "graph.h"
 #include "model.h"
@@ -128,4 +129,52 @@ int import_classes_check(const json_t *arr, char *err)
                                    json_string_value(c));
     }
     return 0;
+}
+
+/* Replaces <dir>/model.json with j, whole (written beside it, renamed). */
+static int write_model_json(const char *dir, const json_t *j, char *err)
+{
+    char path[1400], tmp[1500];
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    snprintf(tmp, sizeof tmp, "%s/.model.json.new", dir);
+    if (json_dump_file(j, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(7)) != 0 ||
+        rename(tmp, path) != 0) {
+        unlink(tmp);
+        return strata_fail(err, STRATA_E_IO, "cannot write %s", path);
+    }
+    return 0;
+}
+
+int import_set_shown(const char *dir, const json_t *names, char *err)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    json_error_t je;
+    json_t *old = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!old)
+        return strata_fail(err, STRATA_E_FORMAT, "%s: %s", path, je.text);
+    if (!json_is_string(json_object_get(old, "onnx"))) {
+        json_decref(old);
+        return strata_fail(err, STRATA_E_ARG,
+                           "%s is not an imported model: strata's own models show every layer",
+                           dir);
+    }
+    json_t *j = json_deep_copy(old);
+    int rc = j ? 0 : strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    if (rc == 0 && names)
+        json_object_set(j, "shown", (json_t *)names);
+    else if (rc == 0)
+        json_object_del(j, "shown");
+    if (rc == 0)
+        rc = write_model_json(dir, j, err);
+    /* the check: the model opens with the new choice, else the old file is back */
+    struct model m = {0};
+    if (rc == 0 && (rc = model_open(&m, ".", dir, err)) < 0) {
+        char werr[STRATA_ERR_LEN];
+        write_model_json(dir, old, werr);
+    }
+    model_free(&m);
+    json_decref(j);
+    json_decref(old);
+    return rc;
 }

@@ -48,4 +48,14 @@ int import_classes_from_list(json_t *arr, const char *list, char *err);
  * duplicates, at least 2). Returns 0 or STRATA_E_ARG with err. */
 int import_classes_check(const json_t *arr, char *err);
 
+/* Sets which graph values an imported model shows as layers: writes
+ * "shown" (names: value, node or layer names, see model_graph.h) into
+ * <dir>/model.json, or removes it (names NULL: strata's own choice), then
+ * opens the model to check; a choice it refuses (a name that is no value
+ * of the graph) puts the previous file back. The file is replaced whole
+ * (written beside it, then renamed). Returns 0, or the model's status
+ * (STRATA_E_NOTFOUND for an unknown name), STRATA_E_IO, STRATA_E_FORMAT
+ * (model.json unreadable) or STRATA_E_ARG (not an imported model) with err. */
+int import_set_shown(const char *dir, const json_t *names, char *err);
+
 #endif

@@ -18,6 +18,7 @@
  * largest value, the upsampled map scaled to [0, 1] within 1e-4.
  */
 #include "check.h"
+#include "model_graph.h"
 #include "gradcam.h"
 #include "image.h"
 #include "model.h"
@@ -227,6 +228,77 @@ static void check_gradcam(void)
     json_decref(ref);
 }
 
+/* ResNet-18's layers: the default choice, a residual sum's two inputs (the
+ * block's own path and the skip), and a choice by name in model.json. */
+static void check_layer_choice(void)
+{
+    const char *refs = refs_dir();
+    char path[1400], dir[1200], err[STRATA_ERR_LEN];
+    snprintf(path, sizeof path, "%s/resnet18.reference.json", refs);
+    json_t *ref = json_load_file(path, 0, NULL);
+    CHECK(ref != NULL && make_model_dir(refs, "resnet18", ref, dir, sizeof dir) == 0);
+    struct model m = {0};
+    CHECK_MSG(model_open(&m, NULL, dir, err) == 0, "%s", err);
+    /* by default: the stem's Relu and pool, each block's two Relus (an Add
+     * followed by a Relu shows once, as the Relu), the pooled features,
+     * logits, probabilities */
+    CHECK_EQ_INT(m.n_layers, 2 + 8 * 2 + 3);
+    struct model_graph_value *v;
+    int n = 0, shown = 0, by_default = 0;
+    CHECK_MSG(model_graph_values(&m, &v, &n, err) == 0, "%s", err);
+    for (int i = 0; i < n; i++) {
+        shown += v[i].shown >= 0;
+        by_default += v[i].by_default;
+    }
+    CHECK_EQ_INT(shown, m.n_layers - 2);
+    CHECK_EQ_INT(by_default, shown);
+    /* every Conv, Relu, Add and pool of the network (BatchNorm is folded) */
+    CHECK(n > 40);
+    free(v);
+    /* layer1.0's second Relu reads the Add of the block's path and the skip:
+     * layer1.0/relu (through conv2) and maxpool */
+    int relu_1 = -1, relu = -1, maxpool = -1;
+    for (int l = 0; l < m.n_layers; l++) {
+        relu_1 = strcmp(m.layers[l].cfg.name, "layer1.0/relu_1") ? relu_1 : l;
+        relu = strcmp(m.layers[l].cfg.name, "layer1.0/relu") ? relu : l;
+        maxpool = strcmp(m.layers[l].cfg.name, "maxpool") ? maxpool : l;
+    }
+    CHECK(relu_1 > 0 && relu > 0 && maxpool > 0);
+    int from[8];
+    CHECK_EQ_INT(model_graph_layer_inputs(&m, relu_1, from, 8), 2);
+    CHECK(from[0] == maxpool && from[1] == relu);
+    CHECK_EQ_INT(model_graph_layer_inputs(&m, 0, from, 8), 1);
+    CHECK_EQ_INT(from[0], -1); /* the first layer reads the image */
+    model_free(&m);
+
+    /* a choice by value, node and layer name, kept in the graph's order */
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    json_t *j = json_load_file(path, 0, NULL);
+    json_object_set_new(j, "shown", json_pack("[s, s, s]", "layer4.1", "/layer1/layer1.0/Add",
+                                              "/layer2/layer2.0/relu/Relu_output_0"));
+    CHECK(json_dump_file(j, path, JSON_INDENT(1)) == 0);
+    struct model c = {0};
+    CHECK_MSG(model_open(&c, NULL, dir, err) == 0, "%s", err);
+    CHECK_EQ_INT(c.n_layers, 5);
+    CHECK(!strcmp(c.layers[0].cfg.name, "layer1.0") && !strcmp(c.layers[1].cfg.name, "layer2.0/relu") &&
+          !strcmp(c.layers[2].cfg.name, "layer4.1"));
+    CHECK(c.layers[2].out.h == 7 && c.layers[2].out.c == 512);
+    /* layer4.1 reads, through the layers not shown, both earlier choices:
+     * layer2.0/relu on layer2.0's own path, layer1.0 on its skip */
+    CHECK_EQ_INT(model_graph_layer_inputs(&c, 2, from, 8), 2);
+    CHECK(from[0] == 0 && from[1] == 1);
+    CHECK_EQ_INT(model_graph_layer_inputs(&c, 1, from, 8), 1);
+    CHECK_EQ_INT(from[0], 0);
+    model_free(&c);
+    json_object_set_new(j, "shown", json_pack("[s]", "no-such-value"));
+    CHECK(json_dump_file(j, path, JSON_INDENT(1)) == 0);
+    CHECK_EQ_INT(model_open(&c, NULL, dir, err), STRATA_E_NOTFOUND);
+    CHECK(strstr(err, "no-such-value") != NULL);
+    model_free(&c);
+    json_decref(j);
+    json_decref(ref);
+}
+
 int main(void)
 {
     for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
@@ -261,10 +333,19 @@ int main(void)
             check_failed_total++;
         printf("%s %d - resnet18 Grad-CAM against PyTorch\n", check_current_failed ? "not ok" : "ok",
                check_count);
+        check_current_failed = 0;
+        check_layer_choice();
+        check_count++;
+        if (check_current_failed)
+            check_failed_total++;
+        printf("%s %d - resnet18 layers: default choice, residual joins, chosen by name\n",
+               check_current_failed ? "not ok" : "ok", check_count);
     } else {
         check_count++;
         printf("ok %d - resnet18 Grad-CAM against PyTorch # SKIP STRATA_ONNX_REFS is not set: "
                "scripts/test exports the reference models with python3-torch\n", check_count);
+        check_count++;
+        printf("ok %d - resnet18 layers # SKIP STRATA_ONNX_REFS is not set\n", check_count);
     }
     return check_done();
 }

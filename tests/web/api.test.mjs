@@ -968,6 +968,7 @@ test('GET /api/openapi.json describes every route', async () => {
   assert.match(doc.openapi, /^3\./);
   const expected = {
     '/api/health': 'get', '/api/models': 'get post', '/api/models/{id}': 'get delete', '/api/datasets': 'get',
+    '/api/models/{id}/graph': 'get', '/api/models/{id}/layers': 'put',
     '/api/models/{id}/layers/{layer}/scatter': 'get', '/api/models/{id}/layers/{layer}/elbow': 'get',
     '/api/models/{id}/paths': 'get', '/api/models/{id}/misclassified': 'get', '/api/models/{id}/doubt': 'get',
     '/api/models/{id}/images/{class}/{file}': 'get', '/api/models/{id}/images/{class}/{file}/thumb': 'get',

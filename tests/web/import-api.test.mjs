@@ -237,6 +237,47 @@ test('a server dataset instead of an archive; the model persists across a restar
   assert.deepEqual(fs.readdirSync(path.join(FELINES, 'train')).sort(), CLASSES);
 });
 
+test('the layers shown: listed from the graph, chosen by name, analysed again; joins in the detail', async () => {
+  const r = await call(srv, '/api/models', form({ meta: { title: 'layers', id: 'layers', dataset: 'felines' } }));
+  assert.equal(r.status, 201, r.text());
+  const before = await waitReady('layers');
+  // a chain: each layer reads the one before, the first the image
+  before.layers.forEach((l, i) => assert.deepEqual(l.inputs, [i - 1], l.name));
+  const g = (await call(srv, '/api/models/layers/graph')).json();
+  assert.ok(g.values.length >= before.layers.length - 2);
+  assert.equal(g.chosen, null);
+  const shownNow = g.values.filter((v) => v.shown !== null);
+  assert.equal(shownNow.length, before.layers.length - 2);
+  assert.ok(shownNow.every((v) => v.default));
+  // two values by their ONNX names: the model shows those (and logits, probabilities)
+  const pick = [g.values[g.values.length - 1], g.values[0]];
+  const put = await call(srv, '/api/models/layers/layers', {
+    method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ shown: pick.map((v) => v.value) }) });
+  assert.equal(put.status, 200, put.text());
+  assert.deepEqual(put.json().layers.slice(0, 2).map((l) => l.name), [pick[1].name, pick[0].name]);
+  const after = await waitReady('layers');
+  assert.equal(after.layers.length, 4);
+  assert.equal(after.analysis.layers, 4);
+  assert.deepEqual(after.layers.map((l) => l.op || null).slice(0, 2), [pick[1].op, pick[0].op]);
+  const s = await call(srv, '/api/models/layers/layers/1/scatter');
+  assert.equal(s.status, 200);
+  assert.equal(s.json().layer.name, pick[0].name);
+  // a name that is not in the graph: 400, nothing changed
+  const bad = await call(srv, '/api/models/layers/layers', {
+    method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"shown": ["nope"]}' });
+  assert.match(assertError(bad, 400).message, /"nope" is not a value/);
+  assert.equal((await call(srv, '/api/models/layers')).json().layers.length, 4);
+  assertError(await call(srv, '/api/models/layers/layers', { method: 'PUT', body: '[1]' }), 400);
+  // back to strata's choice
+  const back = await call(srv, '/api/models/layers/layers', {
+    method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"shown": null}' });
+  assert.equal(back.json().layers.length, before.layers.length);
+  // strata's own models show every layer
+  assertError(await call(srv, '/api/models/felines-seed/graph'), 400, 'not_imported');
+  assertError(await call(srv, '/api/models/felines-seed/layers', { method: 'PUT', body: '{"shown": null}' }), 400, 'not_imported');
+  assert.equal((await call(srv, '/api/models/layers', { method: 'DELETE' })).status, 204);
+});
+
 test('an archive with train/ and test/ keeps its split; files beside them are left out', async () => {
   const entries = [];
   for (const [i, [c, p]] of photos(6).entries()) entries.push([`${i % 3 === 0 ? 'test' : 'train'}/${c}/${i}.jpg`, p]);
