@@ -606,6 +606,8 @@ struct capture_ctx {
     analysis_progress_fn progress;
     void *user;
     int total;
+    int offset; /* row of the batch's first image (images before it were kept or skipped) */
+    int seen;   /* images read so far, kept or skipped, for the progress */
     double reduce_seconds;
 };
 
@@ -620,11 +622,9 @@ static int capture_batch(void *user, const struct model *m, const struct model_w
         if (L->same_as >= 0)
             continue;
         reduce_rows(model_output(ws, l), n, m->layers[l].out, a->grid,
-                    L->features + (size_t)first * L->d);
+                    L->features + (size_t)(cx->offset + first) * L->d);
     }
     cx->reduce_seconds += now_seconds() - t0;
-    if (cx->progress && cx->progress(cx->user, "forward", first + n, cx->total))
-        return STRATA_E_INTERRUPTED;
     return 0;
 }
 
@@ -786,11 +786,79 @@ static int bundle_init(struct analysis *a, const struct model *m, const struct a
     return 0;
 }
 
-int analysis_run_images(struct model *m, const struct analysis_params *p, const uint8_t *pixels,
-                        char *const *ids, const int *labels, int n, struct analysis *out,
-                        analysis_progress_fn progress, void *user, char *err)
+/* Where the images come from: decoded already (pixels), or decoded batch by
+ * batch from a listed split (ds), so that memory holds one batch of images
+ * and the feature matrices, whatever the image count. */
+struct image_feed {
+    const uint8_t *pixels;     /* n frames, or NULL */
+    struct dataset *ds;        /* when pixels is NULL: items [0, n) */
+    char *const *ids;          /* with pixels */
+    const int *labels;
+    double decode_seconds;
+};
+
+/* The forward passes with capture over the feed, in batches of the
+ * workspace's size: rows are the images kept (an unreadable file of ds is
+ * skipped and reported in ds->skipped). Sets a->n to the rows kept. */
+static int forward_feed(struct model *m, struct model_workspace *ws, int batch,
+                        struct image_feed *feed, int n, struct capture_ctx *cx, char *err)
 {
-    assert(m && p && pixels && ids && labels && out);
+    struct analysis *a = cx->a;
+    int C = m->n_classes;
+    size_t frame = shape_size(m->input);
+    uint8_t *chunk = feed->pixels ? NULL : malloc((size_t)batch * frame);
+    if (!feed->pixels && !chunk)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for a batch of images");
+    int kept = 0, rc = 0;
+    for (int i0 = 0; i0 < n && rc == 0; i0 += batch) {
+        int want = n - i0 < batch ? n - i0 : batch, got = 0;
+        const uint8_t *px = chunk;
+        double t0 = now_seconds();
+        for (int j = 0; j < want && rc == 0; j++) {
+            int i = i0 + j;
+            const char *id = feed->pixels ? feed->ids[i] : feed->ds->items[i].name;
+            int label = feed->pixels ? feed->labels[i] : feed->ds->items[i].label;
+            int ok = 1;
+            if (!feed->pixels) {
+                ok = dataset_decode(feed->ds, i, m->input.w, m->input.h,
+                                    chunk + (size_t)got * frame, err);
+                if (ok < 0) {
+                    rc = ok;
+                    break;
+                }
+            }
+            if (!ok)
+                continue;
+            if (!(a->image_ids[kept + got] = dup_str(id)))
+                rc = strata_fail(err, STRATA_E_NOMEM, "out of memory");
+            a->labels[kept + got] = label;
+            got++;
+        }
+        feed->decode_seconds += now_seconds() - t0;
+        if (feed->pixels)
+            px = feed->pixels + (size_t)i0 * frame;
+        cx->offset = kept;
+        if (rc == 0 && got > 0) {
+            rc = infer_images(m, ws, px, got, a->probs + (size_t)kept * C, capture_batch, cx);
+            if (rc < 0)
+                rc = rc == STRATA_E_INTERRUPTED ? strata_fail(err, rc, "analysis interrupted")
+                                                : strata_fail(err, rc, "inference failed");
+        }
+        kept += got;
+        if (rc == 0 && cx->progress && cx->progress(cx->user, "forward", i0 + want, n))
+            rc = strata_fail(err, STRATA_E_INTERRUPTED, "analysis interrupted");
+    }
+    free(chunk);
+    a->n = kept;
+    return rc;
+}
+
+/* The pipeline over a feed of n images: forward with capture, then each
+ * layer, then what the bundle derives. */
+static int run_feed(struct model *m, const struct analysis_params *p, struct image_feed *feed,
+                    int n, struct analysis *out, analysis_progress_fn progress, void *user,
+                    char *err)
+{
     memset(out, 0, sizeof *out);
     double t_start = now_seconds();
     int rc = check_params(p, err);
@@ -801,49 +869,53 @@ int analysis_run_images(struct model *m, const struct analysis_params *p, const 
     int k_of[MODEL_MAX_LAYERS];
     if ((rc = resolve_overrides(m, p, k_of, err)) < 0)
         return rc;
-    for (int l = 0; l < m->n_layers; l++)
-        if (k_of[l] > n)
-            return strata_fail(err, STRATA_E_ARG, "layer %s: k = %d but only %d images",
-                               m->layers[l].cfg.name, k_of[l], n);
-    for (int i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= m->n_classes)
-            return strata_fail(err, STRATA_E_ARG, "image %d: label %d out of range", i, labels[i]);
+    for (int i = 0; feed->labels && i < n; i++)
+        if (feed->labels[i] < 0 || feed->labels[i] >= m->n_classes)
+            return strata_fail(err, STRATA_E_ARG, "image %d: label %d out of range", i,
+                               feed->labels[i]);
 
     struct analysis *a = out;
     if ((rc = bundle_init(a, m, p, k_of, n, err)) < 0)
         goto fail;
     int C = m->n_classes;
     a->image_ids = alloc_n((size_t)n, sizeof(char *));
-    a->labels = dup_mem(labels, (size_t)n * sizeof(int));
+    a->labels = alloc_n((size_t)n, sizeof(int));
     a->pred = alloc_n((size_t)n, sizeof(int));
     a->probs = alloc_n((size_t)n * C, sizeof(float));
     if (!a->image_ids || !a->labels || !a->pred || !a->probs) {
         rc = strata_fail(err, STRATA_E_NOMEM, "out of memory for %d images", n);
         goto fail;
     }
-    for (int i = 0; i < n; i++)
-        if (!(a->image_ids[i] = dup_str(ids[i]))) {
-            rc = strata_fail(err, STRATA_E_NOMEM, "out of memory");
-            goto fail;
-        }
 
     /* Forward with capture. */
     struct model_workspace ws;
-    if ((rc = model_workspace_init(&ws, m, p->batch < n ? p->batch : n, 0, err)) < 0)
+    int batch = p->batch < n ? p->batch : n;
+    if ((rc = model_workspace_init(&ws, m, batch, 0, err)) < 0)
         goto fail;
     struct capture_ctx cx = {.a = a, .progress = progress, .user = user, .total = n};
     double t0 = now_seconds();
-    rc = infer_images(m, &ws, pixels, n, a->probs, capture_batch, &cx);
+    rc = forward_feed(m, &ws, batch, feed, n, &cx, err);
     double t1 = now_seconds();
     model_workspace_free(&ws);
-    if (rc < 0) {
-        rc = rc == STRATA_E_INTERRUPTED ? strata_fail(err, rc, "analysis interrupted")
-                                        : strata_fail(err, rc, "inference failed");
+    if (rc < 0)
+        goto fail;
+    if (a->n < 2) {
+        rc = strata_fail(err, STRATA_E_ARG,
+                         "the analysis needs at least 2 readable images, got %d of %d", a->n, n);
         goto fail;
     }
+    for (int l = 0; l < m->n_layers; l++)
+        if (k_of[l] > a->n) {
+            rc = strata_fail(err, STRATA_E_ARG, "layer %s: k = %d but only %d images",
+                             m->layers[l].cfg.name, k_of[l], a->n);
+            goto fail;
+        }
+    if (a->k_max > a->n)
+        a->k_max = a->n;
+    a->seconds[ANALYSIS_STAGE_LOAD] = feed->decode_seconds;
     a->seconds[ANALYSIS_STAGE_REDUCE] = cx.reduce_seconds;
-    a->seconds[ANALYSIS_STAGE_FORWARD] = (t1 - t0) - cx.reduce_seconds;
-    for (int i = 0; i < n; i++)
+    a->seconds[ANALYSIS_STAGE_FORWARD] = (t1 - t0) - cx.reduce_seconds - feed->decode_seconds;
+    for (int i = 0; i < a->n; i++)
         a->pred[i] = infer_argmax(a->probs + (size_t)i * C, C);
 
     /* Per layer. */
@@ -868,6 +940,15 @@ int analysis_run_images(struct model *m, const struct analysis_params *p, const 
 fail:
     analysis_free(a);
     return rc;
+}
+
+int analysis_run_images(struct model *m, const struct analysis_params *p, const uint8_t *pixels,
+                        char *const *ids, const int *labels, int n, struct analysis *out,
+                        analysis_progress_fn progress, void *user, char *err)
+{
+    assert(m && p && pixels && ids && labels && out);
+    struct image_feed feed = {.pixels = pixels, .ids = ids, .labels = labels};
+    return run_feed(m, p, &feed, n, out, progress, user, err);
 }
 
 /* See analysis.h. */
@@ -923,39 +1004,16 @@ int analysis_load_pixels(const struct model *m, struct dataset *ds, uint8_t **pi
     return n;
 }
 
-/* Decodes an opened split and runs the analysis on it. */
+/* Runs the analysis on an opened split, decoding it batch by batch. */
 static int run_dataset(struct model *m, const struct analysis_params *p, struct dataset *ds,
                        struct analysis *out, analysis_progress_fn progress, void *user, char *err)
 {
-    memset(out, 0, sizeof *out);
-    double t0 = now_seconds();
-    uint8_t *pixels;
-    int rc = analysis_load_pixels(m, ds, &pixels, progress, user, err);
-    if (rc < 0)
-        return rc;
-    int n = ds->n;
-    char **ids = alloc_n((size_t)n, sizeof(char *));
-    int *labels = alloc_n((size_t)n, sizeof(int));
-    if (!ids || !labels) {
-        free(ids);
-        free(labels);
-        free(pixels);
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
-    }
-    for (int i = 0; i < n; i++) {
-        ids[i] = ds->items[i].name;
-        labels[i] = ds->items[i].label;
-    }
-    double t_load = now_seconds() - t0;
-    rc = analysis_run_images(m, p, pixels, ids, labels, n, out, progress, user, err);
-    free(ids);
-    free(labels);
-    free(pixels);
-    if (rc == 0) {
-        out->seconds[ANALYSIS_STAGE_LOAD] = t_load;
-        out->seconds[ANALYSIS_STAGE_TOTAL] += t_load;
-    }
-    return rc;
+    for (int i = 0; i < ds->n; i++)
+        if (ds->items[i].label < 0 || ds->items[i].label >= m->n_classes)
+            return strata_fail(err, STRATA_E_ARG, "%s: label %d out of range", ds->items[i].name,
+                               ds->items[i].label);
+    struct image_feed feed = {.ds = ds};
+    return run_feed(m, p, &feed, ds->n, out, progress, user, err);
 }
 
 int analysis_run(struct model *m, const struct analysis_params *p, const char *data_root,

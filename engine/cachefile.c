@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,14 @@ void *cachefile_get_array(struct cachefile_reader *r, size_t count, size_t size)
     }
     cachefile_get(r, p, bytes);
     return p;
+}
+
+int cachefile_all_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
 }
 
 /* ---- the file ------------------------------------------------------------- */

@@ -70,6 +70,11 @@ char *cachefile_get_str_alloc(struct cachefile_reader *r, size_t max);
  * not all there (bad) or on allocation failure (nomem). */
 void *cachefile_get_array(struct cachefile_reader *r, size_t count, size_t size);
 
+/* 1 when the n floats read into v are all finite (no NaN, no infinity): a
+ * cached number a checksum passed can still be one no computation gives.
+ * Can't fail. */
+int cachefile_all_finite(const float *v, size_t n);
+
 /* Writes the framed file atomically: a temporary file in the same folder
  * (mode 0644: the CLI and a server running as another user share caches),
  * renamed over path, so readers see the old file or the whole new one.

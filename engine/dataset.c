@@ -281,49 +281,77 @@ static int add_skipped(struct dataset *ds, char *msg)
     return 0;
 }
 
+/* Decodes item i at w x h into frame (w*h*3 bytes). Returns 1 (decoded),
+ * 0 (unreadable: recorded in ds->skipped) or STRATA_E_NOMEM. */
+static int decode_item(struct dataset *ds, int i, int w, int h, uint8_t *frame)
+{
+    const struct dataset_item *it = &ds->items[i];
+    struct image img, small = {0};
+    const struct image *use = &img;
+    char why[STRATA_ERR_LEN];
+    /* image_load's messages already begin with the path. */
+    int r = image_load(it->path, &img, why);
+    char *skip = NULL;
+    if (r == STRATA_OK && (img.w != w || img.h != h)) {
+        r = image_resize(&img, w, h, &small, why);
+        use = &small;
+        if (r && r != STRATA_E_NOMEM && asprintf(&skip, "%s: %s", it->path, why) < 0)
+            skip = NULL, r = STRATA_E_NOMEM;
+    } else if (r && r != STRATA_E_NOMEM && !(skip = strdup(why))) {
+        r = STRATA_E_NOMEM;
+    }
+    if (r == STRATA_OK)
+        memcpy(frame, use->rgb, (size_t)w * h * 3);
+    image_free(&img);
+    image_free(&small);
+    if (r != STRATA_OK && r != STRATA_E_NOMEM && add_skipped(ds, skip))
+        r = STRATA_E_NOMEM; /* add_skipped freed skip */
+    return r == STRATA_OK ? 1 : r == STRATA_E_NOMEM ? STRATA_E_NOMEM : 0;
+}
+
+static int check_size(int w, int h, char *err)
+{
+    if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE ||
+        (long)w * h > IMAGE_MAX_PIXELS)
+        return strata_fail(err, STRATA_E_ARG, "cannot load images at %dx%d pixels", w, h);
+    return 0;
+}
+
+int dataset_decode(struct dataset *ds, int i, int w, int h, uint8_t *frame, char *err)
+{
+    assert(ds && i >= 0 && i < ds->n && frame);
+    int rc = check_size(w, h, err);
+    if (rc < 0)
+        return rc;
+    rc = decode_item(ds, i, w, h, frame);
+    return rc == STRATA_E_NOMEM
+               ? strata_fail(err, rc, "out of memory loading %s", ds->items[i].path)
+               : rc;
+}
+
 int dataset_load_images(struct dataset *ds, int w, int h, uint8_t *pixels,
                         void (*progress)(int done, int total, void *user), void *user,
                         char *err)
 {
     assert(ds && (pixels || ds->n == 0));
-    if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE ||
-        (long)w * h > IMAGE_MAX_PIXELS)
-        return strata_fail(err, STRATA_E_ARG, "cannot load images at %dx%d pixels", w, h);
+    int rc = check_size(w, h, err);
+    if (rc < 0)
+        return rc;
     size_t frame = (size_t)w * h * 3;
     int total = ds->n, kept = 0, i;
-    char why[STRATA_ERR_LEN];
     for (i = 0; i < total; i++) {
         struct dataset_item it = ds->items[i];
-        struct image img, small = {0};
-        const struct image *use = &img;
-        /* image_load's messages already begin with the path. */
-        int r = image_load(it.path, &img, why);
-        char *skip = NULL;
-        if (r == STRATA_OK && (img.w != w || img.h != h)) {
-            r = image_resize(&img, w, h, &small, why);
-            use = &small;
-            if (r && r != STRATA_E_NOMEM && asprintf(&skip, "%s: %s", it.path, why) < 0)
-                skip = NULL, r = STRATA_E_NOMEM;
-        } else if (r && r != STRATA_E_NOMEM && !(skip = strdup(why))) {
-            r = STRATA_E_NOMEM;
-        }
-        if (r == STRATA_OK) {
-            memcpy(pixels + (size_t)kept * frame, use->rgb, frame);
+        int r = decode_item(ds, i, w, h, pixels + (size_t)kept * frame);
+        if (r == 1) {
             ds->items[kept++] = it;
-        }
-        image_free(&img);
-        image_free(&small);
-        if (r != STRATA_OK && r != STRATA_E_NOMEM && add_skipped(ds, skip))
-            r = STRATA_E_NOMEM; /* add_skipped freed skip */
-        if (r == STRATA_E_NOMEM) {
+        } else if (r == STRATA_E_NOMEM) {
             /* Out of memory is not the file's fault: stop, and leave ds
              * consistent: this and the unprocessed items follow the kept
              * ones, so items and the first `kept` frames still line up. */
             memmove(ds->items + kept, ds->items + i, (size_t)(total - i) * sizeof *ds->items);
             ds->n = kept + (total - i);
             return strata_fail(err, STRATA_E_NOMEM, "out of memory loading %s", it.path);
-        }
-        if (r != STRATA_OK) {
+        } else {
             free(it.path);
             free(it.name);
         }

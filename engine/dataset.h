@@ -56,4 +56,10 @@ int dataset_load_images(struct dataset *ds, int w, int h, uint8_t *pixels,
                         void (*progress)(int done, int total, void *user), void *user,
                         char *err);
 
+/* Decodes item i alone at w x h into frame (w * h * 3 bytes, the caller's),
+ * for a caller that streams a split rather than holding it whole. Returns
+ * 1 (decoded), 0 (unreadable: recorded in ds->skipped; ds->items is left
+ * as it is), or a negative status (STRATA_E_ARG for bad w/h, STRATA_E_NOMEM). */
+int dataset_decode(struct dataset *ds, int i, int w, int h, uint8_t *frame, char *err);
+
 #endif

@@ -179,12 +179,21 @@ static json_t *analysis_json(const struct app_model *am, int state)
     if (state != APP_READY)
         return json_pack("{s:s}", "state", app_state_name(state));
     const struct analysis *a = &am->a;
-    return json_pack("{s:s, s:s, s:i, s:f, s:i, s:i, s:i, s:i, s:f, s:b, s:f}", "state", "ready",
+    /* the confusion matrix of the analysed split, rows = true classes: what
+     * a model without a training card (an imported one) shows */
+    json_t *confusion = json_array();
+    for (int t = 0; confusion && t < a->n_classes; t++) {
+        json_t *row = json_array();
+        for (int p = 0; row && p < a->n_classes; p++)
+            json_array_append_new(row, json_integer(a->confusion[t * a->n_classes + p]));
+        json_array_append_new(confusion, row);
+    }
+    return json_pack("{s:s, s:s, s:i, s:f, s:i, s:i, s:i, s:i, s:f, s:b, s:f, s:o}", "state", "ready",
                      "split", a->split, "n_images", a->n, "accuracy", a->accuracy,
                      "misclassified", a->n_missed, "distinct_paths", a->n_paths, "layers",
                      a->n_layers, "k_max", a->k_max, "seconds",
                      a->seconds[ANALYSIS_STAGE_TOTAL], "cached", a->cached, "wall_seconds",
-                     am->analysis_wall);
+                     am->analysis_wall, "confusion", confusion);
 }
 
 /* Whether predictions carry a doubt score, and why not. */

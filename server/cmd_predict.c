@@ -1,4 +1,6 @@
-/* cmd_predict.c — `strata predict <model> <image>`: classify one image. */
+/* cmd_predict.c — `strata predict <model> <image>`: classify one image, and
+ * say how far to trust the answer (the question of question.h, as the API
+ * asks it). */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -7,8 +9,9 @@
 
 #include "analysis.h"
 #include "cli.h"
-#include "doubt.h"
-#include "infer.h"
+#include "doubt_cache.h"
+#include "doubt_json.h"
+#include "question.h"
 
 static const char *const predict_help =
     "Usage: strata predict <model-id | model-dir> <image> [options]\n\n"
@@ -17,7 +20,8 @@ static const char *const predict_help =
     "  --no-doubt     skip the doubt score (it needs the dataset to calibrate, once)\n"
     "  --data DIR     datasets folder, for the doubt calibration (default $STRATA_DATA or " DATASET_DEFAULT_ROOT ")\n"
     "  --cache DIR    where the doubt calibration is kept (default $STRATA_CACHE or var/cache)\n"
-    "  --json         print JSON: {\"model\", \"image\", \"predicted\", \"probabilities\": [{class, probability}]}\n"
+    "  --json         print JSON: {\"model\", \"image\", \"predicted\", \"probabilities\": [{class, probability}],\n"
+    "                 \"doubt\"} — the doubt as POST /api/models/{id}/predict gives it (null without one)\n"
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n"
     "  --threads N    BLAS threads\n";
 
@@ -63,64 +67,35 @@ int cmd_predict(int argc, char **argv)
     char err[STRATA_ERR_LEN];
     struct model m = {0};
     struct image img = {0};
-    float *probs = NULL;
-    struct doubt_result *dr = NULL;
+    struct doubt_model dm = {0};
+    struct question_answer a = {0};
+    int rc = EXIT_FAIL, have_dm = 0;
+    if (model_open(&m, cli_models_root(models), argv[optind], err) < 0 ||
+        image_load(argv[optind + 1], &img, err) < 0) {
+        cli_fail("predict", "%s", err);
+        goto done;
+    }
+    /* The doubt model is calibrated once per model and cached; without it
+     * the prediction still answers. */
     char derr[STRATA_ERR_LEN] = "";
-    int rc = EXIT_FAIL;
-    if (model_open(&m, cli_models_root(models), argv[optind], err) < 0) {
-        cli_fail("predict", "%s", err);
-        goto done;
-    }
-    if (image_load(argv[optind + 1], &img, err) < 0) {
-        cli_fail("predict", "%s", err);
-        goto done;
-    }
-    struct model_workspace ws;
-    if (model_workspace_init(&ws, &m, 1, 0, err) < 0) {
-        cli_fail("predict", "%s", err);
-        goto done;
-    }
-    if (model_preprocess(&m, &img, ws.input, err) < 0) {
-        model_workspace_free(&ws);
-        cli_fail("predict", "%s", err);
-        goto done;
-    }
-    model_forward(&m, &ws, ws.input, 1, 0);
-    /* The doubt score reads this forward pass; its calibration is computed
-     * once per model and cached. */
     if (!no_doubt) {
         struct doubt_params dp;
-        struct doubt_model dm;
         doubt_params_default(&dp);
-        dr = malloc(sizeof *dr);
-        if (dr && doubt_load_or_calibrate(&m, &dp, dataset_root(data), analysis_cache_dir(cache), &dm,
-                                          NULL, NULL, derr) == 0) {
-            if (doubt_score(&dm, &m, NULL, &ws, 0, dr, derr) < 0) {
-                free(dr);
-                dr = NULL;
-            }
-            doubt_free(&dm);
-        } else {
-            free(dr);
-            dr = NULL;
-        }
-        if (!dr)
-            fprintf(stderr, "strata predict: no doubt score: %s\n", derr);
+        have_dm = doubt_load_or_calibrate(&m, &dp, dataset_root(data), analysis_cache_dir(cache),
+                                          &dm, NULL, NULL, derr) == 0;
     }
-    probs = malloc((size_t)m.n_classes * sizeof(float));
-    int *order = calloc((size_t)m.n_classes, sizeof(int));
-    if (!probs || !order) {
-        free(order);
-        model_workspace_free(&ws);
-        cli_fail("predict", "out of memory");
+    const struct question q = {.doubt = have_dm ? &dm : NULL};
+    if (question_ask_image(&m, NULL, &img, &q, &a, err) < 0) {
+        cli_fail("predict", "%s", err);
         goto done;
     }
-    memcpy(probs, model_output(&ws, m.n_layers - 1), (size_t)m.n_classes * sizeof(float));
-    model_workspace_free(&ws);
+    if (!no_doubt && !a.doubt)
+        fprintf(stderr, "strata predict: no doubt score: %s\n", have_dm ? a.doubt_error : derr);
+    int order[MODEL_MAX_CLASSES];
     /* Classes by falling probability (insertion sort: C is small). */
     for (int i = 0; i < m.n_classes; i++) {
         int j = i;
-        while (j > 0 && probs[order[j - 1]] < probs[i]) {
+        while (j > 0 && a.probs[order[j - 1]] < a.probs[i]) {
             order[j] = order[j - 1];
             j--;
         }
@@ -131,26 +106,30 @@ int cmd_predict(int argc, char **argv)
         json_t *list = json_array();
         for (int i = 0; i < shown; i++)
             json_array_append_new(list, json_pack("{s:s, s:f}", "class", m.classes[order[i]],
-                                                  "probability", (double)probs[order[i]]));
+                                                  "probability", (double)a.probs[order[i]]));
         json_t *out = json_pack("{s:s, s:s, s:s, s:o}", "model", m.id, "image", argv[optind + 1],
                                 "predicted", m.classes[order[0]], "probabilities", list);
-        if (!no_doubt)
-            json_object_set_new(out, "doubt", dr ? doubt_result_json(dr, &m) : json_null());
+        if (out && !no_doubt)
+            json_object_set_new(out, "doubt", a.doubt ? doubt_result_json(a.doubt, &m) : json_null());
+        if (!out) {
+            cli_fail("predict", "out of memory");
+            goto done;
+        }
         json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
         json_decref(out);
     } else {
         printf("%s: %s\n", argv[optind + 1], m.classes[order[0]]);
         for (int i = 0; i < shown; i++)
-            printf("  %-16s %6.2f %%\n", m.classes[order[i]], 100.0 * probs[order[i]]);
-        if (dr)
-            printf("doubt %.2f (%s): %s\n", dr->doubt, doubt_level_name(dr->level), dr->explanation);
+            printf("  %-16s %6.2f %%\n", m.classes[order[i]], 100.0 * a.probs[order[i]]);
+        if (a.doubt)
+            printf("doubt %.2f (%s): %s\n", a.doubt->doubt, doubt_level_name(a.doubt->level),
+                   a.doubt->explanation);
     }
-    free(order);
     rc = EXIT_OK;
 done:
-    free(dr);
-    free(probs);
+    question_answer_free(&a);
+    doubt_free(&dm);
     image_free(&img);
     model_free(&m);
     return rc;

@@ -6,10 +6,12 @@
  * rank); a tiny model on two well-separated colour blobs (far-away images
  * get high doubt, including one the softmax is sure about); determinism; the
  * per-layer view and its explanation; the cache files (round trip,
- * corruption); and the evaluation over dataset folders.
+ * corruption); the evaluation over dataset folders; and one question
+ * (question.h), whose answer is what its parts give on one forward pass.
  */
 #include <jansson.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #include "check.h"
 #include "doubt.h"
 #include "image.h"
+#include "question.h"
 #include "rng.h"
 
 /* ---- features ----------------------------------------------------------------- */
@@ -310,6 +313,19 @@ static int calibrate_blobs(struct model *m, const struct blobs *b, struct doubt_
     return rc;
 }
 
+/* The analysis bundle of the test images (ids "c/<i>.png"). */
+static int analyse_blobs(struct model *m, const struct blobs *b, struct analysis *a, char *err)
+{
+    struct analysis_params ap;
+    analysis_params_default(&ap);
+    char ids[2 * N_TEST][16], *idp[2 * N_TEST];
+    for (int i = 0; i < 2 * N_TEST; i++) {
+        snprintf(ids[i], sizeof ids[i], "c/%d.png", i);
+        idp[i] = ids[i];
+    }
+    return analysis_run_images(m, &ap, b->test[0], idp, b->test_y, 2 * N_TEST, a, NULL, NULL, err);
+}
+
 static double mean(const float *v, int n)
 {
     double s = 0;
@@ -550,14 +566,7 @@ TEST(per_layer_view_and_explanation)
         goto done;
     }
     /* An analysis of the test images, for the cluster part of the view. */
-    struct analysis_params ap;
-    analysis_params_default(&ap);
-    char ids[2 * N_TEST][16], *idp[2 * N_TEST];
-    for (int i = 0; i < 2 * N_TEST; i++) {
-        snprintf(ids[i], sizeof ids[i], "c/%d.png", i);
-        idp[i] = ids[i];
-    }
-    if (analysis_run_images(&m, &ap, b->test[0], idp, b->test_y, 2 * N_TEST, &a, NULL, NULL, err)) {
+    if (analyse_blobs(&m, b, &a, err)) {
         printf("# %s\n", err);
         CHECK(0);
         doubt_free(&dm);
@@ -616,16 +625,36 @@ TEST(per_layer_view_and_explanation)
         CHECK_EQ_INT(json_array_size(ls), 2);
         json_t *l1 = json_array_get(ls, 1);
         CHECK(strcmp(json_string_value(json_object_get(l1, "name")), "gap") == 0);
-        CHECK(strcmp(json_string_value(json_object_get(l1, "class")), "red") == 0);
+        CHECK(strcmp(json_string_value(json_object_get(l1, "neighbour_class")), "red") == 0);
         CHECK(json_is_true(json_object_get(l1, "agrees")));
+        CHECK_EQ_INT(json_integer_value(json_object_get(l1, "cluster")), r[0].layers[1].cluster);
         CHECK(json_is_string(json_object_get(l1, "cluster_class")));
-        CHECK_NEAR(json_real_value(json_object_get(l1, "percentile")), r[0].layers[1].dist_percentile, 1e-6);
+        CHECK_NEAR(json_real_value(json_object_get(l1, "dist_percentile")), r[0].layers[1].dist_percentile, 1e-6);
+        CHECK(json_is_boolean(json_object_get(l1, "in_distance")));
         CHECK(strcmp(json_string_value(json_object_get(j, "explanation")), r[0].explanation) == 0);
         json_decref(j);
     }
     j = doubt_result_json(&r[1], &m);
     CHECK(j && json_is_null(json_object_get(json_array_get(json_object_get(j, "layers"), 0), "cluster")));
     json_decref(j);
+    /* An explanation too long for its buffer is cut between characters, not
+     * inside one: a class name of 300 two-byte characters overflows it, and
+     * of the two names, 'x' in front or not, one has a character across the
+     * end of the buffer. */
+    char *red = m.classes[1], longname[602];
+    for (int shift = 0; shift < 2; shift++) {
+        longname[0] = 'x';
+        for (int i = 0; i < 300; i++)
+            memcpy(longname + shift + 2 * i, "\xc3\xa9", 2); /* e acute */
+        longname[shift + 600] = 0;
+        m.classes[1] = longname;
+        CHECK_EQ_INT(doubt_score(&dm, &m, NULL, &ws, 1, &r[1], err), 0);
+        CHECK(strlen(r[1].explanation) >= DOUBT_EXPLAIN_LEN - 2);
+        j = doubt_result_json(&r[1], &m);
+        CHECK_MSG(j != NULL, "explanation of %zu bytes is not UTF-8", strlen(r[1].explanation));
+        json_decref(j);
+    }
+    m.classes[1] = red;
     /* Another model is refused. */
     struct model other;
     if (model_parse_json(&other,
@@ -645,6 +674,89 @@ done:
     analysis_free(&a);
     model_free(&m);
     free(b);
+}
+
+/* ---- one question (question.h) ---------------------------------------------------- */
+
+TEST(question_reads_one_forward_pass)
+{
+    struct model m;
+    struct blobs *b = malloc(sizeof *b);
+    struct doubt_result *r = malloc(sizeof *r);
+    if (!b || !r || open_blobs(&m)) {
+        free(b);
+        free(r);
+        CHECK(0);
+        return;
+    }
+    make_blobs(b, 5);
+    struct doubt_model dm = {0};
+    struct analysis a = {0};
+    struct model_workspace ws = {0};
+    struct question_answer qa = {0}, qb = {0};
+    uint8_t *png = NULL;
+    size_t len = 0;
+    char err[STRATA_ERR_LEN];
+    const struct image far = {.w = S, .h = S, .rgb = b->yellow[0]};
+    if (calibrate_blobs(&m, b, &dm) || analyse_blobs(&m, b, &a, err) ||
+        image_encode_png(&far, &png, &len, err) || model_workspace_init(&ws, &m, 1, 0, err)) {
+        printf("# %s\n", err);
+        CHECK(0);
+        goto done;
+    }
+    /* The far-away image as PNG bytes: everything read off one forward pass
+     * is what the parts give on that pass. LIME refuses a 4 x 4 image; the
+     * rest of the answer stands. */
+    struct lime_params lp;
+    lime_params_default(&lp);
+    struct question q = {.analysis = &a, .doubt = &dm, .lime = &lp};
+    CHECK_EQ_INT(question_ask(&m, NULL, png, len, &q, &qa, err), 0);
+    CHECK_EQ_INT(qa.width, S);
+    CHECK_EQ_INT(qa.height, S);
+    model_normalise(&m, b->yellow[0], ws.input);
+    model_forward(&m, &ws, ws.input, 1, 0);
+    CHECK_EQ_INT(doubt_score(&dm, &m, &a, &ws, 0, r, err), 0);
+    CHECK(qa.probs && memcmp(qa.probs, model_output(&ws, m.n_layers - 1), 2 * sizeof(float)) == 0);
+    CHECK_EQ_INT(qa.predicted, r->predicted);
+    CHECK_MSG(qa.doubt && qa.doubt->doubt == r->doubt && qa.doubt->nonconformity == r->nonconformity &&
+                  strcmp(qa.doubt->explanation, r->explanation) == 0,
+              "doubt %s", qa.doubt_error);
+    CHECK(qa.doubt && qa.doubt->level == DOUBT_LEVEL_HIGH);
+    struct analysis_point pts[8];
+    CHECK(a.n_layers <= 8);
+    CHECK_EQ_INT(analysis_locate(&a, &m, &ws, 0, pts, err), 0);
+    for (int l = 0; qa.points && l < a.n_layers && l < 8; l++)
+        CHECK(qa.points[l].cluster == pts[l].cluster && qa.points[l].x == pts[l].x &&
+              qa.points[l].y == pts[l].y);
+    CHECK(!qa.explained && qa.explain_error[0]);
+    /* With the caller's workspace, the same answer; a cancelled question
+     * skips LIME before it starts. */
+    atomic_int stop = 1;
+    lp.cancel = &stop;
+    CHECK_EQ_INT(question_ask(&m, &ws, png, len, &q, &qb, err), 0);
+    CHECK(qb.doubt && qa.doubt && qb.doubt->doubt == qa.doubt->doubt);
+    CHECK(qb.probs && qa.probs && memcmp(qb.probs, qa.probs, 2 * sizeof(float)) == 0);
+    CHECK(strncmp(qb.explain_error, "skipped", 7) == 0);
+    question_answer_free(&qb);
+    /* Nothing asked but the probabilities: no points, no doubt, no error. */
+    const struct question bare = {0};
+    CHECK_EQ_INT(question_ask_image(&m, NULL, &far, &bare, &qb, err), 0);
+    CHECK(qb.probs && !qb.points && !qb.doubt && !qb.doubt_error[0] && qb.ms_decode == 0);
+    CHECK_EQ_INT(qb.predicted, qa.predicted);
+    question_answer_free(&qb);
+    /* Bytes that are no image fail at decoding. */
+    CHECK(question_ask(&m, NULL, (const uint8_t *)"not an image", 12, &q, &qb, err) < 0);
+    CHECK_EQ_INT(qb.stage, QUESTION_DECODE);
+    question_answer_free(&qb);
+done:
+    question_answer_free(&qa);
+    free(png);
+    model_workspace_free(&ws);
+    analysis_free(&a);
+    doubt_free(&dm);
+    model_free(&m);
+    free(b);
+    free(r);
 }
 
 TEST(bad_inputs_are_refused)
@@ -944,6 +1056,7 @@ int main(void)
     RUN(calibration_is_deterministic);
     RUN(whitening_gives_the_mahalanobis_distance);
     RUN(per_layer_view_and_explanation);
+    RUN(question_reads_one_forward_pass);
     RUN(bad_inputs_are_refused);
     RUN(cache_files_and_evaluation);
     return check_done();

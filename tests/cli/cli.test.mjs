@@ -132,6 +132,36 @@ test('train, then eval, predict and explain the trained model', { skip: (!haveBi
   assert.ok(p.probabilities[0].probability >= p.probabilities[1].probability);
   assert.ok(Math.abs(p.probabilities[0].probability + p.probabilities[1].probability - 1) < 1e-5);
   assert.equal(p.predicted, p.probabilities[0].class);
+  assert.equal(p.doubt, null, 'no dataset to calibrate the doubt on');
+  // With the dataset, the doubt: the same object, field for field, as
+  // POST /api/models/{id}/predict's (no analysis here: no clusters).
+  const pd = strata(['predict', mdir, img, '--json', '--cache', path.join(dir, 'cache')], { env });
+  assert.equal(pd.code, 0, pd.err);
+  const d = JSON.parse(pd.out).doubt;
+  assert.deepEqual(Object.keys(d).sort(), ['credibility', 'energy', 'explanation', 'layers', 'level', 'msp',
+    'nonconformity', 'score', 'terms', 'thresholds']);
+  assert.ok(d.score >= 0 && d.score <= 1);
+  assert.equal(d.level, d.score >= d.thresholds.high ? 'high' : d.score >= d.thresholds.medium ? 'medium' : 'low');
+  assert.ok(Math.abs(d.credibility - (1 - d.score)) < 1e-6);
+  assert.ok(Math.abs(d.msp - p.probabilities[0].probability) < 1e-6);
+  assert.match(d.explanation, /doubt \(\d\.\d\d\)/);
+  assert.ok(d.layers.length > 0);
+  for (const v of d.layers) {
+    assert.deepEqual(Object.keys(v).sort(), ['agreement', 'agrees', 'cluster', 'cluster_class', 'dist_percentile',
+      'distance', 'in_distance', 'index', 'name', 'neighbour_class']);
+    assert.ok(['cheetah', 'tiger'].includes(v.neighbour_class));
+    assert.equal(v.agrees, v.neighbour_class === p.predicted);
+    assert.ok(v.agreement >= 0 && v.agreement <= 1 && v.dist_percentile >= 0 && v.dist_percentile <= 1);
+    assert.equal(v.cluster, null);
+    assert.equal(v.cluster_class, null);
+  }
+  // The text form says the same doubt.
+  const pt = strata(['predict', mdir, img, '--cache', path.join(dir, 'cache')], { env });
+  assert.equal(pt.code, 0, pt.err);
+  const said = pt.out.match(/^doubt (\d\.\d\d) \((\w+)\): (.*)$/m);
+  assert.ok(said, pt.out);
+  assert.ok(Math.abs(Number(said[1]) - d.score) <= 0.005 + 1e-6);
+  assert.deepEqual([said[2], said[3]], [d.level, d.explanation]);
 
   // explain: weights, timings, and real PNG files.
   const overlay = path.join(dir, 'overlay.png'), heat = path.join(dir, 'heat.png');
