@@ -138,6 +138,10 @@ static json_t *components(void)
     json_object_set_new(s, "GraphValues",
                         obj("model, chosen (model.json's names or null), values [{name, value, "
                             "op, shape [h, w, c], shown (layer index or null), default}]"));
+    json_object_set_new(s, "Features",
+                        obj("model, layer {index, name, shape [h, w, c]}, input [h, w, 3], image "
+                            "{width, height}, predicted, means [c], map_size {width, height}, "
+                            "channels [{index, mean, min, max, map [0..1000] or null}]"));
     json_object_set_new(s, "DatasetList",
                         obj("datasets [{name, classes, train, test}]"));
     json_object_set_new(s, "ModelDetail",
@@ -388,6 +392,28 @@ static json_t *document(void)
                       "{s:o, s:o, s:o, s:o, s:o, s:o}", "200",
                       ok_json("the explanations", "Attribution"), "400", error("BadRequest"),
                       "404", error("NotFound"), "413", error("TooLarge"), "415",
+                      error("Unsupported"), "503", error("Busy")))));
+    json_t *fq[2] = {
+        json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", "layer", "in", "query", "required", 1,
+                  "description", "the layer, by index or name", "schema", "type", "string"),
+        json_pack("{s:s, s:s, s:b, s:s, s:{s:s, s:i, s:i}}", "name", "top", "in", "query",
+                  "required", 0, "description", "channels mapped, 1..64 (default 12)", "schema",
+                  "type", "integer", "minimum", 1, "maximum", 64)};
+    json_t *fbody = json_deep_copy(xbody);
+    json_object_set_new(
+        paths, "/api/models/{id}/features",
+        json_pack("{s:{s:s, s:s, s:o, s:o, s:o}}", "post", "summary",
+                  "What one layer sees in one image",
+                  "description",
+                  "Every channel's mean activation, and the channels that respond most, each "
+                  "with its map, for an uploaded image (the body) or a test image (?image=).",
+                  "parameters",
+                  json_pack("[o, o, o, o]", param("ModelId"), json_deep_copy(q[0]), fq[0], fq[1]),
+                  "requestBody", fbody, "responses",
+                  analysis_errors(json_pack(
+                      "{s:o, s:o, s:o, s:o, s:o}", "200", ok_json("the layer's channels",
+                                                               "Features"),
+                      "400", error("BadRequest"), "413", error("TooLarge"), "415",
                       error("Unsupported"), "503", error("Busy")))));
     json_t *eid = json_pack("[o]", param("ExplanationId"));
     json_object_set_new(paths, "/api/explanations/{eid}",

@@ -424,6 +424,7 @@ int handle_import(const struct request *req, struct response *res);
 int handle_delete_model(const struct request *req, struct response *res);
 int handle_datasets(const struct request *req, struct response *res);
 int handle_graph(const struct request *req, struct response *res);
+int handle_features(const struct request *req, struct response *res);
 int handle_set_layers(const struct request *req, struct response *res);
 
 /* The route table of the API (cmd_serve.c builds the router from it). */

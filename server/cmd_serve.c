@@ -49,6 +49,7 @@ const struct route app_routes[] = {
     {"GET", "/api/models/{id}/images/{class}/{file}/explanation", handle_image_explanation, 0},
     {"POST", "/api/models/{id}/predict", handle_predict, 0},
     {"POST", "/api/models/{id}/explain", handle_explain, 0},
+    {"POST", "/api/models/{id}/features", handle_features, 0},
     {"GET", "/api/explanations/{eid}", handle_explanation, 0},
     {"GET", "/api/explanations/{eid}/overlay.png", handle_explanation_overlay, 0},
     {"GET", "/api/explanations/{eid}/heatmap.png", handle_explanation_heatmap, 0},

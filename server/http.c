@@ -502,6 +502,25 @@ static enum MHD_Result spool_body(struct http_ctx *ctx, const char *data, size_t
     return MHD_YES;
 }
 
+/* A page nobody has: the site's 404 page (/404.html), with status 404,
+ * for a person who followed a wrong link; the API keeps its JSON. Returns 1
+ * with res filled, 0 when the site has no such page. */
+static int not_found_page(struct http_server *s, const struct request *req, struct response *res)
+{
+    struct request probe = *req;
+    probe.path = "/404.html";
+    probe.n_headers = 0; /* no If-None-Match: a 404 is never "not modified" */
+    probe.n_query = 0;
+    if (!static_serve(s->cfg.files, &probe, res))
+        return 0;
+    if (res->status != 200) {
+        response_deinit(res);
+        return 0;
+    }
+    res->status = 404;
+    return 1;
+}
+
 /* First call: everything that can be decided from the headers. */
 static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx,
                                   const char *url, const char *method)
@@ -543,8 +562,17 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
     enum route_result rr = router_match(s->cfg.router, method, url, ctx->match);
     if (rr == ROUTE_NOT_FOUND && s->cfg.files &&
         (http_method_bit(method) & (HTTP_GET | HTTP_HEAD)) &&
-        static_serve(s->cfg.files, &ctx->req, &res))
+        static_serve(s->cfg.files, &ctx->req, &res)) {
+        if (res.status == 404 && strncmp(url, "/api/", 5) != 0) {
+            struct response page;
+            response_init(&page);
+            if (not_found_page(s, &ctx->req, &page)) {
+                response_deinit(&res);
+                res = page;
+            }
+        }
         return reply_early(c, ctx, &res);
+    }
     if (rr == ROUTE_NOT_FOUND && s->cfg.files && !(http_method_bit(method) & (HTTP_GET | HTTP_HEAD))) {
         /* a page or asset exists there: the method is what is wrong, as
          * for the API's routes */

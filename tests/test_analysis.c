@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "feature_maps.h"
 #include "image.h"
 #include "infer.h"
 #include "model.h"
@@ -998,6 +999,34 @@ TEST(streamed_batches_skip_an_unreadable_file)
     model_free(&m);
 }
 
+/* A 2 x 3 x 3 output worked by hand: channel means, their order, min and
+ * max, and a map sampled to 1 x 3 and 2 x 1 by area averages. */
+TEST(feature_maps_by_hand)
+{
+    /* NHWC: position (y, x) holds channels {c0, c1, c2} */
+    const float out[2 * 3 * 3] = {
+        1, 0, 5,   2, 0, 5,   3, 9, 5, /* y = 0 */
+        4, 0, 5,   5, 0, 5,   6, 0, 5, /* y = 1 */
+    };
+    const struct shape s = {2, 3, 3};
+    float means[3];
+    struct feature_channel top[3];
+    CHECK_EQ_INT(feature_maps_rank(out, s, means, top, 2), 2);
+    CHECK_NEAR(means[0], 3.5, 1e-6);
+    CHECK_NEAR(means[1], 1.5, 1e-6);
+    CHECK_NEAR(means[2], 5.0, 1e-6);
+    CHECK(top[0].index == 2 && top[1].index == 0);
+    CHECK(top[0].min == 5 && top[0].max == 5);
+    CHECK(top[1].min == 1 && top[1].max == 6);
+    CHECK_EQ_INT(feature_maps_rank(out, s, means, top, 5), 3);
+    CHECK_EQ_INT(top[2].index, 1);
+    float map[3];
+    feature_maps_sample(out, s, 0, 3, 1, map); /* columns averaged over the 2 rows */
+    CHECK(map[0] == 2.5f && map[1] == 3.5f && map[2] == 4.5f);
+    feature_maps_sample(out, s, 1, 1, 2, map); /* rows averaged over the 3 columns */
+    CHECK(map[0] == 3.0f && map[1] == 0.0f);
+}
+
 int main(void)
 {
     build_tree();
@@ -1010,6 +1039,7 @@ int main(void)
     RUN(grid_one_and_k_max_one);
     RUN(locate_images_of_the_set);
     RUN(streamed_batches_skip_an_unreadable_file);
+    RUN(feature_maps_by_hand);
     nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return check_done();
 }

@@ -48,10 +48,21 @@ export function imageUrl(modelId, imageId, { thumb = false } = {}) {
 /** Turns a non-2xx Response into an ApiError, reading the error envelope
  *  {"error":{"code","message"}} when the body holds one. */
 export async function errorFromResponse(res) {
-  let code = `http_${res.status}`;
-  let message = `The server answered ${res.status}${res.statusText ? ' ' + res.statusText : ''}.`;
+  let text = '';
   try {
-    const text = await res.text();
+    text = await res.text();
+  } catch {
+    // No body to read: the generic sentence stays.
+  }
+  return errorFromBody(res.status, res.statusText, text);
+}
+
+/** The ApiError for a non-2xx reply whose status, status text and body
+ *  text are known (fetch and XMLHttpRequest replies alike). */
+export function errorFromBody(status, statusText, text) {
+  let code = `http_${status}`;
+  let message = `The server answered ${status}${statusText ? ' ' + statusText : ''}.`;
+  try {
     const body = text ? JSON.parse(text) : null;
     if (body && body.error && typeof body.error === 'object') {
       if (typeof body.error.code === 'string') code = body.error.code;
@@ -60,7 +71,7 @@ export async function errorFromResponse(res) {
   } catch {
     // Not JSON (a proxy's HTML page, say): keep the generic sentence.
   }
-  return new ApiError(message, { code, status: res.status });
+  return new ApiError(message, { code, status });
 }
 
 function sleep(ms, signal) {
@@ -156,6 +167,54 @@ export async function explain(modelId, params = {}, { body = null, filename = 'i
   }
 }
 
+/**
+ * POSTs a FormData with XMLHttpRequest, whose upload events fetch() lacks:
+ * `onProgress({loaded, total})` follows the bytes sent, `onSent()` is called
+ * once the whole body is out (the server then works on it). Resolves to
+ * {status, body (the parsed JSON, or null), location (the Location header)}
+ * for a 2xx reply; rejects with ApiError (the envelope's code and message;
+ * code "network" when no reply came, "abort" when `signal` aborted it). A
+ * busy reply is not retried: the body may be large, the person decides.
+ * Browser only.
+ */
+export function sendForm(path, form, { onProgress = null, onSent = null, signal = null } = {}) {
+  const url = /^https?:/.test(path) ? path : base + path;
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', url);
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.upload.addEventListener('progress', (e) => {
+      if (onProgress) onProgress({ loaded: e.loaded, total: e.lengthComputable ? e.total : null });
+    });
+    xhr.upload.addEventListener('load', () => { if (onSent) onSent(); });
+    xhr.addEventListener('load', () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        let body = null;
+        try {
+          body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+        } catch {
+          reject(new ApiError(`The server's answer to ${path} is not valid JSON.`, { code: 'bad_json', status: xhr.status }));
+          return;
+        }
+        resolve({ status: xhr.status, body, location: xhr.getResponseHeader('Location') });
+      } else {
+        reject(errorFromBody(xhr.status, xhr.statusText, xhr.responseText));
+      }
+    });
+    xhr.addEventListener('error', () => reject(new ApiError(
+      'Could not reach the strata server, or it closed the connection during the upload.', { code: 'network', status: 0 })));
+    xhr.addEventListener('abort', () => reject(new ApiError('The upload was stopped.', { code: 'abort', status: 0 })));
+    if (signal) signal.addEventListener('abort', () => xhr.abort(), { once: true });
+    xhr.send(form);
+  });
+}
+
+/** DELETEs an imported model (204). Rejects with ApiError: 403
+ *  not_deletable (a demo or command-line model), 404 unknown. */
+export async function deleteModel(id) {
+  await request(`/api/models/${encodeURIComponent(id)}`, { method: 'DELETE', headers: { Accept: 'application/json' } });
+}
+
 /** GETs a binary resource (an image) as a Blob. */
 export async function getBlob(path, init = {}) {
   const res = await request(path, { ...init, method: 'GET' });
@@ -167,6 +226,10 @@ const m = (id) => `/api/models/${encodeURIComponent(id)}`;
 export const api = {
   health: (o) => getJSON('/api/health', o),
   models: (o) => getJSON('/api/models', o),
+  datasets: (o) => getJSON('/api/datasets', o),
+  /** POST /api/models: `form` holds meta, model and (optionally) images, in that order. */
+  createModel: (form, o) => sendForm('/api/models', form, o),
+  deleteModel: (id) => deleteModel(id),
   model: (id, o) => getJSON(m(id), o),
   paths: (id, o) => getJSON(`${m(id)}/paths`, o),
   scatter: (id, layer, k, o) =>

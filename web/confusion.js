@@ -4,7 +4,8 @@
 // right answers; everything off it is a mistake, and which cell is dark
 // tells which classes the model mixes up.
 
-import { baseLayout } from './palette.js';
+import { stillLayout } from './palette.js';
+import { counted } from './words.js';
 
 export function confusionFigure(classes, confusion) {
   const z = confusion.map((row) => row.slice());
@@ -27,9 +28,10 @@ export function confusionFigure(classes, confusion) {
     showscale: false,
     xgap: 2,
     ygap: 2,
-    hovertemplate: 'true %{y} → predicted %{x}<br>%{z} images<extra></extra>',
+    customdata: z.map((row) => row.map((v) => counted(v, 'image'))),
+    hovertemplate: 'true %{y} → predicted %{x}<br>%{customdata}<extra></extra>',
   }];
-  const layout = baseLayout({
+  const layout = stillLayout({
     height: 340,
     margin: { l: 90, r: 12, t: 12, b: 72 },
     xaxis: { title: { text: 'predicted' }, side: 'bottom', tickangle: -30, showgrid: false },

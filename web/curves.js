@@ -3,13 +3,14 @@
 // validation images. Curves that part ways (training keeps improving,
 // validation does not) are the picture of over-fitting.
 
-import { baseLayout, GRID } from './palette.js';
+import { stillLayout, GRID } from './palette.js';
 
 const TRAIN = '#4e79a7';
 const VAL = '#f28e2b';
 
-/** Options: bestEpoch — marked with a dotted line on both panels; stacked —
- *  loss above accuracy (narrow screens) instead of side by side. */
+/** Options: bestEpoch — the epoch whose weights the model keeps, marked
+ *  with a dotted line on both panels and named at the top of the loss panel;
+ *  stacked — loss above accuracy (narrow screens) instead of side by side. */
 export function curvesFigure(curve, { bestEpoch = null, stacked = false } = {}) {
   const ep = curve.map((c) => c.epoch);
   const col = (key) => curve.map((c) => (typeof c[key] === 'number' ? c[key] : null));
@@ -30,7 +31,17 @@ export function curvesFigure(curve, { bestEpoch = null, stacked = false } = {}) 
     type: 'line', xref: x, yref: x === 'x' ? 'y domain' : 'y2 domain', x0: bestEpoch, x1: bestEpoch,
     y0: 0, y1: 1, line: { color: '#8a94a3', width: 1, dash: 'dot' },
   }));
-  const layout = baseLayout({
+  // The name sits inside the loss panel, at its top (where a falling loss
+  // leaves room), on the side of the line that has more epochs.
+  const mid = ep.length ? (ep[0] + ep[ep.length - 1]) / 2 : 0;
+  const right = bestEpoch !== null && bestEpoch > mid;
+  const annotations = bestEpoch === null ? [] : [{
+    x: bestEpoch, xref: 'x', y: 1, yref: 'y domain', yanchor: 'top', xanchor: right ? 'right' : 'left',
+    xshift: right ? -4 : 4, showarrow: false, text: `best epoch ${bestEpoch}`,
+    hovertext: 'the epoch with the best validation accuracy: the model keeps its weights',
+    font: { size: 11, color: '#5b6573' }, bgcolor: 'rgba(255,255,255,0.8)',
+  }];
+  const layout = stillLayout({
     height: stacked ? 520 : 300,
     margin: { l: 52, r: 12, t: 28, b: 44 },
     xaxis: { domain: stacked ? [0, 1] : [0, 0.44], anchor: 'y', title: { text: 'epoch' }, gridcolor: GRID, zeroline: false },
@@ -41,6 +52,7 @@ export function curvesFigure(curve, { bestEpoch = null, stacked = false } = {}) 
       zeroline: false, range: [0, 1.02], tickformat: '.0%' },
     legend: { orientation: 'h', x: 0, y: 1.14 },
     shapes,
+    annotations,
   });
   return { data, layout };
 }

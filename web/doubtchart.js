@@ -6,7 +6,8 @@
 // doubt and the two baselines. A score that separates well puts the two
 // groups at opposite ends.
 
-import { baseLayout, GRID } from './palette.js';
+import { stillLayout, GRID } from './palette.js';
+import { counted } from './words.js';
 
 export const IN_COLOR = '#4e79a7';
 export const OUT_COLOR = '#e15759';
@@ -43,7 +44,9 @@ export function doubtHistogramFigure(report) {
     type: 'bar', name: `${name} (${n})`, x: centres, y: shares(counts), width,
     marker: { color, opacity: 0.62, line: { color, width: 1 } },
     customdata: counts.map((c, i) => [c, edges[i], edges[i + 1]]),
-    hovertemplate: `${name}<br>doubt %{customdata[1]:.2f}–%{customdata[2]:.2f}: %{customdata[0]} images (%{y:.1%})<extra></extra>`,
+    text: counts.map((c) => counted(c, 'image')),
+    textposition: 'none',
+    hovertemplate: `${name}<br>doubt %{customdata[1]:.2f}–%{customdata[2]:.2f}: %{text} (%{y:.1%})<extra></extra>`,
   });
   const data = [
     bar('its test images', id, IN_COLOR, report.n_id),
@@ -51,7 +54,7 @@ export function doubtHistogramFigure(report) {
   ];
   const levels = report.levels || {};
   const marks = [['medium', levels.medium], ['high', levels.high]].filter(([, v]) => typeof v === 'number');
-  const layout = baseLayout({
+  const layout = stillLayout({
     height: 300,
     barmode: 'overlay',
     bargap: 0,

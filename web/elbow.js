@@ -4,7 +4,7 @@
 // cluster stops paying much, is the k strata picks (k_auto). The chosen k
 // is marked so the reader sees where the current clustering sits.
 
-import { baseLayout, INK, GRID } from './palette.js';
+import { stillLayout, INK, GRID } from './palette.js';
 
 /** Options: k — the k to mark as chosen (defaults to the document's k). */
 export function elbowFigure(e, { k = e.k } = {}) {
@@ -37,7 +37,7 @@ export function elbowFigure(e, { k = e.k } = {}) {
     x: e.k_auto, y: y[auto], text: 'elbow', showarrow: true, arrowhead: 0, ax: 24, ay: -28,
     font: { size: 11, color: INK },
   }] : [];
-  const layout = baseLayout({
+  const layout = stillLayout({
     height: 300,
     margin: { l: 64, r: 16, t: 12, b: 44 },
     showlegend: false,

@@ -4,11 +4,14 @@
 // computed on first request, so a progress line shows meanwhile) and a short
 // description, and tells the page to highlight its class's paths. A button
 // there opens the explanation methods side by side for that image
-// (compare.js).
+// (compare.js). The page is told when the reader opens or closes an image
+// (it keeps the opened one in the URL), and opens one itself with
+// openImage (a reload, the back button).
 
 import { api, imageUrl } from './api.js';
 import { el, fill, pct, progress, errorBox, imageLoaded } from './ui.js';
 import { describeMistake } from './describe.js';
+import { counted } from './words.js';
 import { renderCompare, clearCompare } from './compare.js';
 
 const FIRST = 18;
@@ -18,15 +21,22 @@ let model = null; // {id, ...}: what the compare view needs
 let compareBox = null; // the open mistake's compare view
 let items = [];
 let onSelect = () => {};
+let onClosed = () => {};
+let wanted = null; // the image id to open once the list has come
+let loaded = false;
 let token = 0;
 const nodes = {};
 
-/** Loads and shows the gallery. `select(item)` is called when an image is opened;
- *  `model` (the model's JSON, default {id}) is handed to the compare view. */
-export async function initGallery({ id, model: m = null, select }) {
+/** Loads and shows the gallery. `select(item)` is called when the reader
+ *  opens an image, `closed()` when they close it; `open` is an image id to
+ *  open once the list has come (without calling `select`); `model` (the
+ *  model's JSON, default {id}) is handed to the compare view. */
+export async function initGallery({ id, model: m = null, select, closed, open: first = null }) {
   modelId = id;
   model = m || { id };
   onSelect = select || onSelect;
+  onClosed = closed || onClosed;
+  wanted = first;
   Object.assign(nodes, {
     grid: document.getElementById('gallery'),
     more: document.getElementById('gallery-more'),
@@ -35,7 +45,9 @@ export async function initGallery({ id, model: m = null, select }) {
   fill(nodes.grid, progress('Finding the images it gets wrong…'));
   nodes.grid.addEventListener('click', (e) => {
     const b = e.target.closest('button[data-index]');
-    if (b) open(Number(b.dataset.index), b);
+    if (!b) return;
+    onSelect(items[Number(b.dataset.index)]);
+    open(Number(b.dataset.index), b);
   });
   try {
     ({ images: items } = await api.misclassified(modelId));
@@ -45,11 +57,41 @@ export async function initGallery({ id, model: m = null, select }) {
     fill(nodes.grid, errorBox(err, 'Could not list the mistakes'));
     return;
   }
+  loaded = true;
   if (!items.length) {
     fill(nodes.grid, el('p', { class: 'empty' }, 'This model gets every analysed test image right.'));
     return;
   }
   show(Math.min(FIRST, items.length));
+  if (wanted !== null) {
+    const at = items.findIndex((it) => it.id === wanted);
+    openImage(wanted);
+    if (at >= 0) nodes.detail.scrollIntoView({ block: 'start' });
+  }
+}
+
+/** Opens the mistake whose image id is `imageId` (showing the whole list
+ *  when it is not among the first ones), as a click on it would, without
+ *  telling the page; before the list has come, once it has. */
+export function openImage(imageId) {
+  wanted = imageId;
+  if (!loaded) return;
+  const i = items.findIndex((it) => it.id === imageId);
+  if (i < 0) return;
+  if (!nodes.grid.querySelector(`button[data-index="${i}"]`)) show(items.length);
+  const button = nodes.grid.querySelector(`button[data-index="${i}"]`);
+  if (button.getAttribute('aria-pressed') === 'true' && !nodes.detail.hidden) return;
+  open(i, button);
+}
+
+/** Closes the opened mistake, if any, without telling the page. */
+export function closeImage() {
+  wanted = null;
+  if (!nodes.detail || nodes.detail.hidden) return;
+  clearCompare(compareBox);
+  ++token;
+  nodes.detail.hidden = true;
+  for (const b of nodes.grid.querySelectorAll('button[data-index]')) b.setAttribute('aria-pressed', 'false');
 }
 
 function show(n) {
@@ -67,14 +109,14 @@ function show(n) {
     b.addEventListener('click', () => show(items.length));
     fill(nodes.more, b);
   } else {
-    fill(nodes.more, el('p', { class: 'small muted' }, `${items.length} test images misread.`));
+    fill(nodes.more, el('p', { class: 'small muted' }, `${counted(items.length, 'test image')} misread.`));
   }
 }
 
 async function open(i, button) {
   const it = items[i];
   for (const b of nodes.grid.querySelectorAll('button[data-index]')) b.setAttribute('aria-pressed', String(b === button));
-  onSelect(it);
+  wanted = it.id;
   const my = ++token;
   clearCompare(compareBox);
   const box = el('div', { class: 'compare', id: 'mistake-compare', hidden: true });
@@ -96,9 +138,9 @@ async function open(i, button) {
   const text = el('p', { class: 'description' }, describeMistake(it));
   const close = el('button', { type: 'button', class: 'close-button', 'aria-label': 'Close' }, '×');
   close.addEventListener('click', () => {
-    clearCompare(box);
-    nodes.detail.hidden = true;
+    closeImage();
     button.focus();
+    onClosed();
   });
   fill(nodes.detail,
     el('div', { class: 'detail-head' },

@@ -1,8 +1,16 @@
 // layerview.js — the "one layer seen from above" panel of the model page:
 // a button per analysed layer; for the chosen layer its PCA scatter (points
-// coloured by cluster or by true class, centres in black, a thumbnail on
-// hover), its elbow curve with the chosen k, and a k selector that
-// re-clusters live (GET …/scatter?k=N). An uploaded image appears as a star.
+// coloured by cluster or by true class, centres in black, a point's
+// thumbnail on hover, or on a tap on a touch screen), its elbow curve with
+// the chosen k, and a k selector that re-clusters live (GET …/scatter?k=N).
+// An uploaded image appears as a star.
+//
+// One k per layer: the reader's k for a layer is kept while they look at
+// others, and every clustering that is not the analysis's own is handed to
+// the page (`clustered`), which draws the graph of paths with it. The panel's
+// view (layer, the reader's k of each layer, colouring) is reported to the
+// page on each of the reader's changes (`changed`), which keeps it in the
+// URL, and set back from there by applyView (a reload, the back button).
 
 import { api, imageUrl } from './api.js';
 import { el, fill, draw, num, pct, progress, errorBox } from './ui.js';
@@ -10,26 +18,61 @@ import { scatterFigure } from './scatter.js';
 import { elbowFigure } from './elbow.js';
 
 const K_MAX = 10;
+// A touch screen (a finger is the main pointer): taps show photos, swipes
+// scroll the page, the toolbar's buttons zoom.
+const TOUCH = typeof matchMedia === 'function' && matchMedia('(pointer: coarse)').matches;
+const SCATTER_CONFIG = TOUCH
+  ? { displayModeBar: true, modeBarButtonsToRemove: ['zoom2d', 'pan2d', 'select2d', 'lasso2d', 'autoScale2d', 'toImage'] }
+  : {};
 
 // Module state: one layer panel per page.
 let modelId = null;
-let layers = []; // [{layer, label, k, type, shape}]
+let layers = []; // [{layer, label, k (the analysis's), type, shape}]
 let current = null; // index into layers
-let k = null;
+let k = null; // the k shown
+const chosen = new Map(); // layer index -> the reader's k, for layers where it is not the analysis's
 let colorBy = 'cluster';
 let scatter = null;
 let elbow = null;
 let upload = null; // predict reply
 let token = 0;
+const pending = new Map(); // layer index -> token of its latest clustering request
 let hoverWired = false;
+let onChanged = () => {};
+let onClustered = () => {};
 const nodes = {};
 
 function byId(id) { return document.getElementById(id); }
 
-/** Sets up the panel. `dims` are the layer dimensions of /paths; `modelLayers`
- *  the model's layer list (for types and shapes). Selects the first layer. */
-export function initLayerView({ id, dims, modelLayers }) {
+/** The k the analysis chose for the layer at `layer` (a model layer index). */
+function analysedK(layer) {
+  const l = layers.find((x) => x.layer === layer);
+  return l ? l.k : null;
+}
+
+/** Only the layers shown and the k a scatter can be asked for. */
+function validChoices(kMap) {
+  const out = new Map();
+  for (const [layer, kk] of kMap || []) {
+    const own = analysedK(layer);
+    if (own !== null && Number.isInteger(kk) && kk >= 1 && kk <= K_MAX && kk !== own) out.set(layer, kk);
+  }
+  return out;
+}
+
+/**
+ * Sets up the panel. `dims` are the layer dimensions of /paths; `modelLayers`
+ * the model's layer list (for types and shapes); `view` {layer (a model
+ * layer index, or null for the first), k (Map layer -> k), colour} the
+ * view to start from; `changed(view)` is called with the panel's view after
+ * each of the reader's changes; `clustered(layer, scatter | null)` with each
+ * layer's clustering when it is not the analysis's own (null when it is
+ * again).
+ */
+export function initLayerView({ id, dims, modelLayers, view = {}, changed, clustered }) {
   modelId = id;
+  onChanged = changed || onChanged;
+  onClustered = clustered || onClustered;
   Object.assign(nodes, {
     buttons: byId('layer-buttons'), scatter: byId('scatter'), tip: byId('scatter-tip'),
     elbow: byId('elbow'), kSel: byId('k-selector'), stats: byId('layer-stats'),
@@ -43,18 +86,68 @@ export function initLayerView({ id, dims, modelLayers }) {
   }, el('span', { class: 'layer-name' }, l.label), l.type ? el('span', { class: 'layer-type' }, l.type) : null)));
   nodes.buttons.addEventListener('click', (e) => {
     const b = e.target.closest('button[data-pos]');
-    if (b) selectLayer(Number(b.dataset.pos));
+    if (!b || Number(b.dataset.pos) === current) return;
+    selectLayer(Number(b.dataset.pos));
+    report();
   });
   fill(nodes.kSel, el('span', { class: 'toolbar-label' }, 'k'),
     Array.from({ length: K_MAX }, (_, i) => el('button', { type: 'button', class: 'k-button', 'data-k': i + 1,
       'aria-pressed': 'false', 'aria-label': `k = ${i + 1}` }, String(i + 1))));
   nodes.kSel.addEventListener('click', (e) => {
     const b = e.target.closest('button[data-k]');
-    if (b) setK(Number(b.dataset.k));
+    if (b && setK(Number(b.dataset.k))) report();
   });
-  nodes.byCluster.addEventListener('click', () => setColorBy('cluster'));
-  nodes.byClass.addEventListener('click', () => setColorBy('class'));
-  if (layers.length) selectLayer(0);
+  nodes.byCluster.addEventListener('click', () => { if (setColorBy('cluster')) report(); });
+  nodes.byClass.addEventListener('click', () => { if (setColorBy('class')) report(); });
+  // A tap elsewhere puts a point's photo away (a tap on a point shows it again).
+  document.addEventListener('pointerdown', (e) => {
+    if (!nodes.tip.hidden && !nodes.tip.contains(e.target)) nodes.tip.hidden = true;
+  }, true);
+  if (layers.length) applyView(view);
+}
+
+/** The panel's view, as initLayerView's `view` takes it. */
+function currentView() {
+  return { layer: current > 0 ? layers[current].layer : null, k: new Map(chosen), colour: colorBy };
+}
+
+function report() {
+  onChanged(currentView());
+}
+
+/** Shows `view` (as initLayerView takes it) without reporting it: the
+ *  layer, each layer's k (the layers not shown are clustered for the page),
+ *  the colouring. */
+export function applyView(view = {}) {
+  if (!layers.length) return;
+  setColorBy(view.colour === 'class' ? 'class' : 'cluster');
+  const want = validChoices(view.k);
+  const pos = Math.max(0, layers.findIndex((l) => l.layer === view.layer));
+  const before = new Map(chosen);
+  chosen.clear();
+  for (const [layer, kk] of want) chosen.set(layer, kk);
+  // Layers whose k changed, other than the one about to be shown.
+  for (const l of layers) {
+    if (l.layer === layers[pos].layer) continue;
+    if ((before.get(l.layer) ?? null) !== (chosen.get(l.layer) ?? null)) clusterLayer(l.layer);
+  }
+  if (pos !== current) selectLayer(pos);
+  else setK(chosen.get(layers[pos].layer) ?? layers[pos].k);
+}
+
+/** Fetches the reader's clustering of a layer not shown and hands it to the
+ *  page (null: back to the analysis's own). */
+async function clusterLayer(layer) {
+  const kk = chosen.get(layer) ?? null;
+  const my = (pending.get(layer) || 0) + 1;
+  pending.set(layer, my);
+  if (kk === null) { onClustered(layer, null); return; }
+  try {
+    const s = await api.scatter(modelId, layer, kk);
+    if (pending.get(layer) === my) onClustered(layer, s);
+  } catch (err) {
+    if (pending.get(layer) === my) fill(nodes.stats, errorBox(err, `Could not cluster layer ${layer} into ${kk} groups`));
+  }
 }
 
 /** Marks (or, with null, unmarks) an uploaded image on every layer's scatter. */
@@ -66,45 +159,69 @@ export function setUpload(reply) {
 function uploadPoint() {
   if (!upload || current === null) return null;
   const l = (upload.layers || []).find((x) => x.index === layers[current].layer);
-  return l ? { x: l.x, y: l.y, cluster: l.cluster } : null;
+  if (!l) return null;
+  // The reply places the image among the analysis's own clusters only.
+  const own = layers[current].k;
+  return { x: l.x, y: l.y, cluster: k === own ? l.cluster : null, k, analysedK: own };
 }
 
+/** Returns whether the colouring changed. */
 function setColorBy(mode) {
+  if (mode === colorBy) return false;
   colorBy = mode;
   nodes.byCluster.setAttribute('aria-pressed', String(mode === 'cluster'));
   nodes.byClass.setAttribute('aria-pressed', String(mode === 'class'));
   if (scatter) drawScatter();
+  return true;
 }
 
 async function selectLayer(pos) {
   current = pos;
-  k = null;
+  const L = layers[pos];
+  k = chosen.get(L.layer) ?? L.k;
+  nodes.tip.hidden = true;
   for (const b of nodes.buttons.querySelectorAll('button')) {
     b.setAttribute('aria-pressed', String(Number(b.dataset.pos) === pos));
   }
   const my = ++token;
-  nodes.stats.replaceChildren(progress(`Loading ${layers[pos].label}…`));
+  pending.set(L.layer, (pending.get(L.layer) || 0) + 1);
+  const mine = pending.get(L.layer);
+  nodes.stats.replaceChildren(progress(`Loading ${L.label}…`));
   try {
-    const [s, e] = await Promise.all([api.scatter(modelId, layers[pos].layer), api.elbow(modelId, layers[pos].layer)]);
+    const [s, e] = await Promise.all([api.scatter(modelId, L.layer, k === L.k ? undefined : k), api.elbow(modelId, L.layer)]);
     if (my !== token) return;
     scatter = s; elbow = e; k = s.k;
+    if (pending.get(L.layer) === mine) onClustered(L.layer, k === L.k ? null : s);
     await Promise.all([drawScatter(), drawElbow()]);
     showStats();
   } catch (err) {
-    if (my === token) fill(nodes.stats, errorBox(err, `Could not load layer ${layers[pos].label}`));
+    if (my === token) fill(nodes.stats, errorBox(err, `Could not load layer ${L.label}`));
   }
 }
 
-async function setK(newK) {
-  if (current === null || newK === k) return;
-  const my = ++token;
+/** Clusters the layer shown into newK groups; returns whether k changed. */
+function setK(newK) {
+  if (current === null || newK === k) return false;
+  const L = layers[current];
+  if (newK === L.k) chosen.delete(L.layer);
+  else chosen.set(L.layer, newK);
   k = newK;
   markK();
+  recluster(L, newK);
+  return true;
+}
+
+async function recluster(L, newK) {
+  const my = ++token;
+  pending.set(L.layer, (pending.get(L.layer) || 0) + 1);
+  const mine = pending.get(L.layer);
+  nodes.tip.hidden = true;
   nodes.stats.replaceChildren(progress(`Clustering into ${newK} groups…`));
   try {
-    const s = await api.scatter(modelId, layers[current].layer, newK);
+    const s = await api.scatter(modelId, L.layer, newK === L.k ? undefined : newK);
     if (my !== token) return;
     scatter = s;
+    if (pending.get(L.layer) === mine) onClustered(L.layer, newK === L.k ? null : s);
     await Promise.all([drawScatter(), drawElbow()]);
     showStats();
   } catch (err) {
@@ -122,16 +239,18 @@ function markK() {
 }
 
 async function drawScatter() {
-  const fig = scatterFigure(scatter, { colorBy, upload: uploadPoint() });
+  const fig = scatterFigure(scatter, { colorBy, upload: uploadPoint(), touch: TOUCH });
   nodes.scatter.dataset.points = String(scatter.points.x.length);
   nodes.scatter.dataset.centers = String(scatter.centers.x.length);
   nodes.scatter.dataset.layer = String(scatter.layer?.index ?? layers[current].layer);
   nodes.scatter.dataset.k = String(scatter.k);
-  await draw(nodes.scatter, fig);
+  await draw(nodes.scatter, fig, SCATTER_CONFIG);
   if (!hoverWired) {
     hoverWired = true;
     nodes.scatter.on('plotly_hover', showTip);
-    nodes.scatter.on('plotly_unhover', () => { nodes.tip.hidden = true; });
+    // A tap on a touch screen is a click to Plotly, not a hover.
+    nodes.scatter.on('plotly_click', showTip);
+    nodes.scatter.on('plotly_unhover', () => { if (!TOUCH) nodes.tip.hidden = true; });
   }
 }
 
@@ -142,7 +261,7 @@ async function drawElbow() {
     nodes.elbow.dataset.wired = '1';
     nodes.elbow.on('plotly_click', (ev) => {
       const p = ev.points && ev.points[0];
-      if (p && Number.isInteger(p.x)) setK(p.x);
+      if (p && Number.isInteger(p.x) && setK(p.x)) report();
     });
   }
   markK();

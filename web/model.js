@@ -1,31 +1,34 @@
 // model.js — one model's page (model.html?id=<id>): header and architecture,
 // the parallel-categories graph of the test images' paths, the layer panel,
 // confusion matrix and training curves, the doubt evaluation, the mistakes
-// gallery, out-of-model images and the upload. Owns the parallel graph's
-// state (highlight, upload path); the other panels live in their own modules.
+// gallery, out-of-model images and the upload. The panels live in their own
+// modules (the graph of paths in pathsview.js); this page ties them together
+// and keeps the reader's view in the URL (viewstate.js): a reader's change
+// is a new history entry, and back, forward or a reload show it again.
 
 import { api } from './api.js';
 import { el, fill, pct, count, shape, progress, errorBox, draw, titleCase } from './ui.js';
 import { initMenu, fillMenu, menuError } from './nav.js';
 import { classColor } from './palette.js';
-import { parcatsFigure, parcatsMinWidth, uploadPath, indicesOfClass, layersNote, UPLOAD_LABEL } from './parcats.js';
+import { layersNote } from './parcats.js';
+import { initPaths, highlightClass, setClustering, setUpload as pathsUpload } from './pathsview.js';
+import { readView, viewSearch } from './viewstate.js';
 import { confusionFigure } from './confusion.js';
 import { curvesFigure } from './curves.js';
 import { doubtHistogramFigure, aurocRows, shareAtLeast, lowDoubtShares, errorsNote } from './doubtchart.js';
-import { initLayerView, setUpload as layerUpload } from './layerview.js';
-import { initGallery } from './gallery.js';
+import { initLayerView, applyView as applyLayerView, setUpload as layerUpload } from './layerview.js';
+import { initGallery, openImage, closeImage } from './gallery.js';
 import { initOutside } from './outside.js';
 import { initUpload } from './upload.js';
+import { initDelete } from './modeldelete.js';
+import { analysisText, progressShare } from './importcheck.js';
 
 const POLL_MS = 2000;
+const ANALYSIS_POLL_MS = 1000;
 
 // Page state.
 let model = null;
-let paths = null;
-let highlight = null; // Set of image indices, or null
-let highlightLabel = '';
-let upload = null; // {clusters, pred} for the parallel graph
-let parcatsWired = false;
+let view = readView(location.search); // what the reader looks at (viewstate.js)
 let lastReply = null; // the latest upload's predict reply, kept until the paths arrive
 // This model's measured share of low doubts (lowDoubtShares), or null once
 // known to be unavailable: the upload and the outside cards quote it.
@@ -167,124 +170,104 @@ async function loadDoubt(m) {
   }
 }
 
-// --- the parallel graph ------------------------------------------------------
+// --- the view in the URL ------------------------------------------------------
 
-function drawParcats() {
-  const node = $('parcats');
-  const fig = parcatsFigure(paths, { highlight, upload });
-  // Wide graphs scroll sideways on small screens rather than squeeze their
-  // bars (and the notes under them) together.
-  node.style.minWidth = `${Math.max(560, parcatsMinWidth(fig))}px`;
-  node.dataset.lines = String(paths.images.true.length + (upload ? 1 : 0));
-  node.dataset.upload = upload ? '1' : '0';
-  return draw(node, fig, { displayModeBar: false }).then(() => {
-    if (!parcatsWired) {
-      parcatsWired = true;
-      node.on('plotly_click', onParcatsClick);
-    }
-  });
+/** A change of view made by the reader: a new history entry, so that back
+ *  undoes it (with `replace`, the current entry is changed instead: for a
+ *  change the reader did not ask for, such as an upload ending a highlight). */
+function changeView(patch, { replace = false } = {}) {
+  view = { ...view, ...patch };
+  const search = viewSearch(model.id, view);
+  if (search === location.search) return;
+  history[replace ? 'replaceState' : 'pushState'](null, '', `${location.pathname}${search}${location.hash}`);
 }
 
-function onParcatsClick(ev) {
-  const n = paths.images.true.length;
-  const set = new Set((ev.points || []).map((p) => p.pointNumber).filter((i) => i < n));
-  if (!set.size) return;
-  const parts = Object.entries(ev.constraints || {}).filter(([key]) => key !== 'color').map(([d, v]) => {
-    const dim = paths.dimensions[Number(d)];
-    if (!dim) return '';
-    return dim.kind === 'layer' ? `cluster ${v} of ${dim.label}` : `${dim.label} ${v}`;
-  }).filter(Boolean);
-  setHighlight(set, parts.join(', ') || 'the clicked paths');
-}
-
-/** Highlights a set of images (null: all). `label` says which, for the note. */
-export function setHighlight(set, label = '') {
-  if (!paths) return;
-  highlight = set && set.size ? set : null;
-  highlightLabel = highlight ? label : '';
-  const note = $('highlight-note');
-  if (highlight) {
-    const reset = el('button', { type: 'button', class: 'link-button' }, 'show all paths');
-    reset.addEventListener('click', () => setHighlight(null));
-    fill(note, `Highlighting ${highlight.size} of ${paths.images.true.length} images: ${highlightLabel}. `, reset);
-  } else {
-    fill(note, upload ? `Your image's path is the black line, starting at “${UPLOAD_LABEL}” at the bottom left. ` +
-      'It is one image among ' + paths.images.true.length + ', so its band is thin: the test images\' lines are grey ' +
-      'while it is shown. Pick a class above to colour that class\'s lines again.' : '');
-  }
-  for (const b of $('class-filter').querySelectorAll('button[data-class]')) {
-    b.setAttribute('aria-pressed', String(highlight !== null && highlightLabel === `true class ${b.dataset.class}`));
-  }
-  drawParcats();
-}
-
-function classFilter() {
-  const bar = $('class-filter');
-  fill(bar, el('span', { class: 'toolbar-label' }, 'Highlight'),
-    paths.classes.map((c, i) => el('button', { type: 'button', class: 'chip-button', 'data-class': c, 'aria-pressed': 'false' },
-      el('span', { class: 'dot', style: `background:${classColor(i)}`, 'aria-hidden': 'true' }), c)));
-  bar.addEventListener('click', (e) => {
-    const b = e.target.closest('button[data-class]');
-    if (!b) return;
-    if (b.getAttribute('aria-pressed') === 'true') { setHighlight(null); return; }
-    const cls = paths.classes.indexOf(b.dataset.class);
-    setHighlight(indicesOfClass(paths, cls), `true class ${b.dataset.class}`);
-  });
+/** Back or forward: the view the URL now holds. */
+function onPopState() {
+  view = readView(location.search);
+  applyLayerView(view);
+  highlightClass(view.cls);
+  if (view.image) openImage(view.image);
+  else closeImage();
 }
 
 // --- analysis ---------------------------------------------------------------
 
+/** Shows the server's progress while the model is queued or analysed, asked
+ *  again every second; resolves to the model's detail once it is ready, or
+ *  null when the analysis failed (the banner then says why) or the model is gone. */
 async function waitForAnalysis(id) {
   const box = $('analysis-status');
+  fill($('parcats'), el('p', { class: 'empty' }, 'Waiting for the analysis…'));
   for (;;) {
-    let state = 'unknown';
+    let m = null;
     try {
-      const h = await api.health();
-      state = (h.analyses && h.analyses[id]) || state;
+      m = await api.model(id);
     } catch (err) {
       fill(box, errorBox(err, 'Lost the server'));
+      if (err.status === 404) return null;
     }
-    if (state === 'ready') { fill(box); return true; }
+    const state = m?.analysis?.state;
+    if (state === 'ready') { fill(box); return m; }
     if (state === 'failed') {
-      let detail = '';
-      try { detail = (await api.model(id)).analysis?.error || ''; } catch { /* keep the short message */ }
+      const detail = m.analysis.error || m.error || '';
       fill(box, el('div', { class: 'error', role: 'alert' }, el('strong', {}, 'The analysis of this model failed'),
         detail ? ` — ${detail}` : ''));
-      return false;
+      return null;
     }
-    fill(box, el('div', { class: 'banner' }, progress(`strata is analysing this model (${state}): the graphs appear when it is done.`)));
-    fill($('parcats'), el('p', { class: 'empty' }, 'Waiting for the analysis…'));
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    if (m) {
+      const p = m.progress ?? m.analysis?.progress ?? null;
+      const share = progressShare(p);
+      fill(box, el('div', { class: 'banner', id: 'analysis-banner', 'data-state': state || '' },
+        progress(el('span', {}, el('strong', {}, 'strata is working on this model'), ' — ',
+          el('span', { 'data-progress': '' }, analysisText(state, p)), '. The graphs appear when it is done.')),
+        share === null ? null : el('div', { class: 'meter', role: 'progressbar', 'aria-label': 'analysis progress',
+          'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': Math.round(100 * share) },
+        el('span', { class: 'meter-fill meter-progress', style: `width:${Math.round(100 * share)}%` }))));
+    }
+    await new Promise((r) => setTimeout(r, ANALYSIS_POLL_MS));
   }
 }
 
 async function loadAnalysis(m) {
   fill($('parcats'), progress('Following the test images through the layers…'));
+  let doc;
   try {
-    paths = await api.paths(m.id);
+    doc = await api.paths(m.id);
   } catch (err) {
     fill($('parcats'), errorBox(err, 'Could not load the paths'));
     return;
   }
   $('parcats').replaceChildren();
-  $('paths-layers-note').textContent = layersNote(m.layers, paths.dimensions.filter((d) => d.kind === 'layer'),
+  const dims = doc.dimensions.filter((d) => d.kind === 'layer');
+  $('paths-layers-note').textContent = layersNote(m.layers, dims,
     m.doubt && m.doubt.state === 'ready' ? m.doubt.layers : null);
-  if (lastReply) upload = uploadPath(paths, lastReply);
-  classFilter();
-  await drawParcats();
-  initLayerView({ id: m.id, dims: paths.dimensions.filter((d) => d.kind === 'layer'), modelLayers: m.layers });
+  initPaths({ doc, cls: view.cls, changed: (patch) => changeView(patch) });
+  if (lastReply) pathsUpload(lastReply);
+  initLayerView({
+    id: m.id, dims, modelLayers: m.layers, view,
+    changed: (v) => changeView(v),
+    clustered: setClustering,
+  });
   initGallery({
     id: m.id,
     model: m,
-    select: (item) => setHighlight(indicesOfClass(paths, paths.classes.indexOf(item.true)), `true class ${item.true}`),
+    open: view.image,
+    select: (item) => {
+      highlightClass(item.true, `true class ${item.true}, that of the photo opened below`);
+      changeView({ image: item.id, cls: item.true });
+    },
+    closed: () => changeView({ image: null }),
   });
+  window.addEventListener('popstate', onPopState);
 }
 
+/** A new upload's reply: its path and star on the graphs. The graph of
+ *  paths ends its highlight for it, which the URL then forgets too. */
 function onUpload(reply) {
   lastReply = reply;
-  upload = reply && paths ? uploadPath(paths, reply) : null;
   layerUpload(reply);
-  if (paths) setHighlight(highlight, highlightLabel);
+  if (pathsUpload(reply)) changeView({ cls: null }, { replace: true });
 }
 
 async function main() {
@@ -305,15 +288,22 @@ async function main() {
   try {
     model = await api.model(id);
   } catch (err) {
-    fill($('model-header'), errorBox(err, `Could not open the model “${id}”`));
+    fill($('model-header'), errorBox(err, `Could not open the model “${id}”`),
+      el('p', {}, el('a', { href: '/' }, 'See every model on the home page.')));
     hideSections();
     return;
   }
   header(model);
+  initDelete(model, $('model-header'));
   quality(model);
   initUpload({ model, result: onUpload, doubtShares });
-  const ready = model.analysis?.state === 'ready' || await waitForAnalysis(id);
-  if (!ready) { resolveShares(null); return; }
+  if (model.analysis?.state !== 'ready') {
+    const ready = await waitForAnalysis(id);
+    if (!ready) { resolveShares(null); return; }
+    model = ready; // its accuracy and doubt are known now
+    header(model);
+    initDelete(model, $('model-header'));
+  }
   loadDoubt(model);
   await loadAnalysis(model);
   // Other models' images are served from their analyses: list the models

@@ -94,6 +94,22 @@ export const FONT = {
   color: INK,
 };
 
+/**
+ * A layout for a chart that neither pans nor zooms (baseLayout's defaults,
+ * `extra`, every x/y axis of `extra` with a fixed range, no drag mode). Such
+ * a chart is drawn without Plotly's toolbar, so a drag that zoomed would
+ * leave no visible way back; and on a touch screen Plotly lets the browser
+ * have a swipe only when there is no drag mode, so the page scrolls under
+ * the reader's finger instead of the chart moving.
+ */
+export function stillLayout(extra = {}) {
+  const layout = baseLayout({ ...extra, dragmode: false });
+  for (const key of Object.keys(layout)) {
+    if (/^[xy]axis\d*$/.test(key)) layout[key] = { ...layout[key], fixedrange: true };
+  }
+  return layout;
+}
+
 /** Layout defaults shared by the charts (transparent so the card shows through). */
 export function baseLayout(extra = {}) {
   return {

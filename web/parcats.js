@@ -15,9 +15,15 @@
 // px from the right, and each is DIM_WIDTH px wide (plotly.js
 // src/traces/parcats/parcats.js, createDimensionViewModel: x = PAD +
 // i · (width − 2·PAD − DIM_WIDTH) / (D − 1)). The notes under the bars are
-// placed with that rule, so they stay under their bars at any width.
+// placed with that rule, so they stay under their bars at any width, and in
+// the reader's order of the bars when they have dragged one elsewhere.
+//
+// The reader may cluster a layer with another k (the layer panel): that
+// layer's bar then shows the clustering of the scatter reply for that k
+// (withClustering), whose images are the same as the paths document's.
 
 import { baseLayout, classColor, MUTED, UPLOAD, INK } from './palette.js';
+import { counted } from './words.js';
 
 export const UPLOAD_LABEL = 'your image';
 
@@ -50,12 +56,21 @@ export function noteAnchor(i, D) {
 }
 
 /** The width (px) below which the figure should scroll sideways rather than
- *  squeeze: the layout's margins, Plotly's insets and PARCATS_MIN_STEP
- *  between bars. `fig` is parcatsFigure()'s result. */
+ *  squeeze: the layout's margins, Plotly's insets and, between bars,
+ *  PARCATS_MIN_STEP or more when two neighbouring layer names (centred over
+ *  their bars, 13 px, about 7 px a character) need more room, as the long
+ *  names of an imported model's layers do ("blocks.0/Relu_1").
+ *  `fig` is parcatsFigure()'s result. */
 export function parcatsMinWidth(fig) {
-  const D = fig.data[0].dimensions.length;
+  const dims = fig.data[0].dimensions;
+  const D = dims.length;
   const { l, r } = fig.layout.margin;
-  return Math.ceil(l + r + 2 * PARCATS_PAD + PARCATS_DIM_WIDTH + PARCATS_MIN_STEP * Math.max(0, D - 1));
+  let step = PARCATS_MIN_STEP;
+  for (let i = 1; i < D; i++) {
+    const chars = (String(dims[i - 1].label).length + String(dims[i].label).length) / 2;
+    step = Math.max(step, Math.ceil(7 * chars + 10));
+  }
+  return Math.ceil(l + r + 2 * PARCATS_PAD + PARCATS_DIM_WIDTH + step * Math.max(0, D - 1));
 }
 
 function fmt(x, digits = 2) {
@@ -76,12 +91,50 @@ export function indicesOfClass(paths, cls) {
 }
 
 /**
+ * The paths document with one layer clustered as a scatter reply (GET
+ * …/layers/{layer}/scatter?k=N) has it: that layer's dimension takes the
+ * reply's k, purity, ARI and NMI and is marked `reclustered`, each image
+ * its cluster in the reply (matched by image id), and the images' path
+ * numbers are counted again. A reply for a layer the document does not
+ * show changes nothing. Returns a new document; `paths` is left as it was.
+ */
+export function withClustering(paths, scatter) {
+  const layer = scatter.layer && scatter.layer.index;
+  const j = layerDimensions(paths).findIndex((d) => d.layer === layer);
+  if (j < 0) return paths;
+  const ids = paths.images.id || [];
+  const byId = new Map((scatter.points.id || []).map((id, i) => [id, scatter.points.cluster[i]]));
+  const sameOrder = ids.length === 0 && scatter.points.cluster.length === paths.images.true.length;
+  const clusters = paths.images.clusters.map((row, i) => {
+    const r = row.slice();
+    const c = sameOrder ? scatter.points.cluster[i] : byId.get(ids[i]);
+    r[j] = Number.isInteger(c) ? c : null;
+    return r;
+  });
+  let layerJ = -1;
+  const dimensions = paths.dimensions.map((d) => {
+    if (d.kind !== 'layer' || ++layerJ !== j) return d;
+    return { ...d, k: scatter.k, purity: scatter.purity, ari: scatter.ari, nmi: scatter.nmi, reclustered: true };
+  });
+  // Path numbers by first appearance, as the server numbers them.
+  const seen = new Map();
+  const path = paths.images.true.map((t, i) => {
+    const key = `${t}|${clusters[i].join(',')}|${paths.images.pred[i]}`;
+    if (!seen.has(key)) seen.set(key, seen.size);
+    return seen.get(key);
+  });
+  return { ...paths, dimensions, images: { ...paths.images, clusters, path }, distinct_paths: seen.size };
+}
+
+/**
  * An uploaded image's path through the analysed layers, from a predict reply
  * (POST /api/models/{id}/predict). Each layer dimension takes the cluster of
  * the reply's layer with the same index; if the reply's layers carry no
  * index matching a dimension, `path.clusters` is used by position when it has
- * one entry per layer dimension. Returns {clusters: [int|null per layer
- * dimension], pred: class index (-1 when unknown)}.
+ * one entry per layer dimension. A dimension the reader clustered with
+ * another k (`reclustered`, see withClustering) gets null: the reply places
+ * the image among the analysis's own clusters only. Returns {clusters:
+ * [int|null per layer dimension], pred: class index (-1 when unknown)}.
  */
 export function uploadPath(paths, reply) {
   const dims = layerDimensions(paths);
@@ -92,6 +145,7 @@ export function uploadPath(paths, reply) {
   const positional = reply.path && Array.isArray(reply.path.clusters) &&
     reply.path.clusters.length === dims.length ? reply.path.clusters : null;
   const clusters = dims.map((d, j) => {
+    if (d.reclustered) return null;
     if (byIndex.has(d.layer)) return byIndex.get(d.layer);
     return positional ? positional[j] : null;
   });
@@ -155,13 +209,16 @@ export function layersNote(modelLayers, dims, doubtLayers = null) {
 /**
  * The Plotly figure. Options:
  *   highlight: a Set of image indices to keep in colour (others grey), or null;
+ *   order: where each dimension is drawn (Plotly's displayindex, one per
+ *     dimension of the document: a permutation of 0 … D − 1), or null for
+ *     the document's order; the notes follow their bars;
  *   upload: {clusters, pred} from uploadPath(), drawn as one more line, or null;
  *     without a highlight, every other line is then grey, so the one ink line
  *     stands out (the counts stay the true ones: one per image).
  * The line colour is a number per line (class index; C for grey; C + 1 for
  * the upload) mapped through a stepped colour scale, so one trace holds all.
  */
-export function parcatsFigure(paths, { highlight = null, upload = null } = {}) {
+export function parcatsFigure(paths, { highlight = null, upload = null, order = null } = {}) {
   const { classes, dimensions, images } = paths;
   const C = classes.length;
   const n = images.true.length;
@@ -224,7 +281,7 @@ export function parcatsFigure(paths, { highlight = null, upload = null } = {}) {
       showscale: false,
     },
     hoveron: 'category',
-    hoverinfo: 'count+probability',
+    hovertemplate: `%{category}<br>%{count} of ${counted(colorIndex.length, 'image')} (%{probability:.0%})<extra></extra>`,
     arrangement: 'freeform',
     bundlecolors: true,
     sortpaths: 'forward',
@@ -234,14 +291,17 @@ export function parcatsFigure(paths, { highlight = null, upload = null } = {}) {
 
   // Statistics under each dimension: how well the clusters follow the classes.
   const D = dimensions.length;
+  const place = Array.isArray(order) && order.length === D &&
+    [...order].sort((a, b) => a - b).every((v, i) => v === i) ? order : null;
+  if (place) dims.forEach((d, i) => { d.displayindex = place[i]; });
   const correct = images.true.filter((t, i) => t === images.pred[i]).length;
   const annotations = dimensions.map((d, i) => {
     let text;
     // Two short lines at the ends, like the layers' three: no wider than them.
-    if (d.kind === 'true') text = `${n}<br>images`;
+    if (d.kind === 'true') text = counted(n, 'image').replace(' ', '<br>');
     else if (d.kind === 'pred') text = `accuracy<br>${n ? Math.round((100 * correct) / n) : 0} %`;
     else text = `k ${d.k ?? '–'}<br>purity ${fmt(d.purity)}<br>ARI ${fmt(d.ari)}`;
-    const { x, xshift } = noteAnchor(i, D);
+    const { x, xshift } = noteAnchor(place ? place[i] : i, D);
     return {
       x,
       xshift,

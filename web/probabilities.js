@@ -3,7 +3,7 @@
 // bar in its class colour and the others muted, so that a confident answer
 // (one long bar) and a hesitant one (several similar bars) look different.
 
-import { baseLayout, classColor, MUTED, GRID } from './palette.js';
+import { stillLayout, classColor, MUTED, GRID } from './palette.js';
 
 /** `classes` gives each class its colour (the model's class order). */
 export function probabilityFigure(reply, classes) {
@@ -21,7 +21,7 @@ export function probabilityFigure(reply, classes) {
     marker: { color: names.map((n) => (n === reply.predicted ? classColor(classes.indexOf(n)) : MUTED)) },
     hovertemplate: '%{y}: %{x:.1%}<extra></extra>',
   }];
-  const layout = baseLayout({
+  const layout = stillLayout({
     height: 40 + 30 * Math.max(2, names.length),
     margin: { l: 96, r: 48, t: 8, b: 28 },
     xaxis: { range: [0, 1], tickformat: '.0%', gridcolor: GRID, zeroline: false, fixedrange: true },

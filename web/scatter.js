@@ -4,9 +4,11 @@
 // k-means put it in or by its true class, with the cluster centres in black.
 //
 // Pure: server JSON in, Plotly {data, layout} out. Each point carries its
-// index in `customdata`, so the page can show the image's thumbnail on hover.
+// index in `customdata`, so the page can show the image's thumbnail on hover
+// (or on a tap, on a touch screen).
 
 import { baseLayout, classColor, clusterColors, CENTER, UPLOAD, GRID } from './palette.js';
+import { counted } from './words.js';
 
 function pct(r) {
   return typeof r === 'number' && Number.isFinite(r) ? ` (${Math.round(r * 100)} % of variance)` : '';
@@ -19,12 +21,27 @@ function groupBy(keys, n) {
   return groups;
 }
 
+/** The star's tooltip: the upload's cluster when known; when the reader
+ *  clustered the layer with another k than the analysis's (`k` against
+ *  `analysedK`), the predict reply does not know it, and says so. */
+function uploadText(upload) {
+  if (Number.isInteger(upload.cluster)) return `your image · cluster ${upload.cluster}`;
+  if (upload.k !== undefined && upload.analysedK !== undefined && upload.k !== upload.analysedK) {
+    return `your image · its cluster at k = ${upload.k} is not known<br>(strata places an upload among the ` +
+      `analysis's ${upload.analysedK} clusters)`;
+  }
+  return 'your image';
+}
+
 /**
  * Options: colorBy 'cluster' (one trace per cluster, k traces) or 'class'
- * (one trace per class); upload {x, y, cluster?} marks the reader's image as
- * a star. Always one more trace for the centres, drawn black.
+ * (one trace per class); upload {x, y, cluster (null when not known), k,
+ * analysedK} marks the reader's image as a star; touch: for a touch screen,
+ * no drag mode, so that a swipe scrolls the page (Plotly leaves a touch to
+ * the browser only then) and the toolbar's buttons zoom. Always one more
+ * trace for the centres, drawn black.
  */
-export function scatterFigure(s, { colorBy = 'cluster', upload = null } = {}) {
+export function scatterFigure(s, { colorBy = 'cluster', upload = null, touch = false } = {}) {
   const { points, centers, classes } = s;
   const n = points.x.length;
   const k = Math.max(s.k || 0, centers.x.length);
@@ -66,7 +83,7 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null } = {}) {
     text: centers.x.map((_, c) => {
       const m = centers.majority ? centers.majority[c] : -1;
       const size = centers.size ? centers.size[c] : undefined;
-      return `centre of cluster ${c}${size !== undefined ? ` · ${size} images` : ''}` +
+      return `centre of cluster ${c}${size !== undefined ? ` · ${counted(size, 'image')}` : ''}` +
         `${m >= 0 && classes[m] ? ` · mostly ${classes[m]}` : ''}`;
     }),
     hovertemplate: '%{text}<extra></extra>',
@@ -89,7 +106,7 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null } = {}) {
       name: 'your image',
       x: [upload.x],
       y: [upload.y],
-      text: [`your image${upload.cluster !== undefined ? ` · cluster ${upload.cluster}` : ''}`],
+      text: [uploadText(upload)],
       hovertemplate: '%{text}<extra></extra>',
       marker: { color: UPLOAD, symbol: 'star', size: 22, line: { width: 1.5, color: '#ffffff' } },
     });
@@ -103,7 +120,8 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null } = {}) {
     yaxis: { title: { text: `PC 2${pct(evr[1])}` }, zeroline: false, gridcolor: GRID },
     legend: { orientation: 'h', y: -0.18, x: 0, font: { size: 11 } },
     hovermode: 'closest',
-    dragmode: 'pan',
+    dragmode: touch ? false : 'pan',
+    modebar: { bgcolor: 'rgba(255,255,255,0.9)', color: '#8a94a3', activecolor: '#1f2933' },
   });
   return { data, layout };
 }

@@ -3,18 +3,20 @@
 // (score, level, the server's explanation), the LIME overlay (toggle with the
 // heat-map), and hands the reply to the page, which draws the image's path on
 // the parallel graph and its star on the layer scatter; a button opens the
-// explanation methods side by side for the same file (compare.js). A file that is not
-// JPEG or PNG, or is over the size limit, is refused here before anything is
-// sent (uploadcheck.js); a refusal by the server (413 too large, 400/415 not
-// an image, ...) is said in plain words, with the server's own sentence in
-// small print below.
+// explanation methods side by side for the same file (compare.js). An image
+// far smaller than what the model looks at is said to be (its answer means
+// little). A file that is not JPEG or PNG, or is over the size limit, is
+// refused here before anything is sent (uploadcheck.js); a refusal by the
+// server (413 too large, 400/415 not an image, ...) is said in plain words,
+// with the server's own sentence in small print below. A refused file leaves
+// the previous answer where it was, on this card and in the graphs.
 
 import { predict, getJSON } from './api.js';
 import { el, fill, progress, errorBox, draw, doubtPanel, imageLoaded, lowDoubtNote } from './ui.js';
 import { probabilityFigure } from './probabilities.js';
 import { describePrediction } from './describe.js';
 import { renderCompare, clearCompare } from './compare.js';
-import { checkUpload, uploadErrorText, formatBytes, DEFAULT_UPLOAD_LIMIT, UPLOAD_ACCEPT } from './uploadcheck.js';
+import { checkUpload, uploadErrorText, smallImageText, formatBytes, DEFAULT_UPLOAD_LIMIT, UPLOAD_ACCEPT } from './uploadcheck.js';
 
 let model = null;
 let onResult = () => {};
@@ -25,9 +27,10 @@ let compareBox = null; // the last upload's compare view
 let limit = DEFAULT_UPLOAD_LIMIT; // until /api/health says the server's own
 const nodes = {};
 
-/** Wires the drop zone. `result(reply | null)` is called with each new prediction
- *  (null when a new upload starts or fails); `doubtShares` is a promise of
- *  this model's lowDoubtShares() (or null), for the note beside a low doubt. */
+/** Wires the drop zone. `result(reply)` is called with each new prediction
+ *  (a refused or failed upload changes nothing there); `doubtShares` is a
+ *  promise of this model's lowDoubtShares() (or null), for the note beside a
+ *  low doubt. */
 export function initUpload({ model: m, result, doubtShares = null }) {
   model = m;
   onResult = result || onResult;
@@ -35,6 +38,10 @@ export function initUpload({ model: m, result, doubtShares = null }) {
   nodes.zone = document.getElementById('dropzone');
   nodes.input = document.getElementById('file-input');
   nodes.out = document.getElementById('upload-result');
+  // What is happening (progress, a refusal) above the latest answer.
+  nodes.status = el('div', { class: 'upload-status' });
+  nodes.answer = el('div', { class: 'upload-answer-box' });
+  fill(nodes.out, nodes.status, nodes.answer);
   nodes.input.setAttribute('accept', UPLOAD_ACCEPT);
   const limits = document.getElementById('upload-limits');
   const showLimit = () => { if (limits) limits.textContent = `JPEG or PNG, up to ${formatBytes(limit)}`; };
@@ -72,43 +79,52 @@ function refusal(title, text, err = null) {
   return el('div', { class: 'error', role: 'alert' }, el('strong', {}, title), ' — ', text, detail);
 }
 
+/** A refusal or failure, above the previous answer, which stays. */
+function refused(box) {
+  const kept = nodes.answer.childElementCount > 0;
+  nodes.answer.classList.remove('is-stale');
+  fill(nodes.status, box, kept ? el('p', { class: 'small muted' }, 'The answer for your previous image stays below, ' +
+    'and in the graphs above.') : null);
+  nodes.input.value = '';
+}
+
 async function send(file) {
   const my = ++token;
-  onResult(null);
-  clearCompare(compareBox);
-  compareBox = null;
-  if (previewUrl) URL.revokeObjectURL(previewUrl);
-  previewUrl = null;
   const bad = checkUpload(file, { limit, input: model.input });
   if (bad) {
-    fill(nodes.out, refusal(bad.title, bad.text));
     nodes.out.dataset.refused = bad.code;
-    nodes.input.value = '';
+    refused(refusal(bad.title, bad.text));
     return;
   }
   delete nodes.out.dataset.refused;
-  const looksLikeImage = /^image\//.test(file.type);
-  previewUrl = looksLikeImage ? URL.createObjectURL(file) : null;
-  fill(nodes.out, el('div', { class: 'upload-status' },
-    progress(`Running ${model.title || model.id} on ${file.name} and asking LIME why — this takes a second or two…`)));
+  const url = /^image\//.test(file.type) ? URL.createObjectURL(file) : null;
+  fill(nodes.status, progress(`Running ${model.title || model.id} on ${file.name} and asking LIME why — this takes a second or two…`));
+  nodes.answer.classList.add('is-stale');
   let reply;
   try {
     reply = await predict(model.id, file, { filename: file.name || 'upload' });
   } catch (err) {
+    if (url) URL.revokeObjectURL(url);
     if (my !== token) return;
     const { title, text } = uploadErrorText(err, { limit, input: model.input });
-    fill(nodes.out, refusal(title, text, err));
-    nodes.input.value = '';
+    refused(refusal(title, text, err));
     return;
   }
-  if (my !== token) return;
+  if (my !== token) { if (url) URL.revokeObjectURL(url); return; }
   nodes.input.value = '';
+  fill(nodes.status);
+  nodes.answer.classList.remove('is-stale');
+  clearCompare(compareBox);
+  compareBox = null;
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = url;
   render(reply, file);
   onResult(reply);
 }
 
 async function render(reply, file) {
   const my = token;
+  const small = smallImageText(reply.image, model.input);
   const photo = previewUrl
     ? el('img', { class: 'upload-photo', src: previewUrl, alt: `your image ${file.name}`, width: 192, height: 192 })
     : el('div', { class: 'lime-placeholder' });
@@ -127,15 +143,17 @@ async function render(reply, file) {
     }
     box.scrollIntoView({ block: 'start', behavior: 'smooth' });
   });
-  fill(nodes.out,
+  fill(nodes.answer,
     el('div', { class: 'upload-grid' },
       el('figure', { class: 'lime-figure' }, photo, el('figcaption', {}, file.name)),
       el('div', { class: 'upload-answer' },
-        el('p', { class: 'answer big', 'data-predicted': reply.predicted }, describePrediction({ ...reply, doubt: null })),
+        small ? el('p', { class: 'banner small-image', role: 'note' }, small) : null,
+        el('p', { class: small ? 'answer' : 'answer big', 'data-predicted': reply.predicted },
+          describePrediction({ ...reply, doubt: null })),
         bars,
         doubtPanel(reply.doubt, { note: lowDoubtNote(reply.doubt, lowShares) }),
-        el('p', { class: 'small muted path-note' }, 'Your image\'s path is the black line in the graph of paths above ' +
-          '(the test images\' lines turn grey meanwhile), and its position is a black star on the layer scatter.')),
+        el('p', { class: 'small muted path-note' }, 'Your image\'s path is the black line in the graph of paths above, ' +
+          'and its position is a black star on the layer scatter.')),
       limeBox),
     el('div', { class: 'detail-actions upload-actions' }, compare,
       el('p', { class: 'small muted' }, 'See Grad-CAM, Integrated Gradients, occlusion and LIME side by side on ' +

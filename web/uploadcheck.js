@@ -7,6 +7,8 @@
 // has answered. Checking here saves the
 // reader a long upload that would be refused, and names the problem in
 // their terms; the server's own sentence stays available as the detail.
+// Once answered, an image far smaller than what the model looks at is said
+// to be (smallImageText).
 // Pure (no DOM), tested under Node.
 
 /** The body limit of a server started without --max-upload-mb (used until /api/health answers). */
@@ -129,4 +131,22 @@ export function uploadErrorText(err, { limit = DEFAULT_UPLOAD_LIMIT, input = nul
     default:
       return { title: 'No answer for this image', text: 'Something went wrong on the way. Try again, or try another photo.' };
   }
+}
+
+/**
+ * A sentence for an answered image far smaller than what the model looks
+ * at: under half the model's input on either side, so that the model saw it
+ * enlarged more than twice and its answer says little. `image` is the
+ * predict reply's {width, height}, `input` the model's {width, height}.
+ * null when the image is big enough or a size is unknown.
+ */
+export function smallImageText(image, input) {
+  const ok = (s) => s && s.width > 0 && s.height > 0;
+  if (!ok(image) || !ok(input)) return null;
+  const scale = Math.max(input.width / image.width, input.height / image.height);
+  if (scale <= 2) return null;
+  const size = (s) => `${s.width}\u00a0×\u00a0${s.height} pixel${s.width * s.height === 1 ? '' : 's'}`;
+  return `This image is only ${size(image)}, and the model looks at ${size(input)}: it saw your image enlarged ` +
+    `${Math.round(scale)} times, with ${scale >= 8 ? 'next to nothing' : 'little'} left to recognise. ` +
+    'Its answer says little about what the photo shows.';
 }

@@ -600,6 +600,43 @@ function checkAttribution(x, probs) {
   x.probabilities.forEach((p, c) => assert.ok(Math.abs(p.probability - probs[c].probability) < 1e-5));
 }
 
+test('POST …/features: what a layer sees; the last layer\'s channel means are the probabilities', async () => {
+  const i = 3;
+  const bytes = fs.readFileSync(path.join(tmp, 'data', 'felines', 'test', testFiles[i]));
+  const y = (await call(srv, '/api/models/tiny/predict?explain=0', { method: 'POST', body: bytes, headers: { 'Content-Type': 'image/jpeg' } })).json();
+  const d = (await call(srv, '/api/models/tiny')).json();
+  // a spatial layer of a test image: the top channels in order, each map on its own range
+  const spatial = d.layers.findIndex((l) => l.output_shape[0] > 1);
+  const r = await call(srv, `/api/models/tiny/features?image=${i}&layer=${spatial}&top=3`, { method: 'POST' });
+  assert.equal(r.status, 200, r.text());
+  const f = r.json();
+  assert.deepEqual(f.layer.shape, d.layers[spatial].output_shape);
+  assert.equal(f.means.length, f.layer.shape[2]);
+  assert.equal(f.channels.length, Math.min(3, f.layer.shape[2]));
+  const sorted = [...f.means].sort((a, b) => b - a);
+  f.channels.forEach((c, k) => {
+    assert.ok(Math.abs(c.mean - f.means[c.index]) < 1e-6);
+    assert.ok(Math.abs(c.mean - sorted[k]) < 1e-6);
+    assert.ok(c.min <= c.mean && c.mean <= c.max);
+    assert.equal(c.map.length, f.map_size.width * f.map_size.height);
+    assert.ok(c.map.every((v) => Number.isInteger(v) && v >= 0 && v <= 1000));
+    if (c.max > c.min) assert.ok(c.map.includes(1000) || Math.max(...c.map) > 900);
+  });
+  // the probabilities layer by name, of the same photo uploaded: its channel means are what predict says
+  const last = d.layers[d.layers.length - 1].name;
+  const p = (await call(srv, `/api/models/tiny/features?layer=${last}&top=${CLASSES.length}`,
+    { method: 'POST', body: bytes, headers: { 'Content-Type': 'image/jpeg' } })).json();
+  assert.equal(p.map_size.width, 0);
+  assert.equal(p.predicted, y.predicted);
+  for (const q of y.probabilities) assert.ok(Math.abs(p.means[CLASSES.indexOf(q.class)] - q.probability) < 1e-5, q.class);
+  assert.ok(p.channels.every((c) => c.map === null));
+  for (const [q, re] of [['layer=nope', /layer must be/], ['', /layer must be/], [`layer=0&top=0`, /top must be/], [`layer=0&top=65`, /top must be/]]) {
+    const e = await call(srv, `/api/models/tiny/features?image=${i}&${q}`, { method: 'POST' });
+    assert.match(assertError(e, 400).message, re, q);
+  }
+  assertError(await call(srv, '/api/models/tiny/features?layer=0', { method: 'POST', body: Buffer.from('not an image'), headers: { 'Content-Type': 'image/png' } }), 400, 'bad_image');
+});
+
 test('POST …/explain: Grad-CAM, IG, occlusion, LIME and a random map, each with its curves', async () => {
   const p = await paths();
   const i = 5;
@@ -968,7 +1005,7 @@ test('GET /api/openapi.json describes every route', async () => {
   assert.match(doc.openapi, /^3\./);
   const expected = {
     '/api/health': 'get', '/api/models': 'get post', '/api/models/{id}': 'get delete', '/api/datasets': 'get',
-    '/api/models/{id}/graph': 'get', '/api/models/{id}/layers': 'put',
+    '/api/models/{id}/graph': 'get', '/api/models/{id}/layers': 'put', '/api/models/{id}/features': 'post',
     '/api/models/{id}/layers/{layer}/scatter': 'get', '/api/models/{id}/layers/{layer}/elbow': 'get',
     '/api/models/{id}/paths': 'get', '/api/models/{id}/misclassified': 'get', '/api/models/{id}/doubt': 'get',
     '/api/models/{id}/images/{class}/{file}': 'get', '/api/models/{id}/images/{class}/{file}/thumb': 'get',

@@ -45,18 +45,26 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The text of `strata serve --help` ('' when it cannot be run): tests ask
+ *  it whether an option (--workspace, say) exists yet. */
+export function serveHelp(bin = strataBin()) {
+  const r = spawnSync(bin, ['serve', '--help'], { cwd: REPO, timeout: 20000, encoding: 'utf8' });
+  return r.status === 0 ? `${r.stdout || ''}${r.stderr || ''}` : '';
+}
+
 /**
  * Starts `strata serve --port P --models models --data ../shared/datasets
  * --cache <tmp>` from the repo root ($STRATA_WEB_MODELS replaces `models`,
- * e.g. a folder of freshly trained weights) and waits (up to timeoutS) until
- * /api/health answers with every analysis ready. Resolves to {base, health,
- * stop(), log()}; rejects with the server's last output when it exits, an
- * analysis fails, or time runs out (the server is stopped then).
+ * e.g. a folder of freshly trained weights; `extra` adds arguments, such as
+ * `--workspace DIR`) and waits (up to timeoutS) until /api/health answers
+ * with every analysis ready. Resolves to {base, health, stop(), log()};
+ * rejects with the server's last output when it exits, an analysis fails,
+ * or time runs out (the server is stopped then).
  */
-export async function startServer({ bin = strataBin(), timeoutS = 180, models = process.env.STRATA_WEB_MODELS || 'models' } = {}) {
+export async function startServer({ bin = strataBin(), timeoutS = 180, models = process.env.STRATA_WEB_MODELS || 'models', extra = [] } = {}) {
   const port = await freePort();
   const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-web-cache-'));
-  const args = ['serve', '--port', String(port), '--models', models, '--data', path.relative(REPO, DATA), '--cache', cache];
+  const args = ['serve', '--port', String(port), '--models', models, '--data', path.relative(REPO, DATA), '--cache', cache, ...extra];
   const child = spawn(bin, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = [];
   const keep = (buf) => {

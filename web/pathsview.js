@@ -1,0 +1,164 @@
+// pathsview.js — the model page's graph of paths (GET …/paths) and the
+// class buttons above it. Owns what the graph shows:
+//
+//   - the clusterings: a layer the reader clustered with another k (the
+//     layer panel) shows that clustering (withClustering);
+//   - one highlight at a time: a class (its button, or the class of a
+//     mistake opened in the gallery), or the images that pass where the
+//     reader clicked in the graph; the other lines are grey;
+//   - the upload's path, one black line; with no highlight every test
+//     image's line is grey meanwhile, so that it can be found. A new upload
+//     ends the highlight;
+//   - the reader's order of the axes (Plotly lets them drag one elsewhere);
+//     the notes under the bars follow.
+//
+// The note above the graph says, in one place, what is highlighted and why
+// lines are grey. Changes of the class highlight made by the reader are
+// reported (`changed`) so that the page keeps them in the URL.
+
+import { el, fill, draw } from './ui.js';
+import { classColor } from './palette.js';
+import { parcatsFigure, parcatsMinWidth, uploadPath, indicesOfClass, withClustering, UPLOAD_LABEL } from './parcats.js';
+
+let base = null; // the paths document as served
+let paths = null; // the same with the reader's clusterings
+const clusterings = new Map(); // layer index -> scatter reply of the reader's k
+let highlight = null; // {set: Set of image indices, label, cls: class name | null}
+let reply = null; // the latest upload's predict reply
+let order = null; // where each dimension is drawn, after the reader dragged one
+let wired = false;
+let onChanged = () => {};
+
+const $ = (id) => document.getElementById(id);
+
+/** Draws the graph of `doc` (GET …/paths) and its class buttons.
+ *  `changed({cls})` is called when the reader highlights a class or ends a
+ *  class highlight (cls null); `cls` is the class to start highlighted. */
+export function initPaths({ doc, changed, cls = null }) {
+  base = doc;
+  paths = [...clusterings.values()].reduce((d, s) => withClustering(d, s), base);
+  onChanged = changed || onChanged;
+  classFilter();
+  highlightClass(cls);
+}
+
+/** A layer's clustering for the reader's k (a scatter reply), or null to go
+ *  back to the analysis's own. A highlight of the images that pass through
+ *  clusters the reader clicked ends: it named the clusters of before. */
+export function setClustering(layer, scatter) {
+  if (scatter) clusterings.set(layer, scatter);
+  else clusterings.delete(layer);
+  if (!base) return;
+  paths = [...clusterings.values()].reduce((doc, s) => withClustering(doc, s), base);
+  if (highlight && highlight.cls === null) highlight = null;
+  redraw();
+}
+
+/** The latest upload's reply (null: none). A new upload ends the highlight:
+ *  its one line is found only among grey ones. Returns whether a class
+ *  highlight ended (for the URL). */
+export function setUpload(r) {
+  const ended = r !== null && highlight !== null && highlight.cls !== null;
+  reply = r;
+  if (r !== null) highlight = null;
+  if (paths) redraw();
+  return ended;
+}
+
+/** Highlights the images of class `cls` (a name; null: none), as its button
+ *  does, without reporting it. `label` says why, for the note. */
+export function highlightClass(cls, label = '') {
+  if (!base) return;
+  const c = cls === null ? -1 : base.classes.indexOf(cls);
+  if (c < 0) setHighlight(null);
+  else setHighlight({ set: indicesOfClass(paths, c), label: label || `true class ${cls}`, cls });
+}
+
+function setHighlight(h) {
+  highlight = h && h.set.size ? h : null;
+  redraw();
+}
+
+/** The note above the graph: what is highlighted, where the upload is, why lines are grey. */
+function describe() {
+  const note = $('highlight-note');
+  const n = paths.images.true.length;
+  const mine = reply ? `Your image's path is the black line, starting at “${UPLOAD_LABEL}” at the bottom left. ` : '';
+  if (highlight) {
+    const reset = el('button', { type: 'button', class: 'link-button' }, 'show all paths');
+    reset.addEventListener('click', () => {
+      const was = highlight && highlight.cls;
+      setHighlight(null);
+      if (was) onChanged({ cls: null });
+    });
+    fill(note, `Highlighting ${highlight.set.size} of ${n} images: ${highlight.label}. `, mine, reset);
+  } else {
+    fill(note, reply ? `${mine}It is one image among ${n}, so its band is thin: the test images' lines are grey ` +
+      'while it is shown. Pick a class above to colour that class\'s lines again.' : '');
+  }
+  for (const b of $('class-filter').querySelectorAll('button[data-class]')) {
+    b.setAttribute('aria-pressed', String(highlight !== null && highlight.cls === b.dataset.class));
+  }
+}
+
+function redraw() {
+  describe();
+  return drawParcats();
+}
+
+function drawParcats() {
+  const node = $('parcats');
+  const upload = reply ? uploadPath(paths, reply) : null;
+  const fig = parcatsFigure(paths, { highlight: highlight && highlight.set, upload, order });
+  // Wide graphs scroll sideways on small screens rather than squeeze their
+  // bars (and the notes under them) together.
+  node.style.minWidth = `${Math.max(560, parcatsMinWidth(fig))}px`;
+  node.dataset.lines = String(paths.images.true.length + (upload ? 1 : 0));
+  node.dataset.upload = upload ? '1' : '0';
+  return draw(node, fig, { displayModeBar: false }).then(() => {
+    if (!wired) {
+      wired = true;
+      node.on('plotly_click', onParcatsClick);
+      node.on('plotly_restyle', onRestyle);
+    }
+  });
+}
+
+/** After the reader dragged an axis elsewhere: keep their order, and draw
+ *  the notes under their bars again. */
+function onRestyle() {
+  const dims = $('parcats').data[0].dimensions;
+  const now = dims.map((d, i) => (Number.isInteger(d.displayindex) ? d.displayindex : i));
+  const was = order || dims.map((_, i) => i);
+  if (now.every((v, i) => v === was[i])) return;
+  order = now;
+  drawParcats();
+}
+
+function onParcatsClick(ev) {
+  const n = paths.images.true.length;
+  const set = new Set((ev.points || []).map((p) => p.pointNumber).filter((i) => i < n));
+  if (!set.size) return;
+  const parts = Object.entries(ev.constraints || {}).filter(([key]) => key !== 'color').map(([d, v]) => {
+    const dim = paths.dimensions[Number(d)];
+    if (!dim) return '';
+    return dim.kind === 'layer' ? `cluster ${v} of ${dim.label}` : `${dim.label} ${v}`;
+  }).filter(Boolean);
+  const was = highlight && highlight.cls;
+  setHighlight({ set, label: parts.join(', ') || 'the clicked paths', cls: null });
+  if (was) onChanged({ cls: null });
+}
+
+function classFilter() {
+  const bar = $('class-filter');
+  fill(bar, el('span', { class: 'toolbar-label' }, 'Highlight'),
+    base.classes.map((c, i) => el('button', { type: 'button', class: 'chip-button', 'data-class': c, 'aria-pressed': 'false' },
+      el('span', { class: 'dot', style: `background:${classColor(i)}`, 'aria-hidden': 'true' }), c)));
+  bar.addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-class]');
+    if (!b) return;
+    const cls = b.getAttribute('aria-pressed') === 'true' ? null : b.dataset.class;
+    highlightClass(cls);
+    onChanged({ cls });
+  });
+}
