@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gzip_cache.h"
 #include "json.h"
 
 struct mount {
@@ -32,7 +33,16 @@ struct mount {
 struct static_files {
     size_t n;
     struct mount *mounts;
+    struct gzip_cache *gz; /* compressed copies of the text files */
 };
+
+/* Text worth compressing: pages, scripts, styles, JSON, SVG, over a few
+ * hundred bytes (below that gzip's own header and trailer eat the gain). */
+static int compressible(const char *mime, off_t size)
+{
+    return size >= 1024 && (!strncmp(mime, "text/", 5) || !strcmp(mime, "application/json") ||
+                            !strcmp(mime, "image/svg+xml"));
+}
 
 static const struct {
     const char *ext;
@@ -76,6 +86,7 @@ void static_free(struct static_files *sf)
         free(sf->mounts[i].cache_control);
     }
     free(sf->mounts);
+    gzip_cache_free(sf->gz);
     free(sf);
 }
 
@@ -84,7 +95,10 @@ int static_new(const char *root, const struct static_mount *mounts, size_t n,
 {
     *out = NULL;
     struct static_files *sf = calloc(1, sizeof *sf);
-    if (!sf || !(sf->mounts = calloc(n ? n : 1, sizeof *sf->mounts))) {
+    if (!sf || !(sf->mounts = calloc(n ? n : 1, sizeof *sf->mounts)) ||
+        !(sf->gz = gzip_cache_new(64))) {
+        if (sf)
+            free(sf->mounts);
         free(sf);
         return strata_fail(err, STRATA_E_NOMEM, "out of memory creating the static mounts");
     }
@@ -198,9 +212,11 @@ static int not_found(struct response *res, const char *path)
     return 1;
 }
 
-/* Opens the regular file at resolved and replies with it (or 304). */
-static int send_file(const struct mount *m, const struct request *req, const char *resolved,
-                     struct response *res)
+/* Opens the regular file at resolved and replies with it (or 304): its
+ * gzip copy to a client that accepts it (the copy has its own ETag), with
+ * "Vary: Accept-Encoding" on every reply of a compressible file. */
+static int send_file(const struct static_files *sf, const struct mount *m,
+                     const struct request *req, const char *resolved, struct response *res)
 {
     int fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
@@ -211,15 +227,36 @@ static int send_file(const struct mount *m, const struct request *req, const cha
         return not_found(res, req->path);
     }
     char etag[96];
-    snprintf(etag, sizeof etag, "\"%llx-%llx-%llx.%lx\"", (unsigned long long)st.st_ino,
-             (unsigned long long)st.st_size, (unsigned long long)st.st_mtim.tv_sec,
-             (long)st.st_mtim.tv_nsec);
-    if (http_etag_match(request_header(req, "If-None-Match"), etag)) {
-        close(fd);
-        response_empty(res, 304);
-    } else {
-        response_file(res, 200, static_mime_type(resolved), fd, (uint64_t)st.st_size);
+    const char *mime = static_mime_type(resolved);
+    const char *inm = request_header(req, "If-None-Match");
+    if (compressible(mime, st.st_size))
+        response_header(res, "Vary", "Accept-Encoding");
+    int gz = compressible(mime, st.st_size) &&
+             gzip_accepted(request_header(req, "Accept-Encoding"));
+    for (;;) {
+        snprintf(etag, sizeof etag, "\"%llx-%llx-%llx.%lx%s\"", (unsigned long long)st.st_ino,
+                 (unsigned long long)st.st_size, (unsigned long long)st.st_mtim.tv_sec,
+                 (long)st.st_mtim.tv_nsec, gz ? "-gz" : "");
+        if (http_etag_match(inm, etag)) {
+            close(fd);
+            response_empty(res, 304);
+            break;
+        }
+        char err[STRATA_ERR_LEN];
+        const struct gzip_copy *copy = gz ? gzip_cache_get(sf->gz, fd, &st, err) : NULL;
+        if (gz && !copy) {
+            gz = 0; /* no copy (out of memory): the file as it is, with its own tag */
+            continue;
+        }
+        if (copy) {
+            close(fd);
+            response_bytes(res, 200, mime, copy->data, copy->len, gzip_copy_unref, (void *)copy);
+            response_header(res, "Content-Encoding", "gzip");
+        } else {
+            response_file(res, 200, mime, fd, (uint64_t)st.st_size);
+        }
         response_header(res, "X-Content-Type-Options", "nosniff");
+        break;
     }
     response_header(res, "ETag", "%s", etag);
     response_header(res, "Cache-Control", "%s", m->cache_control);
@@ -236,7 +273,7 @@ int static_serve(const struct static_files *sf, const struct request *req, struc
     if (!realpath(m->path, base))
         return not_found(res, req->path); /* target missing (yet) */
     if (!m->is_dir)
-        return send_file(m, req, base, res);
+        return send_file(sf, m, req, base, res);
 
     char rel[PATH_MAX];
     int no_ext;
@@ -268,5 +305,5 @@ int static_serve(const struct static_files *sf, const struct request *req, struc
         if (!realpath(candidate, resolved) || !inside(resolved, base))
             return not_found(res, req->path);
     }
-    return send_file(m, req, resolved, res);
+    return send_file(sf, m, req, resolved, res);
 }

@@ -2,6 +2,7 @@
  * JSON envelope, static files, worker pool, and a real server on a free
  * loopback port driven with libcurl and raw sockets. */
 #include "check.h"
+#include "gzip_cache.h"
 #include "http.h"
 #include "jobs.h"
 #include "json.h"
@@ -2584,6 +2585,19 @@ TEST(ipv6_and_thread_pool_mode)
     router_free(rt);
 }
 
+TEST(gzip_accepted_reads_accept_encoding)
+{
+    const char *yes[] = {"gzip", "GZIP", "deflate, gzip", "gzip;q=0.5", "br;q=1, gzip;q=0.001",
+                         "x-gzip", "*", " gzip ; q=1"};
+    const char *no[] = {"deflate", "gzip;q=0", "gzip; q=0.0", "gzip;q=0.000, br", "gzipx",
+                        "identity", "", "br, *;q=0"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        CHECK_MSG(gzip_accepted(yes[i]), "%s", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        CHECK_MSG(!gzip_accepted(no[i]), "%s", no[i]);
+    CHECK(!gzip_accepted(NULL));
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -2626,6 +2640,7 @@ int main(void)
     RUN(ipv6_and_thread_pool_mode);
     RUN(one_address_cannot_take_every_connection);
     RUN(uploads_share_a_memory_budget);
+    RUN(gzip_accepted_reads_accept_encoding);
     curl_global_cleanup();
     return check_done();
 }

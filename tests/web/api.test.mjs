@@ -19,6 +19,7 @@ import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -935,6 +936,46 @@ test('static files: pages, styles and Plotly with MIME types and ETag/304; nothi
     assert.equal(plotly.status, 200);
     assert.match(plotly.headers.get('content-type'), /javascript/);
   }
+});
+
+/** GET with exactly these headers (fetch would add Accept-Encoding and
+ *  decompress): status, headers and the body's bytes as sent. */
+function getRaw(p, headers) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port: srv.port, path: p, headers }, (res) => {
+      const parts = [];
+      res.on('data', (d) => parts.push(d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) }));
+    });
+    req.on('error', reject);
+  });
+}
+
+test('static text files go gzip-compressed to clients that accept it, with their own ETag', async () => {
+  const file = fs.existsSync(path.join(ROOT, 'node_modules/plotly.js-dist-min/plotly.min.js'))
+    ? ['/vendor/plotly.min.js', path.join(ROOT, 'node_modules/plotly.js-dist-min/plotly.min.js')]
+    : ['/static/strata.css', path.join(ROOT, 'static/strata.css')];
+  const original = fs.readFileSync(file[1]);
+  const plain = await getRaw(file[0], {});
+  assert.equal(plain.status, 200);
+  assert.equal(plain.headers['content-encoding'], undefined);
+  assert.equal(plain.headers.vary, 'Accept-Encoding');
+  assert.ok(plain.body.equals(original));
+  const gz = await getRaw(file[0], { 'Accept-Encoding': 'br;q=1, gzip;q=0.8' });
+  assert.equal(gz.status, 200);
+  assert.equal(gz.headers['content-encoding'], 'gzip');
+  assert.equal(gz.headers.vary, 'Accept-Encoding');
+  assert.ok(gz.body.length < original.length / 2, `${gz.body.length} of ${original.length} bytes`);
+  assert.ok(zlib.gunzipSync(gz.body).equals(original));
+  assert.notEqual(gz.headers.etag, plain.headers.etag);
+  // each representation revalidates with its own tag only
+  assert.equal((await getRaw(file[0], { 'Accept-Encoding': 'gzip', 'If-None-Match': gz.headers.etag })).status, 304);
+  assert.equal((await getRaw(file[0], { 'If-None-Match': gz.headers.etag })).status, 200);
+  assert.equal((await getRaw(file[0], { 'If-None-Match': plain.headers.etag })).status, 304);
+  // q=0 refuses gzip; images are not compressed again
+  assert.equal((await getRaw(file[0], { 'Accept-Encoding': 'gzip;q=0, identity' })).headers['content-encoding'], undefined);
+  const png = await getRaw('/static/screenshot-model.png', { 'Accept-Encoding': 'gzip' });
+  assert.equal(png.headers['content-encoding'], undefined);
 });
 
 test('path escapes never reach a file outside web/, static/ and the datasets', async () => {
