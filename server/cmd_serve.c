@@ -92,6 +92,10 @@ static const char *const serve_help =
     "  --explanations N    LIME results of uploads kept in memory, oldest evicted (default 64)\n"
     "  --image-explanations N  LIME results of dataset images kept (default 256)\n"
     "  --timeout S         idle connection timeout in seconds (default 30)\n"
+    "  --header-timeout S  a request's headers must arrive within S seconds of the\n"
+    "                      connection or the previous reply (default 10; 0: no limit)\n"
+    "  --min-body-rate B   a body must come at B bytes/s at least, after its first 10 s\n"
+    "                      (default 4096; 0: no minimum)\n"
     "  --per-ip N          connections one client address may hold (default 32; 0: no limit)\n"
     "  --root DIR          folder holding web/, static/ and node_modules/ (default .)\n"
     "  --quiet             no per-request log lines\n";
@@ -110,6 +114,8 @@ int cmd_serve(int argc, char **argv)
                                          {"explanations", required_argument, 0, 'e'},
                                          {"image-explanations", required_argument, 0, 'E'},
                                          {"timeout", required_argument, 0, 't'},
+                                         {"header-timeout", required_argument, 0, 'D'},
+                                         {"min-body-rate", required_argument, 0, 'B'},
                                          {"per-ip", required_argument, 0, 'P'},
                                          {"root", required_argument, 0, 'r'},
                                          {"quiet", no_argument, 0, 'q'},
@@ -171,6 +177,18 @@ int cmd_serve(int argc, char **argv)
                 return cli_usage_error("serve", "--timeout expects 1 to 86400 seconds, got '%s'",
                                        optarg);
             hc.timeout_s = (unsigned)v;
+            break;
+        case 'D':
+            if (cli_parse_int(optarg, 0, 3600, &v))
+                return cli_usage_error("serve", "--header-timeout expects 0 to 3600 seconds, got '%s'",
+                                       optarg);
+            hc.header_timeout_s = v;
+            break;
+        case 'B':
+            if (cli_parse_int(optarg, 0, 1 << 30, &v))
+                return cli_usage_error("serve", "--min-body-rate expects 0 to 1073741824 bytes/s, got '%s'",
+                                       optarg);
+            hc.min_body_rate = v;
             break;
         case 'P':
             if (cli_parse_int(optarg, 0, 100000, &v))

@@ -51,6 +51,26 @@ struct http_server {
     struct timespec last_body; /* when a body byte last arrived */
     atomic_size_t body_bytes; /* held by request bodies, at most cfg.max_body_total */
     atomic_uint spooling; /* bodies being written to spool files, at most cfg.max_spooling */
+
+    /* The deadlines (see http.h): every open connection has a watch, which
+     * the watchdog thread checks four times a second. */
+    pthread_mutex_t watch_mu;
+    pthread_cond_t watch_wake;
+    struct conn_watch *watches; /* a doubly linked list */
+    pthread_t watchdog;
+    int watchdog_started, watchdog_stop;
+};
+
+/* What a connection is doing, for the deadlines. */
+enum watch_phase { WATCH_HEADERS, WATCH_BODY, WATCH_BUSY };
+
+struct conn_watch {
+    struct conn_watch *prev, *next;
+    int fd;
+    enum watch_phase phase;
+    struct timespec since;      /* of the phase */
+    unsigned long long body_bytes;
+    int closed_by_deadline;
 };
 
 /* Per-request state, from the headers to the completion callback. */
@@ -105,6 +125,118 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     while (n && line[n - 1] == '\n')
         line[--n] = '\0';
     fprintf(log_file(s), "strata http: %s\n", line);
+}
+
+/* --- deadlines ------------------------------------------------------------ */
+
+static double ts_seconds(const struct timespec *t)
+{
+    return (double)t->tv_sec + (double)t->tv_nsec / 1e9;
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: a watch per connection, from its opening to
+ * its closing. libmicrohttpd calls this with "closed" before it closes the
+ * socket, so a watch's fd is the connection's own while the watch is in the
+ * list (the watchdog shuts it down under watch_mu). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_watch *w = calloc(1, sizeof *w);
+        if (!w || !ci) {
+            free(w);
+            return;
+        }
+        w->fd = ci->connect_fd;
+        w->phase = WATCH_HEADERS;
+        clock_gettime(CLOCK_MONOTONIC, &w->since);
+        pthread_mutex_lock(&s->watch_mu);
+        w->next = s->watches;
+        if (s->watches)
+            s->watches->prev = w;
+        s->watches = w;
+        pthread_mutex_unlock(&s->watch_mu);
+        *socket_context = w;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        struct conn_watch *w = *socket_context;
+        pthread_mutex_lock(&s->watch_mu);
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            s->watches = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        pthread_mutex_unlock(&s->watch_mu);
+        free(w);
+        *socket_context = NULL;
+    }
+}
+
+/* Moves a connection's watch to another phase. */
+static void watch_phase(struct http_server *s, struct MHD_Connection *c, enum watch_phase phase)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_watch *w = ci ? ci->socket_context : NULL;
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->watch_mu);
+    w->phase = phase;
+    w->body_bytes = 0;
+    clock_gettime(CLOCK_MONOTONIC, &w->since);
+    pthread_mutex_unlock(&s->watch_mu);
+}
+
+static void watch_body(struct http_server *s, struct MHD_Connection *c, size_t n)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_watch *w = ci ? ci->socket_context : NULL;
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->watch_mu);
+    w->body_bytes += n;
+    pthread_mutex_unlock(&s->watch_mu);
+}
+
+/* Shuts down the connections past a deadline; their own threads then see
+ * the connection end and clean up as for a client that left. */
+static void *watchdog_main(void *cls)
+{
+    struct http_server *s = cls;
+    pthread_mutex_lock(&s->watch_mu);
+    while (!s->watchdog_stop) {
+        struct timespec now, wake;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        for (struct conn_watch *w = s->watches; w; w = w->next) {
+            double age = ts_seconds(&now) - ts_seconds(&w->since);
+            const char *why = NULL;
+            if (w->phase == WATCH_HEADERS && s->cfg.header_timeout_s > 0 &&
+                age > s->cfg.header_timeout_s)
+                why = "the request's headers did not arrive in time";
+            else if (w->phase == WATCH_BODY && s->cfg.min_body_rate > 0 &&
+                     age > s->cfg.body_grace_s &&
+                     (double)w->body_bytes < s->cfg.min_body_rate * age)
+                why = "the body came slower than the minimum rate";
+            if (why && !w->closed_by_deadline) {
+                w->closed_by_deadline = 1;
+                shutdown(w->fd, SHUT_RDWR);
+                fprintf(log_file(s), "strata http: connection closed: %s\n", why);
+            }
+        }
+        wake = now;
+        wake.tv_nsec += 250000000L;
+        if (wake.tv_nsec >= 1000000000L) {
+            wake.tv_sec++;
+            wake.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->watch_wake, &s->watch_mu, &wake);
+    }
+    pthread_mutex_unlock(&s->watch_mu);
+    return NULL;
 }
 
 /* Leaves the URL and query strings as sent (see the file comment). */
@@ -749,10 +881,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         pthread_mutex_lock(&s->mu);
         s->in_flight++;
         pthread_mutex_unlock(&s->mu);
+        watch_phase(s, c, has_body(c) ? WATCH_BODY : WATCH_BUSY);
         return on_headers(c, ctx, url, method);
     }
-    if (*upload_data_size)
+    if (*upload_data_size) {
+        watch_body(s, c, *upload_data_size);
         return on_body(c, ctx, upload_data, upload_data_size);
+    }
+    watch_phase(s, c, WATCH_BUSY);
     body_done(ctx);
     if (ctx->replied)
         return MHD_YES;
@@ -786,6 +922,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(ctx->match);
     int receiving = ctx->receiving;
     free(ctx);
+    watch_phase(s, c, WATCH_HEADERS); /* the next request on this connection */
     pthread_mutex_lock(&s->mu);
     if (receiving)
         s->receiving--;
@@ -813,6 +950,9 @@ void http_config_defaults(struct http_config *cfg)
     cfg->shutdown_grace_s = 30;
     cfg->max_spool_body = (uint64_t)3 << 29;
     cfg->max_spooling = 2;
+    cfg->header_timeout_s = 10;
+    cfg->min_body_rate = 4096;
+    cfg->body_grace_s = 10;
 }
 
 int http_server_start(const struct http_config *cfg, struct http_server **out, char *err)
@@ -853,7 +993,9 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->idle, &ca);
+    pthread_cond_init(&s->watch_wake, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->watch_mu, NULL);
 
     /* poll(), not epoll: with epoll, libmicrohttpd 0.9.75's
      * MHD_quiesce_daemon removes the listening socket from each worker's
@@ -881,6 +1023,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
         pool_opt, (unsigned)cfg->threads,
         MHD_OPTION_END);
@@ -889,6 +1032,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
     if (!s->daemon) {
         pthread_cond_destroy(&s->idle);
         pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->watch_wake);
+        pthread_mutex_destroy(&s->watch_mu);
         free(s);
         return strata_fail(err, STRATA_E_IO, "cannot listen on %s port %u%s%s", host,
                            cfg->port, saved ? ": " : " (see the log)",
@@ -896,6 +1041,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : cfg->port;
+    s->watchdog_started = pthread_create(&s->watchdog, NULL, watchdog_main, s) == 0;
     *out = s;
     return 0;
 }
@@ -916,11 +1062,6 @@ unsigned http_server_in_flight(struct http_server *srv)
 /* Seconds without a body byte after which the shutdown stops waiting for
  * requests that are only receiving bodies. */
 #define HTTP_STALLED_BODY_S 1.0
-
-static double ts_seconds(const struct timespec *t)
-{
-    return (double)t->tv_sec + (double)t->tv_nsec / 1e9;
-}
 
 void http_server_stop(struct http_server *s)
 {
@@ -967,8 +1108,17 @@ void http_server_stop(struct http_server *s)
     }
     pthread_mutex_unlock(&s->mu);
 
+    if (s->watchdog_started) {
+        pthread_mutex_lock(&s->watch_mu);
+        s->watchdog_stop = 1;
+        pthread_cond_signal(&s->watch_wake);
+        pthread_mutex_unlock(&s->watch_mu);
+        pthread_join(s->watchdog, NULL);
+    }
     MHD_stop_daemon(s->daemon);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->watch_wake);
+    pthread_mutex_destroy(&s->watch_mu);
     free(s);
 }

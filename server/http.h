@@ -14,6 +14,13 @@
  *     ...
  *     http_server_stop(srv);
  *
+ * Deadlines, beside the flow below: a request's headers must arrive whole
+ * within header_timeout_s of the connection opening (or of the previous
+ * reply on a kept-alive connection), and a body at min_body_rate after its
+ * first body_grace_s; a watchdog thread shuts down the connections that
+ * miss them (one log line each), as libmicrohttpd's idle timeout cannot:
+ * every byte restarts it.
+ *
  * What a request goes through, in order (all replies but the handler's are
  * the JSON error envelope of json.h):
  *   1. server stopping                 -> 503 shutting_down, Connection: close
@@ -92,6 +99,16 @@ struct http_config {
     uint64_t max_spool_body;
     unsigned max_spooling;
     unsigned timeout_s; /* idle connection timeout, default 30 */
+    /* A request's headers must arrive whole within header_timeout_s of the
+     * connection opening or of the previous reply (default 10; 0: no
+     * deadline), and a body at min_body_rate bytes/s at least, measured
+     * from body_grace_s after it starts (defaults 4096 and 10; 0: no
+     * minimum): a client trickling bytes (every byte resets the idle
+     * timeout) loses its connection then, so that slow clients cannot hold
+     * the connections and upload budget others need. */
+    double header_timeout_s;
+    double min_body_rate;
+    double body_grace_s;
     unsigned threads; /* 0 (default): a thread per connection; N: N polling threads */
     double shutdown_grace_s; /* http_server_stop waits this long for requests, default 30 */
     FILE *log; /* request log and libmicrohttpd errors, NULL means stderr;

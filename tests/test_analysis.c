@@ -1027,6 +1027,78 @@ TEST(feature_maps_by_hand)
     CHECK(map[0] == 3.0f && map[1] == 0.0f);
 }
 
+/* Over 2,048 images k-means is fitted on a seeded sample and every image
+ * assigned to its nearest centre: each label is the nearest centre, the
+ * inertia and sizes count every image, the elbow is over every image, and
+ * three clean colour classes are still recovered. */
+TEST(many_images_fit_on_a_sample_then_assign_all)
+{
+    struct model m;
+    if (open_tiny(&m))
+        return;
+    enum { N = 2600 };
+    uint8_t *px = malloc((size_t)N * W * W * 3);
+    char **idp = malloc(N * sizeof *idp);
+    int *lab = malloc(N * sizeof *lab);
+    static char names[N][16];
+    struct rng r;
+    rng_seed(&r, 7);
+    for (int i = 0; i < N; i++) {
+        int c = i % 3, channel = c == 0 ? 2 : c == 1 ? 1 : 0;
+        for (int p = 0; p < W * W; p++)
+            for (int ch = 0; ch < 3; ch++)
+                px[((size_t)i * W * W + p) * 3 + ch] =
+                    (uint8_t)((ch == channel ? 170 : 40) - 20 + (int)rng_below(&r, 41));
+        snprintf(names[i], sizeof names[i], "c%d/%04d.png", c, i);
+        idp[i] = names[i];
+        lab[i] = c;
+    }
+    struct analysis_params p;
+    analysis_params_default(&p);
+    struct analysis a;
+    char err[STRATA_ERR_LEN];
+    CHECK_EQ_INT(analysis_run_images(&m, &p, px, idp, lab, N, &a, NULL, NULL, err), 0);
+    CHECK_EQ_INT(a.n, N);
+    const int l = 2; /* gap: 3 features */
+    const struct analysis_layer *L = &a.layers[l];
+    const float *X = analysis_features(&a, l);
+    double inertia = 0;
+    int sizes[16] = {0}, nearest_ok = 1;
+    for (int i = 0; i < N; i++) {
+        double best = INFINITY;
+        int arg = -1;
+        for (int c = 0; c < L->c.k; c++) {
+            double d2 = 0;
+            for (int j = 0; j < L->d; j++) {
+                double e = X[(size_t)i * L->d + j] - L->c.centers[(size_t)c * L->d + j];
+                d2 += e * e;
+            }
+            if (d2 < best)
+                best = d2, arg = c;
+        }
+        nearest_ok &= arg == L->c.labels[i];
+        inertia += best;
+        sizes[L->c.labels[i]]++;
+    }
+    CHECK(nearest_ok);
+    CHECK_NEAR(L->c.inertia, inertia, 1e-3 * inertia + 1e-6);
+    for (int c = 0; c < L->c.k; c++)
+        CHECK_EQ_INT(L->c.sizes[c], sizes[c]);
+    CHECK_NEAR(L->elbow[L->c.k - 1], L->c.inertia, 1e-6 * L->c.inertia + 1e-9);
+    CHECK_EQ_INT(L->c.k, 3);
+    CHECK(L->c.purity > 0.99);
+    /* a re-clustering asks the same sample: the same fit as the elbow's */
+    struct analysis_clustering again;
+    CHECK_EQ_INT(analysis_recluster(&a, l, 3, &again, err), 0);
+    CHECK(memcmp(again.labels, L->c.labels, N * sizeof(int)) == 0);
+    analysis_clustering_free(&again);
+    analysis_free(&a);
+    model_free(&m);
+    free(px);
+    free(idp);
+    free(lab);
+}
+
 int main(void)
 {
     build_tree();
@@ -1040,6 +1112,7 @@ int main(void)
     RUN(locate_images_of_the_set);
     RUN(streamed_batches_skip_an_unreadable_file);
     RUN(feature_maps_by_hand);
+    RUN(many_images_fit_on_a_sample_then_assign_all);
     nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return check_done();
 }

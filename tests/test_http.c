@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -2428,6 +2429,83 @@ TEST(one_address_cannot_take_every_connection)
     stop_own(srv, rt, log);
 }
 
+/* Seconds until the server closes fd (a read gives 0 or an error), sending
+ * one byte of `drip` every 0.2 s meanwhile (each would restart an idle
+ * timeout); -1 when it is still open after `limit` seconds. */
+static double seconds_until_closed(int fd, const char *drip, double limit)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t at = 0;
+    while (seconds_since(&t0) < limit) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            char b[512];
+            ssize_t r = recv(fd, b, sizeof b, MSG_DONTWAIT);
+            if (r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EINTR)))
+                return seconds_since(&t0);
+        }
+        if (drip && drip[at] && send(fd, drip + at, 1, MSG_NOSIGNAL) == 1)
+            at++;
+    }
+    return -1;
+}
+
+static int start_upload(unsigned port, size_t len, size_t sent);
+
+/* Headers trickled a byte at a time, or a body far below the minimum rate,
+ * lose their connection at the deadline although every byte restarts the
+ * idle timeout; a client that sends its request in time is served, also
+ * from the same address meanwhile. */
+TEST(slow_headers_and_bodies_meet_a_deadline)
+{
+    struct http_config cfg;
+    http_config_defaults(&cfg);
+    cfg.header_timeout_s = 1;
+    cfg.body_grace_s = 1;
+    cfg.min_body_rate = 1000;
+    cfg.timeout_s = 30;
+    struct router *rt;
+    FILE *log;
+    struct http_server *srv = start_own(&cfg, &rt, &log);
+    CHECK(srv != NULL);
+    if (!srv)
+        return;
+    unsigned port = http_server_port(srv);
+    int slow = raw_connect_from(port, "127.0.0.1");
+    CHECK(slow >= 0);
+    int quick = raw_connect_from(port, "127.0.0.1");
+    CHECK(quick >= 0);
+    CHECK_EQ_INT(raw_status(quick), 200);
+    double t = seconds_until_closed(slow, "GET /api/items HTTP/1.1\r\nHost: x\r\nX-Pad: "
+                                          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                                    6);
+    CHECK_MSG(t > 0.9 && t < 2.5, "headers trickled: closed after %.2f s (deadline 1 s)", t);
+    /* the quick client's connection, idle since its reply, is closed at the
+     * same deadline: waiting for its next request's headers */
+    t = seconds_until_closed(quick, NULL, 6);
+    CHECK_MSG(t > 0 && t < 2.5, "an idle keep-alive connection: closed after %.2f s", t);
+    close(slow);
+    close(quick);
+
+    int up = start_upload(port, 100000, 10);
+    CHECK(up >= 0);
+    char drip[64];
+    memset(drip, 'x', sizeof drip - 1);
+    drip[sizeof drip - 1] = 0;
+    t = seconds_until_closed(up, drip, 6); /* 5 bytes/s against 1000 */
+    CHECK_MSG(t > 0.9 && t < 2.5, "a body at 5 bytes/s: closed after %.2f s", t);
+    close(up);
+    /* a fast upload of the same size is not touched */
+    int fast = start_upload(port, 2000, 2000);
+    CHECK(fast >= 0);
+    char buf[2048];
+    raw_read_response(fast, buf, sizeof buf);
+    CHECK(strncmp(buf, "HTTP/1.1 ", 9) == 0);
+    close(fast);
+    stop_own(srv, rt, log);
+}
+
 /* Opens a POST /api/upload announcing `len` body bytes and sends `sent` of
  * them; returns the connection. */
 static int start_upload(unsigned port, size_t len, size_t sent)
@@ -2641,6 +2719,7 @@ int main(void)
     RUN(one_address_cannot_take_every_connection);
     RUN(uploads_share_a_memory_budget);
     RUN(gzip_accepted_reads_accept_encoding);
+    RUN(slow_headers_and_bodies_meet_a_deadline);
     curl_global_cleanup();
     return check_done();
 }
