@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -49,7 +50,11 @@ struct http_server {
     unsigned in_flight;
     unsigned receiving; /* of those, still receiving their body */
     struct timespec last_body; /* when a body byte last arrived */
-    atomic_size_t body_bytes; /* held by request bodies, at most cfg.max_body_total */
+    /* The upload budget (budget_mu): bytes held by request bodies, at most
+     * cfg.max_body_total, and per client address at most ip_share of it. */
+    pthread_mutex_t budget_mu;
+    size_t body_bytes, ip_share;
+    struct addr_use *uses; /* [cfg.max_connections]: the addresses holding bytes */
     atomic_uint spooling; /* bodies being written to spool files, at most cfg.max_spooling */
 
     /* The deadlines (see http.h): every open connection has a watch, which
@@ -59,6 +64,12 @@ struct http_server {
     struct conn_watch *watches; /* a doubly linked list */
     pthread_t watchdog;
     int watchdog_started, watchdog_stop;
+};
+
+/* The bytes one client address holds of the upload budget. */
+struct addr_use {
+    char addr[48]; /* "" for a free entry */
+    size_t bytes;
 };
 
 /* What a connection is doing, for the deadlines. */
@@ -92,6 +103,7 @@ struct http_ctx {
     size_t body_len, body_cap;
     size_t declared; /* Content-Length, 0 when none was given */
     size_t reserved; /* taken from the server's body_bytes for this body */
+    char addr[48];   /* the client's address, for its share of the budget */
     size_t discarded; /* body bytes dropped after passing max_body or the budget */
     int over_budget; /* dropped because every upload together was over max_body_total */
     int receiving; /* counted in the server's receiving */
@@ -125,6 +137,21 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     while (n && line[n - 1] == '\n')
         line[--n] = '\0';
     fprintf(log_file(s), "strata http: %s\n", line);
+}
+
+/* The client's address as text ("127.0.0.1", "::1"), "" when unknown. */
+static void client_address(struct MHD_Connection *c, char *out, size_t len)
+{
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
 }
 
 /* --- deadlines ------------------------------------------------------------ */
@@ -269,25 +296,57 @@ static int client_gone(void *cls)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-/* The upload budget: takes n bytes from the server's max_body_total, or
- * returns -1 (nothing taken) when they do not fit. */
-static int budget_take(struct http_server *s, size_t n)
+/* The entry of address addr in the budget's table (made when `make`), or
+ * NULL. Called with budget_mu. */
+static struct addr_use *addr_use(struct http_server *s, const char *addr, int make)
 {
-    size_t cur = atomic_load(&s->body_bytes);
-    do {
-        if (n > s->cfg.max_body_total - cur)
-            return -1;
-    } while (!atomic_compare_exchange_weak(&s->body_bytes, &cur, cur + n));
-    return 0;
+    struct addr_use *free_entry = NULL;
+    for (unsigned i = 0; i < s->cfg.max_connections; i++) {
+        if (!strcmp(s->uses[i].addr, addr) && s->uses[i].addr[0])
+            return &s->uses[i];
+        if (!s->uses[i].addr[0] && !free_entry)
+            free_entry = &s->uses[i];
+    }
+    if (make && free_entry) /* one entry per open connection at most: never full */
+        snprintf(free_entry->addr, sizeof free_entry->addr, "%s", addr);
+    return make ? free_entry : NULL;
+}
+
+/* The upload budget: takes n bytes from the server's max_body_total, and
+ * from ctx's address's share of it (so that one address, stalling uploads,
+ * cannot hold what every other client needs), or returns -1 (nothing
+ * taken) when they do not fit. */
+static int budget_take(struct http_server *s, struct http_ctx *ctx, size_t n)
+{
+    int rc = -1;
+    pthread_mutex_lock(&s->budget_mu);
+    struct addr_use *u = addr_use(s, ctx->addr, 1);
+    if (u && n <= s->cfg.max_body_total - s->body_bytes && n <= s->ip_share - u->bytes) {
+        s->body_bytes += n;
+        u->bytes += n;
+        rc = 0;
+    }
+    if (u && u->bytes == 0)
+        u->addr[0] = '\0';
+    pthread_mutex_unlock(&s->budget_mu);
+    return rc;
 }
 
 /* Frees ctx's body and gives its share of the budget back. */
 static void body_release(struct http_ctx *ctx)
 {
+    struct http_server *s = ctx->srv;
     free(ctx->body);
     ctx->body = NULL;
     ctx->body_len = ctx->body_cap = 0;
-    atomic_fetch_sub(&ctx->srv->body_bytes, ctx->reserved);
+    if (ctx->reserved) {
+        pthread_mutex_lock(&s->budget_mu);
+        s->body_bytes -= ctx->reserved;
+        struct addr_use *u = addr_use(s, ctx->addr, 0);
+        if (u && (u->bytes -= ctx->reserved) == 0)
+            u->addr[0] = '\0';
+        pthread_mutex_unlock(&s->budget_mu);
+    }
     ctx->reserved = 0;
 }
 
@@ -345,7 +404,8 @@ static enum MHD_Result send_over_budget(struct MHD_Connection *c, struct http_ct
     struct response busy;
     response_init(&busy);
     response_error(&busy, 503, "busy",
-                   "too many uploads are in progress together; retry in 5 s");
+                   "too many uploads are in progress together (from your address, or from all); "
+                   "retry in 5 s");
     response_header(&busy, "Retry-After", "5");
     return send_reply(c, ctx, &busy, 1);
 }
@@ -743,7 +803,7 @@ static enum MHD_Result on_headers(struct MHD_Connection *c, struct http_ctx *ctx
         if (errno == 0 && end != cl && declared > 0) {
             /* The whole declared body is taken from the budget now, so an
              * upload that would not fit is refused before it is read. */
-            if (budget_take(s, (size_t)declared) < 0)
+            if (budget_take(s, ctx, (size_t)declared) < 0)
                 return send_over_budget(c, ctx);
             ctx->declared = ctx->reserved = (size_t)declared;
         }
@@ -810,7 +870,7 @@ static enum MHD_Result on_body(struct MHD_Connection *c, struct http_ctx *ctx, c
         if (cap > s->cfg.max_body)
             cap = s->cfg.max_body;
         if (cap > ctx->reserved) {
-            if (budget_take(s, cap - ctx->reserved) < 0) {
+            if (budget_take(s, ctx, cap - ctx->reserved) < 0) {
                 /* Dropped from here on; discarded counts the whole body,
                  * so that one over max_body still gets 413, not a 503
                  * whose retry could never succeed. */
@@ -873,6 +933,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         ctx->conn = c;
         ctx->spool_fd = -1;
         ctx->req.body_fd = -1;
+        client_address(c, ctx->addr, sizeof ctx->addr);
         response_init(&ctx->early);
         clock_gettime(CLOCK_MONOTONIC, &ctx->start);
         snprintf(ctx->method, sizeof ctx->method, "%s", method);
@@ -986,6 +1047,18 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
     s->cfg = *cfg;
     if (s->cfg.max_body_total < s->cfg.max_body)
         s->cfg.max_body_total = s->cfg.max_body; /* one upload at the limit always fits */
+    /* an address may hold half of the budget, and always one upload at the limit */
+    s->ip_share = s->cfg.max_body_total / 2 > s->cfg.max_body ? s->cfg.max_body_total / 2
+                                                              : s->cfg.max_body;
+    if (s->cfg.ip_body_share)
+        s->ip_share = s->cfg.ip_body_share;
+    s->uses = calloc(s->cfg.max_connections, sizeof *s->uses);
+    if (!s->uses) {
+        free(s);
+        freeaddrinfo(ai);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory starting the HTTP server");
+    }
+    pthread_mutex_init(&s->budget_mu, NULL);
     snprintf(s->host, sizeof s->host, "%s", host);
     s->cfg.host = s->host;
     pthread_mutex_init(&s->mu, NULL);
@@ -1034,6 +1107,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->watch_wake);
         pthread_mutex_destroy(&s->watch_mu);
+        pthread_mutex_destroy(&s->budget_mu);
+        free(s->uses);
         free(s);
         return strata_fail(err, STRATA_E_IO, "cannot listen on %s port %u%s%s", host,
                            cfg->port, saved ? ": " : " (see the log)",
@@ -1120,5 +1195,7 @@ void http_server_stop(struct http_server *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->watch_wake);
     pthread_mutex_destroy(&s->watch_mu);
+    pthread_mutex_destroy(&s->budget_mu);
+    free(s->uses);
     free(s);
 }

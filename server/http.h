@@ -85,6 +85,8 @@ struct http_config {
                                     0: no limit. Over it, a new connection is closed at once */
     size_t max_body_total; /* request bodies held at once, all connections together,
                               default 256 MiB (raised to max_body if below it) */
+    size_t ip_body_share; /* of max_body_total, what one client address may hold (0, the
+                             default: half of it, at least max_body); more: 503 busy */
     size_t max_header_bytes; /* request header lines together, default 16 KiB */
     size_t connection_memory; /* per-connection buffer (headers, query parameters, reads),
                                  default 192 KiB: room for the parameters a URL of max_url

@@ -2508,9 +2508,9 @@ TEST(slow_headers_and_bodies_meet_a_deadline)
 
 /* Opens a POST /api/upload announcing `len` body bytes and sends `sent` of
  * them; returns the connection. */
-static int start_upload(unsigned port, size_t len, size_t sent)
+static int start_upload_from(unsigned port, const char *src, size_t len, size_t sent)
 {
-    int fd = raw_connect_from(port, "127.0.0.1");
+    int fd = raw_connect_from(port, src);
     if (fd < 0)
         return -1;
     char head[256];
@@ -2529,6 +2529,11 @@ static int start_upload(unsigned port, size_t len, size_t sent)
     }
     free(body);
     return fd;
+}
+
+static int start_upload(unsigned port, size_t len, size_t sent)
+{
+    return start_upload_from(port, "127.0.0.1", len, sent);
 }
 
 static size_t send_rest(int fd, size_t n)
@@ -2593,8 +2598,14 @@ TEST(uploads_share_a_memory_budget)
     CHECK(strstr(buf, "\"busy\"") != NULL);
     CHECK(seconds_since(&t0) < 2.0);
     close(b);
-    /* C fits in what is left (400 KB) and is answered. */
-    int c = start_upload(port, 400000, 400000);
+    /* 400 KB fit in what is left of the budget, but not in A's address's
+     * share (1 MiB here, all held by A): 503 from that address ... */
+    int c = start_upload(port, 400000, 0);
+    raw_read_response(c, buf, sizeof buf);
+    CHECK_MSG(strncmp(buf, "HTTP/1.1 503", 12) == 0, "%.80s", buf);
+    close(c);
+    /* ... while another address's is answered. */
+    c = start_upload_from(port, "127.0.0.2", 400000, 400000);
     raw_read_response(c, buf, sizeof buf);
     CHECK_MSG(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%.80s", buf);
     CHECK(strstr(buf, "\"len\":400000") != NULL);
