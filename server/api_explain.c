@@ -228,25 +228,11 @@ int handle_explain(const struct request *req, struct response *res)
                                   "baseline must be black or blur, got \"%.40s\"", v);
         j.p.ig_blurred = strcmp(v, "blur") == 0;
     }
-    if ((v = request_query(req, "image"))) {
-        const struct analysis *a = &am->a;
-        j.index = analysis_parse_index(v, a->n);
-        if (j.index < 0)
-            j.index = analysis_image_index(a, v);
-        if (j.index < 0)
-            return response_error(res, 404, "not_found",
-                                  "model %s has no image \"%.200s\" in its %s split: use "
-                                  "<class>/<file> or an index 0..%d",
-                                  am->id, v, a->split, a->n - 1);
-    }
-    else {
-        struct upload up;
-        int rc = request_image_body(req, "image", &up, err);
-        if (rc < 0)
-            return response_fail(res, rc, err);
-        j.data = up.data;
-        j.len = up.len;
-    }
+    struct upload up = {0};
+    if (app_image_of_request(req, res, am, &j.index, &up) < 0)
+        return 0;
+    j.data = up.data;
+    j.len = up.len;
     if (app_run_job(req, run_explain, &j, res) < 0)
         return 0;
     if (j.rc == 0)

@@ -148,7 +148,6 @@ int handle_features(const struct request *req, struct response *res)
         return 0;
     const struct model *m = &am->m;
     struct features_job j = {.am = am, .index = -1, .top = 12};
-    char err[STRATA_ERR_LEN];
     const char *v = request_query(req, "layer");
     if (!v || (j.layer = layer_of(m, v)) < 0)
         return response_error(res, 400, "bad_parameter",
@@ -164,24 +163,11 @@ int handle_features(const struct request *req, struct response *res)
                                   FEATURE_MAX_TOP, v);
         j.top = (int)t;
     }
-    if ((v = request_query(req, "image"))) {
-        const struct analysis *a = &am->a;
-        j.index = analysis_parse_index(v, a->n);
-        if (j.index < 0)
-            j.index = analysis_image_index(a, v);
-        if (j.index < 0)
-            return response_error(res, 404, "not_found",
-                                  "model %s has no image \"%.200s\" in its %s split: use "
-                                  "<class>/<file> or an index 0..%d",
-                                  am->id, v, a->split, a->n - 1);
-    } else {
-        struct upload up;
-        int rc = request_image_body(req, "image", &up, err);
-        if (rc < 0)
-            return response_fail(res, rc, err);
-        j.data = up.data;
-        j.len = up.len;
-    }
+    struct upload up = {0};
+    if (app_image_of_request(req, res, am, &j.index, &up) < 0)
+        return 0;
+    j.data = up.data;
+    j.len = up.len;
     if (app_run_job(req, run_features, &j, res) < 0)
         goto done;
     if (j.rc == 0)

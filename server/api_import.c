@@ -13,7 +13,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +28,6 @@
 #include "model_import.h"
 
 #define META_MAX_BYTES (64u << 10)
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
-}
 
 /* An id from a title: lower case letters and digits, other runs become
  * '-', at most 63 characters; "model" when nothing is left. */
@@ -339,7 +327,7 @@ static int build(struct import *im, struct form_field *f, int *http_status, char
         *http_status = 500;
         rc = strata_fail(err, STRATA_E_IO, "cannot move the import into %s/: %s", app->workspace,
                          strerror(errno));
-        nftw(data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        app_remove_tree(data_dir);
         return rc;
     }
     char data_root[1300];
@@ -350,9 +338,9 @@ static int build(struct import *im, struct form_field *f, int *http_status, char
     rc = app_add_model(app, models_dir, data_root, 1, err);
     if (rc < 0) {
         *http_status = 500;
-        nftw(models_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        app_remove_tree(models_dir);
         if (im->uploaded_images)
-            nftw(data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+            app_remove_tree(data_dir);
     }
     return rc;
 }
@@ -399,7 +387,7 @@ int handle_import(const struct request *req, struct response *res)
         rc = strata_fail(err, STRATA_E_ARG, "the model field is empty: attach the .onnx file");
     if (rc == 0)
         rc = build(&im, f, &status, err);
-    nftw(im.staging, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    app_remove_tree(im.staging);
     pthread_mutex_unlock(&app->imports_mu);
     json_decref(im.classes);
     if (rc < 0) {

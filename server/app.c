@@ -1001,7 +1001,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
-static void remove_tree(const char *path)
+void app_remove_tree(const char *path)
 {
     nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -1061,7 +1061,7 @@ int app_workspace_prepare(const char *workspace, char *err)
             continue;
         char old[1500];
         snprintf(old, sizeof old, "%s/%s", path, e->d_name);
-        remove_tree(old);
+        app_remove_tree(old);
     }
     if (d)
         closedir(d);
@@ -1100,9 +1100,9 @@ int app_delete_model(struct app *app, const char *id, char *err)
     snprintf(data, sizeof data, "%s/data", app->workspace);
     if (strcmp(am->data_root, data) == 0) {
         snprintf(data, sizeof data, "%s/data/%s", app->workspace, am->id);
-        remove_tree(data);
+        app_remove_tree(data);
     }
-    remove_tree(am->dir);
+    app_remove_tree(am->dir);
     logf_(app, "%s: deleted", am->id);
     app_set_state(app, NULL, 0, NULL);
     app_model_put(am);
@@ -1122,6 +1122,34 @@ int app_require_ready(const struct app_model *am, struct response *res)
                        "model %s is being analysed (%s); try again when GET /api/health says "
                        "\"ready\"",
                        am->id, app_state_name(state));
+    return 0;
+}
+
+int app_image_of_request(const struct request *req, struct response *res,
+                         const struct app_model *am, int *index, struct upload *up)
+{
+    const char *v = request_query(req, "image");
+    *index = -1;
+    if (v) {
+        const struct analysis *a = &am->a;
+        *index = analysis_parse_index(v, a->n);
+        if (*index < 0)
+            *index = analysis_image_index(a, v);
+        if (*index < 0) {
+            response_error(res, 404, "not_found",
+                           "model %s has no image \"%.200s\" in its %s split: use "
+                           "<class>/<file> or an index 0..%d",
+                           am->id, v, a->split, a->n - 1);
+            return -1;
+        }
+        return 0;
+    }
+    char err[STRATA_ERR_LEN];
+    int rc = request_image_body(req, "image", up, err);
+    if (rc < 0) {
+        response_fail(res, rc, err);
+        return -1;
+    }
     return 0;
 }
 

@@ -303,6 +303,10 @@ int app_delete_model(struct app *app, const char *id, char *err);
  * anew. Returns 0, or STRATA_E_NOTFOUND / STRATA_E_NOMEM with err. */
 int app_reload_model(struct app *app, const char *id, char *err);
 
+/* Removes a folder and everything under it; links are removed, never
+ * followed. Failures are ignored (what is left stays). */
+void app_remove_tree(const char *path);
+
 /* Creates <workspace>/{models,data,.incoming} as needed and empties
  * .incoming (imports a stopped server left half done). Returns 0 or
  * STRATA_E_IO with err. */
@@ -321,6 +325,15 @@ int app_image_path(const struct app_model *am, int i, char *path, size_t len);
  * "analysing" (queued or in progress) or 409 "analysis_failed" and returns
  * 0. */
 int app_require_ready(const struct app_model *am, struct response *res);
+
+/* The image a request about one image names: ?image=<index | class/file>
+ * of am's analysed split (*index set, up untouched), else the body (raw
+ * image or the multipart field "image"; *index -1, *up filled). Returns 0,
+ * or -1 with res holding the reply (404 for an unknown image, the body's
+ * 4xx). */
+struct upload;
+int app_image_of_request(const struct request *req, struct response *res,
+                         const struct app_model *am, int *index, struct upload *up);
 
 /* Runs fn(arg) on the worker pool (req->app's) and waits for it, giving up
  * when req's client closes the connection (request_client_gone): a job

@@ -202,12 +202,17 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
-/* Moves a connection's watch to another phase. */
-static void watch_phase(struct http_server *s, struct MHD_Connection *c, enum watch_phase phase)
+static struct conn_watch *watch_of(struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct conn_watch *w = ci ? ci->socket_context : NULL;
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Moves a connection's watch to another phase. */
+static void watch_phase(struct http_server *s, struct MHD_Connection *c, enum watch_phase phase)
+{
+    struct conn_watch *w = watch_of(c);
     if (!w)
         return;
     pthread_mutex_lock(&s->watch_mu);
@@ -219,9 +224,7 @@ static void watch_phase(struct http_server *s, struct MHD_Connection *c, enum wa
 
 static void watch_body(struct http_server *s, struct MHD_Connection *c, size_t n)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct conn_watch *w = ci ? ci->socket_context : NULL;
+    struct conn_watch *w = watch_of(c);
     if (!w)
         return;
     pthread_mutex_lock(&s->watch_mu);
