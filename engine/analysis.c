@@ -1194,6 +1194,23 @@ int analysis_locate(const struct analysis *a, const struct model *m,
     return 0;
 }
 
+int analysis_locate_in(const struct analysis *a, const struct model *m,
+                       const struct model_workspace *ws, int b, int layer,
+                       const struct analysis_clustering *c, int *cluster, char *err)
+{
+    assert(layer >= 0 && layer < a->n_layers && c->k >= 1);
+    const struct analysis_layer *L = &a->layers[layer];
+    int root = L->same_as >= 0 ? L->same_as : layer;
+    const struct shape s = m->layers[root].out;
+    float *feat = malloc((size_t)L->d * sizeof *feat);
+    if (!feat)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    reduce_rows(model_output(ws, root) + (size_t)b * shape_size(s), 1, s, a->grid, feat);
+    *cluster = kmeans_predict(c->centers, c->k, L->d, feat, NULL);
+    free(feat);
+    return 0;
+}
+
 int analysis_recluster(const struct analysis *a, int layer, int k,
                        struct analysis_clustering *out, char *err)
 {

@@ -294,6 +294,14 @@ int analysis_locate(const struct analysis *a, const struct model *m,
  * (free with analysis_clustering_free); a is not modified. Fails with
  * STRATA_E_ARG (layer out of range, k not in 1..min(n, KMEANS_MAX_K)) or
  * STRATA_E_NOMEM. */
+/* Where sample b of the batch last run through model_forward falls in the
+ * clustering c of layer `layer` (another k: analysis_recluster's): the
+ * nearest of c's centres, into *cluster. Returns 0 or STRATA_E_NOMEM (one
+ * scratch row). */
+int analysis_locate_in(const struct analysis *a, const struct model *m,
+                       const struct model_workspace *ws, int b, int layer,
+                       const struct analysis_clustering *c, int *cluster, char *err);
+
 int analysis_recluster(const struct analysis *a, int layer, int k,
                        struct analysis_clustering *out, char *err);
 

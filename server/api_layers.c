@@ -104,15 +104,46 @@ struct recluster_job {
     struct blob *reply;
 };
 
+int app_layer_clustering(struct app_model *am, int l, int k,
+                         const struct analysis_clustering **out, char *err)
+{
+    const struct analysis *a = &am->a;
+    *out = NULL;
+    if (k == a->layers[l].c.k) {
+        *out = &a->layers[l].c;
+        return 0;
+    }
+    int k_hi = a->n < ANALYSIS_DEFAULT_K_MAX ? a->n : ANALYSIS_DEFAULT_K_MAX;
+    if (k < 1 || k > k_hi)
+        return strata_fail(err, STRATA_E_ARG, "k must be from 1 to %d, got %d", k_hi, k);
+    _Atomic(struct analysis_clustering *) *slot = &am->layers[l].clustering_k[k];
+    struct analysis_clustering *c = atomic_load(slot);
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c)))
+            return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+        int rc = analysis_recluster(a, l, k, c, err);
+        if (rc < 0) {
+            free(c);
+            return rc;
+        }
+        struct analysis_clustering *expected = NULL;
+        if (!atomic_compare_exchange_strong(slot, &expected, c)) {
+            analysis_clustering_free(c); /* another request made it meanwhile */
+            free(c);
+            c = expected;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
 static int run_recluster(void *arg, const atomic_int *cancel)
 {
     struct recluster_job *j = arg;
-    struct analysis_clustering c;
-    j->rc = analysis_recluster(&j->am->a, j->layer, j->k, &c, j->err);
-    if (j->rc < 0)
+    const struct analysis_clustering *c;
+    if ((j->rc = app_layer_clustering(j->am, j->layer, j->k, &c, j->err)) < 0)
         return 0;
-    j->reply = blob_json_steal(scatter_json(j->am, j->layer, &c));
-    analysis_clustering_free(&c);
+    j->reply = blob_json_steal(scatter_json(j->am, j->layer, c));
     if (!j->reply)
         j->rc = strata_fail(j->err, STRATA_E_NOMEM, "out of memory serialising the clusters");
     return 0;

@@ -27,6 +27,10 @@ struct predict_job {
     const unsigned char *data;
     size_t len;
     int explain;
+    int n_at; /* ?k<layer>=<k>: where the upload falls at layers re-clustered with another k */
+    struct {
+        int layer, k, cluster;
+    } at[MODEL_MAX_LAYERS];
     /* results */
     int rc;
     char err[STRATA_ERR_LEN];
@@ -68,6 +72,14 @@ static int run_predict(void *arg, const atomic_int *cancel)
         return 0;
     }
     j->rc = question_ask(&am->m, ws, j->data, j->len, &q, &j->a, j->err);
+    /* ws still holds the upload's forward pass (LIME runs on its own) */
+    for (int i = 0; j->rc == 0 && i < j->n_at; i++) {
+        const struct analysis_clustering *c;
+        j->rc = app_layer_clustering(am, j->at[i].layer, j->at[i].k, &c, j->err);
+        if (j->rc == 0)
+            j->rc = analysis_locate_in(&am->a, &am->m, ws, 0, j->at[i].layer, c,
+                                       &j->at[i].cluster, j->err);
+    }
     app_workspace_give(am, ws);
     if (j->rc == 0 && !q.doubt)
         snprintf(j->a.doubt_error, sizeof j->a.doubt_error, "%s",
@@ -114,6 +126,11 @@ static json_t *reply_json(const struct predict_job *j)
     for (int d = 0; clusters && d < am->n_dims; d++)
         json_array_append_new(clusters, json_integer(qa->points[am->dims[d]].cluster));
 
+    json_t *at = json_array();
+    for (int i = 0; at && i < j->n_at; i++)
+        json_array_append_new(at, json_pack("{s:i, s:i, s:i}", "layer", j->at[i].layer, "k",
+                                            j->at[i].k, "cluster", j->at[i].cluster));
+
     json_t *expl = json_null();
     if (j->expl_n) {
         char id[32], base[64], overlay[96], heatmap[96];
@@ -132,6 +149,10 @@ static json_t *reply_json(const struct predict_job *j)
         clusters, "pred", pred, "doubt", qa->doubt ? doubt_result_json(qa->doubt, m) : json_null(),
         "explanation", expl, "image", "width", qa->width, "height", qa->height, "timings_ms",
         "decode", qa->ms_decode, "forward", qa->ms_forward, "lime", j->ms_lime);
+    if (r)
+        json_object_set_new(r, "clusters_at", at);
+    else
+        json_decref(at);
     if (r && j->explain && !j->expl_n)
         json_object_set_new(r, "explanation_error", json_str(qa->explain_error));
     if (r && !qa->doubt)
@@ -167,6 +188,26 @@ int handle_predict(const struct request *req, struct response *res)
 
     struct predict_job j = {.app = req->app, .am = am, .data = up.data, .len = up.len,
                             .explain = explain};
+    /* k<layer>=<k>: the upload's cluster at that layer clustered with k */
+    const struct analysis *a = &am->a;
+    int k_hi = a->n < ANALYSIS_DEFAULT_K_MAX ? a->n : ANALYSIS_DEFAULT_K_MAX;
+    for (size_t i = 0; i < req->n_query; i++) {
+        const char *name = req->query[i].name, *v = req->query[i].value;
+        if (name[0] != 'k' || name[1] < '0' || name[1] > '9')
+            continue;
+        int layer = analysis_parse_index(name + 1, a->n_layers);
+        int k = analysis_parse_index(v, k_hi + 1);
+        if (layer < 0 || k < 1)
+            return response_error(res, 400, "bad_parameter",
+                                  "%.20s=%.20s: k<layer>=<k> takes a layer index 0..%d and a k "
+                                  "from 1 to %d, in plain digits",
+                                  name, v, a->n_layers - 1, k_hi);
+        if (j.n_at == MODEL_MAX_LAYERS)
+            return response_error(res, 400, "bad_parameter", "at most %d k<layer> parameters",
+                                  MODEL_MAX_LAYERS);
+        j.at[j.n_at].layer = layer;
+        j.at[j.n_at++].k = k;
+    }
     if (app_run_job(req, run_predict, &j, res) == 0) {
         if (j.rc == 0 && j.explain && !j.expl_n && request_client_gone(req))
             /* LIME stopped because the client shut its side: the answer it

@@ -558,8 +558,10 @@ static int prepare_ready(struct app *app, struct app_model *am, char *err)
     for (int l = 0; l < a->n_layers; l++) {
         if (a->layers[l].same_as < 0)
             am->dims[am->n_dims++] = l;
-        for (int k = 0; k <= ANALYSIS_DEFAULT_K_MAX; k++)
+        for (int k = 0; k <= ANALYSIS_DEFAULT_K_MAX; k++) {
             atomic_init(&am->layers[l].scatter_k[k], NULL);
+            atomic_init(&am->layers[l].clustering_k[k], NULL);
+        }
     }
     /* The cover: the image the model recognises with the most confidence. */
     am->cover = a->n ? 0 : -1;
@@ -584,8 +586,14 @@ static void release_ready(struct app_model *am)
         for (int l = 0; l < am->a.n_layers; l++) {
             free(am->layers[l].scatter);
             free(am->layers[l].elbow);
-            for (int k = 0; k <= ANALYSIS_DEFAULT_K_MAX; k++)
+            for (int k = 0; k <= ANALYSIS_DEFAULT_K_MAX; k++) {
                 free(atomic_load(&am->layers[l].scatter_k[k]));
+                struct analysis_clustering *c = atomic_load(&am->layers[l].clustering_k[k]);
+                if (c) {
+                    analysis_clustering_free(c);
+                    free(c);
+                }
+            }
         }
     }
     if (am->thumbs)

@@ -139,7 +139,17 @@ struct app_layer {
     struct blob *scatter; /* with the bundle's k */
     struct blob *elbow;
     _Atomic(struct blob *) scatter_k[ANALYSIS_DEFAULT_K_MAX + 1]; /* ?k=N, filled on demand */
+    /* the clustering behind scatter_k[N], kept for placing uploads at that k */
+    _Atomic(struct analysis_clustering *) clustering_k[ANALYSIS_DEFAULT_K_MAX + 1];
 };
+
+/* Layer l of a ready model clustered with k clusters, into *out: the
+ * analysis's own when k is its k, else the re-clustering
+ * (analysis_recluster) made once and kept. Borrowed (lives as long as am).
+ * Returns 0, or STRATA_E_ARG (k out of range) / STRATA_E_NOMEM with err.
+ * CPU-heavy the first time: call it from a job. */
+int app_layer_clustering(struct app_model *am, int l, int k,
+                         const struct analysis_clustering **out, char *err);
 
 struct app;
 

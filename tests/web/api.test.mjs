@@ -678,6 +678,32 @@ test('POST …/explain: Grad-CAM, IG, occlusion, LIME and a random map, each wit
   assertError(await call(srv, '/api/models/nope/explain?image=0', { method: 'POST' }), 404);
 });
 
+test('POST …/predict?k<layer>=<k>: the upload\'s cluster at a layer re-clustered with another k', async () => {
+  const p = await paths();
+  const layer = p.dimensions.findIndex((d) => d.kind === 'layer'); /* a layer shown in the paths */
+  const index = p.dimensions[layer].layer;
+  const own = p.dimensions[layer].k;
+  const k = own === 3 ? 4 : 3;
+  // the same test photos uploaded land in the cluster the re-clustering gave them
+  const sc = (await call(srv, `/api/models/tiny/layers/${index}/scatter?k=${k}`)).json();
+  assert.equal(sc.k, k);
+  for (const i of [1, 8, 15]) {
+    const id = p.images.id[i];
+    const bytes = fs.readFileSync(path.join(tmp, 'data', 'felines', 'test', id));
+    const y = (await call(srv, `/api/models/tiny/predict?explain=0&k${index}=${k}&k${index}=${own}`,
+      { method: 'POST', body: bytes, headers: { 'Content-Type': 'image/jpeg' } })).json();
+    const at = sc.points.id.indexOf(id);
+    assert.deepEqual(y.clusters_at[0], { layer: index, k, cluster: sc.points.cluster[at] });
+    // at the analysis's own k: the path's cluster
+    assert.deepEqual(y.clusters_at[1], { layer: index, k: own, cluster: y.path.clusters[layer - 1] });
+  }
+  for (const q of ['k99=3', `k${index}=0`, `k${index}=x`, 'k01=3']) {
+    const e = await call(srv, `/api/models/tiny/predict?explain=0&${q}`,
+      { method: 'POST', body: Buffer.from('x'), headers: { 'Content-Type': 'image/jpeg' } });
+    assert.match(assertError(e, 400, 'bad_parameter').message, /k<layer>=<k>/, q);
+  }
+});
+
 test('POST …/predict (multipart): the upload of a test photo lands where the analysis put it', async () => {
   const p = await paths();
   const dm = await waitDoubt(srv, 'tiny');
