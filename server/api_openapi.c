@@ -352,7 +352,9 @@ static json_t *document(void)
                   "Classify an uploaded image and place it in every layer",
                   "description",
                   "Probabilities, nearest cluster and PCA point per layer, the path, and a LIME "
-                  "explanation (unless explain=0) kept in a bounded store.",
+                  "explanation (unless explain=0) kept in a bounded store; k<layer>=<k> query "
+                  "parameters (e.g. k3=5) add the upload's cluster at that layer re-clustered "
+                  "with k (clusters_at).",
                   "parameters", json_pack("[o, o]", param("ModelId"), explain), "requestBody",
                   body, "responses",
                   analysis_errors(json_pack(
