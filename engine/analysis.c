@@ -741,8 +741,15 @@ static int capture_batch(void *user, const struct model *m, const struct model_w
         struct analysis_layer *L = &a->layers[l];
         if (L->same_as >= 0)
             continue;
-        reduce_rows(model_output(ws, l), n, m->layers[l].out, a->grid,
-                    L->features + (size_t)(cx->offset + first) * L->d);
+        /* straight from the graph's own NCHW values when it has them: no
+         * copy of every layer to NHWC first */
+        const struct shape s = m->layers[l].out;
+        const float *nchw = model_output_nchw(ws, l);
+        float *rows = L->features + (size_t)(cx->offset + first) * L->d;
+        if (nchw)
+            reduce_avgpool_nchw(nchw, n, s.h, s.w, s.c, a->grid, rows);
+        else
+            reduce_rows(model_output(ws, l), n, s, a->grid, rows);
     }
     cx->reduce_seconds += now_seconds() - t0;
     return 0;

@@ -135,6 +135,12 @@ void model_forward(struct model *m, struct model_workspace *ws, const float *in,
  * (NCHW to NHWC) and marks it current. model_graph.c; model_output calls it. */
 void model_workspace_materialise(const struct model_workspace *ws, int layer);
 
+/* Layer's output for the batch as the graph executor holds it, NCHW and
+ * borrowed, without the copy model_output makes; NULL when there is none
+ * (a model run on its layers, or a batch the graph ran in pieces): then
+ * read model_output. Valid until the next forward. model_graph.c. */
+const float *model_output_nchw(const struct model_workspace *ws, int layer);
+
 static inline const float *model_output(const struct model_workspace *ws, int layer)
 {
     if (ws->stale && ws->stale[layer])

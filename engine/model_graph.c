@@ -692,6 +692,14 @@ void model_workspace_materialise(const struct model_workspace *ws, int layer)
     ws->stale[layer] = 0;
 }
 
+const float *model_output_nchw(const struct model_workspace *ws, int layer)
+{
+    /* stale[layer]: the graph holds the whole batch's value of the layer */
+    if (!ws->graph || !ws->stale || !ws->stale[layer] || ws->layer_value[layer] < 0)
+        return NULL;
+    return tview_f(graph_value_view(ws->graph, ws->layer_value[layer]));
+}
+
 void model_graph_forward(const struct model *m, struct model_workspace *ws, const float *in, int n)
 {
     const struct model_graph *mg = m->graph;

@@ -60,6 +60,32 @@ void reduce_avgpool(const float *act, int n, int h, int w, int c, int grid, floa
     }
 }
 
+void reduce_avgpool_nchw(const float *act, int n, int h, int w, int c, int grid, float *out)
+{
+    assert(act && out && n >= 0 && c >= 1);
+    int gh, gw;
+    reduce_avgpool_grid(h, w, grid, &gh, &gw);
+    size_t plane = (size_t)h * w, out_size = (size_t)gh * gw * c;
+    for (int s = 0; s < n; s++) {
+        float *o = out + (size_t)s * out_size;
+        for (int ch = 0; ch < c; ch++) {
+            const float *a = act + ((size_t)s * c + ch) * plane;
+            for (int by = 0; by < gh; by++) {
+                int y0 = by * h / gh, y1 = ((by + 1) * h + gh - 1) / gh;
+                for (int bx = 0; bx < gw; bx++) {
+                    int x0 = bx * w / gw, x1 = ((bx + 1) * w + gw - 1) / gw;
+                    double inv = 1.0 / ((double)(y1 - y0) * (x1 - x0)), acc = 0;
+                    /* the same additions, in the same order, as reduce_avgpool */
+                    for (int y = y0; y < y1; y++)
+                        for (int x = x0; x < x1; x++)
+                            acc += a[(size_t)y * w + x];
+                    o[((size_t)by * gw + bx) * c + ch] = (float)(acc * inv);
+                }
+            }
+        }
+    }
+}
+
 void reduce_projection_matrix(int d_in, int d_out, uint64_t seed, float *R)
 {
     assert(R && d_in >= 1 && d_out >= 1);

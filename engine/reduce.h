@@ -47,6 +47,11 @@ int reduce_avgpool_dim(int h, int w, int c, int grid);
  * nothing; can't fail (shapes >= 1, asserted). */
 void reduce_avgpool(const float *act, int n, int h, int w, int c, int grid, float *out);
 
+/* The same features, bit for bit, from activations laid out NCHW
+ * (act[n][c][h][w], the graph executor's own layout): no copy to NHWC
+ * first. */
+void reduce_avgpool_nchw(const float *act, int n, int h, int w, int c, int grid, float *out);
+
 /* Fills R (d_in x d_out, row-major) with N(0, 1/d_out) entries drawn from a
  * generator seeded with `seed`: the same seed always gives the same matrix.
  * Can't fail. */

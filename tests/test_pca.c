@@ -457,6 +457,37 @@ TEST(random_projection)
     CHECK_EQ_INT(reduce_random_projection(in, N, DI, 0, 42, out2, NULL), STRATA_E_ARG);
 }
 
+/* From NCHW activations (the graph's layout) the same features, bit for
+ * bit, as from the NHWC copy: odd sizes, a grid that does not divide them,
+ * several samples. */
+TEST(avgpool_nchw_equals_nhwc)
+{
+    const int n = 3, h = 7, w = 5, c = 9;
+    float *nhwc = malloc((size_t)n * h * w * c * sizeof(float));
+    float *nchw = malloc((size_t)n * h * w * c * sizeof(float));
+    struct rng r;
+    rng_seed(&r, 5);
+    for (int s = 0; s < n; s++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                for (int ch = 0; ch < c; ch++) {
+                    float v = (float)rng_normal(&r) * 3.0f;
+                    nhwc[(((size_t)s * h + y) * w + x) * c + ch] = v;
+                    nchw[(((size_t)s * c + ch) * h + y) * w + x] = v;
+                }
+    for (int grid = 1; grid <= 3; grid++) {
+        int d = reduce_avgpool_dim(h, w, c, grid);
+        float *a = malloc((size_t)n * d * sizeof(float)), *b = malloc((size_t)n * d * sizeof(float));
+        reduce_avgpool(nhwc, n, h, w, c, grid, a);
+        reduce_avgpool_nchw(nchw, n, h, w, c, grid, b);
+        CHECK_MSG(memcmp(a, b, (size_t)n * d * sizeof(float)) == 0, "grid %d", grid);
+        free(a);
+        free(b);
+    }
+    free(nhwc);
+    free(nchw);
+}
+
 int main(void)
 {
     RUN(noisy_line_by_hand);
@@ -467,6 +498,7 @@ int main(void)
     RUN(sign_rule_is_deterministic);
     RUN(degenerate_data_and_errors);
     RUN(avgpool_by_hand);
+    RUN(avgpool_nchw_equals_nhwc);
     RUN(random_projection);
     return check_done();
 }
