@@ -63,16 +63,25 @@ int handle_set_layers(const struct request *req, struct response *res)
                              : NULL;
     json_t *shown = json_object_get(body, "shown");
     if (!json_is_object(body) || !shown || json_object_size(body) != 1 ||
-        !(json_is_null(shown) || json_is_array(shown))) {
+        !(json_is_null(shown) || (json_is_array(shown) && json_array_size(shown) > 0))) {
         json_decref(body);
         return response_error(res, 400, "bad_request",
-                              "send {\"shown\": [names]} (value, node or layer names from GET "
-                              "/api/models/%s/graph) or {\"shown\": null} for strata's choice",
+                              "send {\"shown\": [names]} (one or more value, node or layer "
+                              "names from GET /api/models/%s/graph) or {\"shown\": null} for "
+                              "strata's choice",
                               am->id);
     }
     int rc = import_set_shown(am->dir, json_is_null(shown) ? NULL : shown, err);
     json_decref(body);
-    if (rc == STRATA_E_NOTFOUND || rc == STRATA_E_ARG)
+    /* the messages name model.json by its path: the client knows it as the model's */
+    char *at = strstr(err, am->dir);
+    if (at) {
+        char msg[STRATA_ERR_LEN];
+        snprintf(msg, sizeof msg, "%.*smodel %s%s", (int)(at - err), err, am->id,
+                 at + strlen(am->dir));
+        snprintf(err, sizeof err, "%s", msg);
+    }
+    if (rc == STRATA_E_NOTFOUND || rc == STRATA_E_ARG || rc == STRATA_E_FORMAT)
         return response_error(res, 400, "bad_request", "%s", err);
     if (rc < 0)
         return response_error(res, 500, "internal", "%s", err);

@@ -268,6 +268,9 @@ test('the layers shown: listed from the graph, chosen by name, analysed again; j
   assert.match(assertError(bad, 400).message, /"nope" is not a value/);
   assert.equal((await call(srv, '/api/models/layers')).json().layers.length, 4);
   assertError(await call(srv, '/api/models/layers/layers', { method: 'PUT', body: '[1]' }), 400);
+  const empty = await call(srv, '/api/models/layers/layers', { method: 'PUT', body: '{"shown": []}' });
+  assert.match(assertError(empty, 400).message, /one or more/);
+  assert.ok(!empty.text().includes(ws), 'no server path in the message');
   // back to strata's choice
   const back = await call(srv, '/api/models/layers/layers', {
     method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"shown": null}' });
