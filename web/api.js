@@ -167,6 +167,31 @@ export async function explain(modelId, params = {}, { body = null, filename = 'i
   }
 }
 
+/** POSTs to /api/models/{id}/features: what layer `layer` (an index or a
+ *  name) sees in one image, its `top` strongest channels mapped. The image
+ *  is `body` (a File or Blob, sent as multipart field "image" as predict()
+ *  does) or, without a body, `image` (an index or "class/file" of the
+ *  analysed split). Resolves to the reply JSON; rejects with ApiError (400
+ *  unknown layer or top out of range, 404 no such image, 415, ...). */
+export async function features(modelId, { layer, top = null, image = null } = {}, { body = null, filename = 'image', signal } = {}) {
+  const q = new URLSearchParams({ layer: String(layer) });
+  if (top !== null && top !== undefined) q.set('top', String(top));
+  const init = { method: 'POST', signal, headers: { Accept: 'application/json' } };
+  if (body) {
+    const form = new FormData();
+    form.append('image', body, body.name || filename);
+    init.body = form;
+  } else if (image !== null && image !== undefined) {
+    q.set('image', String(image));
+  }
+  const res = await request(`/api/models/${encodeURIComponent(modelId)}/features?${q}`, init);
+  try {
+    return await res.json();
+  } catch {
+    throw new ApiError('The reply about the layer\'s channels is not valid JSON.', { code: 'bad_json', status: res.status });
+  }
+}
+
 /**
  * POSTs a FormData with XMLHttpRequest, whose upload events fetch() lacks:
  * `onProgress({loaded, total})` follows the bytes sent, `onSent()` is called
@@ -215,6 +240,23 @@ export async function deleteModel(id) {
   await request(`/api/models/${encodeURIComponent(id)}`, { method: 'DELETE', headers: { Accept: 'application/json' } });
 }
 
+/** PUTs the layers an imported model shows: `shown` a list of value, node
+ *  or layer names of GET …/graph, or null for strata's choice. Resolves to
+ *  the new model detail (analysed anew); rejects with ApiError (400 with
+ *  the server's sentence for a name the graph lacks, or not_imported). */
+export async function setLayers(id, shown) {
+  const res = await request(`/api/models/${encodeURIComponent(id)}/layers`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: JSON.stringify({ shown }),
+  });
+  try {
+    return await res.json();
+  } catch {
+    throw new ApiError('The reply to the choice of layers is not valid JSON.', { code: 'bad_json', status: res.status });
+  }
+}
+
 /** GETs a binary resource (an image) as a Blob. */
 export async function getBlob(path, init = {}) {
   const res = await request(path, { ...init, method: 'GET' });
@@ -231,6 +273,8 @@ export const api = {
   createModel: (form, o) => sendForm('/api/models', form, o),
   deleteModel: (id) => deleteModel(id),
   model: (id, o) => getJSON(m(id), o),
+  graph: (id, o) => getJSON(`${m(id)}/graph`, o),
+  setLayers: (id, shown) => setLayers(id, shown),
   paths: (id, o) => getJSON(`${m(id)}/paths`, o),
   scatter: (id, layer, k, o) =>
     getJSON(`${m(id)}/layers/${encodeURIComponent(layer)}/scatter${k ? `?k=${k}` : ''}`, o),

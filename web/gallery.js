@@ -1,36 +1,32 @@
 // gallery.js — "where it goes wrong": the test images the model misreads
-// (GET /api/models/{id}/misclassified), each a button; opening one shows the
-// photo, its LIME overlay and heat-map (GET …/images/{image}/explanation,
-// computed on first request, so a progress line shows meanwhile) and a short
-// description, and tells the page to highlight its class's paths. A button
-// there opens the explanation methods side by side for that image
-// (compare.js). The page is told when the reader opens or closes an image
-// (it keeps the opened one in the URL), and opens one itself with
-// openImage (a reload, the back button).
+// (GET /api/models/{id}/misclassified), each a button; opening one shows it
+// in the image panel below the gallery (imagepanel.js: the photo, its
+// classes, doubt, path, LIME with the explanation methods side by side on
+// request, and what a layer sees), and tells the page, which highlights its
+// path. The page is told when the reader opens or closes an image (it keeps
+// the opened one in the URL), and opens one itself with openImage (a
+// reload, the back button).
 
 import { api, imageUrl } from './api.js';
-import { el, fill, pct, progress, errorBox, imageLoaded } from './ui.js';
-import { describeMistake } from './describe.js';
+import { el, fill, pct, progress, errorBox } from './ui.js';
 import { counted } from './words.js';
-import { renderCompare, clearCompare } from './compare.js';
+import { renderImagePanel, clearImagePanel } from './imagepanel.js';
 
 const FIRST = 18;
 
 let modelId = null;
-let model = null; // {id, ...}: what the compare view needs
-let compareBox = null; // the open mistake's compare view
+let model = null; // {id, ...}: what the image panel needs
 let items = [];
 let onSelect = () => {};
 let onClosed = () => {};
 let wanted = null; // the image id to open once the list has come
 let loaded = false;
-let token = 0;
 const nodes = {};
 
 /** Loads and shows the gallery. `select(item)` is called when the reader
  *  opens an image, `closed()` when they close it; `open` is an image id to
  *  open once the list has come (without calling `select`); `model` (the
- *  model's JSON, default {id}) is handed to the compare view. */
+ *  model's JSON, default {id}) is handed to the image panel. */
 export async function initGallery({ id, model: m = null, select, closed, open: first = null }) {
   modelId = id;
   model = m || { id };
@@ -88,8 +84,7 @@ export function openImage(imageId) {
 export function closeImage() {
   wanted = null;
   if (!nodes.detail || nodes.detail.hidden) return;
-  clearCompare(compareBox);
-  ++token;
+  clearImagePanel(nodes.detail);
   nodes.detail.hidden = true;
   for (const b of nodes.grid.querySelectorAll('button[data-index]')) b.setAttribute('aria-pressed', 'false');
 }
@@ -113,64 +108,19 @@ function show(n) {
   }
 }
 
-async function open(i, button) {
+function open(i, button) {
   const it = items[i];
   for (const b of nodes.grid.querySelectorAll('button[data-index]')) b.setAttribute('aria-pressed', String(b === button));
   wanted = it.id;
-  const my = ++token;
-  clearCompare(compareBox);
-  const box = el('div', { class: 'compare', id: 'mistake-compare', hidden: true });
-  compareBox = box;
-  const compare = el('button', { type: 'button', class: 'action-button compare-button', 'aria-expanded': 'false',
-    'aria-controls': 'mistake-compare' }, 'Compare explanation methods');
-  compare.addEventListener('click', () => {
-    if (box.hidden) {
-      box.hidden = false;
-      compare.setAttribute('aria-expanded', 'true');
-      renderCompare(box, model, { image: it.index ?? it.id });
-    }
-    box.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  renderImagePanel(nodes.detail, { kind: 'dataset', id: it.id, index: it.index, true: it.true, pred: it.pred, item: it }, {
+    model,
+    compareId: 'mistake-compare',
+    close: () => {
+      closeImage();
+      button.focus();
+      onClosed();
+    },
   });
-  const overlayBox = el('figure', { class: 'lime-figure' }, progress('LIME is probing the model…'),
-    el('figcaption', {}, 'LIME overlay'));
-  const heatBox = el('figure', { class: 'lime-figure' }, el('div', { class: 'lime-placeholder' }),
-    el('figcaption', {}, 'heat-map'));
-  const text = el('p', { class: 'description' }, describeMistake(it));
-  const close = el('button', { type: 'button', class: 'close-button', 'aria-label': 'Close' }, '×');
-  close.addEventListener('click', () => {
-    closeImage();
-    button.focus();
-    onClosed();
-  });
-  fill(nodes.detail,
-    el('div', { class: 'detail-head' },
-      el('h3', {}, `${it.true} → ${it.pred}`, el('span', { class: 'muted' }, ` · ${pct(it.probability)}`)), close),
-    el('div', { class: 'lime-row' },
-      el('figure', { class: 'lime-figure' },
-        el('img', { src: it.image || imageUrl(modelId, it.id), alt: `the ${it.true} photo ${it.id}`, width: 160, height: 160 }),
-        el('figcaption', {}, 'the photo')),
-      overlayBox, heatBox,
-      el('div', { class: 'detail-actions' }, compare,
-        el('p', { class: 'small muted' }, 'LIME is one way to explain an answer. See Grad-CAM, Integrated ' +
-          'Gradients and occlusion beside it on this photo, each scored by how the model reacts when the pixels ' +
-          'it points at are hidden.'))),
-    text,
-    el('p', { class: 'small muted' }, 'In the overlay, the regions that pushed most towards the answer are outlined; in ' +
-      'the heat-map, warm colours push towards it and cool ones against it.'),
-    box);
   nodes.detail.hidden = false;
   nodes.detail.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
-  try {
-    const ex = await api.explanation(modelId, it.id);
-    if (my !== token) return;
-    const overlay = el('img', { class: 'lime-overlay', src: ex.overlay, alt: `LIME overlay: the outlined regions made the model say “${ex.class || it.pred}”`, width: 160, height: 160 });
-    const heat = el('img', { class: 'lime-heatmap', src: ex.heatmap, alt: 'LIME heat-map of region weights', width: 160, height: 160 });
-    await Promise.all([imageLoaded(overlay), imageLoaded(heat)]);
-    if (my !== token) return;
-    overlayBox.firstChild.replaceWith(overlay);
-    heatBox.firstChild.replaceWith(heat);
-    text.textContent = describeMistake(it, ex);
-  } catch (err) {
-    if (my === token) overlayBox.firstChild.replaceWith(errorBox(err, 'No explanation'));
-  }
 }

@@ -2,26 +2,31 @@
 // the parallel-categories graph of the test images' paths, the layer panel,
 // confusion matrix and training curves, the doubt evaluation, the mistakes
 // gallery, out-of-model images and the upload. The panels live in their own
-// modules (the graph of paths in pathsview.js); this page ties them together
+// modules (the graph of paths in pathsview.js, the galleries and image
+// panels the views open in linked.js); this page ties them together
 // and keeps the reader's view in the URL (viewstate.js): a reader's change
 // is a new history entry, and back, forward or a reload show it again.
 
 import { api } from './api.js';
-import { el, fill, pct, count, shape, progress, errorBox, draw, titleCase } from './ui.js';
+import { el, fill, pct, count, progress, errorBox, draw, titleCase } from './ui.js';
 import { initMenu, fillMenu, menuError } from './nav.js';
 import { classColor } from './palette.js';
 import { layersNote } from './parcats.js';
 import { initPaths, highlightClass, setClustering, setUpload as pathsUpload } from './pathsview.js';
 import { readView, viewSearch } from './viewstate.js';
-import { confusionFigure } from './confusion.js';
+import { confusionFigure, confusionSource } from './confusion.js';
 import { curvesFigure } from './curves.js';
 import { doubtHistogramFigure, aurocRows, shareAtLeast, lowDoubtShares, errorsNote } from './doubtchart.js';
 import { initLayerView, applyView as applyLayerView, setUpload as layerUpload } from './layerview.js';
 import { initGallery, openImage, closeImage } from './gallery.js';
+import { initLinked, applyLinked, clusterClicked, mistakeOpened, mistakeClosed } from './linked.js';
 import { initOutside } from './outside.js';
 import { initUpload } from './upload.js';
 import { initDelete } from './modeldelete.js';
 import { analysisText, progressShare } from './importcheck.js';
+import { architecture, isImported } from './graphview.js';
+import { layerChooser } from './layerchooser.js';
+import { initChartTables } from './tables.js';
 
 const POLL_MS = 2000;
 const ANALYSIS_POLL_MS = 1000;
@@ -57,20 +62,23 @@ function header(m) {
         el('div', {}, el('dt', {}, 'parameters'), el('dd', {}, count(params))),
         el('div', {}, el('dt', {}, 'input'), el('dd', {}, input)))),
     el('h2', { class: 'sub-title' }, 'Architecture'),
-    el('p', { class: 'small muted' }, 'The image enters on the left; each box is a layer with the shape of what it outputs (height × width × channels, or a vector length).'),
-    el('ol', { class: 'arch', 'aria-label': 'layers' },
-      el('li', { class: 'arch-layer arch-input' }, el('span', { class: 'arch-name' }, 'input'), el('span', { class: 'arch-shape' }, input)),
-      m.layers.map((l) => el('li', { class: `arch-layer arch-${l.type}` },
-        el('span', { class: 'arch-name' }, l.name),
-        el('span', { class: 'arch-type' }, l.type, l.activation && l.activation !== 'linear' && l.activation !== 'none' ? ` · ${l.activation}` : ''),
-        el('span', { class: 'arch-shape' }, shape(l.output_shape))))));
+    el('p', { class: 'small muted' }, 'The image enters on the left; each box is a layer: its name, ',
+      isImported(m) ? 'the ONNX op that computes it' : 'its type', ' and the shape of what it outputs ',
+      '(height × width × channels, or a vector length). With a keyboard, the arrow keys go from box to box.'),
+    architecture(m), // graphview.js
+    layerChooser(m)); // layerchooser.js: imported models only
 }
 
 function quality(m) {
   const card = m.card;
-  const test = card && card.test;
-  if (test && Array.isArray(test.confusion)) {
-    draw($('confusion'), confusionFigure(test.classes || m.classes, test.confusion), { displayModeBar: false });
+  // The training card's matrix, else (an imported model) the analysis's.
+  const cm = confusionSource(m);
+  if (cm) {
+    $('confusion').querySelector(':scope > .empty')?.remove();
+    draw($('confusion'), confusionFigure(cm.classes, cm.confusion), { displayModeBar: false });
+    $('confusion-note').textContent = cm.source === 'analysis'
+      ? `Counted over the ${cm.images} images of the ${cm.split} split that strata analysed (this model has no training card).`
+      : '';
   } else {
     fill($('confusion'), el('p', { class: 'empty' }, 'No evaluation recorded for this model yet.'));
   }
@@ -187,8 +195,7 @@ function onPopState() {
   view = readView(location.search);
   applyLayerView(view);
   highlightClass(view.cls);
-  if (view.image) openImage(view.image);
-  else closeImage();
+  applyLinked(view); // the gallery and the image opened, wherever they open, and their paths (linked.js)
 }
 
 // --- analysis ---------------------------------------------------------------
@@ -242,23 +249,30 @@ async function loadAnalysis(m) {
   const dims = doc.dimensions.filter((d) => d.kind === 'layer');
   $('paths-layers-note').textContent = layersNote(m.layers, dims,
     m.doubt && m.doubt.state === 'ready' ? m.doubt.layers : null);
-  initPaths({ doc, cls: view.cls, changed: (patch) => changeView(patch) });
+  initPaths({ doc, cls: view.cls, changed: (patch) => changeView(patch), clusterClicked });
   if (lastReply) pathsUpload(lastReply);
   initLayerView({
-    id: m.id, dims, modelLayers: m.layers, view,
+    // An imported layer's type is its ONNX op ("Relu", "Add") on its button.
+    id: m.id, dims, modelLayers: m.layers.map((l) => (l.op ? { ...l, type: l.op } : l)), view,
     changed: (v) => changeView(v),
     clustered: setClustering,
   });
   initGallery({
     id: m.id,
     model: m,
-    open: view.image,
     select: (item) => {
-      highlightClass(item.true, `true class ${item.true}, that of the photo opened below`);
-      changeView({ image: item.id, cls: item.true });
+      mistakeOpened(item); // its own path lights up
+      changeView({ image: item.id });
     },
-    closed: () => changeView({ image: null }),
+    closed: () => {
+      mistakeClosed();
+      changeView({ image: null });
+    },
   });
+  // Galleries of a confusion cell or a cluster, the image panel, their paths;
+  // the opened image (a mistake's too) comes from the URL here.
+  initLinked({ model: m, paths: doc, view, changed: (patch) => changeView(patch), getView: () => view,
+    mistakes: { open: openImage, close: closeImage } });
   window.addEventListener('popstate', onPopState);
 }
 
@@ -303,7 +317,9 @@ async function main() {
     model = ready; // its accuracy and doubt are known now
     header(model);
     initDelete(model, $('model-header'));
+    quality(model); // an imported model's confusion comes with its analysis
   }
+  initChartTables({ id: model.id, layers: model.layers }); // tables.js
   loadDoubt(model);
   await loadAnalysis(model);
   // Other models' images are served from their analyses: list the models

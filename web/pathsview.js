@@ -3,9 +3,10 @@
 //
 //   - the clusterings: a layer the reader clustered with another k (the
 //     layer panel) shows that clustering (withClustering);
-//   - one highlight at a time: a class (its button, or the class of a
-//     mistake opened in the gallery), or the images that pass where the
-//     reader clicked in the graph; the other lines are grey;
+//   - one highlight at a time: a class (its button), the images that pass
+//     where the reader clicked in the graph, or what the page's linked views
+//     opened (an image's own path, a gallery's images: highlightImages);
+//     the other lines are grey;
 //   - the upload's path, one black line; with no highlight every test
 //     image's line is grey meanwhile, so that it can be found. A new upload
 //     ends the highlight;
@@ -14,7 +15,8 @@
 //
 // The note above the graph says, in one place, what is highlighted and why
 // lines are grey. Changes of the class highlight made by the reader are
-// reported (`changed`) so that the page keeps them in the URL.
+// reported (`changed`) so that the page keeps them in the URL; a click on a
+// layer's cluster is reported too (`clusterClicked`), for its gallery.
 
 import { el, fill, draw } from './ui.js';
 import { classColor } from './palette.js';
@@ -28,16 +30,20 @@ let reply = null; // the latest upload's predict reply
 let order = null; // where each dimension is drawn, after the reader dragged one
 let wired = false;
 let onChanged = () => {};
+let onCluster = () => {};
 
 const $ = (id) => document.getElementById(id);
 
 /** Draws the graph of `doc` (GET …/paths) and its class buttons.
  *  `changed({cls})` is called when the reader highlights a class or ends a
- *  class highlight (cls null); `cls` is the class to start highlighted. */
-export function initPaths({ doc, changed, cls = null }) {
+ *  class highlight (cls null); `cls` is the class to start highlighted;
+ *  `clusterClicked({layer, cluster, k, reclustered})` when the reader
+ *  clicks one cluster of a layer's bar. */
+export function initPaths({ doc, changed, cls = null, clusterClicked = null }) {
   base = doc;
   paths = [...clusterings.values()].reduce((d, s) => withClustering(d, s), base);
   onChanged = changed || onChanged;
+  onCluster = clusterClicked || onCluster;
   classFilter();
   highlightClass(cls);
 }
@@ -50,8 +56,14 @@ export function setClustering(layer, scatter) {
   else clusterings.delete(layer);
   if (!base) return;
   paths = [...clusterings.values()].reduce((doc, s) => withClustering(doc, s), base);
-  if (highlight && highlight.cls === null) highlight = null;
+  if (highlight && highlight.cls === null && !highlight.kept) highlight = null;
   redraw();
+}
+
+/** The paths document as the graph draws it (with the reader's
+ *  clusterings), or null before it has come. */
+export function pathsDocument() {
+  return paths;
 }
 
 /** The latest upload's reply (null: none). A new upload ends the highlight:
@@ -72,6 +84,15 @@ export function highlightClass(cls, label = '') {
   const c = cls === null ? -1 : base.classes.indexOf(cls);
   if (c < 0) setHighlight(null);
   else setHighlight({ set: indicesOfClass(paths, c), label: label || `true class ${cls}`, cls });
+}
+
+/** Highlights the images at `indices` (a Set of indices into the paths
+ *  document; empty or null: none) for the page's linked views, without
+ *  reporting it. `label` says what they are, for the note. The highlight
+ *  names images, not clusters, so a new k for a layer keeps it. */
+export function highlightImages(indices, label) {
+  if (!base) return;
+  setHighlight(indices && indices.size ? { set: new Set(indices), label, cls: null, kept: true } : null);
 }
 
 function setHighlight(h) {
@@ -147,6 +168,12 @@ function onParcatsClick(ev) {
   const was = highlight && highlight.cls;
   setHighlight({ set, label: parts.join(', ') || 'the clicked paths', cls: null });
   if (was) onChanged({ cls: null });
+  // One cluster of one layer: the page opens its gallery.
+  const picked = Object.entries(ev.constraints || {}).filter(([key]) => key !== 'color');
+  const dim = picked.length === 1 ? paths.dimensions[Number(picked[0][0])] : null;
+  if (dim && dim.kind === 'layer' && Number.isInteger(Number(picked[0][1])) && Number(picked[0][1]) >= 0) {
+    onCluster({ layer: dim.layer, cluster: Number(picked[0][1]), k: dim.k, reclustered: !!dim.reclustered });
+  }
 }
 
 function classFilter() {

@@ -5,7 +5,9 @@
 //
 // Pure: server JSON in, Plotly {data, layout} out. Each point carries its
 // index in `customdata`, so the page can show the image's thumbnail on hover
-// (or on a tap, on a touch screen).
+// (or on a tap, on a touch screen), and each centre its cluster; scatterPick
+// tells the page which of the two a click picked (an image opens its panel,
+// a centre its cluster's gallery).
 
 import { baseLayout, classColor, clusterColors, CENTER, UPLOAD, GRID } from './palette.js';
 import { counted } from './words.js';
@@ -84,7 +86,7 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null, touch = f
       const m = centers.majority ? centers.majority[c] : -1;
       const size = centers.size ? centers.size[c] : undefined;
       return `centre of cluster ${c}${size !== undefined ? ` · ${counted(size, 'image')}` : ''}` +
-        `${m >= 0 && classes[m] ? ` · mostly ${classes[m]}` : ''}`;
+        `${m >= 0 && classes[m] ? ` · mostly ${classes[m]}` : ''}<br>${touch ? 'tap' : 'click'} to see its images`;
     }),
     hovertemplate: '%{text}<extra></extra>',
     marker: {
@@ -124,6 +126,15 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null, touch = f
     modebar: { bgcolor: 'rgba(255,255,255,0.9)', color: '#8a94a3', activecolor: '#1f2933' },
   });
   return { data, layout };
+}
+
+/** What a click on scatterFigure's figure picked, from Plotly's click
+ *  point: {kind: 'image', index (into the reply's points)}, {kind:
+ *  'centre', cluster}, or null (the upload's star). */
+export function scatterPick(point) {
+  const t = point && point.data;
+  if (!t || t.name === 'your image' || !Number.isInteger(point.customdata)) return null;
+  return t.name === 'cluster centres' ? { kind: 'centre', cluster: point.customdata } : { kind: 'image', index: point.customdata };
 }
 
 /** Number of image points in a scatter figure (every trace but centres and upload). */

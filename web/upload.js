@@ -1,9 +1,10 @@
 // upload.js — "try your own image": drag-and-drop or file picker, then POST
-// /api/models/{id}/predict. Shows the photo, the probability bars, the doubt
-// (score, level, the server's explanation), the LIME overlay (toggle with the
-// heat-map), and hands the reply to the page, which draws the image's path on
-// the parallel graph and its star on the layer scatter; a button opens the
-// explanation methods side by side for the same file (compare.js). An image
+// /api/models/{id}/predict. The answer is shown in the image panel
+// (imagepanel.js: the photo, the probability bars, the doubt, the path layer
+// by layer as a table, the LIME overlay or heat-map, the explanation methods
+// side by side on request, what a layer sees), and the reply is handed to
+// the page, which draws the image's path on the graph of paths and its star
+// on the layer scatter, the two graphs this section sits between. An image
 // far smaller than what the model looks at is said to be (its answer means
 // little). A file that is not JPEG or PNG, or is over the size limit, is
 // refused here before anything is sent (uploadcheck.js); a refusal by the
@@ -12,18 +13,15 @@
 // the previous answer where it was, on this card and in the graphs.
 
 import { predict, getJSON } from './api.js';
-import { el, fill, progress, errorBox, draw, doubtPanel, imageLoaded, lowDoubtNote } from './ui.js';
-import { probabilityFigure } from './probabilities.js';
-import { describePrediction } from './describe.js';
-import { renderCompare, clearCompare } from './compare.js';
-import { checkUpload, uploadErrorText, smallImageText, formatBytes, DEFAULT_UPLOAD_LIMIT, UPLOAD_ACCEPT } from './uploadcheck.js';
+import { el, fill, progress } from './ui.js';
+import { renderImagePanel } from './imagepanel.js';
+import { checkUpload, uploadErrorText, formatBytes, DEFAULT_UPLOAD_LIMIT, UPLOAD_ACCEPT } from './uploadcheck.js';
 
 let model = null;
 let onResult = () => {};
 let lowShares = null; // promise of lowDoubtShares(report) | null
 let token = 0;
 let previewUrl = null;
-let compareBox = null; // the last upload's compare view
 let limit = DEFAULT_UPLOAD_LIMIT; // until /api/health says the server's own
 const nodes = {};
 
@@ -114,82 +112,12 @@ async function send(file) {
   nodes.input.value = '';
   fill(nodes.status);
   nodes.answer.classList.remove('is-stale');
-  clearCompare(compareBox);
-  compareBox = null;
+  // With an answer below it, the drop zone takes one line: the answer stays
+  // near the graph of paths above.
+  nodes.zone.classList.add('is-compact');
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = url;
-  render(reply, file);
+  renderImagePanel(nodes.answer, { kind: 'upload', reply, file, url: previewUrl },
+    { model, compareId: 'upload-compare', barsId: 'upload-bars', lowShares });
   onResult(reply);
-}
-
-async function render(reply, file) {
-  const my = token;
-  const small = smallImageText(reply.image, model.input);
-  const photo = previewUrl
-    ? el('img', { class: 'upload-photo', src: previewUrl, alt: `your image ${file.name}`, width: 192, height: 192 })
-    : el('div', { class: 'lime-placeholder' });
-  const ex = reply.explanation || null;
-  const limeBox = el('div', { class: 'lime-box' });
-  const bars = el('div', { class: 'plot plot-bars', id: 'upload-bars' });
-  const box = el('div', { class: 'compare', id: 'upload-compare', hidden: true });
-  compareBox = box;
-  const compare = el('button', { type: 'button', class: 'action-button compare-button', 'aria-expanded': 'false',
-    'aria-controls': 'upload-compare' }, 'Compare explanation methods');
-  compare.addEventListener('click', () => {
-    if (box.hidden) {
-      box.hidden = false;
-      compare.setAttribute('aria-expanded', 'true');
-      renderCompare(box, model, { file });
-    }
-    box.scrollIntoView({ block: 'start', behavior: 'smooth' });
-  });
-  fill(nodes.answer,
-    el('div', { class: 'upload-grid' },
-      el('figure', { class: 'lime-figure' }, photo, el('figcaption', {}, file.name)),
-      el('div', { class: 'upload-answer' },
-        small ? el('p', { class: 'banner small-image', role: 'note' }, small) : null,
-        el('p', { class: small ? 'answer' : 'answer big', 'data-predicted': reply.predicted },
-          describePrediction({ ...reply, doubt: null })),
-        bars,
-        doubtPanel(reply.doubt, { note: lowDoubtNote(reply.doubt, lowShares) }),
-        el('p', { class: 'small muted path-note' }, 'Your image\'s path is the black line in the graph of paths above, ' +
-          'and its position is a black star on the layer scatter.')),
-      limeBox),
-    el('div', { class: 'detail-actions upload-actions' }, compare,
-      el('p', { class: 'small muted' }, 'See Grad-CAM, Integrated Gradients, occlusion and LIME side by side on ' +
-        'your image, each scored by how the model reacts when the pixels it points at are hidden.')),
-    box);
-  await draw(bars, probabilityFigure(reply, model.classes), { displayModeBar: false, staticPlot: false });
-  if (!ex || !ex.overlay) {
-    fill(limeBox, el('p', { class: 'small muted' }, 'No LIME explanation came with this answer.'));
-    return;
-  }
-  fill(limeBox, el('figure', { class: 'lime-figure' }, progress('loading the explanation…'), el('figcaption', {}, 'LIME')));
-  const overlay = el('img', { class: 'lime-overlay', src: ex.overlay, alt: `LIME overlay: the outlined regions made the model say “${reply.predicted}”`, width: 192, height: 192 });
-  const heat = ex.heatmap ? el('img', { class: 'lime-heatmap', src: ex.heatmap, alt: 'LIME heat-map of region weights', width: 192, height: 192, hidden: true }) : null;
-  try {
-    await imageLoaded(overlay);
-  } catch (err) {
-    if (my === token) fill(limeBox, errorBox(err, 'The explanation image did not load'));
-    return;
-  }
-  if (my !== token) return;
-  const OVERLAY_CAPTION = 'LIME overlay: the outlined regions pushed the model most towards its answer';
-  const caption = el('figcaption', {}, OVERLAY_CAPTION);
-  const toggle = heat ? el('div', { class: 'segmented', role: 'group', 'aria-label': 'Explanation view' },
-    el('button', { type: 'button', 'aria-pressed': 'true', 'data-view': 'overlay' }, 'overlay'),
-    el('button', { type: 'button', 'aria-pressed': 'false', 'data-view': 'heatmap' }, 'heat-map')) : null;
-  if (toggle) {
-    toggle.addEventListener('click', (e) => {
-      const b = e.target.closest('button[data-view]');
-      if (!b) return;
-      const heatOn = b.dataset.view === 'heatmap';
-      for (const x of toggle.querySelectorAll('button')) x.setAttribute('aria-pressed', String(x === b));
-      overlay.hidden = heatOn;
-      heat.hidden = !heatOn;
-      caption.textContent = heatOn ? 'heat-map: warm regions pushed towards the answer, cool ones against it'
-        : OVERLAY_CAPTION;
-    });
-  }
-  fill(limeBox, el('figure', { class: 'lime-figure' }, overlay, heat, caption), toggle);
 }

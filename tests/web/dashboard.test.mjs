@@ -18,7 +18,8 @@
 //     reload, a shared link and the back button;
 //   - counted nouns ("1 image"), readable tooltips, the best epoch named;
 //   - a refused upload keeps the previous result; a tiny image is said to be;
-//   - a wrong URL gives a page, not raw JSON.
+//   - a wrong URL gives a page, not raw JSON: an unknown model, and any
+//     path outside /api without a file (status 404, web/404.html).
 //
 // Screenshots go to tests/artifacts/dashboard-*.png. No console errors anywhere.
 
@@ -785,13 +786,30 @@ test('wrong URLs: an unknown model and an unknown page each give a page with a w
   await shot(p2.page, 'not-found');
   assert.deepEqual(errors, []);
   assert.deepEqual(p2.errors, []);
-  // An unknown path: HTML for a browser, once the server serves web/404.html.
-  const r = await fetch(`${base}/nope.html`, { headers: { Accept: 'text/html' } });
-  assert.equal(r.status, 404);
-  if (/json/.test(r.headers.get('content-type') || '')) {
-    t.todo('the server still answers unknown pages with JSON; it is to serve web/404.html');
-  } else {
-    assert.match(await r.text(), /<h1[^>]*>[^<]*(not found|no page)/i);
+  // An unknown path outside /api: status 404 with web/404.html, whatever the path looks like.
+  const notFound = fs.readFileSync(path.join(REPO, 'web', '404.html'), 'utf8');
+  for (const p of ['/nope.html', '/nope', '/a/b/c.html', '/static/nope.css']) {
+    const r = await fetch(`${base}${p}`, { headers: { Accept: 'text/html' } });
+    assert.equal(r.status, 404, `${p}: status`);
+    assert.match(r.headers.get('content-type') || '', /^text\/html/, `${p}: content type`);
+    assert.equal(await r.text(), notFound, `${p}: the body is web/404.html`);
   }
+  // Under /api a wrong URL stays a JSON error for programs.
+  const apiMiss = await fetch(`${base}/api/nope`);
+  assert.equal(apiMiss.status, 404);
+  assert.match(apiMiss.headers.get('content-type') || '', /json/);
+  assert.equal((await apiMiss.json()).error.code, 'not_found');
+  // In a browser, a wrong page URL shows that page, styled, with its way home.
+  const p3 = await open(ctx, '/nope/deeper.html', /status of 404/);
+  assert.equal((await p3.page.reload()).status(), 404);
+  await p3.page.waitForSelector('h1');
+  assert.match(await p3.page.locator('h1').innerText(), /not found|no page/i);
+  assert.ok(await p3.page.locator('main a[href="/"]').count(), 'a link home');
+  assert.ok(await p3.page.evaluate(() => getComputedStyle(document.body).fontFamily.includes('system-ui')), 'strata\'s stylesheet');
+  assert.ok(await p3.page.evaluate(() => [...document.images].every((i) => i.complete && i.naturalWidth > 0)), 'its logo loads');
+  await shot(p3.page, 'not-found-url');
+  await p3.page.locator('main a[href="/"]').tap();
+  await p3.page.waitForSelector('.dataset-card');
+  assert.deepEqual(p3.errors, []);
   await ctx.close();
 });
