@@ -28,21 +28,23 @@ static json_t *scatter_json(const struct app_model *am, int l, const struct anal
     const struct analysis *a = &am->a;
     const struct analysis_layer *L = &a->layers[l];
     int n = a->n;
-    json_t *ids = json_array(), *xs = json_array(), *ys = json_array();
-    for (int i = 0; ids && xs && ys && i < n; i++) {
+    json_t *ids = json_array(), *xs = json_array(), *ys = json_array(), *dist = json_array();
+    for (int i = 0; ids && xs && ys && dist && i < n; i++) {
         json_array_append_new(ids, json_str(a->image_ids[i]));
         json_array_append_new(xs, json_number_or_null(L->points[2 * i]));
         json_array_append_new(ys, json_number_or_null(L->points[2 * i + 1]));
+        /* in the layer's feature space, where the clusters were made */
+        json_array_append_new(dist, json_number_or_null(sqrt((double)c->dist2[i])));
     }
     json_t *cx = json_array(), *cy = json_array();
     for (int j = 0; cx && cy && j < c->k; j++) {
         json_array_append_new(cx, json_number_or_null(c->center_points[2 * j]));
         json_array_append_new(cy, json_number_or_null(c->center_points[2 * j + 1]));
     }
-    json_t *points = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "id", ids, "x", xs, "y", ys,
-                               "true", json_int_array(a->labels, (size_t)n), "pred",
+    json_t *points = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", ids, "x", xs, "y",
+                               ys, "true", json_int_array(a->labels, (size_t)n), "pred",
                                json_int_array(a->pred, (size_t)n), "cluster",
-                               json_int_array(c->labels, (size_t)n));
+                               json_int_array(c->labels, (size_t)n), "distance", dist);
     json_t *centers = json_pack("{s:o, s:o, s:o, s:o, s:o}", "x", cx, "y", cy, "size",
                                 json_int_array(c->sizes, (size_t)c->k), "majority",
                                 json_int_array(c->cluster_majority, (size_t)c->k), "purity",

@@ -20,12 +20,14 @@
 #include "app.h"
 #include "json.h"
 #include "question.h"
+#include "readfile.h"
 
 struct predict_job {
     struct app *app;
     struct app_model *am;
-    const unsigned char *data;
+    const unsigned char *data; /* the upload, or NULL for a dataset image */
     size_t len;
+    int index;                 /* dataset image (?image=), or -1 */
     int explain;
     int n_at; /* ?k<layer>=<k>: where the upload falls at layers re-clustered with another k */
     struct {
@@ -66,12 +68,28 @@ static int run_predict(void *arg, const atomic_int *cancel)
         .doubt = atomic_load_explicit(&am->doubt, memory_order_acquire),
         .lime = j->explain ? &lp : NULL,
     };
+    uint8_t *file = NULL; /* a dataset image's bytes, read here */
+    if (j->index >= 0) {
+        char path[2200];
+        size_t len = 0;
+        j->rc = app_image_path(am, j->index, path, sizeof path) < 0
+                    ? strata_fail(j->err, STRATA_E_NOTFOUND, "image %d has no usable file name",
+                                  j->index)
+                    : read_whole_file(path, (size_t)64 << 20, &file, &len, j->err);
+        if (j->rc < 0)
+            return 0;
+        j->data = file;
+        j->len = len;
+    }
     struct model_workspace *ws = app_workspace_take(am, j->err);
     if (!ws) {
         j->rc = STRATA_E_NOMEM;
+        free(file);
         return 0;
     }
     j->rc = question_ask(&am->m, ws, j->data, j->len, &q, &j->a, j->err);
+    free(file);
+    j->data = NULL;
     /* ws still holds the upload's forward pass (LIME runs on its own) */
     for (int i = 0; j->rc == 0 && i < j->n_at; i++) {
         const struct analysis_clustering *c;
@@ -180,14 +198,13 @@ int handle_predict(const struct request *req, struct response *res)
     if (explain < 0)
         return response_error(res, 400, "bad_parameter",
                               "explain must be 0 or 1 (false or true), got \"%.40s\"", eq);
-    char err[STRATA_ERR_LEN];
-    struct upload up;
-    int rc = request_image_body(req, "image", &up, err);
-    if (rc < 0)
-        return response_fail(res, rc, err);
+    struct upload up = {0};
+    int index;
+    if (app_image_of_request(req, res, am, &index, &up) < 0)
+        return 0;
 
     struct predict_job j = {.app = req->app, .am = am, .data = up.data, .len = up.len,
-                            .explain = explain};
+                            .index = index, .explain = explain};
     /* k<layer>=<k>: the upload's cluster at that layer clustered with k */
     const struct analysis *a = &am->a;
     int k_hi = a->n < ANALYSIS_DEFAULT_K_MAX ? a->n : ANALYSIS_DEFAULT_K_MAX;
@@ -220,6 +237,8 @@ int handle_predict(const struct request *req, struct response *res)
             response_error(res, 503, "timeout", "the prediction took too long; retry");
         else if (j.rc == STRATA_E_NOMEM)
             response_error(res, 503, "out_of_memory", "the server is out of memory: %s", j.err);
+        else if (j.index >= 0 && j.a.stage == QUESTION_DECODE)
+            response_error(res, 500, "internal", "the dataset image cannot be read: %s", j.err);
         else if (j.a.stage == QUESTION_DECODE && j.rc == STRATA_E_LIMIT)
             response_error(res, 400, "image_too_large", "%s", j.err);
         else if (j.a.stage == QUESTION_DECODE)

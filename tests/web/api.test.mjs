@@ -704,6 +704,30 @@ test('POST …/predict?k<layer>=<k>: the upload\'s cluster at a layer re-cluster
   }
 });
 
+test('POST …/predict?image=: a test image by index or id answers as its upload does; scatter distances', async () => {
+  const p = await paths();
+  const i = 7;
+  const id = p.images.id[i];
+  const bytes = fs.readFileSync(path.join(tmp, 'data', 'felines', 'test', id));
+  const up = (await call(srv, '/api/models/tiny/predict?explain=0', { method: 'POST', body: bytes, headers: { 'Content-Type': 'image/jpeg' } })).json();
+  for (const q of [String(i), encodeURIComponent(id)]) {
+    const r = await call(srv, `/api/models/tiny/predict?explain=0&image=${q}`, { method: 'POST' });
+    assert.equal(r.status, 200, r.text());
+    const y = r.json();
+    assert.deepEqual(y.probabilities, up.probabilities);
+    assert.deepEqual(y.path, up.path);
+    assert.deepEqual(y.doubt, up.doubt);
+  }
+  assertError(await call(srv, '/api/models/tiny/predict?image=99999', { method: 'POST' }), 404, 'not_found');
+  // each point's distance to its own centre, in the layer's feature space: the
+  // upload of that image is as far from the centre it lands in
+  const layer = p.dimensions.find((d) => d.kind === 'layer').layer;
+  const sc = (await call(srv, `/api/models/tiny/layers/${layer}/scatter`)).json();
+  const at = sc.points.id.indexOf(id);
+  assert.equal(sc.points.distance.length, sc.points.id.length);
+  assert.ok(Math.abs(sc.points.distance[at] - up.layers[layer].distance) <= 1e-4 * (1 + up.layers[layer].distance));
+});
+
 test('POST …/predict (multipart): the upload of a test photo lands where the analysis put it', async () => {
   const p = await paths();
   const dm = await waitDoubt(srv, 'tiny');
