@@ -60,26 +60,41 @@ void reduce_avgpool(const float *act, int n, int h, int w, int c, int grid, floa
     }
 }
 
+/* Channels summed together from NCHW: enough independent sums to keep the
+ * adder busy, few enough planes read at once to stay in the cache. */
+#define NCHW_BLOCK 8
+
 void reduce_avgpool_nchw(const float *act, int n, int h, int w, int c, int grid, float *out)
 {
     assert(act && out && n >= 0 && c >= 1);
     int gh, gw;
     reduce_avgpool_grid(h, w, grid, &gh, &gw);
     size_t plane = (size_t)h * w, out_size = (size_t)gh * gw * c;
+    double acc[NCHW_BLOCK];
     for (int s = 0; s < n; s++) {
         float *o = out + (size_t)s * out_size;
-        for (int ch = 0; ch < c; ch++) {
-            const float *a = act + ((size_t)s * c + ch) * plane;
-            for (int by = 0; by < gh; by++) {
-                int y0 = by * h / gh, y1 = ((by + 1) * h + gh - 1) / gh;
-                for (int bx = 0; bx < gw; bx++) {
-                    int x0 = bx * w / gw, x1 = ((bx + 1) * w + gw - 1) / gw;
-                    double inv = 1.0 / ((double)(y1 - y0) * (x1 - x0)), acc = 0;
-                    /* the same additions, in the same order, as reduce_avgpool */
+        for (int by = 0; by < gh; by++) {
+            int y0 = by * h / gh, y1 = ((by + 1) * h + gh - 1) / gh;
+            for (int bx = 0; bx < gw; bx++) {
+                int x0 = bx * w / gw, x1 = ((bx + 1) * w + gw - 1) / gw;
+                double inv = 1.0 / ((double)(y1 - y0) * (x1 - x0));
+                /* a block of channels at once: independent sums, so that
+                 * they do not wait on one another; each channel's additions
+                 * are reduce_avgpool's, in the same order */
+                for (int c0 = 0; c0 < c; c0 += NCHW_BLOCK) {
+                    int cn = c - c0 < NCHW_BLOCK ? c - c0 : NCHW_BLOCK;
+                    const float *a = act + ((size_t)s * c + c0) * plane;
+                    for (int j = 0; j < cn; j++)
+                        acc[j] = 0;
                     for (int y = y0; y < y1; y++)
-                        for (int x = x0; x < x1; x++)
-                            acc += a[(size_t)y * w + x];
-                    o[((size_t)by * gw + bx) * c + ch] = (float)(acc * inv);
+                        for (int x = x0; x < x1; x++) {
+                            const float *px = a + (size_t)y * w + x;
+                            for (int j = 0; j < cn; j++)
+                                acc[j] += px[(size_t)j * plane];
+                        }
+                    float *ob = o + ((size_t)by * gw + bx) * c + c0;
+                    for (int j = 0; j < cn; j++)
+                        ob[j] = (float)(acc[j] * inv);
                 }
             }
         }

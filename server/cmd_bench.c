@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "graph.h"
 #include "onnx.h"
+#include "reduce.h"
 
 static const char *const bench_help =
     "Usage: strata bench <model-id | model-dir | file.onnx> [options]\n\n"
@@ -29,6 +30,9 @@ static const char *const bench_help =
     "  --seconds S    how long to time, after the warm-up (default 3)\n"
     "  --warmup N     untimed passes first (default 2)\n"
     "  --input HxW    image size, for an .onnx file whose size is left open (default 224x224)\n"
+    "  --capture      a model id: after each pass, every layer's output pooled into\n"
+    "                 feature rows, as the analysis captures it (what it costs over\n"
+    "                 a plain forward)\n"
     "  --json         print {\"model\", \"batch\", \"threads\", \"batches\", \"seconds\",\n"
     "                 \"images_per_s\", \"ms_per_batch\", \"ms_per_batch_min\"}\n"
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n\n"
@@ -76,6 +80,8 @@ struct bench_target {
     struct tview x;
     float *data;
     int batch;
+    /* --capture: one feature row per image and layer, as the analysis makes */
+    float *rows;
 };
 
 static int open_onnx(struct bench_target *t, const char *file, int batch, int h, int w, char *err)
@@ -121,11 +127,35 @@ static int open_model(struct bench_target *t, const char *models, const char *id
     return 0;
 }
 
+/* Scratch rows for --capture: the widest layer's features for the batch. */
+static int open_capture(struct bench_target *t, char *err)
+{
+    size_t most = 1;
+    for (int l = 0; l < t->model.n_layers; l++) {
+        struct shape s = t->model.layers[l].out;
+        size_t d = (size_t)reduce_avgpool_dim(s.h, s.w, s.c, REDUCE_DEFAULT_GRID);
+        most = d > most ? d : most;
+    }
+    if (!(t->rows = malloc(most * t->batch * sizeof *t->rows)))
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory");
+    return 0;
+}
+
 static int run_once(struct bench_target *t, char *err)
 {
     if (t->have_gws)
         return graph_run(&t->gws, &t->x, err);
     model_forward(&t->model, &t->ws, t->ws.input, t->batch, 0);
+    for (int l = 0; t->rows && l < t->model.n_layers; l++) {
+        /* as the analysis's capture does (analysis.c) */
+        struct shape s = t->model.layers[l].out;
+        const float *nchw = model_output_nchw(&t->ws, l);
+        if (nchw)
+            reduce_avgpool_nchw(nchw, t->batch, s.h, s.w, s.c, REDUCE_DEFAULT_GRID, t->rows);
+        else
+            reduce_avgpool(model_output(&t->ws, l), t->batch, s.h, s.w, s.c, REDUCE_DEFAULT_GRID,
+                           t->rows);
+    }
     return 0;
 }
 
@@ -135,6 +165,7 @@ static void close_target(struct bench_target *t)
         graph_ws_free(&t->gws);
     graph_deinit(&t->graph);
     free(t->data);
+    free(t->rows);
     if (t->have_ws)
         model_workspace_free(&t->ws);
     model_free(&t->model);
@@ -149,9 +180,10 @@ int cmd_bench(int argc, char **argv)
                                          {"input", required_argument, 0, 'i'},
                                          {"json", no_argument, 0, 'j'},
                                          {"models", required_argument, 0, 'm'},
+                                         {"capture", no_argument, 0, 'c'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    int batch = 1, threads = 0, warmup = 2, json = 0, h = 224, w = 224, c;
+    int batch = 1, threads = 0, warmup = 2, json = 0, h = 224, w = 224, capture = 0, c;
     double seconds = 3;
     const char *models = NULL;
     optind = 1;
@@ -186,6 +218,7 @@ int cmd_bench(int argc, char **argv)
         }
         case 'j': json = 1; break;
         case 'm': models = optarg; break;
+        case 'c': capture = 1; break;
         case 'h': fputs(bench_help, stdout); return EXIT_OK;
         case ':': return cli_usage_error("bench", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
@@ -200,8 +233,14 @@ int cmd_bench(int argc, char **argv)
     struct bench_target t = {.batch = batch};
     double *times = NULL;
     int rc = EXIT_FAIL;
+    if (capture && ends_with(what, ".onnx")) {
+        cli_usage_error("bench", "--capture needs a model id: an .onnx file has no layers chosen");
+        rc = EXIT_USAGE;
+        goto done;
+    }
     if ((ends_with(what, ".onnx") ? open_onnx(&t, what, batch, h, w, err)
-                                  : open_model(&t, models, what, batch, err)) < 0) {
+                                  : open_model(&t, models, what, batch, err)) < 0 ||
+        (capture && open_capture(&t, err) < 0)) {
         cli_fail("bench", "%s", err);
         goto done;
     }
@@ -253,6 +292,7 @@ int cmd_bench(int argc, char **argv)
                                 "threads", used_threads, "batches", (json_int_t)n, "seconds", total,
                                 "images_per_s", ips, "ms_per_batch", 1e3 * median, "ms_per_batch_min",
                                 1e3 * times[0]);
+        json_object_set_new(out, "capture", json_boolean(capture));
         json_dumpf(out, stdout, JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
         json_decref(out);
