@@ -123,15 +123,27 @@ export async function getJSON(path, init = {}) {
 }
 
 /** POSTs an image (File or Blob) to /api/models/{id}/predict as multipart
- *  field "image"; `explain: false` asks for no LIME. Resolves to the
- *  prediction JSON; rejects with ApiError carrying the server's message
- *  (413 too large, 400/415 not an image). */
-export async function predict(modelId, blob, { explain = true, filename = 'image', signal } = {}) {
-  const form = new FormData();
-  form.append('image', blob, blob.name || filename);
-  const q = explain ? '' : '?explain=0';
-  const res = await request(`/api/models/${encodeURIComponent(modelId)}/predict${q}`,
-    { method: 'POST', body: form, signal, headers: { Accept: 'application/json' } });
+ *  field "image"; `explain: false` asks for no LIME. With no `blob`,
+ *  `image` (an index or "class/file" of the analysed split) names the image
+ *  and nothing is sent. `k` (a Map or [[layer, k], ...]) asks where the
+ *  image falls at each layer clustered with that k (the reply's
+ *  `clusters_at`). Resolves to the prediction JSON; rejects with ApiError
+ *  carrying the server's message (413 too large, 400/415 not an image, 400
+ *  bad_parameter for a layer or k out of range, 404 no such image). */
+export async function predict(modelId, blob, { explain = true, filename = 'image', signal, image = null, k = null } = {}) {
+  const q = new URLSearchParams();
+  if (!explain) q.set('explain', '0');
+  const init = { method: 'POST', signal, headers: { Accept: 'application/json' } };
+  if (blob) {
+    const form = new FormData();
+    form.append('image', blob, blob.name || filename);
+    init.body = form;
+  } else if (image !== null && image !== undefined) {
+    q.set('image', String(image));
+  }
+  for (const [layer, kk] of k || []) q.append(`k${layer}`, String(kk));
+  const qs = q.toString();
+  const res = await request(`/api/models/${encodeURIComponent(modelId)}/predict${qs ? `?${qs}` : ''}`, init);
   try {
     return await res.json();
   } catch {

@@ -5,9 +5,11 @@
 //     model answered p (GET …/paths has both for every image), its most
 //     confident mistakes first when the mistakes list gives probabilities;
 //   - a cluster of one layer (a bar of the graph of paths, a centre on the
-//     scatter): its images, those nearest its centre on the scatter's two
-//     axes first (GET …/layers/{layer}/scatter has every point's cluster and
-//     place), with what the cluster is made of — its images' true classes —
+//     scatter): its images, those nearest its centre first — in the layer's
+//     own feature space, where k-means made the clusters (GET
+//     …/layers/{layer}/scatter gives every point's cluster and its
+//     `distance` to that cluster's centre; the scatter's plane only draws
+//     them) — with what the cluster is made of — its images' true classes —
 //     and what the model answers for them, so that "cluster 2 of conv3"
 //     says what it gathers.
 //
@@ -31,16 +33,18 @@ export function cellMembers(paths, t, p) {
 }
 
 /** The points of cluster `c` in a scatter reply, nearest the cluster's
- *  centre first (Euclidean distance on the scatter's two axes; ties by
- *  index): [{i (index into points), d (that distance)}]. */
+ *  centre first: by `points.distance`, each image's distance to its own
+ *  centre in the layer's feature space (ties, and a missing distance, last,
+ *  by index): [{i (index into points), d (that distance, or null)}]. */
 export function clusterMembers(scatter, c) {
-  const { points, centers } = scatter;
-  const cx = centers.x[c], cy = centers.y[c];
+  const { points } = scatter;
+  const dist = points.distance || [];
   const out = [];
   points.cluster.forEach((k, i) => {
-    if (k === c) out.push({ i, d: Math.hypot(points.x[i] - cx, points.y[i] - cy) });
+    if (k === c) out.push({ i, d: Number.isFinite(dist[i]) ? dist[i] : null });
   });
-  return out.sort((a, b) => a.d - b.d || a.i - b.i);
+  const far = (d) => (d === null ? Infinity : d);
+  return out.sort((a, b) => far(a.d) - far(b.d) || a.i - b.i);
 }
 
 /** How many of `labels` (class indices) fall in each of `n` classes. */
@@ -90,7 +94,8 @@ export function cellSpec(paths, t, p, { probabilities = null } = {}) {
  * The gallery of cluster `c` of a layer, from the layer's scatter reply
  * (for the k the graph shows). `paths` gives each image's index in the
  * graph (by id). Returns {kind: 'cluster', key: "layer.c", layer, cluster,
- * k, title, lead, items (nearest the centre first, each with `d`), size,
+ * k, title, lead, items (nearest the centre first, each with `d`, its
+ * distance to the centre in the layer's feature space), size,
  * majority, trueCounts, predCounts, right, highlight, label, count}.
  */
 export function clusterSpec(paths, scatter, c, { layerName = null, reclustered = false } = {}) {
@@ -122,8 +127,9 @@ export function clusterSpec(paths, scatter, c, { layerName = null, reclustered =
     k: scatter.k,
     title: `Cluster ${c} of ${name}`,
     lead: `${counted(size, 'test image')} fall in this cluster of ${name} (one of ${scatter.k}` +
-      `${reclustered ? ', the k you chose' : ''}). The ones nearest its centre on the scatter come first: ` +
-      'they show best what the layer groups here.',
+      `${reclustered ? ', the k you chose' : ''}). The ones nearest its centre come first, measured in the layer's ` +
+      'own features, where k-means made the clusters (the scatter\'s two axes only draw them): they show best what ' +
+      'the layer groups here.',
     items,
     size,
     majority: majority >= 0 ? classes[majority] : null,
@@ -156,7 +162,8 @@ function thumb(it, j, spec) {
   const wrong = it.true !== it.pred;
   return el('button', {
     type: 'button', class: 'gallery-item', 'data-image': it.id, 'data-pos': j, 'aria-pressed': 'false',
-    title: `${it.id}: ${it.true} photo, answered “${it.pred}”`,
+    title: `${it.id}: ${it.true} photo, answered “${it.pred}”` +
+      `${Number.isFinite(it.d) ? `; ${it.d.toPrecision(3)} from the cluster's centre in the layer's features` : ''}`,
   },
   el('img', { src: imageUrl(spec.modelId, it.id, { thumb: true }), alt: `${it.true} photo ${it.id}`, width: 64, height: 64,
     loading: 'lazy' }),

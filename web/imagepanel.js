@@ -10,22 +10,26 @@
 //     cluster's test images have), and, on the layers the doubt probes, the
 //     class of its nearest training images and how much that layer agrees
 //     with the answer; a cluster opens its gallery. The page highlights the
-//     same path in the graph;
+//     same path in the graph. At a layer the reader clustered with another
+//     k, the cluster is the one of that k (an upload's from its reply's
+//     `clusters_at`, uploadk.js), and the table is drawn again when a k
+//     changes (refreshPanelPaths) or the upload's reply learns more
+//     (updatePanelReply);
 //   - its LIME explanation (overlay or heat-map), and a button that opens
 //     the explanation methods side by side (compare.js);
 //   - what a layer sees (featuremaps.js).
 //
 // Where the numbers come from. An upload: its predict reply. A test image:
 // GET …/paths (classes, clusters), GET …/images/{image}/explanation (LIME)
-// and, for the probabilities and the doubt — the API keeps no doubt for a
-// test image — the photo itself sent to POST …/predict as an upload would
-// be (the out-of-model cards do the same); the panel says so.
+// and, for the probabilities and the doubt, POST …/predict?image=<id>
+// without LIME (the server answers for its own copy of the photo as for
+// its upload; nothing is sent).
 //
 // pathRows() is pure (tested under Node); renderImagePanel() draws into a
 // container, replacing its earlier panel; a reply that comes back after a
 // newer panel was asked for is dropped.
 
-import { api, imageUrl, getBlob, predict } from './api.js';
+import { api, imageUrl, predict } from './api.js';
 import { el, fill, pct, progress, errorBox, draw, doubtPanel, imageLoaded, lowDoubtNote } from './ui.js';
 import { classColor } from './palette.js';
 import { layerDimensions, clusterMajorities, UPLOAD_LABEL } from './parcats.js';
@@ -34,6 +38,7 @@ import { describeMistake, describePrediction, quoted } from './describe.js';
 import { smallImageText } from './uploadcheck.js';
 import { renderCompare, clearCompare } from './compare.js';
 import { renderFeatures, clearFeatures } from './featuremaps.js';
+import { clusterAt, failedAt } from './uploadk.js';
 
 /** How many test images of each cluster, for each layer dimension of a
  *  paths document: sizes[j][c]. */
@@ -52,13 +57,14 @@ export function clusterSizes(paths) {
  * The rows of an image's path table, one per layer dimension `dims` of
  * GET …/paths ({label, layer, k, reclustered}):
  * {layer, label, k, reclustered, cluster, mostly (a class name), size,
- * probed, nearest (a class name), agreement (0…1), agrees}, null where not
- * known. The cluster comes from `clusters` (the image's row of the paths
- * document, with `majorities` of clusterMajorities and `sizes` of
- * clusterSizes) when given, else from a predict reply's `layers` (not for a
- * layer the reader clustered with another k: the reply places the image
- * among the analysis's own clusters only). Nearest class and agreement come
- * from the reply's `doubt.layers`.
+ * failed, probed, nearest (a class name), agreement (0…1), agrees}, null
+ * where not known. The cluster comes from `clusters` (the image's row of the
+ * paths document, with `majorities` of clusterMajorities and `sizes` of
+ * clusterSizes) when given, else from a predict reply: its `layers` (the
+ * analysis's own clusters) or, at a layer the reader clustered with another
+ * k, its `clusters_at` for that k, named with `majorities` and `sizes` when
+ * given (`failed`: why it is not known there, when the ask failed).
+ * Nearest class and agreement come from the reply's `doubt.layers`.
  */
 export function pathRows({ dims, classes = [], clusters = null, majorities = null, sizes = null, reply = null }) {
   const byLayer = new Map((reply?.layers || []).map((l) => [l.index, l]));
@@ -68,17 +74,22 @@ export function pathRows({ dims, classes = [], clusters = null, majorities = nul
   return list.map((d, j) => {
     const r = {
       layer: d.layer, label: d.label, k: d.k ?? null, reclustered: !!d.reclustered,
-      cluster: null, mostly: null, size: null, probed: false, nearest: null, agreement: null, agrees: null,
+      cluster: null, mostly: null, size: null, failed: null, probed: false, nearest: null, agreement: null, agrees: null,
+    };
+    const name = (c) => {
+      r.cluster = c;
+      const m = majorities?.[j]?.[c];
+      r.mostly = Number.isInteger(m) && m >= 0 ? classes[m] ?? null : null;
+      r.size = sizes?.[j]?.[c] ?? null;
     };
     if (clusters) {
       const c = clusters[j];
-      if (Number.isInteger(c) && c >= 0) {
-        r.cluster = c;
-        const m = majorities?.[j]?.[c];
-        r.mostly = Number.isInteger(m) && m >= 0 ? classes[m] ?? null : null;
-        r.size = sizes?.[j]?.[c] ?? null;
-      }
-    } else if (byLayer.has(d.layer) && !d.reclustered) {
+      if (Number.isInteger(c) && c >= 0) name(c);
+    } else if (d.reclustered) {
+      const c = clusterAt(reply, d.layer, d.k);
+      if (c !== null && c >= 0) name(c);
+      else r.failed = failedAt(reply, d.layer, d.k);
+    } else if (byLayer.has(d.layer)) {
       const l = byLayer.get(d.layer);
       r.cluster = Number.isInteger(l.cluster) ? l.cluster : null;
       r.mostly = l.cluster_majority ?? null;
@@ -122,16 +133,18 @@ export function doubtWithoutLayers(doubt) {
 const context = { model: null, paths: () => null, openCluster: null, showPaths: null };
 
 /** `model` (GET /api/models/{id}), `paths()` the paths document as the graph
- *  draws it (null before it has come), `openCluster(layer, cluster)` what a
- *  cluster in a path table opens, `showPaths()` brings the graph into view. */
+ *  draws it (null before it has come), `openCluster(layer, cluster, k)`
+ *  what a cluster in a path table opens (k: the reader's, or null for the
+ *  analysis's), `showPaths()` brings the graph into view. */
 export function setPanelContext(patch) {
   Object.assign(context, patch);
 }
 
 // --- drawing -----------------------------------------------------------------------
 
-// Per container: {token, compare, features, photoUrl (owned object URL)}.
-const panels = new WeakMap();
+// Per container: {token, compare, features, reply (the latest for its path
+// table), showPath() (draws that table again)}.
+const panels = new Map();
 
 function classDot(name, classes) {
   const i = classes.indexOf(name);
@@ -144,20 +157,22 @@ function pathTable(rows, { classes, predicted, upload }) {
   const probed = rows.some((r) => r.probed);
   const clusterCell = (r) => {
     if (r.cluster === null) {
-      return el('td', { 'data-col': 'cluster', 'data-value': '' }, r.reclustered
-        ? el('span', { class: 'muted', title: 'strata places an upload among the analysis\'s own clusters only' },
-          `? at k = ${r.k}`)
-        : '–');
+      if (!r.reclustered) return el('td', { 'data-col': 'cluster', 'data-value': '' }, '–');
+      return el('td', { 'data-col': 'cluster', 'data-value': '', 'data-state': r.failed ? 'failed' : 'asking' }, r.failed
+        ? el('span', { class: 'muted', title: `strata could not place it among ${r.k} clusters: ${r.failed}` }, `? at k = ${r.k}`)
+        : el('span', { class: 'muted', title: `asking the model where it falls among ${r.k} clusters` }, `… at k = ${r.k}`));
     }
-    const open = context.openCluster && !r.reclustered
+    const open = context.openCluster
       ? el('button', { type: 'button', class: 'link-button cluster-link', 'data-layer': r.layer, 'data-cluster': r.cluster,
+        'data-k': r.reclustered ? r.k : null,
         title: `see the test images of cluster ${r.cluster} of ${r.label}` }, String(r.cluster))
       : el('span', {}, String(r.cluster));
     return el('td', { 'data-col': 'cluster', 'data-value': r.cluster,
-      title: `cluster ${r.cluster} of ${r.label}${r.size !== null ? `: ${r.size} test images` : ''}` +
-        `${r.mostly ? `, mostly ${r.mostly}` : ''}` }, open,
+      title: `cluster ${r.cluster} of ${r.label}${r.reclustered ? ` at k = ${r.k}, the k you chose` : ''}` +
+        `${r.size !== null ? `: ${r.size} test images` : ''}${r.mostly ? `, mostly ${r.mostly}` : ''}` }, open,
     r.mostly ? el('span', { class: 'cluster-mostly' }, ' ', classDot(r.mostly, classes), r.mostly,
-      r.size !== null ? el('span', { class: 'muted cluster-size' }, ` (${r.size})`) : null) : null);
+      r.size !== null ? el('span', { class: 'muted cluster-size' }, ` (${r.size})`) : null) : null,
+    r.reclustered ? el('span', { class: 'muted cluster-k' }, ` · k = ${r.k}`) : null);
   };
   const table = el('table', { class: 'data-table path-table' },
     el('thead', {}, el('tr', {},
@@ -178,12 +193,18 @@ function pathTable(rows, { classes, predicted, upload }) {
       r.agreement === null ? '–' : `${pct(r.agreement)} ${r.agrees ? '✓' : '✗'}`) : null))));
   table.addEventListener('click', (e) => {
     const b = e.target.closest('button.cluster-link');
-    if (b && context.openCluster) context.openCluster(Number(b.dataset.layer), Number(b.dataset.cluster));
+    if (b && context.openCluster) {
+      context.openCluster(Number(b.dataset.layer), Number(b.dataset.cluster), b.dataset.k ? Number(b.dataset.k) : null);
+    }
   });
   const note = probed
     ? `Nearest class and agreement are the doubt's own reading of the layers it probes: ✓ where the layer's vote is the answer, “${predicted}”.`
     : (upload ? 'The doubt reads no layer of this answer.' : '');
-  return [el('div', { class: 'path-table-wrap' }, table), note ? el('p', { class: 'small muted' }, note) : null];
+  const failed = rows.filter((r) => r.cluster === null && r.failed);
+  const failNote = failed.length ? el('p', { class: 'small muted path-failed' },
+    `strata could not place your image among the clusters you chose at ${failed.map((r) => `${r.label} (k = ${r.k})`).join(', ')}: ` +
+    `${failed[0].failed}. “?” stands for its cluster there, in this table and in the graphs.`) : null;
+  return [el('div', { class: 'path-table-wrap' }, table), failNote, note ? el('p', { class: 'small muted' }, note) : null];
 }
 
 /** The rows for an image: from the graph's document for a test image
@@ -192,11 +213,12 @@ function rowsFor(index, reply) {
   const doc = context.paths();
   const classes = context.model?.classes || doc?.classes || [];
   const dims = doc ? layerDimensions(doc) : [];
+  const majorities = doc ? clusterMajorities(doc) : null;
+  const sizes = doc ? clusterSizes(doc) : null;
   if (doc && Number.isInteger(index) && doc.images.clusters[index]) {
-    return pathRows({ dims, classes, clusters: doc.images.clusters[index], majorities: clusterMajorities(doc),
-      sizes: clusterSizes(doc), reply });
+    return pathRows({ dims, classes, clusters: doc.images.clusters[index], majorities, sizes, reply });
   }
-  return pathRows({ dims, classes, reply });
+  return pathRows({ dims, classes, majorities, sizes, reply });
 }
 
 /** LIME, overlay or heat-map, into `box` (a figure while loading). */
@@ -267,7 +289,7 @@ export async function renderImagePanel(container, source,
   clearImagePanel(container);
   const model = m || context.model;
   const classes = model?.classes || [];
-  const state = { token: 0, compare: null, features: null };
+  const state = { token: 0, compare: null, features: null, reply: null, showPath: null };
   panels.set(container, state);
   const my = ++state.token;
   const isCurrent = () => panels.get(container) === state && state.token === my;
@@ -354,14 +376,17 @@ export async function renderImagePanel(container, source,
   fill(container, root);
   container.hidden = false;
 
-  const showPath = (reply) => fill(pathBox,
+  // The path table, drawn again when the page's clusterings change or the reply learns more.
+  state.showPath = () => fill(pathBox,
     el('h4', { class: 'panel-sub' }, upload ? 'Your path, layer by layer' : 'Its path, layer by layer'),
-    pathTable(rowsFor(upload ? null : source.index, reply), { classes, predicted, upload }));
+    pathTable(rowsFor(upload ? null : source.index, state.reply), { classes, predicted, upload }));
+  const showPath = (reply) => {
+    state.reply = reply;
+    state.showPath();
+  };
   const showDoubt = (reply) => {
     if (reply && reply.doubt) {
-      fill(doubtBox, doubtPanel(doubtWithoutLayers(reply.doubt), { note: lowDoubtNote(reply.doubt, lowShares) }),
-        upload ? null : el('p', { class: 'small muted doubt-source' }, 'strata keeps no doubt for its test images: this one ' +
-          'is the model\'s doubt for this photo sent to it as an upload.'));
+      fill(doubtBox, doubtPanel(doubtWithoutLayers(reply.doubt), { note: lowDoubtNote(reply.doubt, lowShares) }));
     } else if (reply) {
       fill(doubtBox, el('p', { class: 'small muted doubt-none' }, reply.doubt_error || 'No doubt for this answer.'));
     }
@@ -391,12 +416,12 @@ export async function renderImagePanel(container, source,
   }).catch((err) => {
     if (isCurrent()) fill(limeBox, errorBox(err, 'No explanation'));
   });
-  const numbers = getBlob(imageUrl(model.id, id)).then((blob) => predict(model.id, blob, { explain: false, filename: id.split('/').pop() }))
+  const numbers = predict(model.id, null, { image: id, explain: false })
     .then(async (reply) => {
       if (!isCurrent()) return;
       if (reply.predicted !== predicted) {
-        fill(doubtBox, el('p', { class: 'small muted' }, `Sent again, the photo gets another answer (${quoted(reply.predicted)}) ` +
-          'than in the analysis: its doubt is left out.'));
+        fill(doubtBox, el('p', { class: 'small muted' }, `Asked again, the model answers ${quoted(reply.predicted)} ` +
+          'for this photo, not as in the analysis: its doubt is left out.'));
         return;
       }
       setFacts(reply.probability);
@@ -409,6 +434,21 @@ export async function renderImagePanel(container, source,
       if (isCurrent()) fill(doubtBox, errorBox(err, 'Could not ask the model about this photo'));
     });
   await Promise.all([lime, numbers]);
+}
+
+/** Draws the path table of every open panel again, from the paths document
+ *  as the graph now draws it (after the reader chose another k for a layer). */
+export function refreshPanelPaths() {
+  for (const state of panels.values()) if (state.showPath) state.showPath();
+}
+
+/** The upload shown in `container` has a fuller reply (its clusters at the
+ *  reader's k, uploadk.js): its path table is drawn again from it. */
+export function updatePanelReply(container, reply) {
+  const state = panels.get(container);
+  if (!state || !state.showPath) return;
+  state.reply = reply;
+  state.showPath();
 }
 
 /** Stops what `container`'s panel waits for and empties it. */

@@ -3,7 +3,9 @@
 // coloured by cluster or by true class, centres in black, a point's
 // thumbnail on hover, or on a tap on a touch screen), its elbow curve with
 // the chosen k, and a k selector that re-clusters live (GET …/scatter?k=N).
-// An uploaded image appears as a star.
+// An uploaded image appears as a star, in its cluster at the k shown (the
+// analysis's, or, at the reader's k, where the page's re-ask put it); the
+// test image open in the page's image panel is ringed.
 //
 // One k per layer: the reader's k for a layer is kept while they look at
 // others, and every clustering that is not the analysis's own is handed to
@@ -15,6 +17,7 @@
 import { api, imageUrl } from './api.js';
 import { el, fill, draw, num, pct, progress, errorBox } from './ui.js';
 import { scatterFigure } from './scatter.js';
+import { clusterAt, failedAt } from './uploadk.js';
 import { elbowFigure } from './elbow.js';
 
 const K_MAX = 10;
@@ -34,7 +37,8 @@ const chosen = new Map(); // layer index -> the reader's k, for layers where it 
 let colorBy = 'cluster';
 let scatter = null;
 let elbow = null;
-let upload = null; // predict reply
+let upload = null; // predict reply (with the page's clusters_at for the reader's k)
+let marked = null; // id of the test image open in the image panel
 let token = 0;
 const pending = new Map(); // layer index -> token of its latest clustering request
 let hoverWired = false;
@@ -150,19 +154,38 @@ async function clusterLayer(layer) {
   }
 }
 
-/** Marks (or, with null, unmarks) an uploaded image on every layer's scatter. */
+/** Marks (or, with null, unmarks) an uploaded image on every layer's
+ *  scatter: `reply` is its predict reply, with `clusters_at` for the k the
+ *  reader chose (uploadk.js). */
 export function setUpload(reply) {
   upload = reply;
   if (scatter) drawScatter();
 }
 
+/** Rings test image `id` (an image id of the analysed split; null: none) on
+ *  every layer's scatter: the one open in the image panel. */
+export function markImage(id) {
+  if (id === marked) return;
+  marked = id;
+  if (scatter) drawScatter();
+}
+
 function uploadPoint() {
   if (!upload || current === null) return null;
-  const l = (upload.layers || []).find((x) => x.index === layers[current].layer);
+  const L = layers[current];
+  const l = (upload.layers || []).find((x) => x.index === L.layer);
   if (!l) return null;
-  // The reply places the image among the analysis's own clusters only.
-  const own = layers[current].k;
-  return { x: l.x, y: l.y, cluster: k === own ? l.cluster : null, k, analysedK: own };
+  // The reply's own clusters are the analysis's; another k's come from clusters_at.
+  const own = L.k;
+  return { x: l.x, y: l.y, cluster: k === own ? l.cluster : clusterAt(upload, L.layer, k), k, analysedK: own,
+    failed: k === own ? null : failedAt(upload, L.layer, k) };
+}
+
+/** Index of the ringed image among the scatter's points, or null. */
+function markedPoint() {
+  if (marked === null || !scatter) return null;
+  const i = scatter.points.id ? scatter.points.id.indexOf(marked) : -1;
+  return i >= 0 ? i : null;
 }
 
 /** Returns whether the colouring changed. */
@@ -239,11 +262,14 @@ function markK() {
 }
 
 async function drawScatter() {
-  const fig = scatterFigure(scatter, { colorBy, upload: uploadPoint(), touch: TOUCH });
+  const ring = markedPoint();
+  const fig = scatterFigure(scatter, { colorBy, upload: uploadPoint(), marked: ring, touch: TOUCH });
   nodes.scatter.dataset.points = String(scatter.points.x.length);
   nodes.scatter.dataset.centers = String(scatter.centers.x.length);
   nodes.scatter.dataset.layer = String(scatter.layer?.index ?? layers[current].layer);
   nodes.scatter.dataset.k = String(scatter.k);
+  if (ring === null) delete nodes.scatter.dataset.marked;
+  else nodes.scatter.dataset.marked = marked;
   await draw(nodes.scatter, fig, SCATTER_CONFIG);
   if (!hoverWired) {
     hoverWired = true;

@@ -15,7 +15,7 @@
 //
 // One gallery and one test image are open at a time on the whole page. The
 // graph highlights the opened image's own path, else the gallery's images,
-// else the class the URL names. The page keeps the gallery (`cell`,
+// else the class the URL names; the layer scatter rings the opened image. The page keeps the gallery (`cell`,
 // `cluster`) and the image (`image`) in the URL (viewstate.js): this module
 // reports the reader's changes (`changed`) and shows a view again with
 // applyLinked (a reload, the back button).
@@ -36,6 +36,7 @@ let doc = null; // GET …/paths as served
 let onChanged = () => {};
 let getView = () => ({});
 let mistakes = { open: () => {}, close: () => {} };
+let onMarked = () => {};
 let probabilities = null; // promise of Map image id -> probability of the answer (the mistakes)
 const scatters = new Map(); // "layer:k" -> promise of a scatter reply
 const places = {}; // name -> {root, gallery (slot), panel (slot)}
@@ -88,8 +89,10 @@ function scatterFor(layer, k = null) {
   return scatters.get(key);
 }
 
-/** The graph's highlight: the opened image's path, else the gallery's images, else the URL's class. */
+/** The graph's highlight: the opened image's path, else the gallery's
+ *  images, else the URL's class; and the opened image ringed on the scatter. */
 function restoreHighlight() {
+  onMarked(image ? image.id : null);
   if (image && image.index >= 0) {
     highlightImages(new Set([image.index]), `the path of ${image.id}, the image opened`);
   } else if (gallery) {
@@ -365,14 +368,17 @@ function onConfusionClick(ev) {
  * model's detail, `paths` GET …/paths, `view` the view to start from (as
  * applyLinked takes it), `changed(patch)` reports the reader's changes of
  * {cell, cluster, image}, `getView()` the page's current view (for the
- * class highlight), `mistakes` {open(id), close()} the gallery of mistakes.
+ * class highlight), `mistakes` {open(id), close()} the gallery of mistakes,
+ * `marked(id)` is told which test image is open (null: none), wherever it
+ * opened, for the scatter's ring.
  */
-export function initLinked({ model: m, paths, view, changed, getView: gv, mistakes: mk }) {
+export function initLinked({ model: m, paths, view, changed, getView: gv, mistakes: mk, marked }) {
   model = m;
   doc = paths;
   onChanged = changed || onChanged;
   getView = gv || getView;
   mistakes = mk || mistakes;
+  onMarked = marked || onMarked;
   makePlace('paths', $('parcats')?.closest('.card'));
   // Beside the scatter's column in the layer grid (under it on a phone; the
   // stylesheet gives it the grid's whole width on a wide screen).
@@ -386,7 +392,7 @@ export function initLinked({ model: m, paths, view, changed, getView: gv, mistak
   setPanelContext({
     model: m,
     paths: pathsDocument,
-    openCluster: (layer, cluster) => openCluster(layer, cluster, { place: 'paths' }),
+    openCluster: (layer, cluster, k = null) => openCluster(layer, cluster, { k, place: 'paths' }),
     showPaths,
   });
   const chips = el('div', { class: 'toolbar cluster-chips', id: 'scatter-clusters', role: 'group',

@@ -12,16 +12,17 @@ import { el, fill, pct, count, progress, errorBox, draw, titleCase } from './ui.
 import { initMenu, fillMenu, menuError } from './nav.js';
 import { classColor } from './palette.js';
 import { layersNote } from './parcats.js';
-import { initPaths, highlightClass, setClustering, setUpload as pathsUpload } from './pathsview.js';
+import { initPaths, highlightClass, setClustering, setUpload as pathsUpload, updateUpload as pathsUpdateUpload } from './pathsview.js';
 import { readView, viewSearch } from './viewstate.js';
 import { confusionFigure, confusionSource } from './confusion.js';
 import { curvesFigure } from './curves.js';
 import { doubtHistogramFigure, aurocRows, shareAtLeast, lowDoubtShares, errorsNote } from './doubtchart.js';
-import { initLayerView, applyView as applyLayerView, setUpload as layerUpload } from './layerview.js';
+import { initLayerView, applyView as applyLayerView, setUpload as layerUpload, markImage } from './layerview.js';
 import { initGallery, openImage, closeImage } from './gallery.js';
 import { initLinked, applyLinked, clusterClicked, mistakeOpened, mistakeClosed } from './linked.js';
 import { initOutside } from './outside.js';
-import { initUpload } from './upload.js';
+import { initUpload, followK } from './upload.js';
+import { refreshPanelPaths } from './imagepanel.js';
 import { initDelete } from './modeldelete.js';
 import { analysisText, progressShare } from './importcheck.js';
 import { architecture, isImported } from './graphview.js';
@@ -35,6 +36,7 @@ const ANALYSIS_POLL_MS = 1000;
 let model = null;
 let view = readView(location.search); // what the reader looks at (viewstate.js)
 let lastReply = null; // the latest upload's predict reply, kept until the paths arrive
+const kShown = new Map(); // layer index -> the k the graphs show, where it is not the analysis's
 // This model's measured share of low doubts (lowDoubtShares), or null once
 // known to be unavailable: the upload and the outside cards quote it.
 let resolveShares;
@@ -255,7 +257,7 @@ async function loadAnalysis(m) {
     // An imported layer's type is its ONNX op ("Relu", "Add") on its button.
     id: m.id, dims, modelLayers: m.layers.map((l) => (l.op ? { ...l, type: l.op } : l)), view,
     changed: (v) => changeView(v),
-    clustered: setClustering,
+    clustered: onClustered,
   });
   initGallery({
     id: m.id,
@@ -272,7 +274,7 @@ async function loadAnalysis(m) {
   // Galleries of a confusion cell or a cluster, the image panel, their paths;
   // the opened image (a mistake's too) comes from the URL here.
   initLinked({ model: m, paths: doc, view, changed: (patch) => changeView(patch), getView: () => view,
-    mistakes: { open: openImage, close: closeImage } });
+    mistakes: { open: openImage, close: closeImage }, marked: markImage });
   window.addEventListener('popstate', onPopState);
 }
 
@@ -282,6 +284,25 @@ function onUpload(reply) {
   lastReply = reply;
   layerUpload(reply);
   if (pathsUpload(reply)) changeView({ cls: null }, { replace: true });
+}
+
+/** The same upload's reply, knowing its clusters at the reader's k: its
+ *  star and its line follow (the upload's card draws its own table again). */
+function onUploadUpdated(reply) {
+  lastReply = reply;
+  layerUpload(reply);
+  pathsUpdateUpload(reply);
+}
+
+/** A layer clustered with the reader's k (a scatter reply), or back to the
+ *  analysis's own (null): the graph of paths, the open panels' tables and
+ *  the upload's cluster there follow. */
+function onClustered(layer, scatter) {
+  setClustering(layer, scatter);
+  if (scatter) kShown.set(layer, scatter.k);
+  else kShown.delete(layer);
+  refreshPanelPaths();
+  followK(kShown);
 }
 
 async function main() {
@@ -310,7 +331,7 @@ async function main() {
   header(model);
   initDelete(model, $('model-header'));
   quality(model);
-  initUpload({ model, result: onUpload, doubtShares });
+  initUpload({ model, result: onUpload, updated: onUploadUpdated, doubtShares });
   if (model.analysis?.state !== 'ready') {
     const ready = await waitForAnalysis(id);
     if (!ready) { resolveShares(null); return; }

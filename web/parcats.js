@@ -24,6 +24,7 @@
 
 import { baseLayout, classColor, MUTED, UPLOAD, INK } from './palette.js';
 import { counted } from './words.js';
+import { clusterAt } from './uploadk.js';
 
 export const UPLOAD_LABEL = 'your image';
 
@@ -132,8 +133,9 @@ export function withClustering(paths, scatter) {
  * the reply's layer with the same index; if the reply's layers carry no
  * index matching a dimension, `path.clusters` is used by position when it has
  * one entry per layer dimension. A dimension the reader clustered with
- * another k (`reclustered`, see withClustering) gets null: the reply places
- * the image among the analysis's own clusters only. Returns {clusters:
+ * another k (`reclustered`, see withClustering) takes the reply's
+ * `clusters_at` for that layer and k (uploadk.js), null when it has none
+ * (the reply's own clusters are the analysis's). Returns {clusters:
  * [int|null per layer dimension], pred: class index (-1 when unknown)}.
  */
 export function uploadPath(paths, reply) {
@@ -145,7 +147,7 @@ export function uploadPath(paths, reply) {
   const positional = reply.path && Array.isArray(reply.path.clusters) &&
     reply.path.clusters.length === dims.length ? reply.path.clusters : null;
   const clusters = dims.map((d, j) => {
-    if (d.reclustered) return null;
+    if (d.reclustered) return clusterAt(reply, d.layer, d.k);
     if (byIndex.has(d.layer)) return byIndex.get(d.layer);
     return positional ? positional[j] : null;
   });

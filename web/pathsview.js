@@ -9,7 +9,9 @@
 //     the other lines are grey;
 //   - the upload's path, one black line; with no highlight every test
 //     image's line is grey meanwhile, so that it can be found. A new upload
-//     ends the highlight;
+//     ends the highlight. At a layer the reader clustered with another k,
+//     the line goes through the cluster the page asked predict for (its
+//     `clusters_at`), "?" until it is known or when it cannot be;
 //   - the reader's order of the axes (Plotly lets them drag one elsewhere);
 //     the notes under the bars follow.
 //
@@ -75,6 +77,14 @@ export function setUpload(r) {
   if (r !== null) highlight = null;
   if (paths) redraw();
   return ended;
+}
+
+/** The same upload's reply, knowing more (its clusters at the reader's k,
+ *  uploadk.js): its line is drawn again, the highlight kept. */
+export function updateUpload(r) {
+  if (reply === null || r === null) return;
+  reply = r;
+  if (paths) drawParcats();
 }
 
 /** Highlights the images of class `cls` (a name; null: none), as its button

@@ -7,10 +7,14 @@
 // index in `customdata`, so the page can show the image's thumbnail on hover
 // (or on a tap, on a touch screen), and each centre its cluster; scatterPick
 // tells the page which of the two a click picked (an image opens its panel,
-// a centre its cluster's gallery).
+// a centre its cluster's gallery). The reader's upload is a star; the image
+// open in the page's image panel is ringed.
 
-import { baseLayout, classColor, clusterColors, CENTER, UPLOAD, GRID } from './palette.js';
+import { baseLayout, classColor, clusterColors, CENTER, UPLOAD, GRID, INK } from './palette.js';
 import { counted } from './words.js';
+
+/** The name of the ring's shapes around the opened image. */
+export const MARK_NAME = 'opened image';
 
 function pct(r) {
   return typeof r === 'number' && Number.isFinite(r) ? ` (${Math.round(r * 100)} % of variance)` : '';
@@ -23,27 +27,32 @@ function groupBy(keys, n) {
   return groups;
 }
 
-/** The star's tooltip: the upload's cluster when known; when the reader
+/** The star's tooltip: the upload's cluster, with its k when the reader
  *  clustered the layer with another k than the analysis's (`k` against
- *  `analysedK`), the predict reply does not know it, and says so. */
+ *  `analysedK`); while it is being asked for, or why it is not known. */
 function uploadText(upload) {
-  if (Number.isInteger(upload.cluster)) return `your image · cluster ${upload.cluster}`;
-  if (upload.k !== undefined && upload.analysedK !== undefined && upload.k !== upload.analysedK) {
-    return `your image · its cluster at k = ${upload.k} is not known<br>(strata places an upload among the ` +
-      `analysis's ${upload.analysedK} clusters)`;
+  const other = upload.k !== undefined && upload.analysedK !== undefined && upload.k !== upload.analysedK;
+  if (Number.isInteger(upload.cluster)) return `your image · cluster ${upload.cluster}${other ? ` at k = ${upload.k}` : ''}`;
+  if (other && upload.failed) {
+    return `your image · its cluster at k = ${upload.k} is not known<br>(strata could not place it: ${upload.failed})`;
   }
+  if (other) return `your image · finding its cluster at k = ${upload.k}…`;
   return 'your image';
 }
 
 /**
  * Options: colorBy 'cluster' (one trace per cluster, k traces) or 'class'
  * (one trace per class); upload {x, y, cluster (null when not known), k,
- * analysedK} marks the reader's image as a star; touch: for a touch screen,
- * no drag mode, so that a swipe scrolls the page (Plotly leaves a touch to
- * the browser only then) and the toolbar's buttons zoom. Always one more
- * trace for the centres, drawn black.
+ * analysedK, failed (why its cluster at k is not known)} marks the reader's
+ * image as a star, outlined in its cluster's colour when the points are
+ * coloured by cluster; marked (an index into the points, or null) rings the
+ * image opened in the page's image panel (a layout shape, named
+ * MARK_NAME, that no click or hover sees); touch: for a touch screen, no
+ * drag mode, so that a swipe scrolls the page (Plotly leaves a touch to the
+ * browser only then) and the toolbar's buttons zoom. Always one more trace
+ * for the centres, drawn black.
  */
-export function scatterFigure(s, { colorBy = 'cluster', upload = null, touch = false } = {}) {
+export function scatterFigure(s, { colorBy = 'cluster', upload = null, marked = null, touch = false } = {}) {
   const { points, centers, classes } = s;
   const n = points.x.length;
   const k = Math.max(s.k || 0, centers.x.length);
@@ -110,8 +119,21 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null, touch = f
       y: [upload.y],
       text: [uploadText(upload)],
       hovertemplate: '%{text}<extra></extra>',
-      marker: { color: UPLOAD, symbol: 'star', size: 22, line: { width: 1.5, color: '#ffffff' } },
+      meta: { cluster: Number.isInteger(upload.cluster) ? upload.cluster : null, k: upload.k ?? null },
+      marker: { color: UPLOAD, symbol: 'star', size: 22,
+        line: byCluster && Number.isInteger(upload.cluster) && upload.cluster < k
+          ? { width: 3, color: ccol[upload.cluster] } : { width: 1.5, color: '#ffffff' } },
     });
+  }
+
+  // The opened image: a ring of fixed size in pixels around its point.
+  const shapes = [];
+  if (Number.isInteger(marked) && marked >= 0 && marked < n && Number.isFinite(points.x[marked]) && Number.isFinite(points.y[marked])) {
+    for (const [width, color] of [[5, '#ffffff'], [2.5, INK]]) {
+      shapes.push({ type: 'circle', name: MARK_NAME, xref: 'x', yref: 'y', xsizemode: 'pixel', ysizemode: 'pixel',
+        xanchor: points.x[marked], yanchor: points.y[marked], x0: -11, x1: 11, y0: -11, y1: 11,
+        line: { color, width }, fillcolor: 'rgba(0,0,0,0)', layer: 'above' });
+    }
   }
 
   const evr = s.explained_variance_ratio || [];
@@ -122,6 +144,7 @@ export function scatterFigure(s, { colorBy = 'cluster', upload = null, touch = f
     yaxis: { title: { text: `PC 2${pct(evr[1])}` }, zeroline: false, gridcolor: GRID },
     legend: { orientation: 'h', y: -0.18, x: 0, font: { size: 11 } },
     hovermode: 'closest',
+    shapes,
     dragmode: touch ? false : 'pan',
     modebar: { bgcolor: 'rgba(255,255,255,0.9)', color: '#8a94a3', activecolor: '#1f2933' },
   });

@@ -101,7 +101,8 @@ function chartName(node, layerName) {
       const ds = node.dataset;
       return `Scatter of layer ${layerName(Number(ds.layer))}: ${counted(Number(ds.points), 'image')} placed by ` +
         `their two main directions of variation (PCA), in ${counted(Number(ds.k), 'cluster')}. ` +
-        'The table under it, "Show as table", gives each cluster\'s make-up.';
+        'The table under it, "Show as table", gives each cluster\'s make-up.' +
+        `${ds.marked ? ` The ringed point is ${ds.marked}, the image opened.` : ''}`;
     }
     case 'confusion': {
       const tr = d[0];

@@ -11,14 +11,27 @@
 // server (413 too large, 400/415 not an image, ...) is said in plain words,
 // with the server's own sentence in small print below. A refused file leaves
 // the previous answer where it was, on this card and in the graphs.
+//
+// The reader's k. At a layer the reader clustered with another k than the
+// analysis's (followK), the upload's star, its line and its table show its
+// cluster of that k: the upload asks predict with `k<layer>=<k>` for those
+// layers, and a k chosen afterwards is asked for again with the file the
+// page still has, without LIME (`explain=0`). What is learnt is added to
+// the reply (uploadk.js) and handed to the page (`updated`). A refused or
+// failed ask changes nothing else: the cluster stays "?" and the table says
+// why in a short note.
 
 import { predict, getJSON } from './api.js';
 import { el, fill, progress } from './ui.js';
-import { renderImagePanel } from './imagepanel.js';
+import { renderImagePanel, updatePanelReply } from './imagepanel.js';
+import { missingAt, withClustersAt } from './uploadk.js';
 import { checkUpload, uploadErrorText, formatBytes, DEFAULT_UPLOAD_LIMIT, UPLOAD_ACCEPT } from './uploadcheck.js';
 
 let model = null;
 let onResult = () => {};
+let onUpdated = () => {};
+let shown = null; // {reply, file, asking}: the upload shown, its reply with what the re-asks learnt
+const wanted = new Map(); // layer index -> the reader's k, where it is not the analysis's
 let lowShares = null; // promise of lowDoubtShares(report) | null
 let token = 0;
 let previewUrl = null;
@@ -26,12 +39,14 @@ let limit = DEFAULT_UPLOAD_LIMIT; // until /api/health says the server's own
 const nodes = {};
 
 /** Wires the drop zone. `result(reply)` is called with each new prediction
- *  (a refused or failed upload changes nothing there); `doubtShares` is a
- *  promise of this model's lowDoubtShares() (or null), for the note beside a
- *  low doubt. */
-export function initUpload({ model: m, result, doubtShares = null }) {
+ *  (a refused or failed upload changes nothing there), `updated(reply)`
+ *  with the same upload's reply once it knows its clusters at a k the
+ *  reader chose (followK); `doubtShares` is a promise of this model's
+ *  lowDoubtShares() (or null), for the note beside a low doubt. */
+export function initUpload({ model: m, result, updated, doubtShares = null }) {
   model = m;
   onResult = result || onResult;
+  onUpdated = updated || onUpdated;
   lowShares = doubtShares;
   nodes.zone = document.getElementById('dropzone');
   nodes.input = document.getElementById('file-input');
@@ -117,7 +132,44 @@ async function send(file) {
   nodes.zone.classList.add('is-compact');
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = url;
-  renderImagePanel(nodes.answer, { kind: 'upload', reply, file, url: previewUrl },
+  shown = { reply: withClustersAt(reply), file, asking: new Set() };
+  renderImagePanel(nodes.answer, { kind: 'upload', reply: shown.reply, file, url: previewUrl },
     { model, compareId: 'upload-compare', barsId: 'upload-bars', lowShares });
-  onResult(reply);
+  onResult(shown.reply);
+  // The layers the reader clustered with another k.
+  reask();
+}
+
+/** The reader's k for each layer where it is not the analysis's (a Map
+ *  layer -> k, as the graphs show them): the upload shown is asked where it
+ *  falls at the ones its reply does not know yet. */
+export function followK(kMap) {
+  wanted.clear();
+  for (const [layer, k] of kMap || []) wanted.set(layer, k);
+  reask();
+}
+
+/** Asks predict again, without LIME, for the upload shown at the layers and
+ *  k its reply does not know; hands the fuller reply on. */
+async function reask() {
+  const now = shown;
+  const key = ([layer, k]) => `${layer}:${k}`;
+  const ask = now ? missingAt(now.reply, wanted).filter((p) => !now.asking.has(key(p))) : [];
+  if (!ask.length) return;
+  for (const p of ask) now.asking.add(key(p));
+  let found = [], failed = [];
+  try {
+    const r = await predict(model.id, now.file, { explain: false, filename: now.file.name || 'upload', k: ask });
+    found = (r.clusters_at || []).filter((c) => ask.some(([l, k]) => c.layer === l && c.k === k));
+    const got = new Set(found.map((c) => `${c.layer}:${c.k}`));
+    failed = ask.filter(([l, k]) => !got.has(`${l}:${k}`))
+      .map(([layer, k]) => ({ layer, k, message: 'the answer did not say' }));
+  } catch (err) {
+    failed = ask.map(([layer, k]) => ({ layer, k, message: err.message || 'the request failed' }));
+  }
+  for (const p of ask) now.asking.delete(key(p));
+  if (shown !== now) return; // another upload since
+  now.reply = withClustersAt(now.reply, found, failed);
+  updatePanelReply(nodes.answer, now.reply);
+  onUpdated(now.reply);
 }

@@ -10,7 +10,7 @@ import {
   parcatsFigure, uploadPath, indicesOfClass, clusterMajorities, UPLOAD_LABEL, parcatsBarCentres, noteAnchor,
   parcatsMinWidth,
 } from '../../web/parcats.js';
-import { scatterFigure, imagePointCount } from '../../web/scatter.js';
+import { scatterFigure, imagePointCount, MARK_NAME } from '../../web/scatter.js';
 import { elbowFigure } from '../../web/elbow.js';
 import { confusionFigure } from '../../web/confusion.js';
 import { curvesFigure } from '../../web/curves.js';
@@ -210,6 +210,13 @@ test('uploadPath: layers matched by index, else path.clusters by position, pred 
   const t = parcatsFigure(PATHS, { upload: missing }).data[0];
   assert.equal(t.dimensions[2].values[6], -1);
   assert.ok(t.dimensions[2].categoryarray.includes(-1));
+  // A layer clustered with the reader's k: the reply's clusters_at for that
+  // layer and k, not its own cluster (the analysis's); unknown without it.
+  const re = { ...PATHS, dimensions: PATHS.dimensions.map((d) => (d.layer === 3 ? { ...d, k: 5, reclustered: true } : d)) };
+  const reply = { predicted: 'tiger', layers: [{ index: 0, cluster: 1 }, { index: 3, cluster: 0 }] };
+  assert.deepEqual(uploadPath(re, reply).clusters, [1, null]);
+  assert.deepEqual(uploadPath(re, { ...reply, clusters_at: [{ layer: 3, k: 2, cluster: 1 }] }).clusters, [1, null], 'another k');
+  assert.deepEqual(uploadPath(re, { ...reply, clusters_at: [{ layer: 3, k: 5, cluster: 4 }] }).clusters, [1, 4]);
 });
 
 // --- scatter ---------------------------------------------------------------
@@ -266,6 +273,36 @@ test('scatter: the upload is a star at its own coordinates, after the centres', 
   assert.equal(imagePointCount(fig), 5);
   // A reply without coordinates adds nothing.
   assert.equal(scatterFigure(SCATTER, { upload: { x: null, y: null } }).data.length, SCATTER.k + 1);
+});
+
+test('scatter: the star at the reader\'s k, outlined in its cluster\'s colour; said when it is asked for or not known', () => {
+  const at = (upload, colorBy = 'cluster') => scatterFigure(SCATTER, { upload, colorBy }).data.at(-1);
+  // k = 2 chosen, the analysis's 4: the cluster the re-ask found.
+  const star = at({ x: 2.5, y: 0.5, cluster: 1, k: 2, analysedK: 4 });
+  assert.equal(star.text[0], 'your image · cluster 1 at k = 2');
+  assert.deepEqual(star.meta, { cluster: 1, k: 2 });
+  assert.equal(star.marker.line.color, clusterColors(3, 2)[1]);
+  // Coloured by class, the outline stays white.
+  assert.equal(at({ x: 2.5, y: 0.5, cluster: 1, k: 2, analysedK: 4 }, 'class').marker.line.color, '#ffffff');
+  assert.equal(at({ x: 0, y: 0, cluster: 0, k: 4, analysedK: 4 }).text[0], 'your image · cluster 0');
+  assert.equal(at({ x: 0, y: 0, cluster: null, k: 2, analysedK: 4 }).text[0], 'your image · finding its cluster at k = 2…');
+  assert.equal(at({ x: 0, y: 0, cluster: null, k: 2, analysedK: 4, failed: 'busy' }).text[0],
+    'your image · its cluster at k = 2 is not known<br>(strata could not place it: busy)');
+  assert.deepEqual(at({ x: 0, y: 0, cluster: null, k: 2, analysedK: 4 }).meta, { cluster: null, k: 2 });
+});
+
+test('scatter: the opened image ringed by a shape at its point, no trace added', () => {
+  const fig = scatterFigure(SCATTER, { marked: 3 });
+  assert.equal(fig.data.length, SCATTER.k + 1);
+  assert.equal(imagePointCount(fig), 5);
+  assert.ok(fig.layout.shapes.length >= 1);
+  for (const sh of fig.layout.shapes) {
+    assert.equal(sh.name, MARK_NAME);
+    assert.equal(sh.type, 'circle');
+    assert.deepEqual([sh.xanchor, sh.yanchor, sh.xsizemode, sh.ysizemode], [4, 40, 'pixel', 'pixel']);
+  }
+  assert.deepEqual(scatterFigure(SCATTER).layout.shapes, []);
+  assert.deepEqual(scatterFigure(SCATTER, { marked: 9 }).layout.shapes, [], 'an index out of range rings nothing');
 });
 
 test('scatter: k traces even when a cluster is empty', () => {

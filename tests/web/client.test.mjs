@@ -2,7 +2,9 @@
 // written out here (no strata needed): the error envelope becomes an
 // ApiError with the server's code, status and sentence; a 503 "busy" is
 // retried after Retry-After; predict() sends the image as multipart field
-// "image". (tests/web/api.test.mjs tests the real server's API.)
+// "image", or names an image of the analysed split and sends no body, and
+// asks for the reader's k as k<layer>=<k>. (tests/web/api.test.mjs tests the
+// real server's API.)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,6 +47,7 @@ before(async () => {
       const chunks = [];
       for await (const c of req) chunks.push(c);
       lastUpload = { type: req.headers['content-type'], body: Buffer.concat(chunks).toString('latin1'), query: url.search };
+      if (url.searchParams.has('image')) return json(200, { predicted: 'cheetah', image: url.searchParams.get('image') });
       if (!/filename="[^"]*"\r\nContent-Type: image\/png/.test(lastUpload.body)) {
         return json(415, { error: { code: 'unsupported_media_type', message: 'send a JPEG or PNG image' } });
       }
@@ -103,6 +106,20 @@ test('predict posts multipart field "image" with the blob\'s type and name', asy
   assert.equal(lastUpload.query, '?explain=0');
   const text = new Blob(['hello'], { type: 'text/plain' });
   await assert.rejects(predict('felines', text), (e) => e.status === 415 && e.message === 'send a JPEG or PNG image');
+  // The reader's k for some layers: k<layer>=<k>, in the order given.
+  await predict('felines', png, { explain: false, k: new Map([[3, 5], [9, 2]]) });
+  assert.equal(lastUpload.query, '?explain=0&k3=5&k9=2');
+  assert.match(lastUpload.body, /\x89PNG/);
+});
+
+test('predict names an image of the analysed split and sends no body', async () => {
+  const r = await predict('felines', null, { image: 'cheetah/0003.jpg', explain: false });
+  assert.deepEqual(r, { predicted: 'cheetah', image: 'cheetah/0003.jpg' });
+  assert.equal(lastUpload.query, '?explain=0&image=cheetah%2F0003.jpg');
+  assert.equal(lastUpload.body, '', 'no body');
+  assert.equal(lastUpload.type, undefined, 'no content type');
+  await predict('felines', null, { image: 17, k: [[3, 5]] });
+  assert.equal(lastUpload.query, '?image=17&k3=5');
 });
 
 test('image ids: class and file encoded as two segments, an index as one', () => {

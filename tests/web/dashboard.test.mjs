@@ -496,18 +496,23 @@ test('k: one k per layer, shared by the scatter, elbow, paths graph and upload, 
   assert.ok(bar, `a bar labelled ${dim.label} among ${notes.bars.map((b) => b.label).join(', ')}`);
   const note = notes.notes.find((n) => Math.abs(n.x - bar.x) <= 3);
   assert.ok(note.text.startsWith(`k${k}purity${reclustered.purity.toFixed(2)}ARI${reclustered.ari.toFixed(2)}`), note.text);
-  // An upload now: neither the star nor the path claims the cluster of the analysed k.
-  const reply = await upload(page, testImage());
+  // An upload now: the star and the path in its cluster at this k, as
+  // predict?k<layer>=<k> gives it (the page asks it again so).
+  await upload(page, testImage());
+  const atK = await (await fetch(`${base}${api(`/predict?explain=0&k${dim.layer}=${k}`)}`, { method: 'POST',
+    body: fs.readFileSync(testImage()), headers: { 'Content-Type': 'image/jpeg' } })).json();
+  const want = atK.clusters_at[0].cluster;
+  await page.waitForFunction((kk) => {
+    const tr = document.getElementById('scatter').data.find((d) => d.name === 'your image');
+    return tr && tr.meta && tr.meta.k === kk && Number.isInteger(tr.meta.cluster);
+  }, k);
   const star = await page.evaluate(() => document.getElementById('scatter').data.find((tr) => tr.name === 'your image'));
-  assert.ok(star, 'the upload is a star on the scatter');
-  const stale = reply.layers.find((l) => l.index === dim.layer).cluster;
-  assert.doesNotMatch(star.text[0], new RegExp(`cluster ${stale}\\b`), `star: ${star.text[0]}`);
-  assert.match(star.text[0], new RegExp(`k = ${k}`));
-  const upValue = await page.evaluate((d) => {
+  assert.equal(star.meta.cluster, want, `star: ${star.text[0]}`);
+  assert.equal(star.text[0], `your image · cluster ${want} at k = ${k}`);
+  await page.waitForFunction(([d, c]) => {
     const v = document.getElementById('parcats').data[0].dimensions[d].values;
-    return v[v.length - 1];
-  }, di);
-  assert.equal(upValue, -1, 'the upload\'s cluster at this k is unknown, drawn as "?"');
+    return v[v.length - 1] === c;
+  }, [di, want]);
   // Another layer and back: the k chosen here is kept, everywhere.
   const other = layerDims[j === 0 ? 1 : 0];
   await page.click(`#layer-buttons button[data-layer="${other.layer}"]`);
@@ -528,7 +533,7 @@ test('k: one k per layer, shared by the scatter, elbow, paths graph and upload, 
   await ctx.close();
 });
 
-test('k: withClustering puts another k of a layer into the paths document; an upload\'s cluster there is unknown', () => {
+test('k: withClustering puts another k of a layer into the paths document; an upload\'s cluster there from clusters_at', () => {
   const paths = {
     classes: ['a', 'b'],
     dimensions: [{ label: 'true class', kind: 'true' }, { label: 'c1', kind: 'layer', layer: 0, k: 2, purity: 1, ari: 1 },
@@ -547,11 +552,16 @@ test('k: withClustering puts another k of a layer into the paths document; an up
   assert.deepEqual(paths.images.clusters, [[0, 1], [0, 0], [1, 1]], 'the served document is left as it was');
   // A layer the graph does not show: nothing changes.
   assert.equal(withClustering(paths, { ...scatter, layer: { index: 1 } }), paths);
-  // The upload keeps its cluster where the k is the analysis's, not elsewhere.
+  // The upload keeps its cluster where the k is the analysis's; elsewhere
+  // it is unknown ("?") until predict's clusters_at for that k tells it.
   const up = uploadPath(re, { predicted: 'b', layers: [{ index: 0, cluster: 1 }, { index: 2, cluster: 0 }] });
   assert.deepEqual(up, { clusters: [1, null], pred: 1 });
   const fig = parcatsFigure(re, { upload: up });
   assert.equal(fig.data[0].dimensions[2].values[3], -1);
+  const known = uploadPath(re, { predicted: 'b', layers: [{ index: 0, cluster: 1 }, { index: 2, cluster: 0 }],
+    clusters_at: [{ layer: 2, k: 3, cluster: 2 }] });
+  assert.deepEqual(known, { clusters: [1, 2], pred: 1 });
+  assert.equal(parcatsFigure(re, { upload: known }).data[0].dimensions[2].values[3], 2);
   assert.match(fig.layout.annotations[2].text, /^k 3<br>purity 0\.90<br>ARI 0\.40$/);
 });
 

@@ -6,7 +6,7 @@
 // .zip of class folders built here from the shared felines photos (read at
 // test time, never kept) and once with the server's felines dataset; each
 // is analysed (the progress shown on its page), its layers, an upload's
-// answer, doubt, LIME and path are seen on its page, and it is deleted
+// answer, doubt, LIME and path, and a mistake's LIME, are seen on its page, and it is deleted
 // through the page. Refusals: a name that is not .onnx (refused before
 // sending), a text file named .onnx and an archive without images (the
 // server's sentence, the form kept as it was). Screenshots of each step at
@@ -467,6 +467,25 @@ test('import with an archive: progress, report, analysis, every layer, an upload
   });
   assert.equal(pc.n, detail.analysis.n_images + 1);
   assert.equal(pc.first, 'your image');
+  // A mistake of its gallery opens with its LIME explanation, as on the demo models.
+  const wrong = (await getJSON(`/api/models/${id}/misclassified`)).images;
+  if (wrong.length) {
+    await page.locator('#gallery').scrollIntoViewIfNeeded();
+    await page.waitForSelector('#gallery .gallery-item');
+    await page.locator('#gallery .gallery-item').first().click();
+    await page.waitForSelector('#mistake-detail .image-panel');
+    const opened = await page.locator('#mistake-detail .image-panel').getAttribute('data-image');
+    assert.ok(wrong.some((w) => w.id === opened), `${opened} is one of its mistakes`);
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#mistake-detail img.lime-overlay');
+      return img && img.complete && img.naturalWidth > 0;
+    }, null, { timeout: 4 * STEP_MS });
+    assert.match(await page.locator('#mistake-detail .description').innerText(), /\w/);
+    await page.locator('#mistake-detail').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'import-mistake-desktop.png') });
+  } else {
+    t.diagnostic('the imported model answers every analysed image rightly: no mistake to open');
+  }
   // The photos of the other datasets get this model's answers too.
   await page.locator('#outside').scrollIntoViewIfNeeded();
   await page.waitForFunction(() => {

@@ -7,14 +7,24 @@
 //   - a confusion-matrix cell opens a gallery of exactly that cell's images,
 //     whose paths, and only theirs, are highlighted in the graph of paths;
 //   - a scatter point opens the image panel of that image, with its classes,
-//     and highlights its own path;
+//     and highlights its own path; its doubt comes from predict?image=<id>
+//     with no body (the photo is neither fetched by the script nor sent);
+//     its point is ringed on the scatter, on every layer, until the panel
+//     closes;
 //   - a cluster (a bar of the graph of paths, a centre on the scatter) opens
 //     a gallery of as many images as the cluster holds, nearest its centre
-//     first, with its make-up;
-//   - a mistake opens the same panel and highlights its own path only;
+//     first (ascending points.distance, in the layer's feature space), with
+//     its make-up;
+//   - a mistake opens the same panel, highlights its own path only and is
+//     ringed on the scatter;
 //   - an upload's result sits between the graphs it changes, its path as a
 //     table layer by layer (cluster, nearest class, agreement), and on a
 //     phone the graph of paths is within one screen of it;
+//   - at a k the reader chose for a layer, an upload of a test photo has its
+//     star, its line and its table's row in the cluster of predict's
+//     clusters_at (asked again without LIME, the file as the body), which is
+//     the cluster of the photo's own point at that k; a refused re-ask
+//     leaves "?" and says why;
 //   - what a layer sees, for a test image and for an upload, at a spatial
 //     layer (one tile per mapped channel, labelled as the reply says) and a
 //     vector layer (bars);
@@ -37,6 +47,7 @@ import { readView, viewSearch } from '../../web/viewstate.js';
 import { confusionCell } from '../../web/confusion.js';
 import { scatterPick } from '../../web/scatter.js';
 import { clusterMajorities } from '../../web/parcats.js';
+import { clusterAt, failedAt, missingAt, withClustersAt } from '../../web/uploadk.js';
 
 const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
 const DESKTOP = { viewport: { width: 1280, height: 800 } };
@@ -86,8 +97,9 @@ function api(p) {
 const modelUrl = (query = '') => `/model.html?id=${encodeURIComponent(model.id)}${query}`;
 
 /** A page that records console errors and uncaught exceptions (a 503
- *  "busy" is retried by api.js, so not counted). */
-async function open(ctx, url) {
+ *  "busy" is retried by api.js, so not counted; `allow`, a regexp, names
+ *  other expected ones). */
+async function open(ctx, url, allow = null) {
   const page = await ctx.newPage();
   page.setDefaultTimeout(STEP_MS);
   const errors = [];
@@ -95,6 +107,7 @@ async function open(ctx, url) {
     if (m.type() !== 'error') return;
     const text = m.text();
     if (/status of 503/.test(text)) return;
+    if (allow && allow.test(text)) return;
     errors.push(`console: ${text}`);
   });
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
@@ -190,19 +203,26 @@ test('galleries: a cell\'s images, a cluster\'s nearest its centre first, with i
   const probs = cellSpec(toyPaths, 1, 1, { probabilities: new Map([['b/0', 0.4], ['b/1', 0.9]]) });
   assert.deepEqual(probs.items.map((it) => it.id), ['b/1', 'b/0']);
 
-  // The scatter lists the images in another order than the paths.
+  // The scatter lists the images in another order than the paths. On the
+  // plane b/0 is nearest the centre (1, 0), then a/0, then b/1; in the
+  // layer's features (points.distance) b/1 is, then a/0, then b/0.
   const scatter = {
     layer: { index: 2, name: 'd1' }, k: 2, classes: ['a', 'b'],
     points: { id: ['b/1', 'a/0', 'b/0', 'a/1'], x: [3, 0.5, 1, 9], y: [4, 0, 0, 9], true: [1, 0, 1, 0], pred: [1, 0, 1, 1],
-      cluster: [1, 1, 1, 0] },
+      cluster: [1, 1, 1, 0], distance: [0.5, 2, 3, 0] },
     centers: { x: [9, 1], y: [9, 0], size: [1, 3], majority: [0, 1] },
   };
-  assert.deepEqual(clusterMembers(scatter, 1).map((m) => m.i), [2, 1, 0], 'nearest the centre (1, 0) first');
+  assert.deepEqual(clusterMembers(scatter, 1).map((m) => [m.i, m.d]), [[0, 0.5], [1, 2], [2, 3]],
+    'nearest the centre in the layer\'s features first');
+  // Ties by index; a missing distance last.
+  const tied = { ...scatter, points: { ...scatter.points, distance: [2, 2, null, 0] } };
+  assert.deepEqual(clusterMembers(tied, 1).map((m) => m.i), [0, 1, 2]);
   const cl = clusterSpec(toyPaths, scatter, 1);
   assert.equal(cl.key, '2.1');
   assert.equal(cl.size, 3);
-  assert.deepEqual(cl.items.map((it) => it.id), ['b/0', 'a/0', 'b/1']);
-  assert.deepEqual(cl.items.map((it) => it.index), [2, 0, 3], 'indices into the paths document, by id');
+  assert.deepEqual(cl.items.map((it) => it.id), ['b/1', 'a/0', 'b/0']);
+  assert.deepEqual(cl.items.map((it) => it.index), [3, 0, 2], 'indices into the paths document, by id');
+  assert.match(cl.lead, /nearest its centre come first, measured in the layer's own features/);
   assert.deepEqual(cl.trueCounts, [1, 2]);
   assert.deepEqual(cl.predCounts, [1, 2]);
   assert.equal(cl.right, 3);
@@ -224,9 +244,19 @@ test('image panel: the path table\'s rows from the paths document or a predict r
   assert.deepEqual(rows.map((r) => [r.label, r.cluster, r.mostly, r.size]), [['c1', 0, 'a', 2], ['d1', 0, 'a', 1]]);
   assert.deepEqual(rows.map((r) => [r.probed, r.nearest, r.agreement, r.agrees]),
     [[false, null, null, null], [true, 'a', 0.25, false]]);
-  // An upload: the reply's clusters, none for a layer clustered with another k.
-  const up = pathRows({ dims: [dims[0], { ...dims[1], reclustered: true, k: 3 }], classes: toyPaths.classes, reply });
-  assert.deepEqual(up.map((r) => [r.cluster, r.mostly, r.size]), [[1, 'b', 2], [null, null, null]]);
+  // An upload: the reply's clusters, none for a layer clustered with another k ...
+  const reDims = [dims[0], { ...dims[1], reclustered: true, k: 3 }];
+  const up = pathRows({ dims: reDims, classes: toyPaths.classes, reply });
+  assert.deepEqual(up.map((r) => [r.cluster, r.mostly, r.size, r.failed]), [[1, 'b', 2, null], [null, null, null, null]]);
+  // ... until the page's re-ask tells it (clusters_at), named from the
+  // graph's document at that k; or says why it could not.
+  const reMaj = [[0, 1], [1, 0, 0]], reSizes = [[2, 2], [1, 2, 1]];
+  const known = pathRows({ dims: reDims, classes: toyPaths.classes, majorities: reMaj, sizes: reSizes,
+    reply: withClustersAt(reply, [{ layer: 2, k: 3, cluster: 2 }, { layer: 2, k: 4, cluster: 0 }]) });
+  assert.deepEqual(known.map((r) => [r.cluster, r.mostly, r.size]), [[1, 'b', 2], [2, 'a', 1]]);
+  const failed = pathRows({ dims: reDims, classes: toyPaths.classes,
+    reply: withClustersAt(reply, [], [{ layer: 2, k: 3, message: 'busy' }]) });
+  assert.deepEqual([failed[1].cluster, failed[1].failed], [null, 'busy']);
   // No document: every layer of the reply.
   assert.deepEqual(pathRows({ dims: [], reply }).map((r) => r.layer), [0, 1, 2]);
 
@@ -241,6 +271,25 @@ test('image panel: the path table\'s rows from the paths document or a predict r
     'below). At gap, the deepest probed layer, it lies further from the training images than 54 % of held-out images.');
   const plain = { explanation: 'High doubt (0.99): far out.', layers: [] };
   assert.equal(doubtWithoutLayers(plain), plain);
+});
+
+test('the upload at the reader\'s k: what is known, what is missing, what failed', () => {
+  const reply = { predicted: 'b', clusters_at: [{ layer: 3, k: 5, cluster: 2 }] };
+  assert.equal(clusterAt(reply, 3, 5), 2);
+  assert.equal(clusterAt(reply, 3, 4), null);
+  assert.equal(clusterAt(null, 3, 5), null);
+  const wanted = new Map([[3, 5], [6, 2], [9, 7]]);
+  assert.deepEqual(missingAt(reply, wanted), [[6, 2], [9, 7]]);
+  const more = withClustersAt(reply, [{ layer: 6, k: 2, cluster: 0 }], [{ layer: 9, k: 7, message: 'busy' }]);
+  assert.deepEqual(more.clusters_at, [{ layer: 3, k: 5, cluster: 2 }, { layer: 6, k: 2, cluster: 0 }]);
+  assert.equal(failedAt(more, 9, 7), 'busy');
+  assert.deepEqual(missingAt(more, wanted), [], 'a failure is not asked again');
+  assert.equal(more.predicted, 'b');
+  assert.deepEqual(reply.clusters_at, [{ layer: 3, k: 5, cluster: 2 }], 'the reply is left as it was');
+  // A later answer for a layer and k replaces the earlier one, and a failure.
+  const again = withClustersAt(more, [{ layer: 9, k: 7, cluster: 6 }, { layer: 3, k: 5, cluster: 1 }]);
+  assert.deepEqual([clusterAt(again, 9, 7), failedAt(again, 9, 7), clusterAt(again, 3, 5)], [6, null, 1]);
+  assert.deepEqual(withClustersAt({ predicted: 'a' }), { predicted: 'a', clusters_at: [], clusters_failed: [] });
 });
 
 test('feature maps: tiles from a reply, one colour scale, bars for a vector layer', () => {
@@ -380,7 +429,29 @@ const loneImagePoint = () => {
   return { x: best.p[0], y: best.p[1], index: best.index, layer: gd.dataset.layer, k: gd.dataset.k };
 };
 
-test('scatter point → the image panel with that image\'s classes, its own path highlighted', async (t) => {
+/** Records the page's requests to the API: {path, search, params, method,
+ *  body (the POST data, null for none), script (made by fetch or XHR)}. */
+function watchApi(page) {
+  const out = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (!u.pathname.startsWith('/api/')) return;
+    out.push({ path: decodeURIComponent(u.pathname), search: u.search, params: u.searchParams, method: r.method(),
+      body: r.postDataBuffer(), type: r.headers()['content-type'] || null, script: ['fetch', 'xhr'].includes(r.resourceType()) });
+  });
+  return out;
+}
+
+/** The ring around the opened image on the scatter: the image it rings,
+ *  the anchors of its shapes, how many shapes are drawn. */
+const ringOf = () => {
+  const gd = document.getElementById('scatter');
+  const shapes = (gd.layout.shapes || []).filter((sh) => sh.name === 'opened image');
+  return { marked: gd.dataset.marked ?? null, shapes: shapes.map((sh) => [sh.xanchor, sh.yanchor]),
+    drawn: gd.querySelectorAll('.shapelayer path').length };
+};
+
+test('scatter point → the image panel with that image\'s classes, its own path highlighted, its point ringed', async (t) => {
   if (skip) { t.skip(skip); return; }
   const C = paths.classes.length;
   for (const [kind, opts] of VIEWS) {
@@ -391,6 +462,7 @@ test('scatter point → the image panel with that image\'s classes, its own path
     const target = await page.evaluate(loneImagePoint);
     const scatter = await getJSON(api(`/layers/${target.layer}/scatter`));
     const id = scatter.points.id[target.index];
+    const requests = watchApi(page);
     await press(page, kind, target.x, target.y);
     const panel = '#scatter-linked .image-panel';
     await page.waitForSelector(`${panel}[data-image="${id}"]`);
@@ -403,9 +475,24 @@ test('scatter point → the image panel with that image\'s classes, its own path
     assert.match(facts, new RegExp(`the model says\\s+${predCls}`, 'i'));
     assert.deepEqual(await page.evaluate(colouredLines, C), [paths.images.id.indexOf(id)], `${kind}: only its path`);
     assert.equal(new URL(page.url()).searchParams.get('image'), id);
-    // Its probability and doubt come from the model, as for an upload.
+    // Its probability and doubt come from the model, as for an upload: asked
+    // with predict?image=<id>, the photo neither fetched by the script nor sent.
     await page.waitForSelector(`${panel} [data-probability]`, { timeout: 2 * STEP_MS });
     await page.waitForSelector(`${panel} .doubt-score, ${panel} .doubt-none`);
+    const predicts = requests.filter((r) => r.path === api('/predict'));
+    assert.ok(predicts.length >= 1, `${kind}: the panel asked predict`);
+    for (const r of predicts) {
+      assert.equal(r.method, 'POST');
+      assert.equal(r.params.get('image'), id, `${kind}: predict names the image: ${r.search}`);
+      assert.equal(r.params.get('explain'), '0', `${kind}: no LIME asked: ${r.search}`);
+      assert.equal(r.body, null, `${kind}: predict carries no body`);
+      assert.equal(r.type, null, `${kind}: nor a content type`);
+    }
+    const photo = api(`/images/${id}`);
+    assert.deepEqual(requests.filter((r) => r.path === photo && r.script).map((r) => r.search), [],
+      `${kind}: the photo is not fetched by the script`);
+    assert.equal(await page.locator(`${panel} .doubt-source`).count(), 0);
+    assert.doesNotMatch(await page.locator(panel).innerText(), /sent to it as an upload/);
     // Its path, layer by layer: the clusters of the paths document.
     const row = paths.images.clusters[paths.images.id.indexOf(id)];
     const shown = await page.$$eval(`${panel} .path-table td[data-col="cluster"]`, (tds) => tds.map((td) => Number(td.dataset.value)));
@@ -416,6 +503,31 @@ test('scatter point → the image panel with that image\'s classes, its own path
     await shot(page, `scatter-${kind}`);
     await shotOf(page, '#scatter-linked', `scatter-panel-${kind}`);
     assert.equal(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true, `${kind}: no sideways scroll`);
+    // The opened image is ringed on the scatter, at its point, drawn.
+    const ring = await page.evaluate(ringOf);
+    assert.equal(ring.marked, id, `${kind}: the scatter knows the opened image`);
+    assert.ok(ring.shapes.length >= 1 && ring.drawn >= ring.shapes.length, `${kind}: a ring drawn: ${JSON.stringify(ring)}`);
+    for (const [x, y] of ring.shapes) assert.deepEqual([x, y], [scatter.points.x[target.index], scatter.points.y[target.index]]);
+    await centre(page, '#scatter');
+    // (The photo a tap shows over the point is put away for the picture.)
+    await page.evaluate(() => { document.getElementById('scatter-tip').hidden = true; });
+    await page.waitForTimeout(300);
+    await shot(page, `ring-${kind}`);
+    // Another layer: the ring follows the image to its point there.
+    const dims = paths.dimensions.filter((d) => d.kind === 'layer');
+    const other = dims.find((d) => String(d.layer) !== target.layer);
+    const otherScatter = await getJSON(api(`/layers/${other.layer}/scatter`));
+    const j = otherScatter.points.id.indexOf(id);
+    await pressEl(page.locator(`#layer-buttons button[data-layer="${other.layer}"]`), kind);
+    await page.waitForFunction((l) => document.getElementById('scatter').dataset.layer === String(l) &&
+      !document.querySelector('#layer-stats .progress'), other.layer);
+    await page.waitForFunction(([x, y]) => (document.getElementById('scatter').layout.shapes || [])
+      .some((sh) => sh.name === 'opened image' && sh.xanchor === x && sh.yanchor === y), [otherScatter.points.x[j], otherScatter.points.y[j]]);
+    // Closing the panel takes the ring away.
+    await pressEl(page.locator(`${panel} .close-button`), kind);
+    await page.waitForFunction(() => !document.querySelector('#scatter-linked .image-panel'));
+    await page.waitForFunction(() => !(document.getElementById('scatter').layout.shapes || []).length);
+    assert.equal((await page.evaluate(ringOf)).marked, null, `${kind}: nothing ringed once closed`);
     assert.deepEqual(errors, [], `${kind}: console errors`);
     await ctx.close();
   }
@@ -423,10 +535,13 @@ test('scatter point → the image panel with that image\'s classes, its own path
 
 // --- 3. a cluster -----------------------------------------------------------------------------
 
-/** The expected gallery of cluster c of a scatter reply: its ids, nearest the centre first. */
+/** The expected gallery of cluster c of a scatter reply: its ids, nearest
+ *  the centre in the layer's feature space first (ascending
+ *  points.distance, ties by index). */
 function nearestFirst(scatter, c) {
-  const { points, centers } = scatter;
-  return points.id.map((id, i) => ({ id, i, d: Math.hypot(points.x[i] - centers.x[c], points.y[i] - centers.y[c]) }))
+  const { points } = scatter;
+  assert.equal(points.distance.length, points.id.length, 'the scatter reply has every point\'s distance');
+  return points.id.map((id, i) => ({ id, i, d: points.distance[i] }))
     .filter((p) => points.cluster[p.i] === c).sort((a, b) => a.d - b.d || a.i - b.i);
 }
 
@@ -438,7 +553,10 @@ async function checkClusterGallery(page, sel, scatter, c, kind) {
   assert.equal(await page.getAttribute(sel, 'data-count'), String(scatter.centers.size[c]), `${kind}: the cluster's size`);
   const want = nearestFirst(scatter, c);
   const ids = await galleryIds(page, sel);
-  assert.deepEqual(ids, want.map((p) => p.id), `${kind}: nearest the centre first`);
+  assert.deepEqual(ids, want.map((p) => p.id), `${kind}: nearest the centre (points.distance) first`);
+  const dists = ids.map((id) => scatter.points.distance[scatter.points.id.indexOf(id)]);
+  assert.ok(dists.every((d, i) => i === 0 || dists[i - 1] <= d), `${kind}: ascending distance`);
+  assert.match(await page.locator(`${sel} .linked-lead`).innerText(), /nearest its centre come first, measured in the layer's own features/);
   // Its make-up: true classes and the model's answers, counted.
   const made = await page.$$eval(`${sel} .makeup[data-makeup="true"] li`, (lis) => lis.map((li) => [li.dataset.class, Number(li.dataset.count)]));
   const counts = new Map();
@@ -521,6 +639,8 @@ test('mistake → the same panel, and its own path only', async (t) => {
     assert.equal(await page.getAttribute(panel, 'data-predicted'), item.pred);
     assert.deepEqual(await page.evaluate(colouredLines, C), [item.index], `${kind}: its own path, not its class's`);
     assert.match(await page.locator('#highlight-note').innerText(), new RegExp(`Highlighting 1 of ${paths.images.true.length}`));
+    await page.waitForFunction((id) => document.getElementById('scatter').dataset.marked === id, item.id);
+    assert.equal((await page.evaluate(ringOf)).shapes.length > 0, true, `${kind}: the mistake is ringed on the scatter`);
     const shown = await page.$$eval(`${panel} .path-table td[data-col="cluster"]`, (tds) => tds.map((td) => Number(td.dataset.value)));
     assert.deepEqual(shown, paths.images.clusters[item.index]);
     assert.equal(await page.locator(`${panel} .compare-button`).count(), 1, 'the methods side by side can be opened');
@@ -532,6 +652,7 @@ test('mistake → the same panel, and its own path only', async (t) => {
     await pressEl(page.locator(`${panel} .close-button`), kind);
     await page.waitForSelector('#mistake-detail', { state: 'hidden' });
     assert.equal((await page.evaluate(colouredLines, C)).length, paths.images.true.length);
+    await page.waitForFunction(() => document.getElementById('scatter').dataset.marked === undefined);
     assert.deepEqual(errors, [], `${kind}: console errors`);
     await ctx.close();
   }
@@ -618,6 +739,135 @@ test('upload → its path as a table layer by layer, between the graphs it chang
     assert.deepEqual(errors, [], `${kind}: console errors`);
     await ctx.close();
   }
+});
+
+// --- 5b. an upload at the reader's k ------------------------------------------------------------
+
+/** The star of the upload on the scatter: its tooltip and what it carries ({cluster, k}). */
+const starOf = () => {
+  const tr = document.getElementById('scatter').data.find((d) => d.name === 'your image');
+  return tr ? { text: tr.text[0], meta: tr.meta || null } : null;
+};
+
+/** The upload's value at dimension `d` of the graph of paths (its line is the last). */
+const uploadValueAt = (d) => {
+  const v = document.getElementById('parcats').data[0].dimensions[d].values;
+  return v[v.length - 1];
+};
+
+/** Shows layer `layer` at `k` in the layer panel, with a click or a tap. */
+async function showLayerAt(page, kind, layer, k) {
+  await pressEl(page.locator(`#layer-buttons button[data-layer="${layer}"]`), kind);
+  await page.waitForFunction((l) => document.getElementById('scatter').dataset.layer === String(l) &&
+    !document.querySelector('#layer-stats .progress'), layer);
+  await pressEl(page.locator(`#k-selector button[data-k="${k}"]`), kind);
+  await page.waitForFunction((kk) => document.getElementById('scatter').dataset.k === String(kk) &&
+    !document.querySelector('#layer-stats .progress'), k);
+}
+
+test('upload at the reader\'s k: star, line and table in the cluster predict?k gives, its own test point\'s', async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const dims = paths.dimensions.filter((d) => d.kind === 'layer');
+  const dim = dims[Math.floor(dims.length / 2)];
+  const di = paths.dimensions.indexOf(dim);
+  const k = dim.k === 5 ? 6 : 5;
+  // A test photo of the analysed split, uploaded: its own point is on the scatter.
+  const file = testImage(model.classes[2 % model.classes.length]);
+  const id = `${path.basename(path.dirname(file))}/${path.basename(file)}`;
+  const scatterK = await getJSON(api(`/layers/${dim.layer}/scatter?k=${k}`));
+  const i = scatterK.points.id.indexOf(id);
+  assert.ok(i >= 0, `${id} is a point of the scatter`);
+  const pointCluster = scatterK.points.cluster[i];
+  const asked = await (await fetch(`${base}${api(`/predict?explain=0&k${dim.layer}=${k}`)}`, { method: 'POST',
+    body: fs.readFileSync(file), headers: { 'Content-Type': 'image/jpeg' } })).json();
+  assert.deepEqual(asked.clusters_at, [{ layer: dim.layer, k, cluster: pointCluster }],
+    'the reply\'s clusters_at is the cluster of the photo\'s own point at that k');
+  const ownCluster = asked.layers.find((l) => l.index === dim.layer).cluster;
+  t.diagnostic(`${id} at ${dim.label}: cluster ${pointCluster} of ${k}, ${ownCluster} of the analysis's ${dim.k}`);
+  for (const [kind, opts] of VIEWS) {
+    const ctx = await browser.newContext(opts);
+    const { page, errors } = await open(ctx, modelUrl());
+    await modelPageReady(page);
+    const requests = watchApi(page);
+    await showLayerAt(page, kind, dim.layer, k);
+    await upload(page, file);
+    await page.waitForFunction((kk) => {
+      const tr = document.getElementById('scatter').data.find((d) => d.name === 'your image');
+      return tr && tr.meta && tr.meta.k === kk && Number.isInteger(tr.meta.cluster);
+    }, k, { timeout: 2 * STEP_MS });
+    const star = await page.evaluate(starOf);
+    assert.equal(star.meta.cluster, pointCluster, `${kind}: the star is in its point's cluster at k = ${k}`);
+    assert.equal(star.text, `your image · cluster ${pointCluster} at k = ${k}`);
+    // The line in the graph of paths and the table's row say the same.
+    await page.waitForFunction(([d, c]) => {
+      const v = document.getElementById('parcats').data[0].dimensions[d].values;
+      return v[v.length - 1] === c;
+    }, [di, pointCluster]);
+    const cell = `#upload-result .path-table tr[data-layer="${dim.layer}"] td[data-col="cluster"]`;
+    await page.waitForFunction(([sel, c]) => document.querySelector(sel)?.dataset.value === String(c), [cell, pointCluster]);
+    assert.match(await page.locator(cell).innerText(), new RegExp(`k = ${k}`));
+    // The upload itself, then one re-ask without LIME for the chosen k, with the file as its body.
+    const predicts = requests.filter((r) => r.path === api('/predict'));
+    assert.ok(predicts.length >= 2, `${kind}: ${predicts.map((r) => r.search).join(' ')}`);
+    assert.equal(predicts[0].search, '', `${kind}: the upload asks with LIME and no k`);
+    const reasks = predicts.slice(1);
+    assert.ok(reasks.every((r) => r.params.get('explain') === '0' && /^multipart\/form-data/.test(r.type) && !r.params.has('image')),
+      `${kind}: re-asks send the file, without LIME: ${JSON.stringify(reasks.map((r) => [r.search, r.type, r.body?.length ?? null]))}`);
+    assert.ok(reasks.some((r) => r.params.get(`k${dim.layer}`) === String(k)), `${kind}: k${dim.layer}=${k} asked`);
+    await centre(page, '#scatter');
+    await page.waitForTimeout(400);
+    await shot(page, `upload-k-star-${kind}`);
+    await shotOf(page, '#upload-result .panel-path', `upload-k-table-${kind}`);
+    // Back to the analysis's k: the reply's own cluster, nothing asked.
+    const before = requests.length;
+    await pressEl(page.locator(`#k-selector button[data-k="${dim.k}"]`), kind);
+    await page.waitForFunction((c) => {
+      const tr = document.getElementById('scatter').data.find((d) => d.name === 'your image');
+      return tr && tr.meta && tr.meta.cluster === c && !/ at k = /.test(tr.text[0]);
+    }, ownCluster);
+    await page.waitForFunction(([sel, c]) => document.querySelector(sel)?.dataset.value === String(c), [cell, ownCluster]);
+    assert.equal(await page.evaluate(uploadValueAt, di), ownCluster);
+    assert.equal(requests.slice(before).filter((r) => r.path === api('/predict')).length, 0, `${kind}: nothing asked again`);
+    assert.equal(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true, `${kind}: no sideways scroll`);
+    assert.deepEqual(errors, [], `${kind}: console errors`);
+    await ctx.close();
+  }
+});
+
+test('upload at the reader\'s k: a refused re-ask leaves "?" and says why', async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const dims = paths.dimensions.filter((d) => d.kind === 'layer');
+  const dim = dims[dims.length - 2];
+  const di = paths.dimensions.indexOf(dim);
+  const k = dim.k === 2 ? 3 : 2;
+  const ctx = await browser.newContext(DESKTOP);
+  const { page, errors } = await open(ctx, modelUrl(), /status of 400/);
+  // The server refuses every ask with a k (a stand-in for any refusal).
+  const refusal = `k${dim.layer}=${k}: refused here`;
+  await page.route((u) => u.pathname.endsWith('/predict') && [...u.searchParams.keys()].some((key) => /^k\d+$/.test(key)),
+    (route) => route.fulfill({ status: 400, contentType: 'application/json',
+      body: JSON.stringify({ error: { code: 'bad_parameter', message: refusal } }) }));
+  await modelPageReady(page);
+  await showLayerAt(page, 'desktop', dim.layer, k);
+  const reply = await upload(page, testImage());
+  await page.waitForFunction(() => /is not known/.test(document.getElementById('scatter').data
+    .find((d) => d.name === 'your image')?.text[0] || ''));
+  const star = await page.evaluate(starOf);
+  assert.equal(star.meta.cluster, null);
+  assert.match(star.text, new RegExp(`its cluster at k = ${k} is not known.*${refusal}`));
+  const cell = `#upload-result .path-table tr[data-layer="${dim.layer}"] td[data-col="cluster"]`;
+  assert.equal(await page.getAttribute(cell, 'data-state'), 'failed');
+  assert.equal(await page.locator(cell).innerText(), `? at k = ${k}`);
+  assert.match(await page.locator('#upload-result .path-failed').innerText(), new RegExp(`${dim.label} \\(k = ${k}\\): ${refusal}`));
+  assert.equal(await page.evaluate(uploadValueAt, di), -1, 'its line goes through "?" there');
+  // The rest of the answer is as it was.
+  assert.equal(await page.getAttribute('#upload-result .answer', 'data-predicted'), reply.predicted);
+  const other = dims.find((d) => d.layer !== dim.layer);
+  const otherCell = `#upload-result .path-table tr[data-layer="${other.layer}"] td[data-col="cluster"]`;
+  assert.equal(await page.getAttribute(otherCell, 'data-value'), String(reply.layers.find((l) => l.index === other.layer).cluster));
+  await shotOf(page, '#upload-result .panel-path', 'upload-k-refused');
+  assert.deepEqual(errors, []);
+  await ctx.close();
 });
 
 // --- 6. what a layer sees --------------------------------------------------------------------------
