@@ -331,13 +331,21 @@ static int list_sources(const struct model *m, const char *root, const char *ood
 /* Decodes the files of a source at the model's input size; unreadable files
  * are skipped (their count added to *skipped). Returns the number kept
  * (labels compacted alike) or a negative status. */
-static int load_source(const struct model *m, struct source *s, uint8_t *pixels, int *skipped,
-                       analysis_progress_fn progress, void *user, long *done, long total,
-                       char *err)
+/* Images scored at a time: a source is decoded and scored chunk by chunk,
+ * so memory holds one chunk of images whatever the source's size (a
+ * multiple of the scoring batch, so that the batches are the same as for
+ * the whole source). */
+#define EVAL_CHUNK 256
+
+/* Decodes images [first, first + count) of s into pixels, their labels
+ * (in-distribution sources) into labels; returns how many were readable. */
+static int load_source(const struct model *m, struct source *s, int first, int count,
+                       uint8_t *pixels, int *labels, int *skipped, analysis_progress_fn progress,
+                       void *user, long *done, long total, char *err)
 {
     size_t frame = shape_size(m->input);
     int kept = 0;
-    for (int i = 0; i < s->n; i++) {
+    for (int i = first; i < first + count; i++) {
         struct image img = {0}, small = {0};
         char why[STRATA_ERR_LEN];
         int r = image_load(s->paths[i], &img, why);
@@ -348,8 +356,7 @@ static int load_source(const struct model *m, struct source *s, uint8_t *pixels,
         }
         if (r == 0) {
             memcpy(pixels + (size_t)kept * frame, use->rgb, frame);
-            if (s->labels)
-                s->labels[kept] = s->labels[i];
+            labels[kept] = s->labels ? s->labels[i] : -1;
             kept++;
         } else {
             (*skipped)++;
@@ -399,47 +406,52 @@ static int run_sources(const struct doubt_model *dm, struct model *m, struct sou
     memset(out, 0, sizeof *out);
     snprintf(out->model_id, sizeof out->model_id, "%s", m->id);
     long total = 0, done = 0;
-    int max_n = 1, n_id = 0, n_ood = 0;
+    int n_id = 0, n_ood = 0;
     for (int i = 0; i < ss->n; i++) {
         total += ss->s[i].n;
-        if (ss->s[i].n > max_n)
-            max_n = ss->s[i].n;
         *(ss->s[i].ood ? &n_ood : &n_id) += ss->s[i].n;
     }
+    const int max_n = EVAL_CHUNK;
     size_t frame = shape_size(m->input);
     uint8_t *pixels = malloc((size_t)max_n * frame);
     float *doubt = malloc((size_t)max_n * sizeof(float)), *msp = malloc((size_t)max_n * sizeof(float));
     float *energy = malloc((size_t)max_n * sizeof(float));
-    int *pred = malloc((size_t)max_n * sizeof(int));
+    int *pred = malloc((size_t)max_n * sizeof(int)), *labels = malloc((size_t)max_n * sizeof(int));
     int rc = 0;
-    if (!pixels || !doubt || !msp || !energy || !pred || report_alloc(out, n_id, n_ood) < 0) {
+    if (!pixels || !doubt || !msp || !energy || !pred || !labels ||
+        report_alloc(out, n_id, n_ood) < 0) {
         rc = strata_fail(err, STRATA_E_NOMEM, "out of memory for %ld images", total);
         goto done;
     }
     out->n_id = out->n_ood = 0;
     for (int i = 0; i < ss->n; i++) {
         struct source *s = &ss->s[i];
-        int skipped = 0;
-        int kept = load_source(m, s, pixels, &skipped, progress, user, &done, total, err);
-        if (kept < 0) {
-            rc = kept;
-            goto done;
-        }
-        if ((rc = doubt_score_images(dm, m, pixels, kept, doubt, msp, energy, pred, err)) < 0)
-            goto done;
-        for (int j = 0; j < kept; j++) {
-            int at = s->ood ? out->n_ood++ : out->n_id++;
-            float **dst = s->ood ? out->ood_score : out->id_score;
-            dst[DOUBT_METHOD_DOUBT][at] = doubt[j];
-            dst[DOUBT_METHOD_MSP][at] = 1 - msp[j];
-            dst[DOUBT_METHOD_ENERGY][at] = energy[j];
-            if (!s->ood)
-                out->id_correct[at] = pred[j] == s->labels[j];
+        int skipped = 0, kept_all = 0;
+        for (int first = 0; first < s->n; first += EVAL_CHUNK) {
+            int count = s->n - first < EVAL_CHUNK ? s->n - first : EVAL_CHUNK;
+            int kept = load_source(m, s, first, count, pixels, labels, &skipped, progress, user,
+                                   &done, total, err);
+            if (kept < 0) {
+                rc = kept;
+                goto done;
+            }
+            if ((rc = doubt_score_images(dm, m, pixels, kept, doubt, msp, energy, pred, err)) < 0)
+                goto done;
+            for (int j = 0; j < kept; j++) {
+                int at = s->ood ? out->n_ood++ : out->n_id++;
+                float **dst = s->ood ? out->ood_score : out->id_score;
+                dst[DOUBT_METHOD_DOUBT][at] = doubt[j];
+                dst[DOUBT_METHOD_MSP][at] = 1 - msp[j];
+                dst[DOUBT_METHOD_ENERGY][at] = energy[j];
+                if (!s->ood)
+                    out->id_correct[at] = pred[j] == labels[j];
+            }
+            kept_all += kept;
         }
         struct doubt_eval_source *es = &out->sources[out->n_sources++];
         snprintf(es->name, sizeof es->name, "%s", s->name);
         es->ood = s->ood;
-        es->n = kept;
+        es->n = kept_all;
     }
     if (out->n_ood == 0 || out->n_id == 0) {
         rc = strata_fail(err, STRATA_E_ARG, "no readable %s image to evaluate on",
@@ -453,6 +465,7 @@ done:
     free(msp);
     free(energy);
     free(pred);
+    free(labels);
     if (rc < 0)
         doubt_report_free(out);
     return rc;
