@@ -22,13 +22,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { REPO, DATA, browserSession } from './strata-server.mjs';
-
-const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-const READY_TIMEOUT_S = Number(process.env.STRATA_READY_TIMEOUT_S || 180);
-const STEP_MS = 60000;
+import { DATA, browserSession } from './strata-server.mjs';
+import { ARTIFACTS, DESKTOP_SIZE as DESKTOP, PHONE_SIZE as PHONE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom,
+  openPage, screenshot, modelPageReady } from './pages.mjs';
 
 let skip = null;
 let server = null;
@@ -52,48 +48,11 @@ after(async () => {
   if (server) await server.stop();
 });
 
-async function getJSON(p) {
-  const r = await fetch(base + p);
-  assert.ok(r.ok, `GET ${p} answered ${r.status}`);
-  return r.json();
-}
+const getJSON = (p) => getJSONFrom(base, p);
 
-/**
- * A page that records console errors and uncaught exceptions. A 503 "busy"
- * resource error is not counted: api.js retries it after Retry-After, as
- * the API asks. `allow` lists further expected messages (a regexp).
- */
-async function open(ctx, url, allow = null) {
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const text = m.text();
-    if (/status of 503/.test(text)) return;
-    if (allow && allow.test(text)) return;
-    errors.push(`console: ${text}`);
-  });
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  await page.goto(base + url);
-  return { page, errors };
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-/** Waits until the model page has drawn its parallel graph and first scatter. */
-async function modelPageReady(page) {
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('parcats');
-    return gd && gd.data && gd.data[0] && gd.data[0].type === 'parcats' && gd.querySelector('.main-svg');
-  });
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('scatter');
-    return gd && gd.data && gd.data.length > 0 && !document.querySelector('#layer-stats .progress');
-  });
-}
+/** A page of base + url recording console errors (pages.mjs's openPage). */
+const open = (ctx, url, allow = null) => openPage(ctx, base, url, { allow });
+const shot = (page, name) => screenshot(page, name, { fullPage: true });
 
 /** Scrolls through the page (lazy work starts on view) and waits for the out-of-model answers. */
 async function finishLazyWork(page) {

@@ -29,7 +29,8 @@ import {
   compareView, mapColor, mapPixels, formatScale, scaleRange, methodDetails, faithfulnessFigure, colorBarGradient,
 } from '../../web/compare.js';
 import { explain, setBase, ApiError } from '../../web/api.js';
-import { REPO, DATA, browserSession } from './strata-server.mjs';
+import { DATA, browserSession } from './strata-server.mjs';
+import { ARTIFACTS, DESKTOP_SIZE as DESKTOP, PHONE_SIZE as PHONE, READY_TIMEOUT_S, STEP_MS, openPage } from './pages.mjs';
 
 // --- the reply → drawing function ------------------------------------------------
 
@@ -232,11 +233,6 @@ test('explain(): query string from the parameters, the image as an optional mult
 
 // --- in a browser -----------------------------------------------------------------
 
-const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-const READY_TIMEOUT_S = Number(process.env.STRATA_READY_TIMEOUT_S || 180);
-const STEP_MS = 60000;
 const MODEL = 'felines';
 
 let skip = null;
@@ -259,21 +255,8 @@ after(async () => {
   if (server) await server.stop();
 });
 
-/** A page recording console errors and uncaught exceptions (a 503 "busy" is
- *  retried by api.js, so not counted; `allow` lists other expected ones). */
-async function open(ctx, url, allow = null) {
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() !== 'error' || /status of 503/.test(m.text())) return;
-    if (allow && allow.test(m.text())) return;
-    errors.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  await page.goto(base + url);
-  return { page, errors };
-}
+/** A page of base + url recording console errors (pages.mjs's openPage). */
+const open = (ctx, url, allow = null) => openPage(ctx, base, url, { allow });
 
 const isExplain = (r) => r.url().includes(`/api/models/${MODEL}/explain`) && r.request().method() === 'POST';
 

@@ -31,6 +31,8 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 
 import { REPO, DATA, browserSession } from './strata-server.mjs';
+import { ARTIFACTS, DESKTOP, PHONE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom, openPage, screenshot,
+  modelPageReady, loneImagePoint } from './pages.mjs';
 import { scatterFigure } from '../../web/scatter.js';
 import { confusionFigure } from '../../web/confusion.js';
 import { doubtHistogramFigure } from '../../web/doubtchart.js';
@@ -39,12 +41,6 @@ import { parcatsFigure, withClustering, uploadPath } from '../../web/parcats.js'
 import { readView, viewSearch } from '../../web/viewstate.js';
 import { smallImageText } from '../../web/uploadcheck.js';
 import { counted } from '../../web/words.js';
-
-const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
-const DESKTOP = { viewport: { width: 1280, height: 800 } };
-const PHONE = { viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 };
-const READY_TIMEOUT_S = Number(process.env.STRATA_READY_TIMEOUT_S || 180);
-const STEP_MS = 60000;
 
 let skip = null;
 let server = null;
@@ -73,48 +69,14 @@ after(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-async function getJSON(p) {
-  const r = await fetch(base + p);
-  assert.ok(r.ok, `GET ${p} answered ${r.status}`);
-  return r.json();
-}
+const getJSON = (p) => getJSONFrom(base, p);
 
 const modelUrl = (query = '') => `/model.html?id=${encodeURIComponent(model.id)}${query}`;
 const api = (p) => `/api/models/${encodeURIComponent(model.id)}${p}`;
 
-/** A page that records console errors and uncaught exceptions (a 503
- *  "busy" is retried by api.js, so not counted; `allow` lists more). */
-async function open(ctx, url, allow = null) {
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const text = m.text();
-    if (/status of 503/.test(text)) return;
-    if (allow && allow.test(text)) return;
-    errors.push(`console: ${text}`);
-  });
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  if (url) await page.goto(base + url);
-  return { page, errors };
-}
-
-async function shot(page, name, fullPage = false) {
-  await page.screenshot({ path: path.join(ARTIFACTS, `dashboard-${name}.png`), fullPage });
-}
-
-/** Waits until the model page has drawn its parallel graph and a scatter. */
-async function modelPageReady(page) {
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('parcats');
-    return gd && gd.data && gd.data[0] && gd.data[0].type === 'parcats' && gd.querySelector('.main-svg');
-  });
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('scatter');
-    return gd && gd.data && gd.data.length > 0 && !document.querySelector('#layer-stats .progress');
-  });
-}
+/** A page of base + url recording console errors (pages.mjs's openPage). */
+const open = (ctx, url, allow = null) => openPage(ctx, base, url, { allow });
+const shot = (page, name, fullPage = false) => screenshot(page, `dashboard-${name}`, { fullPage });
 
 async function doubtReady(page) {
   await page.waitForSelector('#doubt-histogram .main-svg, #doubt-histogram .empty', { timeout: 4 * STEP_MS });
@@ -241,26 +203,7 @@ test('phone: a tap on a scatter point shows its photo', async (t) => {
   await centre(page, '#scatter');
   // The image point farthest from every other point and centre, so that the
   // tap can only mean it.
-  const target = await page.evaluate(() => {
-    const gd = document.getElementById('scatter');
-    const fl = gd._fullLayout;
-    const box = gd.getBoundingClientRect();
-    const px = (x, y) => [box.left + fl.xaxis._offset + fl.xaxis.d2p(x), box.top + fl.yaxis._offset + fl.yaxis.d2p(y)];
-    const all = [];
-    gd.data.forEach((tr, ti) => tr.x.forEach((x, j) => all.push({ ti, j, image: tr.name !== 'cluster centres' && tr.name !== 'your image',
-      id: tr.customdata ? tr.customdata[j] : null, p: px(x, tr.y[j]) })));
-    let best = null, bestD = -1;
-    for (const a of all) {
-      if (!a.image) continue;
-      const [x, y] = a.p;
-      if (x < box.left + fl.xaxis._offset + 10 || x > box.left + fl.xaxis._offset + fl.xaxis._length - 10) continue;
-      if (y < box.top + fl.yaxis._offset + 10 || y > box.top + fl.yaxis._offset + fl.yaxis._length - 10) continue;
-      if (y < 80 || y > window.innerHeight - 10) continue;
-      const d = Math.min(...all.filter((b) => b !== a).map((b) => Math.hypot(b.p[0] - x, b.p[1] - y)));
-      if (d > bestD) { best = a; bestD = d; }
-    }
-    return { x: best.p[0], y: best.p[1], index: best.id, layer: gd.dataset.layer, k: gd.dataset.k };
-  });
+  const target = await page.evaluate(loneImagePoint);
   const scatter = await getJSON(api(`/layers/${target.layer}/scatter?k=${target.k}`));
   const id = scatter.points.id[target.index];
   assert.equal(await page.locator('#scatter-tip').isVisible(), false);

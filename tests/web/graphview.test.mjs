@@ -33,24 +33,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 
-import { REPO, strataBin, skipReason, serveHelp, startServer, launchChromium } from './strata-server.mjs';
+import { DESKTOP, PHONE, READY_TIMEOUT_S, getJSON as getJSONFrom, openPage, screenshot,
+  modelPageReady as pageReady, RESIDUAL_ONNX as ONNX, residualReference, tempWorkspace, workspaceSession } from './pages.mjs';
 import { graphLayout, layerOp, isImported } from '../../web/graphview.js';
 import { pathRows, clusterRows } from '../../web/tables.js';
 import { confusionSource } from '../../web/confusion.js';
 
-const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
-const DESKTOP = { viewport: { width: 1280, height: 800 } };
-const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
-const READY_TIMEOUT_S = Number(process.env.STRATA_READY_TIMEOUT_S || 180);
-const STEP_MS = 60000;
 const ID = 'residual-graph';
 const DEMO = 'felines';
-
-const REFS = process.env.STRATA_ONNX_REFS || '';
-const ONNX = REFS ? path.join(REFS, 'residual', 'residual.onnx') : '';
 
 let skip = null;
 let server = null;
@@ -62,27 +53,13 @@ let reference = null;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
-  if (!REFS) {
-    skip = 'STRATA_ONNX_REFS is not set (scripts/test sets it once PyTorch has made the reference models in build-refs/)';
-    return;
-  }
-  if (!fs.existsSync(ONNX)) { skip = `no ${ONNX} (scripts/onnx/train_residual.py makes it)`; return; }
-  reference = JSON.parse(fs.readFileSync(path.join(REFS, 'residual', 'residual.reference.json'), 'utf8'));
-  skip = skipReason();
+  ({ skip = null, reference = null } = residualReference('where imported models are kept'));
   if (skip) return;
-  if (!/--workspace\b/.test(serveHelp())) {
-    skip = `${strataBin()} has no 'serve --workspace' yet (where imported models are kept)`;
-    return;
-  }
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-graphview-'));
-  const workspace = path.join(tmp, 'workspace');
-  fs.mkdirSync(workspace);
-  server = await startServer({ timeoutS: READY_TIMEOUT_S, extra: ['--workspace', workspace] });
-  base = server.base;
-  const launched = await launchChromium();
-  if (launched.skip) { skip = launched.skip; return; }
-  browser = launched.browser;
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  let workspace;
+  ({ tmp, workspace } = tempWorkspace('graphview'));
+  const session = await workspaceSession(workspace);
+  ({ server, base, browser = null } = session);
+  if (session.skip) { skip = session.skip; return; }
   // The residual model, on the server's felines photos.
   const form = new FormData();
   form.append('meta', JSON.stringify({ title: 'Residual graph', id: ID, dataset: 'felines', classes: reference.classes,
@@ -99,11 +76,7 @@ after(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-async function getJSON(p) {
-  const r = await fetch(base + p);
-  assert.ok(r.ok, `GET ${p} answered ${r.status}`);
-  return r.json();
-}
+const getJSON = (p) => getJSONFrom(base, p);
 
 /** Waits until model `id`'s analysis is ready; resolves to its detail. */
 async function analysed(id) {
@@ -126,27 +99,9 @@ async function putLayers(shown) {
   return analysed(ID);
 }
 
-/** A page recording console errors and uncaught exceptions; `allow` lists
- *  expected messages (a regexp). */
-async function open(ctx, url, allow = null) {
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const text = m.text();
-    if (/status of 503/.test(text)) return;
-    if (allow && allow.test(text)) return;
-    errors.push(`console: ${text}`);
-  });
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  await page.goto(base + url);
-  return { page, errors };
-}
-
-async function shot(page, name, { fullPage = false } = {}) {
-  await page.screenshot({ path: path.join(ARTIFACTS, `graphview-${name}.png`), fullPage });
-}
+/** A page of base + url recording console errors (pages.mjs's openPage). */
+const open = (ctx, url, allow = null) => openPage(ctx, base, url, { allow });
+const shot = (page, name, { fullPage = false } = {}) => screenshot(page, `graphview-${name}`, { fullPage });
 
 /** Scrolls `sel` to just under the sticky top bar. */
 async function toTop(page, sel) {
@@ -157,17 +112,9 @@ async function toTop(page, sel) {
   await page.waitForTimeout(200);
 }
 
-/** Waits until the model page has drawn its parallel graph and first scatter. */
-async function modelPageReady(page) {
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('parcats');
-    return gd && gd.data && gd.data[0] && gd.data[0].type === 'parcats' && gd.querySelector('.main-svg');
-  }, null, { timeout: READY_TIMEOUT_S * 1000 });
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('scatter');
-    return gd && gd.data && gd.data.length > 0 && !document.querySelector('#layer-stats .progress');
-  });
-}
+/** Waits until the model page has drawn its parallel graph (an analysis
+ *  may still be running: up to READY_TIMEOUT_S) and first scatter. */
+const modelPageReady = (page) => pageReady(page, { parcatsTimeoutMs: READY_TIMEOUT_S * 1000 });
 
 /** The architecture graph as drawn: each box's texts and rectangle, boxes
  *  that overlap the next, text that leaves its box, the page's overflow. */

@@ -21,21 +21,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-import { REPO, DATA, strataBin, skipReason, serveHelp, startServer, launchChromium } from './strata-server.mjs';
+import { DATA } from './strata-server.mjs';
+import { ARTIFACTS, DESKTOP_SIZE, PHONE_SIZE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom, openPage, screenshot,
+  modelPageReady as pageReady, RESIDUAL_ONNX as ONNX, residualReference, tempWorkspace, workspaceSession } from './pages.mjs';
 
-const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
-const DESKTOP = { viewport: { width: 1280, height: 800 } };
-const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
-const READY_TIMEOUT_S = Number(process.env.STRATA_READY_TIMEOUT_S || 180);
-const STEP_MS = 60000;
+const DESKTOP = { viewport: DESKTOP_SIZE };
+const PHONE = { viewport: PHONE_SIZE, isMobile: true, hasTouch: true }; // at one pixel per CSS pixel
 const N_TRAIN = 40; // photos per class in the archive's train/ ...
 const N_TEST = 15; // ... and test/ folders
-
-const REFS = process.env.STRATA_ONNX_REFS || '';
-const ONNX = REFS ? path.join(REFS, 'residual', 'residual.onnx') : '';
 
 let skip = null;
 let server = null;
@@ -47,28 +42,14 @@ const files = {}; // the archives and bad files built in tmp
 const imported = {}; // id -> {title, reply}
 
 before(async () => {
-  if (!REFS) {
-    skip = 'STRATA_ONNX_REFS is not set (scripts/test sets it once PyTorch has made the reference models in build-refs/)';
-    return;
-  }
-  if (!fs.existsSync(ONNX)) { skip = `no ${ONNX} (scripts/onnx/train_residual.py makes it)`; return; }
-  reference = JSON.parse(fs.readFileSync(path.join(REFS, 'residual', 'residual.reference.json'), 'utf8'));
-  skip = skipReason();
+  ({ skip = null, reference = null } = residualReference('where models imported through the page are kept'));
   if (skip) return;
-  if (!/--workspace\b/.test(serveHelp())) {
-    skip = `${strataBin()} has no 'serve --workspace' yet (where models imported through the page are kept)`;
-    return;
-  }
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-import-'));
-  const workspace = path.join(tmp, 'workspace');
-  fs.mkdirSync(workspace);
+  let workspace;
+  ({ tmp, workspace } = tempWorkspace('import'));
   buildFiles();
-  server = await startServer({ timeoutS: READY_TIMEOUT_S, extra: ['--workspace', workspace] });
-  base = server.base;
-  const launched = await launchChromium();
-  if (launched.skip) { skip = launched.skip; return; }
-  browser = launched.browser;
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const session = await workspaceSession(workspace);
+  ({ server, base, browser = null } = session);
+  if (session.skip) { skip = session.skip; return; }
 });
 
 after(async () => {
@@ -112,35 +93,12 @@ function buildFiles() {
   files.photo = photos('test', reference.classes[1], 1000).at(-1);
 }
 
-async function getJSON(p) {
-  const r = await fetch(base + p);
-  assert.ok(r.ok, `GET ${p} answered ${r.status}`);
-  return r.json();
-}
+const getJSON = (p) => getJSONFrom(base, p);
 
-/** A page recording console errors and uncaught exceptions; `allow` lists
- *  expected messages (a regexp), e.g. the resource error of a refused import. */
-async function open(ctx, url, allow = null) {
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const text = m.text();
-    if (/status of 503/.test(text)) return;
-    if (allow && allow.test(text)) return;
-    errors.push(`console: ${text}`);
-  });
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  await page.goto(base + url);
-  return { page, errors };
-}
-
-async function shot(page, name) {
-  // From the top: a full-page shot of a scrolled page draws the sticky bar mid-page.
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: path.join(ARTIFACTS, `import-${name}.png`), fullPage: true });
-}
+/** A page of base + url recording console errors (pages.mjs's openPage);
+ *  `allow` names expected ones, e.g. the resource error of a refused import. */
+const open = (ctx, url, allow = null) => openPage(ctx, base, url, { allow });
+const shot = (page, name) => screenshot(page, `import-${name}`, { fullPage: true, fromTop: true });
 
 /** The preset radio for the reference's normalisation, or "custom". */
 function normOf(ref) {
@@ -196,17 +154,9 @@ const formState = () => ({
 
 const isImportPost = (r) => new URL(r.url()).pathname === '/api/models' && r.request().method() === 'POST';
 
-/** Waits until the model page has drawn its parallel graph and first scatter. */
-async function modelPageReady(page) {
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('parcats');
-    return gd && gd.data && gd.data[0] && gd.data[0].type === 'parcats' && gd.querySelector('.main-svg');
-  }, null, { timeout: READY_TIMEOUT_S * 1000 });
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('scatter');
-    return gd && gd.data && gd.data.length > 0 && !document.querySelector('#layer-stats .progress');
-  });
-}
+/** Waits until the model page has drawn its parallel graph (an analysis
+ *  may still be running: up to READY_TIMEOUT_S) and first scatter. */
+const modelPageReady = (page) => pageReady(page, { parcatsTimeoutMs: READY_TIMEOUT_S * 1000 });
 
 const imagePoints = () => {
   const gd = document.getElementById('scatter');

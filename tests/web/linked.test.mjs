@@ -39,7 +39,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { REPO, DATA, browserSession } from './strata-server.mjs';
+import { DATA, browserSession } from './strata-server.mjs';
+import { ARTIFACTS, DESKTOP, PHONE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom, openPage, screenshot,
+  modelPageReady, loneImagePoint } from './pages.mjs';
 import { cellSpec, clusterSpec, cellMembers, clusterMembers, countBy } from '../../web/clustergallery.js';
 import { pathRows, clusterSizes, doubtWithoutLayers } from '../../web/imagepanel.js';
 import { featureView, featurePixels, featureColor, defaultFeatureLayer, fmt, ALPHA_LOW, ALPHA_HIGH } from '../../web/featuremaps.js';
@@ -49,12 +51,7 @@ import { scatterPick } from '../../web/scatter.js';
 import { clusterMajorities } from '../../web/parcats.js';
 import { clusterAt, failedAt, missingAt, withClustersAt } from '../../web/uploadk.js';
 
-const ARTIFACTS = path.join(REPO, 'tests', 'artifacts');
-const DESKTOP = { viewport: { width: 1280, height: 800 } };
-const PHONE = { viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 };
 const VIEWS = [['desktop', DESKTOP], ['phone', PHONE]];
-const READY_TIMEOUT_S = Number(process.env.STRATA_READY_TIMEOUT_S || 180);
-const STEP_MS = 60000;
 
 let skip = null;
 let server = null;
@@ -85,39 +82,16 @@ after(async () => {
   if (server) await server.stop();
 });
 
-async function getJSON(p) {
-  const r = await fetch(base + p);
-  assert.ok(r.ok, `GET ${p} answered ${r.status}`);
-  return r.json();
-}
+const getJSON = (p) => getJSONFrom(base, p);
 
 function api(p) {
   return `/api/models/${encodeURIComponent(model.id)}${p}`;
 }
 const modelUrl = (query = '') => `/model.html?id=${encodeURIComponent(model.id)}${query}`;
 
-/** A page that records console errors and uncaught exceptions (a 503
- *  "busy" is retried by api.js, so not counted; `allow`, a regexp, names
- *  other expected ones). */
-async function open(ctx, url, allow = null) {
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  const errors = [];
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const text = m.text();
-    if (/status of 503/.test(text)) return;
-    if (allow && allow.test(text)) return;
-    errors.push(`console: ${text}`);
-  });
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  if (url) await page.goto(base + url);
-  return { page, errors };
-}
-
-async function shot(page, name, fullPage = false) {
-  await page.screenshot({ path: path.join(ARTIFACTS, `linked-${name}.png`), fullPage });
-}
+/** A page of base + url recording console errors (pages.mjs's openPage). */
+const open = (ctx, url, allow = null) => openPage(ctx, base, url, { allow });
+const shot = (page, name, fullPage = false) => screenshot(page, `linked-${name}`, { fullPage });
 
 /** A screenshot of one element, taken from the page scrolled to the top
  *  (the sticky top bar then does not cover it). */
@@ -128,17 +102,6 @@ async function shotOf(page, sel, name) {
   });
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(ARTIFACTS, `linked-${name}.png`), fullPage: true, clip });
-}
-
-async function modelPageReady(page) {
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('parcats');
-    return gd && gd.data && gd.data[0] && gd.data[0].type === 'parcats' && gd.querySelector('.main-svg');
-  });
-  await page.waitForFunction(() => {
-    const gd = document.getElementById('scatter');
-    return gd && gd.data && gd.data.length > 0 && !document.querySelector('#layer-stats .progress');
-  });
 }
 
 /** Puts an element in the middle of the window and lets smooth scrolling end. */
@@ -405,29 +368,6 @@ test('confusion cell → a gallery of exactly that cell\'s images, their paths h
 });
 
 // --- 2. a scatter point -------------------------------------------------------------------
-
-/** On the scatter: the image point farthest from every other point and
- *  centre (so that a tap can mean only it), in page pixels. */
-const loneImagePoint = () => {
-  const gd = document.getElementById('scatter');
-  const fl = gd._fullLayout;
-  const box = gd.getBoundingClientRect();
-  const px = (x, y) => [box.left + fl.xaxis._offset + fl.xaxis.d2p(x), box.top + fl.yaxis._offset + fl.yaxis.d2p(y)];
-  const all = [];
-  gd.data.forEach((tr) => tr.x.forEach((x, j) => all.push({ image: tr.name !== 'cluster centres' && tr.name !== 'your image',
-    index: tr.customdata ? tr.customdata[j] : null, p: px(x, tr.y[j]) })));
-  let best = null, bestD = -1;
-  for (const a of all) {
-    if (!a.image) continue;
-    const [x, y] = a.p;
-    if (x < box.left + fl.xaxis._offset + 10 || x > box.left + fl.xaxis._offset + fl.xaxis._length - 10) continue;
-    if (y < box.top + fl.yaxis._offset + 10 || y > box.top + fl.yaxis._offset + fl.yaxis._length - 10) continue;
-    if (y < 80 || y > window.innerHeight - 10) continue;
-    const d = Math.min(...all.filter((b) => b !== a).map((b) => Math.hypot(b.p[0] - x, b.p[1] - y)));
-    if (d > bestD) { best = a; bestD = d; }
-  }
-  return { x: best.p[0], y: best.p[1], index: best.index, layer: gd.dataset.layer, k: gd.dataset.k };
-};
 
 /** Records the page's requests to the API: {path, search, params, method,
  *  body (the POST data, null for none), script (made by fetch or XHR)}. */
