@@ -6,7 +6,9 @@
 # (5,511 images, 14 classes): seconds per stage (strata analyze --json) and
 # peak memory (the process's maximum resident set size), next to the size of
 # the per-layer feature matrices, which is all that should grow with the
-# image count (the images are decoded and run batch by batch).
+# image count (the images are decoded and run batch by batch); then the same
+# two models served by strata serve, its peak memory once the analyses and
+# the doubt work are done.
 #
 # Usage: bench/bench_analysis.sh [--load N]   (N busy processes beside it)
 # Needs python3-torch (scripts/setup --test) and ../shared/datasets.
@@ -68,9 +70,42 @@ PY
 small=$(run r18-felines)
 big=$(run r18-all)
 
-"$python" - "$small" "$big" "$load" "$n_all" <<'PY'
+# The server doing the same: both analyses, the doubt calibration of
+# r18-felines (its train split) and its evaluation (the combined photos as
+# the unknown ones); the process's peak memory when all of it is done.
+"$bin" serve --port 0 --models "$tmp/models" --data "$tmp/data" --workspace "$tmp/ws" --no-cache \
+    --quiet >"$tmp/serve.out" 2>"$tmp/serve.err" &
+spid=$!
+pids+=("$spid")
+for _ in $(seq 1 600); do
+    port=$(sed -n 's/.*127.0.0.1:\([0-9]*\)\/.*/\1/p' "$tmp/serve.out")
+    [ -n "$port" ] && break
+    sleep 0.5
+done
+t0=$(date +%s.%N)
+for _ in $(seq 1 3600); do
+    done_=$("$python" - "$port" <<'PY'
+import json, sys, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}/api/models"
+ok = True
+for m in json.load(urllib.request.urlopen(base))["models"]:
+    d = json.load(urllib.request.urlopen(f"{base}/{m['id']}"))
+    ok &= d["analysis"]["state"] in ("ready", "failed") and d["doubt"]["state"] != "pending" \
+        and d["doubt"]["evaluation"] != "pending"
+print(1 if ok else 0)
+PY
+)
+    [ "$done_" = 1 ] && break
+    sleep 1
+done
+server_s=$(echo "$(date +%s.%N) - $t0" | bc)
+server_kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' /proc/$spid/status)
+kill "$spid"
+
+"$python" - "$small" "$big" "$load" "$n_all" "$server_kb" "$server_s" <<'PY'
 import json, subprocess, sys
 small, big, load, n_all = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+server_mb, server_s = int(sys.argv[5]) / 1024, float(sys.argv[6])
 stages = [k for k in small["seconds"] if k != "total"] + ["total"]
 print(f"ResNet-18 224x224 imported, analysis ({load} busy processes beside it)")
 print(f"{'':14}" + "".join(f"{s:>12}" for s in stages) + f"{'peak RSS':>12}{'features':>12}")
@@ -81,12 +116,16 @@ growth = big["peak_rss_mb"] - small["peak_rss_mb"]
 feat_growth = big["features_mb"] - small["features_mb"]
 print(f"peak memory grows {growth:.0f} MB from {small['n_images']} to {big['n_images']} images; "
       f"the feature matrices grow {feat_growth:.0f} MB")
+print(f"strata serve with both models: analyses, doubt calibration and evaluation done in "
+      f"{server_s:.0f} s, peak memory {server_mb:.0f} MB")
 key = "analysis_import" if load == 0 else f"analysis_import_load_{load}"
 path = "bench/results.json"
 res = json.load(open(path))
 res[key] = {"model": "resnet18 224x224 (torchvision, random weights, BatchNorm from photos), imported",
             "threads": 2, "runs": [small, big], "rss_growth_mb": round(growth, 1),
-            "features_growth_mb": round(feat_growth, 1)}
+            "features_growth_mb": round(feat_growth, 1),
+            "server": {"peak_rss_mb": round(server_mb, 1), "seconds": round(server_s, 1),
+                       "what": "both analyses, r18-felines' doubt calibration and evaluation"}}
 json.dump(res, open(path, "w"), indent=2)
 open(path, "a").write("\n")
 PY
