@@ -71,7 +71,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int is_image_name(const char *name)
+int dataset_is_image_name(const char *name)
 {
     const char *dot = strrchr(name, '.');
     return dot && dot != name &&
@@ -93,7 +93,7 @@ static int list_dir(const char *dir, int want_dirs, struct strlist *out)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue; /* hidden files, "." and ".." */
-        if (!want_dirs && !is_image_name(e->d_name))
+        if (!want_dirs && !dataset_is_image_name(e->d_name))
             continue;
         struct stat st;
         if (fstatat(fd, e->d_name, &st, 0) != 0)
@@ -116,6 +116,21 @@ static int list_dir(const char *dir, int want_dirs, struct strlist *out)
     if (out->n > 1)
         qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_str);
     return 0;
+}
+
+int dataset_list(const char *dir, int want_dirs, char ***names)
+{
+    struct strlist l = {0};
+    int rc = list_dir(dir, want_dirs, &l);
+    *names = rc < 0 ? NULL : l.v;
+    return rc < 0 ? rc : l.n;
+}
+
+void dataset_names_free(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
 }
 
 /* A single path component: not empty, no '/', not "." or "..". Names come

@@ -56,6 +56,15 @@ int dataset_load_images(struct dataset *ds, int w, int h, uint8_t *pixels,
                         void (*progress)(int done, int total, void *user), void *user,
                         char *err);
 
+/* Whether a file name ends in .jpg, .jpeg or .png (any case). */
+int dataset_is_image_name(const char *name);
+
+/* The names in dir that are not hidden and are (after following links)
+ * folders (want_dirs) or regular image files, sorted: *names (free with
+ * dataset_names_free) and the count, or -errno (*names NULL). */
+int dataset_list(const char *dir, int want_dirs, char ***names);
+void dataset_names_free(char **names, int n);
+
 /* Decodes item i alone at w x h into frame (w * h * 3 bytes, the caller's),
  * for a caller that streams a split rather than holding it whole. Returns
  * 1 (decoded), 0 (unreadable: recorded in ds->skipped; ds->items is left

@@ -11,7 +11,6 @@
  * workspace. Imports run one at a time (app->imports_mu), which also makes
  * the check that the id is free and the rename into place one step.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -425,32 +424,8 @@ int handle_datasets(const struct request *req, struct response *res)
 {
     struct app *app = req->app;
     json_t *list = json_array();
-    DIR *d = opendir(app->data_root);
     char **names = NULL;
-    int n = 0, cap = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn)
-                break;
-            names = nn;
-        }
-        if ((names[n] = strdup(e->d_name)))
-            n++;
-    }
-    if (d)
-        closedir(d);
-    for (int i = 0; i < n; i++)
-        for (int k = i + 1; k < n; k++)
-            if (strcmp(names[k], names[i]) < 0) {
-                char *t = names[i];
-                names[i] = names[k];
-                names[k] = t;
-            }
+    int n = dataset_list(app->data_root, 1, &names); /* sorted; none when unreadable */
     for (int i = 0; i < n; i++) {
         struct dataset tr = {0}, te = {0};
         if (dataset_open(&tr, app->data_root, names[i], "train", NULL) == 0) {
@@ -464,9 +439,8 @@ int handle_datasets(const struct request *req, struct response *res)
         }
         dataset_free(&tr);
         dataset_free(&te);
-        free(names[i]);
     }
-    free(names);
+    dataset_names_free(names, n);
     response_json(res, 200, json_pack("{s:o}", "datasets", list));
     response_header(res, "Cache-Control", "no-cache");
     return 0;

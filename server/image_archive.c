@@ -13,9 +13,9 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset.h"
 #include "rng.h"
 
 #define MAX_COMPONENTS 64
@@ -81,11 +82,6 @@ static const char *extension(const char *name)
 {
     const char *dot = strrchr(name, '.');
     return dot && dot != name ? dot + 1 : "";
-}
-
-static int is_image_ext(const char *ext)
-{
-    return !strcasecmp(ext, "jpg") || !strcasecmp(ext, "jpeg") || !strcasecmp(ext, "png");
 }
 
 static int is_archive_ext(const char *ext)
@@ -235,7 +231,7 @@ static int entry(struct extract *x, struct archive *a, struct archive_entry *e, 
     const char *file = c[n - 1], *ext = extension(file);
     if (is_archive_ext(ext))
         return skip(x, raw, "a nested archive (never opened)");
-    if (!is_image_ext(ext))
+    if (!dataset_is_image_name(file))
         return skip(x, raw, "not a .jpg, .jpeg or .png file");
     if (n < 2)
         return skip(x, raw, "not inside a class folder");
@@ -282,68 +278,19 @@ static int entry(struct extract *x, struct archive *a, struct archive_entry *e, 
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* The class folders (want_dirs) or image files in dir, sorted
+ * (dataset_list); a folder that does not exist has none. */
+static int list_sorted(const char *dir, int want_dirs, char ***names)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    int n = dataset_list(dir, want_dirs, names);
+    return n == -ENOENT ? 0 : n;
 }
 
-/* The entries of a folder (no dot entries), sorted; *names owned by the
- * caller (free each, then the array). Returns the count, or -1 (errno). */
-static int list_sorted(const char *dir, char ***names)
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    *names = NULL;
-    DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? 0 : -1;
-    int n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(*names, (size_t)cap * sizeof *nn);
-            if (!nn)
-                break;
-            *names = nn;
-        }
-        if (!((*names)[n] = strdup(e->d_name)))
-            break;
-        n++;
-    }
-    closedir(d);
-    if (n > 0)
-        qsort(*names, (size_t)n, sizeof **names, cmp_str);
-    return n;
-}
-
-static void free_names(char **names, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
-/* Removes a folder of class folders of files (what extraction wrote). */
-static void remove_tree2(const char *dir)
-{
-    char **cls;
-    int nc = list_sorted(dir, &cls);
-    for (int i = 0; i < nc; i++) {
-        char sub[1700];
-        snprintf(sub, sizeof sub, "%s/%s", dir, cls[i]);
-        char **files;
-        int nf = list_sorted(sub, &files);
-        for (int j = 0; j < nf; j++) {
-            char f[2000];
-            snprintf(f, sizeof f, "%s/%s", sub, files[j]);
-            unlink(f);
-        }
-        free_names(files, nf);
-        rmdir(sub);
-    }
-    free_names(cls, nc);
-    rmdir(dir);
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
 /* Moves IMAGE_ARCHIVE_TEST_PERCENT of each class of _all (at least one of a
@@ -357,14 +304,14 @@ static int make_split(struct extract *x, char *err)
     if (mkdir_in(test) < 0)
         return strata_fail(err, STRATA_E_IO, "cannot create %s: %s", test, strerror(errno));
     char **cls;
-    int nc = list_sorted(all, &cls);
+    int nc = list_sorted(all, 1, &cls);
     int rc = 0;
     for (int i = 0; rc == 0 && i < nc; i++) {
         char from[1700], to[1700];
         snprintf(from, sizeof from, "%s/%s", all, cls[i]);
         snprintf(to, sizeof to, "%s/%s", test, cls[i]);
         char **files;
-        int nf = list_sorted(from, &files);
+        int nf = list_sorted(from, 0, &files);
         int *order = malloc((size_t)(nf > 0 ? nf : 1) * sizeof *order);
         if (nf < 0 || !order || mkdir_in(to) < 0) {
             rc = strata_fail(err, STRATA_E_IO, "cannot split %s: %s", from, strerror(errno));
@@ -386,9 +333,9 @@ static int make_split(struct extract *x, char *err)
             }
         }
         free(order);
-        free_names(files, nf);
+        dataset_names_free(files, nf);
     }
-    free_names(cls, nc);
+    dataset_names_free(cls, nc);
     if (rc == 0 && rename(all, train) != 0)
         rc = strata_fail(err, STRATA_E_IO, "cannot rename %s: %s", all, strerror(errno));
     return rc;
@@ -397,8 +344,8 @@ static int make_split(struct extract *x, char *err)
 static int count_files(const char *dir)
 {
     char **f;
-    int n = list_sorted(dir, &f);
-    free_names(f, n);
+    int n = list_sorted(dir, 0, &f);
+    dataset_names_free(f, n);
     return n < 0 ? 0 : n;
 }
 
@@ -410,7 +357,7 @@ static int settle_classes(struct extract *x, json_t *classes, char *err)
     snprintf(train, sizeof train, "%s/train", x->dest);
     snprintf(test, sizeof test, "%s/test", x->dest);
     char **tr, **te;
-    int ntr = list_sorted(train, &tr), nte = list_sorted(test, &te);
+    int ntr = list_sorted(train, 1, &tr), nte = list_sorted(test, 1, &te);
     int rc = 0;
     for (int j = 0; rc == 0 && j < nte; j++) {
         int found = 0;
@@ -434,8 +381,8 @@ static int settle_classes(struct extract *x, json_t *classes, char *err)
         if (!j || json_array_append_new(classes, j) != 0)
             rc = strata_fail(err, STRATA_E_NOMEM, "out of memory");
     }
-    free_names(tr, ntr);
-    free_names(te, nte);
+    dataset_names_free(tr, ntr);
+    dataset_names_free(te, nte);
     return rc;
 }
 
@@ -503,7 +450,7 @@ int image_archive_extract(const char *path, const char *dest,
     if (rc == 0 && x->in_split && x->flat) {
         char all[1400];
         snprintf(all, sizeof all, "%s/_all", dest);
-        remove_tree2(all);
+        nftw(all, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
         char what[80];
         snprintf(what, sizeof what, "%ld images outside train/ and test/", x->flat);
         x->n_skipped += x->flat - 1;
