@@ -536,6 +536,20 @@ static int plan(struct graph_ws *ws, const struct tview *inputs, int sizing, cha
         }
         if (s > scratch_need)
             scratch_need = s;
+        if (ws->state && !is_static && n->op->train_state) {
+            size_t need = n->op->train_state(n, ws->in_ptrs,
+                                             (const struct tview *const *)ws->out_ptrs);
+            if (sizing && need) {
+                ws->state[i] = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+                if (!ws->state[i])
+                    return strata_fail(err, STRATA_E_NOMEM, "out of memory planning the graph");
+                ws->state_len[i] = need;
+            } else if (need > ws->state_len[i]) {
+                return node_fail(n, err, STRATA_E_LIMIT,
+                                 "needs more training state at these input shapes than the "
+                                 "workspace was sized for");
+            }
+        }
         if (is_static) {
             if (s > ws->scratch_len) {
                 free(ws->scratch);
@@ -632,7 +646,14 @@ int graph_ws_init(struct graph_ws *ws, const struct graph *g, const struct tview
     ws->din_ptrs = calloc((size_t)max_in, sizeof *ws->din_ptrs);
     ws->out_ptrs = calloc((size_t)max_out, sizeof *ws->out_ptrs);
     ws->dout_ptrs = calloc((size_t)max_out, sizeof *ws->dout_ptrs);
-    if (!with_grads) {
+    if (with_grads) {
+        ws->state = calloc((size_t)g->n_nodes + 1, sizeof *ws->state);
+        ws->state_len = calloc((size_t)g->n_nodes + 1, sizeof *ws->state_len);
+        if (!ws->state || !ws->state_len) {
+            graph_ws_free(ws);
+            return strata_fail(err, STRATA_E_NOMEM, "out of memory for the graph workspace");
+        }
+    } else {
         /* weights are constants here: ops may keep what they derive from them */
         ws->cache = calloc((size_t)g->n_nodes + 1, sizeof *ws->cache);
         ws->cache_len = calloc((size_t)g->n_nodes + 1, sizeof *ws->cache_len);
@@ -687,6 +708,11 @@ void graph_ws_free(struct graph_ws *ws)
     free(ws->cache);
     free(ws->cache_len);
     free(ws->cache_valid);
+    if (ws->state && ws->g)
+        for (int i = 0; i < ws->g->n_nodes; i++)
+            free(ws->state[i]);
+    free(ws->state);
+    free(ws->state_len);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -710,11 +736,17 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
             ws->vals[v].data = inputs[i].data;
         }
     }
-    struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len};
+    const int training = ws->training && ws->with_grads;
+    struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len,
+                         .training = training, .rng = training ? &ws->rng : NULL};
     for (int i = 0; i < g->n_nodes; i++) {
         const struct node *n = &g->nodes[i];
         if (ws->is_static[n->outputs[0]])
             continue;
+        if (training) {
+            ctx.state = ws->state[i];
+            ctx.state_len = ws->state_len[i];
+        }
         if (ws->cache) {
             ctx.cache = ws->cache[i];
             ctx.cache_len = ws->cache_len[i];
@@ -815,10 +847,16 @@ static int node_needed(const struct graph_ws *ws, const struct node *n)
     return 0;
 }
 
+/* Which gradients a backward computes, besides the values `from` depends on. */
+enum backward_scope {
+    BACKWARD_ALL,       /* every one */
+    BACKWARD_INPUTS,    /* only values that depend on a graph input: no weight's */
+    BACKWARD_WEIGHTS,   /* not the graph inputs' */
+};
+
 /* Marks in ws->needed the values whose gradient backward computes: those
- * `from` depends on and, with inputs_only, that themselves depend on a graph
- * input (so that no weight gradient is computed). */
-static void mark_needed(struct graph_ws *ws, int from, int inputs_only)
+ * `from` depends on, within `scope`. */
+static void mark_needed(struct graph_ws *ws, int from, enum backward_scope scope)
 {
     const struct graph *g = ws->g;
     memset(ws->needed, 0, (size_t)g->n_values);
@@ -831,7 +869,10 @@ static void mark_needed(struct graph_ws *ws, int from, int inputs_only)
             if (n->inputs[k] >= 0)
                 ws->needed[n->inputs[k]] = 1;
     }
-    if (!inputs_only)
+    if (scope == BACKWARD_WEIGHTS)
+        for (int i = 0; i < g->n_inputs; i++)
+            ws->needed[g->inputs[i]] = 0;
+    if (scope != BACKWARD_INPUTS)
         return;
     /* a second pass forwards: keep only what an input reaches (bit 2) */
     for (int i = 0; i < g->n_inputs; i++)
@@ -849,7 +890,8 @@ static void mark_needed(struct graph_ws *ws, int from, int inputs_only)
         ws->needed[v] = ws->needed[v] == 3;
 }
 
-static int backward(struct graph_ws *ws, int from, const float *dout, int inputs_only, char *err)
+static int backward(struct graph_ws *ws, int from, const float *dout, enum backward_scope scope,
+                    char *err)
 {
     const struct graph *g = ws->g;
     if (!ws->with_grads)
@@ -857,7 +899,7 @@ static int backward(struct graph_ws *ws, int from, const float *dout, int inputs
     if (from < 0 || from >= g->n_values || ws->vals[from].dtype != DTYPE_FLOAT ||
         !ws->grad_owned[from])
         return strata_fail(err, STRATA_E_ARG, "value %d carries no gradient", from);
-    mark_needed(ws, from, inputs_only);
+    mark_needed(ws, from, scope);
     if (!ws->needed[from])
         return strata_fail(err, STRATA_E_ARG, "value '%s' does not depend on the inputs",
                            g->values[from].name);
@@ -876,11 +918,17 @@ static int backward(struct graph_ws *ws, int from, const float *dout, int inputs
             memset(d->data, 0, view_bytes(d));
     }
     memcpy(ws->grads[from].data, dout, view_bytes(&ws->grads[from]));
-    struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len};
+    const int training = ws->training;
+    struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len,
+                         .training = training};
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         const struct node *n = &g->nodes[i];
         if (!node_needed(ws, n) || ws->is_static[n->outputs[0]])
             continue;
+        if (training) {
+            ctx.state = ws->state[i];
+            ctx.state_len = ws->state_len[i];
+        }
         gather_args(ws, n);
         for (int k = 0; k < n->n_outputs; k++)
             ws->dout_ptrs[k] = &ws->grads[n->outputs[k]];
@@ -896,10 +944,15 @@ static int backward(struct graph_ws *ws, int from, const float *dout, int inputs
 
 int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err)
 {
-    return backward(ws, from, dout, 0, err);
+    return backward(ws, from, dout, BACKWARD_ALL, err);
 }
 
 int graph_backward_inputs(struct graph_ws *ws, int from, const float *dout, char *err)
 {
-    return backward(ws, from, dout, 1, err);
+    return backward(ws, from, dout, BACKWARD_INPUTS, err);
+}
+
+int graph_backward_weights(struct graph_ws *ws, int from, const float *dout, char *err)
+{
+    return backward(ws, from, dout, BACKWARD_WEIGHTS, err);
 }

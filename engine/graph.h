@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "ops/op.h"
+#include "rng.h"
 #include "status.h"
 
 enum value_kind {
@@ -98,6 +99,15 @@ struct graph_ws {
     float **cache;               /* [n_nodes] what each op keeps between runs (no gradients) */
     size_t *cache_len;           /* [n_nodes] */
     int *cache_valid;            /* [n_nodes] reset by every plan */
+    /* Training (workspaces with gradients only): when `training` is set by
+     * the caller, graph_run runs every op in training mode (op_ctx.training:
+     * batch statistics, dropout drawn from `rng`, which the caller seeds) and
+     * the next backward differentiates that run. Each node's op->train_state
+     * floats live in state[i]. */
+    int training;
+    struct rng rng;
+    float **state;               /* [n_nodes] or NULL */
+    size_t *state_len;           /* [n_nodes] */
 };
 
 enum graph_fuse {
@@ -152,6 +162,10 @@ int graph_backward(struct graph_ws *ws, int from, const float *dout, char *err);
  * ws->grads[v] of other values has NULL data afterwards. Fails with
  * STRATA_E_ARG when `from` does not depend on any input. */
 int graph_backward_inputs(struct graph_ws *ws, int from, const float *dout, char *err);
+
+/* Same as graph_backward, but no gradient is computed for the graph's inputs
+ * (the first Conv's dX is skipped): what a training step needs. */
+int graph_backward_weights(struct graph_ws *ws, int from, const float *dout, char *err);
 
 /* Number of floats in the float initializers (the model's parameters). */
 size_t graph_param_count(const struct graph *g);

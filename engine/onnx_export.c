@@ -325,8 +325,10 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
         }
         const char *inputs[] = {value, pn[0], pn[1], pn[2], pn[3], NULL};
         snprintf(buf_out, cap, "%s/bn", c->name);
+        /* ONNX's momentum is Keras's: the weight of the old running value */
         add_node(o, "BatchNormalization", buf_out, inputs, buf_out,
-                 attr_float(o, "epsilon", c->epsilon), NULL, NULL, NULL);
+                 attr_float(o, "epsilon", c->epsilon), attr_float(o, "momentum", c->momentum),
+                 NULL, NULL);
         return add_activation(o, l, buf_out, buf_act, cap);
     }
     case LAYER_MAXPOOL2D:
@@ -385,8 +387,16 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
         add_node(o, "Gemm", buf_out, inputs, buf_out, attr_int(o, "transB", 1), NULL, NULL, NULL);
         return add_activation(o, l, buf_out, buf_act, cap);
     }
-    case LAYER_DROPOUT:
-        return value; /* the identity at inference */
+    case LAYER_DROPOUT: {
+        /* the identity at inference; written so that training on the graph
+         * drops (opset 13: the ratio is an input) */
+        snprintf(wname, sizeof wname, "%s/ratio", c->name);
+        add_init(o, wname, 0, (int64_t[]){1}, &c->rate); /* a scalar */
+        snprintf(buf_out, cap, "%s/dropout", c->name);
+        add_node(o, "Dropout", buf_out, (const char *[]){value, wname, NULL}, buf_out, NULL, NULL,
+                 NULL, NULL);
+        return buf_out;
+    }
     case LAYER_RELU:
     case LAYER_SIGMOID:
     case LAYER_SOFTMAX: {

@@ -9,25 +9,44 @@
 
 #include "parallel.h"
 
-int optim_init(struct optim *o, const struct model *m, const struct optim_config *cfg, char *err)
+int optim_init_tensors(struct optim *o, const struct optim_tensor *t, int n,
+                       const struct optim_config *cfg, char *err)
 {
     memset(o, 0, sizeof *o);
     o->cfg = *cfg;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += t[i].len;
+    o->groups = malloc((size_t)(n ? n : 1) * sizeof *o->groups);
+    o->m = tensor_alloc(total ? total : 1);
+    o->v = cfg->kind == OPTIM_ADAM ? tensor_alloc(total ? total : 1) : NULL;
+    if (!o->groups || !o->m || (cfg->kind == OPTIM_ADAM && !o->v)) {
+        optim_free(o);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for optimiser state (%zu parameters)",
+                           total);
+    }
+    if (n)
+        memcpy(o->groups, t, (size_t)n * sizeof *t);
+    o->n_groups = n;
+    return 0;
+}
+
+int optim_init(struct optim *o, const struct model *m, const struct optim_config *cfg, char *err)
+{
+    memset(o, 0, sizeof *o);
+    if (!m->grads)
+        return strata_fail(err, STRATA_E_ARG, "model %s has no gradients to optimise", m->id);
     int cap = 0;
     for (int i = 0; i < m->n_layers; i++) {
         struct param_desc d[LAYER_MAX_PARAMS];
         cap += layer_ops_of(m->layers[i].cfg.kind)->params(&m->layers[i], d);
     }
-    o->groups = calloc(cap ? cap : 1, sizeof *o->groups);
-    o->m = tensor_alloc(m->n_params);
-    o->v = cfg->kind == OPTIM_ADAM ? tensor_alloc(m->n_params) : NULL;
-    if (!o->groups || !o->m || (cfg->kind == OPTIM_ADAM && !o->v)) {
-        optim_free(o);
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory for optimiser state (%zu parameters)",
-                           m->n_params);
-    }
+    struct optim_tensor *t = calloc(cap ? cap : 1, sizeof *t);
+    if (!t)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory for optimiser state");
     /* Tensors sit in the slab in layer order, each layer's in params() order. */
     size_t offset = 0;
+    int n = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const struct layer *l = &m->layers[i];
         struct param_desc d[LAYER_MAX_PARAMS];
@@ -37,12 +56,14 @@ int optim_init(struct optim *o, const struct model *m, const struct optim_config
             for (int k = 0; k < d[j].ndim; k++)
                 len *= (size_t)d[j].dims[k];
             if (d[j].trainable)
-                o->groups[o->n_groups++] =
-                    (struct optim_group){offset, len, strcmp(d[j].name, "kernel") == 0};
+                t[n++] = (struct optim_tensor){m->params + offset, m->grads + offset, len,
+                                               strcmp(d[j].name, "kernel") == 0};
             offset += len;
         }
     }
-    return 0;
+    int rc = optim_init_tensors(o, t, n, cfg, err);
+    free(t);
+    return rc;
 }
 
 void optim_free(struct optim *o)
@@ -84,7 +105,7 @@ static void optim_piece(void *arg, int b, int e)
     }
 }
 
-void optim_step(struct optim *o, struct model *m, float lr)
+void optim_step(struct optim *o, float lr)
 {
     const struct optim_config *c = &o->cfg;
     o->step++;
@@ -97,14 +118,16 @@ void optim_step(struct optim *o, struct model *m, float lr)
 
     /* Memory-bound (Adam reads and writes four arrays the size of the
      * model): spread over the engine's threads. */
+    size_t off = 0;
     for (int g = 0; g < o->n_groups; g++) {
-        size_t off = o->groups[g].offset;
-        struct optim_job j = {.c = c, .p = m->params + off, .grad = m->grads + off,
-                              .mom = o->m + off, .v = c->kind == OPTIM_ADAM ? o->v + off : NULL,
-                              .shrink = o->groups[g].decay ? 1.0f - lr * c->weight_decay : 1.0f,
+        const struct optim_tensor *t = &o->groups[g];
+        struct optim_job j = {.c = c, .p = t->param, .grad = t->grad, .mom = o->m + off,
+                              .v = c->kind == OPTIM_ADAM ? o->v + off : NULL,
+                              .shrink = t->decay ? 1.0f - lr * c->weight_decay : 1.0f,
                               .lr = lr, .adam_lr = adam_lr};
-        assert(o->groups[g].len <= INT_MAX);
-        parallel_for_grain((int)o->groups[g].len, parallel_grain(c->kind == OPTIM_ADAM ? 7 : 5),
+        assert(t->len <= INT_MAX);
+        parallel_for_grain((int)t->len, parallel_grain(c->kind == OPTIM_ADAM ? 7 : 5),
                            optim_piece, &j);
+        off += t->len;
     }
 }

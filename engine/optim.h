@@ -1,5 +1,6 @@
 /*
- * optim.h — gradient-descent optimisers over a model's parameter slab.
+ * optim.h — gradient-descent optimisers over a list of parameter tensors
+ * (a model's layers, or the initializers of the graph a model trains on).
  *
  * SGD with momentum and Adam, both with decoupled weight decay (AdamW's rule
  * for Adam: θ -= lr·λ·θ before the Adam step), applied only to the tensors
@@ -26,26 +27,35 @@ struct optim_config {
     int nesterov;        /* SGD */
 };
 
-/* A contiguous range of the parameter slab with one update rule. */
-struct optim_group {
-    size_t offset, len;
+/* One parameter tensor with one update rule: the optimiser reads its
+ * gradient and updates it in place (both borrowed: they must outlive the
+ * optimiser). */
+struct optim_tensor {
+    float *param;
+    const float *grad;
+    size_t len;
     int decay;           /* 1 for kernels */
 };
 
 struct optim {
     struct optim_config cfg;
     int n_groups;
-    struct optim_group *groups; /* trainable ranges only */
-    float *m, *v;        /* moments, laid out like the parameter slab */
+    struct optim_tensor *groups; /* trainable tensors only */
+    float *m, *v;        /* moments, the groups' one after the other */
     long step;
 };
 
-/* Builds the trainable groups from the model's layers and allocates state.
- * Returns 0 or STRATA_E_NOMEM. */
+/* For the n tensors t[0 … n) (copied). Returns 0 or STRATA_E_NOMEM. */
+int optim_init_tensors(struct optim *o, const struct optim_tensor *t, int n,
+                       const struct optim_config *cfg, char *err);
+
+/* For the trainable tensors of the model's layers, in m->params and
+ * m->grads (model_enable_grads first). Returns 0, STRATA_E_ARG without
+ * gradients, or STRATA_E_NOMEM. */
 int optim_init(struct optim *o, const struct model *m, const struct optim_config *cfg, char *err);
 void optim_free(struct optim *o);
 
-/* One update of m->params from m->grads at learning rate lr. */
-void optim_step(struct optim *o, struct model *m, float lr);
+/* One update of every tensor from its gradient at learning rate lr. */
+void optim_step(struct optim *o, float lr);
 
 #endif

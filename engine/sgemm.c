@@ -80,6 +80,33 @@ void sgemm_pack_dense(const void *ctx, int k0, int kc, int j0, int nc, float *ds
     }
 }
 
+void sgemm_pack_transposed(const void *ctx, int k0, int kc, int j0, int nc, float *dst)
+{
+    const struct sgemm_dense_b *d = ctx;
+    for (int p = 0; p * SGEMM_NR < nc; p++) {
+        const int w = nc - p * SGEMM_NR < SGEMM_NR ? nc - p * SGEMM_NR : SGEMM_NR;
+        float *panel = dst + (size_t)p * kc * SGEMM_NR;
+        /* 8 rows of A at a time: eight sequential reads, one 32-byte store
+         * per k into the panel's row */
+        int jj = 0;
+        for (; jj + 8 <= w; jj += 8) {
+            const float *src = d->b + (size_t)(j0 + p * SGEMM_NR + jj) * d->ldb + k0;
+            for (int kk = 0; kk < kc; kk++) {
+                float *row = panel + (size_t)kk * SGEMM_NR + jj;
+                for (int l = 0; l < 8; l++)
+                    row[l] = src[(size_t)l * d->ldb + kk];
+            }
+        }
+        for (; jj < w; jj++) {
+            const float *src = d->b + (size_t)(j0 + p * SGEMM_NR + jj) * d->ldb + k0;
+            for (int kk = 0; kk < kc; kk++)
+                panel[(size_t)kk * SGEMM_NR + jj] = src[kk];
+        }
+        for (int kk = 0; kk < kc && w < SGEMM_NR; kk++)
+            memset(panel + (size_t)kk * SGEMM_NR + w, 0, (size_t)(SGEMM_NR - w) * sizeof *panel);
+    }
+}
+
 const float *sgemm_direct_dense(const void *ctx, int k0, int j0, size_t *ldb)
 {
     const struct sgemm_dense_b *d = ctx;

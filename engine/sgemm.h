@@ -89,4 +89,9 @@ struct sgemm_dense_b {
 void sgemm_pack_dense(const void *ctx, int k0, int kc, int j0, int nc, float *dst);
 const float *sgemm_direct_dense(const void *ctx, int k0, int j0, size_t *ldb);
 
+/* A packer for B = Aᵀ where A is a row-major [N × K] matrix with row stride
+ * lda (B[k][j] = A[j][k]): ctx points to a struct sgemm_dense_b whose b and
+ * ldb describe A. A weight gradient dY · colᵀ packs col this way. */
+void sgemm_pack_transposed(const void *ctx, int k0, int kc, int j0, int nc, float *dst);
+
 #endif

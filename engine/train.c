@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "infer.h"
+#include "model_graph.h"
 #include "parallel.h"
+#include "train_graph.h"
 
 static double now_seconds(void)
 {
@@ -300,23 +302,24 @@ static void stratified_split(const int *labels, int n, int C, float fraction, st
 
 /* Loss and accuracy (inference mode) on the listed images of the model's
  * first C outputs, renormalised when the model has more (a rotation-labels
- * model judged as the C-class model it is cut back to). probs holds
- * max_batch × C floats. */
-static void evaluate(struct model *m, struct model_workspace *ws, int C, const uint8_t *pixels,
-                     const int *labels, const int *idx, int n, int *batch_labels, float *probs,
-                     double *loss, double *acc)
+ * model judged as the C-class model it is cut back to). in holds max_batch
+ * images, probs max_batch × C floats. */
+static int evaluate(const struct model *m, struct train_graph *tg, int C, const uint8_t *pixels,
+                    const int *labels, const int *idx, int n, float *in, int *batch_labels,
+                    float *probs, double *loss, double *acc, char *err)
 {
     size_t in_size = shape_size(m->input);
-    int K = m->n_classes, correct = 0;
+    int K = tg->n_classes, correct = 0;
     double total = 0;
-    for (int first = 0; first < n; first += ws->max_batch) {
-        int b = n - first < ws->max_batch ? n - first : ws->max_batch;
+    for (int first = 0; first < n; first += tg->max_batch) {
+        int b = n - first < tg->max_batch ? n - first : tg->max_batch;
         for (int i = 0; i < b; i++) {
-            model_normalise(m, pixels + (size_t)idx[first + i] * in_size, ws->input + (size_t)i * in_size);
+            model_normalise(m, pixels + (size_t)idx[first + i] * in_size, in + (size_t)i * in_size);
             batch_labels[i] = labels[idx[first + i]];
         }
-        model_forward(m, ws, ws->input, b, 0);
-        const float *p = model_output(ws, m->n_layers - 1);
+        const float *p = train_graph_forward(tg, in, b, 0, err);
+        if (!p)
+            return STRATA_E_ARG;
         if (K != C) {
             for (int i = 0; i < b; i++) {
                 double sum = 1e-30; /* all mass on turned outputs: probabilities 0, not NaN */
@@ -333,6 +336,7 @@ static void evaluate(struct model *m, struct model_workspace *ws, int C, const u
     }
     *loss = n ? total / n : 0;
     *acc = n ? (double)correct / n : 0;
+    return 0;
 }
 
 void train_report_free(struct train_report *r)
@@ -519,8 +523,9 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     size_t in_size = shape_size(m->input);
 
     rc = STRATA_E_NOMEM;
-    struct model_workspace ws = {0};
+    struct train_graph tg = {0};
     struct optim opt = {0};
+    struct optim_tensor *tensors = NULL;
     int *train_idx = malloc((size_t)n * sizeof(int)), *val_idx = malloc((size_t)n * sizeof(int));
     int *order = turns > 1 ? malloc((size_t)n * TURNS * sizeof(int)) : NULL;
     int *turned = turns > 1 ? malloc((size_t)n * (TURNS - 1) * sizeof(int)) : NULL;
@@ -530,21 +535,30 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     float *val_probs = malloc((size_t)B * C * sizeof(float));
     float *class_weight = malloc((size_t)K * sizeof(float));
     float *scratch = turns > 1 ? tensor_alloc((size_t)B * in_size) : NULL;
+    float *batch_in = tensor_alloc((size_t)B * in_size);
     float *best = tensor_alloc(fit->n_params);
     report->epochs = calloc((size_t)cfg->epochs, sizeof *report->epochs);
     if (!train_idx || !val_idx || (turns > 1 && (!order || !turned || !scratch)) || !batch_labels ||
         !batch_images || !batch_turns || !dlogits || !val_probs || !class_weight || !best ||
-        !report->epochs) {
+        !batch_in || !report->epochs) {
         strata_fail(err, rc, "out of memory setting up training");
         goto done;
     }
-    if ((rc = model_enable_grads(fit, err)) < 0 || (rc = model_workspace_init(&ws, fit, B, 1, err)) < 0 ||
-        (rc = optim_init(&opt, fit, &cfg->optim, err)) < 0)
+    /* the weights are about to change: a graph m runs inference on would
+     * keep the old ones (model_run_on_graph builds it anew) */
+    model_graph_close(m);
+    if ((rc = train_graph_init(&tg, fit, B, cfg->seed ^ 0x5eedf00dULL, err)) < 0)
+        goto done;
+    if (!(tensors = calloc((size_t)tg.n_params + 1, sizeof *tensors))) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory setting up training");
+        goto done;
+    }
+    if ((rc = optim_init_tensors(&opt, tensors, train_graph_optim_tensors(&tg, tensors),
+                                 &cfg->optim, err)) < 0)
         goto done;
 
     struct rng rng;
     rng_seed(&rng, cfg->seed);
-    rng_seed(&ws.rng, cfg->seed ^ 0x5eedf00dULL);
     int n_train, n_val;
     stratified_split(labels, n, C, cfg->validation_split, &rng, train_idx, &n_train, val_idx, &n_val);
     report->n_train = n_train;
@@ -603,9 +617,12 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
                 batch_labels[i] = labels[batch_images[i]] + C * batch_turns[i];
             }
             augment_batch(&cfg->augment, fit, pixels, batch_images, turns > 1 ? batch_turns : NULL,
-                          b, scratch, ws.input, &rng);
-            model_forward(fit, &ws, ws.input, b, 1);
-            const float *p = model_output(&ws, fit->n_layers - 1);
+                          b, scratch, batch_in, &rng);
+            const float *p = train_graph_forward(&tg, batch_in, b, 1, err);
+            if (!p) {
+                rc = STRATA_E_ARG;
+                goto done;
+            }
             double loss = train_softmax_xent(p, batch_labels, b, K, class_weight,
                                              cfg->label_smoothing, dlogits);
             for (int i = 0; i < b; i++)
@@ -613,10 +630,10 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
             loss_sum += loss * b;
             seen += b;
 
-            memset(fit->grads, 0, fit->n_params * sizeof(float));
-            model_backward(fit, &ws, ws.input, dlogits, b);
+            if ((rc = train_graph_backward(&tg, dlogits, b, err)) < 0)
+                goto done;
             lr = schedule_lr(cfg, epoch + (double)bi / batches);
-            optim_step(&opt, fit, (float)lr);
+            optim_step(&opt, (float)lr);
             steps_done++;
 
             if (progress) {
@@ -636,9 +653,9 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
         e->train_loss = loss_sum / seen;
         e->train_acc = (double)correct / seen;
         e->lr = lr;
-        if (n_val)
-            evaluate(fit, &ws, C, pixels, labels, val_idx, n_val, batch_labels, val_probs,
-                     &e->val_loss, &e->val_acc);
+        if (n_val && (rc = evaluate(fit, &tg, C, pixels, labels, val_idx, n_val, batch_in,
+                                    batch_labels, val_probs, &e->val_loss, &e->val_acc, err)) < 0)
+            goto done;
         e->seconds = now_seconds() - t_epoch;
 
         /* Keep the best weights; with no validation split, or when asked,
@@ -647,6 +664,7 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
         if (score > best_acc) {
             best_acc = score;
             report->best_epoch = e->epoch;
+            train_graph_to_model(&tg, fit);
             memcpy(best, fit->params, fit->n_params * sizeof(float));
             since_best = 0;
         } else {
@@ -681,7 +699,8 @@ done:
     if (rc < 0)
         train_report_free(report);
     optim_free(&opt);
-    model_workspace_free(&ws);
+    free(tensors);
+    train_graph_free(&tg);
     model_free(&wide);
     free(train_idx);
     free(val_idx);
@@ -694,6 +713,7 @@ done:
     free(val_probs);
     free(class_weight);
     tensor_free(scratch);
+    tensor_free(batch_in);
     tensor_free(best);
     return rc;
 }

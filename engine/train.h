@@ -106,6 +106,11 @@ void train_report_free(struct train_report *r);
  * accuracy and loss are those of the cut-back model; the training accuracy
  * counts an image right when its class is, whatever turn is predicted.
  *
+ * The steps run on the model's graph (train_graph.h): the graph executor's
+ * ops in training mode, the same kernels inference runs. m's own inference
+ * graph, if it had one, is closed (its copy of the weights would be stale):
+ * model_run_on_graph builds it anew.
+ *
  * Allocates everything it needs once, up front. */
 int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pixels,
               const int *labels, int n, train_progress_fn progress, void *user,

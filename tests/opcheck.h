@@ -44,8 +44,32 @@ struct opcheck_run {
     struct tview out[OPCHECK_MAX_IO];   /* data owned */
     float *scratch;
     size_t scratch_len;
+    /* Training mode (opcheck_forward_training): the op's
+     * train_state floats, and a generator reseeded with rng_seed_value
+     * before every forward, so that a forward draws the same (dropout masks)
+     * each time and finite differences compare like with like. */
+    int training;
+    float *state;
+    size_t state_len;
+    struct rng rng;
+    uint64_t rng_seed_value;
     char err[STRATA_ERR_LEN];
 };
+
+/* The context a forward or backward of r gets. */
+static inline struct op_ctx opcheck_ctx(struct opcheck_run *r)
+{
+    struct op_ctx ctx = {.scratch = r->scratch, .scratch_len = r->scratch_len};
+    if (r->training) {
+        rng_seed(&r->rng, r->rng_seed_value);
+        ctx.training = 1;
+        ctx.state = r->state;
+        ctx.state_len = r->state_len;
+        ctx.rng = &r->rng;
+    }
+    return ctx;
+}
+
 
 static inline uint64_t opcheck_rng(uint64_t *s)
 {
@@ -97,9 +121,9 @@ static inline int opcheck_infer(struct opcheck_run *r)
  * allocates the outputs and scratch, and runs forward. Returns 0 or the
  * negative status of setup/infer (message in r->err). in[i] may be NULL for
  * an absent optional input. */
-static inline int opcheck_forward(struct opcheck_run *r, const struct op *op, int opset,
-                                  struct attr *attrs, int n_attrs, struct tview **in, int n_in,
-                                  int n_out)
+static inline int opcheck_forward_mode(struct opcheck_run *r, const struct op *op, int opset,
+                                       struct attr *attrs, int n_attrs, struct tview **in,
+                                       int n_in, int n_out, int training, uint64_t seed)
 {
     memset(r, 0, sizeof *r);
     r->node.name = (char *)"t";
@@ -131,7 +155,16 @@ static inline int opcheck_forward(struct opcheck_run *r, const struct op *op, in
                          ? r->node.op->scratch(&r->node, (const struct tview *const *)r->in, outc)
                          : 0;
     r->scratch = aligned_alloc(64, ((r->scratch_len + 16) * sizeof(float) + 63) / 64 * 64);
-    struct op_ctx ctx = {.scratch = r->scratch, .scratch_len = r->scratch_len};
+    if (training) {
+        r->training = 1;
+        r->rng_seed_value = seed;
+        r->state_len = r->node.op->train_state
+                           ? r->node.op->train_state(&r->node, (const struct tview *const *)r->in,
+                                                     outc)
+                           : 0;
+        r->state = calloc(r->state_len + 1, sizeof(float));
+    }
+    struct op_ctx ctx = opcheck_ctx(r);
     struct tview *outp[OPCHECK_MAX_IO];
     for (int j = 0; j < n_out; j++)
         outp[j] = &r->out[j];
@@ -139,11 +172,28 @@ static inline int opcheck_forward(struct opcheck_run *r, const struct op *op, in
     return 0;
 }
 
+static inline int opcheck_forward(struct opcheck_run *r, const struct op *op, int opset,
+                                  struct attr *attrs, int n_attrs, struct tview **in, int n_in,
+                                  int n_out)
+{
+    return opcheck_forward_mode(r, op, opset, attrs, n_attrs, in, n_in, n_out, 0, 0);
+}
+
+/* opcheck_forward in training mode: the op's train_state, and dropout drawn
+ * from a generator seeded with `seed` (the same draws at every forward). */
+static inline int opcheck_forward_training(struct opcheck_run *r, const struct op *op, int opset,
+                                           struct attr *attrs, int n_attrs, struct tview **in,
+                                           int n_in, int n_out, uint64_t seed)
+{
+    return opcheck_forward_mode(r, op, opset, attrs, n_attrs, in, n_in, n_out, 1, seed);
+}
+
 static inline void opcheck_free(struct opcheck_run *r)
 {
     for (int j = 0; j < r->n_out; j++)
         free(r->out[j].data);
     free(r->scratch);
+    free(r->state);
     free(r->node.params);
     memset(r, 0, sizeof *r);
 }
@@ -151,7 +201,7 @@ static inline void opcheck_free(struct opcheck_run *r)
 /* L = sum_j sum(w_j * out_j) for the current inputs (reruns forward). */
 static inline double opcheck_loss(struct opcheck_run *r, float *const *w)
 {
-    struct op_ctx ctx = {.scratch = r->scratch, .scratch_len = r->scratch_len};
+    struct op_ctx ctx = opcheck_ctx(r);
     struct tview *outp[OPCHECK_MAX_IO];
     for (int j = 0; j < r->n_out; j++)
         outp[j] = &r->out[j];
@@ -197,7 +247,7 @@ static inline int opcheck_gradients(struct opcheck_run *r, unsigned mask, double
     }
     /* forward of the unperturbed inputs, then backward */
     opcheck_loss(r, w);
-    struct op_ctx ctx = {.scratch = r->scratch, .scratch_len = r->scratch_len};
+    struct op_ctx ctx = opcheck_ctx(r);
     const struct tview *doutp[OPCHECK_MAX_IO];
     struct tview *dinp[OPCHECK_MAX_IO];
     for (int j = 0; j < r->n_out; j++)

@@ -129,7 +129,7 @@ static void check_accumulates(struct opcheck_run *r, unsigned mask, const char *
         first[i] = malloc((size_t)(c ? c : 1) * sizeof(float));
         dinp[i] = &din[i];
     }
-    struct op_ctx ctx = {.scratch = r->scratch, .scratch_len = r->scratch_len};
+    struct op_ctx ctx = opcheck_ctx(r);
     const struct tview *outc[] = {&r->out[0]};
     const struct tview *doutc[] = {&dout};
     r->node.op->backward(&r->node, (const struct tview *const *)r->in, outc, doutc, dinp, &ctx);
@@ -428,6 +428,23 @@ static size_t want_scratch(size_t col, int Mg, int N, int K, int P)
     return need;
 }
 
+/* With one group, backward on sgemm goes a chunk of images at a time: col
+ * [K × nb·P], Wᵀ [K × M] and the gathered dY [M × nb·P], each rounded up to
+ * 16 floats, then the larger of the two products' panels; nb images, as
+ * many as 2^21 floats of col and dY hold (at least 1, at most the batch). */
+static size_t want_scratch_batched(int N, int M, int K, int P)
+{
+    size_t need = sgemm_scratch(M, N * P, K, parallel_threads());
+    size_t nb = ((size_t)1 << 21) / (((size_t)K + M) * P);
+    nb = nb < 1 ? 1 : nb > (size_t)N ? (size_t)N : nb;
+    size_t cols = nb * P;
+    size_t dw = sgemm_scratch(M, K, (int)cols, parallel_threads()),
+           dx = sgemm_scratch(K, (int)cols, M, parallel_threads());
+    size_t back = (((size_t)K * cols + 15) & ~(size_t)15) + (((size_t)K * M + 15) & ~(size_t)15) +
+                  (((size_t)M * cols + 15) & ~(size_t)15) + (dw > dx ? dw : dx);
+    return back > need ? back : need;
+}
+
 TEST(conv_scratch_sizes)
 {
     struct tview x = tensor4(2, 4, 6, 6, 1), w3 = tensor4(6, 2, 3, 3, 2), w1 = tensor4(6, 4, 1, 1, 3),
@@ -438,7 +455,8 @@ TEST(conv_scratch_sizes)
     CHECK_EQ_INT(r.scratch_len, want_scratch(2 * 3 * 3 * 6 * 6, 3, 2 * 36, 18, 36));
     opcheck_free(&r);
     CHECK(opcheck_forward(&r, &op_conv, 13, NULL, 0, (struct tview *[]){&x, &w1}, 2, 1) == 0);
-    CHECK_EQ_INT(r.scratch_len, want_scratch(0, 6, 2 * 36, 4, 36));
+    CHECK_EQ_INT(r.scratch_len,
+                 sgemm_available() ? want_scratch_batched(2, 6, 4, 36) : want_scratch(0, 6, 72, 4, 36));
     opcheck_free(&r);
     struct attr dw[] = {OPCHECK_INT("group", 4)};
     CHECK(opcheck_forward(&r, &op_conv, 13, dw, 1, (struct tview *[]){&x, &wd}, 2, 1) == 0);
@@ -849,6 +867,70 @@ TEST(batch_norm_reference_and_gradients)
     }
 }
 
+/* Training mode, against the formulas in double: Y with the batch's mean and
+ * biased variance, the running statistics updated (momentum 0.8, the
+ * unbiased variance), and the gradients of X, scale and B through the
+ * batch statistics by finite differences. The third case has a mean of
+ * 1000 and a standard deviation near 0.6: the variance must not cancel
+ * away. */
+TEST(batch_norm_training)
+{
+    const int64_t shapes[][4] = {{5, 3}, {3, 2, 2, 3}, {4, 2, 9, 9}};
+    const int ranks[] = {2, 4, 4};
+    for (int t = 0; t < 3; t++) {
+        struct tview x = opcheck_tensor(ranks[t], shapes[t], 400 + t);
+        if (t == 2)
+            for (int64_t i = 0; i < tview_count(&x); i++)
+                tview_f(&x)[i] += 1000.0f;
+        const int64_t C = shapes[t][1];
+        struct tview s = opcheck_tensor(1, &C, 410 + t), b = opcheck_tensor(1, &C, 420 + t),
+                     m = opcheck_tensor(1, &C, 430 + t), v = opcheck_tensor(1, &C, 440 + t);
+        for (int64_t c = 0; c < C; c++)
+            tview_f(&v)[c] = fabsf(tview_f(&v)[c]) + 0.5f;
+        float m0[4], v0[4];
+        memcpy(m0, m.data, (size_t)C * sizeof(float));
+        memcpy(v0, v.data, (size_t)C * sizeof(float));
+        struct attr a[] = {OPCHECK_FLOAT("epsilon", 1e-3f), OPCHECK_FLOAT("momentum", 0.8f)};
+        struct opcheck_run r;
+        int rc = opcheck_forward_training(&r, &op_batch_normalization, 15, a, 2,
+                                          (struct tview *[]){&x, &s, &b, &m, &v}, 5, 1, 1);
+        CHECK_MSG(rc == 0, "rank %d: %s", ranks[t], r.err);
+        if (rc < 0)
+            continue;
+        int64_t n = tview_count(&x), inner = 1;
+        for (int i = 2; i < ranks[t]; i++)
+            inner *= shapes[t][i];
+        const double M = (double)n / C;
+        double mu[4] = {0}, var[4] = {0};
+        for (int64_t i = 0; i < n; i++)
+            mu[(i / inner) % C] += tview_f(&x)[i] / M;
+        for (int64_t i = 0; i < n; i++) {
+            double d = tview_f(&x)[i] - mu[(i / inner) % C];
+            var[(i / inner) % C] += d * d / M;
+        }
+        float *want = malloc((size_t)n * sizeof *want);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t c = (i / inner) % C;
+            want[i] = (float)(tview_f(&s)[c] * (tview_f(&x)[i] - mu[c]) / sqrt(var[c] + 1e-3) +
+                              tview_f(&b)[c]);
+        }
+        char what[40];
+        snprintf(what, sizeof what, "bn training rank %d", ranks[t]);
+        check_output(&r, ranks[t], shapes[t], want, t == 2 ? 2e-4 : 1e-5, what);
+        for (int64_t c = 0; c < C; c++) {
+            CHECK_NEAR(tview_f(&m)[c], 0.8 * m0[c] + 0.2 * mu[c], t == 2 ? 1e-3 : 1e-6);
+            CHECK_NEAR(tview_f(&v)[c], 0.8 * v0[c] + 0.2 * var[c] * M / (M - 1), t == 2 ? 1e-4 : 1e-6);
+        }
+        /* finite differences of x at 1000 are too coarse in float */
+        int bad = opcheck_gradients(&r, t == 2 ? 6 : 7, FD_RTOL, FD_ATOL);
+        CHECK_MSG(bad == 0, "%s: %d gradient mismatches", what, bad);
+        check_accumulates(&r, 7, what);
+        opcheck_free(&r);
+        free(want);
+        free(x.data), free(s.data), free(b.data), free(m.data), free(v.data);
+    }
+}
+
 TEST(batch_norm_refusals)
 {
     struct tview x = tensor4(1, 2, 2, 2, 1);
@@ -1256,6 +1338,7 @@ int main(void)
     RUN(pool_refusals);
     RUN(batch_norm_hand_worked);
     RUN(batch_norm_reference_and_gradients);
+    RUN(batch_norm_training);
     RUN(batch_norm_refusals);
     RUN(pad_hand_worked);
     RUN(pad_gradients);

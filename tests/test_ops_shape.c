@@ -551,19 +551,86 @@ TEST(dropout_inference)
     free(off.data);
 }
 
+/* Training mode: each element kept with probability 1 − ratio and scaled by
+ * 1/(1 − ratio), the rest zeroed; the same seed draws the same mask, another
+ * seed another; backward passes the gradient through the kept elements
+ * only (finite differences, the mask held by reseeding); ratio 0 keeps all. */
+TEST(dropout_training)
+{
+    enum { N = 20000 };
+    struct tview x = opcheck_tensor(2, D(4, N / 4), 21);
+    for (int64_t k = 0; k < N; k++)
+        tview_f(&x)[k] = tview_f(&x)[k] * 0.5f + 1.0f; /* never 0: a zero output means dropped */
+    struct tview ratio = ften(0, SCALAR, F(0.3f));
+    struct opcheck_run r, again, other;
+    CHECK_EQ_INT(opcheck_forward_training(&r, &op_dropout, 13, NULL, 0, IN(&x, &ratio), 2, 1, 5), 0);
+    int dropped = 0, wrong = 0;
+    for (int64_t k = 0; k < N; k++) {
+        float y = tview_f(&r.out[0])[k];
+        if (y == 0.0f)
+            dropped++;
+        else if (y != tview_f(&x)[k] * (1.0f / 0.7f))
+            wrong++;
+    }
+    /* binomial(20000, 0.3): mean 6000, sd 65; 5 sd either side */
+    CHECK_MSG(dropped > 6000 - 325 && dropped < 6000 + 325, "%d of %d dropped", dropped, N);
+    CHECK_EQ_INT(wrong, 0);
+    CHECK_EQ_INT(opcheck_forward_training(&again, &op_dropout, 13, NULL, 0, IN(&x, &ratio), 2, 1, 5),
+                 0);
+    CHECK(same_elements(&again.out[0], &r.out[0]));
+    CHECK_EQ_INT(opcheck_forward_training(&other, &op_dropout, 13, NULL, 0, IN(&x, &ratio), 2, 1, 6),
+                 0);
+    CHECK(!same_elements(&other.out[0], &r.out[0]));
+    opcheck_free(&r);
+    opcheck_free(&again);
+    opcheck_free(&other);
+
+    struct tview small = opcheck_tensor(2, D(3, 7), 22);
+    CHECK_EQ_INT(opcheck_forward_training(&r, &op_dropout, 13, NULL, 0, IN(&small, &ratio), 2, 1, 9),
+                 0);
+    CHECK_EQ_INT(opcheck_gradients(&r, 1, GRAD_RTOL, GRAD_ATOL), 0);
+    opcheck_free(&r);
+    /* opset 7: the ratio attribute */
+    struct attr a7[] = {OPCHECK_FLOAT("ratio", 0.5f)};
+    CHECK_EQ_INT(opcheck_forward_training(&r, &op_dropout, 7, a7, 1, IN(&small), 1, 1, 9), 0);
+    CHECK_EQ_INT(opcheck_gradients(&r, 1, GRAD_RTOL, GRAD_ATOL), 0);
+    int zeros = 0;
+    for (int k = 0; k < 21; k++)
+        zeros += tview_f(&r.out[0])[k] == 0.0f;
+    CHECK(zeros > 0 && zeros < 21);
+    opcheck_free(&r);
+    struct tview none = ften(0, SCALAR, F(0.0f));
+    CHECK_EQ_INT(opcheck_forward_training(&r, &op_dropout, 13, NULL, 0, IN(&small, &none), 2, 1, 9),
+                 0);
+    CHECK(same_elements(&r.out[0], &small));
+    opcheck_free(&r);
+    free(x.data);
+    free(small.data);
+    free(ratio.data);
+    free(none.data);
+}
+
 TEST(dropout_refusals)
 {
     struct tview x = opcheck_tensor(2, D(3, 5), 11);
     struct tview ratio = ften(0, SCALAR, F(0.5f));
     struct tview on = opcheck_ints(0, SCALAR, D(1));
     CHECK(refused(&op_dropout, 13, NULL, 0, IN(&x, &ratio, &on), 3, 1, STRATA_E_UNSUPPORTED,
-                  "training-mode dropout is not supported"));
+                  "training_mode is true; it must be false"));
     struct tview on_f = ften(0, SCALAR, F(1.0f));
     CHECK(refused(&op_dropout, 12, NULL, 0, IN(&x, NULL, &on_f), 3, 1, STRATA_E_UNSUPPORTED,
-                  "training-mode dropout is not supported"));
+                  "training_mode is true; it must be false"));
     struct tview dyn = unknown(DTYPE_INT64, 0, SCALAR);
     CHECK(refused(&op_dropout, 13, NULL, 0, IN(&x, &ratio, &dyn), 3, 1, STRATA_E_UNSUPPORTED,
-                  "training-mode dropout is not supported"));
+                  "'training_mode' is computed at run time"));
+    /* a ratio that would drop everything, or nothing sensible */
+    struct tview one = ften(0, SCALAR, F(1.0f));
+    CHECK(refused(&op_dropout, 13, NULL, 0, IN(&x, &one), 2, 1, STRATA_E_FORMAT,
+                  "input 'ratio' is 1; it must be in [0, 1)"));
+    struct attr all[] = {OPCHECK_FLOAT("ratio", 1.0f)};
+    CHECK(refused(&op_dropout, 10, all, 1, IN(&x), 1, 1, STRATA_E_FORMAT,
+                  "attribute 'ratio' is 1; it must be in [0, 1)"));
+    free(one.data);
     CHECK(refused(&op_dropout, 13, NULL, 0, IN(&x), 1, 2, STRATA_E_UNSUPPORTED,
                   "'mask' output is not supported"));
     CHECK(refused(&op_dropout, 10, NULL, 0, IN(&x), 1, 2, STRATA_E_UNSUPPORTED,
@@ -1431,6 +1498,7 @@ int main(void)
     RUN(squeeze_unsqueeze_gradients);
     RUN(identity);
     RUN(dropout_inference);
+    RUN(dropout_training);
     RUN(dropout_refusals);
     RUN(transpose_hand_worked);
     RUN(transpose_cnn_cases);

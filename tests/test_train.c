@@ -1,5 +1,6 @@
 /* test_train.c — training: loss gradient, optimisers, augmentation, schedule,
- * configuration errors, and a small end-to-end run on synthetic shapes. */
+ * configuration errors, the training graph against the layer engine, and a
+ * small end-to-end run on synthetic shapes. */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "model.h"
 #include "optim.h"
 #include "train.h"
+#include "train_graph.h"
 
 TEST(softmax_xent_gradient_is_closed_form)
 {
@@ -71,7 +73,7 @@ TEST(adam_and_sgd_steps_match_hand_computation)
                                 .eps = 1e-8f, .weight_decay = 0.01f};
     CHECK(optim_init(&o, &m, &adam, err) == 0);
     CHECK_EQ_INT(o.n_groups, 2);
-    optim_step(&o, &m, 0.1f);
+    optim_step(&o, 0.1f);
     /* Step 1 of Adam moves every parameter with a non-zero gradient by
      * lr · sign(g) (m̂/√v̂ = g/|g|); kernels (the first 6) also shrink by
      * lr · wd · θ = 0.1 · 0.01 · 0.5. */
@@ -86,8 +88,8 @@ TEST(adam_and_sgd_steps_match_hand_computation)
     CHECK(optim_init(&o, &m, &sgd, err) == 0);
     for (size_t i = 0; i < m.n_params; i++)
         m.params[i] = 1.0f, m.grads[i] = 2.0f;
-    optim_step(&o, &m, 0.1f); /* v = 2, θ = 1 - 0.2 */
-    optim_step(&o, &m, 0.1f); /* v = 0.9·2 + 2 = 3.8, θ = 0.8 - 0.38 */
+    optim_step(&o, 0.1f); /* v = 2, θ = 1 - 0.2 */
+    optim_step(&o, 0.1f); /* v = 0.9·2 + 2 = 3.8, θ = 0.8 - 0.38 */
     for (size_t i = 0; i < m.n_params; i++)
         CHECK_NEAR(m.params[i], 0.42, 1e-6);
     optim_free(&o);
@@ -355,6 +357,124 @@ out:
     return acc;
 }
 
+/* A model with every trainable kind of layer: a biased conv, batch norm
+ * (momentum 0.7) with a fused relu, max pooling, a conv without bias, a
+ * flatten of a feature map (the graph transposes it to strata's h, w, c
+ * order) and a dense softmax output. */
+static const char *step_json =
+    "{\"id\":\"step\",\"input\":{\"height\":9,\"width\":7,\"channels\":3},"
+    "\"normalization\":{\"mean\":[0.5,0.5,0.5],\"std\":[0.25,0.25,0.25]},"
+    "\"classes\":[\"a\",\"b\",\"c\"],\"layers\":["
+    "{\"type\":\"conv2d\",\"filters\":5,\"kernel_size\":3,\"padding\":\"same\"},"
+    "{\"type\":\"batch_norm\",\"momentum\":0.7,\"activation\":\"relu\"},"
+    "{\"type\":\"maxpool2d\",\"pool_size\":2},"
+    "{\"type\":\"conv2d\",\"filters\":4,\"kernel_size\":3,\"padding\":\"valid\","
+    "\"use_bias\":false,\"activation\":\"relu\"},"
+    "{\"type\":\"flatten\"},"
+    "{\"type\":\"dense\",\"units\":3,\"activation\":\"softmax\"}]}";
+
+/* One training step's forward and backward on the graph (train_graph.h)
+ * against the layer engine, an independent implementation in another
+ * layout: the probabilities, every trainable tensor's gradient and the
+ * running statistics after the step agree up to float rounding; and a
+ * graph built and read back with no step gives the weights bit for bit. */
+TEST(graph_training_step_matches_the_layer_engine)
+{
+    char err[STRATA_ERR_LEN];
+    enum { N = 6 };
+    struct model a = {0}, b = {0};
+    CHECK(model_parse_json(&a, step_json, "step", err) == 0);
+    CHECK(model_parse_json(&b, step_json, "step", err) == 0);
+    model_init_params(&a, 3);
+    for (size_t i = 0; i < a.n_params; i++) /* biases and statistics away from 0 and 1 */
+        a.params[i] += 0.05f * (float)((i * 7919) % 13) / 13.0f;
+    memcpy(b.params, a.params, a.n_params * sizeof(float));
+
+    struct train_graph tg;
+    CHECK(train_graph_init(&tg, &b, N, 1, err) == 0);
+    memset(b.params, 0, b.n_params * sizeof(float));
+    train_graph_to_model(&tg, &b);
+    CHECK(memcmp(a.params, b.params, a.n_params * sizeof(float)) == 0);
+    float mean_before[5];
+    memcpy(mean_before, b.layers[1].w.moving_mean, sizeof mean_before);
+
+    size_t in_size = shape_size(a.input);
+    float *x = malloc(N * in_size * sizeof *x);
+    struct rng r;
+    rng_seed(&r, 8);
+    for (size_t i = 0; i < N * in_size; i++)
+        x[i] = (float)rng_normal(&r);
+    int labels[N] = {0, 1, 2, 2, 1, 0};
+    float dl_layers[N * 3], dl_graph[N * 3];
+
+    struct model_workspace ws;
+    CHECK(model_enable_grads(&a, err) == 0);
+    CHECK(model_workspace_init(&ws, &a, N, 1, err) == 0);
+    model_forward(&a, &ws, x, N, 1);
+    const float *pa = model_output(&ws, a.n_layers - 1);
+    train_softmax_xent(pa, labels, N, 3, NULL, 0, dl_layers);
+    const float *pb = train_graph_forward(&tg, x, N, 1, err);
+    CHECK(pb != NULL);
+    double worst_p = 0;
+    for (int i = 0; pb && i < N * 3; i++)
+        worst_p = fmax(worst_p, fabs(pa[i] - pb[i]));
+    CHECK_MSG(worst_p < 1e-5, "probabilities differ by %.3g", worst_p);
+    train_softmax_xent(pb, labels, N, 3, NULL, 0, dl_graph);
+    memset(a.grads, 0, a.n_params * sizeof(float));
+    model_backward(&a, &ws, x, dl_layers, N);
+    CHECK(train_graph_backward(&tg, dl_graph, N, err) == 0);
+
+    /* the running statistics the training forward left */
+    train_graph_to_model(&tg, &b);
+    const struct layer *la = &a.layers[1], *lb = &b.layers[1];
+    for (int c = 0; c < 5; c++) {
+        CHECK_NEAR(lb->w.moving_mean[c], la->w.moving_mean[c], 1e-6);
+        CHECK_NEAR(lb->w.moving_var[c], la->w.moving_var[c], 1e-5);
+        CHECK(lb->w.moving_mean[c] != mean_before[c]);
+    }
+    /* the gradients, put where the weights were and read back in strata's
+     * layout */
+    struct optim_tensor t[16];
+    int nt = train_graph_optim_tensors(&tg, t);
+    CHECK_EQ_INT(nt, 7); /* kernel, bias, gamma, beta, kernel, kernel, bias */
+    for (int i = 0; i < nt; i++)
+        memcpy(t[i].param, t[i].grad, t[i].len * sizeof(float));
+    train_graph_to_model(&tg, &b);
+    double worst = 0, scale = 0;
+    int compared = 0;
+    for (int l = 0; l < a.n_layers; l++) {
+        const struct layer_tensors *ga = &a.layers[l].grad, *wb = &b.layers[l].w;
+        const float *pairs[4][2] = {{ga->kernel, wb->kernel}, {ga->bias, wb->bias},
+                                    {ga->gamma, wb->gamma}, {ga->beta, wb->beta}};
+        size_t lens[4] = {0};
+        if (ga->kernel)
+            lens[0] = a.layers[l].cfg.kind == LAYER_CONV2D
+                          ? (size_t)a.layers[l].cfg.kernel * a.layers[l].cfg.kernel *
+                                a.layers[l].in.c * a.layers[l].cfg.filters
+                          : shape_size(a.layers[l].in) * (size_t)a.layers[l].cfg.units;
+        if (ga->bias)
+            lens[1] = (size_t)(a.layers[l].cfg.kind == LAYER_CONV2D ? a.layers[l].cfg.filters
+                                                                     : a.layers[l].cfg.units);
+        if (ga->gamma)
+            lens[2] = lens[3] = (size_t)a.layers[l].in.c;
+        for (int k = 0; k < 4; k++)
+            for (size_t i = 0; i < lens[k]; i++) {
+                worst = fmax(worst, fabs(pairs[k][0][i] - pairs[k][1][i]));
+                scale = fmax(scale, fabs(pairs[k][0][i]));
+                compared++;
+            }
+    }
+    printf("# one step: probabilities within %.2g, %d gradients within %.2g of the layer "
+           "engine's (largest %.3g)\n", worst_p, compared, worst, scale);
+    CHECK(compared == (int)model_trainable_count(&a));
+    CHECK_MSG(worst <= 1e-4 * scale, "a gradient differs by %.3g (largest %.3g)", worst, scale);
+    model_workspace_free(&ws);
+    train_graph_free(&tg);
+    model_free(&a);
+    model_free(&b);
+    free(x);
+}
+
 TEST(end_to_end_shapes_reach_95_percent_and_repeat_exactly)
 {
     static float a[20000], b[20000];
@@ -533,6 +653,7 @@ int main(void)
     RUN(augment_turn_is_a_clockwise_quarter_turn);
     RUN(augment_erase_one_rectangle);
     RUN(config_parsing_and_errors);
+    RUN(graph_training_step_matches_the_layer_engine);
     RUN(end_to_end_shapes_reach_95_percent_and_repeat_exactly);
     RUN(rotation_labels_keep_the_upright_outputs);
     RUN(rotation_labels_need_a_square_input_and_a_dense_softmax_output);

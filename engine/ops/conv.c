@@ -339,6 +339,40 @@ static int conv_infer(const struct node *node, const struct tview *const *in,
     return 0;
 }
 
+/* The batched backward (conv_backward_batched): a convolution with one
+ * group on the GEMM or 1×1 path, where strata's sgemm runs. */
+static int conv_backward_batches(const struct conv_geom *g)
+{
+    return g->group == 1 && (g->path == CONV_GEMM || g->path == CONV_1X1) && sgemm_available();
+}
+
+/* Floats of col and of the gathered dY a chunk of the batched backward may
+ * hold: large enough that the products span several images, small enough to
+ * stay near the cache. */
+#define CONV_BACKWARD_CHUNK_FLOATS (1u << 21)
+
+/* Images per chunk of the batched backward: a function of the shapes alone
+ * (never of the thread count), so that the sums come out the same. */
+static int conv_backward_batch(const struct conv_geom *g)
+{
+    size_t per_image = ((size_t)g->K + g->M) * g->P;
+    size_t nb = per_image ? CONV_BACKWARD_CHUNK_FLOATS / per_image : 1;
+    if (nb < 1)
+        nb = 1;
+    return nb < (size_t)g->N ? (int)nb : g->N;
+}
+
+/* Scratch of the batched backward for chunks of nb images: col [K × nb·P],
+ * Wᵀ [K × M], dY gathered [M × nb·P], then the products' own. */
+static size_t conv_batched_scratch(const struct conv_geom *g, int nb)
+{
+    const size_t cols = (size_t)nb * g->P, t = (size_t)parallel_threads();
+    size_t dw = sgemm_scratch(g->M, g->K, (int)cols, (int)t),
+           dx = sgemm_scratch(g->K, (int)cols, g->M, (int)t);
+    return (((size_t)g->K * cols + 15) & ~(size_t)15) + (((size_t)g->K * g->M + 15) & ~(size_t)15) +
+           (((size_t)g->M * cols + 15) & ~(size_t)15) + (dw > dx ? dw : dx);
+}
+
 static size_t conv_scratch(const struct node *node, const struct tview *const *in,
                            const struct tview *const *out)
 {
@@ -357,9 +391,16 @@ static size_t conv_scratch(const struct node *node, const struct tview *const *i
     /* backward builds the col matrix and, on strata's sgemm, multiplies by
      * a transposed copy of the weights (dX needs Wᵀ · dY) */
     size_t back = col;
-    if (g.path != CONV_DIRECT && sgemm_available())
+    if (conv_backward_batches(&g))
+        back = conv_batched_scratch(&g, conv_backward_batch(&g));
+    else if (g.path != CONV_DIRECT && sgemm_available()) {
+        /* the products dX (K × P, over Mg) and dW (Mg × K, over P) one after
+         * the other, in the same place */
+        size_t dx_product = sgemm_scratch(g.K, g.P, g.Mg, parallel_threads()),
+               dw_product = sgemm_scratch(g.Mg, g.K, g.P, parallel_threads());
         back = ((col + 15) & ~(size_t)15) + (((size_t)g.K * g.Mg + 15) & ~(size_t)15) +
-               sgemm_scratch(g.K, g.P, g.Mg, parallel_threads());
+               (dx_product > dw_product ? dx_product : dw_product);
+    }
     if (back > packed)
         packed = back;
     return col > packed ? col : packed;
@@ -394,9 +435,12 @@ static void conv_tap_range(int n, int off, int s, int out, int *lo, int *hi)
 
 struct conv_col_job {
     const struct conv_geom *g;
-    float *col;           /* [K × P] */
+    float *col;           /* [K × P], rows ldc floats apart (P when 0) */
+    size_t ldc;
     const float *x;       /* one group's Cg input planes */
     float *dx;            /* col2im: one group's Cg input-gradient planes */
+    int images;           /* batched backward: images of C planes one after the other,
+                             image i's columns at col + i·P (0: one image) */
 };
 
 /* col row r = (c·kH + ky)·kW + kx, column oy·Wo + ox: the input value at
@@ -405,13 +449,16 @@ static void conv_im2col_piece(void *ctx, int r0, int r1)
 {
     const struct conv_col_job *j = ctx;
     const struct conv_geom *g = j->g;
-    for (int r = r0; r < r1; r++) {
+    const size_t ldc = j->ldc ? j->ldc : (size_t)g->P;
+    for (int rr = r0; rr < r1; rr++) {
+        /* with images, rr counts (image, row) pairs */
+        const int image = j->images ? rr / g->K : 0, r = j->images ? rr % g->K : rr;
         const int kx = r % g->kw, ky = r / g->kw % g->kh, c = r / (g->kw * g->kh);
         const int off = kx * g->dw - g->pl;
         int lo, hi;
         conv_tap_range(g->W, off, g->sw, g->Wo, &lo, &hi);
-        const float *xc = j->x + (size_t)c * g->H * g->W;
-        float *dst = j->col + (size_t)r * g->P;
+        const float *xc = j->x + ((size_t)image * g->C + c) * g->H * g->W;
+        float *dst = j->col + (size_t)r * ldc + (size_t)image * g->P;
         for (int oy = 0; oy < g->Ho; oy++, dst += g->Wo) {
             const int iy = oy * g->sh - g->pt + ky * g->dh;
             if (iy < 0 || iy >= g->H) {
@@ -446,8 +493,11 @@ static void conv_col2im_piece(void *ctx, int c0, int c1)
 {
     const struct conv_col_job *j = ctx;
     const struct conv_geom *g = j->g;
-    for (int c = c0; c < c1; c++) {
-        float *dxc = j->dx + (size_t)c * g->H * g->W;
+    const size_t ldc = j->ldc ? j->ldc : (size_t)g->P;
+    for (int cc = c0; cc < c1; cc++) {
+        /* with images, cc counts (image, channel) pairs */
+        const int image = j->images ? cc / g->C : 0, c = j->images ? cc % g->C : cc;
+        float *dxc = j->dx + ((size_t)image * g->C + c) * g->H * g->W;
         for (int ky = 0; ky < g->kh; ky++)
             for (int kx = 0; kx < g->kw; kx++) {
                 const int r = (c * g->kh + ky) * g->kw + kx;
@@ -456,7 +506,7 @@ static void conv_col2im_piece(void *ctx, int c0, int c1)
                 conv_tap_range(g->W, off, g->sw, g->Wo, &lo, &hi);
                 if (hi <= lo)
                     continue;
-                const float *src = j->col + (size_t)r * g->P + lo;
+                const float *src = j->col + (size_t)r * ldc + (size_t)image * g->P + lo;
                 for (int oy = 0; oy < g->Ho; oy++, src += g->Wo) {
                     const int iy = oy * g->sh - g->pt + ky * g->dh;
                     if (iy < 0 || iy >= g->H)
@@ -1068,6 +1118,100 @@ static void conv_backward_dx(const struct conv_geom *g, const float *wt, const f
               scratch, scratch_len);
 }
 
+/* dW_g[Mg × K] += dY_g[Mg × P] · colᵀ, col [K × P] (the im2col matrix, or the
+ * input itself for a 1×1 convolution), on strata's sgemm. */
+static void conv_backward_dw(const struct conv_geom *g, const float *dyg, const float *col,
+                             float *dw, float *scratch, size_t scratch_len)
+{
+    struct sgemm_dense_b b = {.b = col, .ldb = (size_t)g->P};
+    struct sgemm_out o = {.c = dw, .ldc = (size_t)g->K, .block_cols = g->K, .block_stride = 0,
+                          .accumulate = 1};
+    sgemm_run(g->Mg, g->K, g->P, dyg, (size_t)g->P, sgemm_pack_transposed, NULL, &b, &o, scratch,
+              scratch_len);
+}
+
+/* The bias gradient of output channels [m0, m1): db[m] += Σ_{n, p} dY[n, m, p],
+ * each channel's sum in double, in eight interleaved partial sums (a fixed
+ * order that vectorises), one channel in one piece. */
+struct conv_bias_job {
+    const struct conv_geom *g;
+    const float *dy;
+    float *db;
+};
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void conv_bias_backward_piece(void *arg, int m0, int m1)
+{
+    const struct conv_bias_job *j = arg;
+    const struct conv_geom *g = j->g;
+    for (int m = m0; m < m1; m++) {
+        double part[8] = {0};
+        for (int n = 0; n < g->N; n++) {
+            const float *p = j->dy + ((size_t)n * g->M + m) * g->P;
+            int i = 0;
+            for (; i + 8 <= g->P; i += 8)
+                for (int l = 0; l < 8; l++)
+                    part[l] += p[i + l];
+            for (int l = 0; i < g->P; i++, l++)
+                part[l] += p[i];
+        }
+        double s = 0;
+        for (int l = 0; l < 8; l++)
+            s += part[l];
+        j->db[m] += (float)s;
+    }
+}
+
+/* Backward on strata's sgemm a chunk of images at a time (see
+ * conv_backward_batch), for one group: with col [K × nb·P] the chunk's
+ * im2col matrices side by side and dYc [M × nb·P] its output gradients
+ * gathered likewise,
+ *   dW[M × K] += dYc · colᵀ           (one product over the chunk's pixels)
+ *   dcol       = Wᵀ · dYc, added back onto dX by col2im (dcol reuses col).
+ * Each product covers many images, so the engine's threads share large
+ * tiles instead of meeting after every image. */
+static void conv_backward_batched(const struct conv_geom *g, const float *x, const float *w,
+                                  const float *dy, float *dx, float *dw, struct op_ctx *ctx)
+{
+    const int nb_max = conv_backward_batch(g);
+    const size_t cols_max = (size_t)nb_max * g->P;
+    float *col = ctx->scratch;
+    float *wt = col + (((size_t)g->K * cols_max + 15) & ~(size_t)15);
+    float *dyc = wt + (((size_t)g->K * g->M + 15) & ~(size_t)15);
+    float *prod = dyc + (((size_t)g->M * cols_max + 15) & ~(size_t)15);
+    const size_t prod_len = ctx->scratch_len - (size_t)(prod - ctx->scratch);
+    if (dx)
+        transpose_tiled(wt, w, g->M, g->K); /* W [M × K] -> Wᵀ [K × M] */
+    for (int n0 = 0; n0 < g->N; n0 += nb_max) {
+        const int nb = g->N - n0 < nb_max ? g->N - n0 : nb_max;
+        const size_t cols = (size_t)nb * g->P;
+        for (int m = 0; m < g->M; m++)
+            for (int i = 0; i < nb; i++)
+                memcpy(dyc + (size_t)m * cols + (size_t)i * g->P,
+                       dy + ((size_t)(n0 + i) * g->M + m) * g->P, (size_t)g->P * sizeof *dyc);
+        struct conv_col_job cj = {.g = g, .col = col, .ldc = cols,
+                                  .x = x + (size_t)n0 * g->C * g->H * g->W, .images = nb};
+        if (dw) {
+            parallel_for_grain(g->K * nb, parallel_grain(2 * (size_t)g->P), conv_im2col_piece,
+                               &cj);
+            struct sgemm_dense_b b = {.b = col, .ldb = cols};
+            struct sgemm_out o = {.c = dw, .ldc = (size_t)g->K, .block_cols = g->K,
+                                  .accumulate = 1};
+            sgemm_run(g->M, g->K, (int)cols, dyc, cols, sgemm_pack_transposed, NULL, &b, &o, prod,
+                      prod_len);
+        }
+        if (dx) {
+            struct sgemm_dense_b b = {.b = dyc, .ldb = cols};
+            struct sgemm_out o = {.c = col, .ldc = cols, .block_cols = (int)cols};
+            sgemm_run(g->K, (int)cols, g->M, wt, (size_t)g->M, sgemm_pack_dense, sgemm_direct_dense,
+                      &b, &o, prod, prod_len);
+            cj.dx = dx + (size_t)n0 * g->C * g->H * g->W;
+            parallel_for_grain(g->C * nb, parallel_grain((size_t)g->kh * g->kw * g->P * 2),
+                               conv_col2im_piece, &cj);
+        }
+    }
+}
+
 static void conv_backward(const struct node *node, const struct tview *const *in,
                           const struct tview *const *out, const struct tview *const *dout,
                           struct tview *const *din, struct op_ctx *ctx)
@@ -1086,18 +1230,17 @@ static void conv_backward(const struct node *node, const struct tview *const *in
                            conv_direct_backward_piece, &j);
         return;
     }
-    if (db)
-        for (int m = 0; m < g.M; m++) {
-            double s = 0;
-            for (int n = 0; n < g.N; n++) {
-                const float *p = dy + ((size_t)n * g.M + m) * g.P;
-                for (int i = 0; i < g.P; i++)
-                    s += p[i];
-            }
-            db[m] += (float)s;
-        }
+    if (db) {
+        struct conv_bias_job bj = {.g = &g, .dy = dy, .db = db};
+        parallel_for_grain(g.M, parallel_grain((size_t)g.N * g.P), conv_bias_backward_piece, &bj);
+    }
     if (!dx && !dw)
         return;
+    if (conv_backward_batches(&g) && ctx &&
+        ctx->scratch_len >= conv_batched_scratch(&g, conv_backward_batch(&g))) {
+        conv_backward_batched(&g, x, w, dy, dx, dw, ctx);
+        return;
+    }
     const size_t plane_in = (size_t)g.H * g.W;
     assert(g.path != CONV_GEMM || (ctx && ctx->scratch_len >= (size_t)g.K * g.P));
     /* dX on strata's sgemm where it runs (OpenBLAS's threads collapse beside
@@ -1112,6 +1255,11 @@ static void conv_backward(const struct node *node, const struct tview *const *in
                             sgemm_available() && ctx &&
                             ctx->scratch_len >= col_len + wt_len + sgemm_scratch(g.K, g.P, g.Mg, 1);
     float *wt = dx_on_sgemm ? ctx->scratch + col_len : NULL;
+    /* dW on strata's sgemm too where the scratch has room for its product:
+     * a training step then leaves OpenBLAS's threads asleep, where they
+     * would spin beside the engine's own between the products */
+    const int dw_on_sgemm = dw && sgemm_available() && ctx &&
+                            ctx->scratch_len >= col_len + wt_len + sgemm_scratch(g.Mg, g.K, g.P, 1);
     for (int n = 0; n < g.N; n++)
         for (int gi = 0; gi < g.group; gi++) {
             const size_t xoff = ((size_t)n * g.C + (size_t)gi * g.Cg) * plane_in;
@@ -1121,7 +1269,11 @@ static void conv_backward(const struct node *node, const struct tview *const *in
                 transpose_tiled(wt, wg, g.Mg, g.K); /* W_g [Mg × K] -> W_gᵀ [K × Mg] */
             if (g.path == CONV_1X1) {
                 /* dW_g[Mg × Cg] += dY_g · X_gᵀ;  dX_g[Cg × P] += W_gᵀ · dY_g */
-                if (dw)
+                if (dw_on_sgemm)
+                    conv_backward_dw(&g, dyg, x + xoff, dw + (size_t)gi * g.Mg * g.K,
+                                     ctx->scratch + col_len + wt_len,
+                                     ctx->scratch_len - col_len - wt_len);
+                else if (dw)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Mg, g.K, g.P, 1.0f,
                                 dyg, g.P, x + xoff, g.P, 1.0f, dw + (size_t)gi * g.Mg * g.K,
                                 g.K);
@@ -1136,8 +1288,13 @@ static void conv_backward(const struct node *node, const struct tview *const *in
             float *col = ctx->scratch;
             if (dw) { /* dW_g[Mg × K] += dY_g[Mg × P] · colᵀ[P × K] */
                 conv_im2col(col, x + xoff, &g);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Mg, g.K, g.P, 1.0f, dyg,
-                            g.P, col, g.P, 1.0f, dw + (size_t)gi * g.Mg * g.K, g.K);
+                if (dw_on_sgemm)
+                    conv_backward_dw(&g, dyg, col, dw + (size_t)gi * g.Mg * g.K,
+                                     ctx->scratch + col_len + wt_len,
+                                     ctx->scratch_len - col_len - wt_len);
+                else
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Mg, g.K, g.P, 1.0f,
+                                dyg, g.P, col, g.P, 1.0f, dw + (size_t)gi * g.Mg * g.K, g.K);
             }
             if (dx) { /* dcol[K × P] = W_gᵀ[K × Mg] · dY_g[Mg × P], added back onto dX */
                 if (dx_on_sgemm)

@@ -35,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../rng.h"
+
 #define OP_MAX_DIMS 8
 
 /* Element types, numbered as ONNX's TensorProto.DataType. */
@@ -93,7 +95,18 @@ struct node {
 struct op_ctx {
     float *scratch;         /* op->scratch floats, 64-byte aligned */
     size_t scratch_len;
-    int training;           /* not used by inference-only graphs yet */
+    /* Training mode (a training step of strata's trainer): BatchNormalization
+     * normalises with the batch's statistics and updates its running ones in
+     * place (its input_mean and input_var, which the trainer owns);
+     * Dropout drops. Ops keep what their backward needs in `state`
+     * (op->train_state floats, for this node alone, from a training forward
+     * to the backward of the same batch) and draw from `rng`. Off (0,
+     * state and rng NULL) for inference and for the explanations' gradients,
+     * which differentiate the model as it predicts. */
+    int training;
+    float *state;
+    size_t state_len;
+    struct rng *rng;
     /* Forward of a Conv only (the graph fuses the Relu or Clip that follows
      * it): clamp every output to [clamp_lo, clamp_hi] as it is written. */
     int clamp;
@@ -147,6 +160,11 @@ struct op {
      * returns 1; the graph then lets the producing Conv apply it. NULL for
      * the others. */
     int (*as_clamp)(const struct node *node, const struct tview *const *in, float *lo, float *hi);
+    /* Floats this node keeps from a training forward to its backward
+     * (op_ctx.state), for these shapes. May be NULL (none: the op trains as it
+     * infers). */
+    size_t (*train_state)(const struct node *node, const struct tview *const *in,
+                          const struct tview *const *out);
     /* NULL only for ops whose outputs carry no gradient (Shape, int64-only). */
     void (*backward)(const struct node *node, const struct tview *const *in,
                      const struct tview *const *out, const struct tview *const *dout,

@@ -17,8 +17,9 @@ extern const struct op op_relu, op_leaky_relu, op_prelu, op_clip, op_sigmoid,
     op_hard_sigmoid, op_hard_swish, op_tanh;                             /* activation.c */
 extern const struct op op_softmax, op_log_softmax;                       /* softmax.c */
 extern const struct op op_gemm, op_matmul;                               /* gemm.c */
-extern const struct op op_flatten, op_reshape, op_squeeze, op_unsqueeze, op_identity,
-    op_dropout;                                                          /* reshape.c */
+extern const struct op op_flatten, op_reshape, op_squeeze, op_unsqueeze,
+    op_identity;                                                         /* reshape.c */
+extern const struct op op_dropout;                                       /* dropout.c */
 extern const struct op op_transpose;                                     /* transpose.c */
 extern const struct op op_concat;                                        /* concat.c */
 extern const struct op op_shape, op_gather, op_slice, op_cast, op_constant; /* shape.c */

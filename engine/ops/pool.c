@@ -470,16 +470,68 @@ static void pool_forward_piece(void *ctx, int i0, int i1)
         pool_plane(j->y + (size_t)i * g->Ho * g->Wo, j->x + (size_t)i * g->H * g->W, j->p, g);
 }
 
+/* The outputs of an axis whose every tap lies inside the input: [*lo, *hi). */
+static void pool_inner_range(int n, int pad, int k, int d, int s, int out, int *lo, int *hi)
+{
+    int a0, a1, b0, b1;
+    pool_out_range(n, -pad, s, out, &a0, &a1);                /* first tap inside */
+    pool_out_range(n, (k - 1) * d - pad, s, out, &b0, &b1);   /* last tap inside */
+    *lo = a0 > b0 ? a0 : b0;
+    *hi = a1 < b1 ? a1 : b1;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* Max pooling's backward over the outputs whose window lies inside the input
+ * ([oy0, oy1) × [ox0, ox1)): the first maximum in row-major tap order, as
+ * pool_argmax finds it, without clipping the window. */
+static void max_backward_inner(float *restrict dxp, const float *restrict xp,
+                               const float *restrict dyp, const struct pool_geom *g, int oy0,
+                               int oy1, int ox0, int ox1)
+{
+    for (int oy = oy0; oy < oy1; oy++) {
+        const size_t top = (size_t)(oy * g->sh - g->pt) * g->W; /* the window's first row */
+        for (int ox = ox0; ox < ox1; ox++) {
+            const float *w0 = xp + top + (size_t)(ox * g->sw - g->pl);
+            /* selects, not branches: which tap holds the maximum is
+             * unpredictable, and a mispredicted branch per tap cost more
+             * than the rest of the loop */
+            size_t best = 0;
+            float bv = w0[0];
+            for (int ky = 0; ky < g->kh; ky++) {
+                const size_t row = (size_t)ky * g->dh * g->W;
+                for (int kx = 0; kx < g->kw; kx++) {
+                    const size_t at = row + (size_t)kx * g->dw;
+                    const float v = w0[at];
+                    const int larger = v > bv;
+                    best = larger ? at : best;
+                    bv = larger ? v : bv;
+                }
+            }
+            dxp[(w0 - xp) + best] += dyp[(size_t)oy * g->Wo + ox];
+        }
+    }
+}
+
 static void pool_backward_piece(void *ctx, int i0, int i1)
 {
     const struct pool_job *j = ctx;
     const struct pool_geom *g = j->g;
+    int oy0 = 0, oy1 = 0, ox0 = 0, ox1 = 0;
+    if (j->p->kind == POOL_MAX) {
+        pool_inner_range(g->H, g->pt, g->kh, g->dh, g->sh, g->Ho, &oy0, &oy1);
+        pool_inner_range(g->W, g->pl, g->kw, g->dw, g->sw, g->Wo, &ox0, &ox1);
+    }
     for (int i = i0; i < i1; i++) {
         const float *xp = j->x + (size_t)i * g->H * g->W;
         float *dxp = j->dx + (size_t)i * g->H * g->W;
         const float *dyp = j->dy + (size_t)i * g->Ho * g->Wo;
+        if (j->p->kind == POOL_MAX)
+            max_backward_inner(dxp, xp, dyp, g, oy0, oy1, ox0, ox1);
         for (int oy = 0; oy < g->Ho; oy++)
             for (int ox = 0; ox < g->Wo; ox++) {
+                if (oy >= oy0 && oy < oy1 && ox >= ox0 && ox < ox1)
+                    continue; /* done above */
                 const struct pool_win w = pool_window(g, oy, ox);
                 const float d = dyp[(size_t)oy * g->Wo + ox];
                 if (j->p->kind == POOL_MAX) {

@@ -1,13 +1,12 @@
 /*
  * reshape.c — ops that change a tensor's shape but not its bytes: Flatten,
- * Reshape, Squeeze, Unsqueeze, Identity and Dropout (which is the identity at
- * inference).
+ * Reshape, Squeeze, Unsqueeze and Identity.
  *
  * Row-major order makes each of them a relabelling of the same elements, so
  * forward is a copy (skipped when the graph points the output at the input's
- * bytes, as OP_ALIAS allows) and backward adds dout into din unchanged. All
- * but Dropout take int64 tensors too: exporters reshape shape vectors with
- * them (Gather -> Unsqueeze -> Concat -> Reshape).
+ * bytes, as OP_ALIAS allows) and backward adds dout into din unchanged. They
+ * take int64 tensors too: exporters reshape shape vectors with them (Gather
+ * -> Unsqueeze -> Concat -> Reshape).
  *
  * Forms by opset (6..17):
  *   Flatten    axis attribute, default 1, in [-r, r] (negative from opset 11).
@@ -18,9 +17,6 @@
  *              no axes removes every dim of size 1.
  *   Unsqueeze  axes attribute before opset 13, int64 input after (required);
  *              axes count in the output's rank.
- *   Dropout    ratio (and is_test before 7) attributes before opset 12;
- *              optional ratio and training_mode inputs after. Inference only:
- *              a constant true training_mode and the mask output are refused.
  * Negative axes are accepted in every opset (ONNX defines them from 11; older
  * files that use them are read the same way).
  */
@@ -454,64 +450,6 @@ const struct op op_identity = {
     .min_inputs = 1, .max_inputs = 1, .min_outputs = 1, .max_outputs = 1,
     .flags = OP_INT64 | OP_ALIAS,
     .infer = identity_infer,
-    .forward = alias_forward,
-    .backward = alias_backward,
-};
-
-/* ---- Dropout ------------------------------------------------------------------ */
-
-/* Inference: y = x whatever the ratio, so only the form is checked. */
-static int dropout_setup(struct node *node, char *err)
-{
-    if (node->n_outputs == 2 && !(node->outputs && node->outputs[1] < 0))
-        return node_fail(node, err, STRATA_E_UNSUPPORTED,
-                         "the optional 'mask' output is not supported: strata runs Dropout as "
-                         "the identity (inference) and produces no mask");
-    if (node->opset < 12) {
-        float ratio;
-        int64_t is_test;
-        if (node->n_inputs > 1)
-            return node_fail(node, err, STRATA_E_FORMAT,
-                             "before opset 12 Dropout has one input; this node has %d (the "
-                             "model imports opset %d)",
-                             node->n_inputs, node->opset);
-        int rc = node_attr_float(node, "ratio", 0.5f, &ratio, err);
-        if (rc < 0)
-            return rc;
-        return node_attr_int(node, "is_test", 0, &is_test, err);
-    }
-    int64_t seed;
-    return node_attr_int(node, "seed", 0, &seed, err);
-}
-
-static int dropout_infer(const struct node *node, const struct tview *const *in,
-                         struct tview *const *out, char *err)
-{
-    if (in[0]->dtype != DTYPE_FLOAT)
-        return node_fail(node, err, STRATA_E_FORMAT, "the input must be float, not int64");
-    const struct tview *mode = node->n_inputs > 2 ? in[2] : NULL;
-    if (mode) {
-        if (!mode->data)
-            return node_fail(node, err, STRATA_E_UNSUPPORTED,
-                             "input 'training_mode' is computed at run time; training-mode "
-                             "dropout is not supported, so it must be a constant false");
-        int on = tview_count(mode) > 0 &&
-                 (mode->dtype == DTYPE_INT64 ? tview_i(mode)[0] != 0 : tview_f(mode)[0] != 0.0f);
-        if (on)
-            return node_fail(node, err, STRATA_E_UNSUPPORTED,
-                             "training_mode is true: training-mode dropout is not supported "
-                             "(strata runs Dropout as the identity, for inference)");
-    }
-    same_shape(out[0], in[0]);
-    return 0;
-}
-
-const struct op op_dropout = {
-    .name = "Dropout",
-    .min_inputs = 1, .max_inputs = 3, .min_outputs = 1, .max_outputs = 2,
-    .flags = OP_ALIAS,
-    .setup = dropout_setup,
-    .infer = dropout_infer,
     .forward = alias_forward,
     .backward = alias_backward,
 };
