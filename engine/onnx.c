@@ -226,6 +226,20 @@ static ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *d, const ui
     return m;
 }
 
+Onnx__ModelProto *onnx_unpack_model(const uint8_t *bytes, size_t len, const char *what,
+                                    char *err)
+{
+    int rc = 0;
+    return (Onnx__ModelProto *)pb_unpack(&onnx__model_proto__descriptor, bytes, len, what, &rc,
+                                         err);
+}
+
+void onnx_model_free(Onnx__ModelProto *m)
+{
+    if (m)
+        protobuf_c_message_free_unpacked(&m->base, &pb_allocator);
+}
+
 /* ---- messages ------------------------------------------------------------- */
 
 static const char *const dtype_names[] = {

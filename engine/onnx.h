@@ -37,6 +37,15 @@ int onnx_load(struct graph *g, const char *path, char *err);
 int onnx_load_bytes(struct graph *g, const uint8_t *bytes, size_t len, const char *dir,
                     char *err);
 
+/* The ModelProto of an ONNX file's len bytes, decoded with the limits
+ * onnx_load applies (free with onnx_model_free: its strings and arrays are
+ * malloc'd, so that a caller may swap one for its own malloc'd copy). NULL,
+ * with err naming `what`, when the bytes are not a valid model. */
+struct Onnx__ModelProto;
+struct Onnx__ModelProto *onnx_unpack_model(const uint8_t *bytes, size_t len, const char *what,
+                                           char *err);
+void onnx_model_free(struct Onnx__ModelProto *m);
+
 /* Reads a serialized TensorProto file (the .pb files of ONNX's test cases)
  * into t: float or int64 (other numeric types converted), data malloc'd by
  * the call (free(t->data)). Returns 0 or a negative status. */

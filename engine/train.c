@@ -503,10 +503,15 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
 {
     memset(report, 0, sizeof *report);
     const struct layer *last = &m->layers[m->n_layers - 1];
-    if (!(last->cfg.kind == LAYER_SOFTMAX || last->cfg.activation == ACT_SOFTMAX))
+    if (!m->onnx[0] && !(last->cfg.kind == LAYER_SOFTMAX || last->cfg.activation == ACT_SOFTMAX))
         return strata_fail(err, STRATA_E_ARG,
                            "model %s: training needs a last layer ending in softmax (layer %s)",
                            m->id, last->cfg.name);
+    if (m->onnx[0] && cfg->rotation_labels > 0)
+        return strata_fail(err, STRATA_E_ARG,
+                           "model %s: training.rotation_labels needs one of strata's own models "
+                           "(it widens the output layer); this one is imported from %s",
+                           m->id, m->onnx);
     int C = m->n_classes, B = cfg->batch_size;
     for (int i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] >= C)
@@ -536,20 +541,23 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     float *class_weight = malloc((size_t)K * sizeof(float));
     float *scratch = turns > 1 ? tensor_alloc((size_t)B * in_size) : NULL;
     float *batch_in = tensor_alloc((size_t)B * in_size);
-    float *best = tensor_alloc(fit->n_params);
+    float *best = NULL;
     report->epochs = calloc((size_t)cfg->epochs, sizeof *report->epochs);
     if (!train_idx || !val_idx || (turns > 1 && (!order || !turned || !scratch)) || !batch_labels ||
-        !batch_images || !batch_turns || !dlogits || !val_probs || !class_weight || !best ||
-        !batch_in || !report->epochs) {
+        !batch_images || !batch_turns || !dlogits || !val_probs || !class_weight || !batch_in ||
+        !report->epochs) {
         strata_fail(err, rc, "out of memory setting up training");
         goto done;
     }
-    /* the weights are about to change: a graph m runs inference on would
-     * keep the old ones (model_run_on_graph builds it anew) */
-    model_graph_close(m);
+    /* the weights are about to change: a graph one of strata's own models
+     * runs inference on would keep the old ones (model_run_on_graph builds it
+     * anew); an imported model's graph is the one trained */
+    if (!m->onnx[0])
+        model_graph_close(m);
     if ((rc = train_graph_init(&tg, fit, B, cfg->seed ^ 0x5eedf00dULL, err)) < 0)
         goto done;
-    if (!(tensors = calloc((size_t)tg.n_params + 1, sizeof *tensors))) {
+    if (!(tensors = calloc((size_t)tg.n_params + 1, sizeof *tensors)) ||
+        !(best = tensor_alloc(tg.state_len + 1))) {
         rc = strata_fail(err, STRATA_E_NOMEM, "out of memory setting up training");
         goto done;
     }
@@ -593,7 +601,7 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     long total_steps = (long)batches * cfg->epochs, steps_done = 0;
     double t_start = now_seconds(), best_acc = -1;
     int since_best = 0;
-    memcpy(best, fit->params, fit->n_params * sizeof(float));
+    train_graph_save(&tg, best);
 
     for (int epoch = 0; epoch < cfg->epochs && !(stop && *stop); epoch++) {
         double t_epoch = now_seconds(), loss_sum = 0, lr = 0;
@@ -664,8 +672,7 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
         if (score > best_acc) {
             best_acc = score;
             report->best_epoch = e->epoch;
-            train_graph_to_model(&tg, fit);
-            memcpy(best, fit->params, fit->n_params * sizeof(float));
+            train_graph_save(&tg, best);
             since_best = 0;
         } else {
             since_best++;
@@ -686,12 +693,11 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     report->interrupted = stop && *stop;
     report->best_val_acc = n_val && !cfg->keep_last ? best_acc
                          : report->n_epochs ? report->epochs[report->n_epochs - 1].val_acc : 0;
-    if (report->n_epochs > 0) {
-        if (fit == m)
-            memcpy(m->params, best, m->n_params * sizeof(float));
-        else
-            cut_back(m, fit, best);
-    }
+    /* the best epoch's weights, or the starting ones when no epoch ended */
+    train_graph_restore(&tg, best);
+    train_graph_to_model(&tg, fit);
+    if (fit != m && report->n_epochs > 0)
+        cut_back(m, fit, fit->params);
     report->seconds = now_seconds() - t_start;
     rc = 0;
 

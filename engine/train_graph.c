@@ -1,6 +1,7 @@
 /* train_graph.c — a model's training graph (see train_graph.h). */
 #include "train_graph.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,19 +89,177 @@ static int layer_params(const struct layer *l, int *kinds)
 void train_graph_free(struct train_graph *t)
 {
     graph_ws_free(&t->ws);
-    model_graph_free(t->mg);
+    if (t->owns_graph)
+        model_graph_free(t->mg);
     tensor_free(t->nchw);
+    tensor_free(t->probs_buf);
     free(t->params);
     memset(t, 0, sizeof *t);
 }
 
-int train_graph_init(struct train_graph *t, const struct model *m, int max_batch, uint64_t seed,
+/* The tensors of strata's own model m in its graph: every layer's, in the
+ * model's slab order. */
+static int own_params(struct train_graph *t, const struct model *m, char *err)
+{
+    const struct graph *g = &t->mg->g;
+    t->params = calloc((size_t)m->n_layers * 4 + 1, sizeof *t->params);
+    if (!t->params)
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory setting up training");
+    for (int l = 0; l < m->n_layers; l++) {
+        int kinds[4], nk = layer_params(&m->layers[l], kinds);
+        for (int k = 0; k < nk; k++) {
+            char name[128];
+            snprintf(name, sizeof name, "%s/%s", m->layers[l].cfg.name, param_suffix[kinds[k]]);
+            struct train_param p = {
+                .layer = l, .value = graph_find_value(g, name), .which = kinds[k],
+                .trainable = kinds[k] != PARAM_MOVING_MEAN && kinds[k] != PARAM_MOVING_VAR,
+                .decay = kinds[k] == PARAM_CONV_KERNEL || kinds[k] == PARAM_DENSE_KERNEL};
+            size_t len;
+            layer_tensor(m, &p, &len);
+            if (p.value < 0 || g->values[p.value].kind != VALUE_INITIALIZER ||
+                g->values[p.value].init.dtype != DTYPE_FLOAT ||
+                tview_count(&g->values[p.value].init) != (int64_t)len)
+                return strata_fail(err, STRATA_E_FORMAT,
+                                   "model '%s': the graph has no tensor '%s' of %zu values to "
+                                   "train",
+                                   m->id, name, len);
+            t->params[t->n_params++] = p;
+        }
+    }
+    return 0;
+}
+
+/* What an imported graph's float initializer is to training, by how a node
+ * reads it (train_param.which for imported graphs). */
+enum graph_role {
+    ROLE_CONSTANT,      /* not trained */
+    ROLE_RUNNING_VAR,   /* BatchNormalization's input_var: updated, not trained */
+    ROLE_RUNNING_MEAN,  /* its input_mean */
+    ROLE_BIAS,          /* a bias or offset: trained, starts at 0 */
+    ROLE_SLOPE,         /* PRelu's slope: trained, starts at 0.25 */
+    ROLE_SCALE,         /* BatchNormalization's scale: trained, starts at 1 */
+    ROLE_WEIGHT,        /* a Conv, Gemm or MatMul weight: trained, decays */
+};
+
+/* How node n reads its input k, when that input is a float initializer. */
+static enum graph_role initializer_role(const struct graph *g, const struct node *n, int k)
+{
+    const char *op = n->op_type;
+    const int64_t count = tview_count(&g->values[n->inputs[k]].init);
+    if (strcmp(op, "Conv") == 0)
+        return k == 1 ? ROLE_WEIGHT : k == 2 ? ROLE_BIAS : ROLE_CONSTANT;
+    if (strcmp(op, "Gemm") == 0 || strcmp(op, "MatMul") == 0)
+        return k <= 1 ? ROLE_WEIGHT : k == 2 ? ROLE_BIAS : ROLE_CONSTANT;
+    if (strcmp(op, "BatchNormalization") == 0)
+        return k == 1   ? ROLE_SCALE
+               : k == 2 ? ROLE_BIAS
+               : k == 3 ? ROLE_RUNNING_MEAN
+               : k == 4 ? ROLE_RUNNING_VAR
+                        : ROLE_CONSTANT;
+    if (strcmp(op, "PRelu") == 0)
+        return k == 1 ? ROLE_SLOPE : ROLE_CONSTANT;
+    if (strcmp(op, "Add") == 0 || strcmp(op, "Sub") == 0)
+        return count > 1 ? ROLE_BIAS : ROLE_CONSTANT; /* a scalar: a constant (x + 3) */
+    return ROLE_CONSTANT;
+}
+
+/* The tensors of an imported graph that training changes: float
+ * initializers some node reads as a weight or a running statistic (the
+ * strongest role when several nodes read one). */
+static int graph_params(struct train_graph *t, char *err)
+{
+    const struct graph *g = &t->mg->g;
+    int *role = calloc((size_t)g->n_values + 1, sizeof *role);
+    t->params = calloc((size_t)g->n_values + 1, sizeof *t->params);
+    if (!role || !t->params) {
+        free(role);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory setting up training");
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++) {
+            const int v = n->inputs[k];
+            if (v < 0 || g->values[v].kind != VALUE_INITIALIZER ||
+                g->values[v].init.dtype != DTYPE_FLOAT)
+                continue;
+            const int r = (int)initializer_role(g, n, k);
+            if (r > role[v])
+                role[v] = r;
+        }
+    }
+    for (int v = 0; v < g->n_values; v++)
+        if (role[v] != ROLE_CONSTANT)
+            t->params[t->n_params++] = (struct train_param){
+                .value = v, .layer = -1, .which = role[v], .trainable = role[v] >= ROLE_BIAS,
+                .decay = role[v] == ROLE_WEIGHT};
+    free(role);
+    return 0;
+}
+
+int train_graph_randomize(struct model *m, uint64_t seed, char *err)
+{
+    if (!m->onnx[0] || !m->graph)
+        return strata_fail(err, STRATA_E_ARG,
+                           "model '%s' is not imported: model_init_params draws its weights",
+                           m->id);
+    struct train_graph view = {.mg = m->graph}, *t = &view;
+    int rc = graph_params(t, err);
+    if (rc < 0)
+        return rc;
+    struct rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < t->n_params; i++) {
+        const struct train_param *p = &t->params[i];
+        const struct tview *init = &t->mg->g.values[p->value].init;
+        float *x = tview_f(init);
+        const int64_t n = tview_count(init);
+        float fill = 0.0f;
+        switch ((enum graph_role)p->which) {
+        case ROLE_WEIGHT: {
+            /* He-uniform over the fan-in of a convolution's [M][C/g][kh][kw];
+             * Glorot-uniform for a matrix, whichever way it is read */
+            double limit;
+            if (init->ndim >= 3)
+                limit = sqrt(6.0 / (double)(n / init->dims[0]));
+            else if (init->ndim == 2)
+                limit = sqrt(6.0 / (double)(init->dims[0] + init->dims[1]));
+            else
+                limit = sqrt(6.0 / (double)(n > 0 ? n : 1));
+            for (int64_t k = 0; k < n; k++)
+                x[k] = (float)((2.0 * rng_uniform(&r) - 1.0) * limit);
+            continue;
+        }
+        case ROLE_SCALE:
+        case ROLE_RUNNING_VAR:
+            fill = 1.0f;
+            break;
+        case ROLE_SLOPE:
+            fill = 0.25f;
+            break;
+        default:
+            break;
+        }
+        for (int64_t k = 0; k < n; k++)
+            x[k] = fill;
+    }
+    free(t->params);
+    return 0;
+}
+
+int train_graph_init(struct train_graph *t, struct model *m, int max_batch, uint64_t seed,
                      char *err)
 {
     memset(t, 0, sizeof *t);
-    int rc = model_graph_of_layers(m, &t->mg, err);
-    if (rc < 0)
-        return rc;
+    int rc;
+    if (m->onnx[0]) {
+        if (!m->graph)
+            return strata_fail(err, STRATA_E_ARG, "model '%s' has no graph to train", m->id);
+        t->mg = m->graph;
+    } else {
+        if ((rc = model_graph_of_layers(m, &t->mg, err)) < 0)
+            return rc;
+        t->owns_graph = 1;
+    }
     const struct graph *g = &t->mg->g;
     t->max_batch = max_batch;
     t->n_classes = m->n_classes;
@@ -108,33 +267,18 @@ int train_graph_init(struct train_graph *t, const struct model *m, int max_batch
     t->w = m->input.w;
     t->input = g->inputs[0];
     t->logits = t->mg->logits;
-    t->probs = g->outputs[0];
+    t->probs = graph_produced_by(g, g->outputs[0], "Softmax") ? g->outputs[0] : -1;
     t->nchw = tensor_alloc((size_t)max_batch * 3 * t->h * t->w);
-    t->params = calloc((size_t)m->n_layers * 4 + 1, sizeof *t->params);
-    if (!t->nchw || !t->params) {
+    if (t->probs < 0)
+        t->probs_buf = tensor_alloc((size_t)max_batch * t->n_classes);
+    if (!t->nchw || (t->probs < 0 && !t->probs_buf)) {
         rc = strata_fail(err, STRATA_E_NOMEM, "out of memory setting up training");
         goto fail;
     }
-    for (int l = 0; l < m->n_layers; l++) {
-        int kinds[4], nk = layer_params(&m->layers[l], kinds);
-        for (int k = 0; k < nk; k++) {
-            char name[128];
-            snprintf(name, sizeof name, "%s/%s", m->layers[l].cfg.name, param_suffix[kinds[k]]);
-            struct train_param p = {.layer = l, .value = graph_find_value(g, name),
-                                    .which = kinds[k]};
-            size_t len;
-            layer_tensor(m, &p, &len);
-            if (p.value < 0 || g->values[p.value].kind != VALUE_INITIALIZER ||
-                g->values[p.value].init.dtype != DTYPE_FLOAT ||
-                tview_count(&g->values[p.value].init) != (int64_t)len) {
-                rc = strata_fail(err, STRATA_E_FORMAT,
-                                 "model '%s': the graph has no tensor '%s' of %zu values to train",
-                                 m->id, name, len);
-                goto fail;
-            }
-            t->params[t->n_params++] = p;
-        }
-    }
+    if ((rc = t->owns_graph ? own_params(t, m, err) : graph_params(t, err)) < 0)
+        goto fail;
+    for (int i = 0; i < t->n_params; i++)
+        t->state_len += (size_t)tview_count(&g->values[t->params[i].value].init);
     struct tview shape = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {max_batch, 3, t->h, t->w}};
     if ((rc = graph_ws_init(&t->ws, g, &shape, 1, err)) < 0)
         goto fail;
@@ -150,14 +294,13 @@ int train_graph_optim_tensors(const struct train_graph *t, struct optim_tensor *
     int n = 0;
     for (int i = 0; i < t->n_params; i++) {
         const struct train_param *p = &t->params[i];
-        if (p->which == PARAM_MOVING_MEAN || p->which == PARAM_MOVING_VAR)
+        if (!p->trainable)
             continue;
         const struct tview *init = &t->mg->g.values[p->value].init;
-        out[n++] = (struct optim_tensor){
-            .param = tview_f(init),
-            .grad = t->ws.grad_owned[p->value],
-            .len = (size_t)tview_count(init),
-            .decay = p->which == PARAM_CONV_KERNEL || p->which == PARAM_DENSE_KERNEL};
+        out[n++] = (struct optim_tensor){.param = tview_f(init),
+                                         .grad = t->ws.grad_owned[p->value],
+                                         .len = (size_t)tview_count(init),
+                                         .decay = p->decay};
     }
     return n;
 }
@@ -178,7 +321,23 @@ const float *train_graph_forward(struct train_graph *t, const float *in, int n, 
     t->ws.training = training;
     if (graph_run(&t->ws, &x, err) < 0)
         return NULL;
-    return tview_f(graph_value_view(&t->ws, t->probs));
+    if (t->probs >= 0)
+        return tview_f(graph_value_view(&t->ws, t->probs));
+    /* the graph gives logits (or log-probabilities): their softmax */
+    const float *z = tview_f(graph_value_view(&t->ws, t->logits));
+    const int C = t->n_classes;
+    for (int i = 0; i < n; i++) {
+        const float *zi = z + (size_t)i * C;
+        float *p = t->probs_buf + (size_t)i * C, top = zi[0];
+        for (int c = 1; c < C; c++)
+            top = zi[c] > top ? zi[c] : top;
+        double sum = 0;
+        for (int c = 0; c < C; c++)
+            sum += p[c] = expf(zi[c] - top);
+        for (int c = 0; c < C; c++)
+            p[c] = (float)(p[c] / sum);
+    }
+    return t->probs_buf;
 }
 
 int train_graph_backward(struct train_graph *t, const float *dlogits, int n, char *err)
@@ -187,8 +346,30 @@ int train_graph_backward(struct train_graph *t, const float *dlogits, int n, cha
     return graph_backward_weights(&t->ws, t->logits, dlogits, err);
 }
 
+void train_graph_save(const struct train_graph *t, float *dst)
+{
+    for (int i = 0; i < t->n_params; i++) {
+        const struct tview *init = &t->mg->g.values[t->params[i].value].init;
+        const size_t n = (size_t)tview_count(init);
+        memcpy(dst, init->data, n * sizeof *dst);
+        dst += n;
+    }
+}
+
+void train_graph_restore(struct train_graph *t, const float *src)
+{
+    for (int i = 0; i < t->n_params; i++) {
+        const struct tview *init = &t->mg->g.values[t->params[i].value].init;
+        const size_t n = (size_t)tview_count(init);
+        memcpy(init->data, src, n * sizeof *src);
+        src += n;
+    }
+}
+
 void train_graph_to_model(const struct train_graph *t, struct model *m)
 {
+    if (!t->owns_graph)
+        return;
     for (int i = 0; i < t->n_params; i++) {
         const struct train_param *p = &t->params[i];
         const struct layer *l = &m->layers[p->layer];

@@ -1,18 +1,28 @@
 /*
- * train_graph.h — one of strata's own models as the graph it trains on.
+ * train_graph.h — the graph a model trains on.
  *
- * Training runs on the graph executor, as inference does: the model is
- * written as ONNX in memory and read back as a graph (model_graph_of_layers,
- * the graph `strata export` writes), and each step runs that graph in
- * training mode (batch statistics in BatchNormalization, Dropout drawn from a
- * seeded generator) and back-propagates the loss's gradient with respect to
- * the logits to every weight. The graph's initializers are the weights being
- * trained; train_graph_to_model copies them back into the model's layers, in
- * strata's layout (kernels HWIO, dense [in][units]).
+ * Training runs on the graph executor, as inference does. For one of
+ * strata's own models the graph is the model written as ONNX in memory and
+ * read back (model_graph_of_layers, the graph `strata export` writes); for
+ * an imported model it is the model's own graph (m->graph). Each step runs
+ * the graph in training mode (batch statistics in BatchNormalization,
+ * Dropout drawn from a seeded generator) and back-propagates the loss's
+ * gradient with respect to the logits to every weight.
  *
- * A struct train_graph owns its graph, one workspace with gradients for up to
- * max_batch images, and the channels-first staging of a batch. Nothing is
- * allocated after train_graph_init.
+ * The graph's initializers are the weights being trained. What is trained:
+ * for strata's own models, every layer's kernels, biases and batch-norm
+ * scales and offsets; for an imported graph, the float initializers a node
+ * reads as weights — Conv's W and B, Gemm's and MatMul's constant operands,
+ * BatchNormalization's scale and B, PRelu's slope, and a constant of more
+ * than one value added or subtracted (a bias) — never BatchNormalization's
+ * running statistics (which training mode updates in place) or other
+ * constants. train_graph_to_model copies an own model's weights back into
+ * its layers, in strata's layout (kernels HWIO, dense [in][units]); an
+ * imported model's graph already holds them.
+ *
+ * A struct train_graph owns one workspace with gradients for up to
+ * max_batch images and the channels-first staging of a batch (and, for an
+ * own model, its graph). Nothing is allocated after train_graph_init.
  */
 #ifndef STRATA_TRAIN_GRAPH_H
 #define STRATA_TRAIN_GRAPH_H
@@ -23,28 +33,36 @@
 #include "model.h"
 #include "optim.h"
 
-/* Where one parameter tensor of a layer sits in the graph. */
+/* One tensor of the graph's weights. */
 struct train_param {
-    int layer;          /* index in the model's layers */
     int value;          /* the graph initializer holding it */
-    int which;          /* enum train_param_kind (train_graph.c) */
+    int layer;          /* own models: index in the model's layers; else -1 */
+    int which;          /* own models: enum train_param_kind (train_graph.c) */
+    int trainable;      /* stepped by the optimiser (running statistics are not) */
+    int decay;          /* a kernel: weight decay applies */
 };
 
 struct train_graph {
-    struct model_graph *mg;  /* owned */
+    struct model_graph *mg;  /* the graph trained */
+    int owns_graph;          /* built for an own model (freed with t); else m->graph */
     struct graph_ws ws;      /* with gradients */
-    int input, logits, probs; /* value indices */
+    int input, logits;       /* value indices */
+    int probs;               /* the graph's probabilities, or -1: the softmax of the
+                                logits, computed into probs_buf */
     int max_batch, n_classes, h, w;
     float *nchw;             /* [max_batch][3][h][w] the batch, channels first */
+    float *probs_buf;        /* [max_batch][n_classes] when probs is -1 */
     int n_params;
-    struct train_param *params; /* [n_params] every layer tensor, in the model's slab order */
+    struct train_param *params; /* the graph's float initializers that training changes */
+    size_t state_len;        /* floats of every params tensor, one after the other */
 };
 
-/* Builds t for m (an own model with its weights set: the starting point) and
- * up to max_batch images a step; dropout draws from a generator seeded with
- * `seed`. Returns 0 or a negative status (memory; a model that does not
- * build as a graph). On failure t is left safe to free. */
-int train_graph_init(struct train_graph *t, const struct model *m, int max_batch, uint64_t seed,
+/* Builds t for m — one of strata's own models with its weights set (the
+ * starting point), or an imported model (whose graph t trains in place) —
+ * and up to max_batch images a step; dropout draws from a generator seeded
+ * with `seed`. Returns 0 or a negative status (memory; a model that does
+ * not build as a graph). On failure t is left safe to free. */
+int train_graph_init(struct train_graph *t, struct model *m, int max_batch, uint64_t seed,
                      char *err);
 void train_graph_free(struct train_graph *t);
 
@@ -68,9 +86,24 @@ const float *train_graph_forward(struct train_graph *t, const float *in, int n, 
  * accumulated: each backward replaces them). Returns 0 or a negative status. */
 int train_graph_backward(struct train_graph *t, const float *dlogits, int n, char *err);
 
-/* Copies the graph's weights and running statistics into m's parameters, in
- * strata's layout; m is the model t was built for (or one of the same
- * definition). Can't fail. */
+/* For an imported model (its graph open): training from scratch rather than
+ * from the file's weights — every weight in m->graph drawn He-uniform (a
+ * convolution's, over its fan-in) or Glorot-uniform (a matrix's), biases 0,
+ * scales 1 (PRelu slopes 0.25), running means 0 and variances 1 — from a
+ * generator seeded with `seed`. Returns 0, STRATA_E_ARG for a model that is
+ * not imported, or STRATA_E_NOMEM. */
+int train_graph_randomize(struct model *m, uint64_t seed, char *err);
+
+/* Copies every params tensor (weights and running statistics) into
+ * dst[state_len], or back from src: a snapshot of the model being trained.
+ * Can't fail. */
+void train_graph_save(const struct train_graph *t, float *dst);
+void train_graph_restore(struct train_graph *t, const float *src);
+
+/* For one of strata's own models: copies the graph's weights and running
+ * statistics into m's parameters, in strata's layout; m is the model t was
+ * built for (or one of the same definition). Nothing to do for an imported
+ * model. Can't fail. */
 void train_graph_to_model(const struct train_graph *t, struct model *m);
 
 #endif

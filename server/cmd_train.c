@@ -1,4 +1,5 @@
 /* cmd_train.c — `strata train`: train a model and write its weights and card. */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <libgen.h>
@@ -13,22 +14,60 @@
 #include "cli.h"
 #include "evaljson.h"
 #include "evaluate.h"
+#include "graph.h"
+#include "model_graph.h"
+#include "onnx_weights.h"
 #include "progress.h"
 #include "train.h"
+#include "train_from.h"
+#include "train_graph.h"
 
 static const char *const train_help =
-    "Usage: strata train <model-id | model-dir | model.json> [options]\n\n"
+    "Usage: strata train <model-id | model-dir | model.json> [options]\n"
+    "       strata train ID --from FILE.onnx [options]\n\n"
     "Trains the model defined by model.json on <data>/<dataset>/train and\n"
     "writes weights.safetensors and card.json (curves, test accuracy,\n"
     "per-class accuracy, confusion matrix, time) next to it or into --out.\n"
+    "An imported model (model.json names an ONNX file) is trained from its\n"
+    "file's weights, and its model.onnx is rewritten with the trained ones.\n"
     "Ctrl-C stops after the current batch and keeps the best weights so far.\n\n"
     "  --data DIR     datasets folder (default $STRATA_DATA or " DATASET_DEFAULT_ROOT ")\n"
     "  --epochs N     override training.epochs\n"
     "  --seed S       override training.seed\n"
-    "  --out DIR      where to write weights.safetensors and card.json\n"
+    "  --out DIR      where to write weights.safetensors and card.json (strata's own models)\n"
     "  --log-json     one JSON line per epoch on stdout (the default when stderr is not a terminal)\n"
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n"
-    "  --threads N    BLAS threads\n";
+    "  --threads N    BLAS threads\n\n"
+    "Training an architecture from an ONNX file (e.g. an untrained torchvision\n"
+    "MobileNetV2 or ResNet-18 exported by PyTorch) as the new model ID:\n"
+    "  --from FILE    the ONNX file; models/ID is made from it as `strata import`\n"
+    "                 makes one, with the dataset's class folders as the classes;\n"
+    "                 a classifier with another number of outputs (1,000) gets one\n"
+    "                 per class, drawn at random\n"
+    "  --dataset NAME the images: <data>/NAME/{train,test} (default: ID)\n"
+    "  --init W       onnx: start from the file's weights (default); random: from\n"
+    "                 scratch (He/Glorot-uniform weights, batch-norm statistics reset)\n"
+    "  --mean r,g,b   input normalisation x = (pixel/255 - mean) / std\n"
+    "  --std r,g,b    (default ImageNet's: 0.485,0.456,0.406 and 0.229,0.224,0.225)\n"
+    "  --input HxW    input size, when the file leaves it open\n"
+    "The training hyper-parameters are model.json's \"training\" object\n"
+    "(docs/training.md); without one, the defaults.\n";
+
+/* Three comma-separated numbers; std ones must be positive. */
+static int parse_triple(const char *s, double out[3], int positive)
+{
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        out[i] = strtod(s, &end);
+        if (end == s || errno || (positive && !(out[i] > 0)) || out[i] != out[i])
+            return -1;
+        s = end;
+        if (i < 2 && *s++ != ',')
+            return -1;
+    }
+    return *s ? -1 : 0;
+}
 
 struct train_view {
     int log_json;
@@ -90,7 +129,8 @@ static json_t *card_json(const struct model *m, const struct train_config *cfg,
         "{s:s, s:s, s:s, s:{s:i, s:i, s:i}, s:I, s:I, s:{s:f, s:i, s:i, s:i, s:I, s:i, s:i, s:i, s:b, "
         "s:b, s:o}, s:s}",
         "model", m->id, "title", m->title, "dataset", m->dataset, "input", "height", m->input.h,
-        "width", m->input.w, "channels", m->input.c, "parameters", (json_int_t)model_trainable_count(m),
+        "width", m->input.w, "channels", m->input.c, "parameters",
+        (json_int_t)(m->onnx[0] ? graph_param_count(&m->graph->g) : model_trainable_count(m)),
         "weights_bytes", (json_int_t)weights_bytes, "training", "seconds", r->seconds, "threads",
         r->threads, "epochs_run", r->n_epochs, "best_epoch", r->best_epoch, "seed",
         (json_int_t)cfg->seed, "n_train", r->n_train, "n_val", r->n_val, "batch_size", cfg->batch_size,
@@ -116,10 +156,18 @@ int cmd_train(int argc, char **argv)
                                          {"log-json", no_argument, 0, 'l'},
                                          {"models", required_argument, 0, 'm'},
                                          {"threads", required_argument, 0, 'T'},
+                                         {"from", required_argument, 0, 'f'},
+                                         {"dataset", required_argument, 0, 'D'},
+                                         {"init", required_argument, 0, 'i'},
+                                         {"mean", required_argument, 0, 'M'},
+                                         {"std", required_argument, 0, 'S'},
+                                         {"input", required_argument, 0, 'I'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *data = NULL, *out_dir = NULL, *models = NULL;
-    int epochs = 0, seed = -1, threads = 0, log_json = !progress_is_tty(), c;
+    const char *data = NULL, *out_dir = NULL, *models = NULL, *from = NULL, *dataset = NULL,
+               *init = NULL, *input = NULL;
+    double mean[3] = {0.485, 0.456, 0.406}, stdv[3] = {0.229, 0.224, 0.225};
+    int epochs = 0, seed = -1, threads = 0, log_json = !progress_is_tty(), c, norm_given = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -140,6 +188,25 @@ int cmd_train(int argc, char **argv)
             if (cli_parse_int(optarg, 1, 256, &threads))
                 return cli_usage_error("train", "--threads expects a positive integer, got '%s'", optarg);
             break;
+        case 'f': from = optarg; break;
+        case 'D': dataset = optarg; break;
+        case 'i':
+            if (strcmp(optarg, "onnx") != 0 && strcmp(optarg, "random") != 0)
+                return cli_usage_error("train", "--init expects onnx or random, got '%s'", optarg);
+            init = optarg;
+            break;
+        case 'I': input = optarg; break;
+        case 'M':
+            if (parse_triple(optarg, mean, 0))
+                return cli_usage_error("train", "--mean expects three numbers r,g,b, got '%s'", optarg);
+            norm_given = 1;
+            break;
+        case 'S':
+            if (parse_triple(optarg, stdv, 1))
+                return cli_usage_error("train", "--std expects three positive numbers r,g,b, got '%s'",
+                                       optarg);
+            norm_given = 1;
+            break;
         case 'h': fputs(train_help, stdout); return EXIT_OK;
         case ':': return cli_usage_error("train", "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error("train", "unknown option '%s'", argv[optind - 1]);
@@ -147,14 +214,35 @@ int cmd_train(int argc, char **argv)
     }
     if (argc - optind != 1)
         return cli_usage_error("train", "expected one model");
+    if (!from && (dataset || norm_given || input))
+        return cli_usage_error("train", "--dataset, --mean, --std and --input go with --from "
+                               "(a model's own are in its model.json)");
     int n_threads = cli_set_threads(threads);
 
-    /* Resolve the definition: a model.json file, a folder, or an id. */
+    /* Resolve the definition: a model.json file, a folder, or an id (with
+     * --from, the new model's, made first). */
     const char *arg = argv[optind];
     char json_path[1100], dir[1024];
+    char err[STRATA_ERR_LEN];
     size_t alen = strlen(arg);
     struct stat st;
-    if (alen > 5 && strcmp(arg + alen - 5, ".json") == 0) {
+    if (from) {
+        int want_h = 0, want_w = 0;
+        if (input && (sscanf(input, "%dx%d", &want_h, &want_w) != 2 || want_h < 1 || want_w < 1))
+            return cli_usage_error("train", "--input expects HxW, e.g. 224x224, got '%s'", input);
+        if (out_dir)
+            return cli_usage_error("train", "--out does not go with --from: the model is made in "
+                                   "<models>/ID");
+        struct train_from o = {.file = from, .id = arg, .models_root = cli_models_root(models),
+                               .data_root = dataset_root(data), .dataset = dataset ? dataset : arg,
+                               .mean = {mean[0], mean[1], mean[2]},
+                               .std = {stdv[0], stdv[1], stdv[2]}, .height = want_h,
+                               .width = want_w, .seed = seed >= 0 ? (uint64_t)seed : 1};
+        if (train_from_onnx(&o, dir, sizeof dir, err) < 0)
+            return cli_fail("train", "%s", err);
+        snprintf(json_path, sizeof json_path, "%s/model.json", dir);
+        fprintf(stderr, "made %s from %s\n", dir, from);
+    } else if (alen > 5 && strcmp(arg + alen - 5, ".json") == 0) {
         snprintf(json_path, sizeof json_path, "%s", arg);
         char tmp[1024];
         snprintf(tmp, sizeof tmp, "%s", arg);
@@ -169,7 +257,6 @@ int cmd_train(int argc, char **argv)
     if (!out_dir)
         out_dir = dir;
 
-    char err[STRATA_ERR_LEN];
     struct model m = {0};
     struct dataset train_ds = {0}, test_ds = {0};
     struct train_config cfg;
@@ -180,8 +267,19 @@ int cmd_train(int argc, char **argv)
     json_t *card = NULL;
 
     if (model_load_json(&m, json_path, err) < 0 ||
-        train_config_parse(&cfg, json_object_get(m.json, "training"), json_path, err) < 0) {
+        train_config_parse(&cfg, json_object_get(m.json, "training"), json_path, err) < 0 ||
+        (m.onnx[0] && model_load_onnx(&m, err) < 0)) {
         cli_fail("train", "%s", err);
+        goto done;
+    }
+    if (m.onnx[0] && out_dir != dir && strcmp(out_dir, dir) != 0) {
+        cli_fail("train", "%s is imported from %s: its trained weights replace that file, in "
+                 "its folder; --out is for strata's own models", m.id, m.onnx);
+        goto done;
+    }
+    if (!m.onnx[0] && init) {
+        cli_fail("train", "--init is for imported models; %s is one of strata's own (its "
+                 "weights are drawn from training.seed)", m.id);
         goto done;
     }
     if (epochs)
@@ -211,7 +309,12 @@ int cmd_train(int argc, char **argv)
     }
     for (int i = 0; i < train_ds.n; i++)
         labels[i] = train_ds.items[i].label;
-    model_init_params(&m, cfg.seed);
+    if (!m.onnx[0])
+        model_init_params(&m, cfg.seed);
+    else if (init && strcmp(init, "random") == 0 && train_graph_randomize(&m, cfg.seed, err) < 0) {
+        cli_fail("train", "%s", err);
+        goto done;
+    }
 
     fprintf(stderr, "training %s on %d images of %s (%d classes), %d epochs, batch %d, %d threads\n",
             m.id, train_ds.n, train_ds.dir, m.n_classes, cfg.epochs, cfg.batch_size, n_threads);
@@ -227,6 +330,12 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     report.threads = n_threads;
+    /* the test split is measured as every command will run the model: on
+     * its graph */
+    if (model_run_on_graph(&m, err) < 0) {
+        cli_fail("train", "%s", err);
+        goto done;
+    }
     if (report.interrupted)
         fprintf(stderr, "interrupted: keeping the weights of epoch %d\n", report.best_epoch);
 
@@ -245,12 +354,21 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "no test split evaluated: %s\n", err);
     }
 
-    char weights_path[1100], card_path[1100];
-    snprintf(weights_path, sizeof weights_path, "%s/weights.safetensors", out_dir);
+    char weights_path[1400], card_path[1100];
     snprintf(card_path, sizeof card_path, "%s/card.json", out_dir);
-    if (model_save_weights(&m, weights_path, err) < 0) {
-        cli_fail("train", "%s", err);
-        goto done;
+    if (m.onnx[0]) {
+        /* the file, rewritten with the trained weights */
+        snprintf(weights_path, sizeof weights_path, "%s/%s", m.dir, m.onnx);
+        if (onnx_save_weights(weights_path, &m.graph->g, m.n_classes, weights_path, err) < 0) {
+            cli_fail("train", "%s", err);
+            goto done;
+        }
+    } else {
+        snprintf(weights_path, sizeof weights_path, "%s/weights.safetensors", out_dir);
+        if (model_save_weights(&m, weights_path, err) < 0) {
+            cli_fail("train", "%s", err);
+            goto done;
+        }
     }
     stat(weights_path, &st);
     card = card_json(&m, &cfg, &report, have_test ? &test_ev : NULL, data_root, (size_t)st.st_size);

@@ -7,7 +7,11 @@
 //  - refusals: a truncated file, an unsupported op, a class count that does
 //    not match, a bad id, an existing model — each a clear message, exit 1 or
 //    2, and nothing left in the models folder;
-//  - `strata onnx-test` on a few of ONNX's own test cases.
+//  - `strata onnx-test` on a few of ONNX's own test cases;
+//  - `strata train ID --from FILE.onnx`: the same residual CNN's architecture
+//    trained on a few photos of paysages' six classes (its classifier of four
+//    is replaced), from scratch and from the file's weights, then used by
+//    eval; and the refusals of --from.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -23,6 +27,8 @@ const residual = refs && path.join(refs, 'residual');
 const haveResidual = residual && fs.existsSync(path.join(residual, 'residual.reference.json'));
 const testdata = '/usr/share/libonnx-testdata/data';
 const haveTestdata = fs.existsSync(testdata);
+const data = path.resolve(root, process.env.STRATA_DATA || '../shared/datasets');
+const haveData = fs.existsSync(path.join(data, 'paysages', 'train'));
 
 function strata(args, opts = {}) {
   const r = spawnSync(bin, args, { cwd: root, encoding: 'utf8', timeout: 600000, ...opts });
@@ -157,4 +163,60 @@ test('onnx-test runs ONNX\'s own cases and reports each',
     const none = strata(['onnx-test', path.join(os.tmpdir(), 'no-such-folder-strata')]);
     assert.equal(none.code, 1);
     assert.equal(strata(['onnx-test']).code, 2);
+  });
+
+test('train --from: an ONNX architecture trained on a dataset of another class count',
+  { skip: noResidual || (!haveData && 'no datasets') }, () => {
+    const ref = JSON.parse(fs.readFileSync(path.join(residual, 'residual.reference.json'), 'utf8'));
+    const models = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-from-'));
+    const file = path.join(residual, ref.onnx);
+    const classes = fs.readdirSync(path.join(data, 'paysages', 'train')).sort();
+    // 10 training and 4 test photos of each class, copied to a dataset of our own
+    const tiny = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-from-data-'));
+    for (const split of ['train', 'test'])
+      for (const cls of classes) {
+        const src = path.join(data, 'paysages', split, cls), dst = path.join(tiny, 'paysages', split, cls);
+        fs.mkdirSync(dst, { recursive: true });
+        for (const f of fs.readdirSync(src).sort().slice(0, split === 'train' ? 10 : 4))
+          fs.copyFileSync(path.join(src, f), path.join(dst, f));
+      }
+    const tr = strata(['train', 'pays', '--from', file, '--dataset', 'paysages', '--data', tiny,
+      '--models', models, '--epochs', '2', '--init', 'random', '--log-json']);
+    assert.equal(tr.code, 0, tr.err);
+    assert.match(tr.err, new RegExp(`gave ${ref.classes.length} scores; it now gives ${classes.length}, `
+      + 'one per class of paysages'));
+    const dir = path.join(models, 'pays');
+    const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+    assert.deepEqual(json.classes, classes);
+    assert.equal(json.onnx, 'model.onnx');
+    assert.equal(json.dataset, 'paysages');
+    const card = JSON.parse(fs.readFileSync(path.join(dir, 'card.json'), 'utf8'));
+    assert.equal(card.training.epochs_run, 2);
+    assert.equal(card.test.n, 4 * classes.length);
+    // the file now holds the trained weights, and every command reads it
+    const ev = strata(['eval', 'pays', '--models', models, '--data', tiny, '--json']);
+    assert.equal(ev.code, 0, ev.err);
+    assert.equal(JSON.parse(ev.out).accuracy, card.test.accuracy);
+    // again, from the file's weights: the model trains where it stands
+    const again = strata(['train', 'pays', '--models', models, '--data', tiny, '--epochs', '1']);
+    assert.equal(again.code, 0, again.err);
+
+    const taken = strata(['train', 'pays', '--from', file, '--dataset', 'paysages', '--data', tiny,
+      '--models', models]);
+    assert.equal(taken.code, 1);
+    assert.match(taken.err, /already exists/);
+    const bad = strata(['train', 'p2', '--from', file, '--init', 'zeros', '--models', models]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--init expects onnx or random/);
+    const out = strata(['train', 'p2', '--from', file, '--out', models, '--models', models]);
+    assert.equal(out.code, 2);
+    const alone = strata(['train', 'pays', '--dataset', 'paysages', '--models', models]);
+    assert.equal(alone.code, 2);
+    assert.match(alone.err, /go with --from/);
+    const nodata = strata(['train', 'p3', '--from', file, '--dataset', 'no-such-set', '--data', tiny,
+      '--models', models]);
+    assert.equal(nodata.code, 1);
+    assert.deepEqual(fs.readdirSync(models).sort(), ['pays']); // nothing left behind
+    fs.rmSync(models, { recursive: true, force: true });
+    fs.rmSync(tiny, { recursive: true, force: true });
   });
