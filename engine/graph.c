@@ -370,12 +370,52 @@ static int check_arity(const struct node *n, char *err)
     return 0;
 }
 
+/* Each Identity of an initializer becomes an initializer of its own: its
+ * output, a copy of the tensor, and the node goes. PyTorch writes a kept
+ * BatchNorm's running statistics that way, and shares one initializer
+ * between every BatchNorm whose statistics start equal (zeros, ones):
+ * folded when the graph is planned, a training step would update a copy
+ * that the next plan throws away, or one tensor for several layers. An
+ * Identity that gives a graph output stays. Returns 0 or STRATA_E_NOMEM. */
+static int fold_identity_initializers(struct graph *g, char *err)
+{
+    int kept = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct node *n = &g->nodes[i];
+        int fold = n->op_type && strcmp(n->op_type, "Identity") == 0 && n->n_inputs == 1 &&
+                   n->n_outputs == 1 && n->inputs[0] >= 0 && n->inputs[0] < g->n_values &&
+                   n->outputs[0] >= 0 && n->outputs[0] < g->n_values &&
+                   g->values[n->inputs[0]].kind == VALUE_INITIALIZER &&
+                   g->values[n->outputs[0]].kind == VALUE_NODE;
+        for (int o = 0; fold && o < g->n_outputs; o++)
+            fold = g->outputs[o] != n->outputs[0];
+        if (fold) {
+            const struct tview *src = &g->values[n->inputs[0]].init;
+            const size_t bytes = (size_t)tview_count(src) * (src->dtype == DTYPE_INT64 ? 8 : 4);
+            struct graph_value *out = &g->values[n->outputs[0]];
+            void *copy = malloc(bytes ? bytes : 1);
+            if (!copy)
+                return strata_fail(err, STRATA_E_NOMEM, "out of memory reading the graph");
+            memcpy(copy, src->data, bytes);
+            out->init = *src;
+            out->init.data = copy;
+            out->kind = VALUE_INITIALIZER;
+            node_deinit(n);
+            continue;
+        }
+        g->nodes[kept++] = *n;
+    }
+    g->n_nodes = kept;
+    return 0;
+}
+
 int graph_finish(struct graph *g, char *err)
 {
     int rc;
     if (g->n_outputs < 1)
         return strata_fail(err, STRATA_E_FORMAT, "the graph has no output");
-    if ((rc = check_wiring(g, err)) < 0 || (rc = sort_nodes(g, err)) < 0 ||
+    if ((rc = fold_identity_initializers(g, err)) < 0 || (rc = check_wiring(g, err)) < 0 ||
+        (rc = sort_nodes(g, err)) < 0 ||
         (rc = bind_ops(g, err)) < 0)
         return rc;
     for (int i = 0; i < g->n_nodes; i++) {

@@ -72,7 +72,10 @@ int graph_produced_by(const struct graph *g, int v, const char *op_type);
 /* Sorts nodes topologically (refusing cycles, values produced twice, and
  * inputs nothing produces), binds every node to its op (listing every
  * unsupported op at once, with its nodes), runs each op's setup, and counts
- * consumers. Returns 0 or a negative status with a message naming the node. */
+ * consumers. First, each Identity of an initializer becomes an initializer
+ * of its own (a copy, under the Identity's output name): what training
+ * updates is then one tensor per layer, kept from plan to plan.
+ * Returns 0 or a negative status with a message naming the node. */
 int graph_finish(struct graph *g, char *err);
 
 /* ---- running ------------------------------------------------------------- */

@@ -12,11 +12,12 @@
 #include "onnx.pb-c.h"
 #include "readfile.h"
 
-/* Replaces tp's dims and data by t's (float, inline raw data). Returns 0 or
- * STRATA_E_NOMEM; tp is unchanged then. */
+/* Replaces tp's dims and data by t's (float or int64, inline raw data).
+ * Returns 0 or STRATA_E_NOMEM; tp is unchanged then. */
 static int replace_tensor(Onnx__TensorProto *tp, const struct tview *t)
 {
-    const size_t count = (size_t)tview_count(t), bytes = count * sizeof(float);
+    const size_t count = (size_t)tview_count(t),
+                 bytes = count * (t->dtype == DTYPE_INT64 ? sizeof(int64_t) : sizeof(float));
     int64_t *dims = malloc((size_t)(t->ndim ? t->ndim : 1) * sizeof *dims);
     uint8_t *raw = malloc(bytes ? bytes : 1);
     if (!dims || !raw) {
@@ -30,7 +31,11 @@ static int replace_tensor(Onnx__TensorProto *tp, const struct tview *t)
     tp->dims = dims;
     tp->n_dims = (size_t)t->ndim;
     tp->has_data_type = 1;
-    tp->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tp->data_type = t->dtype == DTYPE_INT64 ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64
+                                            : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    free(tp->int64_data);
+    tp->int64_data = NULL;
+    tp->n_int64_data = 0;
     free(tp->float_data);
     tp->float_data = NULL;
     tp->n_float_data = 0;
@@ -51,6 +56,53 @@ static int replace_tensor(Onnx__TensorProto *tp, const struct tview *t)
     tp->raw_data.data = raw;
     tp->raw_data.len = bytes;
     tp->has_raw_data = 1;
+    return 0;
+}
+
+/* The nodes of gp that g reads as initializers of their own (an Identity of
+ * an initializer, which graph_finish folds: graph.h) go, and their outputs
+ * become initializers holding g's values. Returns 0 or STRATA_E_NOMEM. */
+static int fold_identities(Onnx__GraphProto *gp, const struct graph *g)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < gp->n_node; i++) {
+        Onnx__NodeProto *n = gp->node[i];
+        const int v = n->op_type && strcmp(n->op_type, "Identity") == 0 && n->n_output == 1 &&
+                              n->output[0]
+                          ? graph_find_value(g, n->output[0])
+                          : -1;
+        if (v < 0 || g->values[v].kind != VALUE_INITIALIZER) {
+            gp->node[kept++] = n;
+            continue;
+        }
+        Onnx__TensorProto **grown =
+            realloc(gp->initializer, (gp->n_initializer + 1) * sizeof *grown);
+        Onnx__TensorProto *tp = malloc(sizeof *tp);
+        char *name = strdup(n->output[0]);
+        if (!grown || !tp || !name) {
+            if (grown)
+                gp->initializer = grown;
+            free(tp);
+            free(name);
+            for (size_t j = i; j < gp->n_node; j++) /* keep the rest as they were */
+                gp->node[kept++] = gp->node[j];
+            gp->n_node = kept;
+            return STRATA_E_NOMEM;
+        }
+        gp->initializer = grown;
+        onnx__tensor_proto__init(tp);
+        tp->name = name;
+        if (replace_tensor(tp, &g->values[v].init) < 0) {
+            protobuf_c_message_free_unpacked(&tp->base, NULL);
+            for (size_t j = i; j < gp->n_node; j++)
+                gp->node[kept++] = gp->node[j];
+            gp->n_node = kept;
+            return STRATA_E_NOMEM;
+        }
+        gp->initializer[gp->n_initializer++] = tp;
+        protobuf_c_message_free_unpacked(&n->base, NULL);
+    }
+    gp->n_node = kept;
     return 0;
 }
 
@@ -86,6 +138,10 @@ int onnx_save_weights(const char *src, const struct graph *g, int n_classes, con
     Onnx__GraphProto *gp = m->graph;
     if (!gp) {
         rc = strata_fail(err, STRATA_E_FORMAT, "%s: the file holds no graph", src);
+        goto done;
+    }
+    if (fold_identities(gp, g) < 0) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory writing %s", dst);
         goto done;
     }
     for (size_t i = 0; i < gp->n_initializer; i++) {

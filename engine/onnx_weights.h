@@ -5,7 +5,9 @@
  * Everything but the float initializers is kept as the file has it (nodes,
  * attributes, opsets, metadata). Each float initializer the graph holds under
  * the same name is replaced by the graph's (its dims and values, inline as
- * raw data: a tensor the file kept in an external file comes inside). The
+ * raw data: a tensor the file kept in an external file comes inside); an
+ * Identity of an initializer, which the graph holds as an initializer of its
+ * own (graph.h), is written as one. The
  * shape annotations of intermediate values (value_info) are dropped, since a
  * new number of classes may contradict them, and the graph output's class
  * axis is set to the graph's class count where the file fixes it.

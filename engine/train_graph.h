@@ -37,7 +37,8 @@
 struct train_param {
     int value;          /* the graph initializer holding it */
     int layer;          /* own models: index in the model's layers; else -1 */
-    int which;          /* own models: enum train_param_kind (train_graph.c) */
+    int which;          /* what it is (train_graph.c): enum train_param_kind for an own
+                           model, enum graph_role for an imported graph */
     int trainable;      /* stepped by the optimiser (running statistics are not) */
     int decay;          /* a kernel: weight decay applies */
 };

@@ -22,8 +22,10 @@
 #include "graph.h"
 #include "onnx.h"
 #include "onnx.pb-c.h"
+#include "onnx_weights.h"
 #include "status.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -933,6 +935,95 @@ static void write_file(const char *rel, const void *data, size_t n)
     }
 }
 
+/* ---- an Identity of an initializer ------------------------------------------------ */
+
+/* Two BatchNormalizations that read one shared pair of statistics through
+ * an Identity each, as PyTorch writes the running statistics it keeps and
+ * shares when they start equal: each Identity becomes an initializer of its
+ * own (a copy: changing one leaves the other), the graph runs as the file
+ * says, and onnx_save_weights writes the copies as initializers in place of
+ * the Identity nodes, values kept. */
+TEST(identity_of_an_initializer_is_an_initializer_of_its_own)
+{
+    char err[STRATA_ERR_LEN], path[160];
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/strata_onnx_XXXXXX");
+    CHECK(mkdtemp(tmpdir) != NULL);
+    struct model *b = model_new(13);
+    input_add(b, "x", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 4, (int64_t[]){1, 2, 1, 2});
+    const float one[2] = {1, 1}, zero[2] = {0, 0}, mean[2] = {0.5f, -1}, var[2] = {4, 0.25f};
+    const char *names[4] = {"scale", "bias", "mean", "var"};
+    const float *vals[4] = {one, zero, mean, var};
+    for (int i = 0; i < 4; i++) {
+        Onnx__TensorProto *t = tensor_new(names[i], ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1,
+                                          (int64_t[]){2});
+        tensor_floats(t, vals[i], 2);
+        init_add(b, t);
+    }
+    node_add(b, "Identity", "id_m1", (const char *[]){"mean", NULL}, (const char *[]){"m1", NULL});
+    node_add(b, "Identity", "id_v1", (const char *[]){"var", NULL}, (const char *[]){"v1", NULL});
+    node_add(b, "Identity", "id_m2", (const char *[]){"mean", NULL}, (const char *[]){"m2", NULL});
+    node_add(b, "Identity", "id_v2", (const char *[]){"var", NULL}, (const char *[]){"v2", NULL});
+    node_add(b, "BatchNormalization", "bn1", (const char *[]){"x", "scale", "bias", "m1", "v1", NULL},
+             (const char *[]){"y1", NULL});
+    node_add(b, "BatchNormalization", "bn2", (const char *[]){"y1", "scale", "bias", "m2", "v2", NULL},
+             (const char *[]){"y", NULL});
+    output_add(b, "y");
+    struct graph g, back;
+    CHECK(load(&g, b, err) == 0);
+    CHECK_EQ_INT(g.n_nodes, 2); /* the Identities are gone */
+    const struct graph_value *m1 = value_named(&g, "m1"), *m2 = value_named(&g, "m2");
+    CHECK(m1 && m2 && m1->kind == VALUE_INITIALIZER && m2->kind == VALUE_INITIALIZER);
+    if (!m1 || !m2 || m1->kind != VALUE_INITIALIZER || m2->kind != VALUE_INITIALIZER) {
+        graph_deinit(&g);
+        arena_free();
+        return;
+    }
+    CHECK(m1->init.data != m2->init.data);
+    CHECK(tview_f(&m1->init)[0] == 0.5f && tview_f(&m2->init)[1] == -1.0f);
+
+    /* y = ((x − m)/√v − m)/√v per channel (ε default 1e-5) */
+    float xv[2][2] = {{2.5f, 0.5f}, {-1.5f, 0.0f}}, want[4];
+    for (int c = 0; c < 2; c++)
+        for (int k = 0; k < 2; k++) {
+            double y1 = (xv[c][k] - mean[c]) / sqrt(var[c] + 1e-5);
+            want[c * 2 + k] = (float)((y1 - mean[c]) / sqrt(var[c] + 1e-5));
+        }
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {1, 2, 1, 2}, .data = xv};
+    struct graph_ws ws;
+    CHECK(graph_ws_init(&ws, &g, &in, 0, err) == 0);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    const float *y = tview_f(graph_value_view(&ws, g.outputs[0]));
+    for (int k = 0; k < 4; k++)
+        CHECK_NEAR(y[k], want[k], 1e-5);
+    graph_ws_free(&ws);
+
+    /* the second layer's statistics change alone, and the file keeps that */
+    tview_f(&g.values[graph_find_value(&g, "m2")].init)[0] = 3.0f;
+    snprintf(path, sizeof path, "%s/identities.onnx", tmpdir);
+    size_t len;
+    uint8_t *bytes = pack(b, &len);
+    write_file("identities-src.onnx", bytes, len);
+    free(bytes);
+    char src[160];
+    snprintf(src, sizeof src, "%s/identities-src.onnx", tmpdir);
+    CHECK(onnx_save_weights(src, &g, 2, path, err) == 0);
+    memset(&back, 0, sizeof back);
+    CHECK(onnx_load(&back, path, err) == 0);
+    CHECK_EQ_INT(back.n_nodes, 2);
+    const struct graph_value *b1 = value_named(&back, "m1"), *b2 = value_named(&back, "m2");
+    CHECK(b1 && b2 && b1->kind == VALUE_INITIALIZER && b2->kind == VALUE_INITIALIZER);
+    if (b1 && b2) {
+        CHECK(tview_f(&b1->init)[0] == 0.5f);
+        CHECK(tview_f(&b2->init)[0] == 3.0f && tview_f(&b2->init)[1] == -1.0f);
+    }
+    unlink(path);
+    unlink(src);
+    rmdir(tmpdir);
+    graph_deinit(&back);
+    graph_deinit(&g);
+    arena_free();
+}
+
 static void set_external(Onnx__TensorProto *t, const char *loc, const char *off, const char *len)
 {
     t->has_data_location = 1;
@@ -1271,6 +1362,7 @@ int main(void)
     RUN(attributes);
     RUN(wiring);
     RUN(external_data);
+    RUN(identity_of_an_initializer_is_an_initializer_of_its_own);
     RUN(every_prefix_and_byte_flip);
     RUN(hostile_bytes);
     if (access(RELU_CASE "input_0.pb", R_OK) == 0) {

@@ -693,6 +693,21 @@ TEST(pool_gradients)
             CHECK_MSG(bad == 0, "%s: %d gradient mismatches", v[i].name, bad);
             check_accumulates(&r, 1, v[i].name);
         }
+        /* in training mode (MaxPool records where each maximum is): the same
+         * output, and the gradient through the recorded places */
+        struct opcheck_run t;
+        rc = opcheck_forward_training(&t, v[i].op, 12, v[i].a, v[i].na, (struct tview *[]){&x}, 1,
+                                      1, 1);
+        CHECK_MSG(rc == 0, "%s training: %s", v[i].name, t.err);
+        if (rc == 0) {
+            CHECK_MSG(memcmp(t.out[0].data, r.out[0].data,
+                             (size_t)tview_count(&r.out[0]) * sizeof(float)) == 0,
+                      "%s: training forward differs", v[i].name);
+            int bad = opcheck_gradients(&t, 1, FD_RTOL, FD_ATOL);
+            CHECK_MSG(bad == 0, "%s training: %d gradient mismatches", v[i].name, bad);
+            check_accumulates(&t, 1, v[i].name);
+        }
+        opcheck_free(&t);
         opcheck_free(&r);
         free(x.data);
     }

@@ -352,6 +352,7 @@ struct pool_job {
     const struct pool_geom *g;
     const float *x, *dy;
     float *y, *dx;
+    int32_t *argmax;    /* training MaxPool: [planes][Ho·Wo] where each maximum is, or NULL */
 };
 
 /* The window of output (oy, ox): taps [y0, y1) × [x0, x1) are inside; its
@@ -462,12 +463,53 @@ static void pool_plane(float *restrict yp, const float *restrict xp, const struc
             yp[(size_t)oy * g->Wo + ox] /= pool_divisor(p, g, pool_window(g, oy, ox));
 }
 
+/* Max pooling of one plane for a training step: as pool_plane, tap by tap,
+ * also recording in ip where in the plane each output's maximum came from
+ * (the first tap, in pass order, to hold it), for backward. */
+static void max_plane_argmax(float *restrict yp, int32_t *restrict ip, const float *restrict xp,
+                             const struct pool_geom *g)
+{
+    for (size_t k = 0; k < (size_t)g->Ho * g->Wo; k++) {
+        yp[k] = -INFINITY;
+        ip[k] = 0;
+    }
+    for (int kx = 0; kx < g->kw; kx++) {
+        const int off = kx * g->dw - g->pl;
+        int lo, hi;
+        pool_out_range(g->W, off, g->sw, g->Wo, &lo, &hi);
+        if (hi <= lo)
+            continue;
+        for (int oy = 0; oy < g->Ho; oy++) {
+            float *restrict yr = yp + (size_t)oy * g->Wo + lo;
+            int32_t *restrict ir = ip + (size_t)oy * g->Wo + lo;
+            for (int ky = 0; ky < g->kh; ky++) {
+                const int iy = oy * g->sh - g->pt + ky * g->dh;
+                if (iy < 0 || iy >= g->H)
+                    continue;
+                const int32_t at = iy * g->W + lo * g->sw + off; /* the tap of column lo */
+                const float *restrict xr = xp + at;
+                for (int k = 0; k < hi - lo; k++) {
+                    const float v = xr[(size_t)k * g->sw];
+                    const int larger = v > yr[k];
+                    yr[k] = larger ? v : yr[k];
+                    ir[k] = larger ? at + k * g->sw : ir[k];
+                }
+            }
+        }
+    }
+}
+
 static void pool_forward_piece(void *ctx, int i0, int i1)
 {
     const struct pool_job *j = ctx;
     const struct pool_geom *g = j->g;
-    for (int i = i0; i < i1; i++)
-        pool_plane(j->y + (size_t)i * g->Ho * g->Wo, j->x + (size_t)i * g->H * g->W, j->p, g);
+    for (int i = i0; i < i1; i++) {
+        const size_t out = (size_t)i * g->Ho * g->Wo;
+        if (j->argmax)
+            max_plane_argmax(j->y + out, j->argmax + out, j->x + (size_t)i * g->H * g->W, g);
+        else
+            pool_plane(j->y + out, j->x + (size_t)i * g->H * g->W, j->p, g);
+    }
 }
 
 /* The outputs of an axis whose every tap lies inside the input: [*lo, *hi). */
@@ -526,6 +568,12 @@ static void pool_backward_piece(void *ctx, int i0, int i1)
         const float *xp = j->x + (size_t)i * g->H * g->W;
         float *dxp = j->dx + (size_t)i * g->H * g->W;
         const float *dyp = j->dy + (size_t)i * g->Ho * g->Wo;
+        if (j->argmax) { /* a training step: forward recorded each maximum */
+            const int32_t *ip = j->argmax + (size_t)i * g->Ho * g->Wo;
+            for (size_t k = 0; k < (size_t)g->Ho * g->Wo; k++)
+                dxp[ip[k]] += dyp[k];
+            continue;
+        }
         if (j->p->kind == POOL_MAX)
             max_backward_inner(dxp, xp, dyp, g, oy0, oy1, ox0, ox1);
         for (int oy = 0; oy < g->Ho; oy++)
@@ -548,11 +596,30 @@ static void pool_backward_piece(void *ctx, int i0, int i1)
     }
 }
 
+/* MaxPool keeps, from a training forward to its backward, where each
+ * output's maximum is: one int32 per output, in the state's floats. */
+static size_t max_pool_train_state(const struct node *node, const struct tview *const *in,
+                                   const struct tview *const *out)
+{
+    (void)node;
+    (void)in;
+    return (size_t)tview_count(out[0]);
+}
+
+/* The argmax buffer of a training step of a MaxPool, or NULL. */
+static int32_t *pool_argmax_state(const struct node *node, const struct op_ctx *ctx)
+{
+    const struct pool_params *p = node->params;
+    return ctx && ctx->training && p->kind == POOL_MAX && ctx->state ? (int32_t *)ctx->state
+                                                                     : NULL;
+}
+
 static void pool_forward(const struct node *node, const struct tview *const *in,
                          struct tview *const *out, struct op_ctx *ctx)
 {
     const struct pool_geom g = pool_geom_of(node->params, in[0]);
-    struct pool_job j = {.p = node->params, .g = &g, .x = tview_f(in[0]), .y = tview_f(out[0])};
+    struct pool_job j = {.p = node->params, .g = &g, .x = tview_f(in[0]), .y = tview_f(out[0]),
+                         .argmax = pool_argmax_state(node, ctx)};
     parallel_for_grain(g.planes,
                        parallel_grain((size_t)g.H * g.W + (size_t)g.Ho * g.Wo * g.kh * g.kw),
                        pool_forward_piece, &j);
@@ -566,7 +633,8 @@ static void pool_backward(const struct node *node, const struct tview *const *in
         return;
     const struct pool_geom g = pool_geom_of(node->params, in[0]);
     struct pool_job j = {.p = node->params, .g = &g, .x = tview_f(in[0]),
-                         .dy = tview_f(dout[0]), .dx = tview_f(din[0])};
+                         .dy = tview_f(dout[0]), .dx = tview_f(din[0]),
+                         .argmax = pool_argmax_state(node, ctx)};
     parallel_for_grain(g.planes,
                        parallel_grain((size_t)2 * g.H * g.W + (size_t)g.Ho * g.Wo * g.kh * g.kw),
                        pool_backward_piece, &j);
@@ -723,6 +791,7 @@ const struct op op_max_pool = {
     .max_outputs = 2,
     .setup = max_pool_setup,
     .infer = pool_infer,
+    .train_state = max_pool_train_state,
     .forward = pool_forward,
     .backward = pool_backward,
 };
