@@ -7,8 +7,11 @@
  */
 #include <stdatomic.h>
 
-#include "app.h"
+#include "api.h"
+#include "blob.h"
 #include "json.h"
+#include "resource.h"
+#include "state.h"
 
 /* Bins of the histogram over [0, 1]: 0.05 wide, fine enough to see where
  * the two distributions cross with a few hundred images on each side. */
@@ -26,7 +29,7 @@ int handle_doubt(const struct request *req, struct response *res)
         return 0;
     int state = atomic_load_explicit(&am->doubt_eval_state, memory_order_acquire);
     if (state == APP_DOUBT_READY)
-        return app_reply_blob(req, res, atomic_load(&am->doubt_eval), "application/json", NULL);
+        return blob_reply(req, res, atomic_load(&am->doubt_eval), "application/json", NULL);
     if (state == APP_DOUBT_UNAVAILABLE)
         response_error(res, 409, "doubt_unavailable", "%s", am->doubt_eval_note);
     else

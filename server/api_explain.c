@@ -23,9 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "api.h"
 #include "attribution.h"
 #include "json.h"
+#include "lime.h"
+#include "multipart.h"
+#include "resource.h"
+#include "state.h"
 
 #define EXPLAIN_MAP_SIDE 112
 #define EXPLAIN_MAX_STEPS 256

@@ -2,14 +2,21 @@
  * api_explanations.c — LIME explanations as the API serves them:
  * building one (JSON + overlay and heat-map PNGs) from a LIME result, and
  *   GET /api/explanations/{eid}, …/overlay.png, …/heatmap.png
- * for the explanations of uploads ("e<n>", kept in app.c's bounded store)
- * and of dataset images ("<model>~<index>", kept with the model).
+ * for the explanations of uploads ("e<n>") and of dataset images
+ * ("<model>~<index>"), both kept in the bounded store of expl_store.h.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "api.h"
+#include "blob.h"
+#include "expl_store.h"
 #include "json.h"
+#include "lime.h"
+#include "registry.h"
+#include "state.h"
+#include "url.h"
 
 /* Scales img so that its longer side is EXPLANATION_DISPLAY_SIDE and
  * encodes it as PNG into a new blob. */
@@ -118,11 +125,72 @@ int explanation_build(const struct app_model *am, const char *id, const struct l
     return 0;
 }
 
+static void explanation_unref_cb(void *cls)
+{
+    explanation_unref(cls);
+}
+
+int explanation_reply(const struct request *req, struct response *res, struct explanation *e,
+                      int part)
+{
+    const struct blob *b = part == 0 ? e->json : part == 1 ? e->overlay : e->heatmap;
+    const char *type = part == 0 ? "application/json" : "image/png";
+    if (http_etag_match(request_header(req, "If-None-Match"), b->etag)) {
+        response_empty(res, 304);
+    } else {
+        atomic_fetch_add(&e->refs, 1); /* dropped when the bytes are sent */
+        response_bytes(res, 200, type, b->data, b->len, explanation_unref_cb, e);
+    }
+    response_header(res, "ETag", "%s", b->etag);
+    /* An explanation never changes under its id. */
+    response_header(res, "Cache-Control", "private, max-age=3600");
+    return 0;
+}
+
+void app_lime_params(struct lime_params *p)
+{
+    lime_params_default(p);
+    p->batch_size = 100;
+}
+
+/* The explanation with that id — an upload's "e<n>" or a dataset image's
+ * "<model>~<index>" — with a new reference (explanation_unref), or NULL. */
+static struct explanation *explanation_get(struct app *app, const char *id)
+{
+    char *end;
+    if (id[0] == 'e' && id[1] >= '1' && id[1] <= '9') {
+        errno = 0;
+        unsigned long long n = strtoull(id + 1, &end, 10);
+        if (errno || *end)
+            return NULL;
+        return expl_store_get(app->store, n);
+    }
+    /* A dataset image's: "<model>~<index>" (model ids never hold '~'). */
+    const char *tilde = strrchr(id, '~');
+    if (!tilde || tilde == id || tilde[1] < '0' || tilde[1] > '9')
+        return NULL;
+    char model[64];
+    size_t ml = (size_t)(tilde - id);
+    if (ml >= sizeof model)
+        return NULL;
+    memcpy(model, id, ml);
+    model[ml] = '\0';
+    struct app_model *am = app_model_get(app, model);
+    if (!am || atomic_load_explicit(&am->state, memory_order_acquire) != APP_READY) {
+        app_model_put(am);
+        return NULL;
+    }
+    int i = analysis_parse_index(tilde + 1, am->a.n);
+    struct explanation *e = i < 0 ? NULL : expl_store_image_get(app->store, am->expl, i);
+    app_model_put(am);
+    return e;
+}
+
 static int reply_part(const struct request *req, struct response *res, int part)
 {
     struct app *app = req->app;
     const char *id = request_param(req, "eid");
-    struct explanation *e = id ? app_explanation_get(app, id) : NULL;
+    struct explanation *e = id ? explanation_get(app, id) : NULL;
     if (!e)
         return response_error(res, 404, "not_found",
                               "no explanation \"%.100s\": the server keeps the last %d uploads' "

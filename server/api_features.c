@@ -18,9 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "api.h"
 #include "feature_maps.h"
 #include "json.h"
+#include "multipart.h"
+#include "registry.h"
+#include "resource.h"
+#include "state.h"
 
 #define FEATURE_MAP_SIDE 56
 #define FEATURE_MAX_TOP 64

@@ -8,10 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "api.h"
 #include "json.h"
+#include "model_admin.h"
 #include "model_graph.h"
 #include "model_import.h"
+#include "registry.h"
+#include "resource.h"
+#include "state.h"
 
 int handle_graph(const struct request *req, struct response *res)
 {

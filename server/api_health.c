@@ -5,8 +5,11 @@
  */
 #include <stdatomic.h>
 
-#include "app.h"
+#include "api.h"
+#include "jobs.h"
 #include "json.h"
+#include "registry.h"
+#include "state.h"
 
 struct tally {
     json_t *states;

@@ -10,7 +10,7 @@
  *
  * Thumbnails and explanations are computed on first request and kept: a
  * thumbnail (~2 KB) for the life of the server, an explanation (~100 KB of
- * PNG) in app.c's bounded ring of dataset explanations.
+ * PNG) in the bounded ring of dataset explanations (expl_store.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +19,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app.h"
+#include "api.h"
+#include "blob.h"
+#include "expl_store.h"
 #include "explain.h"
 #include "json.h"
+#include "lime.h"
+#include "resource.h"
+#include "state.h"
 #include "static.h"
 
 #define THUMB_SIDE 64
@@ -55,7 +60,7 @@ static int image_or_404(const struct request *req, struct response *res,
     return i;
 }
 
-/* See app.h. */
+/* See api.h. */
 int app_image_path(const struct app_model *am, int i, char *path, size_t len)
 {
     const char *id = am->a.image_ids[i];
@@ -158,7 +163,7 @@ int handle_thumb(const struct request *req, struct response *res)
             b = expected;
         }
     }
-    return app_reply_blob(req, res, b, "image/jpeg", "public, max-age=3600");
+    return blob_reply(req, res, b, "image/jpeg", "public, max-age=3600");
 }
 
 struct image_explain_job {
@@ -210,7 +215,7 @@ int handle_image_explanation(const struct request *req, struct response *res)
     if (i < 0)
         return 0;
     struct app *app = req->app;
-    struct explanation *e = app_image_explanation_get(app, am, i);
+    struct explanation *e = expl_store_image_get(app->store, am->expl, i);
     if (!e) {
         struct image_explain_job j = {.am = am, .index = i};
         if (app_run_job(req, run_image_explain, &j, res) < 0)
@@ -224,7 +229,7 @@ int handle_image_explanation(const struct request *req, struct response *res)
             return response_error(res, j.rc == STRATA_E_NOMEM ? 503 : 500,
                                   j.rc == STRATA_E_NOMEM ? "out_of_memory" : "internal",
                                   "cannot explain %s: %s", am->a.image_ids[i], j.err);
-        e = app_image_explanation_put(app, am, i, j.expl);
+        e = expl_store_image_put(app->store, am->expl, i, j.expl);
     }
     explanation_reply(req, res, e, 0);
     explanation_unref(e);

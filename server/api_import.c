@@ -19,12 +19,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app.h"
+#include "api.h"
 #include "dataset.h"
 #include "form_spool.h"
 #include "image_archive.h"
 #include "json.h"
+#include "model_admin.h"
 #include "model_import.h"
+#include "registry.h"
+#include "state.h"
+#include "workspace.h"
 
 #define META_MAX_BYTES (64u << 10)
 

@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "api.h"
+#include "blob.h"
 #include "json.h"
+#include "resource.h"
+#include "state.h"
 
 static json_t *layer_json(const struct analysis *a, int l)
 {
@@ -162,7 +165,7 @@ int handle_scatter(const struct request *req, struct response *res)
     struct app_layer *AL = &am->layers[l];
     const char *kq = request_query(req, "k");
     if (!kq)
-        return app_reply_blob(req, res, AL->scatter, "application/json", NULL);
+        return blob_reply(req, res, AL->scatter, "application/json", NULL);
 
     int k_hi = am->a.n < ANALYSIS_DEFAULT_K_MAX ? am->a.n : ANALYSIS_DEFAULT_K_MAX;
     int k = analysis_parse_index(kq, k_hi + 1); /* plain digits, no sign or spaces */
@@ -171,7 +174,7 @@ int handle_scatter(const struct request *req, struct response *res)
                               "k must be an integer from 1 to %d in plain digits, got \"%.40s\"",
                               k_hi, kq);
     if (k == am->a.layers[l].c.k)
-        return app_reply_blob(req, res, AL->scatter, "application/json", NULL);
+        return blob_reply(req, res, AL->scatter, "application/json", NULL);
     struct blob *b = atomic_load(&AL->scatter_k[k]);
     if (!b) {
         struct recluster_job j = {.am = am, .layer = l, .k = k};
@@ -187,7 +190,7 @@ int handle_scatter(const struct request *req, struct response *res)
             b = expected;
         }
     }
-    return app_reply_blob(req, res, b, "application/json", NULL);
+    return blob_reply(req, res, b, "application/json", NULL);
 }
 
 int handle_elbow(const struct request *req, struct response *res)
@@ -198,5 +201,5 @@ int handle_elbow(const struct request *req, struct response *res)
     int l = layer_or_404(req, res, am);
     if (l < 0)
         return 0;
-    return app_reply_blob(req, res, am->layers[l].elbow, "application/json", NULL);
+    return blob_reply(req, res, am->layers[l].elbow, "application/json", NULL);
 }

@@ -2,17 +2,21 @@
  * api_models.c — GET /api/models and GET /api/models/{id}: what each model
  * is (architecture, classes, training card) and where its analysis stands.
  *
- * Both replies change only when a model's state does, so they are built by
- * app_set_state (app.c) and served here as stored bytes.
+ * Both replies change only when a model's state does, so they are built
+ * when publish_state (publish.c) asks and served here as stored bytes.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "api.h"
+#include "blob.h"
 #include "json.h"
 #include "model_graph.h"
+#include "registry.h"
+#include "resource.h"
+#include "state.h"
 
 static int is_seed_architecture(const struct app_model *am)
 {
@@ -237,6 +241,22 @@ json_t *api_model_detail(const struct app_model *am)
                      doubt_json(am), "uploaded", am->uploaded, "progress", progress_json(am));
 }
 
+static void append_summary(struct app_model *am, void *user)
+{
+    json_t **list = user;
+    if (*list && json_array_append_new(*list, api_model_summary(am)) != 0) {
+        json_decref(*list);
+        *list = NULL;
+    }
+}
+
+struct blob *api_models_list_blob(struct app *app)
+{
+    json_t *list = json_array();
+    app_models_each(app, append_summary, &list);
+    return blob_json_steal(list ? json_pack("{s:o}", "models", list) : NULL);
+}
+
 /* Whether the analysis thread still works on am: then its replies change
  * with every step and are built per request. */
 static int settling(const struct app_model *am)
@@ -260,7 +280,7 @@ static int reply_fresh(const struct request *req, struct response *res, struct b
 {
     if (!b)
         return response_error(res, 503, "out_of_memory", "the server is out of memory");
-    app_reply_blob(req, res, b, "application/json", "no-store");
+    blob_reply(req, res, b, "application/json", "no-store");
     if (res->status == 200)
         res->body_free = blob_free_cb, res->body_free_cls = b;
     else
@@ -278,7 +298,7 @@ int handle_models(const struct request *req, struct response *res)
     pthread_mutex_unlock(&app->mu);
     if (busy)
         return reply_fresh(req, res, fresh);
-    return app_reply_blob(req, res, atomic_load(&app->models_list), "application/json", NULL);
+    return blob_reply(req, res, atomic_load(&app->models_list), "application/json", NULL);
 }
 
 int handle_model(const struct request *req, struct response *res)
@@ -293,5 +313,5 @@ int handle_model(const struct request *req, struct response *res)
     pthread_mutex_unlock(&app->mu);
     if (busy)
         return reply_fresh(req, res, fresh);
-    return app_reply_blob(req, res, atomic_load(&am->detail), "application/json", NULL);
+    return blob_reply(req, res, atomic_load(&am->detail), "application/json", NULL);
 }

@@ -5,8 +5,10 @@
  * Schemas describe the shapes the pages rely on (field names and types);
  * docs/api.md remains the prose reference for what the numbers mean.
  */
-#include "app.h"
+#include "api.h"
+#include "blob.h"
 #include "json.h"
+#include "state.h"
 
 static json_t *ref(const char *kind, const char *name)
 {
@@ -454,5 +456,5 @@ struct blob *api_openapi_blob(void)
 int handle_openapi(const struct request *req, struct response *res)
 {
     struct app *app = req->app;
-    return app_reply_blob(req, res, app->openapi, "application/json", NULL);
+    return blob_reply(req, res, app->openapi, "application/json", NULL);
 }

@@ -6,8 +6,11 @@
  */
 #include <stdatomic.h>
 
-#include "app.h"
+#include "api.h"
+#include "blob.h"
 #include "json.h"
+#include "resource.h"
+#include "state.h"
 
 static json_t *dimensions_json(const struct app_model *am)
 {
@@ -101,7 +104,7 @@ int handle_paths(const struct request *req, struct response *res)
     struct app_model *am = app_model_or_404(req, res);
     if (!am || !app_require_ready(am, res))
         return 0;
-    return app_reply_blob(req, res, am->paths, "application/json", NULL);
+    return blob_reply(req, res, am->paths, "application/json", NULL);
 }
 
 int handle_misclassified(const struct request *req, struct response *res)
@@ -109,5 +112,5 @@ int handle_misclassified(const struct request *req, struct response *res)
     struct app_model *am = app_model_or_404(req, res);
     if (!am || !app_require_ready(am, res))
         return 0;
-    return app_reply_blob(req, res, am->misclassified, "application/json", NULL);
+    return blob_reply(req, res, am->misclassified, "application/json", NULL);
 }

@@ -3,7 +3,7 @@
  * photo through the model, and where it lands in every layer's clusters.
  *
  * The body is the image, raw (image/jpeg, image/png) or as the multipart
- * field "image" (router.h's request_image_body). The question itself —
+ * field "image" (multipart.h's request_image_body). The question itself —
  * decoding with the decoder's size limits, the forward pass, the nearest
  * cluster and PCA point per layer, the doubt, LIME — is the engine's
  * (question.h), the same as `strata predict` asks; it runs as one job on the
@@ -17,10 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "api.h"
+#include "expl_store.h"
 #include "json.h"
+#include "lime.h"
+#include "multipart.h"
 #include "question.h"
 #include "readfile.h"
+#include "registry.h"
+#include "resource.h"
+#include "state.h"
 
 struct predict_job {
     struct app *app;
@@ -45,13 +51,13 @@ struct predict_job {
  * leaves the prediction intact (explain_error says why). */
 static void store_explanation(struct predict_job *j)
 {
-    unsigned long long n = app_store_reserve(j->app);
+    unsigned long long n = expl_store_reserve(j->app->store);
     char id[32];
     snprintf(id, sizeof id, "e%llu", n);
     struct explanation *e = NULL;
     if (explanation_build(j->am, id, &j->a.lime, &j->a.resized, NULL, -1, &e,
                           j->a.explain_error) == 0) {
-        app_store_put(j->app, n, e);
+        expl_store_put(j->app->store, n, e);
         j->expl_n = n;
     }
 }

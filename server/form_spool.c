@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "router.h"
+#include "multipart.h"
 
 #define FORM_WINDOW (256u << 10)
 

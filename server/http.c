@@ -37,7 +37,7 @@
 
 #include <microhttpd.h>
 
-#include "json.h"
+#include "url.h"
 
 struct http_server {
     struct http_config cfg;

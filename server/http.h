@@ -22,7 +22,7 @@
  * every byte restarts it.
  *
  * What a request goes through, in order (all replies but the handler's are
- * the JSON error envelope of json.h):
+ * the JSON error envelope of request.h):
  *   1. server stopping                 -> 503 shutting_down, Connection: close
  *   2. two Content-Length headers that disagree -> 400, a Transfer-Encoding
  *      other than chunked -> 501, both with Connection: close
@@ -51,7 +51,7 @@
  * holding up other connections; max_connections bounds the threads, and
  * per_ip_connections keeps one address from taking them all (a slow client
  * trickling header lines resets the idle timeout with every byte). While a
- * handler waits, request_client_gone (router.h) tells it whether the client
+ * handler waits, request_client_gone (request.h) tells it whether the client
  * has closed the connection. Set
  * threads = N for N event-loop threads instead, only when no handler blocks.
  * Handlers run concurrently: app state they share must be thread-safe.

@@ -5,7 +5,7 @@
  * N worker threads take jobs from a FIFO queue of at most Q waiting jobs.
  * A full queue refuses new work at once (STRATA_E_LIMIT) instead of letting
  * latency grow without bound; the handler answers 503 with Retry-After
- * (response_busy in json.h). Running at most N jobs at a time keeps the
+ * (response_busy in request.h). Running at most N jobs at a time keeps the
  * machine's cores for the jobs themselves rather than for context switches.
  *
  *     struct predict_job pj = {.app = app, .bytes = up.data, ...};

@@ -1,129 +1,12 @@
 /*
- * json.c — JSON replies, the error envelope, array builders.
- *
- * jansson refuses strings that are not valid UTF-8 (json_string returns
- * NULL), and error messages quote what the client sent, so messages are
- * repaired (bad bytes become '?') before they go into the envelope.
+ * json.c — JSON request bodies and the builders of JSON replies.
  */
 #include "json.h"
 
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* The reply when even the error reply cannot be built. */
-static const char oom_reply[] =
-    "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"the server is out of memory\"}}";
-
-/* Replaces every byte that does not start or continue a valid UTF-8
- * sequence with '?', in place. */
-static void utf8_repair(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-    while (*p) {
-        unsigned char c = *p;
-        /* continuation bytes that follow a lead byte 0xxxxxxx, 110xxxxx, 1110xxxx, 11110xxx */
-        int n = c < 0x80            ? 0
-                : (c >> 5) == 0x6   ? 1
-                : (c >> 4) == 0xe   ? 2
-                : (c >> 3) == 0x1e  ? 3
-                                    : -1;
-        if (n < 0 || (n == 1 && c < 0xc2) || (n == 3 && c > 0xf4)) {
-            *p++ = '?';
-            continue;
-        }
-        int ok = 1;
-        for (int i = 1; i <= n; i++)
-            if ((p[i] & 0xc0) != 0x80) {
-                ok = 0;
-                break;
-            }
-        /* Overlong three-byte forms and UTF-16 surrogates are invalid too. */
-        if (ok && n == 2 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0)))
-            ok = 0;
-        if (ok && n == 3 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90)))
-            ok = 0;
-        if (!ok) {
-            *p++ = '?';
-            continue;
-        }
-        p += n + 1;
-    }
-}
-
-static void free_cb(void *p)
-{
-    free(p);
-}
-
-int response_json(struct response *res, int status, json_t *body)
-{
-    if (!body)
-        return response_error(res, 500, "out_of_memory", "could not build the JSON reply");
-    /* response_bytes releases any earlier body; then attach the JSON. */
-    response_bytes(res, status, "application/json", NULL, 0, NULL, NULL);
-    res->json = body;
-    return 0;
-}
-
-int response_error(struct response *res, int status, const char *code, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    utf8_repair(msg);
-
-    response_deinit(res); /* no body or headers of an earlier reply */
-    json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-    if (!j)
-        response_bytes(res, status, "application/json", oom_reply, sizeof oom_reply - 1, NULL,
-                       NULL);
-    else
-        response_json(res, status, j);
-    res->status = status;
-    response_header(res, "Cache-Control", "no-store");
-    return 0;
-}
-
-int http_status_for(int rc)
-{
-    switch (rc) {
-    case STRATA_E_NOTFOUND: return 404;
-    case STRATA_E_ARG: return 400;
-    case STRATA_E_FORMAT: return 400;
-    case STRATA_E_LIMIT: return 413;
-    case STRATA_E_UNSUPPORTED: return 415;
-    case STRATA_E_NOMEM: return 503;
-    default: return 500;
-    }
-}
-
-int response_fail(struct response *res, int rc, const char *err)
-{
-    static const char *const codes[] = {
-        [404] = "not_found", [400] = "bad_input", [413] = "too_large",
-        [415] = "unsupported_media_type", [503] = "out_of_memory", [500] = "internal",
-    };
-    int status = http_status_for(rc);
-    const char *code = rc == STRATA_E_ARG ? "bad_request" : codes[status];
-    const char *msg = err && err[0] ? err : strata_status_name(rc);
-    return response_error(res, status, code, "%s", msg);
-}
-
-int response_busy(struct response *res, int retry_after_s)
-{
-    if (retry_after_s < 1)
-        retry_after_s = 1;
-    response_error(res, 503, "busy",
-                   "the server is busy with other computations; retry in %d s", retry_after_s);
-    response_header(res, "Retry-After", "%d", retry_after_s);
-    return 0;
-}
 
 int request_json_body(const struct request *req, json_t **out, struct response *res)
 {
@@ -203,24 +86,19 @@ json_t *json_string_array(const char *const *v, size_t n)
     return a;
 }
 
-int response_serialize_json(struct response *res)
+json_t *json_str(const char *s)
 {
-    if (!res->json)
-        return 0;
-    char *s = json_dumps(res->json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
-    json_decref(res->json);
-    res->json = NULL;
-    if (!s) {
-        res->status = 500;
-        res->content_type = "application/json";
-        res->body = oom_reply;
-        res->body_len = sizeof oom_reply - 1;
-        return STRATA_E_NOMEM;
-    }
-    res->content_type = "application/json";
-    res->body = s;
-    res->body_len = strlen(s);
-    res->body_free = free_cb;
-    res->body_free_cls = s;
-    return 0;
+    json_t *j = json_string(s);
+    if (j || !s)
+        return j;
+    /* Not UTF-8: keep ASCII, replace the rest. */
+    size_t n = strlen(s);
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i <= n; i++)
+        copy[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+    j = json_string(copy);
+    free(copy);
+    return j;
 }

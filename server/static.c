@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "gzip_cache.h"
-#include "json.h"
+#include "url.h"
 
 struct mount {
     char *url;

@@ -36,7 +36,7 @@
 
 #include <stddef.h>
 
-#include "router.h"
+#include "request.h"
 
 struct static_mount {
     const char *url; /* a prefix ending in '/' (a folder) or an exact path (one file) */

@@ -6,9 +6,12 @@
 #include "http.h"
 #include "jobs.h"
 #include "json.h"
+#include "multipart.h"
+#include "request.h"
 #include "rng.h"
 #include "router.h"
 #include "static.h"
+#include "url.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "router.h"
+#include "url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
