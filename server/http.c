@@ -61,7 +61,8 @@ struct http_server {
      * the watchdog thread checks four times a second. */
     pthread_mutex_t watch_mu;
     pthread_cond_t watch_wake;
-    struct conn_watch *watches; /* a doubly linked list */
+    struct conn_watch *watches; /* a doubly linked list, newest first */
+    unsigned n_watches;
     pthread_t watchdog;
     int watchdog_started, watchdog_stop;
 };
@@ -161,10 +162,57 @@ static double ts_seconds(const struct timespec *t)
     return (double)t->tv_sec + (double)t->tv_nsec / 1e9;
 }
 
+/* Connections kept free for newcomers: when a new one makes the open
+ * connections more than max_connections minus this, the slowest is closed
+ * (evict_slowest). Without it, slow clients from enough addresses, each
+ * under the per-address cap, hold every connection for as long as they keep
+ * reconnecting: each is cut at its deadline, but another takes its place,
+ * and libmicrohttpd refuses everyone else at the limit. */
+static unsigned headroom(const struct http_server *s)
+{
+    unsigned h = s->cfg.max_connections / 8;
+    return h < 2 ? 2 : h;
+}
+
+/* Under watch_mu: closes the connection that has been waiting longest for
+ * its headers (a new or idle keep-alive connection, or a slow client), or,
+ * when none is, the body slowest below the minimum rate; returns whether
+ * there was one. Its own thread then sees it end, as for a deadline. */
+static int evict_slowest(struct http_server *s, const struct conn_watch *spare)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    struct conn_watch *pick = NULL;
+    double pick_score = 0;
+    for (struct conn_watch *w = s->watches; w; w = w->next) {
+        if (w == spare || w->closed_by_deadline)
+            continue;
+        const double age = ts_seconds(&now) - ts_seconds(&w->since);
+        double score = -1; /* how much it deserves to go: headers first, oldest first */
+        if (w->phase == WATCH_HEADERS)
+            score = 1e9 + age;
+        else if (w->phase == WATCH_BODY && s->cfg.min_body_rate > 0 && age > 0 &&
+                 (double)w->body_bytes < s->cfg.min_body_rate * age)
+            score = age;
+        if (score >= 0 && (!pick || score > pick_score)) {
+            pick = w;
+            pick_score = score;
+        }
+    }
+    if (!pick)
+        return 0;
+    pick->closed_by_deadline = 1;
+    shutdown(pick->fd, SHUT_RDWR);
+    fprintf(log_file(s), "strata http: connection closed: the server is nearly full and it "
+                         "was the slowest to send its request\n");
+    return 1;
+}
+
 /* MHD_OPTION_NOTIFY_CONNECTION: a watch per connection, from its opening to
  * its closing. libmicrohttpd calls this with "closed" before it closes the
  * socket, so a watch's fd is the connection's own while the watch is in the
- * list (the watchdog shuts it down under watch_mu). */
+ * list (the watchdog shuts it down under watch_mu). A new connection that
+ * leaves fewer than headroom() free closes the slowest one. */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
@@ -185,6 +233,12 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         if (s->watches)
             s->watches->prev = w;
         s->watches = w;
+        s->n_watches++;
+        unsigned open = s->n_watches;
+        for (struct conn_watch *v = s->watches; v; v = v->next)
+            open -= v->closed_by_deadline; /* closing already */
+        if (open + headroom(s) > s->cfg.max_connections)
+            evict_slowest(s, w);
         pthread_mutex_unlock(&s->watch_mu);
         *socket_context = w;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
@@ -196,6 +250,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             s->watches = w->next;
         if (w->next)
             w->next->prev = w->prev;
+        s->n_watches--;
         pthread_mutex_unlock(&s->watch_mu);
         free(w);
         *socket_context = NULL;

@@ -50,7 +50,11 @@
  * handler may block — on jobs_run (jobs.h) waiting for a worker — without
  * holding up other connections; max_connections bounds the threads, and
  * per_ip_connections keeps one address from taking them all (a slow client
- * trickling header lines resets the idle timeout with every byte). While a
+ * trickling header lines resets the idle timeout with every byte). Slow
+ * clients from many addresses cannot take them all either: a new connection
+ * that leaves fewer than max_connections/8 free (at least 2) closes the one
+ * that has waited longest for its headers (an idle keep-alive connection is
+ * one too), or else the slowest body below min_body_rate. While a
  * handler waits, request_client_gone (request.h) tells it whether the client
  * has closed the connection. Set
  * threads = N for N event-loop threads instead, only when no handler blocks.
@@ -80,7 +84,7 @@ struct http_config {
     void *app; /* req->app for handlers */
     size_t max_body; /* request body limit, default 10 MiB */
     size_t max_url; /* path + query string limit, default 2048 bytes */
-    unsigned max_connections; /* default 256 */
+    unsigned max_connections; /* default 256; near it the slowest connection makes room */
     unsigned per_ip_connections; /* connections one client address may hold, default 32;
                                     0: no limit. Over it, a new connection is closed at once */
     size_t max_body_total; /* request bodies held at once, all connections together,

@@ -2432,6 +2432,58 @@ TEST(one_address_cannot_take_every_connection)
     stop_own(srv, rt, log);
 }
 
+/* Slow clients from many addresses, each under the per-address cap, fill
+ * the server; a newcomer is still served, because each new connection near
+ * the limit closes the one that has waited longest for its headers. */
+TEST(slow_clients_from_many_addresses_leave_room)
+{
+    struct http_config cfg;
+    http_config_defaults(&cfg);
+    cfg.max_connections = 16; /* 2 kept free */
+    cfg.per_ip_connections = 4;
+    cfg.header_timeout_s = 60; /* no deadline in this test's time */
+    cfg.timeout_s = 60;
+    struct router *rt;
+    FILE *log;
+    struct http_server *srv = start_own(&cfg, &rt, &log);
+    CHECK(srv != NULL);
+    if (!srv)
+        return;
+    unsigned port = http_server_port(srv);
+    enum { SLOW = 16 };
+    int slow[SLOW];
+    char from[32];
+    for (int i = 0; i < SLOW; i++) {
+        snprintf(from, sizeof from, "127.0.0.%d", 2 + i / 4);
+        slow[i] = raw_connect_from(port, from);
+        CHECK(slow[i] >= 0);
+        const char part[] = "GET /api/items HTTP/1.1\r\nX-Slow: 1\r\n";
+        if (slow[i] >= 0)
+            CHECK(send(slow[i], part, sizeof part - 1, 0) == (ssize_t)(sizeof part - 1));
+        usleep(20000);
+    }
+    /* a newcomer is served, again and again */
+    for (int k = 0; k < 5; k++) {
+        snprintf(from, sizeof from, "127.0.0.%d", 20 + k);
+        int fd = raw_connect_from(port, from);
+        CHECK(fd >= 0);
+        if (fd >= 0) {
+            CHECK_EQ_INT(raw_status(fd), 200);
+            close(fd);
+        }
+    }
+    /* the oldest slow ones made the room: the first is closed, the last open */
+    char b[64];
+    struct pollfd p = {.fd = slow[0], .events = POLLIN};
+    CHECK(poll(&p, 1, 2000) == 1 && recv(slow[0], b, sizeof b, MSG_DONTWAIT) <= 0);
+    p.fd = slow[SLOW - 1];
+    CHECK(poll(&p, 1, 200) == 0);
+    for (int i = 0; i < SLOW; i++)
+        if (slow[i] >= 0)
+            close(slow[i]);
+    stop_own(srv, rt, log);
+}
+
 /* Seconds until the server closes fd (a read gives 0 or an error), sending
  * one byte of `drip` every 0.2 s meanwhile (each would restart an idle
  * timeout); -1 when it is still open after `limit` seconds. */
@@ -2731,6 +2783,7 @@ int main(void)
     RUN(shutdown_does_not_wait_for_stalled_uploads);
     RUN(ipv6_and_thread_pool_mode);
     RUN(one_address_cannot_take_every_connection);
+    RUN(slow_clients_from_many_addresses_leave_room);
     RUN(uploads_share_a_memory_budget);
     RUN(gzip_accepted_reads_accept_encoding);
     RUN(slow_headers_and_bodies_meet_a_deadline);
