@@ -14,8 +14,10 @@
  */
 #include "graph.h"
 #include "ops/ops.h"
+#include "parallel.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -689,7 +691,8 @@ int graph_ws_init(struct graph_ws *ws, const struct graph *g, const struct tview
     if (with_grads) {
         ws->state = calloc((size_t)g->n_nodes + 1, sizeof *ws->state);
         ws->state_len = calloc((size_t)g->n_nodes + 1, sizeof *ws->state_len);
-        if (!ws->state || !ws->state_len) {
+        ws->clear_end = calloc(nv, sizeof *ws->clear_end);
+        if (!ws->state || !ws->state_len || !ws->clear_end) {
             graph_ws_free(ws);
             return strata_fail(err, STRATA_E_NOMEM, "out of memory for the graph workspace");
         }
@@ -753,6 +756,7 @@ void graph_ws_free(struct graph_ws *ws)
             free(ws->state[i]);
     free(ws->state);
     free(ws->state_len);
+    free(ws->clear_end);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -930,6 +934,44 @@ static void mark_needed(struct graph_ws *ws, int from, enum backward_scope scope
         ws->needed[v] = ws->needed[v] == 3;
 }
 
+/* Clears the gradient bytes [b, e) of the backward about to run, counted
+ * over the needed values one after the other (ws->clear_end). */
+#define CLEAR_PIECE ((size_t)1 << 20)
+
+static void clear_bytes(struct graph_ws *ws, size_t b, size_t e)
+{
+    const struct graph *g = ws->g;
+    /* the first value that ends after b */
+    int lo = 0, hi = g->n_values;
+    while (lo < hi) {
+        const int mid = lo + (hi - lo) / 2;
+        if (ws->clear_end[mid] > b)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    for (int v = lo; v < g->n_values && b < e; v++) {
+        const size_t start = v ? ws->clear_end[v - 1] : 0, end = ws->clear_end[v];
+        if (end <= b)
+            continue;
+        const size_t upto = end < e ? end : e;
+        memset((char *)ws->grads[v].data + (b - start), 0, upto - b);
+        b = upto;
+    }
+}
+
+struct clear_job {
+    struct graph_ws *ws;
+    size_t total;
+};
+
+static void clear_piece(void *arg, int p0, int p1)
+{
+    const struct clear_job *j = arg;
+    const size_t b = (size_t)p0 * CLEAR_PIECE, e = (size_t)p1 * CLEAR_PIECE;
+    clear_bytes(j->ws, b, e < j->total ? e : j->total);
+}
+
 static int backward(struct graph_ws *ws, int from, const float *dout, enum backward_scope scope,
                     char *err)
 {
@@ -950,13 +992,21 @@ static int backward(struct graph_ws *ws, int from, const float *dout, enum backw
         if (!n->op->backward)
             return node_fail(n, err, STRATA_E_UNSUPPORTED, "has no gradient");
     }
+    /* the gradients start at zero: cleared on the pool, a training step's
+     * are hundreds of megabytes */
+    size_t total = 0;
     for (int v = 0; v < g->n_values; v++) {
         struct tview *d = &ws->grads[v];
         *d = ws->vals[v];
         d->data = ws->needed[v] ? ws->grad_owned[v] : NULL;
-        if (d->data)
-            memset(d->data, 0, view_bytes(d));
+        ws->clear_end[v] = total += d->data ? view_bytes(d) : 0;
     }
+    struct clear_job cj = {.ws = ws, .total = total};
+    const size_t pieces = (total + CLEAR_PIECE - 1) / CLEAR_PIECE;
+    if (pieces <= INT_MAX)
+        parallel_for_grain((int)pieces, 1, clear_piece, &cj);
+    else
+        clear_bytes(ws, 0, total);
     memcpy(ws->grads[from].data, dout, view_bytes(&ws->grads[from]));
     const int training = ws->training;
     struct op_ctx ctx = {.scratch = ws->scratch, .scratch_len = ws->scratch_len,

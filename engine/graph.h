@@ -111,6 +111,8 @@ struct graph_ws {
     struct rng rng;
     float **state;               /* [n_nodes] or NULL */
     size_t *state_len;           /* [n_nodes] */
+    size_t *clear_end;           /* [n_values] with gradients: where each value's gradient
+                                    ends in the bytes a backward clears */
 };
 
 enum graph_fuse {

@@ -302,6 +302,58 @@ static void act_forward(const struct node *node, const struct tview *const *in,
     parallel_for_grain((int)chunks, parallel_grain(2 * ACT_CHUNK), act_piece, &j);
 }
 
+/* dx[i] += f'(x[i]) · g[i] for i in [i0, i1), for every kind but Clip. */
+static void act_grad_range(const struct act_params *p, const float *x, const float *y,
+                           const float *g, float *dx, int64_t i0, int64_t i1)
+{
+    switch (p->kind) {
+    case ACT_RELU: /* f' = 1 for x > 0, else 0 */
+        for (int64_t i = i0; i < i1; i++)
+            dx[i] += x[i] > 0.0f ? g[i] : 0.0f;
+        break;
+    case ACT_LEAKY_RELU: /* f' = 1 for x > 0, else alpha */
+        for (int64_t i = i0; i < i1; i++)
+            dx[i] += x[i] > 0.0f ? g[i] : p->alpha * g[i];
+        break;
+    case ACT_SIGMOID: /* f' = y (1 - y) */
+        for (int64_t i = i0; i < i1; i++)
+            dx[i] += g[i] * y[i] * (1.0f - y[i]);
+        break;
+    case ACT_HARD_SIGMOID: /* f' = alpha inside the linear band, else 0 */
+        for (int64_t i = i0; i < i1; i++) {
+            float v = p->alpha * x[i] + p->beta;
+            dx[i] += v <= 0.0f || v >= 1.0f ? 0.0f : p->alpha * g[i];
+        }
+        break;
+    case ACT_HARD_SWISH: /* f' = 0 below -3, 1 above 3, x/3 + 1/2 between */
+        for (int64_t i = i0; i < i1; i++) {
+            float v = x[i] / 6.0f + 0.5f;
+            dx[i] += v <= 0.0f ? 0.0f : v >= 1.0f ? g[i] : g[i] * (x[i] / 3.0f + 0.5f);
+        }
+        break;
+    case ACT_TANH: /* f' = 1 - y² */
+        for (int64_t i = i0; i < i1; i++)
+            dx[i] += g[i] * (1.0f - y[i] * y[i]);
+        break;
+    case ACT_CLIP:
+        break;
+    }
+}
+
+/* A backward's element-wise gradients on the pool: each element on its own,
+ * so the pool may cut anywhere and the result is the serial loop's. */
+struct act_grad_job {
+    const struct act_params *p;
+    const float *x, *y, *g;
+    float *dx;
+};
+
+static void act_grad_piece(void *arg, int i0, int i1)
+{
+    const struct act_grad_job *j = arg;
+    act_grad_range(j->p, j->x, j->y, j->g, j->dx, i0, i1);
+}
+
 static void act_backward(const struct node *node, const struct tview *const *in,
                          const struct tview *const *out, const struct tview *const *dout,
                          struct tview *const *din, struct op_ctx *ctx)
@@ -310,64 +362,37 @@ static void act_backward(const struct node *node, const struct tview *const *in,
     const float *x = tview_f(in[0]), *y = tview_f(out[0]), *g = tview_f(dout[0]);
     float *dx = din[0] ? tview_f(din[0]) : NULL;
     int64_t n = tview_count(in[0]);
-    switch (p->kind) {
-    case ACT_RELU: /* f' = 1 for x > 0, else 0 */
-        if (dx)
-            for (int64_t i = 0; i < n; i++)
-                dx[i] += x[i] > 0.0f ? g[i] : 0.0f;
-        break;
-    case ACT_LEAKY_RELU: /* f' = 1 for x > 0, else alpha */
-        if (dx)
-            for (int64_t i = 0; i < n; i++)
-                dx[i] += x[i] > 0.0f ? g[i] : p->alpha * g[i];
-        break;
-    case ACT_CLIP: {
-        /* y is hi where max(x, lo) ≥ hi, else x where x > lo, else lo: the
-         * gradient goes to whichever of hi, x, lo was picked */
-        float lo, hi;
-        clip_bounds(node, in, &lo, &hi);
-        double dlo = 0.0, dhi = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i] > lo ? x[i] : lo;
-            if (v >= hi)
-                dhi += g[i];
-            else if (x[i] > lo) {
-                if (dx)
-                    dx[i] += g[i];
-            } else
-                dlo += g[i];
+    if (p->kind != ACT_CLIP) {
+        if (!dx)
+            return;
+        if (n > INT_MAX) {
+            act_grad_range(p, x, y, g, dx, 0, n);
+            return;
         }
-        if (node->opset >= 11 && node->n_inputs > 1 && din[1])
-            tview_f(din[1])[0] += (float)dlo;
-        if (node->opset >= 11 && node->n_inputs > 2 && din[2])
-            tview_f(din[2])[0] += (float)dhi;
-        break;
+        struct act_grad_job j = {.p = p, .x = x, .y = y, .g = g, .dx = dx};
+        parallel_for_grain((int)n, parallel_grain(4), act_grad_piece, &j);
+        return;
     }
-    case ACT_SIGMOID: /* f' = y (1 - y) */
-        if (dx)
-            for (int64_t i = 0; i < n; i++)
-                dx[i] += g[i] * y[i] * (1.0f - y[i]);
-        break;
-    case ACT_HARD_SIGMOID: /* f' = alpha inside the linear band, else 0 */
-        if (dx)
-            for (int64_t i = 0; i < n; i++) {
-                float v = p->alpha * x[i] + p->beta;
-                dx[i] += v <= 0.0f || v >= 1.0f ? 0.0f : p->alpha * g[i];
-            }
-        break;
-    case ACT_HARD_SWISH: /* f' = 0 below -3, 1 above 3, x/3 + 1/2 between */
-        if (dx)
-            for (int64_t i = 0; i < n; i++) {
-                float v = x[i] / 6.0f + 0.5f;
-                dx[i] += v <= 0.0f ? 0.0f : v >= 1.0f ? g[i] : g[i] * (x[i] / 3.0f + 0.5f);
-            }
-        break;
-    case ACT_TANH: /* f' = 1 - y² */
-        if (dx)
-            for (int64_t i = 0; i < n; i++)
-                dx[i] += g[i] * (1.0f - y[i] * y[i]);
-        break;
+    /* y is hi where max(x, lo) ≥ hi, else x where x > lo, else lo: the
+     * gradient goes to whichever of hi, x, lo was picked; what goes to the
+     * bounds is summed, in one pass */
+    float lo, hi;
+    clip_bounds(node, in, &lo, &hi);
+    double dlo = 0.0, dhi = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] > lo ? x[i] : lo;
+        if (v >= hi)
+            dhi += g[i];
+        else if (x[i] > lo) {
+            if (dx)
+                dx[i] += g[i];
+        } else
+            dlo += g[i];
     }
+    if (node->opset >= 11 && node->n_inputs > 1 && din[1])
+        tview_f(din[1])[0] += (float)dlo;
+    if (node->opset >= 11 && node->n_inputs > 2 && din[2])
+        tview_f(din[2])[0] += (float)dhi;
 }
 
 /* ---- Clip from opset 11: min and max as constant inputs ------------------ */
