@@ -1,14 +1,16 @@
 // bench_pages.mjs — how fast a model page is ready in a real browser, on the
-// loopback: the time from navigation to the paths graph drawn (Plotly
-// loaded, parsed and run, the paths fetched and drawn), and the time from a
-// click on a new k to the scatter re-clustered and redrawn. Headless
-// Chromium through playwright-core, a fresh browser context per round (no
-// browser cache; the server keeps its compressed copies and its analyses),
-// the median of several rounds per deep demo model.
+// loopback: the time from navigation to the paths graph drawn (the page's
+// modules loaded, the paths fetched and drawn as SVG by pathsgraph.js;
+// Plotly loads after it), and the time from a click on a new k to the
+// scatter re-clustered and redrawn. Headless Chromium through
+// playwright-core, a fresh browser context per round (no browser cache; the
+// server keeps its compressed copies and its analyses), the median of
+// several rounds per deep demo model.
 //
 // Usage: node bench/bench_pages.mjs [--rounds N] [--load N]
-// (N busy processes of our own beside it). Needs the built strata, the demo
-// models and ../shared/datasets; prints a table and merges {"pages": ...}
+// (N busy processes of our own beside it). Needs the built strata
+// (build/server/strata, or $STRATA_BIN), the demo models and
+// ../shared/datasets; prints a table and merges {"pages": ...}
 // (or "pages_load_N") into bench/results.json.
 
 import { spawn } from 'node:child_process';
@@ -24,6 +26,8 @@ const arg = (name, dflt) => {
 const ROUNDS = arg('--rounds', 5);
 const LOAD = arg('--load', 0);
 const MODELS = ['paysages', 'transports', 'felines'];
+// The graph of paths drawn: its first segment (pathsgraph.js).
+const DRAWN = '#parcats svg.pathsgraph .pg-seg';
 const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 
 const skip = skipReason();
@@ -45,13 +49,23 @@ try {
     const paths = [], recluster = [];
     for (let r = 0; r < ROUNDS; r++) {
       const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      // When the graph is drawn, seen from inside the page: an observer set
+      // before any of its scripts runs notes the first animation frame after
+      // the graph's first segment is in the document (performance.now()
+      // counts from the navigation's start). Watching from here would start
+      // only once page.goto has seen the load event, which a script added
+      // meanwhile (Plotly's, after the graph) holds back.
+      await context.addInitScript((sel) => {
+        const seen = new MutationObserver(() => {
+          if (!document.querySelector(sel)) return;
+          seen.disconnect();
+          requestAnimationFrame(() => { window.__pathsDrawnAt = performance.now(); });
+        });
+        seen.observe(document, { childList: true, subtree: true });
+      }, DRAWN);
       const page = await context.newPage();
       await page.goto(`${server.base}/model.html?id=${id}`);
-      // performance.now() counts from the navigation's start
-      const drawn = await page.waitForFunction(() => {
-        const gd = document.getElementById('parcats');
-        return gd && gd.data && gd.data[0] && gd.querySelector('.main-svg .parcats') ? performance.now() : 0;
-      }, null, { timeout: 60000, polling: 'raf' });
+      const drawn = await page.waitForFunction(() => window.__pathsDrawnAt || 0, null, { timeout: 60000 });
       paths.push(await drawn.jsonValue());
       await page.waitForFunction(() => {
         const gd = document.getElementById('scatter');

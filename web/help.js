@@ -1,6 +1,7 @@
 // help.js — the help page: small live plots computed in the browser
 // (helpmath.js, helpcharts.js) next to plain-language explanations, and a toy
-// parallel-categories graph drawn with the same function as the model pages.
+// graph of paths drawn by the model pages' own module (pathsgraph.js), where
+// a click on a bar or a ribbon highlights the lines through it.
 
 import { initMenu, fillMenu, menuError } from './nav.js';
 import { api } from './api.js';
@@ -11,7 +12,7 @@ import {
   neuronFigure, activationsFigure, softmaxFigure, toyImage, KERNELS, convFigure,
   kmeansFigure, toyElbowFigure, pcaFigure, limeToyFigure,
 } from './helpcharts.js';
-import { parcatsFigure } from './parcats.js';
+import { pathsFigure, drawPathsGraph, graphName } from './pathsgraph.js';
 
 const $ = (id) => document.getElementById(id);
 const STATIC = { displayModeBar: false, responsive: true };
@@ -79,6 +80,25 @@ async function lowShares(models) {
   if (found.length) node.textContent = `${found.join(', ')} (“When to doubt it” on each model's page has the details)`;
 }
 
+/** The toy graph of paths: a click on a segment or a ribbon highlights the
+ *  lines through it; a second click on the same lines ends it. */
+function toyGraph(node, paths) {
+  let highlight = null;
+  const key = (set) => [...set].join(',');
+  const drawToy = () => {
+    const fig = pathsFigure(paths, { highlight });
+    drawPathsGraph(node, fig, {
+      height: 400,
+      label: graphName(fig).replace(/^Graph/, 'Toy graph'),
+      click: ({ lines }) => {
+        highlight = highlight && key(highlight) === key(lines) ? null : lines;
+        drawToy();
+      },
+    });
+  };
+  drawToy();
+}
+
 function main() {
   initMenu();
   api.models().then((r) => { fillMenu(r.models); lowShares(r.models); }).catch(menuError);
@@ -116,7 +136,7 @@ function main() {
   });
   draw($('plot-pca'), pcaFigure(cloud), STATIC);
 
-  draw($('plot-parcats'), parcatsFigure(toyPaths()), STATIC);
+  toyGraph($('plot-parcats'), toyPaths());
 
   // The toy black box: likes the top-left 2×2 regions, dislikes the bottom-right one.
   const toyModel = (mask) => 1 / (1 + Math.exp(-(1.5 * (mask[0] + mask[1] + mask[4] + mask[5]) - 2 * mask[15] - 2)));

@@ -8,7 +8,7 @@
 // is a new history entry, and back, forward or a reload show it again.
 
 import { api } from './api.js';
-import { el, fill, pct, count, progress, errorBox, draw, titleCase } from './ui.js';
+import { el, fill, pct, count, progress, errorBox, draw, titleCase, plotlyAfter } from './ui.js';
 import { initMenu, fillMenu, menuError } from './nav.js';
 import { classColor } from './palette.js';
 import { layersNote } from './parcats.js';
@@ -41,6 +41,10 @@ const kShown = new Map(); // layer index -> the k the graphs show, where it is n
 // known to be unavailable: the upload and the outside cards quote it.
 let resolveShares;
 const doubtShares = new Promise((r) => { resolveShares = r; });
+// Plotly (the other charts) loads once the graph of paths, drawn without it,
+// is on screen, or at once when there is no graph to wait for (ui.js).
+let pathsShown;
+plotlyAfter(new Promise((r) => { pathsShown = () => requestAnimationFrame(() => setTimeout(r, 0)); }));
 
 const $ = (id) => document.getElementById(id);
 
@@ -245,14 +249,19 @@ async function loadAnalysis(m) {
     doc = await api.paths(m.id);
   } catch (err) {
     fill($('parcats'), errorBox(err, 'Could not load the paths'));
+    pathsShown();
     return;
   }
   $('parcats').replaceChildren();
   const dims = doc.dimensions.filter((d) => d.kind === 'layer');
   $('paths-layers-note').textContent = layersNote(m.layers, dims,
     m.doubt && m.doubt.state === 'ready' ? m.doubt.layers : null);
-  initPaths({ doc, cls: view.cls, changed: (patch) => changeView(patch), clusterClicked });
-  if (lastReply) pathsUpload(lastReply);
+  try {
+    initPaths({ doc, cls: view.cls, changed: (patch) => changeView(patch), clusterClicked });
+    if (lastReply) pathsUpload(lastReply);
+  } finally {
+    pathsShown();
+  }
   initLayerView({
     // An imported layer's type is its ONNX op ("Relu", "Add") on its button.
     id: m.id, dims, modelLayers: m.layers.map((l) => (l.op ? { ...l, type: l.op } : l)), view,
@@ -333,6 +342,7 @@ async function main() {
   quality(model);
   initUpload({ model, result: onUpload, updated: onUploadUpdated, doubtShares });
   if (model.analysis?.state !== 'ready') {
+    pathsShown(); // the graph waits for the analysis; the other charts need not
     const ready = await waitForAnalysis(id);
     if (!ready) { resolveShares(null); return; }
     model = ready; // its accuracy and doubt are known now

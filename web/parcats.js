@@ -1,82 +1,19 @@
-// parcats.js — the parallel-categories figure: every analysed image is one
-// line running from its true class, through the cluster it falls in at each
-// layer, to the class the model predicted (data: GET /api/models/{id}/paths).
-//
-// Pure functions from server JSON to Plotly {data, layout}; drawing happens
-// in model.js. Lines are coloured by true class; a highlight (a set of image
-// indices) keeps those lines' colours and greys the rest; an uploaded image
-// is one more line, in its own ink colour, with its own "your image" true
-// category, so the reader sees where their photo goes. Being one image among
-// hundreds its band is thin, so while it is shown (and nothing is
-// highlighted) the test images' lines are grey and only it is in ink.
-//
-// Plotly insets the bars of a parcats trace: inside the trace's domain (the
-// plot area here) the first bar starts PAD px from the left, the last ends PAD
-// px from the right, and each is DIM_WIDTH px wide (plotly.js
-// src/traces/parcats/parcats.js, createDimensionViewModel: x = PAD +
-// i · (width − 2·PAD − DIM_WIDTH) / (D − 1)). The notes under the bars are
-// placed with that rule, so they stay under their bars at any width, and in
-// the reader's order of the bars when they have dragged one elsewhere.
+// parcats.js — the paths document (GET /api/models/{id}/paths) and what is
+// read from it: every analysed image is one line running from its true
+// class, through the cluster it falls in at each layer, to the class the
+// model predicted. Pure functions, used by the graph of paths
+// (pathsgraph.js draws it; pathsview.js keeps its state), the linked views
+// and the image panel: the layer dimensions, the images of a class, each
+// cluster's majority class, an uploaded image's path from a predict reply,
+// and the note on which layers the graph leaves out.
 //
 // The reader may cluster a layer with another k (the layer panel): that
 // layer's bar then shows the clustering of the scatter reply for that k
 // (withClustering), whose images are the same as the paths document's.
 
-import { baseLayout, classColor, MUTED, UPLOAD, INK } from './palette.js';
-import { counted } from './words.js';
 import { clusterAt } from './uploadk.js';
 
 export const UPLOAD_LABEL = 'your image';
-
-/** Plotly's parcats geometry, in px (see the file header). */
-export const PARCATS_PAD = 40;
-export const PARCATS_DIM_WIDTH = 16;
-/** The narrowest gap between two bars' centres that keeps the notes under
- *  them ("purity 0.37" at 10 px, 58 px wide with its padding) from touching. */
-export const PARCATS_MIN_STEP = 64;
-
-/** Centre (px from the plot area's left edge) of each of D bars in a plot
- *  area `width` px wide. */
-export function parcatsBarCentres(width, D) {
-  const step = D > 1 ? (width - 2 * PARCATS_PAD - PARCATS_DIM_WIDTH) / (D - 1) : 0;
-  return Array.from({ length: D }, (_, i) => PARCATS_PAD + PARCATS_DIM_WIDTH / 2 + i * step);
-}
-
-/**
- * Where to put a note centred under bar i of D, as a Plotly annotation's
- * paper x and pixel xshift. Bar i's centre is c + i·(w − 2c)/(D − 1) px with
- * c = PAD + DIM_WIDTH/2 and w the plot area's width, which is
- * (i/(D−1))·w + c·(1 − 2i/(D−1)): a paper fraction plus a fixed shift, right
- * for every w, so nothing needs redoing when the plot is resized.
- */
-export function noteAnchor(i, D) {
-  const c = PARCATS_PAD + PARCATS_DIM_WIDTH / 2;
-  if (D <= 1) return { x: 0, xshift: c };
-  const f = i / (D - 1);
-  return { x: f, xshift: c * (1 - 2 * f) };
-}
-
-/** The width (px) below which the figure should scroll sideways rather than
- *  squeeze: the layout's margins, Plotly's insets and, between bars,
- *  PARCATS_MIN_STEP or more when two neighbouring layer names (centred over
- *  their bars, 13 px, about 7 px a character) need more room, as the long
- *  names of an imported model's layers do ("blocks.0/Relu_1").
- *  `fig` is parcatsFigure()'s result. */
-export function parcatsMinWidth(fig) {
-  const dims = fig.data[0].dimensions;
-  const D = dims.length;
-  const { l, r } = fig.layout.margin;
-  let step = PARCATS_MIN_STEP;
-  for (let i = 1; i < D; i++) {
-    const chars = (String(dims[i - 1].label).length + String(dims[i].label).length) / 2;
-    step = Math.max(step, Math.ceil(7 * chars + 10));
-  }
-  return Math.ceil(l + r + 2 * PARCATS_PAD + PARCATS_DIM_WIDTH + step * Math.max(0, D - 1));
-}
-
-function fmt(x, digits = 2) {
-  return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '–';
-}
 
 /** The layer dimensions of a paths document, in order. */
 export function layerDimensions(paths) {
@@ -206,134 +143,4 @@ export function layersNote(modelLayers, dims, doubtLayers = null) {
       : `The doubt score probes ${doubtLayers} of them.`);
   }
   return out.join(' ');
-}
-
-/**
- * The Plotly figure. Options:
- *   highlight: a Set of image indices to keep in colour (others grey), or null;
- *   order: where each dimension is drawn (Plotly's displayindex, one per
- *     dimension of the document: a permutation of 0 … D − 1), or null for
- *     the document's order; the notes follow their bars;
- *   upload: {clusters, pred} from uploadPath(), drawn as one more line, or null;
- *     without a highlight, every other line is then grey, so the one ink line
- *     stands out (the counts stay the true ones: one per image).
- * The line colour is a number per line (class index; C for grey; C + 1 for
- * the upload) mapped through a stepped colour scale, so one trace holds all.
- */
-export function parcatsFigure(paths, { highlight = null, upload = null, order = null } = {}) {
-  const { classes, dimensions, images } = paths;
-  const C = classes.length;
-  const n = images.true.length;
-  const GREY = C, MINE = C + 1;
-  const majorities = clusterMajorities(paths);
-
-  const grey = (i) => (highlight ? !highlight.has(i) : upload !== null);
-  const colorIndex = images.true.map((t, i) => (grey(i) ? GREY : t));
-  if (upload) colorIndex.push(MINE);
-
-  let layerJ = 0;
-  const dims = dimensions.map((d) => {
-    if (d.kind === 'true') {
-      const values = images.true.map((t) => classes[t]);
-      const categoryarray = classes.slice();
-      if (upload) { values.push(UPLOAD_LABEL); categoryarray.push(UPLOAD_LABEL); }
-      return { label: d.label, values, categoryarray, categoryorder: 'array' };
-    }
-    if (d.kind === 'pred') {
-      const values = images.pred.map((p) => classes[p]);
-      if (upload) values.push(upload.pred >= 0 ? classes[upload.pred] : '?');
-      const categoryarray = classes.slice();
-      if (upload && upload.pred < 0) categoryarray.push('?');
-      return { label: d.label, values, categoryarray, categoryorder: 'array' };
-    }
-    const j = layerJ++;
-    const values = images.clusters.map((c) => c[j]);
-    const k = majorities[j].length;
-    const categoryarray = Array.from({ length: k }, (_, c) => c);
-    // A cluster is named by its number and the class most of its images belong to.
-    const ticktext = categoryarray.map((c) => {
-      const m = majorities[j][c];
-      return m >= 0 ? `${c} · ${classes[m]}` : `${c}`;
-    });
-    if (upload) {
-      const c = upload.clusters[j];
-      values.push(c === null || c === undefined ? -1 : c);
-      if (c === null || c === undefined) { categoryarray.push(-1); ticktext.push('?'); }
-    }
-    return { label: d.label, values, categoryarray, categoryorder: 'array', ticktext };
-  });
-
-  // Stepped colour scale: value v in [0, C + 1] maps exactly onto its colour.
-  const stops = [];
-  for (let v = 0; v <= MINE; v++) {
-    const col = v < C ? classColor(v) : v === GREY ? MUTED : UPLOAD;
-    stops.push([v / MINE, col]);
-  }
-
-  const trace = {
-    type: 'parcats',
-    dimensions: dims,
-    counts: colorIndex.map(() => 1),
-    line: {
-      color: colorIndex,
-      colorscale: stops,
-      cmin: 0,
-      cmax: MINE,
-      shape: 'hspline',
-      showscale: false,
-    },
-    hoveron: 'category',
-    hovertemplate: `%{category}<br>%{count} of ${counted(colorIndex.length, 'image')} (%{probability:.0%})<extra></extra>`,
-    arrangement: 'freeform',
-    bundlecolors: true,
-    sortpaths: 'forward',
-    labelfont: { size: 13, color: INK },
-    tickfont: { size: 11, color: INK },
-  };
-
-  // Statistics under each dimension: how well the clusters follow the classes.
-  const D = dimensions.length;
-  const place = Array.isArray(order) && order.length === D &&
-    [...order].sort((a, b) => a - b).every((v, i) => v === i) ? order : null;
-  if (place) dims.forEach((d, i) => { d.displayindex = place[i]; });
-  const correct = images.true.filter((t, i) => t === images.pred[i]).length;
-  const annotations = dimensions.map((d, i) => {
-    let text;
-    // Two short lines at the ends, like the layers' three: no wider than them.
-    if (d.kind === 'true') text = counted(n, 'image').replace(' ', '<br>');
-    else if (d.kind === 'pred') text = `accuracy<br>${n ? Math.round((100 * correct) / n) : 0} %`;
-    else text = `k ${d.k ?? '–'}<br>purity ${fmt(d.purity)}<br>ARI ${fmt(d.ari)}`;
-    const { x, xshift } = noteAnchor(place ? place[i] : i, D);
-    return {
-      x,
-      xshift,
-      y: 0,
-      xref: 'paper',
-      yref: 'paper',
-      yanchor: 'top',
-      yshift: -6,
-      xanchor: 'center',
-      align: 'center',
-      showarrow: false,
-      text,
-      font: { size: 10, color: '#5f6b7a' },
-    };
-  });
-
-  // The first dimension's labels sit left of its bars, the last one's right
-  // of them, about 6.5 px a character (11 px type) and 5 px off the bar;
-  // Plotly's 40 px inset holds most of that, the margin takes the rest.
-  const labelRoom = (chars) => Math.min(120, Math.max(12, Math.round(6.5 * chars + 5 + 12 - PARCATS_PAD)));
-  const longest = (list) => Math.max(0, ...list.map((c) => String(c).length));
-  const layout = baseLayout({
-    margin: {
-      l: labelRoom(longest(upload ? [...classes, UPLOAD_LABEL] : classes)),
-      r: labelRoom(longest(upload && upload.pred < 0 ? [...classes, '?'] : classes)),
-      t: 36,
-      b: 64,
-    },
-    height: 520,
-    annotations,
-  });
-  return { data: [trace], layout };
 }

@@ -12,25 +12,26 @@
 //     ends the highlight. At a layer the reader clustered with another k,
 //     the line goes through the cluster the page asked predict for (its
 //     `clusters_at`), "?" until it is known or when it cannot be;
-//   - the reader's order of the axes (Plotly lets them drag one elsewhere);
-//     the notes under the bars follow.
+//   - a click (a tap, Enter) on a segment or a ribbon of the graph
+//     highlights the images that pass there; on one cluster of a layer it
+//     also opens that cluster's gallery.
 //
-// The note above the graph says, in one place, what is highlighted and why
-// lines are grey. Changes of the class highlight made by the reader are
+// The graph itself is drawn by pathsgraph.js (SVG, the axes in a fixed
+// order). The note above the graph says, in one place, what is highlighted
+// and why lines are grey. Changes of the class highlight made by the reader are
 // reported (`changed`) so that the page keeps them in the URL; a click on a
 // layer's cluster is reported too (`clusterClicked`), for its gallery.
 
-import { el, fill, draw } from './ui.js';
+import { el, fill } from './ui.js';
 import { classColor } from './palette.js';
-import { parcatsFigure, parcatsMinWidth, uploadPath, indicesOfClass, withClustering, UPLOAD_LABEL } from './parcats.js';
+import { uploadPath, indicesOfClass, withClustering, UPLOAD_LABEL } from './parcats.js';
+import { pathsFigure, pathsMinWidth, drawPathsGraph, graphName } from './pathsgraph.js';
 
 let base = null; // the paths document as served
 let paths = null; // the same with the reader's clusterings
 const clusterings = new Map(); // layer index -> scatter reply of the reader's k
 let highlight = null; // {set: Set of image indices, label, cls: class name | null}
 let reply = null; // the latest upload's predict reply
-let order = null; // where each dimension is drawn, after the reader dragged one
-let wired = false;
 let onChanged = () => {};
 let onCluster = () => {};
 
@@ -84,7 +85,7 @@ export function setUpload(r) {
 export function updateUpload(r) {
   if (reply === null || r === null) return;
   reply = r;
-  if (paths) drawParcats();
+  if (paths) drawGraph();
 }
 
 /** Highlights the images of class `cls` (a name; null: none), as its button
@@ -134,43 +135,32 @@ function describe() {
 
 function redraw() {
   describe();
-  return drawParcats();
+  drawGraph();
 }
 
-function drawParcats() {
+function drawGraph() {
   const node = $('parcats');
   const upload = reply ? uploadPath(paths, reply) : null;
-  const fig = parcatsFigure(paths, { highlight: highlight && highlight.set, upload, order });
+  const fig = pathsFigure(paths, { highlight: highlight && highlight.set, upload });
   // Wide graphs scroll sideways on small screens rather than squeeze their
   // bars (and the notes under them) together.
-  node.style.minWidth = `${Math.max(560, parcatsMinWidth(fig))}px`;
-  node.dataset.lines = String(paths.images.true.length + (upload ? 1 : 0));
+  node.style.minWidth = `${Math.max(560, pathsMinWidth(fig))}px`;
+  node.dataset.lines = String(fig.lines);
   node.dataset.upload = upload ? '1' : '0';
-  return draw(node, fig, { displayModeBar: false }).then(() => {
-    if (!wired) {
-      wired = true;
-      node.on('plotly_click', onParcatsClick);
-      node.on('plotly_restyle', onRestyle);
-    }
+  drawPathsGraph(node, fig, {
+    click: onGraphClick,
+    label: `${graphName(fig)} The table under it, "Show as table", lists the same paths.`,
   });
 }
 
-/** After the reader dragged an axis elsewhere: keep their order, and draw
- *  the notes under their bars again. */
-function onRestyle() {
-  const dims = $('parcats').data[0].dimensions;
-  const now = dims.map((d, i) => (Number.isInteger(d.displayindex) ? d.displayindex : i));
-  const was = order || dims.map((_, i) => i);
-  if (now.every((v, i) => v === was[i])) return;
-  order = now;
-  drawParcats();
-}
-
-function onParcatsClick(ev) {
+/** A click on the graph: {constraints: {dimension index: category value},
+ *  lines: Set of the lines through there} (pathsgraph.js). */
+function onGraphClick({ constraints, lines }) {
   const n = paths.images.true.length;
-  const set = new Set((ev.points || []).map((p) => p.pointNumber).filter((i) => i < n));
+  const set = new Set([...lines].filter((i) => i < n));
   if (!set.size) return;
-  const parts = Object.entries(ev.constraints || {}).filter(([key]) => key !== 'color').map(([d, v]) => {
+  const picked = Object.entries(constraints);
+  const parts = picked.map(([d, v]) => {
     const dim = paths.dimensions[Number(d)];
     if (!dim) return '';
     return dim.kind === 'layer' ? `cluster ${v} of ${dim.label}` : `${dim.label} ${v}`;
@@ -179,10 +169,10 @@ function onParcatsClick(ev) {
   setHighlight({ set, label: parts.join(', ') || 'the clicked paths', cls: null });
   if (was) onChanged({ cls: null });
   // One cluster of one layer: the page opens its gallery.
-  const picked = Object.entries(ev.constraints || {}).filter(([key]) => key !== 'color');
   const dim = picked.length === 1 ? paths.dimensions[Number(picked[0][0])] : null;
-  if (dim && dim.kind === 'layer' && Number.isInteger(Number(picked[0][1])) && Number(picked[0][1]) >= 0) {
-    onCluster({ layer: dim.layer, cluster: Number(picked[0][1]), k: dim.k, reclustered: !!dim.reclustered });
+  const c = dim ? picked[0][1] : null;
+  if (dim && dim.kind === 'layer' && Number.isInteger(c) && c >= 0) {
+    onCluster({ layer: dim.layer, cluster: c, k: dim.k, reclustered: !!dim.reclustered });
   }
 }
 

@@ -2,8 +2,9 @@
 // them: a "Show as table" toggle under the graph of paths and under the
 // scatter, each giving the same data as a table, and an accessible name (a
 // sentence saying what the chart holds, with role="img", or role="figure"
-// for a chart whose own buttons must stay reachable) on every chart of the
-// page once Plotly has drawn it.
+// for a chart whose own buttons must stay reachable) on every Plotly chart
+// of the page once Plotly has drawn it (the graph of paths, pathsgraph.js,
+// names its own SVG).
 //
 //   - the paths: one row per distinct path (true class, the cluster at each
 //     layer as the graph names it, predicted class) with its number of
@@ -15,24 +16,27 @@
 //     layer panel draws (its layer and k are on the chart's data-* attributes).
 //
 // pathRows and clusterRows are pure (tested under Node); the rest waits for
-// each chart's drawings (Plotly's plotly_afterplot) and redraws what is open.
+// each chart's drawings (Plotly's plotly_afterplot, the graph of paths'
+// pathsdrawn) and redraws what is open.
 
 import { api } from './api.js';
 import { el, fill, num, pct, progress, errorBox } from './ui.js';
 import { counted } from './words.js';
+import { graphFigure } from './pathsgraph.js';
 
 /** How many paths the table lists before a "show all" button. */
 export const PATH_ROWS = 40;
 
 /**
- * The distinct paths of a parcats trace (the graph's data[0]): {columns
- * (the dimensions' labels), rows: [{cells (one text per dimension, as the
- * graph names the category: a cluster is "2 · jaguar"), count}], lines
- * (how many lines the graph draws)}. Rows are the most common first, ties
- * in order of first appearance.
+ * The distinct paths of the graph of paths' figure (pathsgraph.js
+ * pathsFigure; its dimensions' label, values, categoryarray and ticktext
+ * are read): {columns (the dimensions' labels), rows: [{cells (one text
+ * per dimension, as the graph names the category: a cluster is
+ * "2 · jaguar"), count}], lines (how many lines the graph draws)}. Rows are
+ * the most common first, ties in order of first appearance.
  */
-export function pathRows(trace) {
-  const dims = trace.dimensions || [];
+export function pathRows(fig) {
+  const dims = fig.dimensions || [];
   const lines = dims.length ? dims[0].values.length : 0;
   const names = dims.map((d) => {
     const text = new Map();
@@ -89,14 +93,6 @@ export function clusterRows(s) {
 function chartName(node, layerName) {
   const d = node.data || [];
   switch (node.id) {
-    case 'parcats': {
-      const tr = d[0];
-      if (!tr || !tr.dimensions) return '';
-      const layers = tr.dimensions.length - 2;
-      return `Graph of the paths of ${counted(tr.dimensions[0].values.length, 'image')}: from the true class, ` +
-        `through the clusters of ${counted(layers, 'layer')}, to the predicted class. ` +
-        'The table under it, "Show as table", lists the same paths.';
-    }
     case 'scatter': {
       const ds = node.dataset;
       return `Scatter of layer ${layerName(Number(ds.layer))}: ${counted(Number(ds.points), 'image')} placed by ` +
@@ -160,7 +156,7 @@ const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex]:not([tab
 /** Names every chart of the page as it is drawn. `layerName(index)` names
  *  a layer of the model. */
 function nameCharts(layerName) {
-  for (const id of ['parcats', 'scatter', 'confusion', 'curves', 'elbow', 'doubt-histogram']) {
+  for (const id of ['scatter', 'confusion', 'curves', 'elbow', 'doubt-histogram']) {
     const node = document.getElementById(id);
     if (!node) continue;
     onDrawn(node, () => {
@@ -200,10 +196,9 @@ function tableToggle(container, build) {
 }
 
 function pathsTable(region, state) {
-  const gd = document.getElementById('parcats');
-  const tr = gd && gd.data && gd.data[0];
-  if (!tr) { fill(region, el('p', { class: 'empty' }, 'The graph is not drawn yet.')); return; }
-  const { columns, rows, lines } = pathRows(tr);
+  const fig = graphFigure(document.getElementById('parcats'));
+  if (!fig) { fill(region, el('p', { class: 'empty' }, 'The graph is not drawn yet.')); return; }
+  const { columns, rows, lines } = pathRows(fig);
   // A redrawing that changes no count (a highlight) leaves the table, and the reader's place in it, alone.
   const sig = JSON.stringify([columns, rows, state.all]);
   if (sig === state.sig && region.querySelector('#paths-table-data')) return;
@@ -295,7 +290,7 @@ export function initChartTables({ id, layers = [] }) {
   if (pathsBox) {
     const state = { all: false };
     const t = tableToggle(pathsBox, (region) => pathsTable(region, state));
-    onDrawn(document.getElementById('parcats'), t.refresh, () => {});
+    document.getElementById('parcats')?.addEventListener('pathsdrawn', t.refresh);
   }
   const scatterBox = document.getElementById('scatter-table');
   if (scatterBox) {

@@ -1,6 +1,11 @@
 // ui.js — small DOM helpers shared by the pages: element building, number
 // formatting, progress and error boxes, and drawing a Plotly figure (newPlot
 // the first time, react afterwards). Browser only.
+//
+// Plotly.js is not in the pages' heads: its 4.8 MB bundle takes about a
+// second of the main thread to run, which would hold back everything the
+// page shows first. The first draw() loads it (a script element added
+// then), after what the page asked to come first (plotlyAfter).
 
 import { lowDoubtText } from './doubtchart.js';
 
@@ -67,6 +72,37 @@ export function fill(node, ...children) {
   return node;
 }
 
+let plotlyGate = Promise.resolve();
+let plotlyLoad = null;
+
+/** Holds the loading of Plotly back until `p` settles (say, until the
+ *  page's first chart, drawn without it, is on screen). Call it before the
+ *  first draw(). */
+export function plotlyAfter(p) {
+  plotlyGate = Promise.resolve(p).catch(() => {});
+}
+
+/** Resolves to window.Plotly, loading /vendor/plotly.min.js the first time
+ *  (once plotlyAfter's promise has settled); rejects when it cannot load
+ *  (the next call tries again). */
+export function plotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!plotlyLoad) {
+    plotlyLoad = plotlyGate.then(() => new Promise((resolve, reject) => {
+      if (window.Plotly) { resolve(window.Plotly); return; }
+      const script = el('script', { src: '/vendor/plotly.min.js', async: true });
+      script.addEventListener('load', () => resolve(window.Plotly));
+      script.addEventListener('error', () => {
+        plotlyLoad = null;
+        script.remove();
+        reject(new Error('Plotly (/vendor/plotly.min.js) could not be loaded'));
+      });
+      document.head.append(script);
+    }));
+  }
+  return plotlyLoad;
+}
+
 const drawn = new WeakSet();
 // Plotly's own `responsive` only follows window resizes; a plot whose box
 // changes because the layout around it changed (an image loading beside it,
@@ -78,12 +114,14 @@ const resizer = typeof ResizeObserver === 'undefined' ? null : new ResizeObserve
 });
 const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ['select2d', 'lasso2d', 'autoScale2d', 'toImage'] };
 
-/** Draws fig into node: Plotly.newPlot the first time, Plotly.react after. */
+/** Draws fig into node: Plotly.newPlot the first time, Plotly.react after
+ *  (once Plotly is loaded: see plotly()). */
 export async function draw(node, fig, config = {}) {
   const cfg = { ...CONFIG, ...config };
-  if (drawn.has(node)) return window.Plotly.react(node, fig.data, fig.layout, cfg);
+  const P = await plotly();
+  if (drawn.has(node)) return P.react(node, fig.data, fig.layout, cfg);
   drawn.add(node);
-  const done = await window.Plotly.newPlot(node, fig.data, fig.layout, cfg);
+  const done = await P.newPlot(node, fig.data, fig.layout, cfg);
   if (resizer) resizer.observe(node);
   return done;
 }

@@ -5,15 +5,15 @@
 // passed. $STRATA_URL points the tests at a server already running instead;
 // $STRATA_WEB_MODELS serves another models folder than models/.
 //
-// Checks: the home cards and models menu; on every model page the parallel
-// graph, each layer's scatter (as many points as analysed images), the elbow
+// Checks: the home cards and models menu; on every model page the graph of
+// paths (its SVG drawing what its figure says), each layer's scatter (as many points as analysed images), the elbow
 // and k selector, the doubt histogram and AUROC table, a mistake's LIME
 // overlay, the out-of-model images, an
 // upload (answer, doubt, LIME, highlighted path, star), refused uploads
 // (wrong type or too big: refused before sending; not an image: the
-// server's refusal in plain words); the notes under the parallel graph's
+// server's refusal in plain words); the notes under the graph of paths'
 // bars, centred under them; the doubt table's per-column best; the help
-// page's plots; no console errors anywhere. Screenshots of every page at
+// page's plots and its toy graph of paths; no console errors anywhere. Screenshots of every page at
 // 1280×800 and 390×844 go to tests/artifacts/.
 
 import { test, before, after } from 'node:test';
@@ -24,7 +24,7 @@ import path from 'node:path';
 
 import { DATA, browserSession } from './strata-server.mjs';
 import { ARTIFACTS, DESKTOP_SIZE as DESKTOP, PHONE_SIZE as PHONE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom,
-  openPage, screenshot, modelPageReady } from './pages.mjs';
+  openPage, screenshot, modelPageReady, pathsFigureShown, pathsDrawn, assertDrawsFigure } from './pages.mjs';
 
 let skip = null;
 let server = null;
@@ -65,13 +65,13 @@ async function finishLazyWork(page) {
     .every((c) => !c.querySelector('.progress')), null, { timeout: STEP_MS });
 }
 
-/** For the parallel graph: each note's horizontal centre minus its bar's
+/** For the graph of paths: each note's horizontal centre minus its bar's
  *  (px), in dimension order, as drawn. */
 const noteOffsets = () => {
   const gd = document.getElementById('parcats');
   const centre = (r) => r.left + r.width / 2;
-  const bars = [...gd.querySelectorAll('g.dimension')].map((g) => centre(g.querySelector('rect.catrect').getBoundingClientRect()));
-  const notes = [...gd.querySelectorAll('g.annotation')].map((a) => centre(a.getBoundingClientRect()));
+  const bars = [...gd.querySelectorAll('.pg-axis')].map((g) => centre(g.querySelector('.pg-outline').getBoundingClientRect()));
+  const notes = [...gd.querySelectorAll('.pg-note')].map((a) => centre(a.getBoundingClientRect()));
   return { bars: bars.length, notes: notes.length, offsets: bars.map((b, i) => notes[i] - b) };
 };
 
@@ -140,18 +140,42 @@ test('home: three dataset cards and a menu listing every model', async (t) => {
 
 // --- help ---------------------------------------------------------------------
 
-test('help: live plots and no console errors', async (t) => {
+test('help: live plots, the toy graph of paths, and no console errors', async (t) => {
   if (skip) { t.skip(skip); return; }
   for (const [vp, name] of [[DESKTOP, 'help-desktop'], [PHONE, 'help-phone']]) {
     const ctx = await browser.newContext({ viewport: vp });
     const { page, errors } = await open(ctx, '/help.html');
-    await page.waitForFunction(() => document.querySelectorAll('.js-plotly-plot').length >= 9);
+    await page.waitForFunction(() => document.querySelectorAll('.js-plotly-plot').length >= 8);
     // A slider redraws its plot: k-means with k = 5 has 5 cluster traces + centres.
     await page.locator('#kmeans-k').fill('5');
     await page.waitForFunction(() => document.getElementById('plot-kmeans').data.length === 6);
     const ids = await page.$$eval('.js-plotly-plot', (ps) => ps.map((p) => p.id));
     for (const id of ['plot-neuron', 'plot-activations', 'plot-softmax', 'plot-conv', 'plot-kmeans', 'plot-toy-elbow',
-      'plot-pca', 'plot-parcats', 'plot-lime']) assert.ok(ids.includes(id), `${id} drawn`);
+      'plot-pca', 'plot-lime']) assert.ok(ids.includes(id), `${id} drawn`);
+    // The toy graph of paths (the model pages' SVG): 90 images through two
+    // layers; a click on a bar's segment highlights its lines, a second shows all.
+    const toy = () => {
+      const svg = document.querySelector('#plot-parcats svg.pathsgraph');
+      const bands = [...svg.querySelectorAll('.pg-axis[data-dim="0"] .pg-band')];
+      return {
+        bars: svg.querySelectorAll('.pg-axis').length,
+        lines: bands.reduce((s, b) => s + Number(b.dataset.count), 0),
+        grey: bands.filter((b) => b.dataset.color === '3').reduce((s, b) => s + Number(b.dataset.count), 0),
+        named: svg.getAttribute('aria-label'),
+      };
+    };
+    const before = await page.evaluate(toy);
+    assert.deepEqual([before.bars, before.lines, before.grey], [4, 90, 0]);
+    assert.match(before.named, /^Toy graph of the paths of 90 images/);
+    const seg = page.locator('#plot-parcats .pg-axis[data-dim="1"] .pg-seg').first();
+    await seg.scrollIntoViewIfNeeded();
+    const count = Number(await seg.getAttribute('data-count'));
+    const box = await seg.locator('.pg-outline').boundingBox();
+    await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await page.waitForFunction(() => document.querySelector('#plot-parcats .pg-band[data-color="3"]'));
+    assert.equal((await page.evaluate(toy)).grey, 90 - count, 'the lines through the clicked cluster stay in colour');
+    await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await page.waitForFunction(() => !document.querySelector('#plot-parcats .pg-band[data-color="3"]'));
     await shot(page, name);
     assert.deepEqual(errors, []);
     await ctx.close();
@@ -175,13 +199,17 @@ test('model pages: parallel graph, every layer, elbow and k, a mistake\'s LIME, 
       assert.equal(await page.locator('#fact-layers').innerText(), String(detail.layers.length));
       assert.equal(await page.locator('.arch-layer').count(), detail.layers.length + 1);
 
-      // Parallel graph: one dimension per /paths dimension, one line per analysed image.
-      const pc = await page.evaluate(() => {
-        const tr = document.getElementById('parcats').data[0];
-        return { dims: tr.dimensions.length, lines: tr.dimensions[0].values.length };
+      // The graph of paths: one bar per /paths dimension, one line per
+      // analysed image, each image where /paths puts it; the SVG draws that.
+      const fig = await page.evaluate(pathsFigureShown);
+      assert.deepEqual(fig.dimensions.map((d) => d.label), paths.dimensions.map((d) => d.label));
+      assert.equal(fig.lines, n);
+      assert.deepEqual(fig.dimensions[0].values, paths.images.true.map((c) => paths.classes[c]));
+      fig.dimensions.filter((d) => d.kind === 'layer').forEach((d, j) => {
+        assert.deepEqual(d.values, paths.images.clusters.map((c) => c[j]), `${d.label}: each image in its cluster`);
       });
-      assert.equal(pc.dims, paths.dimensions.length);
-      assert.equal(pc.lines, n);
+      assertDrawsFigure(await page.evaluate(pathsDrawn), fig, 'as loaded');
+      assert.match(await page.locator('#parcats svg.pathsgraph').getAttribute('aria-label'), new RegExp(`paths of ${n} images`));
       // Each note (n images, k / purity / ARI, accuracy) sits centred under its own bar.
       const under = await page.evaluate(noteOffsets);
       assert.equal(under.bars, paths.dimensions.length);
@@ -197,8 +225,9 @@ test('model pages: parallel graph, every layer, elbow and k, a mistake\'s LIME, 
       // A class chip highlights its paths: other lines turn grey (colour index C).
       const C = paths.classes.length;
       await page.click(`#class-filter button[data-class="${paths.classes[0]}"]`);
-      const colours = await page.evaluate(() => document.getElementById('parcats').data[0].line.color);
-      paths.images.true.forEach((tc, i) => assert.equal(colours[i], tc === 0 ? 0 : C));
+      const lit = await page.evaluate(pathsFigureShown);
+      paths.images.true.forEach((tc, i) => assert.equal(lit.colors[i], tc === 0 ? 0 : C));
+      assertDrawsFigure(await page.evaluate(pathsDrawn), lit, 'a class highlighted');
       await page.click(`#class-filter button[data-class="${paths.classes[0]}"]`);
 
       // Every layer button: a scatter with one point per analysed image.
@@ -351,24 +380,21 @@ test('upload: a test photo gets an answer, doubt, LIME and its own highlighted p
           return img && !img.hidden && img.complete && img.naturalWidth > 0;
         });
       }
-      // Its path: one more line in the parallel graph, in the upload colour (index C + 1).
-      const pc = await page.evaluate(() => {
-        const tr = document.getElementById('parcats').data[0];
-        const last = tr.line.color.length - 1;
-        return { n: tr.dimensions[0].values.length, first: tr.dimensions[0].values[last], colour: tr.line.color[last] };
-      });
+      // Its path: one more line in the graph of paths, in the upload colour
+      // (index C + 1), drawn as one black line across the graph.
+      const fig = await page.evaluate(pathsFigureShown);
       const n = (await getJSON(`/api/models/${encodeURIComponent(m.id)}`)).analysis.n_images;
-      assert.equal(pc.n, n + 1);
-      assert.equal(pc.first, 'your image');
-      assert.equal(pc.colour, m.classes.length + 1);
+      assert.equal(fig.lines, n + 1);
+      assert.equal(fig.dimensions[0].values[n], 'your image');
+      assert.equal(fig.colors[n], m.classes.length + 1);
+      const cl = (l) => reply.layers.find((x) => x.index === l)?.cluster;
+      assert.deepEqual(fig.dimensions.filter((d) => d.kind === 'layer').map((d) => d.values[n]),
+        fig.dimensions.filter((d) => d.kind === 'layer').map((d) => cl(d.layer)), 'through the reply\'s clusters');
+      assert.equal(await page.locator('#parcats path.pg-upload').count(), 1);
       // The test images' lines turn grey (index C) so that the one black line
-      // can be found, and the note above the graph says so; counts stay one each.
-      const rest = await page.evaluate(() => {
-        const tr = document.getElementById('parcats').data[0];
-        return { colours: [...new Set(tr.line.color.slice(0, -1))], counts: [...new Set(tr.counts)] };
-      });
-      assert.deepEqual(rest.colours, [m.classes.length]);
-      assert.deepEqual(rest.counts, [1]);
+      // can be found, and the note above the graph says so; each counts one image.
+      assert.deepEqual([...new Set(fig.colors.slice(0, -1))], [m.classes.length]);
+      assertDrawsFigure(await page.evaluate(pathsDrawn), fig, 'with an upload');
       assert.match(await page.locator('#highlight-note').innerText(), /black line.*grey/);
       // Its point: a star on the scatter at the reply's coordinates for that layer.
       const star = await page.evaluate(() => {

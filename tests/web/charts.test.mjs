@@ -6,10 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import {
-  parcatsFigure, uploadPath, indicesOfClass, clusterMajorities, UPLOAD_LABEL, parcatsBarCentres, noteAnchor,
-  parcatsMinWidth,
-} from '../../web/parcats.js';
+import { uploadPath, indicesOfClass, clusterMajorities, UPLOAD_LABEL } from '../../web/parcats.js';
+import { pathsFigure, colorOf } from '../../web/pathsgraph.js';
 import { scatterFigure, imagePointCount, MARK_NAME } from '../../web/scatter.js';
 import { elbowFigure } from '../../web/elbow.js';
 import { confusionFigure } from '../../web/confusion.js';
@@ -82,118 +80,79 @@ const ELBOW = {
   k: 3, k_auto: 3, silhouette: 0.21,
 };
 
-// --- parcats ---------------------------------------------------------------
+// --- the graph of paths (its geometry: pathsgraph.test.mjs) -------------------
 
-test('parcats: one dimension per document dimension, labels kept, values per image', () => {
-  const { data, layout } = parcatsFigure(PATHS);
-  assert.equal(data.length, 1);
-  const t = data[0];
-  assert.equal(t.type, 'parcats');
-  assert.deepEqual(t.dimensions.map((d) => d.label), ['true class', 'conv1', 'dense1', 'predicted']);
-  for (const d of t.dimensions) assert.equal(d.values.length, 6);
-  assert.deepEqual(t.dimensions[0].values, ['cheetah', 'cheetah', 'jaguar', 'jaguar', 'tiger', 'tiger']);
-  assert.deepEqual(t.dimensions[1].values, [0, 0, 1, 0, 1, 1]);
-  assert.deepEqual(t.dimensions[2].values, [0, 0, 1, 1, 2, 2]);
-  assert.deepEqual(t.dimensions[3].values, ['cheetah', 'jaguar', 'jaguar', 'jaguar', 'tiger', 'cheetah']);
-  // Categories: the classes for true/pred, k clusters per layer.
-  assert.deepEqual(t.dimensions[0].categoryarray, ['cheetah', 'jaguar', 'tiger']);
-  assert.deepEqual(t.dimensions[1].categoryarray, [0, 1]);
-  assert.deepEqual(t.dimensions[2].categoryarray, [0, 1, 2]);
-  assert.deepEqual(t.counts, [1, 1, 1, 1, 1, 1]);
-  assert.ok(layout.height > 0);
+test('paths figure: one dimension per document dimension, labels kept, values per image', () => {
+  const fig = pathsFigure(PATHS);
+  assert.deepEqual(fig.dimensions.map((d) => d.label), ['true class', 'conv1', 'dense1', 'predicted']);
+  assert.equal(fig.n, 6);
+  assert.equal(fig.lines, 6);
+  for (const d of fig.dimensions) assert.equal(d.values.length, 6);
+  assert.deepEqual(fig.dimensions[0].values, ['cheetah', 'cheetah', 'jaguar', 'jaguar', 'tiger', 'tiger']);
+  assert.deepEqual(fig.dimensions[1].values, [0, 0, 1, 0, 1, 1]);
+  assert.deepEqual(fig.dimensions[2].values, [0, 0, 1, 1, 2, 2]);
+  assert.deepEqual(fig.dimensions[3].values, ['cheetah', 'jaguar', 'jaguar', 'jaguar', 'tiger', 'cheetah']);
+  // Categories: the classes for true/pred, k clusters per layer, with their counts.
+  assert.deepEqual(fig.dimensions[0].categoryarray, ['cheetah', 'jaguar', 'tiger']);
+  assert.deepEqual(fig.dimensions[1].categoryarray, [0, 1]);
+  assert.deepEqual(fig.dimensions[2].categoryarray, [0, 1, 2]);
+  assert.deepEqual(fig.dimensions.map((d) => d.counts), [[2, 2, 2], [3, 3], [2, 2, 2], [2, 3, 1]]);
+  assert.deepEqual(fig.dimensions.map((d) => d.layer), [undefined, 0, 3, undefined]);
 });
 
-test('parcats: clusters are named after their majority class', () => {
+test('paths figure: clusters are named after their majority class', () => {
   // conv1: cluster 0 = {cheetah, cheetah, jaguar} -> cheetah; cluster 1 = {jaguar, tiger, tiger} -> tiger.
   // dense1: 0 = {cheetah ×2}, 1 = {jaguar ×2}, 2 = {tiger ×2}.
   assert.deepEqual(clusterMajorities(PATHS), [[0, 2], [0, 1, 2]]);
-  const t = parcatsFigure(PATHS).data[0];
-  assert.deepEqual(t.dimensions[1].ticktext, ['0 · cheetah', '1 · tiger']);
-  assert.deepEqual(t.dimensions[2].ticktext, ['0 · cheetah', '1 · jaguar', '2 · tiger']);
+  const fig = pathsFigure(PATHS);
+  assert.deepEqual(fig.dimensions[1].ticktext, ['0 · cheetah', '1 · tiger']);
+  assert.deepEqual(fig.dimensions[2].ticktext, ['0 · cheetah', '1 · jaguar', '2 · tiger']);
+  assert.deepEqual(fig.dimensions[1].majority, [0, 2]);
 });
 
-test('parcats: lines coloured by true class through a stepped scale of C + 2 colours', () => {
-  const t = parcatsFigure(PATHS).data[0];
-  assert.deepEqual(t.line.color, [0, 0, 1, 1, 2, 2]);
-  assert.equal(t.line.cmin, 0);
-  assert.equal(t.line.cmax, 4);
-  assert.deepEqual(t.line.colorscale, [
-    [0, CLASS_COLORS[0]], [0.25, CLASS_COLORS[1]], [0.5, CLASS_COLORS[2]], [0.75, MUTED], [1, UPLOAD],
-  ]);
+test('paths figure: lines coloured by true class; C for grey, C + 1 for the upload', () => {
+  const fig = pathsFigure(PATHS);
+  assert.deepEqual(fig.colors, [0, 0, 1, 1, 2, 2]);
+  assert.deepEqual([fig.grey, fig.mine], [3, 4]);
+  assert.deepEqual([0, 1, 2, 3, 4].map((c) => colorOf(fig, c)), [...CLASS_COLORS.slice(0, 3), MUTED, UPLOAD]);
 });
 
-test('parcats: purity and ARI under each layer dimension', () => {
-  const { layout } = parcatsFigure(PATHS);
-  assert.equal(layout.annotations.length, 4);
-  for (const a of layout.annotations) {
-    assert.equal(a.xref, 'paper');
-    assert.equal(a.xanchor, 'center');
-  }
-  assert.match(layout.annotations[0].text, /^6<br>images$/);
-  assert.match(layout.annotations[1].text, /purity 0\.50/);
-  assert.match(layout.annotations[1].text, /ARI 0\.05/);
-  assert.match(layout.annotations[2].text, /purity 0\.83/);
-  assert.match(layout.annotations[2].text, /ARI 0\.60/);
+test('paths figure: purity and ARI under each layer dimension, the count and the accuracy at the ends', () => {
+  const notes = pathsFigure(PATHS).dimensions.map((d) => d.note);
+  assert.deepEqual(notes[0], ['6', 'images']);
+  assert.deepEqual(notes[1], ['k 2', 'purity 0.50', 'ARI 0.05']);
+  assert.deepEqual(notes[2], ['k 3', 'purity 0.83', 'ARI 0.60']);
   // 4 of 6 right: images 0, 2, 3, 4.
-  assert.match(layout.annotations[3].text, /^accuracy<br>67 %$/);
+  assert.deepEqual(notes[3], ['accuracy', '67 %']);
 });
 
-test('parcats: each note sits under its bar, at any width (Plotly insets the bars)', () => {
-  // Plotly's rule: bar i's left edge is 40 + i·(w − 2·40 − 16)/(D − 1) px into
-  // the plot area, 16 px wide. For w = 600, D = 4: left edges 40, 208, 376,
-  // 544; centres 48, 216, 384, 552.
-  assert.deepEqual(parcatsBarCentres(600, 4), [48, 216, 384, 552]);
-  // w = 1000, D = 3: (1000 − 96)/2 = 452 apart: 48, 500, 952.
-  assert.deepEqual(parcatsBarCentres(1000, 3), [48, 500, 952]);
-  // As annotations: paper x i/3 with a fixed shift of 48·(1 − 2i/3) px.
-  const { layout } = parcatsFigure(PATHS);
-  const anchors = [[0, 48], [1 / 3, 16], [2 / 3, -16], [1, -48]];
-  layout.annotations.forEach((a, i) => {
-    assert.ok(Math.abs(a.x - anchors[i][0]) < 1e-12 && Math.abs(a.xshift - anchors[i][1]) < 1e-9, `note ${i}: ${a.x}, ${a.xshift}`);
-  });
-  // Where Plotly draws them (x·w + xshift) for two widths: on the centres.
-  for (const [w, centres] of [[600, [48, 216, 384, 552]], [1000, [48, 48 + 904 / 3, 48 + 2 * 904 / 3, 952]]]) {
-    layout.annotations.forEach((a, i) => assert.ok(Math.abs(a.x * w + a.xshift - centres[i]) < 1e-9, `w ${w}, note ${i}`));
-  }
-  assert.deepEqual(noteAnchor(0, 1), { x: 0, xshift: 48 }, 'a lone bar starts 40 px in');
-  // Class labels beside the end bars: "cheetah", 7 × 6.5 px + 5 px off the bar
-  // + 12 px spare − Plotly's 40 px inset = 22.5 -> 23 px of margin each side.
-  assert.deepEqual([layout.margin.l, layout.margin.r], [23, 23]);
-  // With an upload, "your image" (10 characters) on the left: 65 + 17 − 40 = 42.
-  const up = parcatsFigure(PATHS, { upload: { clusters: [0, 0], pred: 0 } }).layout.margin;
-  assert.deepEqual([up.l, up.r], [42, 23]);
-  // Scroll rather than squeeze: margins, Plotly's 96 px of insets and 64 px
-  // between the 4 bars: 46 + 96 + 3 × 64 = 334.
-  assert.equal(parcatsMinWidth(parcatsFigure(PATHS)), 334);
-});
-
-test('parcats: a highlight keeps its lines coloured and greys the others', () => {
+test('paths figure: a highlight keeps its lines coloured and greys the others', () => {
   const jaguars = indicesOfClass(PATHS, 1);
   assert.deepEqual([...jaguars], [2, 3]);
-  const t = parcatsFigure(PATHS, { highlight: jaguars }).data[0];
-  assert.deepEqual(t.line.color, [3, 3, 1, 1, 3, 3]);
+  assert.deepEqual(pathsFigure(PATHS, { highlight: jaguars }).colors, [3, 3, 1, 1, 3, 3]);
 });
 
-test('parcats: an upload is one more line in ink, the others grey so that it stands out', () => {
+test('paths figure: an upload is one more line in ink, the others grey so that it stands out', () => {
   const up = uploadPath(PATHS, REPLY);
   assert.deepEqual(up, { clusters: [1, 2], pred: 1 });
-  const t = parcatsFigure(PATHS, { upload: up }).data[0];
-  for (const d of t.dimensions) assert.equal(d.values.length, 7);
-  assert.equal(t.dimensions[0].values[6], UPLOAD_LABEL);
-  assert.ok(t.dimensions[0].categoryarray.includes(UPLOAD_LABEL));
-  assert.equal(t.dimensions[1].values[6], 1);
-  assert.equal(t.dimensions[2].values[6], 2);
-  assert.equal(t.dimensions[3].values[6], 'jaguar');
-  // Its colour index is C + 1 = 4, the top of the scale: the UPLOAD ink.
-  assert.equal(t.line.color[6], 4);
-  assert.equal(t.line.colorscale[4][1], UPLOAD);
-  // The dataset lines turn grey (index C = 3); every line still counts one image.
-  assert.deepEqual(t.line.color.slice(0, 6), [3, 3, 3, 3, 3, 3]);
-  assert.equal(t.counts.length, 7);
-  assert.deepEqual(t.counts, [1, 1, 1, 1, 1, 1, 1]);
+  const fig = pathsFigure(PATHS, { upload: up });
+  assert.equal(fig.lines, 7);
+  assert.equal(fig.n, 6);
+  assert.equal(fig.upload, true);
+  for (const d of fig.dimensions) assert.equal(d.values.length, 7);
+  assert.equal(fig.dimensions[0].values[6], UPLOAD_LABEL);
+  assert.ok(fig.dimensions[0].categoryarray.includes(UPLOAD_LABEL));
+  assert.equal(fig.dimensions[1].values[6], 1);
+  assert.equal(fig.dimensions[2].values[6], 2);
+  assert.equal(fig.dimensions[3].values[6], 'jaguar');
+  // Its colour index is C + 1 = 4: the UPLOAD ink.
+  assert.equal(fig.colors[6], 4);
+  assert.equal(colorOf(fig, fig.colors[6]), UPLOAD);
+  // The dataset lines turn grey (index C = 3); each still counts one image.
+  assert.deepEqual(fig.colors.slice(0, 6), [3, 3, 3, 3, 3, 3]);
+  assert.deepEqual(fig.dimensions[0].counts, [2, 2, 2, 1]);
   // With a highlight too, the upload stays in its own colour.
-  const h = parcatsFigure(PATHS, { upload: up, highlight: new Set([0]) }).data[0];
-  assert.deepEqual(h.line.color, [0, 3, 3, 3, 3, 3, 4]);
+  assert.deepEqual(pathsFigure(PATHS, { upload: up, highlight: new Set([0]) }).colors, [0, 3, 3, 3, 3, 3, 4]);
 });
 
 test('uploadPath: layers matched by index, else path.clusters by position, pred from the name', () => {
@@ -207,9 +166,10 @@ test('uploadPath: layers matched by index, else path.clusters by position, pred 
   assert.deepEqual(positional, { clusters: [0, 2], pred: 0 });
   const missing = uploadPath(PATHS, { predicted: 'jaguar', layers: [{ index: 0, cluster: 1 }] });
   assert.deepEqual(missing, { clusters: [1, null], pred: 1 });
-  const t = parcatsFigure(PATHS, { upload: missing }).data[0];
-  assert.equal(t.dimensions[2].values[6], -1);
-  assert.ok(t.dimensions[2].categoryarray.includes(-1));
+  const fig = pathsFigure(PATHS, { upload: missing });
+  assert.equal(fig.dimensions[2].values[6], -1);
+  assert.ok(fig.dimensions[2].categoryarray.includes(-1));
+  assert.equal(fig.dimensions[2].ticktext.at(-1), '?');
   // A layer clustered with the reader's k: the reply's clusters_at for that
   // layer and k, not its own cluster (the analysis's); unknown without it.
   const re = { ...PATHS, dimensions: PATHS.dimensions.map((d) => (d.layer === 3 ? { ...d, k: 5, reclustered: true } : d)) };

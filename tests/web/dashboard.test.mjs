@@ -9,8 +9,8 @@
 //   - a tap on a scatter point shows its photo;
 //   - a vertical swipe that starts on any chart scrolls the page;
 //   - a mouse drag never zooms a chart that has no visible way back;
-//   - the notes under the paths graph's bars follow their bars when an axis
-//     is dragged to another place;
+//   - the notes under the paths graph's bars sit under their bars at any
+//     width and through a redrawing; a tap on a cluster does what a click does;
 //   - one highlight state, which the note above the graph describes truly;
 //   - one k per layer, shared by the scatter, the elbow, the paths graph and
 //     the upload, kept when switching layers;
@@ -32,12 +32,14 @@ import zlib from 'node:zlib';
 
 import { REPO, DATA, browserSession } from './strata-server.mjs';
 import { ARTIFACTS, DESKTOP, PHONE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom, openPage, screenshot,
-  modelPageReady, loneImagePoint } from './pages.mjs';
+  modelPageReady, loneImagePoint, pathsFigureShown, pathsDrawn, assertDrawsFigure, uploadSegmentAt, pathsLines,
+  pathsSegmentAt } from './pages.mjs';
 import { scatterFigure } from '../../web/scatter.js';
 import { confusionFigure } from '../../web/confusion.js';
 import { doubtHistogramFigure } from '../../web/doubtchart.js';
 import { curvesFigure } from '../../web/curves.js';
-import { parcatsFigure, withClustering, uploadPath } from '../../web/parcats.js';
+import { withClustering, uploadPath } from '../../web/parcats.js';
+import { pathsFigure, describeTarget } from '../../web/pathsgraph.js';
 import { readView, viewSearch } from '../../web/viewstate.js';
 import { smallImageText } from '../../web/uploadcheck.js';
 import { counted } from '../../web/words.js';
@@ -170,17 +172,16 @@ async function upload(page, file) {
 }
 
 /** The cluster-count notes under the paths graph: for each bar (by its
- *  label), its centre and the centre of every note with its text. */
+ *  name over it), its centre and the centre of every note with its text. */
 const barsAndNotes = () => {
   const gd = document.getElementById('parcats');
   const mid = (r) => r.left + r.width / 2;
   return {
-    bars: [...gd.querySelectorAll('g.dimension')].map((g) => ({
-      // The label is in one of the dimension's category groups, not always the first.
-      label: [...g.querySelectorAll('text.dimlabel')].map((t) => t.textContent).find(Boolean),
-      x: mid(g.querySelector('rect.catrect').getBoundingClientRect()),
+    bars: [...gd.querySelectorAll('.pg-axis')].map((g) => ({
+      label: gd.querySelector(`.pg-title[data-dim="${g.dataset.dim}"]`).textContent,
+      x: mid(g.querySelector('.pg-outline').getBoundingClientRect()),
     })),
-    notes: [...gd.querySelectorAll('g.annotation')].map((a) => ({
+    notes: [...gd.querySelectorAll('.pg-note')].map((a) => ({
       text: a.textContent.replace(/\s+/g, ''), x: mid(a.getBoundingClientRect()),
     })),
   };
@@ -246,8 +247,9 @@ test('phone: a vertical swipe that starts on any chart scrolls the page and leav
     const box = await page.locator(sel).boundingBox();
     const cartesian = await page.evaluate((s) => !!document.querySelector(s)._fullLayout?.xaxis, sel);
     const before = cartesian ? await page.evaluate(axisRanges, sel) : null;
-    // From the middle of the plot area (the bars' left half for the bars).
-    const x = box.x + box.width * (sel === '#upload-bars' ? 0.45 : 0.55);
+    // From the middle of the plot area (the bars' left half for the bars),
+    // within the window (the graph of paths is wider than a phone).
+    const x = Math.min(box.x + box.width * (sel === '#upload-bars' ? 0.45 : 0.55), PHONE.viewport.width - 30);
     const y = Math.min(box.y + box.height / 2, 844 - 60);
     const scrolled = await swipe(page, cdp, x, y);
     const afterRanges = cartesian ? await page.evaluate(axisRanges, sel) : null;
@@ -292,50 +294,107 @@ test('desktop: a mouse drag does not zoom the confusion matrix, curves, elbow or
   await ctx.close();
 });
 
-// --- 4. the notes under the bars follow a dragged axis ----------------------------
+// --- 4. the notes under the bars stay under them; a tap is a click -----------------
 
-test('paths graph: a dragged axis takes its note with it', async (t) => {
+/** Asserts that every note of `shown` (barsAndNotes) reads as /paths says
+ *  and is centred (±3 px) under its own bar. */
+function assertNotesUnderBars(shown, paths, when) {
+  assert.deepEqual(shown.bars.map((b) => b.label), paths.dimensions.map((d) => d.label), `${when}: the bars in order`);
+  const off = [];
+  for (const d of paths.dimensions) {
+    const bar = shown.bars.find((b) => b.label === d.label);
+    const want = noteText(d, paths);
+    const notes = shown.notes.filter((n) => n.text.startsWith(want));
+    assert.equal(notes.length, 1, `${when}: one note reads "${want}"`);
+    if (Math.abs(notes[0].x - bar.x) > 3) off.push(`${d.label}: its note is ${(notes[0].x - bar.x).toFixed(0)} px off`);
+  }
+  assert.deepEqual(off, [], when);
+}
+
+test('paths graph: every note stays under its bar, at any width and through a redrawing', async (t) => {
   if (skip) { t.skip(skip); return; }
   const paths = await getJSON(api('/paths'));
   const ctx = await browser.newContext(DESKTOP);
   const { page, errors } = await open(ctx, modelUrl());
   await modelPageReady(page);
   await centre(page, '#parcats');
-  const before = await page.evaluate(barsAndNotes);
-  // Drag the first layer's label to the right, past three of its neighbours.
-  const dim = paths.dimensions[1];
-  const label = page.locator('#parcats text.dimlabel', { hasText: new RegExp(`^${dim.label}$`) });
-  const lb = await label.boundingBox();
-  const step = before.bars[2].x - before.bars[1].x;
-  await page.mouse.move(lb.x + lb.width / 2, lb.y + lb.height / 2);
-  await page.mouse.down();
-  for (let i = 1; i <= 20; i++) await page.mouse.move(lb.x + lb.width / 2 + (i * 3.5 * step) / 20, lb.y + lb.height / 2);
-  await page.mouse.up();
-  await page.waitForTimeout(800);
-  const afterDrag = await page.evaluate(barsAndNotes);
-  const moved = afterDrag.bars.find((b) => b.label === dim.label).x - before.bars.find((b) => b.label === dim.label).x;
-  assert.ok(moved > 2 * step, `the ${dim.label} axis moved ${moved} px`);
-  // Every note is still centred under its own bar.
-  const off = [];
-  for (const d of paths.dimensions) {
-    const bar = afterDrag.bars.find((b) => b.label === d.label);
-    const want = noteText(d, paths);
-    const notes = afterDrag.notes.filter((n) => n.text.startsWith(want));
-    assert.equal(notes.length, 1, `one note reads "${want}"`);
-    if (Math.abs(notes[0].x - bar.x) > 3) off.push(`${d.label}: its note is ${(notes[0].x - bar.x).toFixed(0)} px off`);
-  }
-  await shot(page, 'axis-dragged');
-  assert.deepEqual(off, []);
-  // A highlight redraws the graph: the reader's order stays, notes with it.
+  assertNotesUnderBars(await page.evaluate(barsAndNotes), paths, '1280 px');
+  // A narrower window: the graph is drawn again at its new width.
+  const wide = await page.evaluate(() => document.querySelector('#parcats svg').getAttribute('width'));
+  await page.setViewportSize({ width: 900, height: 800 });
+  await page.waitForFunction((w) => document.querySelector('#parcats svg').getAttribute('width') !== w, wide);
+  assertNotesUnderBars(await page.evaluate(barsAndNotes), paths, '900 px');
+  // A highlight redraws the graph: the notes stay.
   await page.click(`#class-filter button[data-class="${paths.classes[0]}"]`);
-  await page.waitForTimeout(400);
-  const afterRedraw = await page.evaluate(barsAndNotes);
-  assert.deepEqual(afterRedraw.bars.map((b) => b.label), afterDrag.bars.map((b) => b.label));
-  for (const d of paths.dimensions) {
-    const bar = afterRedraw.bars.find((b) => b.label === d.label);
-    const note = afterRedraw.notes.find((n) => n.text.startsWith(noteText(d, paths)));
-    assert.ok(Math.abs(note.x - bar.x) <= 3, `${d.label}: after a redraw, note ${(note.x - bar.x).toFixed(0)} px off`);
-  }
+  await page.waitForFunction(() => document.querySelector('#parcats .pg-band[data-color]:not([data-color="0"])'));
+  assertNotesUnderBars(await page.evaluate(barsAndNotes), paths, 'after a highlight');
+  await shot(page, 'paths-notes');
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
+test('phone: a tap on a cluster of the graph of paths opens its images, as a click does; the page still scrolls', async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const paths = await getJSON(api('/paths'));
+  const di = paths.dimensions.findIndex((d) => d.kind === 'layer');
+  const dim = paths.dimensions[di];
+  const ctx = await browser.newContext(PHONE);
+  const { page, errors } = await open(ctx, modelUrl());
+  await modelPageReady(page);
+  await centre(page, '#parcats');
+  const fig = await page.evaluate(pathsFigureShown);
+  const ci = fig.dimensions[di].counts.findIndex((m) => m > 0);
+  const c = fig.dimensions[di].categoryarray[ci];
+  const at = await page.evaluate(pathsSegmentAt, [di, c]);
+  await page.waitForTimeout(300);
+  await page.touchscreen.tap(at.x, at.y);
+  // Its tooltip, in words, and its gallery under the graph, in the URL.
+  await page.waitForSelector('#parcats .pg-tip:not([hidden])');
+  const tip = await page.locator('#parcats .pg-tip').innerText();
+  assert.match(tip, new RegExp(`^${dim.label} cluster ${c}`));
+  assert.match(tip, /\d+ images? · \d+\s% of all \d+/);
+  await page.waitForSelector('#paths-linked .linked-gallery[data-kind="cluster"]');
+  assert.equal(new URL(page.url()).searchParams.get('cluster'), `${dim.layer}.${c}`);
+  const size = fig.dimensions[di].counts[ci];
+  assert.match(await page.locator('#highlight-note').innerText(), new RegExp(`Highlighting ${size} of ${paths.images.true.length} images: .*cluster ${c} of ${dim.label}`));
+  await page.waitForTimeout(600); // the page scrolls the gallery into view
+  await shot(page, 'paths-tap-phone');
+  // A tap elsewhere puts the tooltip away.
+  await page.touchscreen.tap(20, 300);
+  await page.waitForSelector('#parcats .pg-tip[hidden]', { state: 'attached' });
+  assert.deepEqual(errors, []);
+  await ctx.close();
+});
+
+test('paths graph: with a keyboard, one tab stop; arrows go from segment to segment, Enter picks one', async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const paths = await getJSON(api('/paths'));
+  const ctx = await browser.newContext(DESKTOP);
+  const { page, errors } = await open(ctx, modelUrl());
+  await modelPageReady(page);
+  assert.equal(await page.locator('#parcats [tabindex="0"]').count(), 1, 'one tab stop');
+  await page.locator('#class-filter button').last().focus();
+  await page.keyboard.press('Tab');
+  const focused = () => page.evaluate(() => {
+    const a = document.activeElement;
+    return a.classList.contains('pg-seg') ? { dim: Number(a.dataset.dim), value: a.dataset.value, label: a.getAttribute('aria-label') } : null;
+  });
+  const first = await focused();
+  assert.ok(first, 'Tab reaches the graph');
+  assert.deepEqual([first.dim, first.value], [0, paths.classes[0]]);
+  assert.match(first.label, new RegExp(`^true class ${paths.classes[0]}: \\d+ images`));
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('ArrowDown');
+  const there = await focused();
+  assert.equal(there.dim, 1);
+  assert.ok(await page.locator('#parcats .pg-tip').isVisible(), 'the focused segment shows its tooltip');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#paths-linked .linked-gallery[data-kind="cluster"]');
+  assert.equal(new URL(page.url()).searchParams.get('cluster'), `${paths.dimensions[1].layer}.${there.value}`);
+  assert.deepEqual(await focused(), there, 'the focus stays on its segment through the redrawing');
+  // The next Tab leaves the graph.
+  await page.keyboard.press('Tab');
+  assert.equal(await focused(), null);
   assert.deepEqual(errors, []);
   await ctx.close();
 });
@@ -343,15 +402,16 @@ test('paths graph: a dragged axis takes its note with it', async (t) => {
 // --- 5. one highlight state, said truly ---------------------------------------------
 
 /** What the graph shows and what the page says of it (C: the number of
- *  classes, the grey line's colour index). */
+ *  classes, the grey line's colour index): lines in colour, read from the
+ *  test images' stripes on the first bar. */
 const highlightState = (C) => {
   const gd = document.getElementById('parcats');
-  const tr = gd.data[0];
   const upload = gd.dataset.upload === '1';
-  const n = tr.line.color.length - (upload ? 1 : 0);
+  const bands = [...gd.querySelectorAll('.pg-axis[data-dim="0"] .pg-seg:not([data-upload]) .pg-band')];
+  const sum = (list) => list.reduce((s, b) => s + Number(b.dataset.count), 0);
   return {
-    coloured: tr.line.color.slice(0, n).filter((c) => c !== C).length,
-    n,
+    coloured: sum(bands.filter((b) => b.dataset.color !== String(C))),
+    n: sum(bands),
     upload,
     note: document.getElementById('highlight-note').innerText,
     uploadNote: document.querySelector('#upload-result .path-note')?.innerText || '',
@@ -428,12 +488,11 @@ test('k: one k per layer, shared by the scatter, elbow, paths graph and upload, 
     !document.querySelector('#layer-stats .progress'), k);
   // The paths graph follows: that layer's clusters are the scatter's, its note says k.
   const di = paths.dimensions.indexOf(dim);
-  await page.waitForFunction(([d, kk]) => {
-    const tr = document.getElementById('parcats').data[0];
-    return new Set(tr.dimensions[d].values).size === kk;
-  }, [di, k]);
-  const shown = await page.evaluate((d) => document.getElementById('parcats').data[0].dimensions[d].values, di);
-  assert.deepEqual(shown.slice(0, paths.images.true.length), reclustered.points.cluster);
+  await page.waitForFunction(([d, kk]) => document.querySelectorAll(`#parcats .pg-axis[data-dim="${d}"] .pg-seg`).length === kk,
+    [di, k]);
+  const shownFig = await page.evaluate(pathsFigureShown);
+  assert.deepEqual(shownFig.dimensions[di].values.slice(0, paths.images.true.length), reclustered.points.cluster);
+  assertDrawsFigure(await page.evaluate(pathsDrawn), shownFig, `${dim.label} at k = ${k}`);
   const notes = await page.evaluate(barsAndNotes);
   const bar = notes.bars.find((b) => b.label === dim.label);
   assert.ok(bar, `a bar labelled ${dim.label} among ${notes.bars.map((b) => b.label).join(', ')}`);
@@ -452,10 +511,9 @@ test('k: one k per layer, shared by the scatter, elbow, paths graph and upload, 
   const star = await page.evaluate(() => document.getElementById('scatter').data.find((tr) => tr.name === 'your image'));
   assert.equal(star.meta.cluster, want, `star: ${star.text[0]}`);
   assert.equal(star.text[0], `your image · cluster ${want} at k = ${k}`);
-  await page.waitForFunction(([d, c]) => {
-    const v = document.getElementById('parcats').data[0].dimensions[d].values;
-    return v[v.length - 1] === c;
-  }, [di, want]);
+  await page.waitForFunction(([d, c]) => document.querySelector(`#parcats .pg-axis[data-dim="${d}"] .pg-seg[data-upload]`)
+    ?.dataset.value === String(c), [di, want]);
+  assert.equal(await page.evaluate(uploadSegmentAt, di), String(want));
   // Another layer and back: the k chosen here is kept, everywhere.
   const other = layerDims[j === 0 ? 1 : 0];
   await page.click(`#layer-buttons button[data-layer="${other.layer}"]`);
@@ -468,8 +526,7 @@ test('k: one k per layer, shared by the scatter, elbow, paths graph and upload, 
   assert.equal(await page.evaluate(() => document.getElementById('scatter').dataset.k), String(k));
   assert.equal(await page.getAttribute(`#k-selector button[data-k="${k}"]`, 'aria-pressed'), 'true');
   assert.equal(await page.evaluate(() => document.getElementById('elbow').data[1].x[0]), k);
-  assert.equal(await page.evaluate((d) => new Set(document.getElementById('parcats').data[0].dimensions[d].values
-    .slice(0, -1)).size, di), k);
+  assert.equal(new Set((await page.evaluate(pathsFigureShown)).dimensions[di].values.slice(0, -1)).size, k);
   await page.locator('#layer-section').scrollIntoViewIfNeeded();
   await shot(page, 'k-kept');
   assert.deepEqual(errors, []);
@@ -499,13 +556,13 @@ test('k: withClustering puts another k of a layer into the paths document; an up
   // it is unknown ("?") until predict's clusters_at for that k tells it.
   const up = uploadPath(re, { predicted: 'b', layers: [{ index: 0, cluster: 1 }, { index: 2, cluster: 0 }] });
   assert.deepEqual(up, { clusters: [1, null], pred: 1 });
-  const fig = parcatsFigure(re, { upload: up });
-  assert.equal(fig.data[0].dimensions[2].values[3], -1);
+  const fig = pathsFigure(re, { upload: up });
+  assert.equal(fig.dimensions[2].values[3], -1);
   const known = uploadPath(re, { predicted: 'b', layers: [{ index: 0, cluster: 1 }, { index: 2, cluster: 0 }],
     clusters_at: [{ layer: 2, k: 3, cluster: 2 }] });
   assert.deepEqual(known, { clusters: [1, 2], pred: 1 });
-  assert.equal(parcatsFigure(re, { upload: known }).data[0].dimensions[2].values[3], 2);
-  assert.match(fig.layout.annotations[2].text, /^k 3<br>purity 0\.90<br>ARI 0\.40$/);
+  assert.equal(pathsFigure(re, { upload: known }).dimensions[2].values[3], 2);
+  assert.deepEqual(fig.dimensions[2].note, ['k 3', 'purity 0.90', 'ARI 0.40']);
 });
 
 test('URL: the view read from a query string and written back', () => {
@@ -579,7 +636,7 @@ test('URL: layer, k, colouring, class and the opened image survive a reload; bac
   assert.equal(await page.locator('#mistake-detail h3').innerText(), heading);
   assert.equal(await page.locator(`#gallery .gallery-item[title="${title}"]`).getAttribute('aria-pressed'), 'true');
   const di = paths.dimensions.indexOf(dim);
-  assert.equal(await page.evaluate((d) => new Set(document.getElementById('parcats').data[0].dimensions[d].values).size, di), k);
+  assert.equal(await page.evaluate((d) => document.querySelectorAll(`#parcats .pg-axis[data-dim="${d}"] .pg-seg`).length, di), k);
   await shot(page, 'url-restored');
 
   // Back: the step before (the class picked, no image open), without a reload.
@@ -628,14 +685,16 @@ test('words: "1 image", not "1 images"; no raw Plotly counts', () => {
   const bins = hist.flatMap((tr) => tr.customdata.map((c) => c.join(' '))).join(' | ') + hist.map((tr) => tr.hovertemplate).join(' ');
   assert.doesNotMatch(bins, /\b[01] images|\}\s*images/);
 
-  const pc = parcatsFigure({
+  const pc = pathsFigure({
     classes: ['a', 'b'],
     dimensions: [{ label: 'true class', kind: 'true' }, { label: 'c1', kind: 'layer', layer: 0, k: 2, purity: 1, ari: 1 },
       { label: 'predicted', kind: 'pred' }],
     images: { true: [0, 1], pred: [0, 1], clusters: [[0], [1]] },
-  }).data[0];
-  assert.ok(pc.hovertemplate, 'the paths graph has its own tooltip');
-  assert.doesNotMatch(pc.hovertemplate, /Count|P\(/);
+  });
+  const tips = [describeTarget(pc, { dim: 1, value: 0 }), describeTarget(pc, { gap: 0, from: 'a', to: 0, color: 0 })]
+    .map((tp) => [tp.title, ...tp.lines].join(' ')).join(' | ');
+  assert.match(tips, /1 image · 50\u00a0% of all 2/, 'the paths graph has its own tooltip, in words');
+  assert.doesNotMatch(tips, /Count|P\(|\b1 images/);
 
   const curves = curvesFigure([{ epoch: 1, train_loss: 1, val_loss: 1, train_acc: 0.5, val_acc: 0.5 },
     { epoch: 2, train_loss: 0.5, val_loss: 0.7, train_acc: 0.8, val_acc: 0.7 }], { bestEpoch: 2 });
@@ -650,14 +709,23 @@ test('words: the paths graph\'s tooltip and the best-epoch label in the browser'
   await modelPageReady(page);
   await centre(page, '#parcats');
   const at = await page.evaluate(() => {
-    const r = document.querySelectorAll('#parcats g.dimension')[2].querySelector('rect.bandrect').getBoundingClientRect();
+    const r = document.querySelector('#parcats .pg-axis[data-dim="2"] .pg-outline').getBoundingClientRect();
     return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
   });
   await page.mouse.move(at.x, at.y);
-  await page.waitForSelector('#parcats .hoverlayer .hovertext');
-  const tip = await page.locator('#parcats .hoverlayer .hovertext').first().textContent();
+  await page.waitForSelector('#parcats .pg-tip:not([hidden])');
+  const tip = await page.locator('#parcats .pg-tip').innerText();
   assert.doesNotMatch(tip, /Count:|P\(/, tip);
-  assert.match(tip, /\d+ of \d+ images/, tip);
+  assert.match(tip, /\d+ images? · \d+\s% of all \d+/, tip);
+  // A ribbon's too: its images as a share of their class.
+  const rib = await page.evaluate(() => {
+    const r = [...document.querySelectorAll('#parcats .pg-ribbon:not(.is-grey)')]
+      .sort((a, b) => b.dataset.count - a.dataset.count)[0].getBoundingClientRect();
+    return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+  });
+  await page.mouse.move(rib.x, rib.y);
+  await page.waitForFunction(() => / → /.test(document.querySelector('#parcats .pg-tip').innerText));
+  assert.match(await page.locator('#parcats .pg-tip').innerText(), /\d+ images? · \d+\s% of \w+/);
   await shot(page, 'parcats-tooltip');
   await centre(page, '#curves');
   const labels = await page.$$eval('#curves g.annotation', (as) => as.map((a) => a.textContent));
@@ -683,7 +751,7 @@ test('upload: a refused file keeps the previous result; a tiny image is said to 
   const { page, errors } = await open(ctx, modelUrl(), /status of 4(00|15)/);
   await modelPageReady(page);
   const reply = await upload(page, testImage());
-  const lines = async () => page.evaluate(() => document.getElementById('parcats').data[0].dimensions[0].values.length);
+  const lines = async () => page.evaluate(pathsLines);
   const n = await lines();
   // A wrong type: refused, and the previous answer stays, on the page and in the graphs.
   await page.setInputFiles('#file-input', text);

@@ -35,7 +35,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 
 import { DESKTOP, PHONE, READY_TIMEOUT_S, getJSON as getJSONFrom, openPage, screenshot,
-  modelPageReady as pageReady, RESIDUAL_ONNX as ONNX, residualReference, tempWorkspace, workspaceSession } from './pages.mjs';
+  modelPageReady as pageReady, RESIDUAL_ONNX as ONNX, residualReference, tempWorkspace, workspaceSession,
+  pathsLines } from './pages.mjs';
 import { graphLayout, layerOp, isImported } from '../../web/graphview.js';
 import { pathRows, clusterRows } from '../../web/tables.js';
 import { confusionSource } from '../../web/confusion.js';
@@ -472,7 +473,7 @@ test('layer chooser: the graph\'s values, a refused choice, two layers analysed 
   assert.deepEqual((await page.evaluate(layerButtons)).map(({ layer, name }) => ({ layer, name })), newButtons);
   assert.deepEqual(after.layers.slice(0, 2).map((l) => l.op), pick.map((v) => graph.values.find((x) => x.value === v).op));
   assert.equal((await page.evaluate(graphState)).nodes.length, after.layers.length + 1, 'the graph is the new one');
-  assert.equal(await page.evaluate(() => document.getElementById('parcats').data[0].dimensions.length), paths.dimensions.length);
+  assert.equal(await page.evaluate(() => document.querySelectorAll('#parcats .pg-axis').length), paths.dimensions.length);
   assert.deepEqual((await getJSON(`/api/models/${ID}/graph`)).chosen, pick);
   await shot(page, 'chooser-two-layers-desktop');
 
@@ -594,13 +595,17 @@ test('"Show as table": the paths and the clusters as the charts count them, foll
     const ctx = await browser.newContext(ctxOpts);
     const { page, errors } = await open(ctx, `/model.html?id=${id}`);
     await modelPageReady(page);
-    // Accessible names on the charts.
-    const labels = await page.evaluate(() => Object.fromEntries(['parcats', 'scatter', 'elbow', 'confusion']
-      .map((c) => [c, [document.getElementById(c).getAttribute('role'), document.getElementById(c).getAttribute('aria-label')]])));
+    // Accessible names on the charts (the graph of paths names its SVG, a
+    // figure: its segments are reachable with the keyboard).
+    const labels = await page.evaluate(() => Object.fromEntries([['parcats', '#parcats svg.pathsgraph'], ['scatter', '#scatter'],
+      ['elbow', '#elbow'], ['confusion', '#confusion']]
+      .map(([c, sel]) => [c, [document.querySelector(sel).getAttribute('role'), document.querySelector(sel).getAttribute('aria-label')]])));
     for (const [c, [role, label]] of Object.entries(labels)) {
-      assert.ok(role === 'img' || (c === 'scatter' && role === 'figure'), `${c} has role img (${role})`);
+      assert.ok(role === 'img' || ((c === 'scatter' || c === 'parcats') && role === 'figure'), `${c} has role img (${role})`);
       assert.ok(label && label.length > 20, `${c} is named: ${label}`);
     }
+    assert.equal(labels.parcats[0], 'figure');
+    assert.equal(await page.locator('#parcats [tabindex="0"]').count(), 1, 'the graph of paths is one tab stop');
     assert.match(labels.parcats[1], new RegExp(`paths of ${paths.images.true.length} images`));
     // A chart named as an image holds nothing the keyboard could reach (it would be hidden from a screen
     // reader); the scatter's zoom buttons, where it has them, stay buttons of a named figure.
@@ -623,7 +628,7 @@ test('"Show as table": the paths and the clusters as the charts count them, foll
       want[key] = (want[key] || 0) + 1;
     });
     assert.deepEqual(shown, want, 'one row per distinct path, with its count of images');
-    const chartLines = await page.evaluate(() => document.getElementById('parcats').data[0].dimensions[0].values.length);
+    const chartLines = await page.evaluate(pathsLines);
     assert.equal(Object.values(shown).reduce((s, v) => s + v, 0), chartLines, 'as many images as the graph draws');
     assert.equal(Number(await page.locator('#paths-table-data').getAttribute('data-rows')), Object.keys(want).length);
     assert.match(await page.locator('#paths-table .table-caption').innerText(),
@@ -647,10 +652,8 @@ test('"Show as table": the paths and the clusters as the charts count them, foll
     assert.match(await page.locator('#scatter').getAttribute('aria-label'),
       new RegExp(`layer ${m.layers[other.layer].name.replace(/[.]/g, '\\.')}: .* in ${k2} clusters`));
     // The paths table follows the reader's k too (the graph draws that layer with it).
-    await page.waitForFunction(([j, kk]) => {
-      const dim = document.getElementById('parcats').data[0].dimensions[j + 1];
-      return new Set(dim.values).size <= kk && dim.categoryarray.length === kk;
-    }, [dims.indexOf(other), k2]);
+    await page.waitForFunction(([j, kk]) => document.querySelector(`#parcats .pg-note[data-dim="${j + 1}"]`)
+      ?.textContent.startsWith(`k ${kk}`), [dims.indexOf(other), k2]);
     const kReply = await getJSON(`/api/models/${id}/layers/${other.layer}/scatter?k=${k2}`);
     const byId = new Map(kReply.points.id.map((pid, i) => [pid, kReply.points.cluster[i]]));
     const j = dims.indexOf(other);

@@ -25,7 +25,8 @@ import path from 'node:path';
 
 import { DATA } from './strata-server.mjs';
 import { ARTIFACTS, DESKTOP_SIZE, PHONE_SIZE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom, openPage, screenshot,
-  modelPageReady as pageReady, RESIDUAL_ONNX as ONNX, residualReference, tempWorkspace, workspaceSession } from './pages.mjs';
+  modelPageReady as pageReady, RESIDUAL_ONNX as ONNX, residualReference, tempWorkspace, workspaceSession,
+  pathsLines, uploadSegmentAt } from './pages.mjs';
 
 const DESKTOP = { viewport: DESKTOP_SIZE };
 const PHONE = { viewport: PHONE_SIZE, isMobile: true, hasTouch: true }; // at one pixel per CSS pixel
@@ -410,13 +411,9 @@ test('import with an archive: progress, report, analysis, every layer, an upload
     const img = document.querySelector('#upload-result img.lime-overlay');
     return img && img.complete && img.naturalWidth > 0;
   }, null, { timeout: 2 * STEP_MS });
-  const pc = await page.evaluate(() => {
-    const tr = document.getElementById('parcats').data[0];
-    const last = tr.line.color.length - 1;
-    return { n: tr.dimensions[0].values.length, first: tr.dimensions[0].values[last] };
-  });
-  assert.equal(pc.n, detail.analysis.n_images + 1);
-  assert.equal(pc.first, 'your image');
+  assert.equal(await page.evaluate(pathsLines), detail.analysis.n_images + 1);
+  assert.equal(await page.evaluate(uploadSegmentAt, 0), 'your image');
+  assert.equal(await page.locator('#parcats path.pg-upload').count(), 1, 'its black line');
   // A mistake of its gallery opens with its LIME explanation, as on the demo models.
   const wrong = (await getJSON(`/api/models/${id}/misclassified`)).images;
   if (wrong.length) {

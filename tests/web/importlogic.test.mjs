@@ -12,7 +12,7 @@ import {
   DEFAULT_LIMITS, progressText, progressShare, analysisText, reportText, importErrorText,
 } from '../../web/importcheck.js';
 import { datasetsOf, ownModels } from '../../web/home.js';
-import { parcatsMinWidth } from '../../web/parcats.js';
+import { pathsFigure, pathsMinWidth } from '../../web/pathsgraph.js';
 
 const MB = 1024 * 1024;
 const file = (name, size) => ({ name, size });
@@ -187,10 +187,17 @@ test('home: imported models get their own cards, never a demo dataset card', () 
   assert.deepEqual(ownModels(models).map((m) => m.id), ['abc', 'mine']);
 });
 
-test('parcatsMinWidth: the long layer names of an imported model get room, short ones keep 64 px', () => {
-  const fig = (labels) => ({ data: [{ dimensions: labels.map((label) => ({ label })) }], layout: { margin: { l: 23, r: 23 } } });
-  // 46 px of margins, 96 px of Plotly's insets, then 3 steps.
-  assert.equal(parcatsMinWidth(fig(['true class', 'conv1', 'dense1', 'predicted'])), 46 + 96 + 3 * 64);
+test('pathsMinWidth: the long layer names of an imported model get room, short ones keep 64 px', () => {
+  // One image of class "cat" through two layers named as given.
+  const fig = ([a, b]) => pathsFigure({
+    classes: ['cat'],
+    dimensions: [{ label: 'true class', kind: 'true' }, { label: a, kind: 'layer', layer: 0, k: 1 },
+      { label: b, kind: 'layer', layer: 1, k: 1 }, { label: 'predicted', kind: 'pred' }],
+    images: { true: [0], pred: [0], clusters: [[0, 0]] },
+  });
+  // Margins: half of "true class" (70 px) and of "predicted" (63 px) over a
+  // 14 px bar, + 4: 32 and 29; the bar, 14 px; then 3 steps.
+  assert.equal(pathsMinWidth(fig(['conv1', 'dense1'])), 32 + 29 + 14 + 3 * 64);
   // "blocks.0/Relu_1" beside "blocks.1/Relu_1": 15 characters each, 7 × 15 + 10 = 115 px.
-  assert.equal(parcatsMinWidth(fig(['true class', 'blocks.0/Relu_1', 'blocks.1/Relu_1', 'predicted'])), 46 + 96 + 3 * 115);
+  assert.equal(pathsMinWidth(fig(['blocks.0/Relu_1', 'blocks.1/Relu_1'])), 32 + 29 + 14 + 3 * 115);
 });

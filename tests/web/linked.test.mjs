@@ -41,7 +41,7 @@ import path from 'node:path';
 
 import { DATA, browserSession } from './strata-server.mjs';
 import { ARTIFACTS, DESKTOP, PHONE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom, openPage, screenshot,
-  modelPageReady, loneImagePoint } from './pages.mjs';
+  modelPageReady, loneImagePoint, pathsSegmentAt } from './pages.mjs';
 import { cellSpec, clusterSpec, cellMembers, clusterMembers, countBy } from '../../web/clustergallery.js';
 import { pathRows, clusterSizes, doubtWithoutLayers } from '../../web/imagepanel.js';
 import { featureView, featurePixels, featureColor, defaultFeatureLayer, fmt, ALPHA_LOW, ALPHA_HIGH } from '../../web/featuremaps.js';
@@ -121,12 +121,18 @@ async function pressEl(locator, kind) {
 }
 
 /** The test images whose lines the graph of paths draws in colour (the
- *  others are grey, colour index C; the upload, C + 1, is left out). */
-const colouredLines = (C) => {
-  const tr = document.getElementById('parcats').data[0];
-  const n = document.getElementById('parcats').dataset.upload === '1' ? tr.line.color.length - 1 : tr.line.color.length;
+ *  others are grey, colour index C; the upload, C + 1, is left out): from
+ *  the figure it draws (pathsgraph.js), checked against its SVG, whose
+ *  first bar has as many test images' lines in colour. */
+const colouredLines = async (C) => {
+  const { graphFigure } = await import('/pathsgraph.js');
+  const gd = document.getElementById('parcats');
+  const fig = graphFigure(gd);
   const out = [];
-  for (let i = 0; i < n; i++) if (tr.line.color[i] !== C) out.push(i);
+  for (let i = 0; i < fig.n; i++) if (fig.colors[i] !== C) out.push(i);
+  const drawn = [...gd.querySelectorAll('.pg-axis[data-dim="0"] .pg-seg:not([data-upload]) .pg-band')]
+    .filter((b) => b.dataset.color !== String(C)).reduce((sum, b) => sum + Number(b.dataset.count), 0);
+  if (drawn !== out.length) throw new Error(`the graph draws ${drawn} test images' lines in colour, its figure ${out.length}`);
   return out;
 };
 
@@ -518,13 +524,7 @@ test('cluster → a gallery of its images, nearest its centre first, with its ma
     const scatter = await getJSON(api(`/layers/${dim.layer}/scatter`));
     const c = scatter.centers.size.indexOf(Math.max(...scatter.centers.size));
     await centre(page, '#parcats');
-    const at = await page.evaluate(([di, cv]) => {
-      const g = [...document.querySelectorAll('#parcats g.category')].find((e) => e.__data__ &&
-        e.__data__.model.dimensionInd === di && e.__data__.model.categoryValue === cv);
-      g.scrollIntoView({ block: 'center', inline: 'center' });
-      const r = g.querySelector('rect.catrect').getBoundingClientRect();
-      return { x: r.left + r.width / 2, y: r.top + r.height / 2 };
-    }, [dim.i, c]);
+    const at = await page.evaluate(pathsSegmentAt, [dim.i, c]);
     await page.waitForTimeout(300);
     await press(page, kind, at.x, at.y);
     await checkClusterGallery(page, '#paths-linked .linked-gallery[data-kind="cluster"]', scatter, c, kind);
@@ -689,11 +689,9 @@ const starOf = () => {
   return tr ? { text: tr.text[0], meta: tr.meta || null } : null;
 };
 
-/** The upload's value at dimension `d` of the graph of paths (its line is the last). */
-const uploadValueAt = (d) => {
-  const v = document.getElementById('parcats').data[0].dimensions[d].values;
-  return v[v.length - 1];
-};
+/** The upload's value at dimension `d` of the graph of paths: the cluster
+ *  of the segment its black line goes through (−1: "?"). */
+const uploadValueAt = (d) => Number(document.querySelector(`#parcats .pg-axis[data-dim="${d}"] .pg-seg[data-upload]`).dataset.value);
 
 /** Shows layer `layer` at `k` in the layer panel, with a click or a tap. */
 async function showLayerAt(page, kind, layer, k) {
@@ -739,10 +737,8 @@ test('upload at the reader\'s k: star, line and table in the cluster predict?k g
     assert.equal(star.meta.cluster, pointCluster, `${kind}: the star is in its point's cluster at k = ${k}`);
     assert.equal(star.text, `your image · cluster ${pointCluster} at k = ${k}`);
     // The line in the graph of paths and the table's row say the same.
-    await page.waitForFunction(([d, c]) => {
-      const v = document.getElementById('parcats').data[0].dimensions[d].values;
-      return v[v.length - 1] === c;
-    }, [di, pointCluster]);
+    await page.waitForFunction(([d, c]) => document.querySelector(`#parcats .pg-axis[data-dim="${d}"] .pg-seg[data-upload]`)
+      ?.dataset.value === String(c), [di, pointCluster]);
     const cell = `#upload-result .path-table tr[data-layer="${dim.layer}"] td[data-col="cluster"]`;
     await page.waitForFunction(([sel, c]) => document.querySelector(sel)?.dataset.value === String(c), [cell, pointCluster]);
     assert.match(await page.locator(cell).innerText(), new RegExp(`k = ${k}`));

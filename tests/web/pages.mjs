@@ -1,8 +1,9 @@
 // pages.mjs — what the browser tests share once the server and Chromium run:
 // the two screen sizes, the waits, a page that records its console errors,
 // screenshots into tests/artifacts/, a GET of the API's JSON, the model
-// page's readiness, and the imported residual model's set-up (the reference
-// from $STRATA_ONNX_REFS, a server with an empty --workspace).
+// page's readiness, what its graph of paths draws, and the imported
+// residual model's set-up (the reference from $STRATA_ONNX_REFS, a server
+// with an empty --workspace).
 // Not a test file itself (its name matches none of node --test's patterns).
 
 import assert from 'node:assert/strict';
@@ -65,14 +66,11 @@ export async function screenshot(page, name, { fullPage = false, fromTop = false
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage });
 }
 
-/** Waits until the model page has drawn its parallel graph and first
+/** Waits until the model page has drawn its graph of paths and first
  *  scatter; parcatsTimeoutMs, when given, bounds the wait for the graph
  *  (else the page's default timeout). */
 export async function modelPageReady(page, { parcatsTimeoutMs = null } = {}) {
-  const parcatsDrawn = () => {
-    const gd = document.getElementById('parcats');
-    return gd && gd.data && gd.data[0] && gd.data[0].type === 'parcats' && gd.querySelector('.main-svg');
-  };
+  const parcatsDrawn = () => !!document.querySelector('#parcats svg.pathsgraph .pg-axis .pg-seg');
   if (parcatsTimeoutMs) await page.waitForFunction(parcatsDrawn, null, { timeout: parcatsTimeoutMs });
   else await page.waitForFunction(parcatsDrawn);
   await page.waitForFunction(() => {
@@ -80,6 +78,79 @@ export async function modelPageReady(page, { parcatsTimeoutMs = null } = {}) {
     return gd && gd.data && gd.data.length > 0 && !document.querySelector('#layer-stats .progress');
   });
 }
+
+/** For page.evaluate, on the model page: the figure its graph of paths
+ *  draws (web/pathsgraph.js pathsFigure, as graphFigure gives it: per line
+ *  `colors` — class index, C for grey, C + 1 for the upload —, `truth`,
+ *  and per dimension `values`, `categoryarray`, `ticktext`, `counts`), or
+ *  null. The page's own module, imported again: the same instance. */
+export const pathsFigureShown = async () => {
+  const { graphFigure } = await import('/pathsgraph.js');
+  return graphFigure(document.getElementById('parcats'));
+};
+
+/** For page.evaluate: what the graph of paths has drawn, bar by bar, read
+ *  from its SVG: [{dim, label, kind, segments: [{value, count, upload,
+ *  bands: {colour index: count}}]}]. */
+export const pathsDrawn = () => [...document.querySelectorAll('#parcats svg.pathsgraph .pg-axis')].map((ax) => ({
+  dim: Number(ax.dataset.dim),
+  label: ax.dataset.label,
+  kind: ax.dataset.kind,
+  segments: [...ax.querySelectorAll('.pg-seg')].map((sg) => ({
+    value: sg.dataset.value,
+    count: Number(sg.dataset.count),
+    upload: sg.dataset.upload === '1',
+    bands: Object.fromEntries([...sg.querySelectorAll('.pg-band')].map((b) => [b.dataset.color, Number(b.dataset.count)])),
+  })),
+}));
+
+/** Asserts that the SVG (pathsDrawn) draws figure `fig` (pathsFigureShown):
+ *  one bar per dimension; on each, one segment per category with lines, as
+ *  many lines as the figure puts there, striped by the figure's colours of
+ *  those lines; the upload's segment marked. */
+export function assertDrawsFigure(drawn, fig, when = '') {
+  assert.equal(drawn.length, fig.dimensions.length, `${when}: one bar per dimension`);
+  fig.dimensions.forEach((d, i) => {
+    const want = new Map();
+    d.values.forEach((v, line) => {
+      const key = String(v);
+      if (!want.has(key)) want.set(key, { count: 0, bands: {} });
+      const w = want.get(key);
+      w.count += 1;
+      w.bands[fig.colors[line]] = (w.bands[fig.colors[line]] || 0) + 1;
+    });
+    const got = new Map(drawn[i].segments.map((sg) => [sg.value, sg]));
+    assert.deepEqual([...got.keys()].sort(), [...want.keys()].sort(), `${when}: ${d.label}'s segments`);
+    for (const [key, w] of want) {
+      assert.equal(got.get(key).count, w.count, `${when}: ${d.label} ${key}: lines`);
+      assert.deepEqual(got.get(key).bands, Object.fromEntries(Object.entries(w.bands).map(([c, m]) => [String(c), m])),
+        `${when}: ${d.label} ${key}: stripes`);
+    }
+    if (fig.upload) {
+      assert.deepEqual(drawn[i].segments.filter((sg) => sg.upload).map((sg) => sg.value), [String(d.values[fig.lines - 1])],
+        `${when}: ${d.label}: the upload's segment`);
+    }
+  });
+}
+
+/** For page.evaluate(f, d): the category value (as a string) of the
+ *  segment of dimension d the upload's line goes through, or null. */
+export const uploadSegmentAt = (d) =>
+  document.querySelector(`#parcats .pg-axis[data-dim="${d}"] .pg-seg[data-upload]`)?.dataset.value ?? null;
+
+/** For page.evaluate: how many lines the graph of paths draws (its first bar's). */
+export const pathsLines = () => [...document.querySelectorAll('#parcats .pg-axis[data-dim="0"] .pg-seg')]
+  .reduce((sum, sg) => sum + Number(sg.dataset.count), 0);
+
+/** For page.evaluate(f, [dim, value]): the page coordinates of the middle of
+ *  segment `value` of dimension `dim` of the graph of paths, scrolled into
+ *  the middle of the window first (and of its sideways-scrolling box). */
+export const pathsSegmentAt = ([dim, value]) => {
+  const seg = document.querySelector(`#parcats .pg-axis[data-dim="${dim}"] .pg-seg[data-value="${value}"]`);
+  seg.scrollIntoView({ block: 'center', inline: 'center' });
+  const r = seg.querySelector('.pg-outline').getBoundingClientRect();
+  return { x: r.left + r.width / 2, y: r.top + r.height / 2 };
+};
 
 /** For page.evaluate, on the model page's scatter: the image point farthest
  *  from every other point and centre (so that a tap can mean only it), in
