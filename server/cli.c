@@ -62,6 +62,21 @@ int cli_parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
+int cli_parse_triple(const char *s, double out[3], int positive)
+{
+    char *end;
+    for (int i = 0; i < 3; i++) {
+        errno = 0;
+        out[i] = strtod(s, &end);
+        if (end == s || errno || (positive && !(out[i] > 0)) || out[i] != out[i])
+            return -1;
+        s = end;
+        if (i < 2 && *s++ != ',')
+            return -1;
+    }
+    return *s ? -1 : 0;
+}
+
 volatile sig_atomic_t cli_stop_requested;
 
 static void on_sigint(int sig)

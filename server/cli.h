@@ -53,6 +53,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Parses a positive integer option value; returns 0 and *out, or -1. */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 
+/* Parses three comma-separated numbers ("0.485,0.456,0.406", a --mean or
+ * --std), each positive when `positive`; returns 0 and out, or -1. */
+int cli_parse_triple(const char *s, double out[3], int positive);
+
 /* Ctrl-C during a long command: cli_catch_sigint clears cli_stop_requested
  * and installs a handler that sets it (the command stops cleanly at its
  * next check); a second Ctrl-C ends the process the usual way.

@@ -40,22 +40,6 @@ static const char *const import_help =
     "  --data DIR         datasets folder (default $STRATA_DATA or " DATASET_DEFAULT_ROOT ")\n"
     "  --models DIR       folder holding the models (default $STRATA_MODELS or ./models)\n";
 
-/* Three comma-separated numbers; std ones must be positive. */
-static int parse_triple(const char *s, double out[3], int positive)
-{
-    char *end;
-    for (int i = 0; i < 3; i++) {
-        errno = 0;
-        out[i] = strtod(s, &end);
-        if (end == s || errno || (positive && !(out[i] > 0)) || out[i] != out[i])
-            return -1;
-        s = end;
-        if (i < 2 && *s++ != ',')
-            return -1;
-    }
-    return *s ? -1 : 0;
-}
-
 /* Appends one class name (trimmed) to arr; refuses empty names. */
 static int add_class(json_t *arr, const char *begin, const char *end)
 {
@@ -152,11 +136,11 @@ int cmd_import(int argc, char **argv)
         case 'I': input = optarg; break;
         case 'D': data = optarg; break;
         case 'M':
-            if (parse_triple(optarg, mean, 0))
+            if (cli_parse_triple(optarg, mean, 0))
                 return cli_usage_error("import", "--mean expects three numbers r,g,b, got '%s'", optarg);
             break;
         case 'S':
-            if (parse_triple(optarg, stdv, 1))
+            if (cli_parse_triple(optarg, stdv, 1))
                 return cli_usage_error("import", "--std expects three positive numbers r,g,b, got '%s'", optarg);
             break;
         case 'h': fputs(import_help, stdout); return EXIT_OK;

@@ -1,5 +1,4 @@
 /* cmd_train.c — `strata train`: train a model and write its weights and card. */
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <libgen.h>
@@ -52,22 +51,6 @@ static const char *const train_help =
     "  --input HxW    input size, when the file leaves it open\n"
     "The training hyper-parameters are model.json's \"training\" object\n"
     "(docs/training.md); without one, the defaults.\n";
-
-/* Three comma-separated numbers; std ones must be positive. */
-static int parse_triple(const char *s, double out[3], int positive)
-{
-    char *end;
-    for (int i = 0; i < 3; i++) {
-        errno = 0;
-        out[i] = strtod(s, &end);
-        if (end == s || errno || (positive && !(out[i] > 0)) || out[i] != out[i])
-            return -1;
-        s = end;
-        if (i < 2 && *s++ != ',')
-            return -1;
-    }
-    return *s ? -1 : 0;
-}
 
 struct train_view {
     int log_json;
@@ -197,12 +180,12 @@ int cmd_train(int argc, char **argv)
             break;
         case 'I': input = optarg; break;
         case 'M':
-            if (parse_triple(optarg, mean, 0))
+            if (cli_parse_triple(optarg, mean, 0))
                 return cli_usage_error("train", "--mean expects three numbers r,g,b, got '%s'", optarg);
             norm_given = 1;
             break;
         case 'S':
-            if (parse_triple(optarg, stdv, 1))
+            if (cli_parse_triple(optarg, stdv, 1))
                 return cli_usage_error("train", "--std expects three positive numbers r,g,b, got '%s'",
                                        optarg);
             norm_given = 1;

@@ -292,6 +292,21 @@ static void draw_shape(uint8_t *img, int cls, struct rng *r)
         }
 }
 
+/* The synthetic shapes both end-to-end tests train on: N_TRAIN training and
+ * N_TEST test images (malloc'd), classes in turn, from one seed. */
+enum { N_TRAIN = 360, N_TEST = 150 };
+static void draw_shapes(uint8_t **train, int *train_y, uint8_t **test, int *test_y)
+{
+    *train = malloc((size_t)N_TRAIN * S * S * 3);
+    *test = malloc((size_t)N_TEST * S * S * 3);
+    struct rng r;
+    rng_seed(&r, 1234);
+    for (int i = 0; i < N_TRAIN; i++)
+        draw_shape(*train + (size_t)i * S * S * 3, train_y[i] = i % 3, &r);
+    for (int i = 0; i < N_TEST; i++)
+        draw_shape(*test + (size_t)i * S * S * 3, test_y[i] = i % 3, &r);
+}
+
 static const char *shapes_json =
     "{\"id\":\"shapes\",\"input\":{\"height\":24,\"width\":24,\"channels\":3},"
     "\"normalization\":{\"mean\":[0.4,0.4,0.4],\"std\":[0.3,0.3,0.3]},"
@@ -321,15 +336,9 @@ static void count_epochs(void *user, const struct train_progress *p, const struc
 static double train_shapes(uint64_t seed, float *params_out, size_t *n_params, double *val_acc)
 {
     char err[STRATA_ERR_LEN];
-    enum { N_TRAIN = 360, N_TEST = 150 };
-    uint8_t *train = malloc((size_t)N_TRAIN * S * S * 3), *test = malloc((size_t)N_TEST * S * S * 3);
+    uint8_t *train, *test;
     int train_y[N_TRAIN], test_y[N_TEST];
-    struct rng r;
-    rng_seed(&r, 1234);
-    for (int i = 0; i < N_TRAIN; i++)
-        draw_shape(train + (size_t)i * S * S * 3, train_y[i] = i % 3, &r);
-    for (int i = 0; i < N_TEST; i++)
-        draw_shape(test + (size_t)i * S * S * 3, test_y[i] = i % 3, &r);
+    draw_shapes(&train, train_y, &test, test_y);
 
     struct model m = {0};
     struct train_config cfg;
@@ -434,15 +443,9 @@ TEST(an_imported_graph_trains_from_scratch_and_saves)
               f);
         fclose(f);
     }
-    enum { N_TRAIN = 360, N_TEST = 150 };
-    uint8_t *train = malloc((size_t)N_TRAIN * S * S * 3), *test = malloc((size_t)N_TEST * S * S * 3);
+    uint8_t *train, *test;
     int train_y[N_TRAIN], test_y[N_TEST];
-    struct rng r;
-    rng_seed(&r, 1234);
-    for (int i = 0; i < N_TRAIN; i++)
-        draw_shape(train + (size_t)i * S * S * 3, train_y[i] = i % 3, &r);
-    for (int i = 0; i < N_TEST; i++)
-        draw_shape(test + (size_t)i * S * S * 3, test_y[i] = i % 3, &r);
+    draw_shapes(&train, train_y, &test, test_y);
     struct model m = {0}, saved = {0};
     struct train_config cfg;
     struct train_report rep = {0};

@@ -417,13 +417,17 @@ static void pool_out_range(int n, int off, int s, int out, int *lo, int *hi)
  * depend on the order the taps come in, and every window has at least one
  * tap inside (infer checks), so no −∞ survives; sums are then divided by
  * each window's divisor. For stride 1 the passes run over consecutive
- * floats. */
-static void pool_plane(float *restrict yp, const float *restrict xp, const struct pool_params *p,
-                       const struct pool_geom *g)
+ * floats. With ip (max pooling in a training step), ip records where in
+ * the plane each output's maximum came from: the first tap, in pass order,
+ * to hold it. */
+static void pool_plane(float *restrict yp, int32_t *restrict ip, const float *restrict xp,
+                       const struct pool_params *p, const struct pool_geom *g)
 {
     const int is_max = p->kind == POOL_MAX;
     for (size_t k = 0; k < (size_t)g->Ho * g->Wo; k++)
         yp[k] = is_max ? -INFINITY : 0.0f;
+    if (ip)
+        memset(ip, 0, (size_t)g->Ho * g->Wo * sizeof *ip);
     for (int kx = 0; kx < g->kw; kx++) {
         const int off = kx * g->dw - g->pl;
         int lo, hi;
@@ -437,9 +441,18 @@ static void pool_plane(float *restrict yp, const float *restrict xp, const struc
                 if (iy < 0 || iy >= g->H)
                     continue;
                 /* the tap of output column lo, inside the input row */
-                const float *restrict xr = xp + (size_t)iy * g->W + (lo * g->sw + off);
+                const int32_t at = iy * g->W + lo * g->sw + off;
+                const float *restrict xr = xp + at;
                 const int n = hi - lo;
-                if (is_max && g->sw == 1)
+                if (ip) { /* a training step: where each maximum is, too */
+                    int32_t *restrict ir = ip + (size_t)oy * g->Wo + lo;
+                    for (int k = 0; k < n; k++) {
+                        const float v = xr[(size_t)k * g->sw];
+                        const int larger = v > yr[k];
+                        yr[k] = larger ? v : yr[k];
+                        ir[k] = larger ? at + k * g->sw : ir[k];
+                    }
+                } else if (is_max && g->sw == 1)
                     for (int k = 0; k < n; k++)
                         yr[k] = xr[k] > yr[k] ? xr[k] : yr[k];
                 else if (is_max)
@@ -463,52 +476,14 @@ static void pool_plane(float *restrict yp, const float *restrict xp, const struc
             yp[(size_t)oy * g->Wo + ox] /= pool_divisor(p, g, pool_window(g, oy, ox));
 }
 
-/* Max pooling of one plane for a training step: as pool_plane, tap by tap,
- * also recording in ip where in the plane each output's maximum came from
- * (the first tap, in pass order, to hold it), for backward. */
-static void max_plane_argmax(float *restrict yp, int32_t *restrict ip, const float *restrict xp,
-                             const struct pool_geom *g)
-{
-    for (size_t k = 0; k < (size_t)g->Ho * g->Wo; k++) {
-        yp[k] = -INFINITY;
-        ip[k] = 0;
-    }
-    for (int kx = 0; kx < g->kw; kx++) {
-        const int off = kx * g->dw - g->pl;
-        int lo, hi;
-        pool_out_range(g->W, off, g->sw, g->Wo, &lo, &hi);
-        if (hi <= lo)
-            continue;
-        for (int oy = 0; oy < g->Ho; oy++) {
-            float *restrict yr = yp + (size_t)oy * g->Wo + lo;
-            int32_t *restrict ir = ip + (size_t)oy * g->Wo + lo;
-            for (int ky = 0; ky < g->kh; ky++) {
-                const int iy = oy * g->sh - g->pt + ky * g->dh;
-                if (iy < 0 || iy >= g->H)
-                    continue;
-                const int32_t at = iy * g->W + lo * g->sw + off; /* the tap of column lo */
-                const float *restrict xr = xp + at;
-                for (int k = 0; k < hi - lo; k++) {
-                    const float v = xr[(size_t)k * g->sw];
-                    const int larger = v > yr[k];
-                    yr[k] = larger ? v : yr[k];
-                    ir[k] = larger ? at + k * g->sw : ir[k];
-                }
-            }
-        }
-    }
-}
-
 static void pool_forward_piece(void *ctx, int i0, int i1)
 {
     const struct pool_job *j = ctx;
     const struct pool_geom *g = j->g;
     for (int i = i0; i < i1; i++) {
         const size_t out = (size_t)i * g->Ho * g->Wo;
-        if (j->argmax)
-            max_plane_argmax(j->y + out, j->argmax + out, j->x + (size_t)i * g->H * g->W, g);
-        else
-            pool_plane(j->y + out, j->x + (size_t)i * g->H * g->W, j->p, g);
+        pool_plane(j->y + out, j->argmax ? j->argmax + out : NULL, j->x + (size_t)i * g->H * g->W,
+                   j->p, g);
     }
 }
 
