@@ -9,6 +9,8 @@
  * the fast path never pays for a batch of full-size activations. */
 #include "explain.h"
 
+#include "model_graph.h"
+
 #include <string.h>
 
 #include "lime_local.h"
@@ -52,6 +54,18 @@ static int classify_masks(void *user, const struct lime_perturbation *pert, cons
     return lime_local_classify_masks(c->local, pert, masks, n, probs, err);
 }
 
+int explain_batch(const struct model *m, int requested)
+{
+    /* the graph's values, and the layers' channels-last copies beside them */
+    size_t per_image = m->graph ? m->graph->bytes_per_image : 0;
+    for (int l = 0; l < m->n_layers; l++)
+        per_image += shape_size(m->layers[l].out) * sizeof(float);
+    if (per_image == 0 || requested < 1)
+        return requested;
+    const size_t fits = EXPLAIN_BATCH_BYTES / per_image;
+    return fits < 1 ? 1 : fits < (size_t)requested ? (int)fits : requested;
+}
+
 int explain_image(struct model *m, const struct image *img, const struct lime_params *p,
                   const int *labels, int n_labels, struct lime_result *res, struct image *resized,
                   char *err)
@@ -67,11 +81,11 @@ int explain_image(struct model *m, const struct image *img, const struct lime_pa
     int rc = image_resize(img, m->input.w, m->input.h, resized, err);
     if (rc < 0)
         return rc;
-    struct classifier c = {.m = m, .batch = p->batch_size};
+    struct classifier c = {.m = m, .batch = explain_batch(m, p->batch_size)};
     struct lime_local_geom g;
     /* an imported graph has no chain of local layers to reuse between masks */
     if (!m->onnx[0] && lime_local_analyse(m, &g, NULL)) {
-        rc = lime_local_new(m, p->batch_size, NULL, &c.local, err);
+        rc = lime_local_new(m, c.batch, NULL, &c.local, err);
         if (rc < 0) {
             image_free(resized);
             return rc;

@@ -353,6 +353,19 @@ static int fill_layers(struct model *m, struct model_graph *mg, const struct gra
     return 0;
 }
 
+/* Bytes of activations one image takes in a workspace planned for `batch`
+ * images: every value a batch computes (not the weights, not what is known
+ * before the batch runs). */
+static size_t bytes_per_image(const struct graph_ws *ws, int batch)
+{
+    const struct graph *g = ws->g;
+    size_t total = 0;
+    for (int v = 0; v < g->n_values; v++)
+        if (g->values[v].kind == VALUE_NODE && !ws->is_static[v])
+            total += ws->cap[v];
+    return total / (size_t)(batch > 0 ? batch : 1);
+}
+
 int model_graph_open(struct model *m, const char *onnx_path, char *err)
 {
     assert(m && onnx_path && !m->graph);
@@ -391,6 +404,7 @@ int model_graph_open(struct model *m, const char *onnx_path, char *err)
         goto fail;
     }
     mg->logits = find_logits(&mg->g, &ws, out);
+    mg->bytes_per_image = bytes_per_image(&ws, batch);
     const json_t *names = m->json ? json_object_get(m->json, "shown") : NULL;
     if ((rc = choose_layers(mg, &ws, names, err)) < 0 || (rc = fill_layers(m, mg, &ws, err)) < 0)
         goto fail;
@@ -575,6 +589,7 @@ int model_graph_of_layers(const struct model *m, struct model_graph **out, char 
     if (rc == 0) {
         mg->n_shown = m->n_layers;
         mg->logits = find_logits(&mg->g, &ws, mg->shown[m->n_layers - 1]);
+        mg->bytes_per_image = bytes_per_image(&ws, 2);
         *out = mg;
     }
     else

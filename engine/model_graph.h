@@ -30,6 +30,7 @@ struct model_graph {
     int n_shown;         /* imported: chosen node outputs shown as layers (before logits,
                             probs); own: one per layer, the value holding its output */
     int *shown;          /* [n_shown] value indices */
+    size_t bytes_per_image; /* activations one image takes in an inference workspace */
 };
 
 /* Loads the ONNX file `onnx_path` for m, whose model.json part (classes,

@@ -750,6 +750,53 @@ TEST(explain_image_takes_the_fast_path_when_it_pays)
     }
 }
 
+/* LIME's samples go through the model in batches whose activations stay
+ * within EXPLAIN_BATCH_BYTES: as many images as fit (at least one, at most
+ * what was asked), and the batch changes nothing in the explanation. */
+TEST(explain_batches_fit_the_memory_budget)
+{
+    struct model big = {0}, small = {0};
+    CHECK(make_model(&big, SAME_LAYERS, 256, 3) == 0);
+    size_t per_image = 0;
+    for (int l = 0; l < big.n_layers; l++)
+        per_image += shape_size(big.layers[l].out) * sizeof(float);
+    const int b = explain_batch(&big, 100);
+    CHECK(b >= 1 && b < 100);
+    CHECK((size_t)b * per_image <= EXPLAIN_BATCH_BYTES);
+    CHECK((size_t)(b + 1) * per_image > EXPLAIN_BATCH_BYTES);
+    char err[STRATA_ERR_LEN];
+    CHECK(model_run_on_graph(&big, err) == 0);
+    CHECK(big.graph != NULL);
+    CHECK(explain_batch(&big, 100) < b); /* the graph's own values count too */
+    CHECK(make_model(&small, SAME_LAYERS, 16, 3) == 0);
+    CHECK_EQ_INT(explain_batch(&small, 7), 7);
+    CHECK_EQ_INT(explain_batch(&small, 1), 1);
+    model_free(&big);
+    model_free(&small);
+
+    struct model m = {0};
+    struct scene s;
+    CHECK(make_model(&m, SAME_LAYERS, 40, 8) == 0);
+    CHECK(scene_make(&s, 40, 30, 6) == 0);
+    struct lime_params p;
+    lime_params_default(&p);
+    p.num_samples = 300;
+    p.n_segments = 30;
+    struct image img = {.w = 40, .h = 40, .rgb = s.rgb}, r1, r2;
+    struct lime_result one, many;
+    p.batch_size = 1;
+    CHECK_EQ_INT(explain_image(&m, &img, &p, NULL, 0, &one, &r1, err), 0);
+    p.batch_size = 100;
+    CHECK_EQ_INT(explain_image(&m, &img, &p, NULL, 0, &many, &r2, err), 0);
+    check_same_explanation(&one, &many);
+    lime_result_free(&one);
+    lime_result_free(&many);
+    image_free(&r1);
+    image_free(&r2);
+    scene_free(&s);
+    model_free(&m);
+}
+
 /* Mask classifiers that decline, fail, or return NaN, around a counting
  * image classifier. */
 struct fake {
@@ -832,6 +879,7 @@ int main(void)
     RUN(declines_when_brute_force_is_cheaper);
     RUN(lime_result_equal_on_both_paths);
     RUN(explain_image_takes_the_fast_path_when_it_pays);
+    RUN(explain_batches_fit_the_memory_budget);
     RUN(lime_explain_with_mask_classifier_outcomes);
     return check_done();
 }
