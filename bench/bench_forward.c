@@ -140,45 +140,100 @@ static struct throughput bench_forward(struct model *m, int batch, int runs, dou
     return (struct throughput){ips, ips * flops / 1e9, ips * flops / 1e9 / peak};
 }
 
-static struct throughput bench_train(struct model *m, int batch, int runs, double flops, double peak)
+/* Images/s of `step` (one training step of `batch` images on ctx): four
+ * steps a run, the median of `runs` runs after one that warms up. */
+static double steps_per_s(void (*step)(void *ctx), void *ctx, int batch, int runs)
 {
-    char err[STRATA_ERR_LEN];
-    struct model_workspace ws;
-    struct optim opt;
-    struct optim_config oc = {.kind = OPTIM_ADAM, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
-    if (model_enable_grads(m, err) < 0 || model_workspace_init(&ws, m, batch, 1, err) < 0 ||
-        optim_init(&opt, m, &oc, err) < 0) {
-        fprintf(stderr, "%s\n", err);
-        exit(1);
-    }
-    struct rng r;
-    rng_seed(&r, 3);
-    int *labels = malloc((size_t)batch * sizeof(int));
-    float *dl = malloc((size_t)batch * m->n_classes * sizeof(float));
-    for (size_t i = 0; i < (size_t)batch * shape_size(m->input); i++)
-        ws.input[i] = (float)rng_uniform(&r);
-    for (int i = 0; i < batch; i++)
-        labels[i] = i % m->n_classes;
     double v[16];
     for (int k = 0; k <= runs; k++) {
         int reps = 4;
         double t0 = now();
-        for (int i = 0; i < reps; i++) {
-            model_forward(m, &ws, ws.input, batch, 1);
-            train_softmax_xent(model_output(&ws, m->n_layers - 1), labels, batch, m->n_classes, NULL, 0, dl);
-            memset(m->grads, 0, m->n_params * sizeof(float));
-            model_backward(m, &ws, ws.input, dl, batch);
-            optim_step(&opt, 1e-4f);
-        }
+        for (int i = 0; i < reps; i++)
+            step(ctx);
         if (k > 0) /* the first run warms up */
             v[k - 1] = (double)batch * reps / (now() - t0);
     }
-    free(labels);
-    free(dl);
-    optim_free(&opt);
-    model_workspace_free(&ws);
-    double ips = median(v, runs);
+    return median(v, runs);
+}
+
+/* What a training step needs besides its engine: random inputs, labels, the
+ * loss's gradient, Adam. */
+struct train_bench {
+    struct model *m;
+    int batch;
+    float *in, *dl;
+    int *labels;
+    struct optim opt;
+    struct model_workspace ws; /* the layer engine */
+    struct train_graph tg;     /* the graph */
+    char err[STRATA_ERR_LEN];
+};
+
+static const struct optim_config bench_adam = {.kind = OPTIM_ADAM, .lr = 1e-4f, .beta1 = 0.9f,
+                                               .beta2 = 0.999f, .eps = 1e-8f};
+
+static void train_bench_data(struct train_bench *b, struct model *m, int batch)
+{
+    b->m = m;
+    b->batch = batch;
+    struct rng r;
+    rng_seed(&r, 3);
+    size_t n_in = (size_t)batch * shape_size(m->input);
+    b->in = malloc(n_in * sizeof *b->in);
+    b->labels = malloc((size_t)batch * sizeof(int));
+    b->dl = malloc((size_t)batch * m->n_classes * sizeof(float));
+    for (size_t i = 0; i < n_in; i++)
+        b->in[i] = (float)rng_uniform(&r);
+    for (int i = 0; i < batch; i++)
+        b->labels[i] = i % m->n_classes;
+}
+
+static void train_bench_free(struct train_bench *b)
+{
+    free(b->in);
+    free(b->labels);
+    free(b->dl);
+    optim_free(&b->opt);
+}
+
+static void layers_step(void *ctx)
+{
+    struct train_bench *b = ctx;
+    struct model *m = b->m;
+    model_forward(m, &b->ws, b->in, b->batch, 1);
+    train_softmax_xent(model_output(&b->ws, m->n_layers - 1), b->labels, b->batch, m->n_classes,
+                       NULL, 0, b->dl);
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    model_backward(m, &b->ws, b->in, b->dl, b->batch);
+    optim_step(&b->opt, 1e-4f);
+}
+
+/* Training throughput on the layer engine. */
+static struct throughput bench_train(struct model *m, int batch, int runs, double flops, double peak)
+{
+    struct train_bench b = {0};
+    train_bench_data(&b, m, batch);
+    if (model_enable_grads(m, b.err) < 0 || model_workspace_init(&b.ws, m, batch, 1, b.err) < 0 ||
+        optim_init(&b.opt, m, &bench_adam, b.err) < 0) {
+        fprintf(stderr, "%s\n", b.err);
+        exit(1);
+    }
+    double ips = steps_per_s(layers_step, &b, batch, runs);
+    model_workspace_free(&b.ws);
+    train_bench_free(&b);
     return (struct throughput){ips, ips * flops / 1e9, ips * flops / 1e9 / peak};
+}
+
+static void graph_step(void *ctx)
+{
+    struct train_bench *b = ctx;
+    const float *p = train_graph_forward(&b->tg, b->in, b->batch, 1, b->err);
+    if (!p || (train_softmax_xent(p, b->labels, b->batch, b->m->n_classes, NULL, 0, b->dl),
+               train_graph_backward(&b->tg, b->dl, b->err) < 0)) {
+        fprintf(stderr, "%s\n", b->err);
+        exit(1);
+    }
+    optim_step(&b->opt, 1e-4f);
 }
 
 /* The same step as strata's trainer takes it: on the model's graph
@@ -186,48 +241,18 @@ static struct throughput bench_train(struct model *m, int batch, int runs, doubl
 static struct throughput bench_train_graph(struct model *m, int batch, int runs, double flops,
                                            double peak)
 {
-    char err[STRATA_ERR_LEN];
-    struct train_graph tg;
-    struct optim opt;
-    struct optim_config oc = {.kind = OPTIM_ADAM, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    struct train_bench b = {0};
     struct optim_tensor tensors[64];
-    if (train_graph_init(&tg, m, batch, 1, err) < 0 ||
-        optim_init_tensors(&opt, tensors, train_graph_optim_tensors(&tg, tensors), &oc, err) < 0) {
-        fprintf(stderr, "%s\n", err);
+    train_bench_data(&b, m, batch);
+    if (train_graph_init(&b.tg, m, batch, 1, b.err) < 0 ||
+        optim_init_tensors(&b.opt, tensors, train_graph_optim_tensors(&b.tg, tensors), &bench_adam,
+                           b.err) < 0) {
+        fprintf(stderr, "%s\n", b.err);
         exit(1);
     }
-    struct rng r;
-    rng_seed(&r, 3);
-    size_t n_in = (size_t)batch * shape_size(m->input);
-    float *in = malloc(n_in * sizeof *in);
-    int *labels = malloc((size_t)batch * sizeof(int));
-    float *dl = malloc((size_t)batch * m->n_classes * sizeof(float));
-    for (size_t i = 0; i < n_in; i++)
-        in[i] = (float)rng_uniform(&r);
-    for (int i = 0; i < batch; i++)
-        labels[i] = i % m->n_classes;
-    double v[16];
-    for (int k = 0; k <= runs; k++) {
-        int reps = 4;
-        double t0 = now();
-        for (int i = 0; i < reps; i++) {
-            const float *p = train_graph_forward(&tg, in, batch, 1, err);
-            if (!p || (train_softmax_xent(p, labels, batch, m->n_classes, NULL, 0, dl),
-                       train_graph_backward(&tg, dl, batch, err) < 0)) {
-                fprintf(stderr, "%s\n", err);
-                exit(1);
-            }
-            optim_step(&opt, 1e-4f);
-        }
-        if (k > 0) /* the first run warms up */
-            v[k - 1] = (double)batch * reps / (now() - t0);
-    }
-    free(in);
-    free(labels);
-    free(dl);
-    optim_free(&opt);
-    train_graph_free(&tg);
-    double ips = median(v, runs);
+    double ips = steps_per_s(graph_step, &b, batch, runs);
+    train_graph_free(&b.tg);
+    train_bench_free(&b);
     return (struct throughput){ips, ips * flops / 1e9, ips * flops / 1e9 / peak};
 }
 

@@ -77,24 +77,17 @@ static int fold_identities(Onnx__GraphProto *gp, const struct graph *g)
         }
         Onnx__TensorProto **grown =
             realloc(gp->initializer, (gp->n_initializer + 1) * sizeof *grown);
-        Onnx__TensorProto *tp = malloc(sizeof *tp);
-        char *name = strdup(n->output[0]);
-        if (!grown || !tp || !name) {
-            if (grown)
-                gp->initializer = grown;
-            free(tp);
-            free(name);
-            for (size_t j = i; j < gp->n_node; j++) /* keep the rest as they were */
-                gp->node[kept++] = gp->node[j];
-            gp->n_node = kept;
-            return STRATA_E_NOMEM;
+        if (grown)
+            gp->initializer = grown;
+        Onnx__TensorProto *tp = grown ? malloc(sizeof *tp) : NULL;
+        if (tp) {
+            onnx__tensor_proto__init(tp);
+            tp->name = strdup(n->output[0]);
         }
-        gp->initializer = grown;
-        onnx__tensor_proto__init(tp);
-        tp->name = name;
-        if (replace_tensor(tp, &g->values[v].init) < 0) {
-            protobuf_c_message_free_unpacked(&tp->base, NULL);
-            for (size_t j = i; j < gp->n_node; j++)
+        if (!tp || !tp->name || replace_tensor(tp, &g->values[v].init) < 0) {
+            if (tp)
+                protobuf_c_message_free_unpacked(&tp->base, NULL);
+            for (size_t j = i; j < gp->n_node; j++) /* keep the rest as they were */
                 gp->node[kept++] = gp->node[j];
             gp->n_node = kept;
             return STRATA_E_NOMEM;

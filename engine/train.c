@@ -481,10 +481,10 @@ out:
     return rc;
 }
 
-/* m = the wide model's parameters `wide_params` cut back to the upright
- * outputs. */
-static void cut_back(struct model *m, const struct model *wide, const float *wide_params)
+/* m = the wide model's parameters cut back to the upright outputs. */
+static void cut_back(struct model *m, const struct model *wide)
 {
+    const float *wide_params = wide->params;
     const struct layer *out = &m->layers[m->n_layers - 1];
     size_t prefix = output_offset(m), inputs = shape_size(out->in);
     int C = m->n_classes;
@@ -638,7 +638,7 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
             loss_sum += loss * b;
             seen += b;
 
-            if ((rc = train_graph_backward(&tg, dlogits, b, err)) < 0)
+            if ((rc = train_graph_backward(&tg, dlogits, err)) < 0)
                 goto done;
             lr = schedule_lr(cfg, epoch + (double)bi / batches);
             optim_step(&opt, (float)lr);
@@ -697,7 +697,7 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     train_graph_restore(&tg, best);
     train_graph_to_model(&tg, fit);
     if (fit != m && report->n_epochs > 0)
-        cut_back(m, fit, fit->params);
+        cut_back(m, fit);
     report->seconds = now_seconds() - t_start;
     rc = 0;
 

@@ -340,9 +340,8 @@ const float *train_graph_forward(struct train_graph *t, const float *in, int n, 
     return t->probs_buf;
 }
 
-int train_graph_backward(struct train_graph *t, const float *dlogits, int n, char *err)
+int train_graph_backward(struct train_graph *t, const float *dlogits, char *err)
 {
-    (void)n; /* the shapes of the last forward */
     return graph_backward_weights(&t->ws, t->logits, dlogits, err);
 }
 

@@ -85,7 +85,7 @@ const float *train_graph_forward(struct train_graph *t, const float *in, int n, 
  * (the loss's gradient w.r.t. the logits) through the graph, leaving every
  * trainable tensor's gradient where train_graph_optim_tensors points (not
  * accumulated: each backward replaces them). Returns 0 or a negative status. */
-int train_graph_backward(struct train_graph *t, const float *dlogits, int n, char *err);
+int train_graph_backward(struct train_graph *t, const float *dlogits, char *err);
 
 /* For an imported model (its graph open): training from scratch rather than
  * from the file's weights — every weight in m->graph drawn He-uniform (a

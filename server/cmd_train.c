@@ -255,7 +255,7 @@ int cmd_train(int argc, char **argv)
         cli_fail("train", "%s", err);
         goto done;
     }
-    if (m.onnx[0] && out_dir != dir && strcmp(out_dir, dir) != 0) {
+    if (m.onnx[0] && strcmp(out_dir, dir) != 0) {
         cli_fail("train", "%s is imported from %s: its trained weights replace that file, in "
                  "its folder; --out is for strata's own models", m.id, m.onnx);
         goto done;

@@ -544,7 +544,7 @@ TEST(graph_training_step_matches_the_layer_engine)
     train_softmax_xent(pb, labels, N, 3, NULL, 0, dl_graph);
     memset(a.grads, 0, a.n_params * sizeof(float));
     model_backward(&a, &ws, x, dl_layers, N);
-    CHECK(train_graph_backward(&tg, dl_graph, N, err) == 0);
+    CHECK(train_graph_backward(&tg, dl_graph, err) == 0);
 
     /* the running statistics the training forward left */
     train_graph_to_model(&tg, &b);
