@@ -160,6 +160,13 @@ static void node_deinit(struct node *n)
 
 void graph_deinit(struct graph *g)
 {
+    if (g->is_view) {
+        free(g->nodes);
+        free(g->inputs);
+        free(g->outputs);
+        memset(g, 0, sizeof *g);
+        return;
+    }
     for (int v = 0; v < g->n_values; v++) {
         free(g->values[v].name);
         free(g->values[v].init.data);
@@ -175,6 +182,81 @@ void graph_deinit(struct graph *g)
         free(g->index);
     }
     memset(g, 0, sizeof *g);
+}
+
+/* See graph.h. Nodes are in topological order, so one pass from the last
+ * node back marks every value `to` needs; `from` stops the walk. */
+int graph_view(struct graph *view, const struct graph *g, int from, int to, char *err)
+{
+    assert(g->index && from >= 0 && from < g->n_values && to >= 0 && to < g->n_values);
+    memset(view, 0, sizeof *view);
+    uint8_t *need = calloc((size_t)g->n_values + 1, 1);
+    uint8_t *take = calloc((size_t)g->n_nodes + 1, 1);
+    int rc = 0, count = 0, reads_from = 0;
+    if (!need || !take) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory for a part of the graph");
+        goto done;
+    }
+    need[to] = 1;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const struct node *n = &g->nodes[i];
+        int wanted = 0, makes_from = 0;
+        for (int k = 0; k < n->n_outputs; k++) {
+            wanted |= need[n->outputs[k]];
+            makes_from |= n->outputs[k] == from;
+        }
+        if (!wanted || makes_from)
+            continue;
+        take[i] = 1;
+        count++;
+        for (int k = 0; k < n->n_inputs; k++) {
+            int v = n->inputs[k];
+            if (v == from)
+                reads_from = 1;
+            else if (v >= 0)
+                need[v] = 1;
+        }
+    }
+    if (!reads_from || to == from) {
+        rc = strata_fail(err, STRATA_E_ARG, "'%s' is not computed from '%s'", g->values[to].name,
+                         g->values[from].name);
+        goto done;
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        const struct graph_value *val = &g->values[v];
+        if (!need[v] || v == from || val->kind == VALUE_INITIALIZER ||
+            (val->kind == VALUE_NODE && take[val->producer]))
+            continue;
+        rc = strata_fail(err, STRATA_E_ARG, "'%s' needs '%s' besides '%s'", g->values[to].name,
+                         val->name, g->values[from].name);
+        goto done;
+    }
+    view->nodes = malloc((size_t)count * sizeof *view->nodes);
+    view->inputs = malloc(sizeof *view->inputs);
+    view->outputs = malloc(sizeof *view->outputs);
+    if (!view->nodes || !view->inputs || !view->outputs) {
+        rc = strata_fail(err, STRATA_E_NOMEM, "out of memory for a part of the graph");
+        goto done;
+    }
+    for (int i = 0, j = 0; i < g->n_nodes; i++)
+        if (take[i])
+            view->nodes[j++] = g->nodes[i]; /* shallow: the contents stay g's */
+    view->n_nodes = count;
+    view->values = g->values;
+    view->n_values = g->n_values;
+    view->inputs[0] = from;
+    view->outputs[0] = to;
+    view->n_inputs = view->n_outputs = 1;
+    view->opset = g->opset;
+    view->is_view = 1;
+done:
+    free(need);
+    free(take);
+    if (rc) {
+        view->is_view = 1;
+        graph_deinit(view);
+    }
+    return rc;
 }
 
 size_t graph_param_count(const struct graph *g)
@@ -467,7 +549,9 @@ static void gather_args(struct graph_ws *ws, const struct node *n)
 static int check_input(const struct graph *g, int i, const struct tview *t, char *err)
 {
     const struct graph_value *val = &g->values[g->inputs[i]];
-    const struct tview *decl = &val->init;
+    /* a view's input takes any shape: only its consumers' infer constrain it */
+    static const struct tview undeclared = {.dtype = DTYPE_FLOAT};
+    const struct tview *decl = g->is_view ? &undeclared : &val->init;
     char a[96], b[96];
     if (t->dtype != decl->dtype || (decl->ndim && t->ndim != decl->ndim))
         return strata_fail(err, STRATA_E_ARG, "input '%s' is declared %s %s; it was given %s %s",
@@ -483,6 +567,16 @@ static int check_input(const struct graph *g, int i, const struct tview *t, char
         if (t->dims[d] < 0)
             return strata_fail(err, STRATA_E_ARG, "input '%s' has a negative dimension",
                                val->name);
+    return 0;
+}
+
+/* Whether value v is one of g's inputs (for a view, a node value of the
+ * graph it shows part of). */
+static int is_input(const struct graph *g, int v)
+{
+    for (int i = 0; i < g->n_inputs; i++)
+        if (g->inputs[i] == v)
+            return 1;
     return 0;
 }
 
@@ -619,7 +713,7 @@ static int plan(struct graph_ws *ws, const struct tview *inputs, int sizing, cha
             if (g->values[v].kind == VALUE_NODE && g->values[v].producer < 0)
                 continue;
             size_t bytes = ws->cap[v];
-            if (g->values[v].kind == VALUE_INPUT && !ws->with_grads)
+            if (is_input(g, v) && !ws->with_grads)
                 continue; /* the caller's data is used in place */
             ws->owned[v] = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
             if (!ws->owned[v])

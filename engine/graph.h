@@ -49,6 +49,7 @@ struct graph {
     int *inputs, *outputs;       /* value indices, in the file's order */
     int64_t opset;               /* default-domain opset the file imports */
     void *index;                 /* name -> value hash, built by graph_finish */
+    int is_view;                 /* made by graph_view: values and nodes' contents borrowed */
 };
 
 /* Frees everything the graph owns and zeroes it (not the struct itself).
@@ -77,6 +78,20 @@ int graph_produced_by(const struct graph *g, int v, const char *op_type);
  * updates is then one tensor per layer, kept from plan to plan.
  * Returns 0 or a negative status with a message naming the node. */
 int graph_finish(struct graph *g, char *err);
+
+/* A part of g as a graph of its own: the nodes of g that compute value `to`
+ * from value `from` and initializers, in g's order. Its one input is `from`,
+ * its one output `to`; a workspace planned on it runs only those nodes, at
+ * whatever shape `from` is given — a window of the image instead of the
+ * whole, say, or the activations of a layer as the input of the layers
+ * after it. The view borrows g's values, weights and nodes' contents: g must
+ * outlive it, unchanged. graph_deinit frees what the view owns (its node
+ * list); graph_find_value and graph_produced_by do not apply to a view (ask
+ * g). For inference: a view's workspace has no gradients.
+ * Returns 0, or STRATA_E_ARG when `to` does not depend on `from` or depends
+ * on another input or node value of g besides it (naming the value), or
+ * STRATA_E_NOMEM; the view is zeroed then. */
+int graph_view(struct graph *view, const struct graph *g, int from, int to, char *err);
 
 /* ---- running ------------------------------------------------------------- */
 

@@ -16,12 +16,13 @@
  *      decline;
  *   2. tables: every (p, t) rendered as a normalised window — photo where
  *      the bit is set, hiding colour where not, exactly the floats the
- *      whole-image forward would read — and run in batches through a copy
- *      of the prefix whose input shape is one window (same weights, same
- *      kernels), whose 1×1×C output is table row (p, t);
+ *      whole-image forward would read — and run in batches through a view
+ *      of the model's graph from the image to the prefix's output, planned
+ *      on one window (same nodes, weights and kernels), whose 1×1×C output
+ *      is table row (p, t);
  *   3. samples: per sample, each position's pattern from the mask picks one
- *      table row (a copy of C floats) into the input of the rest of the
- *      model, which runs as usual in batches.
+ *      table row (C floats) into the input of the rest of the model, a view
+ *      of the graph from the prefix's output on, which runs in batches.
  * The windows are laid out p-major, so the table of p starts at row
  * Σ_{p'<p} 2^j_p' and a batch of windows maps to consecutive table rows.
  *
@@ -35,6 +36,9 @@
  * group, applies the dense's activation, and runs the layers after it.
  */
 #include "lime_local.h"
+#include "graph.h"
+#include "model_graph.h"
+#include "tensor.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -72,14 +76,22 @@ struct lime_local {
     int max_batch;
     int n_local; /* layers [0, n_local) may form the prefix */
 
-    /* The window prefix and the tail as built for `cut` (cut.L 0: none). */
+    /* The graph the model runs on (m->graph, or one built for it). */
+    const struct model_graph *mg;
+    struct model_graph *own_graph; /* built here when m has no graph of its own */
+
+    /* The window prefix and the tail as built for `cut` (cut.L 0: none):
+     * parts of mg's graph (graph_view) with their workspaces. */
     struct cut cut;
-    struct layer *win_layers; /* [n_local] copies reshaped to one window */
-    struct model win;         /* a view: the prefix on one window */
-    struct model_workspace win_ws;
+    struct graph win;         /* the image to the prefix's output */
+    struct graph_ws win_ws;   /* planned on windows, win_batch at a time */
+    float *win_in;            /* [win_batch][3][rf_h][rf_w] */
     int win_batch;
-    struct model tail;        /* a view: layers [tail_start, n_layers) */
-    struct model_workspace tail_ws;
+    struct graph tail;        /* the tail's input to the probabilities */
+    struct graph_ws tail_ws;
+    float *tail_in;           /* [max_batch][tail_floats] */
+    int has_tail;
+    int tail_rank4;           /* the tail starts from the prefix's feature map */
 
     struct lime_local_stats stats;
 };
@@ -282,10 +294,14 @@ static double brute_cost(const struct model *m, int n)
 
 static void release_cut(struct lime_local *ll)
 {
-    model_workspace_free(&ll->win_ws);
-    model_workspace_free(&ll->tail_ws);
-    memset(&ll->win, 0, sizeof ll->win);
-    memset(&ll->tail, 0, sizeof ll->tail);
+    graph_ws_free(&ll->win_ws);
+    graph_ws_free(&ll->tail_ws);
+    graph_deinit(&ll->win);
+    graph_deinit(&ll->tail);
+    tensor_free(ll->win_in);
+    tensor_free(ll->tail_in);
+    ll->win_in = ll->tail_in = NULL;
+    ll->has_tail = 0;
     memset(&ll->cut, 0, sizeof ll->cut);
 }
 
@@ -307,17 +323,22 @@ int lime_local_new(const struct model *m, int max_batch, const struct lime_local
         return strata_fail(err, STRATA_E_UNSUPPORTED,
                            "fast LIME does not apply to model '%s': %s", m->id, why);
     struct lime_local *ll = calloc(1, sizeof *ll);
-    struct layer *copies = calloc((size_t)n, sizeof *copies);
-    if (!ll || !copies) {
-        free(ll);
-        free(copies);
+    if (!ll)
         return strata_fail(err, STRATA_E_NOMEM, "out of memory for fast LIME");
-    }
     ll->m = m;
     ll->opts = o;
     ll->max_batch = max_batch;
     ll->n_local = n;
-    ll->win_layers = copies;
+    if (m->graph && m->graph->own) {
+        ll->mg = m->graph;
+    } else {
+        int rc = model_graph_of_layers(m, &ll->own_graph, err);
+        if (rc) {
+            free(ll);
+            return rc;
+        }
+        ll->mg = ll->own_graph;
+    }
     *out = ll;
     return STRATA_OK;
 }
@@ -327,7 +348,7 @@ void lime_local_free(struct lime_local *ll)
     if (!ll)
         return;
     release_cut(ll);
-    free(ll->win_layers);
+    model_graph_free(ll->own_graph);
     free(ll);
 }
 
@@ -337,45 +358,79 @@ void lime_local_last_stats(const struct lime_local *ll, struct lime_local_stats 
     *st = ll->stats;
 }
 
-/* Builds the window copy of the prefix of c and the tail view, with their
- * workspaces (kept while the next image takes the same cut). The copies
- * share the model's weights; only their shapes differ, derived by the
- * layers' own configure from a window-sized input. */
+/* Bytes of activations one run of ws computes (not the weights, not what is
+ * known before the batch runs). */
+static size_t run_bytes(const struct graph_ws *ws)
+{
+    size_t total = 0;
+    for (int v = 0; v < ws->g->n_values; v++)
+        if (ws->g->values[v].kind == VALUE_NODE && !ws->is_static[v])
+            total += ws->cap[v];
+    return total;
+}
+
+/* Builds the window part of the graph for c (the image to the prefix's
+ * output, planned on windows) and the tail (the values after the prefix, or
+ * after the folded dense layer, to the probabilities), with their
+ * workspaces, kept while the next image takes the same cut. Both are views
+ * of the model's graph: the same nodes and weights, run by the same
+ * kernels, only at other shapes. */
 static int build_cut(struct lime_local *ll, const struct cut *c, char *err)
 {
     if (ll->cut.L == c->L && ll->cut.fold == c->fold)
         return STRATA_OK;
     release_cut(ll);
     const struct model *m = ll->m;
-    struct shape in = {.h = c->g.rf_h, .w = c->g.rf_w, .c = m->input.c};
-    size_t per_window = shape_size(in);
-    for (int i = 0; i < c->L; i++) {
-        struct layer *l = &ll->win_layers[i];
-        *l = m->layers[i];
-        memset(&l->grad, 0, sizeof l->grad);
-        memset(&l->state, 0, sizeof l->state);
-        l->in = in;
-        int rc = layer_ops_of(l->cfg.kind)->configure(l, err);
-        /* The model's own layer accepted a larger input of the same
-         * geometry, so a window always configures. */
-        assert(rc == 0);
-        (void)rc;
-        in = l->out;
-        per_window += shape_size(l->out);
+    const struct graph *g = &ll->mg->g;
+    const int C = c->g.out.c;
+    int rc = graph_view(&ll->win, g, g->inputs[0], ll->mg->shown[c->L - 1], err);
+    struct tview shape = {.dtype = DTYPE_FLOAT, .ndim = 4,
+                          .dims = {1, m->input.c, c->g.rf_h, c->g.rf_w}};
+    if (rc == STRATA_OK) {
+        /* one window first, to size the batches by what a window computes */
+        rc = graph_ws_init(&ll->win_ws, &ll->win, &shape, 0, err);
+        if (rc == STRATA_OK) {
+            size_t per_window = run_bytes(&ll->win_ws) / sizeof(float) +
+                                (size_t)c->g.rf_h * c->g.rf_w * m->input.c;
+            size_t b = WINDOW_BATCH_FLOATS / (per_window ? per_window : 1);
+            ll->win_batch = b < 1 ? 1 : b > WINDOW_BATCH_MAX ? WINDOW_BATCH_MAX : (int)b;
+            graph_ws_free(&ll->win_ws);
+            shape.dims[0] = ll->win_batch;
+            rc = graph_ws_init(&ll->win_ws, &ll->win, &shape, 0, err);
+        }
     }
-    assert(in.h == 1 && in.w == 1 && in.c == c->g.out.c);
-    ll->win = (struct model){.input = {.h = c->g.rf_h, .w = c->g.rf_w, .c = m->input.c},
-                             .n_classes = c->g.out.c, .n_layers = c->L,
-                             .layers = ll->win_layers};
-    size_t b = WINDOW_BATCH_FLOATS / per_window;
-    ll->win_batch = b < 1 ? 1 : b > WINDOW_BATCH_MAX ? WINDOW_BATCH_MAX : (int)b;
-    int rc = model_workspace_init(&ll->win_ws, &ll->win, ll->win_batch, 0, err);
+    if (rc == STRATA_OK) {
+        const struct tview *o = graph_value_view(&ll->win_ws, ll->win.outputs[0]);
+        /* The prefix's geometry makes one window give one position. */
+        assert(o->ndim == 4 && o->dims[1] == C && o->dims[2] == 1 && o->dims[3] == 1);
+        (void)o;
+        graph_ws_fuse(&ll->win_ws, NULL, 0);
+        ll->win_in = tensor_alloc((size_t)ll->win_batch * m->input.c * c->g.rf_h * c->g.rf_w);
+        if (!ll->win_in)
+            rc = strata_fail(err, STRATA_E_NOMEM, "fast LIME: out of memory for %d windows",
+                             ll->win_batch);
+    }
     if (rc == STRATA_OK && c->tail_start < m->n_layers) {
-        ll->tail = (struct model){.input = m->layers[c->tail_start].in,
-                                  .n_classes = m->n_classes,
-                                  .n_layers = m->n_layers - c->tail_start,
-                                  .layers = m->layers + c->tail_start};
-        rc = model_workspace_init(&ll->tail_ws, &ll->tail, ll->max_batch, 0, err);
+        /* From the prefix's feature map (NCHW), or the folded dense layer's
+         * activated output (N × units); the last layer gives the
+         * probabilities. */
+        const int from = ll->mg->shown[c->fold ? c->dense : c->L - 1];
+        ll->tail_rank4 = !c->fold;
+        struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 2, .dims = {ll->max_batch, c->row}};
+        if (ll->tail_rank4)
+            in = (struct tview){.dtype = DTYPE_FLOAT, .ndim = 4,
+                                .dims = {ll->max_batch, C, c->g.out.h, c->g.out.w}};
+        rc = graph_view(&ll->tail, g, from, ll->mg->shown[m->n_layers - 1], err);
+        if (rc == STRATA_OK)
+            rc = graph_ws_init(&ll->tail_ws, &ll->tail, &in, 0, err);
+        if (rc == STRATA_OK) {
+            graph_ws_fuse(&ll->tail_ws, NULL, 0);
+            ll->has_tail = 1;
+            ll->tail_in = tensor_alloc((size_t)tview_count(&in));
+            if (!ll->tail_in)
+                rc = strata_fail(err, STRATA_E_NOMEM, "fast LIME: out of memory for %d samples",
+                                 ll->max_batch);
+        }
     }
     if (rc) {
         release_cut(ll);
@@ -757,21 +812,29 @@ int lime_local_classify_masks(void *user, const struct lime_perturbation *pert,
                     bit_p = p;
                 }
                 const int y0 = (p / g->out.w) * g->stride_h, x0 = (p % g->out.w) * g->stride_w;
-                float *dst = ll->win_ws.input + (size_t)b * win_floats;
+                /* channels first, as the graph takes images */
+                float *dst = ll->win_in + (size_t)b * win_floats;
+                const size_t plane = (size_t)rh * rw;
                 for (int y = 0; y < rh; y++) {
                     const size_t q0 = ((size_t)(y0 + y) * pert->w + x0) * 3;
                     const uint8_t *brow = k.bit + (size_t)y * rw;
-                    float *d = dst + (size_t)y * rw * 3;
+                    float *d = dst + (size_t)y * rw;
                     for (int x = 0; x < rw; x++) {
                         const float *src = ((t >> brow[x]) & 1 ? k.photo : k.hidden) + q0 + 3 * x;
-                        d[3 * x] = src[0];
-                        d[3 * x + 1] = src[1];
-                        d[3 * x + 2] = src[2];
+                        d[x] = src[0];
+                        d[plane + x] = src[1];
+                        d[2 * plane + x] = src[2];
                     }
                 }
             }
-            model_forward(&ll->win, &ll->win_ws, ll->win_ws.input, nb, 0);
-            store_rows(ll, &k, model_output(&ll->win_ws, ll->win.n_layers - 1), w0, nb);
+            const struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4,
+                                     .dims = {nb, 3, rh, rw}, .data = ll->win_in};
+            if ((rc = graph_run(&ll->win_ws, &in, err)) < 0) {
+                call_free(&k);
+                return rc;
+            }
+            /* nb × C × 1 × 1: each window's C floats in a row */
+            store_rows(ll, &k, graph_value_view(&ll->win_ws, ll->win.outputs[0])->data, w0, nb);
         }
     }
     const double t_tables = now_ms();
@@ -786,7 +849,7 @@ int lime_local_classify_masks(void *user, const struct lime_perturbation *pert,
         const float *bias = dense && dense->cfg.use_bias ? dense->w.bias : NULL;
         for (int i0 = 0; i0 < n; i0 += ll->max_batch) {
             int nb = n - i0 < ll->max_batch ? n - i0 : ll->max_batch;
-            float *dst0 = ll->tail.n_layers ? ll->tail_ws.input : probs + (size_t)i0 * per;
+            float *dst0 = ll->has_tail ? ll->tail_in : probs + (size_t)i0 * per;
             for (int i = 0; i < nb; i++) {
                 const uint8_t *mk = masks + (size_t)(i0 + i) * nseg;
                 float *restrict dst = dst0 + (size_t)i * per;
@@ -808,16 +871,28 @@ int lime_local_classify_masks(void *user, const struct lime_perturbation *pert,
                         for (int u = 0; u < row; u++)
                             dst[u] += src[u];
                     } else {
-                        memcpy(dst + (size_t)p * C, src, (size_t)C * sizeof(float));
+                        /* the feature map channels first: channel c of
+                         * position p at c·P + p */
+                        for (int ch = 0; ch < C; ch++)
+                            dst[(size_t)ch * P + p] = src[ch];
                     }
                 }
             }
             if (dense)
                 activation_forward(dense->cfg.activation, dst0, nb, row);
-            if (ll->tail.n_layers) {
-                model_forward(&ll->tail, &ll->tail_ws, ll->tail_ws.input, nb, 0);
+            if (ll->has_tail) {
+                struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 2, .dims = {nb, row},
+                                   .data = ll->tail_in};
+                if (ll->tail_rank4)
+                    in = (struct tview){.dtype = DTYPE_FLOAT, .ndim = 4,
+                                        .dims = {nb, C, g->out.h, g->out.w},
+                                        .data = ll->tail_in};
+                if ((rc = graph_run(&ll->tail_ws, &in, err)) < 0) {
+                    call_free(&k);
+                    return rc;
+                }
                 memcpy(probs + (size_t)i0 * m->n_classes,
-                       model_output(&ll->tail_ws, ll->tail.n_layers - 1),
+                       graph_value_view(&ll->tail_ws, ll->tail.outputs[0])->data,
                        (size_t)nb * m->n_classes * sizeof(float));
             }
         }

@@ -11,9 +11,9 @@
  * only through the bits of the j_p segments that field meets (1 to 4 for
  * the seed architecture at 150×150 with 50 superpixels). So the prefix's
  * output at p takes at most 2^j_p values, which are computed once per image
- * by running the real layer kernels on the receptive-field window of p
- * rendered with each pattern of those bits (many windows per batch, as a
- * small copy of the prefix whose input is one window). Every sample's prefix
+ * by running the model's own graph on the receptive-field window of p
+ * rendered with each pattern of those bits (many windows per batch, through
+ * a view of the graph's prefix planned on one window). Every sample's prefix
  * output is then a gather from that table, and only the rest of the model
  * (flatten, dense, ...) runs per sample, batched through GEMM. The result is
  * the brute-force result up to float rounding: same kernels, same inputs,

@@ -18,12 +18,18 @@
  *    the two nodes give apart (with strata's sgemm and with the fallback), and
  *    are not fused where the Conv's output is read (a graph output, a value
  *    the caller keeps) or gradients are wanted; Mul(x, Sigmoid(x)) run as
- *    one node gives what the two give.
+ *    one node gives what the two give;
+ *  - a view (graph_view) of the part after a value gives, from that value as
+ *    the full graph computed it, the full graph's output bit for bit; a view
+ *    of the first nodes plans at an image size the graph does not declare;
+ *    a part that needs a second value, or does not read the first, is
+ *    refused naming the value.
  */
 #include "check.h"
 #include "graph.h"
 #include "sgemm.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -487,6 +493,73 @@ TEST(silu_fuses_into_sigmoid)
     graph_deinit(&g);
 }
 
+TEST(views_run_parts_of_the_graph)
+{
+    struct graph g;
+    residual_graph(&g);
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+    float x[2 * 108];
+    for (int i = 0; i < 2 * 108; i++)
+        x[i] = uniform();
+    struct tview b2 = batch_of(2, x);
+    struct graph_ws ws;
+    CHECK_MSG(graph_ws_init(&ws, &g, &b2, 0, err) == 0, "%s", err);
+    CHECK(graph_run(&ws, &b2, err) == 0);
+    const int sum = graph_find_value(&g, "sum"), logits = g.outputs[0];
+    float sum_copy[2 * 4 * 36], want[10];
+    memcpy(sum_copy, graph_value_view(&ws, sum)->data, sizeof sum_copy);
+    memcpy(want, graph_value_view(&ws, logits)->data, sizeof want);
+
+    /* the tail: GlobalAveragePool, Flatten, Gemm from the residual sum */
+    struct graph tail;
+    CHECK_MSG(graph_view(&tail, &g, sum, logits, err) == 0, "%s", err);
+    CHECK_EQ_INT(tail.n_nodes, 3);
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {2, 4, 6, 6}, .data = sum_copy};
+    struct graph_ws tws;
+    CHECK_MSG(graph_ws_init(&tws, &tail, &in, 0, err) == 0, "%s", err);
+    CHECK_MSG(graph_run(&tws, &in, err) == 0, "%s", err);
+    CHECK(memcmp(graph_value_view(&tws, logits)->data, want, sizeof want) == 0);
+    graph_ws_free(&tws);
+    graph_deinit(&tail);
+
+    /* the head at 8×8 (the graph declares 6×6): conv1 keeps the size */
+    struct graph head;
+    const int r1 = graph_find_value(&g, "r1");
+    CHECK_MSG(graph_view(&head, &g, g.inputs[0], r1, err) == 0, "%s", err);
+    CHECK_EQ_INT(head.n_nodes, 2);
+    float big[3 * 64];
+    for (int i = 0; i < 3 * 64; i++)
+        big[i] = uniform();
+    struct tview b8 = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {1, 3, 8, 8}, .data = big};
+    struct graph_ws hws;
+    CHECK_MSG(graph_ws_init(&hws, &head, &b8, 0, err) == 0, "%s", err);
+    CHECK_MSG(graph_run(&hws, &b8, err) == 0, "%s", err);
+    const struct tview *o = graph_value_view(&hws, r1);
+    CHECK(o->ndim == 4 && o->dims[1] == 4 && o->dims[2] == 8 && o->dims[3] == 8);
+    /* r1[0][0][0][0] = tanh(b1[0] + Σ w1[0][c][1..2][1..2] · x[c][0..1][0..1]) */
+    const float *w1 = g.values[graph_find_value(&g, "w1")].init.data;
+    const float *b1 = g.values[graph_find_value(&g, "b1")].init.data;
+    double z = b1[0];
+    for (int c = 0; c < 3; c++)
+        for (int ky = 1; ky < 3; ky++)
+            for (int kx = 1; kx < 3; kx++)
+                z += (double)w1[(c * 3 + ky) * 3 + kx] * big[c * 64 + (ky - 1) * 8 + (kx - 1)];
+    CHECK_NEAR(tview_f(o)[0], tanh(z), 1e-5);
+    graph_ws_free(&hws);
+    graph_deinit(&head);
+
+    /* the Add needs r1, hence the image, besides c2; logits do not lead to r1 */
+    struct graph bad;
+    CHECK(graph_view(&bad, &g, graph_find_value(&g, "c2"), sum, err) == STRATA_E_ARG);
+    CHECK_MSG(strstr(err, "needs 'x' besides 'c2'") != NULL, "%s", err);
+    CHECK(bad.nodes == NULL && bad.n_nodes == 0);
+    CHECK(graph_view(&bad, &g, logits, r1, err) == STRATA_E_ARG);
+    CHECK_MSG(strstr(err, "not computed from") != NULL, "%s", err);
+    graph_ws_free(&ws);
+    graph_deinit(&g);
+}
+
 int main(void)
 {
     RUN(residual_forward_batch_matches_single_images);
@@ -495,5 +568,6 @@ int main(void)
     RUN(refuses_cycles_unknown_ops_and_dangling_inputs);
     RUN(relu_and_clip_fuse_into_conv);
     RUN(silu_fuses_into_sigmoid);
+    RUN(views_run_parts_of_the_graph);
     return check_done();
 }
