@@ -7,9 +7,8 @@
  *   2. forward throughput of the seed architecture (150×150×3, conv 32 3×3
  *      relu, maxpool 2, conv 32 3×3 relu, maxpool 2, flatten, dense 128
  *      relu, dense 3 softmax; random weights) at batch 1 and 64;
- *   3. training throughput (forward + backward + Adam step) at batch 32: on the
- *      graph executor, as strata trains (train_graph.h), and on the layer
- *      engine beside it.
+ *   3. training throughput (forward + backward + Adam step) at batch 32, as
+ *      strata's trainer takes it (train_graph.h).
  *
  * Ratios are measured in paired rounds: a machine shared with others (a
  * virtual machine's neighbours) changes speed from one second to the next,
@@ -115,7 +114,7 @@ static struct throughput bench_forward(struct model *m, int batch, int runs, dou
 {
     char err[STRATA_ERR_LEN];
     struct model_workspace ws;
-    if (model_workspace_init(&ws, m, batch, 0, err) < 0) {
+    if (model_workspace_init(&ws, m, batch, err) < 0) {
         fprintf(stderr, "%s\n", err);
         exit(1);
     }
@@ -124,15 +123,15 @@ static struct throughput bench_forward(struct model *m, int batch, int runs, dou
     for (size_t i = 0; i < (size_t)batch * shape_size(m->input); i++)
         ws.input[i] = (float)rng_uniform(&r);
     /* Enough repetitions per run to last about half a second. */
-    model_forward(m, &ws, ws.input, batch, 0);
+    model_forward(m, &ws, ws.input, batch);
     double t0 = now();
-    model_forward(m, &ws, ws.input, batch, 0);
+    model_forward(m, &ws, ws.input, batch);
     int reps = (int)(0.5 / (now() - t0 + 1e-9)) + 1;
     double v[16];
     for (int k = 0; k < runs; k++) {
         t0 = now();
         for (int i = 0; i < reps; i++)
-            model_forward(m, &ws, ws.input, batch, 0);
+            model_forward(m, &ws, ws.input, batch);
         v[k] = (double)batch * reps / (now() - t0);
     }
     model_workspace_free(&ws);
@@ -164,8 +163,7 @@ struct train_bench {
     float *in, *dl;
     int *labels;
     struct optim opt;
-    struct model_workspace ws; /* the layer engine */
-    struct train_graph tg;     /* the graph */
+    struct train_graph tg;
     char err[STRATA_ERR_LEN];
 };
 
@@ -194,34 +192,6 @@ static void train_bench_free(struct train_bench *b)
     free(b->labels);
     free(b->dl);
     optim_free(&b->opt);
-}
-
-static void layers_step(void *ctx)
-{
-    struct train_bench *b = ctx;
-    struct model *m = b->m;
-    model_forward(m, &b->ws, b->in, b->batch, 1);
-    train_softmax_xent(model_output(&b->ws, m->n_layers - 1), b->labels, b->batch, m->n_classes,
-                       NULL, 0, b->dl);
-    memset(m->grads, 0, m->n_params * sizeof(float));
-    model_backward(m, &b->ws, b->in, b->dl, b->batch);
-    optim_step(&b->opt, 1e-4f);
-}
-
-/* Training throughput on the layer engine. */
-static struct throughput bench_train(struct model *m, int batch, int runs, double flops, double peak)
-{
-    struct train_bench b = {0};
-    train_bench_data(&b, m, batch);
-    if (model_enable_grads(m, b.err) < 0 || model_workspace_init(&b.ws, m, batch, 1, b.err) < 0 ||
-        optim_init(&b.opt, m, &bench_adam, b.err) < 0) {
-        fprintf(stderr, "%s\n", b.err);
-        exit(1);
-    }
-    double ips = steps_per_s(layers_step, &b, batch, runs);
-    model_workspace_free(&b.ws);
-    train_bench_free(&b);
-    return (struct throughput){ips, ips * flops / 1e9, ips * flops / 1e9 / peak};
 }
 
 static void graph_step(void *ctx)
@@ -296,25 +266,22 @@ int main(int argc, char **argv)
     double first, fwd = forward_flops(&m, &first);
     double train_flops = fwd + 2 * fwd - first;
 
-    double peak[ROUNDS], ips1[ROUNDS], ips64[ROUNDS], ipst[ROUNDS], ipsg[ROUNDS];
+    double peak[ROUNDS], ips1[ROUNDS], ips64[ROUNDS], ipst[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         peak[r] = sgemm_gflops(PEAK_N, 2, 1);
         openblas_set_num_threads(2);
         ips1[r] = bench_forward(&m, 1, 1, fwd, peak[r]).images_per_s;
         ips64[r] = bench_forward(&m, 64, 1, fwd, peak[r]).images_per_s;
-        ipst[r] = bench_train(&m, 32, 1, train_flops, peak[r]).images_per_s;
-        ipsg[r] = bench_train_graph(&m, 32, 1, train_flops, peak[r]).images_per_s;
-        printf("round %d: peak %6.1f GFLOPS, forward batch 64 %6.1f images/s (%4.1f%%), train %6.1f images/s (%4.1f%%), on the graph %6.1f images/s (%4.1f%%)\n",
+        ipst[r] = bench_train_graph(&m, 32, 1, train_flops, peak[r]).images_per_s;
+        printf("round %d: peak %6.1f GFLOPS, forward batch 64 %6.1f images/s (%4.1f%%), train %6.1f images/s (%4.1f%%)\n",
                r + 1, peak[r], ips64[r], 100 * ips64[r] * fwd / 1e9 / peak[r], ipst[r],
-               100 * ipst[r] * train_flops / 1e9 / peak[r], ipsg[r],
-               100 * ipsg[r] * train_flops / 1e9 / peak[r]);
+               100 * ipst[r] * train_flops / 1e9 / peak[r]);
         fflush(stdout);
     }
     model_free(&m);
     struct paired b1 = paired_median(ips1, peak, ROUNDS, fwd);
     struct paired b64 = paired_median(ips64, peak, ROUNDS, fwd);
     struct paired t32 = paired_median(ipst, peak, ROUNDS, train_flops);
-    struct paired g32 = paired_median(ipsg, peak, ROUNDS, train_flops);
     double peak2 = median(peak, ROUNDS);
 
     printf("\nreference peak (sgemm %d×%d, median of %d rounds): 2 threads %.1f GFLOPS; 1 thread %.1f GFLOPS\n",
@@ -324,10 +291,8 @@ int main(int argc, char **argv)
     printf("%-28s %12s %9s %12s\n", "measure", "images/s", "GFLOPS", "of peak");
     printf("%-28s %12.1f %9.1f %11.1f%%\n", "forward, batch 1", b1.images_per_s, b1.gflops, 100 * b1.ratio);
     printf("%-28s %12.1f %9.1f %11.1f%%\n", "forward, batch 64", b64.images_per_s, b64.gflops, 100 * b64.ratio);
-    printf("%-28s %12.1f %9.1f %11.1f%%\n", "train step, batch 32, layers", t32.images_per_s,
+    printf("%-28s %12.1f %9.1f %11.1f%%\n", "train step, batch 32", t32.images_per_s,
            t32.gflops, 100 * t32.ratio);
-    printf("%-28s %12.1f %9.1f %11.1f%%\n", "train step, batch 32, graph", g32.images_per_s,
-           g32.gflops, 100 * g32.ratio);
     printf("(ratios: median over the rounds of each round's ratio)\n");
 
     json_t *root = json_load_file(out_path, 0, NULL);
@@ -348,10 +313,7 @@ int main(int argc, char **argv)
                         json_pack("{s:f, s:i, s:f, s:f, s:f}", "mflop_per_image", train_flops / 1e6,
                                   "batch", 32, "images_per_s", t32.images_per_s, "gflops", t32.gflops,
                                   "ratio_to_peak", t32.ratio));
-    json_object_set_new(root, "seed_train_graph",
-                        json_pack("{s:f, s:i, s:f, s:f, s:f}", "mflop_per_image", train_flops / 1e6,
-                                  "batch", 32, "images_per_s", g32.images_per_s, "gflops",
-                                  g32.gflops, "ratio_to_peak", g32.ratio));
+    json_object_del(root, "seed_train_graph"); /* one engine: seed_train is the graph's */
     if (json_dump_file(root, out_path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(5)) != 0)
         fprintf(stderr, "cannot write %s\n", out_path);
     json_decref(root);

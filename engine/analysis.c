@@ -1014,7 +1014,7 @@ static int run_feed(struct model *m, const struct analysis_params *p, struct ima
     /* Forward with capture. */
     struct model_workspace ws;
     int batch = p->batch < n ? p->batch : n;
-    if ((rc = model_workspace_init(&ws, m, batch, 0, err)) < 0)
+    if ((rc = model_workspace_init(&ws, m, batch, err)) < 0)
         goto fail;
     struct capture_ctx cx = {.a = a, .progress = progress, .user = user, .total = n};
     double t0 = now_seconds();

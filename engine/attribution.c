@@ -210,7 +210,7 @@ int attribution_explain(struct model *m, const struct image *img,
     if (rc == 0)
         rc = image_blur(&r->resized, faith_blur_sigma(H > W ? H : W), &blurred, err);
     if (rc == 0)
-        rc = model_workspace_init(&ws, m, p->batch, 0, err);
+        rc = model_workspace_init(&ws, m, p->batch, err);
     if (rc == 0 && !(r->probs = malloc((size_t)K * sizeof *r->probs)))
         rc = strata_fail(err, STRATA_E_NOMEM, "out of memory");
     for (int k = 0; rc == 0 && k < ATTR_N_METHODS; k++)

@@ -246,7 +246,7 @@ static int calibrate_core(struct model *m, const struct doubt_params *p,
             goto nomem;
         j++;
     }
-    if ((rc = model_workspace_init(&ws, m, p->batch, 0, err)) < 0)
+    if ((rc = model_workspace_init(&ws, m, p->batch, err)) < 0)
         goto fail;
 
     /* The reference rows: every training image at every probed layer; kept

@@ -773,7 +773,7 @@ int doubt_score_images(const struct doubt_model *dm, struct model *m, const uint
     enum { B = 32 };
     struct model_workspace ws;
     struct image_scores o = {.dm = dm, .doubt = doubt, .msp = msp, .energy = energy, .pred = pred};
-    if ((rc = model_workspace_init(&ws, m, B, 0, err)) < 0)
+    if ((rc = model_workspace_init(&ws, m, B, err)) < 0)
         return rc;
     if ((rc = doubt_scratch_init(&o.s, dm, B, err)) == 0) {
         infer_images(m, &ws, pixels, n, NULL, score_batch, &o);

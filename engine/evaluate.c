@@ -56,7 +56,7 @@ int evaluate_images(struct model *m, const uint8_t *pixels, const int *labels, i
         return strata_fail(err, STRATA_E_NOMEM, "out of memory evaluating %d images", n);
     }
     struct model_workspace ws;
-    int rc = model_workspace_init(&ws, m, batch < n ? batch : (n ? n : 1), 0, err);
+    int rc = model_workspace_init(&ws, m, batch < n ? batch : (n ? n : 1), err);
     if (rc < 0) {
         evaluation_free(ev);
         return rc;

@@ -27,7 +27,7 @@ static int classify_batch(void *user, const uint8_t *rgb, int n, float *probs, c
 {
     struct classifier *c = user;
     if (!c->ws.outputs) {
-        int rc = model_workspace_init(&c->ws, c->m, c->batch, 0, err);
+        int rc = model_workspace_init(&c->ws, c->m, c->batch, err);
         if (rc < 0)
             return rc;
     }
@@ -36,7 +36,7 @@ static int classify_batch(void *user, const uint8_t *rgb, int n, float *probs, c
         int b = n - first < c->ws.max_batch ? n - first : c->ws.max_batch;
         for (int i = 0; i < b; i++)
             model_normalise(c->m, rgb + (size_t)(first + i) * per, c->ws.input + (size_t)i * per);
-        model_forward(c->m, &c->ws, c->ws.input, b, 0);
+        model_forward(c->m, &c->ws, c->ws.input, b);
         memcpy(probs + (size_t)first * c->m->n_classes, model_output(&c->ws, c->m->n_layers - 1),
                (size_t)b * c->m->n_classes * sizeof(float));
     }

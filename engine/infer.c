@@ -16,7 +16,7 @@ int infer_images(struct model *m, struct model_workspace *ws, const uint8_t *pix
         int b = n - first < ws->max_batch ? n - first : ws->max_batch;
         for (int i = 0; i < b; i++)
             model_normalise(m, pixels + (size_t)(first + i) * in_size, ws->input + (size_t)i * in_size);
-        model_forward(m, ws, ws->input, b, 0);
+        model_forward(m, ws, ws->input, b);
         if (probs)
             memcpy(probs + (size_t)first * m->n_classes, model_output(ws, m->n_layers - 1),
                    (size_t)b * m->n_classes * sizeof(float));

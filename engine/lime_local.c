@@ -33,7 +33,8 @@
  * meet the same segments read the same bits, so their shares are summed
  * into one group's rows (231 groups for 1296 positions on the benchmark
  * image). Step 3 then starts each sample from the bias, adds one row per
- * group, applies the dense's activation, and runs the layers after it.
+ * group, and runs the rest of the graph from the dense's pre-activation
+ * (its activation, then the layers after it).
  */
 #include "lime_local.h"
 #include "graph.h"
@@ -410,17 +411,25 @@ static int build_cut(struct lime_local *ll, const struct cut *c, char *err)
             rc = strata_fail(err, STRATA_E_NOMEM, "fast LIME: out of memory for %d windows",
                              ll->win_batch);
     }
-    if (rc == STRATA_OK && c->tail_start < m->n_layers) {
-        /* From the prefix's feature map (NCHW), or the folded dense layer's
-         * activated output (N × units); the last layer gives the
-         * probabilities. */
-        const int from = ll->mg->shown[c->fold ? c->dense : c->L - 1];
+    /* The tail: from the prefix's feature map (NCHW), or from the folded
+     * dense layer's Gemm (N × units: its activation, if any, runs in the
+     * tail), to the last layer's output, the probabilities. None when the
+     * tables give those already. */
+    int from = ll->mg->shown[c->fold ? c->dense : c->L - 1];
+    const int to = ll->mg->shown[m->n_layers - 1];
+    if (c->fold) {
+        const struct node *act = &g->nodes[g->values[from].producer];
+        if (strcmp(act->op_type, "Gemm") != 0)
+            from = act->inputs[0];
+        assert(graph_produced_by(g, from, "Gemm"));
+    }
+    if (rc == STRATA_OK && from != to) {
         ll->tail_rank4 = !c->fold;
         struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 2, .dims = {ll->max_batch, c->row}};
         if (ll->tail_rank4)
             in = (struct tview){.dtype = DTYPE_FLOAT, .ndim = 4,
                                 .dims = {ll->max_batch, C, c->g.out.h, c->g.out.w}};
-        rc = graph_view(&ll->tail, g, from, ll->mg->shown[m->n_layers - 1], err);
+        rc = graph_view(&ll->tail, g, from, to, err);
         if (rc == STRATA_OK)
             rc = graph_ws_init(&ll->tail_ws, &ll->tail, &in, 0, err);
         if (rc == STRATA_OK) {
@@ -878,8 +887,6 @@ int lime_local_classify_masks(void *user, const struct lime_perturbation *pert,
                     }
                 }
             }
-            if (dense)
-                activation_forward(dense->cfg.activation, dst0, nb, row);
             if (ll->has_tail) {
                 struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 2, .dims = {nb, row},
                                    .data = ll->tail_in};

@@ -1,7 +1,7 @@
 /*
- * model.c — a sequential CNN: model.json parsing and validation, the
- * parameter slab and its safetensors file, the batch workspace, and the
- * forward / backward loops (see model.h and docs/model-format.md).
+ * model.c — a CNN: model.json parsing and validation, the parameter slab
+ * and its safetensors file, and the batch workspace over the graph the model
+ * runs on (see model.h and docs/model-format.md).
  *
  * The model knows layers only through the registry (layer_ops): parsing fills
  * a struct layer_config, ops->configure derives each output shape from the
@@ -87,14 +87,14 @@ static int layer_params(const struct layer *l, struct param_desc *desc)
     return k;
 }
 
-/* Points every layer's w (or grad) at consecutive ranges of slab, layer by
- * layer, tensors in params() order. */
-static void bind_slab(struct model *m, float *slab, int grads)
+/* Points every layer's w at consecutive ranges of slab, layer by layer,
+ * tensors in params() order. */
+static void bind_slab(struct model *m, float *slab)
 {
     size_t off = 0;
     for (int i = 0; i < m->n_layers; i++) {
         struct layer *l = &m->layers[i];
-        struct layer_tensors *t = grads ? &l->grad : &l->w;
+        struct layer_tensors *t = &l->w;
         memset(t, 0, sizeof *t);
         struct param_desc desc[LAYER_MAX_PARAMS];
         int k = layer_params(l, desc);
@@ -617,7 +617,7 @@ static int parse_root(struct model *m, json_t *root, const char *what, const cha
     if (!m->params)
         return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory for %zu parameters", what,
                            total);
-    bind_slab(m, m->params, 0);
+    bind_slab(m, m->params);
     return 0;
 }
 
@@ -793,14 +793,12 @@ int model_open(struct model *m, const char *models_root, const char *id_or_dir, 
     return rc;
 }
 
-/* See model.h: where the graph cannot be built the layers run inference,
- * as they do training; only running out of memory is a failure. */
+/* See model.h. */
 int model_run_on_graph(struct model *m, char *err)
 {
     if (m->onnx[0] || m->graph)
         return 0;
-    int rc = model_graph_from_layers(m, err);
-    return rc == STRATA_E_NOMEM ? rc : 0;
+    return model_graph_from_layers(m, err);
 }
 
 /* See model.h. */
@@ -824,7 +822,6 @@ void model_free(struct model *m)
     model_graph_close(m);
     free(m->layers);
     tensor_free(m->params);
-    tensor_free(m->grads);
     json_decref((json_t *)m->json);
     memset(m, 0, sizeof *m);
 }
@@ -836,6 +833,8 @@ void model_free(struct model *m)
 void model_init_params(struct model *m, uint64_t seed)
 {
     assert(m && m->params);
+    if (!m->onnx[0])
+        model_graph_close(m); /* its copy of the weights is about to be stale */
     memset(m->params, 0, m->n_params * sizeof(float));
     for (int i = 0; i < m->n_layers; i++) {
         /* One stream per layer, so changing one layer's shape leaves the
@@ -844,23 +843,6 @@ void model_init_params(struct model *m, uint64_t seed)
         rng_seed(&r, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
         layer_ops_of(m->layers[i].cfg.kind)->init(&m->layers[i], &r);
     }
-}
-
-/* See model.h. Idempotent: a second call keeps the existing gradients. */
-int model_enable_grads(struct model *m, char *err)
-{
-    assert(m && m->params);
-    if (m->grads)
-        return 0;
-    /* the weights are about to change: the graph's copy of them would not */
-    if (!m->onnx[0])
-        model_graph_close(m);
-    m->grads = tensor_alloc(m->n_params + 1);
-    if (!m->grads)
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory for %zu gradients",
-                           m->n_params);
-    bind_slab(m, m->grads, 1);
-    return 0;
 }
 
 /* See model.h. Can't fail. */
@@ -1030,7 +1012,7 @@ static size_t round_floats(size_t n)
     return (n + 15) & ~(size_t)15;
 }
 
-/* One slab for all n_layers outputs (or their gradients), pointed into. */
+/* One slab for all n_layers outputs, pointed into. */
 static float **alloc_layer_slab(const struct model *m, int max_batch)
 {
     float **v = calloc((size_t)m->n_layers, sizeof *v);
@@ -1059,83 +1041,31 @@ static void free_layer_slab(float **v)
     free(v);
 }
 
-/* See model.h. All layer outputs share one slab (as do their gradients), each
- * piece 64-byte aligned. With training, the layers' state pointers
- * (l->state) are bound into this workspace's state block: a model has at most
- * one live training workspace (the last one initialised); inference
- * workspaces leave l->state alone and may be used concurrently from several
- * threads, one workspace per thread. Returns 0 or STRATA_E_NOMEM (ws left
- * empty). */
-int model_workspace_init(struct model_workspace *ws, struct model *m, int max_batch,
-                         int training, char *err)
+/* See model.h. All layer outputs share one slab, each piece 64-byte
+ * aligned. */
+int model_workspace_init(struct model_workspace *ws, struct model *m, int max_batch, char *err)
 {
     assert(ws && m && m->n_layers >= 1 && max_batch >= 1);
     memset(ws, 0, sizeof *ws);
-    if (m->onnx[0] && training)
-        return strata_fail(err, STRATA_E_UNSUPPORTED,
-                           "model '%s' is an imported ONNX model; strata does not train "
-                           "imported models yet",
-                           m->id);
+    int rc = model_run_on_graph(m, err);
+    if (rc < 0)
+        return rc;
     ws->max_batch = max_batch;
-    ws->training = training ? 1 : 0;
-    rng_seed(&ws->rng, 0);
-
-    size_t col = 0, state = 0, acts = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const struct layer *l = &m->layers[i];
-        const struct layer_ops *ops = layer_ops_of(l->cfg.kind);
-        if (ops->col_size) {
-            size_t c = ops->col_size(l, max_batch);
-            col = c > col ? c : col;
-        }
-        if (training && ops->state_size)
-            state += (ops->state_size(l, max_batch) + 63) & ~(size_t)63;
-        acts += (size_t)max_batch * shape_size(l->out);
-    }
-
+    size_t acts = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        acts += (size_t)max_batch * shape_size(m->layers[i].out);
     ws->input = tensor_alloc((size_t)max_batch * shape_size(m->input));
     ws->outputs = alloc_layer_slab(m, max_batch);
-    int bad = !ws->input || !ws->outputs;
-    if (!bad && col) {
-        ws->col = tensor_alloc(col);
-        ws->col_len = col;
-        bad = !ws->col;
-    }
-    if (!bad && training) {
-        ws->douts = alloc_layer_slab(m, max_batch);
-        bad = !ws->douts;
-        if (!bad && state) {
-            ws->state_block = aligned_alloc(64, state);
-            bad = !ws->state_block;
-        }
-    }
-    if (bad) {
+    if (!ws->input || !ws->outputs) {
         model_workspace_free(ws);
         return strata_fail(err, STRATA_E_NOMEM,
-                           "out of memory for a batch of %d: %zu MB of activations%s, %zu MB "
-                           "of scratch; try a smaller batch",
-                           max_batch, (acts * sizeof(float)) >> 20,
-                           training ? " (twice, with their gradients)" : "",
-                           (col * sizeof(float) + state) >> 20);
+                           "out of memory for a batch of %d: %zu MB of activations; try a "
+                           "smaller batch",
+                           max_batch, (acts * sizeof(float)) >> 20);
     }
-    if (m->graph && !training) {
-        int rc = model_graph_ws_init(ws, m, max_batch, err);
-        if (rc < 0) {
-            model_workspace_free(ws);
-            return rc;
-        }
-    }
-    if (training && state) {
-        memset(ws->state_block, 0, state);
-        size_t off = 0;
-        for (int i = 0; i < m->n_layers; i++) {
-            struct layer *l = &m->layers[i];
-            const struct layer_ops *ops = layer_ops_of(l->cfg.kind);
-            size_t s = ops->state_size ? ops->state_size(l, max_batch) : 0;
-            if (s && ops->state_bind)
-                ops->state_bind(l, (char *)ws->state_block + off, max_batch);
-            off += (s + 63) & ~(size_t)63;
-        }
+    if ((rc = model_graph_ws_init(ws, m, max_batch, err)) < 0) {
+        model_workspace_free(ws);
+        return rc;
     }
     return 0;
 }
@@ -1147,54 +1077,15 @@ void model_workspace_free(struct model_workspace *ws)
         return;
     tensor_free(ws->input);
     free_layer_slab(ws->outputs);
-    free_layer_slab(ws->douts);
-    tensor_free(ws->col);
-    free(ws->state_block);
     model_graph_ws_free(ws);
     memset(ws, 0, sizeof *ws);
 }
 
-/* See model.h: the four-line loop. Can't fail. */
-void model_forward(struct model *m, struct model_workspace *ws, const float *in, int n,
-                   int training)
+/* See model.h. Can't fail. */
+void model_forward(const struct model *m, struct model_workspace *ws, const float *in, int n)
 {
-    assert(m && ws && ws->outputs && in && n >= 1 && n <= ws->max_batch);
-    assert(!training || ws->training);
-    if (ws->graph) {
-        model_graph_forward(m, ws, in, n);
-        return;
-    }
-    struct layer_ctx ctx = {.col = ws->col, .col_len = ws->col_len, .training = training,
-                            .rng = &ws->rng};
-    for (int i = 0; i < m->n_layers; i++) {
-        const struct layer *l = &m->layers[i];
-        layer_ops_of(l->cfg.kind)->forward(l, ws->outputs[i], i ? ws->outputs[i - 1] : in, n,
-                                           &ctx);
-    }
-}
-
-/* See model.h. The last layer receives d_last with dout_is_preact set (its
- * fused activation is already accounted for); every other layer its output
- * gradient in ws->douts[i], zeroed before the layer above accumulates into
- * it. Can't fail. */
-void model_backward(struct model *m, struct model_workspace *ws, const float *in,
-                    float *d_last, int n)
-{
-    assert(m && ws && ws->training && ws->douts && m->grads && in && d_last);
-    assert(n >= 1 && n <= ws->max_batch);
-    struct layer_ctx ctx = {.col = ws->col, .col_len = ws->col_len, .training = 1,
-                            .rng = &ws->rng};
-    for (int i = m->n_layers - 1; i >= 0; i--) {
-        struct layer *l = &m->layers[i];
-        float *dout = i == m->n_layers - 1 ? d_last : ws->douts[i];
-        /* Layer 0's input gradient is never used: skip computing it. */
-        float *din = i ? ws->douts[i - 1] : NULL;
-        if (din)
-            memset(din, 0, (size_t)n * shape_size(l->in) * sizeof(float));
-        ctx.dout_is_preact = i == m->n_layers - 1;
-        layer_ops_of(l->cfg.kind)->backward(l, din, dout, i ? ws->outputs[i - 1] : in,
-                                            ws->outputs[i], n, &ctx);
-    }
+    assert(m && ws && ws->graph && in && n >= 1 && n <= ws->max_batch);
+    model_graph_forward(m, ws, in, n);
 }
 
 /* ---- input images --------------------------------------------------------- */

@@ -1,13 +1,16 @@
 /*
- * model.h — a sequential CNN: its definition (model.json), its weights
- * (weights.safetensors), and forward/backward over a batch.
+ * model.h — a CNN: its definition (model.json), its weights
+ * (weights.safetensors, or the ONNX file it was imported from), and the
+ * forward pass over a batch, which runs on the graph executor (graph.h,
+ * model_graph.h): strata's own sequential models are chains of its nodes.
  *
- * Memory: a model owns two slabs of floats, `params` and (when training)
- * `grads`, laid out alike; each layer's struct layer_tensors points into
- * them in layer order, tensors in the order layer_ops.params lists them.
- * Everything a batch needs (every layer's output, their gradients, im2col
- * scratch, layer state) lives in a struct model_workspace sized once for a
- * maximum batch; forward and backward allocate nothing.
+ * Memory: one of strata's own models owns a slab of floats, `params`; each
+ * layer's struct layer_tensors points into it in layer order, tensors in the
+ * order layer_ops.params lists them. The graph it runs on holds a copy of
+ * them (m->graph). Everything a batch needs (every layer's output, the
+ * graph's values) lives in a struct model_workspace sized once for a
+ * maximum batch; a forward allocates nothing. Training runs on the graph
+ * too (train_graph.h).
  */
 #ifndef STRATA_MODEL_H
 #define STRATA_MODEL_H
@@ -34,14 +37,14 @@ struct model {
     int n_layers;
     struct layer *layers;   /* [n_layers] */
     float *params;          /* slab of n_params floats */
-    float *grads;           /* slab of n_params floats, NULL until model_enable_grads */
     size_t n_params;
     void *json;             /* the parsed model.json (json_t *), kept for the
                                training section and for the API; owned */
     char onnx[256];         /* imported models: the ONNX file in dir ("" for strata's own) */
     struct model_graph *graph; /* the graph inference runs on (model_graph.h): an imported
-                                  model's, or, once opened, one of strata's own written
-                                  as ONNX; NULL: the layers run it. Owned */
+                                  model's, or one of strata's own written as ONNX, built
+                                  by model_run_on_graph (model_open and
+                                  model_workspace_init call it); NULL until then. Owned */
 };
 
 struct model_graph;
@@ -63,11 +66,13 @@ int model_parse_json(struct model *m, const char *text, const char *what, char *
  * Either way the model's inference then runs on a graph (m->graph). */
 int model_open(struct model *m, const char *models_root, const char *id_or_dir, char *err);
 
-/* For one of strata's own models with its weights loaded: makes inference
- * run on the graph executor (model_graph_from_layers; model_open does it).
- * Where the graph cannot be built the layers run it. Returns 0, or
- * STRATA_E_NOMEM. Nothing to do for an imported model or one that has its
- * graph. */
+/* For one of strata's own models with its weights loaded: builds the graph
+ * it runs on (model_graph_from_layers; model_open and model_workspace_init
+ * call it). The graph holds a copy of the weights: after changing m->params
+ * directly, call model_graph_close(m) (model_graph.h) so that the next
+ * workspace builds it anew (model_init_params and model_load_weights do).
+ * Returns 0 or a negative status (memory). Nothing to do for an imported
+ * model or one that has its graph. */
 int model_run_on_graph(struct model *m, char *err);
 
 /* For a model.json that names an "onnx" file (m->onnx): loads that file from
@@ -77,11 +82,9 @@ int model_load_onnx(struct model *m, char *err);
 
 void model_free(struct model *m);
 
-/* He-uniform (relu) or Glorot-uniform kernels, zero biases, unit gammas. */
+/* He-uniform (relu) or Glorot-uniform kernels, zero biases, unit gammas.
+ * Drops the graph built from the old values. */
 void model_init_params(struct model *m, uint64_t seed);
-
-/* Allocates the gradient slab (zeroed). Returns 0 or STRATA_E_NOMEM. */
-int model_enable_grads(struct model *m, char *err);
 
 /* Weights in safetensors format: tensors named `layers.<i>.<param>` in F32,
  * little-endian, shapes as in layer_ops.params. Loading checks every name,
@@ -99,46 +102,42 @@ int model_class_index(const struct model *m, const char *name);
 /* Everything one batch needs. Owned by the caller; model_workspace_free. */
 struct model_workspace {
     int max_batch;
-    int training;           /* allocated with backward buffers and layer state */
     float *input;           /* [max_batch * shape_size(input)] staging for callers */
-    float **outputs;        /* [n_layers] -> [max_batch * shape_size(out)] */
-    float **douts;          /* [n_layers] gradients of outputs (training only) */
-    float *col;             /* shared im2col scratch */
-    size_t col_len;
-    void *state_block;      /* layer_state storage */
-    struct rng rng;         /* dropout */
-    struct graph_ws *graph; /* models run on a graph (inference): the graph's workspace */
+    float **outputs;        /* [n_layers] -> [max_batch * shape_size(out)] NHWC copies of
+                               the layers' outputs, made when model_output reads them */
+    struct graph_ws *graph; /* the graph's workspace */
     float *nchw;            /* the batch in the graph's layout */
-    uint8_t *stale;         /* [n_layers] or NULL: layer i's output is still only in the
-                               graph's workspace; model_output copies it on first read */
+    uint8_t *stale;         /* [n_layers]: layer i's output is still only in the graph's
+                               workspace; model_output copies it on first read */
     int *layer_value;       /* [n_layers] the graph value each layer shows, -1: none */
     int graph_n;            /* images in the graph's values since the last forward */
 };
 
-/* With training, binds every layer's l->state into this workspace: a model
- * has at most one live training workspace (the last initialised). Inference
- * workspaces leave l->state alone and may run concurrently, one per thread. */
+/* Sizes a workspace for batches of up to max_batch images of m, building
+ * the graph m runs on first if it has none (model_run_on_graph: that call
+ * changes m, so it must not race with others on m; model_open leaves every
+ * model with its graph). Workspaces may run concurrently, one per thread.
+ * Returns 0 or a negative status (memory, naming the batch; ws left
+ * empty). */
 int model_workspace_init(struct model_workspace *ws, struct model *m, int max_batch,
-                         int training, char *err);
+                         char *err);
 void model_workspace_free(struct model_workspace *ws);
 
-/* Runs the batch in[n * input] (n <= max_batch) through every layer — on
- * the layers, or, for a model with a graph (m->graph) and a workspace made
- * without training, on the graph executor (model_graph.h). After it,
- * model_output(ws, i) is layer i's output for the batch (borrowed; valid
- * until the next call; from a graph, copied on first read). `training`
- * selects batch statistics and dropout and requires a training workspace. */
-void model_forward(struct model *m, struct model_workspace *ws, const float *in, int n,
-                   int training);
+/* Runs the batch in[n * input] (n <= max_batch; NHWC, normalised, as
+ * model_normalise writes it) through the graph. After it, model_output(ws, i)
+ * is layer i's output for the batch (borrowed; valid until the next call;
+ * copied from the graph on first read). Can't fail. */
+void model_forward(const struct model *m, struct model_workspace *ws, const float *in, int n);
 
 /* Copies layer's output from the graph's workspace into ws->outputs[layer]
  * (NCHW to NHWC) and marks it current. model_graph.c; model_output calls it. */
 void model_workspace_materialise(const struct model_workspace *ws, int layer);
 
 /* Layer's output for the batch as the graph executor holds it, NCHW and
- * borrowed, without the copy model_output makes; NULL when there is none
- * (a model run on its layers, or a batch the graph ran in pieces): then
- * read model_output. Valid until the next forward. model_graph.c. */
+ * borrowed, without the copy model_output makes; NULL when the graph does
+ * not hold the whole batch's (a batch it ran in pieces) or model_output has
+ * copied it already: then read model_output. Valid until the next forward.
+ * model_graph.c. */
 const float *model_output_nchw(const struct model_workspace *ws, int layer);
 
 static inline const float *model_output(const struct model_workspace *ws, int layer)
@@ -147,13 +146,6 @@ static inline const float *model_output(const struct model_workspace *ws, int la
         model_workspace_materialise(ws, layer);
     return ws->outputs[layer];
 }
-
-/* Back-propagates from d_last, the gradient w.r.t. the last layer's
- * pre-activation output (softmax cross-entropy gives (p - y)/n directly),
- * accumulating into m->grads. Needs a training workspace and the forward of
- * the same batch just before. d_last may be overwritten. */
-void model_backward(struct model *m, struct model_workspace *ws, const float *in,
-                    float *d_last, int n);
 
 /* Resizes img to the model's input size and writes normalised floats into
  * out[shape_size(m->input)]. Returns 0 or a negative status. */

@@ -4,8 +4,8 @@
  *
  * An imported model is its ONNX graph already. One of strata's own models is
  * written as ONNX in memory (onnx_export_bytes) and loaded back as a graph,
- * the same graph `strata export` writes; both give the probabilities of the
- * layer engine up to float rounding. A struct model_grad owns one workspace
+ * the same graph `strata export` writes and model_forward runs (without
+ * gradients, with its own workspace). A struct model_grad owns one workspace
  * with gradient buffers for up to max_batch images: one per thread.
  *
  * Inputs are normalised images channels first, x = (pixel/255 − mean)/std,

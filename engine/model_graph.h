@@ -44,13 +44,10 @@ int model_graph_open(struct model *m, const char *onnx_path, char *err);
 /* For one of strata's own models with its weights loaded: writes it as ONNX
  * in memory (onnx_export_bytes, the file `strata export` writes), reads that
  * back as m->graph with every layer shown as the value that holds its
- * output, and checks that each has the layer's size. Inference
- * (model_forward on a workspace made without training) then runs on the
- * graph executor, strata's own kernels, and gives the layer engine's outputs
- * up to float rounding; training and its workspaces keep the layers. The
- * graph holds a copy of the weights: model_enable_grads and
- * model_load_weights drop it. Returns 0, or a negative status with m->graph
- * left NULL (the model then runs on its layers). */
+ * output, and checks that each has the layer's size. model_forward then
+ * runs on it. The graph holds a copy of the weights: model_init_params and
+ * model_load_weights drop it (model_graph_close). Returns 0, or a negative
+ * status with m->graph left NULL. */
 int model_graph_from_layers(struct model *m, char *err);
 
 /* The same graph, built for the caller (*out, free with model_graph_free)

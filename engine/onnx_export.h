@@ -6,11 +6,12 @@
  * The file takes the images as strata's own models do once normalised,
  * x = (pixel/255 − mean)/std, but channels first: input "input"
  * [batch, 3, H, W] (batch left open), output "probabilities" [batch, classes]
- * after a final Softmax. Opset 13. Conv, BatchNormalization (inference),
- * Relu, Sigmoid, MaxPool, GlobalAveragePool, Flatten, Gemm, Softmax; a
- * Flatten of a feature map is preceded by a Transpose to channels last, the
- * order strata's dense layers read. Dropout is left out (the identity at
- * inference).
+ * after a final Softmax. Opset 13. Conv, BatchNormalization (with its
+ * momentum), Relu, Sigmoid, MaxPool, GlobalAveragePool, Flatten, Gemm,
+ * Softmax, Dropout (its ratio an initializer: the identity at inference, as
+ * every runtime runs it; it drops when strata trains the graph); a Flatten
+ * of a feature map is preceded by a Transpose to channels last, the order
+ * strata's dense layers read.
  */
 #ifndef STRATA_ONNX_EXPORT_H
 #define STRATA_ONNX_EXPORT_H
@@ -35,7 +36,7 @@ int onnx_export(const struct model *m, const char *path, char *err);
  * graph executor. When layer_values is not NULL, layer_values[i] (the
  * caller's, m->n_layers of them) receives the name of the value that holds
  * layer i's output (the same as its input for a layer that adds no node,
- * such as dropout). */
+ * such as a flatten of what is flat already). */
 int onnx_export_bytes(const struct model *m, uint8_t **bytes, size_t *len,
                       char (*layer_values)[ONNX_EXPORT_NAME_LEN], char *err);
 

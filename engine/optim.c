@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "status.h"
+#include "tensor.h"
 
 int optim_init_tensors(struct optim *o, const struct optim_tensor *t, int n,
                        const struct optim_config *cfg, char *err)
@@ -29,41 +31,6 @@ int optim_init_tensors(struct optim *o, const struct optim_tensor *t, int n,
         memcpy(o->groups, t, (size_t)n * sizeof *t);
     o->n_groups = n;
     return 0;
-}
-
-int optim_init(struct optim *o, const struct model *m, const struct optim_config *cfg, char *err)
-{
-    memset(o, 0, sizeof *o);
-    if (!m->grads)
-        return strata_fail(err, STRATA_E_ARG, "model %s has no gradients to optimise", m->id);
-    int cap = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        struct param_desc d[LAYER_MAX_PARAMS];
-        cap += layer_ops_of(m->layers[i].cfg.kind)->params(&m->layers[i], d);
-    }
-    struct optim_tensor *t = calloc(cap ? cap : 1, sizeof *t);
-    if (!t)
-        return strata_fail(err, STRATA_E_NOMEM, "out of memory for optimiser state");
-    /* Tensors sit in the slab in layer order, each layer's in params() order. */
-    size_t offset = 0;
-    int n = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        const struct layer *l = &m->layers[i];
-        struct param_desc d[LAYER_MAX_PARAMS];
-        int np = layer_ops_of(l->cfg.kind)->params(l, d);
-        for (int j = 0; j < np; j++) {
-            size_t len = 1;
-            for (int k = 0; k < d[j].ndim; k++)
-                len *= (size_t)d[j].dims[k];
-            if (d[j].trainable)
-                t[n++] = (struct optim_tensor){m->params + offset, m->grads + offset, len,
-                                               strcmp(d[j].name, "kernel") == 0};
-            offset += len;
-        }
-    }
-    int rc = optim_init_tensors(o, t, n, cfg, err);
-    free(t);
-    return rc;
 }
 
 void optim_free(struct optim *o)

@@ -1,20 +1,18 @@
 /*
  * optim.h — gradient-descent optimisers over a list of parameter tensors
- * (a model's layers, or the initializers of the graph a model trains on).
+ * (the initializers of the graph a model trains on).
  *
  * SGD with momentum and Adam, both with decoupled weight decay (AdamW's rule
  * for Adam: θ -= lr·λ·θ before the Adam step), applied only to the tensors
  * that should decay (conv and dense kernels, not biases or batch-norm
  * parameters). Batch-norm running statistics are not trainable and are never
  * touched. The optimiser owns its state (momentum / moment slabs), allocated
- * once by optim_init.
+ * once by optim_init_tensors.
  */
 #ifndef STRATA_OPTIM_H
 #define STRATA_OPTIM_H
 
 #include <stddef.h>
-
-#include "model.h"
 
 enum optim_kind { OPTIM_SGD, OPTIM_ADAM };
 
@@ -49,10 +47,6 @@ struct optim {
 int optim_init_tensors(struct optim *o, const struct optim_tensor *t, int n,
                        const struct optim_config *cfg, char *err);
 
-/* For the trainable tensors of the model's layers, in m->params and
- * m->grads (model_enable_grads first). Returns 0, STRATA_E_ARG without
- * gradients, or STRATA_E_NOMEM. */
-int optim_init(struct optim *o, const struct model *m, const struct optim_config *cfg, char *err);
 void optim_free(struct optim *o);
 
 /* One update of every tensor from its gradient at learning rate lr. */

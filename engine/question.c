@@ -46,7 +46,7 @@ static int forward(struct model *m, struct model_workspace *ws, const struct ima
     int rc = model_preprocess(m, img, ws->input, err);
     if (rc < 0)
         return rc;
-    model_forward(m, ws, ws->input, 1, 0);
+    model_forward(m, ws, ws->input, 1);
     memcpy(out->probs, model_output(ws, m->n_layers - 1), (size_t)m->n_classes * sizeof(float));
     out->predicted = infer_argmax(out->probs, m->n_classes);
     if (q->analysis && (rc = analysis_locate(q->analysis, m, ws, 0, out->points, err)) < 0)
@@ -93,7 +93,7 @@ static int ask(struct model *m, struct model_workspace *ws, const struct image *
         return strata_fail(err, STRATA_E_NOMEM, "out of memory");
     struct model_workspace own;
     int rc = 0;
-    if (!ws && (rc = model_workspace_init(&own, m, 1, 0, err)) < 0)
+    if (!ws && (rc = model_workspace_init(&own, m, 1, err)) < 0)
         return rc;
     rc = forward(m, ws ? ws : &own, img, q, out, err);
     if (!ws)

@@ -69,8 +69,9 @@ void train_graph_free(struct train_graph *t);
 
 /* The trainable tensors (kernels and biases, batch-norm scale and offset;
  * not the running statistics) with their gradients, for optim_init_tensors:
- * writes at most t->n_params entries into out and returns how many. Kernels
- * decay. */
+ * writes at most t->n_params entries into out and returns how many: for
+ * strata's own models layer by layer, each layer's in layer_ops.params
+ * order; for an imported graph in the order of its values. Kernels decay. */
 int train_graph_optim_tensors(const struct train_graph *t, struct optim_tensor *out);
 
 /* Runs the n <= max_batch images in[n][h][w][3] (normalised, channels last,

@@ -74,7 +74,7 @@ static int run_features(void *arg, const atomic_int *cancel)
     j->rc = model_preprocess(m, &img, ws->input, j->err);
     image_free(&img);
     if (j->rc == 0) {
-        model_forward(m, ws, ws->input, 1, 0);
+        model_forward(m, ws, ws->input, 1);
         const struct shape s = m->layers[j->layer].out;
         const float *out = model_output(ws, j->layer);
         const float *probs = model_output(ws, m->n_layers - 1);

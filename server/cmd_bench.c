@@ -120,7 +120,7 @@ static int open_model(struct bench_target *t, const char *models, const char *id
 {
     if (model_open(&t->model, cli_models_root(models), id, err) < 0)
         return -1;
-    if (model_workspace_init(&t->ws, &t->model, batch, 0, err) < 0)
+    if (model_workspace_init(&t->ws, &t->model, batch, err) < 0)
         return -1;
     t->have_ws = 1;
     fill_random(t->ws.input, (size_t)batch * shape_size(t->model.input));
@@ -145,7 +145,7 @@ static int run_once(struct bench_target *t, char *err)
 {
     if (t->have_gws)
         return graph_run(&t->gws, &t->x, err);
-    model_forward(&t->model, &t->ws, t->ws.input, t->batch, 0);
+    model_forward(&t->model, &t->ws, t->ws.input, t->batch);
     for (int l = 0; t->rows && l < t->model.n_layers; l++) {
         /* as the analysis's capture does (analysis.c) */
         struct shape s = t->model.layers[l].out;

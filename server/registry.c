@@ -366,7 +366,7 @@ struct model_workspace *app_workspace_take(struct app_model *am, char *err)
         strata_fail(err, STRATA_E_NOMEM, "out of memory");
         return NULL;
     }
-    if (model_workspace_init(ws, &am->m, 1, 0, err) < 0) {
+    if (model_workspace_init(ws, &am->m, 1, err) < 0) {
         free(ws);
         return NULL;
     }

@@ -888,7 +888,7 @@ TEST(locate_images_of_the_set)
     }
     struct model_workspace ws;
     char err[STRATA_ERR_LEN];
-    CHECK_EQ_INT(model_workspace_init(&ws, &m, 4, 0, err), 0);
+    CHECK_EQ_INT(model_workspace_init(&ws, &m, 4, err), 0);
     size_t in = shape_size(m.input);
     struct analysis_point pt[6];
     double worst = 0;
@@ -896,7 +896,7 @@ TEST(locate_images_of_the_set)
         /* Four images in one batch; locate the third (b = 2). */
         for (int b = 0; b < 4; b++)
             model_normalise(&m, pixels[i + b], ws.input + b * in);
-        model_forward(&m, &ws, ws.input, 4, 0);
+        model_forward(&m, &ws, ws.input, 4);
         CHECK_EQ_INT(analysis_locate(&a, &m, &ws, 2, pt, err), 0);
         int j = i + 2;
         for (int l = 0; l < 6; l++) {
@@ -914,7 +914,7 @@ TEST(locate_images_of_the_set)
     for (int q = 0; q < W * W; q++)
         blue[q * 3] = 40, blue[q * 3 + 1] = 40, blue[q * 3 + 2] = 190;
     model_normalise(&m, blue, ws.input);
-    model_forward(&m, &ws, ws.input, 1, 0);
+    model_forward(&m, &ws, ws.input, 1);
     CHECK_EQ_INT(analysis_locate(&a, &m, &ws, 0, pt, err), 0);
     int blue_img = 0; /* blue/i00.png is blue */
     for (int l = 0; l < 6; l++)
@@ -929,7 +929,7 @@ TEST(locate_images_of_the_set)
                                   " {\"type\": \"global_avg_pool\"}, {\"type\": \"softmax\"}]}",
                                   "x/other/model.json", err),
                  0);
-    CHECK_EQ_INT(model_workspace_init(&ws, &other, 1, 0, err), 0);
+    CHECK_EQ_INT(model_workspace_init(&ws, &other, 1, err), 0);
     CHECK_EQ_INT(analysis_locate(&a, &other, &ws, 0, pt, err), STRATA_E_ARG);
     model_workspace_free(&ws);
     model_free(&other);

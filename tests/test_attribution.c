@@ -11,10 +11,11 @@
  *  - bilinear upsampling against hand-worked values (OpenCV's half-pixel
  *    convention);
  *  - input gradients through strata's own model run as a graph against
- *    central finite differences along random directions, and the graph's
- *    probabilities against the layer engine's; the inputs-only backward
- *    gives the full backward's input gradient bit for bit and skips the
- *    weights;
+ *    central finite differences along random directions; the probabilities
+ *    (infer_images, and the softmax of model_grad's logits) against
+ *    ref_forward's, a naive double-precision forward pass (ref_forward.c);
+ *    the inputs-only backward gives the full backward's input gradient bit
+ *    for bit and skips the weights;
  *  - Integrated Gradients converges to completeness as the steps grow (error
  *    shrinking at least as 1/steps) on a demo model;
  *  - occlusion on a model whose output depends on one corner: its maximum is
@@ -38,6 +39,7 @@
 #include "integrated_gradients.h"
 #include "model_grad.h"
 #include "occlusion.h"
+#include "ref_forward.h"
 
 /* A model of input side×side, mean 0 and std 1, with a 1×1 conv "c1" that
  * copies the red channel, then a dense layer "d1" to two classes: class 0's
@@ -186,21 +188,36 @@ TEST(demo_model_gradients)
     test_photo(rgb, H, W, 1);
     model_grad_image(&mg, rgb, x);
 
-    /* the graph's probabilities are the layer engine's */
+    /* the probabilities inference gives, and those of the logits the
+     * gradients are taken of, are the reference's */
     struct model_workspace ws = {0};
     float probs[16];
-    CHECK(model_workspace_init(&ws, &m, 4, 0, err) == 0);
+    CHECK(model_workspace_init(&ws, &m, 4, err) == 0);
     CHECK(infer_images(&m, &ws, rgb, 1, probs, NULL, NULL) == 0);
     int cls = infer_argmax(probs, K);
     CHECK(model_grad_run(&mg, x, 1, &cls, err) == 0);
+    float *nhwc = malloc(n_in * sizeof *nhwc); /* x is channels first, the reference's last */
+    model_normalise(&m, rgb, nhwc);
+    double **ref = ref_forward(&m, nhwc, 1, err);
+    CHECK_MSG(ref != NULL, "%s", err);
+    const double *want = ref ? ref[m.n_layers - 1] : NULL;
     const float *z = model_grad_logits(&mg);
     double mx = z[0], sum = 0;
     for (int k = 1; k < K; k++)
         mx = fmax(mx, z[k]);
     for (int k = 0; k < K; k++)
         sum += exp(z[k] - mx);
-    for (int k = 0; k < K; k++)
-        CHECK_NEAR(exp(z[k] - mx) / sum, probs[k], 2e-5);
+    double off_infer = 0, off_logits = 0;
+    for (int k = 0; want && k < K; k++) {
+        CHECK_NEAR(probs[k], want[k], 1e-5);
+        CHECK_NEAR(exp(z[k] - mx) / sum, want[k], 1e-5);
+        off_infer = fmax(off_infer, fabs(probs[k] - want[k]));
+        off_logits = fmax(off_logits, fabs(exp(z[k] - mx) / sum - want[k]));
+    }
+    printf("# felines against the reference: probabilities %.2g off, softmax of the logits %.2g\n",
+           off_infer, off_logits);
+    ref_forward_free(&m, ref);
+    free(nhwc);
 
     /* d logit / dx against central differences along random unit directions */
     memcpy(dx, tview_f(model_grad_gradient(&mg, mg.input)), n_in * sizeof *dx);
@@ -339,7 +356,7 @@ TEST(occlusion_finds_the_region)
     red_image(rgb, 64, red);
     char err[STRATA_ERR_LEN];
     struct model_workspace ws = {0};
-    CHECK(model_workspace_init(&ws, &m, 5, 0, err) == 0); /* several batches */
+    CHECK(model_workspace_init(&ws, &m, 5, err) == 0); /* several batches */
     float map[64];
     CHECK(occlusion_compute(&m, &ws, rgb, 0, 3, 2, map, err) == 0);
     int best = 0;
@@ -389,7 +406,7 @@ TEST(faithfulness_hand_worked)
     const int order[4] = {1, 2, 3, 0};
     char err[STRATA_ERR_LEN];
     struct model_workspace ws = {0};
-    CHECK(model_workspace_init(&ws, &m, 7, 0, err) == 0);
+    CHECK(model_workspace_init(&ws, &m, 7, err) == 0);
     struct faith_result r;
     CHECK(faith_compute(&m, &ws, rgb, blurred, 0, map, &r, err) == 0);
     for (int k = 0; k <= FAITH_STEPS; k++) {

@@ -572,10 +572,10 @@ TEST(per_layer_view_and_explanation)
         doubt_free(&dm);
         goto done;
     }
-    CHECK_EQ_INT(model_workspace_init(&ws, &m, 2, 0, err), 0);
+    CHECK_EQ_INT(model_workspace_init(&ws, &m, 2, err), 0);
     model_normalise(&m, b->test[1], ws.input);         /* red */
     model_normalise(&m, b->yellow[0], ws.input + FRAME); /* far away, called red */
-    model_forward(&m, &ws, ws.input, 2, 0);
+    model_forward(&m, &ws, ws.input, 2);
     struct doubt_result *r = malloc(2 * sizeof *r);
     CHECK_EQ_INT(doubt_score(&dm, &m, &a, &ws, 0, &r[0], err), 0);
     CHECK_EQ_INT(doubt_score(&dm, &m, NULL, &ws, 1, &r[1], err), 0);
@@ -699,7 +699,7 @@ TEST(question_reads_one_forward_pass)
     char err[STRATA_ERR_LEN];
     const struct image far = {.w = S, .h = S, .rgb = b->yellow[0]};
     if (calibrate_blobs(&m, b, &dm) || analyse_blobs(&m, b, &a, err) ||
-        image_encode_png(&far, &png, &len, err) || model_workspace_init(&ws, &m, 1, 0, err)) {
+        image_encode_png(&far, &png, &len, err) || model_workspace_init(&ws, &m, 1, err)) {
         printf("# %s\n", err);
         CHECK(0);
         goto done;
@@ -714,7 +714,7 @@ TEST(question_reads_one_forward_pass)
     CHECK_EQ_INT(qa.width, S);
     CHECK_EQ_INT(qa.height, S);
     model_normalise(&m, b->yellow[0], ws.input);
-    model_forward(&m, &ws, ws.input, 1, 0);
+    model_forward(&m, &ws, ws.input, 1);
     CHECK_EQ_INT(doubt_score(&dm, &m, &a, &ws, 0, r, err), 0);
     CHECK(qa.probs && memcmp(qa.probs, model_output(&ws, m.n_layers - 1), 2 * sizeof(float)) == 0);
     CHECK_EQ_INT(qa.predicted, r->predicted);

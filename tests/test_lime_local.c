@@ -222,7 +222,7 @@ static void brute_probs(struct model *m, const struct scene *s, const uint8_t *m
 {
     char err[STRATA_ERR_LEN];
     struct model_workspace ws;
-    if (model_workspace_init(&ws, m, 16, 0, err) != 0) {
+    if (model_workspace_init(&ws, m, 16, err) != 0) {
         printf("# %s\n", err);
         abort();
     }
@@ -237,7 +237,7 @@ static void brute_probs(struct model *m, const struct scene *s, const uint8_t *m
                 memcpy(img + 3 * q, mk[s->seg[q]] ? s->rgb + 3 * q : s->hide + 3 * s->seg[q], 3);
             model_normalise(m, img, ws.input + (size_t)i * per);
         }
-        model_forward(m, &ws, ws.input, nb, 0);
+        model_forward(m, &ws, ws.input, nb);
         memcpy(probs + (size_t)i0 * m->n_classes, model_output(&ws, m->n_layers - 1),
                (size_t)nb * m->n_classes * sizeof(float));
     }
@@ -635,7 +635,7 @@ static int brute_classify(void *user, const uint8_t *rgb, int n, float *probs, c
         int nb = n - first < b->ws.max_batch ? n - first : b->ws.max_batch;
         for (int i = 0; i < nb; i++)
             model_normalise(b->m, rgb + (size_t)(first + i) * per, b->ws.input + (size_t)i * per);
-        model_forward(b->m, &b->ws, b->ws.input, nb, 0);
+        model_forward(b->m, &b->ws, b->ws.input, nb);
         memcpy(probs + (size_t)first * b->m->n_classes, model_output(&b->ws, b->m->n_layers - 1),
                (size_t)nb * b->m->n_classes * sizeof(float));
     }
@@ -689,7 +689,7 @@ TEST(lime_result_equal_on_both_paths)
     p.batch_size = 32;
     p.top_labels = 3;
     struct brute b = {.m = &m};
-    CHECK_EQ_INT(model_workspace_init(&b.ws, &m, 32, 0, err), 0);
+    CHECK_EQ_INT(model_workspace_init(&b.ws, &m, 32, err), 0);
     struct lime_result slow, fast;
     CHECK_EQ_INT(lime_explain(s.rgb, 40, 40, &p, brute_classify, &b, 3, NULL, 0, &slow, err), 0);
     CHECK_EQ_INT(slow.mask_path, 0);
@@ -737,7 +737,7 @@ TEST(explain_image_takes_the_fast_path_when_it_pays)
         CHECK_EQ_INT(got.mask_path, k == 0);
         CHECK(memcmp(resized.rgb, s.rgb, 40 * 40 * 3) == 0);
         struct brute b = {.m = &m};
-        CHECK_EQ_INT(model_workspace_init(&b.ws, &m, 25, 0, err), 0);
+        CHECK_EQ_INT(model_workspace_init(&b.ws, &m, 25, err), 0);
         CHECK_EQ_INT(lime_explain(s.rgb, 40, 40, &p, brute_classify, &b, 3, NULL, 0, &ref, err),
                      0);
         check_same_explanation(&got, &ref);

@@ -1,6 +1,6 @@
 /*
- * test_parallel.c — the thread pool (parallel.h) and the promise the layers
- * make on it: the same bits whatever the thread count.
+ * test_parallel.c — the thread pool (parallel.h) and the promise the engine
+ * makes on it: the same bits whatever the thread count.
  *
  * parallel_for itself: every index of [0, n) covered exactly once, pieces
  * never shorter than the grain, for many n, grains, thread counts and modes;
@@ -8,30 +8,35 @@
  * nested and concurrent callers finish (a deadlock would hang the test until
  * meson's timeout).
  *
- * The layers: a training step (forward with batch statistics and dropout,
- * backward, every layer's output, output gradient, the parameter gradients
- * and the running statistics) and an inference forward of two models that
- * between them use every parallel kernel — conv2d in its three modes
- * (row-expanded, im2col with stride 1 and 2, direct 1×1, transposed and
- * direct write-back, fused relu / sigmoid / softmax, with AVX-512 the direct
- * weight gradient over 16 and 32 filters, whose blocks some thread counts
- * cut differently), max-pool with and
- * without overlapping windows, batch norm with channel counts that do and do
- * not fill its 16-channel groups, the standalone activations, global average
- * pooling, dropout and dense — compared bit for bit between one thread and:
- * two and three threads in PARALLEL_CHECK_REVERSE (pieces run last-first on
- * one thread: any dependence on the split or the order shows
- * deterministically), and two and four threads in PARALLEL_CHECK_EAGER (real
- * concurrency). Batch norm's two ways of forming its sums (with and without
- * scratch) agree. Then whole training runs (augmentation included) compared
- * the same way, and the property the parallel augmentation relies on.
+ * Models on the graph executor: one training step on the model's training
+ * graph (train_graph.h: a forward with batch statistics and dropout, the
+ * backward of the softmax cross-entropy, an Adam step) and then an inference
+ * forward (model_forward) with the weights the step left. Everything they
+ * produce — the probabilities, every float value of the training forward and
+ * the gradient backward left on it, every trainable tensor's gradient, the
+ * weights and running statistics after the step, every layer's inference
+ * output — is compared bit for bit between one thread and: two and three
+ * threads in PARALLEL_CHECK_REVERSE (pieces run last-first on one thread:
+ * any dependence on the split or the order shows deterministically), and two
+ * and four threads in PARALLEL_CHECK_EAGER (real concurrency), for two
+ * models that between them use every layer type strata's models have and so
+ * every op they run as: Conv (3×3 with stride 1 and 2, same and valid, and
+ * 1×1; with relu, sigmoid and a softmax over the channels; 8 to 2064
+ * filters), BatchNormalization (32 and 24 channels, with and without relu),
+ * MaxPool with and without overlapping windows, the standalone activations,
+ * GlobalAveragePool, Dropout, Flatten and Gemm. Then whole training runs
+ * (train_run, augmentation included) compared the same way, and the
+ * property the parallel augmentation relies on.
  */
 #include "check.h"
 #include "augment.h"
 #include "model.h"
+#include "model_graph.h"
+#include "optim.h"
 #include "parallel.h"
 #include "rng.h"
 #include "train.h"
+#include "train_graph.h"
 
 #include <fenv.h>
 #include <jansson.h>
@@ -294,26 +299,25 @@ TEST(concurrent_callers_finish_and_cover)
     parallel_set_threads(0);
 }
 
-/* ---- layers: bit-identical whatever the threads --------------------------- */
+/* ---- models: bit-identical whatever the threads --------------------------- */
 
-/* Between them, every parallel kernel (see the file comment). Model A, 40×40:
- *   conv 3×3 RGB → im2col (kc = 9), relu in the write-back;
- *   conv 3×3 over 8 → im2col (kc = 24) with stride 1: col2im adds nine
- *     windows into each input value, so a split that changed their order
- *     would show;
- *   conv 3×3 over 16 → row-expanded (kc = 48, 1600 pixels), no activation;
- *   batch norm relu (32 channels: two full groups);
+/* Between them, every op strata's own models run as, in its parallel loops
+ * (see the file comment). Model A, 40×40:
+ *   conv 3×3 RGB, relu;
+ *   conv 3×3 over 8, stride 1: col2im adds nine windows into each input
+ *     value, so a split that changed their order would show;
+ *   conv 3×3 over 16, 32 filters, no activation;
+ *   batch norm relu (32 channels);
  *   max-pool 3 stride 1 (a value can win up to nine windows);
- *   conv 1×1 → direct, sigmoid applied to write-back tiles;
- *   max-pool 3 stride 2 (overlapping windows: backward by sample);
- *   conv 3×3 stride 2 → im2col, col2im with stride 2, 24 filters (tile path);
- *   batch norm without activation (24 channels: a full and a partial group);
- *   relu layer; max-pool 2 (backward by rows);
- *   conv 3×3 softmax (20 filters); sigmoid layer; global average pool;
- *   dropout; dense softmax.
- * Model B: a 1×1 convolution with more than CONV_TRANSPOSE_MAX_F filters
- * (out = col · W directly, bias and relu by pixels), then a softmax layer and
- * a dropout large enough to be split. */
+ *   conv 1×1 (the direct path), sigmoid;
+ *   max-pool 3 stride 2 (overlapping windows);
+ *   conv 3×3 stride 2, 24 filters;
+ *   batch norm without activation (24 channels);
+ *   relu layer; max-pool 2;
+ *   conv 3×3 softmax (20 filters: a softmax over the channels); sigmoid
+ *   layer; global average pool; dropout; dense softmax.
+ * Model B: a 1×1 convolution with 2064 filters, then a softmax layer over
+ * them and a dropout large enough to be split. */
 static const char *model_a_json =
     "{\"id\":\"par-a\",\"input\":{\"height\":40,\"width\":40,\"channels\":3},"
     "\"classes\":[\"a\",\"b\",\"c\",\"d\",\"e\"],\"layers\":["
@@ -348,9 +352,9 @@ static const char *model_b_json =
 struct snapshot {
     float *v;
     size_t len, cap;
-    int nseg;
-    size_t seg[4 * MODEL_MAX_LAYERS + 4];
-    char names[4 * MODEL_MAX_LAYERS + 4][128];
+    int nseg, segcap;
+    size_t *seg;
+    char (*names)[128];
 };
 
 static void snap_add(struct snapshot *s, const char *name, const float *x, size_t n)
@@ -359,6 +363,11 @@ static void snap_add(struct snapshot *s, const char *name, const float *x, size_
         s->cap = (s->len + n) * 2;
         s->v = realloc(s->v, s->cap * sizeof(float));
     }
+    if (s->nseg == s->segcap) {
+        s->segcap = s->segcap ? 2 * s->segcap : 64;
+        s->seg = realloc(s->seg, (size_t)s->segcap * sizeof *s->seg);
+        s->names = realloc(s->names, (size_t)s->segcap * sizeof *s->names);
+    }
     memcpy(s->v + s->len, x, n * sizeof(float));
     s->seg[s->nseg] = s->len;
     snprintf(s->names[s->nseg], sizeof s->names[0], "%s", name);
@@ -366,56 +375,102 @@ static void snap_add(struct snapshot *s, const char *name, const float *x, size_
     s->len += n;
 }
 
-/* One training step and one inference forward of the model on a fixed batch
- * of n, with the current thread settings. Returns 0 or -1. */
+static void snap_free(struct snapshot *s)
+{
+    free(s->v);
+    free(s->seg);
+    free(s->names);
+    memset(s, 0, sizeof *s);
+}
+
+/* One training step of the model on a fixed batch of n, on its training
+ * graph (train_graph.h), then one inference forward (model_forward) with the
+ * weights and running statistics the step left, all with the current thread
+ * settings. The snapshot holds: the probabilities; every float value of the
+ * training forward (each layer's output and what lies between) and the
+ * gradient backward left on each; the gradient of every trainable tensor;
+ * the weights and running statistics after an Adam step; every layer's
+ * inference output. Returns 0 or -1. */
 static int run_model(const char *json, int n, struct snapshot *s)
 {
-    char err[STRATA_ERR_LEN], name[128];
+    char err[STRATA_ERR_LEN] = "", name[128];
     struct model m = {0};
+    struct train_graph t = {0};
+    struct optim o = {0};
     struct model_workspace ws = {0};
+    float *x = NULL, *dl = NULL, *state = NULL;
+    int *labels = NULL;
     int rc = -1;
     memset(s, 0, sizeof *s);
-    if (model_parse_json(&m, json, "test", err) < 0 || model_enable_grads(&m, err) < 0 ||
-        model_workspace_init(&ws, &m, n, 1, err) < 0) {
-        printf("# %s\n", err);
+    if (model_parse_json(&m, json, "test", err) < 0)
         goto out;
-    }
     model_init_params(&m, 11);
+    if (train_graph_init(&t, &m, n, 6, err) < 0)
+        goto out;
     struct rng r;
     rng_seed(&r, 5);
-    rng_seed(&ws.rng, 6);
     const size_t in_len = (size_t)n * shape_size(m.input);
+    x = malloc(in_len * sizeof *x);
+    labels = malloc((size_t)n * sizeof *labels);
+    dl = malloc((size_t)n * m.n_classes * sizeof *dl);
+    state = malloc(t.state_len * sizeof *state);
     for (size_t i = 0; i < in_len; i++)
-        ws.input[i] = (float)(2.0 * rng_uniform(&r) - 1.0);
-    int *labels = malloc((size_t)n * sizeof(int));
-    float *dl = malloc((size_t)n * m.n_classes * sizeof(float));
+        x[i] = (float)(2.0 * rng_uniform(&r) - 1.0);
     for (int i = 0; i < n; i++)
         labels[i] = i % m.n_classes;
 
-    model_forward(&m, &ws, ws.input, n, 1);
-    train_softmax_xent(model_output(&ws, m.n_layers - 1), labels, n, m.n_classes, NULL, 0, dl);
-    memset(m.grads, 0, m.n_params * sizeof(float));
-    model_backward(&m, &ws, ws.input, dl, n);
-    for (int i = 0; i < m.n_layers; i++) {
-        snprintf(name, sizeof name, "training output of layer %d (%s)", i, m.layers[i].cfg.name);
-        snap_add(s, name, ws.outputs[i], (size_t)n * shape_size(m.layers[i].out));
+    const float *p = train_graph_forward(&t, x, n, 1, err);
+    if (!p)
+        goto out;
+    snap_add(s, "training probabilities", p, (size_t)n * m.n_classes);
+    train_softmax_xent(p, labels, n, m.n_classes, NULL, 0, dl);
+    if (train_graph_backward(&t, dl, err) < 0)
+        goto out;
+    const struct graph *g = &t.mg->g;
+    for (int v = 0; v < g->n_values; v++) {
+        const struct tview *val = graph_value_view(&t.ws, v), *grad = &t.ws.grads[v];
+        if (g->values[v].kind != VALUE_NODE || val->dtype != DTYPE_FLOAT || !val->data)
+            continue;
+        snprintf(name, sizeof name, "training value %s", g->values[v].name);
+        snap_add(s, name, tview_f(val), (size_t)tview_count(val));
+        if (grad->data) {
+            snprintf(name, sizeof name, "gradient of %s", g->values[v].name);
+            snap_add(s, name, tview_f(grad), (size_t)tview_count(grad));
+        }
     }
-    for (int i = 0; i + 1 < m.n_layers; i++) {
-        snprintf(name, sizeof name, "output gradient of layer %d (%s)", i, m.layers[i].cfg.name);
-        snap_add(s, name, ws.douts[i], (size_t)n * shape_size(m.layers[i].out));
+    struct optim_tensor ot[4 * MODEL_MAX_LAYERS];
+    const int nt = train_graph_optim_tensors(&t, ot);
+    for (int i = 0; i < nt; i++) {
+        snprintf(name, sizeof name, "gradient of trainable tensor %d", i);
+        snap_add(s, name, ot[i].grad, ot[i].len);
     }
-    snap_add(s, "parameter gradients", m.grads, m.n_params);
-    snap_add(s, "parameters (running statistics)", m.params, m.n_params);
-    model_forward(&m, &ws, ws.input, n, 0);
+    const struct optim_config adam = {.kind = OPTIM_ADAM, .lr = 0.01f, .beta1 = 0.9f,
+                                      .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-4f};
+    if (optim_init_tensors(&o, ot, nt, &adam, err) < 0)
+        goto out;
+    optim_step(&o, 0.01f);
+    train_graph_save(&t, state);
+    snap_add(s, "weights and running statistics after the step", state, t.state_len);
+
+    train_graph_to_model(&t, &m);
+    if (model_workspace_init(&ws, &m, n, err) < 0)
+        goto out;
+    model_forward(&m, &ws, x, n);
     for (int i = 0; i < m.n_layers; i++) {
         snprintf(name, sizeof name, "inference output of layer %d (%s)", i, m.layers[i].cfg.name);
-        snap_add(s, name, ws.outputs[i], (size_t)n * shape_size(m.layers[i].out));
+        snap_add(s, name, model_output(&ws, i), (size_t)n * shape_size(m.layers[i].out));
     }
-    free(labels);
-    free(dl);
     rc = 0;
 out:
+    if (rc < 0)
+        printf("# %s\n", err);
+    free(x);
+    free(labels);
+    free(dl);
+    free(state);
+    optim_free(&o);
     model_workspace_free(&ws);
+    train_graph_free(&t);
     model_free(&m);
     return rc;
 }
@@ -466,13 +521,14 @@ static void check_model_bits(const char *json, int n)
         CHECK(run_model(json, n, &got) == 0);
         CHECK_MSG(snap_equal(&ref, &got, runs[r].what), "%s differs from 1 thread",
                   runs[r].what);
-        free(got.v);
+        snap_free(&got);
     }
     /* The eager runs must really have shared work, or they proved little. */
     CHECK_MSG(parallel_worker_pieces() > before, "no piece ran on a worker");
     parallel_set_check(PARALLEL_CHECK_OFF);
     parallel_set_threads(0);
-    free(ref.v);
+    printf("# %d pieces compared, %zu floats\n", ref.nseg, ref.len);
+    snap_free(&ref);
 }
 
 TEST(layers_bit_identical_model_a)
@@ -483,90 +539,6 @@ TEST(layers_bit_identical_model_a)
 TEST(layers_bit_identical_model_b)
 {
     check_model_bits(model_b_json, 4);
-}
-
-/* Batch norm sums its channels two ways: with scratch (ctx->col, as the
- * model provides) the chunks' sums are formed in parallel and kept, without
- * it each channel is summed straight from the input. Both must give the same
- * bits, forward and backward. 300 channels: a full block of BN_BLOCK and a
- * partial one, and a last group of 12. */
-TEST(batch_norm_both_summing_paths_agree)
-{
-    static const char *json =
-        "{\"id\":\"bn\",\"input\":{\"height\":12,\"width\":11,\"channels\":3},"
-        "\"classes\":[\"a\",\"b\"],\"layers\":["
-        "{\"type\":\"conv2d\",\"filters\":300,\"kernel_size\":1},"
-        "{\"type\":\"batch_norm\",\"momentum\":0.7,\"activation\":\"relu\"},"
-        "{\"type\":\"global_avg_pool\"},"
-        "{\"type\":\"dense\",\"units\":2,\"activation\":\"softmax\"}]}";
-    char err[STRATA_ERR_LEN];
-    struct model m = {0};
-    struct model_workspace ws = {0};
-    enum { N = 5 };
-    if (model_parse_json(&m, json, "test", err) < 0 || model_enable_grads(&m, err) < 0 ||
-        model_workspace_init(&ws, &m, N, 1, err) < 0) {
-        printf("# %s\n", err);
-        CHECK(0);
-        goto out;
-    }
-    model_init_params(&m, 3);
-    struct layer *bn = &m.layers[1];
-    const struct layer_ops *ops = layer_ops_of(LAYER_BATCH_NORM);
-    const size_t len = (size_t)N * shape_size(bn->in);
-    struct rng r;
-    rng_seed(&r, 8);
-    float *x = malloc(len * sizeof(float)), *g = malloc(len * sizeof(float));
-    float *y[2], *din[2], *gout[2], *params[2];
-    for (size_t i = 0; i < len; i++) {
-        x[i] = (float)(3.0 * rng_uniform(&r) - 1.0);
-        g[i] = (float)(rng_uniform(&r) - 0.5);
-    }
-    float *params0 = malloc(m.n_params * sizeof(float));
-    memcpy(params0, m.params, m.n_params * sizeof(float));
-    CHECK(ops->col_size && ops->col_size(bn, N) <= ws.col_len);
-    parallel_set_threads(2);
-    parallel_set_check(PARALLEL_CHECK_REVERSE);
-    for (int way = 0; way < 2; way++) {
-        struct layer_ctx ctx = {.training = 1};
-        if (way == 0) {
-            ctx.col = ws.col;
-            ctx.col_len = ws.col_len;
-        }
-        memcpy(m.params, params0, m.n_params * sizeof(float));
-        memset(m.grads, 0, m.n_params * sizeof(float));
-        y[way] = malloc(len * sizeof(float));
-        din[way] = calloc(len, sizeof(float));
-        gout[way] = malloc(len * sizeof(float));
-        memcpy(gout[way], g, len * sizeof(float));
-        ops->forward(bn, y[way], x, N, &ctx);
-        ops->backward(bn, din[way], gout[way], x, y[way], N, &ctx);
-        params[way] = malloc(2 * m.n_params * sizeof(float));
-        memcpy(params[way], m.params, m.n_params * sizeof(float));
-        memcpy(params[way] + m.n_params, m.grads, m.n_params * sizeof(float));
-    }
-    CHECK(memcmp(y[0], y[1], len * sizeof(float)) == 0);
-    CHECK(memcmp(din[0], din[1], len * sizeof(float)) == 0);
-    CHECK(memcmp(params[0], params[1], 2 * m.n_params * sizeof(float)) == 0);
-    /* and the outputs are a real normalisation: channel 0 has mean ≈ beta
-     * = 0 before the relu, so about half of its outputs are zero */
-    int zeros = 0;
-    for (int p = 0; p < N * 12 * 11; p++)
-        zeros += y[0][(size_t)p * 300] == 0.0f;
-    CHECK(zeros > N * 12 * 11 / 4 && zeros < N * 12 * 11 * 3 / 4);
-    for (int way = 0; way < 2; way++) {
-        free(y[way]);
-        free(din[way]);
-        free(gout[way]);
-        free(params[way]);
-    }
-    free(params0);
-    free(x);
-    free(g);
-    parallel_set_check(PARALLEL_CHECK_OFF);
-    parallel_set_threads(0);
-out:
-    model_workspace_free(&ws);
-    model_free(&m);
 }
 
 /* ---- augmentation and whole training runs --------------------------------- */
@@ -710,7 +682,6 @@ int main(void)
     RUN(concurrent_callers_finish_and_cover);
     RUN(layers_bit_identical_model_a);
     RUN(layers_bit_identical_model_b);
-    RUN(batch_norm_both_summing_paths_agree);
     RUN(augment_draws_do_not_depend_on_the_image);
     RUN(training_runs_bit_identical);
     return check_done();

@@ -119,15 +119,15 @@ static void check_arch(const char *arch)
             image_free(&img);
         }
         struct model_workspace ws;
-        CHECK_MSG(model_workspace_init(&ws, &m, n, 0, err) == 0, "%s", err);
+        CHECK_MSG(model_workspace_init(&ws, &m, n, err) == 0, "%s", err);
         double worst1 = 0, worst16;
         for (int i = 0; i < n; i++) {
-            model_forward(&m, &ws, x + (size_t)i * in, 1, 0);
+            model_forward(&m, &ws, x + (size_t)i * in, 1);
             double d = max_diff(model_output(&ws, m.n_layers - 1),
                                 json_object_get(ref, "probs_batch1"), i, 1, K);
             worst1 = d > worst1 ? d : worst1;
         }
-        model_forward(&m, &ws, x, n, 0);
+        model_forward(&m, &ws, x, n);
         worst16 = max_diff(model_output(&ws, m.n_layers - 1), json_object_get(ref, "probs_batch16"),
                            0, n, K);
         printf("# %s: %d classes, %d layers shown; max |strata - torch| %.2g at batch 1, %.2g at "

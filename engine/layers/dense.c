@@ -1,18 +1,15 @@
 /*
- * dense.c — fully connected layer (Keras Dense) as one OpenBLAS GEMM per batch.
+ * dense.c — fully connected layer (Keras Dense): its configuration, its
+ * tensors and their initial values.
  *
  * Each sample is read as a flat vector of I = h·w·c floats (NHWC order, so a
  * dense layer straight after a convolution sees exactly what Keras's Flatten
  * gives it), the kernel is [I][U] row-major and the bias [U]:
- *   forward   out[n×U] = in[n×I] · W[I×U] + b, then the fused activation
- *   backward  dz = dout turned into the pre-activation gradient
- *             db += Σ_rows dz,  dW += inᵀ · dz,  din += dz · Wᵀ
- * The output shape is 1×1×U.
+ * out[n×U] = in[n×I] · W[I×U] + b, then the fused activation (the graph's
+ * Gemm, ops/gemm.c). The output shape is 1×1×U.
  */
 #include "layer.h"
 
-#include <assert.h>
-#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -56,15 +53,6 @@ static int dense_params(const struct layer *l, struct param_desc *desc)
     return 2;
 }
 
-static size_t dense_state_size(const struct layer *l, int n)
-{
-    return 0;
-}
-
-static void dense_state_bind(struct layer *l, void *block, int n)
-{
-}
-
 /* He-uniform ahead of a relu, Glorot-uniform otherwise (Keras's defaults),
  * fan_in = I, fan_out = U; zero bias. */
 static void dense_init(struct layer *l, struct rng *r)
@@ -80,60 +68,12 @@ static void dense_init(struct layer *l, struct rng *r)
         memset(l->w.bias, 0, (size_t)c->units * sizeof(float));
 }
 
-static void dense_forward(const struct layer *l, float *out, const float *in, int n,
-                          struct layer_ctx *ctx)
-{
-    const int ni = (int)shape_size(l->in), nu = l->cfg.units;
-    if (n <= 0)
-        return;
-    /* Start from the bias (or zero) and let the GEMM add in · W (beta = 1):
-     * one pass over out instead of two. */
-    if (l->cfg.use_bias) {
-        for (int i = 0; i < n; i++)
-            memcpy(out + (size_t)i * nu, l->w.bias, (size_t)nu * sizeof(float));
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, nu, ni, 1.0f, in, ni,
-                l->w.kernel, nu, l->cfg.use_bias ? 1.0f : 0.0f, out, nu);
-    activation_forward(l->cfg.activation, out, n, nu);
-}
-
-static void dense_backward(struct layer *l, float *din, float *dout, const float *in,
-                           const float *out, int n, struct layer_ctx *ctx)
-{
-    const int ni = (int)shape_size(l->in), nu = l->cfg.units;
-    if (n <= 0)
-        return;
-    assert(l->grad.kernel && (!l->cfg.use_bias || l->grad.bias));
-    if (!ctx->dout_is_preact)
-        activation_backward(l->cfg.activation, dout, out, n, nu);
-    if (l->cfg.use_bias) {
-        float *db = l->grad.bias;
-        for (int i = 0; i < n; i++)
-            for (int u = 0; u < nu; u++)
-                db[u] += dout[(size_t)i * nu + u];
-    }
-    /* dW[I×U] += inᵀ[I×n] · dz[n×U] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, nu, n, 1.0f, in, ni, dout, nu,
-                1.0f, l->grad.kernel, nu);
-    /* din[n×I] += dz[n×U] · Wᵀ[U×I] */
-    if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ni, nu, 1.0f, dout, nu,
-                    l->w.kernel, nu, 1.0f, din, ni);
-}
-
-/* The "dense" layer type. Kernels follow layer.h: nothing allocated, gradients
- * accumulated, dout overwritten with the pre-activation gradient, din may be
- * NULL. configure fails (STRATA_E_ARG / STRATA_E_LIMIT, message naming the
+/* The "dense" layer type. configure fails (STRATA_E_ARG / STRATA_E_LIMIT, message naming the
  * layer and the field) on units < 1 or an unknown activation. */
 const struct layer_ops dense_ops = {
     .type = "dense",
     .kind = LAYER_DENSE,
     .configure = dense_configure,
     .params = dense_params,
-    .col_size = NULL,
-    .state_size = dense_state_size,
-    .state_bind = dense_state_bind,
     .init = dense_init,
-    .forward = dense_forward,
-    .backward = dense_backward,
 };

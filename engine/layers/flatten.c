@@ -1,12 +1,9 @@
 /*
- * flatten.c — Keras Flatten: a sample of h×w×c becomes 1×1×(h·w·c).
- *
- * NHWC storage already is the row-major flattening Keras uses, so the values
- * do not move: forward is a copy and backward passes the gradient through.
+ * flatten.c — H×W×C read as 1×1×(H·W·C) in NHWC order, as Keras's Flatten:
+ * its configuration. The graph writes it as a Transpose to channels last and
+ * a Flatten.
  */
 #include "layer.h"
-
-#include <string.h>
 
 #include "../status.h"
 
@@ -28,34 +25,8 @@ static int flatten_params(const struct layer *l, struct param_desc *desc)
     return 0;
 }
 
-static size_t flatten_state_size(const struct layer *l, int n)
-{
-    return 0;
-}
-
-static void flatten_state_bind(struct layer *l, void *block, int n)
-{
-}
-
 static void flatten_init(struct layer *l, struct rng *r)
 {
-}
-
-static void flatten_forward(const struct layer *l, float *out, const float *in, int n,
-                            struct layer_ctx *ctx)
-{
-    if (n > 0 && out != in)
-        memcpy(out, in, (size_t)n * shape_size(l->in) * sizeof(float));
-}
-
-static void flatten_backward(struct layer *l, float *din, float *dout, const float *in,
-                             const float *out, int n, struct layer_ctx *ctx)
-{
-    if (!din)
-        return;
-    size_t total = (size_t)n * shape_size(l->in);
-    for (size_t i = 0; i < total; i++)
-        din[i] += dout[i];
 }
 
 /* The "flatten" layer type; configure fails only on an empty input. */
@@ -64,10 +35,5 @@ const struct layer_ops flatten_ops = {
     .kind = LAYER_FLATTEN,
     .configure = flatten_configure,
     .params = flatten_params,
-    .col_size = NULL,
-    .state_size = flatten_state_size,
-    .state_bind = flatten_state_bind,
     .init = flatten_init,
-    .forward = flatten_forward,
-    .backward = flatten_backward,
 };
