@@ -96,7 +96,8 @@ static double forward_flops(const struct model *m, double *first)
         const struct layer *l = &m->layers[i];
         double f = 0;
         if (l->cfg.kind == LAYER_CONV2D)
-            f = 2.0 * l->out.h * l->out.w * l->cfg.kernel * l->cfg.kernel * l->in.c * l->out.c;
+            f = 2.0 * l->out.h * l->out.w * l->cfg.kernel * l->cfg.kernel *
+                (l->in.c / l->cfg.groups) * l->out.c;
         else if (l->cfg.kind == LAYER_DENSE)
             f = 2.0 * (double)shape_size(l->in) * l->out.c;
         if (i == 0)

@@ -888,9 +888,12 @@ static int bundle_init(struct analysis *a, const struct model *m, const struct a
         L->out = ml->out;
         L->k_override = k_of[l];
         L->same_as = -1;
-        if (l > 0 && (ml->cfg.kind == LAYER_FLATTEN || ml->cfg.kind == LAYER_DROPOUT)) {
-            const struct analysis_layer *P = &a->layers[l - 1];
-            L->same_as = P->same_as >= 0 ? P->same_as : l - 1;
+        /* a flatten or a dropout shows what it reads (the layer before, in
+         * a chain): the same features */
+        const int src = ml->n_inputs == 1 ? ml->inputs[0] : -1;
+        if (src >= 0 && (ml->cfg.kind == LAYER_FLATTEN || ml->cfg.kind == LAYER_DROPOUT)) {
+            const struct analysis_layer *P = &a->layers[src];
+            L->same_as = P->same_as >= 0 ? P->same_as : src;
         }
         if (L->same_as >= 0) {
             const struct analysis_layer *R = &a->layers[L->same_as];

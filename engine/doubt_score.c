@@ -502,8 +502,8 @@ int doubt_check_model(const struct doubt_model *dm, const struct model *m, char 
 /* Arg-max prediction, maximum softmax probability and energy of sample b.
  * The energy needs logits: when the last layer is a dense layer with a fused
  * softmax they are recomputed from its input (one small matrix-vector
- * product); after a standalone softmax layer they are the layer before's
- * output; otherwise the last output is taken as the logits. */
+ * product); after a standalone softmax layer they are the output of the
+ * layer it reads; otherwise the last output is taken as the logits. */
 void doubt_baselines(const struct model *m, const struct model_workspace *ws, int b, int *pred,
                      float *msp, float *energy)
 {
@@ -513,9 +513,11 @@ void doubt_baselines(const struct model *m, const struct model_workspace *ws, in
     *pred = infer_argmax(p, C);
     *msp = p[*pred];
     double z[MODEL_MAX_CLASSES] = {0};
+    /* what the last layer reads: the layer its inputs name (the one before, in a chain) */
+    const int src = Ll->n_inputs >= 1 ? Ll->inputs[0] : last - 1;
     if (Ll->cfg.kind == LAYER_DENSE && Ll->cfg.activation == ACT_SOFTMAX) {
         size_t in_size = shape_size(Ll->in);
-        const float *in = last > 0 ? model_output(ws, last - 1) + (size_t)b * in_size
+        const float *in = src >= 0 ? model_output(ws, src) + (size_t)b * in_size
                                    : ws->input + (size_t)b * in_size;
         for (int u = 0; u < C; u++)
             z[u] = Ll->w.bias ? Ll->w.bias[u] : 0;
@@ -525,8 +527,8 @@ void doubt_baselines(const struct model *m, const struct model_workspace *ws, in
             for (int u = 0; u < C; u++)
                 z[u] += x * wi[u];
         }
-    } else if (Ll->cfg.kind == LAYER_SOFTMAX && last > 0) {
-        const float *in = model_output(ws, last - 1) + (size_t)b * C;
+    } else if (Ll->cfg.kind == LAYER_SOFTMAX && src >= 0) {
+        const float *in = model_output(ws, src) + (size_t)b * C;
         for (int u = 0; u < C; u++)
             z[u] = in[u];
     } else {

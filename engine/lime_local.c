@@ -171,7 +171,7 @@ static double layer_cost(const struct layer *l, int oh, int ow)
     const double pos = (double)oh * ow, cout = l->out.c;
     switch (l->cfg.kind) {
     case LAYER_CONV2D:
-        return 2.0 * pos * cout * l->cfg.kernel * l->cfg.kernel * l->in.c +
+        return 2.0 * pos * cout * l->cfg.kernel * l->cfg.kernel * (l->in.c / l->cfg.groups) +
                ELEM_COST * pos * cout;
     case LAYER_DENSE:
         return 2.0 * (double)shape_size(l->in) * l->cfg.units + ELEM_COST * l->cfg.units;
@@ -210,12 +210,24 @@ static void prefix_geom(const struct model *m, int L, struct lime_local_geom *g)
         g->tail_flops += layer_cost(&m->layers[i], m->layers[i].out.h, m->layers[i].out.w);
 }
 
+/* Whether layer l, at index i, reads the layer before it alone (a chain). */
+static int reads_previous(const struct layer *l, int i)
+{
+    return l->n_inputs == 1 && l->inputs[0] == i - 1;
+}
+
 /* The number of leading layers that may form a prefix, and why no more. */
 static int local_layers(const struct model *m, char *why)
 {
     int n = 0;
     for (; n < m->n_layers; n++) {
         const struct layer *l = &m->layers[n];
+        if (!reads_previous(l, n)) {
+            if (why)
+                snprintf(why, STRATA_ERR_LEN, "layer %d ('%s') does not read the layer before it",
+                         n, l->cfg.name);
+            break;
+        }
         if (!kind_is_local(l->cfg.kind)) {
             if (why)
                 snprintf(why, STRATA_ERR_LEN, "layer %d ('%s') mixes all positions", n,
@@ -231,6 +243,22 @@ static int local_layers(const struct model *m, char *why)
             break;
         }
     }
+    /* A cut after L layers leaves the rest of the model reading layer L − 1
+     * alone: no later layer may read one before it (a skip connection over
+     * the cut), so L − 1 is at most the earliest layer read from beyond the
+     * chain. */
+    for (int j = n; j < m->n_layers; j++)
+        for (int k = 0; k < m->layers[j].n_inputs; k++) {
+            const int r = m->layers[j].inputs[k];
+            if (r + 1 < n) {
+                n = r + 1;
+                if (why)
+                    snprintf(why, STRATA_ERR_LEN,
+                             "layer %d ('%s') reads %s, before the cut a window could take",
+                             j, m->layers[j].cfg.name,
+                             r < 0 ? "the image" : m->layers[r].cfg.name);
+            }
+        }
     return n;
 }
 
@@ -264,11 +292,12 @@ static void cut_describe(const struct model *m, int L, int fold_dense, struct cu
     /* Flatten and inference-time dropout only copy: skipping them leaves the
      * next layer reading the same floats in the same order. */
     int t = L;
-    while (t < m->n_layers &&
+    while (t < m->n_layers && reads_previous(&m->layers[t], t) &&
            (m->layers[t].cfg.kind == LAYER_FLATTEN || m->layers[t].cfg.kind == LAYER_DROPOUT))
         t++;
     const int P = c->g.out.h * c->g.out.w, C = c->g.out.c;
-    c->fold = fold_dense && t < m->n_layers && m->layers[t].cfg.kind == LAYER_DENSE;
+    c->fold = fold_dense && t < m->n_layers && m->layers[t].cfg.kind == LAYER_DENSE &&
+              reads_previous(&m->layers[t], t);
     c->dense = c->fold ? t : -1;
     c->tail_start = c->fold ? t + 1 : t;
     c->row = c->fold ? m->layers[t].cfg.units : C;

@@ -110,14 +110,14 @@ static void bind_slab(struct model *m, float *slab)
 
 enum field {
     F_FILTERS, F_KERNEL_SIZE, F_STRIDES, F_PADDING, F_ACTIVATION, F_USE_BIAS, F_EPSILON,
-    F_MOMENTUM, F_POOL_SIZE, F_UNITS, F_RATE, F_COUNT
+    F_MOMENTUM, F_POOL_SIZE, F_UNITS, F_RATE, F_GROUPS, F_COUNT
 };
 
 static const char *const field_names[F_COUNT] = {
     [F_FILTERS] = "filters",   [F_KERNEL_SIZE] = "kernel_size", [F_STRIDES] = "strides",
     [F_PADDING] = "padding",   [F_ACTIVATION] = "activation",   [F_USE_BIAS] = "use_bias",
     [F_EPSILON] = "epsilon",   [F_MOMENTUM] = "momentum",       [F_POOL_SIZE] = "pool_size",
-    [F_UNITS] = "units",       [F_RATE] = "rate",
+    [F_UNITS] = "units",       [F_RATE] = "rate",               [F_GROUPS] = "groups",
 };
 
 #define FB(f) (1u << (f))
@@ -128,12 +128,13 @@ static const struct {
     unsigned allowed, required;
 } layer_fields[LAYER_KIND_COUNT] = {
     [LAYER_CONV2D] = {FB(F_FILTERS) | FB(F_KERNEL_SIZE) | FB(F_STRIDES) | FB(F_PADDING) |
-                          FB(F_ACTIVATION) | FB(F_USE_BIAS),
+                          FB(F_ACTIVATION) | FB(F_USE_BIAS) | FB(F_GROUPS),
                       FB(F_FILTERS) | FB(F_KERNEL_SIZE)},
     [LAYER_BATCH_NORM] = {FB(F_EPSILON) | FB(F_MOMENTUM) | FB(F_ACTIVATION), 0},
     [LAYER_MAXPOOL2D] = {FB(F_POOL_SIZE) | FB(F_STRIDES) | FB(F_PADDING), 0},
     [LAYER_DENSE] = {FB(F_UNITS) | FB(F_ACTIVATION) | FB(F_USE_BIAS), FB(F_UNITS)},
     [LAYER_DROPOUT] = {FB(F_RATE), FB(F_RATE)},
+    [LAYER_ADD] = {FB(F_ACTIVATION), 0},
 };
 
 static int field_lookup(const char *key)
@@ -200,7 +201,8 @@ static int parse_field(struct layer_config *cfg, int f, const json_t *v, const c
     case F_KERNEL_SIZE:
     case F_STRIDES:
     case F_POOL_SIZE:
-    case F_UNITS: {
+    case F_UNITS:
+    case F_GROUPS: {
         int n;
         if (get_int(v, 1, MODEL_FIELD_MAX, &n))
             return fail_at(err, STRATA_E_ARG, what, path,
@@ -213,6 +215,8 @@ static int parse_field(struct layer_config *cfg, int f, const json_t *v, const c
             cfg->stride = n;
         else if (f == F_POOL_SIZE)
             cfg->pool = n;
+        else if (f == F_GROUPS)
+            cfg->groups = n;
         else
             cfg->units = n;
         return 0;
@@ -231,12 +235,12 @@ static int parse_field(struct layer_config *cfg, int f, const json_t *v, const c
         const char *s = json_string_value(v);
         if (!s)
             return fail_at(err, STRATA_E_ARG, what, path,
-                           "expected a string: \"linear\", \"relu\", \"sigmoid\" or "
-                           "\"softmax\"");
+                           "expected a string: \"linear\", \"relu\", \"sigmoid\", "
+                           "\"softmax\", \"relu6\" or \"hardswish\"");
         if (activation_parse(s, &cfg->activation))
             return fail_at(err, STRATA_E_UNSUPPORTED, what, path,
-                           "unknown activation \"%.40s\" (strata has linear, relu, sigmoid "
-                           "and softmax)",
+                           "unknown activation \"%.40s\" (strata has linear, relu, sigmoid, "
+                           "softmax, relu6 and hardswish)",
                            s);
         return 0;
     }
@@ -268,8 +272,57 @@ static int parse_field(struct layer_config *cfg, int f, const json_t *v, const c
     return STRATA_E_ARG;
 }
 
-/* One entry of "layers": type, name, fields with their defaults, then
- * ops->configure with l->in already set. */
+/* The "inputs" of layers[i] (a list of names of earlier layers, "input"
+ * for the image) into l->inputs; without it, the layer before (the image for
+ * the first). A layer that joins (add, concat) names 2 … LAYER_MAX_INPUTS,
+ * every other one at most one. */
+static int parse_inputs(struct model *m, int i, const json_t *v, const struct layer_ops *ops,
+                        const char *what, char *err)
+{
+    struct layer *l = &m->layers[i];
+    char path[96];
+    snprintf(path, sizeof path, "layers[%d].inputs", i);
+    if (!v) {
+        if (ops->joins)
+            return fail_at(err, STRATA_E_ARG, what, path,
+                           "missing: %s joins 2 to %d layers; name them (\"input\" is the "
+                           "image)",
+                           ops->type, LAYER_MAX_INPUTS);
+        l->n_inputs = 1;
+        l->inputs[0] = i - 1;
+        return 0;
+    }
+    const int lo = ops->joins ? 2 : 1, hi = ops->joins ? LAYER_MAX_INPUTS : 1;
+    if (!json_is_array(v) || (int)json_array_size(v) < lo || (int)json_array_size(v) > hi)
+        return fail_at(err, STRATA_E_ARG, what, path,
+                       lo == hi ? "expected an array of %d name of an earlier layer (or "
+                                  "\"input\", the image)"
+                                : "expected an array of %d to %d names of earlier layers (or "
+                                  "\"input\", the image)",
+                       lo, hi);
+    l->n_inputs = (int)json_array_size(v);
+    for (int k = 0; k < l->n_inputs; k++) {
+        const json_t *name = json_array_get(v, (size_t)k);
+        snprintf(path, sizeof path, "layers[%d].inputs[%d]", i, k);
+        if (!json_is_string(name))
+            return fail_at(err, STRATA_E_ARG, what, path, "expected a layer's name");
+        const char *s = json_string_value(name);
+        int found = strcmp(s, "input") == 0 ? -1 : -2;
+        for (int j = 0; j < i && found == -2; j++)
+            if (strcmp(m->layers[j].cfg.name, s) == 0)
+                found = j;
+        if (found == -2)
+            return fail_at(err, STRATA_E_ARG, what, path,
+                           "\"%.48s\" is not the name of an earlier layer (a layer reads the "
+                           "image, \"input\", or layers listed before it)",
+                           s);
+        l->inputs[k] = found;
+    }
+    return 0;
+}
+
+/* One entry of "layers": type, name, fields with their defaults, its inputs,
+ * then ops->configure with l->ins and l->in set. */
 static int parse_layer(struct model *m, int i, const json_t *jl, const char *what, char *err)
 {
     struct layer *l = &m->layers[i];
@@ -289,7 +342,7 @@ static int parse_layer(struct model *m, int i, const json_t *jl, const char *wha
         return fail_at(err, STRATA_E_UNSUPPORTED, what, path,
                        "unknown layer type \"%.40s\" (strata has conv2d, batch_norm, "
                        "maxpool2d, global_avg_pool, flatten, dense, dropout, relu, sigmoid, "
-                       "softmax)",
+                       "softmax, add, concat)",
                        json_string_value(jt));
 
     struct layer_config *cfg = &l->cfg;
@@ -302,13 +355,14 @@ static int parse_layer(struct model *m, int i, const json_t *jl, const char *wha
     cfg->epsilon = 0.001f;
     cfg->momentum = 0.99f;
     cfg->use_bias = 1;
+    cfg->groups = 1;
 
     unsigned allowed = layer_fields[ops->kind].allowed;
     unsigned seen = 0;
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)jl, key, v) {
-        if (strcmp(key, "type") == 0)
+        if (strcmp(key, "type") == 0 || strcmp(key, "inputs") == 0)
             continue;
         if (strcmp(key, "name") == 0) {
             snprintf(path, sizeof path, "layers[%d].name", i);
@@ -346,17 +400,24 @@ static int parse_layer(struct model *m, int i, const json_t *jl, const char *wha
         cfg->stride = cfg->pool;
     if (!cfg->name[0])
         snprintf(cfg->name, sizeof cfg->name, "%s_%d", ops->type, i);
+    snprintf(path, sizeof path, "layers[%d].name", i);
+    if (strcmp(cfg->name, "input") == 0)
+        return fail_at(err, STRATA_E_ARG, what, path,
+                       "\"input\" names the image in \"inputs\"; choose another name");
     for (int j = 0; j < i; j++)
-        if (strcmp(m->layers[j].cfg.name, cfg->name) == 0) {
-            snprintf(path, sizeof path, "layers[%d].name", i);
+        if (strcmp(m->layers[j].cfg.name, cfg->name) == 0)
             return fail_at(err, STRATA_E_ARG, what, path,
                            "\"%s\" is already the name of layers[%d]; names must be unique",
                            cfg->name, j);
-        }
 
-    l->in = i ? m->layers[i - 1].out : m->input;
+    int rc = parse_inputs(m, i, json_object_get(jl, "inputs"), ops, what, err);
+    if (rc)
+        return rc;
+    for (int k = 0; k < l->n_inputs; k++)
+        l->ins[k] = l->inputs[k] < 0 ? m->input : m->layers[l->inputs[k]].out;
+    l->in = l->ins[0];
     char msg[STRATA_ERR_LEN];
-    int rc = ops->configure(l, msg);
+    rc = ops->configure(l, msg);
     if (rc) {
         snprintf(path, sizeof path, "layers[%d]", i);
         return fail_at(err, rc, what, path, "%s", msg);
@@ -591,6 +652,22 @@ static int parse_root(struct model *m, json_t *root, const char *what, const cha
         if ((rc = parse_layer(m, i, json_array_get(layers, (size_t)i), what, err)))
             return rc;
 
+    /* Every layer but the last leads somewhere: one that nothing reads is
+     * almost always a name mistyped in an "inputs" list. */
+    for (int i = 0; i < n - 1; i++) {
+        int read = 0;
+        for (int j = i + 1; j < n && !read; j++)
+            for (int k = 0; k < m->layers[j].n_inputs; k++)
+                read |= m->layers[j].inputs[k] == i;
+        if (!read) {
+            char path[48];
+            snprintf(path, sizeof path, "layers[%d]", i);
+            return fail_at(err, STRATA_E_ARG, what, path,
+                           "no later layer reads \"%s\" (name it in an \"inputs\" list, or "
+                           "remove it)",
+                           m->layers[i].cfg.name);
+        }
+    }
     const struct layer *last = &m->layers[n - 1];
     if (shape_size(last->out) != (size_t)m->n_classes) {
         char path[48], sb[48];

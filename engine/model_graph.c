@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,9 +299,15 @@ static int check_finite_weights(const struct graph *g, const char *file, char *e
 /* ---- opening --------------------------------------------------------------- */
 
 /* The logits: the output itself, or the input of a final Softmax/LogSoftmax
- * over the class axis. */
+ * over the class axis, seen through any Identity after it (strata's own
+ * export names its output so). */
 static int find_logits(const struct graph *g, const struct graph_ws *ws, int out)
 {
+    int v = out;
+    while (graph_produced_by(g, v, "Identity"))
+        v = g->nodes[g->values[v].producer].inputs[0];
+    if (graph_produced_by(g, v, "Softmax") || graph_produced_by(g, v, "LogSoftmax"))
+        out = v;
     if (graph_produced_by(g, out, "Softmax") || graph_produced_by(g, out, "LogSoftmax")) {
         const struct node *n = &g->nodes[g->values[out].producer];
         int in = n->inputs[0];
@@ -348,6 +355,10 @@ static int fill_layers(struct model *m, struct model_graph *mg, const struct gra
                 strcat(L->cfg.name, tail);
                 j = -1;
             }
+        /* listed as a chain (what each reads in the graph: model_graph_layer_inputs) */
+        L->n_inputs = 1;
+        L->inputs[0] = l - 1;
+        L->ins[0] = L->in;
         prev = L->out;
     }
     return 0;
@@ -477,8 +488,28 @@ int model_graph_layer_inputs(const struct model *m, int l, int *from, int max)
     const struct model_graph *mg = m->graph;
     if (l < 0 || l >= m->n_layers || max < 1)
         return 0;
-    if (!mg || mg->own || l >= mg->n_shown) {
-        /* a chain: the previous layer, the image for the first */
+    if (!m->onnx[0]) {
+        /* strata's own layers name what they read: sorted, without repeats */
+        const struct layer *ly = &m->layers[l];
+        int n = 0;
+        for (int k = 0; k < ly->n_inputs; k++) {
+            int v = ly->inputs[k], j = n;
+            for (int d = 0; d < n; d++)
+                if (from[d] == v)
+                    v = INT_MIN;
+            if (v == INT_MIN || n == max)
+                continue;
+            while (j > 0 && from[j - 1] > v) {
+                from[j] = from[j - 1];
+                j--;
+            }
+            from[j] = v;
+            n++;
+        }
+        return n;
+    }
+    if (!mg || l >= mg->n_shown) {
+        /* the logits and the probabilities: a chain */
         from[0] = l - 1;
         return 1;
     }

@@ -73,8 +73,8 @@ int model_graph_values(const struct model *m, struct model_graph_value **out, in
 
 /* The layers whose outputs layer l of m reads, directly or through values
  * not shown (-1 for the image itself), into from[<= max], in increasing
- * order; a residual sum reads two. Returns the count (0 for a layer of
- * strata's own models other than the first: they form a chain, l - 1). */
+ * order; a residual sum reads two. For strata's own models, the layers its
+ * "inputs" name (the layer before, in a chain). Returns the count. */
 int model_graph_layer_inputs(const struct model *m, int l, int *from, int max);
 
 /* The ONNX op that computes layer l of an imported model ("Relu", "Add",

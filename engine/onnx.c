@@ -240,6 +240,65 @@ void onnx_model_free(Onnx__ModelProto *m)
         protobuf_c_message_free_unpacked(&m->base, &pb_allocator);
 }
 
+/* ---- metadata ------------------------------------------------------------- */
+
+int onnx_read_metadata(const char *path, struct onnx_metadata *md, char *err)
+{
+    memset(md, 0, sizeof *md);
+    uint8_t *buf;
+    size_t len;
+    int rc = read_whole_file(path, ONNX_MAX_FILE_BYTES, &buf, &len, err);
+    if (rc)
+        return rc;
+    Onnx__ModelProto *m = onnx_unpack_model(buf, len, path, err);
+    free(buf);
+    if (!m)
+        return STRATA_E_FORMAT;
+    size_t n = m->n_metadata_props;
+    md->keys = calloc(n + 1, sizeof *md->keys);
+    md->values = calloc(n + 1, sizeof *md->values);
+    rc = md->keys && md->values ? 0 : STRATA_E_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const Onnx__StringStringEntryProto *e = m->metadata_props[i];
+        if (!e || !e->key)
+            continue;
+        md->keys[md->n] = strdup(e->key);
+        md->values[md->n] = strdup(e->value ? e->value : "");
+        if (!md->keys[md->n] || !md->values[md->n]) {
+            free(md->keys[md->n]);
+            free(md->values[md->n]);
+            rc = STRATA_E_NOMEM;
+            break;
+        }
+        md->n++;
+    }
+    onnx_model_free(m);
+    if (rc) {
+        onnx_metadata_free(md);
+        return strata_fail(err, rc, "%s: out of memory reading its metadata", path);
+    }
+    return 0;
+}
+
+const char *onnx_metadata_get(const struct onnx_metadata *md, const char *key)
+{
+    for (int i = 0; i < md->n; i++)
+        if (strcmp(md->keys[i], key) == 0)
+            return md->values[i];
+    return NULL;
+}
+
+void onnx_metadata_free(struct onnx_metadata *md)
+{
+    for (int i = 0; i < md->n; i++) {
+        free(md->keys[i]);
+        free(md->values[i]);
+    }
+    free(md->keys);
+    free(md->values);
+    memset(md, 0, sizeof *md);
+}
+
 /* ---- messages ------------------------------------------------------------- */
 
 static const char *const dtype_names[] = {

@@ -46,6 +46,23 @@ struct Onnx__ModelProto *onnx_unpack_model(const uint8_t *bytes, size_t len, con
                                            char *err);
 void onnx_model_free(struct Onnx__ModelProto *m);
 
+/* The metadata_props of an ONNX model: key → value strings, in the file's
+ * order (strata's export writes strata.classes, strata.mean, strata.std and
+ * strata.title; other exporters write their own). */
+struct onnx_metadata {
+    int n;
+    char **keys, **values; /* [n] each, malloc'd */
+};
+
+/* Reads the metadata of the ONNX file at path into *md (zeroed on failure).
+ * Returns 0, or a negative status with err when the file cannot be read or
+ * is not an ONNX model. */
+int onnx_read_metadata(const char *path, struct onnx_metadata *md, char *err);
+
+/* The value of key, or NULL (borrowed from md). */
+const char *onnx_metadata_get(const struct onnx_metadata *md, const char *key);
+void onnx_metadata_free(struct onnx_metadata *md);
+
 /* Reads a serialized TensorProto file (the .pb files of ONNX's test cases)
  * into t: float or int64 (other numeric types converted), data malloc'd by
  * the call (free(t->data)). Returns 0 or a negative status. */

@@ -16,6 +16,7 @@
 #include "onnx_export.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,27 @@ static void add_unary(struct out *o, const char *op, const char *name, const cha
 static const char *add_activation(struct out *o, const struct layer *l, const char *value,
                                   char *buf, size_t cap)
 {
+    if (l->cfg.activation == ACT_RELU6) {
+        /* Clip, its bounds inputs (opset 11 on) */
+        char lo[96], hi[96];
+        snprintf(lo, sizeof lo, "%s/relu6_min", l->cfg.name);
+        snprintf(hi, sizeof hi, "%s/relu6_max", l->cfg.name);
+        add_init(o, lo, 0, NULL, (const float[]){0.0f});
+        add_init(o, hi, 0, NULL, (const float[]){6.0f});
+        snprintf(buf, cap, "%s/Relu6", l->cfg.name);
+        add_node(o, "Clip", buf, (const char *[]){value, lo, hi, NULL}, buf, NULL, NULL, NULL,
+                 NULL);
+        return buf;
+    }
+    if (l->cfg.activation == ACT_HARDSWISH) {
+        /* x · HardSigmoid(x; 1/6, 1/2): HardSwish itself is opset 14 */
+        char gate[96];
+        snprintf(gate, sizeof gate, "%s/HardSigmoid", l->cfg.name);
+        add_unary(o, "HardSigmoid", gate, value, gate, attr_float(o, "alpha", 1.0f / 6.0f));
+        snprintf(buf, cap, "%s/HardSwish", l->cfg.name);
+        add_node(o, "Mul", buf, (const char *[]){value, gate, NULL}, buf, NULL, NULL, NULL, NULL);
+        return buf;
+    }
     const char *op = l->cfg.activation == ACT_RELU      ? "Relu"
                      : l->cfg.activation == ACT_SIGMOID ? "Sigmoid"
                      : l->cfg.activation == ACT_SOFTMAX ? "Softmax"
@@ -279,6 +301,48 @@ static Onnx__ValueInfoProto *value_info(struct out *o, const char *name, int ndi
     return vi;
 }
 
+/* Add or Concat of layer l's inputs ins[0 … n_inputs) (in_rank4[k]: whether
+ * each is still a feature map, else [N, C]); returns the name of the output
+ * (in buf_out, or buf_act after a fused activation). Inputs of 1×1 maps
+ * given in both forms are flattened to [N, C] first: the same values.
+ * flat[2 · LAYER_MAX_INPUTS] is scratch for the names of the values in
+ * between. */
+static const char *add_join(struct out *o, const struct layer *l, const char *const *ins,
+                            const int *in_rank4, char (*flat)[96], char *buf_out, char *buf_act,
+                            size_t cap, int *rank4)
+{
+    const char *names[LAYER_MAX_INPUTS + 1] = {0};
+    int all4 = 1;
+    for (int k = 0; k < l->n_inputs; k++)
+        all4 &= in_rank4[k];
+    for (int k = 0; k < l->n_inputs; k++) {
+        names[k] = ins[k];
+        if (!all4 && in_rank4[k]) {
+            snprintf(flat[k], sizeof flat[k], "%s/flat%d", l->cfg.name, k);
+            add_unary(o, "Flatten", flat[k], ins[k], flat[k], attr_int(o, "axis", 1));
+            names[k] = flat[k];
+        }
+    }
+    *rank4 = all4;
+    if (l->cfg.kind == LAYER_ADD) {
+        /* a chain of two-input Adds: Add in opset 13 takes exactly two */
+        const char *acc = names[0];
+        for (int k = 1; k < l->n_inputs; k++) {
+            const int last = k == l->n_inputs - 1;
+            char *dst = last ? buf_out : flat[LAYER_MAX_INPUTS + k];
+            snprintf(dst, last ? cap : sizeof flat[0], last ? "%s/add" : "%s/add%d", l->cfg.name,
+                     k);
+            add_node(o, "Add", dst, (const char *[]){acc, names[k], NULL}, dst, NULL, NULL, NULL,
+                     NULL);
+            acc = dst;
+        }
+        return add_activation(o, l, buf_out, buf_act, cap);
+    }
+    snprintf(buf_out, cap, "%s/concat", l->cfg.name);
+    add_node(o, "Concat", buf_out, names, buf_out, attr_int(o, "axis", 1), NULL, NULL, NULL);
+    return buf_out;
+}
+
 /* Adds layer l's nodes after `value` (its name in buf_in); returns the name
  * of its output (in buf_out, or value itself for a layer that adds nothing).
  * *rank4 says whether the value is still a feature map. */
@@ -289,7 +353,8 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
     char wname[96], bname[96], m[96], v[96];
     switch (c->kind) {
     case LAYER_CONV2D: {
-        const int k = c->kernel, cin = l->in.c, f = c->filters;
+        /* cin: the channels one filter reads (all of them, or its group's) */
+        const int k = c->kernel, cin = l->in.c / c->groups, f = c->filters;
         float *oihw = out_alloc(o, (size_t)f * cin * k * k * sizeof *oihw);
         if (!oihw)
             return value;
@@ -311,7 +376,7 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
         add_node(o, "Conv", buf_out, inputs, buf_out, attr_ints2(o, "kernel_shape", k),
                  attr_ints2(o, "strides", c->stride),
                  attr_string(o, "auto_pad", c->padding == PADDING_SAME ? "SAME_UPPER" : "VALID"),
-                 NULL);
+                 c->groups > 1 ? attr_int(o, "group", c->groups) : NULL);
         return add_activation(o, l, buf_out, buf_act, cap);
     }
     case LAYER_BATCH_NORM: {
@@ -407,10 +472,40 @@ static const char *add_layer(struct out *o, const struct layer *l, const char *v
                   c->kind == LAYER_SOFTMAX ? attr_int(o, "axis", 1) : NULL);
         return buf_out;
     }
+    case LAYER_ADD:
+    case LAYER_CONCAT: /* add_join */
     case LAYER_KIND_COUNT:
         break;
     }
     return value;
+}
+
+/* The model's class names as a JSON array (malloc'd), or NULL. */
+static char *classes_json(const struct model *m)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < m->n_classes; i++)
+        if (json_array_append_new(a, json_string(m->classes[i])) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    return s;
+}
+
+/* n floats as a JSON array of numbers (malloc'd), or NULL. */
+static char *floats_json(const float *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_real((double)v[i])) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    char *s = a ? json_dumps(a, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(a);
+    return s;
 }
 
 int onnx_export_bytes(const struct model *m, uint8_t **bytes_out, size_t *len_out,
@@ -423,19 +518,44 @@ int onnx_export_bytes(const struct model *m, uint8_t **bytes_out, size_t *len_ou
                            "model '%s' was imported from ONNX: its file %s/%s is the export",
                            m->id, m->dir, m->onnx);
     struct out o = {0};
+    char *meta_values[4] = {0}; /* the metadata's values, made before packing */
     /* each layer's value names live until the model is packed: two buffers
      * per layer (its output and its activation's) */
     char (*names)[2][ONNX_EXPORT_NAME_LEN] = calloc((size_t)m->n_layers + 1, sizeof *names);
     if (!names)
         return strata_fail(err, STRATA_E_NOMEM, "out of memory exporting '%s'", m->id);
+    /* each layer's output value and whether it is still a feature map */
+    const char **values = calloc((size_t)m->n_layers + 1, sizeof *values);
+    int *ranks4 = calloc((size_t)m->n_layers + 1, sizeof *ranks4);
+    if (!values || !ranks4) {
+        free(values);
+        free(ranks4);
+        free(names);
+        return strata_fail(err, STRATA_E_NOMEM, "out of memory exporting '%s'", m->id);
+    }
     const char *value = "input";
-    int rank4 = 1;
     for (int i = 0; i < m->n_layers; i++) {
-        value = add_layer(&o, &m->layers[i], value, names[i][0], names[i][1], sizeof names[i][0],
-                          &rank4);
+        const struct layer *l = &m->layers[i];
+        const char *ins[LAYER_MAX_INPUTS];
+        int in_rank4[LAYER_MAX_INPUTS];
+        for (int k = 0; k < l->n_inputs; k++) {
+            ins[k] = l->inputs[k] < 0 ? "input" : values[l->inputs[k]];
+            in_rank4[k] = l->inputs[k] < 0 ? 1 : ranks4[l->inputs[k]];
+        }
+        int rank4 = in_rank4[0];
+        if (layer_ops_of(l->cfg.kind)->joins) {
+            char flat[2 * LAYER_MAX_INPUTS][96];
+            value = add_join(&o, l, ins, in_rank4, flat, names[i][0], names[i][1],
+                             sizeof names[i][0], &rank4);
+        } else {
+            value = add_layer(&o, l, ins[0], names[i][0], names[i][1], sizeof names[i][0], &rank4);
+        }
+        values[i] = value;
+        ranks4[i] = rank4;
         if (layer_values)
             snprintf(layer_values[i], ONNX_EXPORT_NAME_LEN, "%s", value);
     }
+    free(ranks4);
     /* the last value keeps a name of its own */
     add_unary(&o, "Identity", "output", value, "probabilities", NULL);
 
@@ -469,6 +589,26 @@ int onnx_export_bytes(const struct model *m, uint8_t **bytes_out, size_t *len_ou
     model.n_opset_import = 1;
     model.opset_import = opsets;
     model.graph = &graph;
+    /* what ONNX does not say, for whoever imports the file: strata's own
+     * import reads these when it is not told otherwise */
+    Onnx__StringStringEntryProto meta[4], *meta_ptrs[4];
+    const char *keys[4] = {"strata.classes", "strata.mean", "strata.std", "strata.title"};
+    meta_values[0] = classes_json(m);
+    meta_values[1] = floats_json(m->mean, 3);
+    meta_values[2] = floats_json(m->std, 3);
+    meta_values[3] = strdup(m->title);
+    for (int i = 0; i < 4; i++) {
+        if (!meta_values[i]) {
+            rc = strata_fail(err, STRATA_E_NOMEM, "out of memory exporting '%s'", m->id);
+            goto done;
+        }
+        onnx__string_string_entry_proto__init(&meta[i]);
+        meta[i].key = (char *)keys[i];
+        meta[i].value = meta_values[i];
+        meta_ptrs[i] = &meta[i];
+    }
+    model.n_metadata_props = 4;
+    model.metadata_props = meta_ptrs;
 
     size_t len = onnx__model_proto__get_packed_size(&model);
     uint8_t *bytes = malloc(len ? len : 1);
@@ -487,6 +627,9 @@ done:
     free(o.nodes);
     free(o.inits);
     free(names);
+    free(values);
+    for (int k = 0; k < 4; k++)
+        free(meta_values[k]);
     return rc;
 }
 

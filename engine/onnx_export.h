@@ -8,10 +8,14 @@
  * [batch, 3, H, W] (batch left open), output "probabilities" [batch, classes]
  * after a final Softmax. Opset 13. Conv, BatchNormalization (with its
  * momentum), Relu, Sigmoid, MaxPool, GlobalAveragePool, Flatten, Gemm,
- * Softmax, Dropout (its ratio an initializer: the identity at inference, as
+ * Softmax, Add, Concat (on the channels), Dropout (its ratio an
+ * initializer: the identity at inference, as
  * every runtime runs it; it drops when strata trains the graph); a Flatten
  * of a feature map is preceded by a Transpose to channels last, the order
  * strata's dense layers read.
+ * The model's metadata_props hold what ONNX has no field for: strata.classes
+ * (a JSON array of the class names), strata.mean and strata.std (JSON arrays
+ * of three numbers) and strata.title.
  */
 #ifndef STRATA_ONNX_EXPORT_H
 #define STRATA_ONNX_EXPORT_H

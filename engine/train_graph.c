@@ -12,7 +12,7 @@
 /* What a train_param holds, and how it is laid out in the graph. The names
  * and layouts are those onnx_export.c writes. */
 enum train_param_kind {
-    PARAM_CONV_KERNEL,  /* graph [f][cin][k][k] (OIHW), layer [k][k][cin][f] (HWIO) */
+    PARAM_CONV_KERNEL,  /* graph [f][cin/g][k][k] (OIHW), layer [k][k][cin/g][f] (HWIO) */
     PARAM_DENSE_KERNEL, /* graph [units][in], layer [in][units] */
     PARAM_BIAS,
     PARAM_GAMMA,
@@ -34,7 +34,7 @@ static float *layer_tensor(const struct model *m, const struct train_param *p, s
     const struct layer *l = &m->layers[p->layer];
     switch ((enum train_param_kind)p->which) {
     case PARAM_CONV_KERNEL:
-        *len = (size_t)l->cfg.kernel * l->cfg.kernel * l->in.c * l->cfg.filters;
+        *len = (size_t)l->cfg.kernel * l->cfg.kernel * (l->in.c / l->cfg.groups) * l->cfg.filters;
         return l->w.kernel;
     case PARAM_DENSE_KERNEL:
         *len = shape_size(l->in) * (size_t)l->cfg.units;
@@ -376,7 +376,7 @@ void train_graph_to_model(const struct train_graph *t, struct model *m)
         size_t len;
         float *dst = layer_tensor(m, p, &len);
         if (p->which == PARAM_CONV_KERNEL) {
-            const int k = l->cfg.kernel, cin = l->in.c, f = l->cfg.filters;
+            const int k = l->cfg.kernel, cin = l->in.c / l->cfg.groups, f = l->cfg.filters;
             for (int ky = 0; ky < k; ky++)
                 for (int kx = 0; kx < k; kx++)
                     for (int ci = 0; ci < cin; ci++)

@@ -116,8 +116,9 @@ static json_t *layer_config_json(const struct layer_config *c)
     const char *pad = c->padding == PADDING_SAME ? "same" : "valid";
     switch (c->kind) {
     case LAYER_CONV2D:
-        return json_pack("{s:i, s:i, s:i, s:s, s:b}", "filters", c->filters, "kernel_size",
-                         c->kernel, "strides", c->stride, "padding", pad, "use_bias", c->use_bias);
+        return json_pack("{s:i, s:i, s:i, s:s, s:b, s:i}", "filters", c->filters, "kernel_size",
+                         c->kernel, "strides", c->stride, "padding", pad, "use_bias", c->use_bias,
+                         "groups", c->groups);
     case LAYER_MAXPOOL2D:
         return json_pack("{s:i, s:i, s:s}", "pool_size", c->pool, "strides", c->stride,
                          "padding", pad);
@@ -139,6 +140,7 @@ static json_t *activation_json(const struct layer_config *c)
     case LAYER_CONV2D:
     case LAYER_DENSE:
     case LAYER_BATCH_NORM:
+    case LAYER_ADD:
         return json_string(activation_name(c->activation));
     case LAYER_RELU: return json_string("relu");
     case LAYER_SIGMOID: return json_string("sigmoid");
@@ -158,10 +160,10 @@ static json_t *layers_json(const struct app_model *am)
                               activation_json(&l->cfg), "output_shape", json_int_array(shape, 3),
                               "parameters", (json_int_t)layer_parameters(l), "config",
                               layer_config_json(&l->cfg));
-        /* what the layer reads: a chain for strata's own models; the
-         * joins of a residual network for an imported one */
-        int from[8];
-        int n_from = model_graph_layer_inputs(&am->m, i, from, 8);
+        /* what the layer reads: its "inputs" for strata's own models (the
+         * layer before, in a chain); the joins of an imported graph */
+        int from[LAYER_MAX_INPUTS];
+        int n_from = model_graph_layer_inputs(&am->m, i, from, LAYER_MAX_INPUTS);
         const char *op = model_graph_layer_op(&am->m, i);
         if (j) {
             json_object_set_new(j, "inputs", json_int_array(from, (size_t)n_from));

@@ -2,13 +2,15 @@
  * cmd_import.c — `strata import FILE.onnx --id ID ...`: makes an ONNX file a
  * strata model. models/ID/ receives the file as it is (the source of truth,
  * nothing converted) and a model.json with what ONNX does not say: the class
- * names, the input normalisation, the title and the dataset. The folder is
+ * names, the input normalisation, the title and the dataset (from the
+ * options, or from the metadata of a file strata exported). The folder is
  * written under a temporary name, opened as a model to check everything, and
  * only then renamed into place: a failed import leaves nothing behind.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 
 #include "cli.h"
 #include "model_import.h"
+#include "onnx.h"
 
 static const char *const import_help =
     "Usage: strata import FILE.onnx --id ID [options]\n\n"
@@ -26,6 +29,8 @@ static const char *const import_help =
     "doubt-eval work on ID, and `strata serve` lists it.\n\n"
     "The model must take one float batch N x 3 x H x W (RGB, channels first) and give\n"
     "N x K class scores (logits, or probabilities from a final Softmax).\n\n"
+    "A file strata exported (strata export) says its classes, normalisation and title\n"
+    "in its metadata: they are used unless an option below says otherwise.\n\n"
     "Class names, in the order of the model's outputs (one of):\n"
     "  --classes a,b,c    comma-separated\n"
     "  --labels FILE      one name per line\n"
@@ -110,6 +115,24 @@ static void remove_folder(const char *dir)
     rmdir(dir);
 }
 
+/* Three numbers from a JSON array text (strata.mean, strata.std), finite,
+ * and positive when `positive`; 1 when v held them. */
+static int meta_triple(const char *v, double out[3], int positive)
+{
+    json_t *a = v ? json_loads(v, 0, NULL) : NULL;
+    int ok = a && json_is_array(a) && json_array_size(a) == 3;
+    double t[3];
+    for (int k = 0; ok && k < 3; k++) {
+        const json_t *x = json_array_get(a, (size_t)k);
+        t[k] = json_is_number(x) ? json_number_value(x) : NAN;
+        ok = isfinite(t[k]) && (!positive || t[k] > 0);
+    }
+    json_decref(a);
+    if (ok)
+        memcpy(out, t, sizeof t);
+    return ok;
+}
+
 int cmd_import(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -122,7 +145,7 @@ int cmd_import(int argc, char **argv)
     const char *id = NULL, *models = NULL, *classes = NULL, *labels = NULL, *dataset = NULL,
                *title = NULL, *input = NULL, *data = NULL;
     double mean[3] = {0, 0, 0}, stdv[3] = {1, 1, 1};
-    int c;
+    int c, have_mean = 0, have_std = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -138,10 +161,12 @@ int cmd_import(int argc, char **argv)
         case 'M':
             if (cli_parse_triple(optarg, mean, 0))
                 return cli_usage_error("import", "--mean expects three numbers r,g,b, got '%s'", optarg);
+            have_mean = 1;
             break;
         case 'S':
             if (cli_parse_triple(optarg, stdv, 1))
                 return cli_usage_error("import", "--std expects three positive numbers r,g,b, got '%s'", optarg);
+            have_std = 1;
             break;
         case 'h': fputs(import_help, stdout); return EXIT_OK;
         case ':': return cli_usage_error("import", "option '%s' needs a value", argv[optind - 1]);
@@ -154,12 +179,40 @@ int cmd_import(int argc, char **argv)
         return cli_usage_error("import", "--id is required (the new model's name)");
     if (!import_id_ok(id))
         return cli_usage_error("import", "--id '%s': use letters, digits, '-', '_' and '.' only", id);
-    if (!!classes + !!labels + (dataset && !classes && !labels) == 0)
-        return cli_usage_error("import", "give the class names: --classes, --labels or --dataset");
     if (classes && labels)
         return cli_usage_error("import", "--classes and --labels are alternatives; give one");
 
     const char *file = argv[optind];
+    /* what a file strata exported says about itself */
+    struct onnx_metadata md = {0};
+    char merr[STRATA_ERR_LEN];
+    json_t *meta_classes = NULL;
+    char meta_title[128] = "";
+    int meta_norm = 0, meta_cls = 0;
+    if (onnx_read_metadata(file, &md, merr) == 0) {
+        const char *v = onnx_metadata_get(&md, "strata.classes");
+        json_t *a = v ? json_loads(v, 0, NULL) : NULL;
+        if (a && json_is_array(a) && import_classes_check(a, merr) == 0)
+            meta_classes = json_incref(a);
+        json_decref(a);
+        double triple[3];
+        if (!have_mean && meta_triple(onnx_metadata_get(&md, "strata.mean"), triple, 0)) {
+            memcpy(mean, triple, sizeof mean);
+            meta_norm = 1;
+        }
+        if (!have_std && meta_triple(onnx_metadata_get(&md, "strata.std"), triple, 1)) {
+            memcpy(stdv, triple, sizeof stdv);
+            meta_norm = 1;
+        }
+        if (!title && (v = onnx_metadata_get(&md, "strata.title")) && v[0] &&
+            strlen(v) < sizeof meta_title) {
+            snprintf(meta_title, sizeof meta_title, "%s", v);
+            title = meta_title;
+        }
+        onnx_metadata_free(&md);
+    }
+    if (!classes && !labels && !dataset && !meta_classes)
+        return cli_usage_error("import", "give the class names: --classes, --labels or --dataset");
     char err[STRATA_ERR_LEN], dir[1200], tmp[1300], path[1400];
     const char *root = cli_models_root(models);
     snprintf(dir, sizeof dir, "%s/%s", root, id);
@@ -173,13 +226,20 @@ int cmd_import(int argc, char **argv)
         rc = import_classes_from_list(names, classes, err);
     else if (labels)
         rc = classes_from_file(names, labels, err);
-    else {
+    else if (meta_classes && !dataset) {
+        json_array_extend(names, meta_classes);
+        meta_cls = 1;
+    } else {
         struct dataset ds = {0};
         rc = dataset_open(&ds, dataset_root(data), dataset, "train", err);
         for (int k = 0; rc == 0 && k < ds.n_classes; k++)
             json_array_append_new(names, json_string(ds.classes[k]));
         dataset_free(&ds);
     }
+    json_decref(meta_classes);
+    if (rc == 0 && (meta_cls || meta_norm || title == meta_title))
+        printf("from the file's metadata:%s%s%s\n", meta_cls ? " classes" : "",
+               meta_norm ? " normalisation" : "", title == meta_title ? " title" : "");
     int h = 0, w = 0, want_h = 0, want_w = 0;
     if (input && (sscanf(input, "%dx%d", &want_h, &want_w) != 2 || want_h < 1 || want_w < 1)) {
         json_decref(names);

@@ -5,7 +5,8 @@
  *
  * The semantics implemented, layer by layer (x the input, y the output):
  *   conv2d       y[oy][ox][f] = act(bias[f] + Σ_ky,kx,ci x[oy·s − pt + ky][ox·s − pl + kx][ci]
- *                · kernel[ky][kx][ci][f]), kernel HWIO, positions outside x read 0
+ *                · kernel[ky][kx][ci][f]), kernel HWIO, positions outside x read 0; with G
+ *                groups, filter f reads only the C/G channels of its group (f·G/F)
  *   batch_norm   y = act(gamma · (x − moving_mean) / sqrt(moving_var + eps) + beta), per channel
  *   maxpool2d    y[oy][ox][c] = max over the pool×pool window at (oy·s − pt, ox·s − pl) of the
  *                positions inside x (padded positions never win); stride 0 means stride = pool
@@ -14,8 +15,12 @@
  *   dense        y[u] = act(bias[u] + Σ_i x[i] · kernel[i][u]), x flattened in NHWC order
  *   dropout      y = x (the identity at inference)
  *   relu, sigmoid, softmax   the activation alone
- * with act ∈ {none, relu: max(0, v), sigmoid: 1 / (1 + e^−v), softmax: over the channels of
- * one position (the units of a dense layer)}.
+ *   add          y = act(Σ_k x_k), element by element, over the layers "inputs" names
+ *   concat       y = those inputs side by side along the channels, in their order
+ * Every layer reads the layers its "inputs" name (the one before it in a
+ * chain; the image for -1). act is one of: none; relu max(0, v); sigmoid
+ * 1 / (1 + e^−v); softmax over the channels of one position (the units of a
+ * dense layer); relu6 min(max(v, 0), 6); hardswish v · min(max(v + 3, 0), 6) / 6.
  *
  * Output sizes and padding are TensorFlow's, for conv2d and maxpool2d alike
  * (window k, stride s, input size n):
@@ -62,6 +67,12 @@ static void activate(double *y, size_t positions, int channels, enum activation 
         else if (act == ACT_SIGMOID)
             for (int c = 0; c < channels; c++)
                 v[c] = sigmoid(v[c]);
+        else if (act == ACT_RELU6)
+            for (int c = 0; c < channels; c++)
+                v[c] = fmin(fmax(v[c], 0), 6);
+        else if (act == ACT_HARDSWISH)
+            for (int c = 0; c < channels; c++)
+                v[c] = v[c] * fmin(fmax(v[c] + 3, 0), 6) / 6;
         else if (act == ACT_SOFTMAX) {
             double mx = v[0], sum = 0;
             for (int c = 1; c < channels; c++)
@@ -80,6 +91,9 @@ static void conv2d(double *y, const double *x, const struct layer *l, int n, int
     const int H = l->in.h, W = l->in.w, C = l->in.c;
     const int Ho = l->out.h, Wo = l->out.w, F = c->filters, k = c->kernel;
     const int s = c->stride ? c->stride : 1;
+    /* filter f of group g = f / (F/G) reads channels [g·C/G, (g+1)·C/G),
+     * its kernel slice [ky][kx][ci - g·C/G][f] */
+    const int G = c->groups ? c->groups : 1, Cg = C / G, Fg = F / G;
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++)
@@ -90,9 +104,9 @@ static void conv2d(double *y, const double *x, const struct layer *l, int n, int
                             int iy = oy * s - pt + ky, ix = ox * s - pl + kx;
                             if (iy < 0 || iy >= H || ix < 0 || ix >= W)
                                 continue;
-                            for (int ci = 0; ci < C; ci++)
-                                acc += x[(((size_t)b * H + iy) * W + ix) * C + ci] *
-                                       l->w.kernel[(((size_t)ky * k + kx) * C + ci) * F + f];
+                            for (int j = 0; j < Cg; j++)
+                                acc += x[(((size_t)b * H + iy) * W + ix) * C + f / Fg * Cg + j] *
+                                       l->w.kernel[(((size_t)ky * k + kx) * Cg + j) * F + f];
                         }
                     y[(((size_t)b * Ho + oy) * Wo + ox) * F + f] = acc;
                 }
@@ -178,8 +192,38 @@ static struct shape layer_out(const struct layer *l, int *pt, int *pl)
         return (struct shape){.h = 1, .w = 1, .c = in.h * in.w * in.c};
     case LAYER_DENSE:
         return (struct shape){.h = 1, .w = 1, .c = c->units};
+    case LAYER_CONCAT: {
+        int channels = 0;
+        for (int k = 0; k < l->n_inputs; k++)
+            channels += l->ins[k].c;
+        return (struct shape){.h = in.h, .w = in.w, .c = channels};
+    }
     default:
         return in;
+    }
+}
+
+/* y = Σ_k x_k, element by element (every input of one shape). */
+static void add(double *y, double *const *x, int n_inputs, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        double sum = 0;
+        for (int k = 0; k < n_inputs; k++)
+            sum += x[k][i];
+        y[i] = sum;
+    }
+}
+
+/* y = the inputs side by side along the channels, in input order. */
+static void concat(double *y, double *const *x, const struct layer *l, size_t positions)
+{
+    for (size_t p = 0; p < positions; p++) {
+        double *dst = y + p * l->out.c;
+        for (int k = 0; k < l->n_inputs; k++) {
+            const int c = l->ins[k].c;
+            memcpy(dst, x[k] + p * c, (size_t)c * sizeof *dst);
+            dst += c;
+        }
     }
 }
 
@@ -201,7 +245,22 @@ double **ref_forward(const struct model *m, const float *in, int n, char *err)
         x0[i] = in[i];
     for (int i = 0; i < m->n_layers; i++) {
         const struct layer *l = &m->layers[i];
-        struct shape feeds = i ? m->layers[i - 1].out : m->input;
+        /* what it reads: the layers its "inputs" name (-1 the image) */
+        double *xs[LAYER_MAX_INPUTS];
+        int fed = l->n_inputs >= 1 && l->n_inputs <= LAYER_MAX_INPUTS;
+        for (int k = 0; fed && k < l->n_inputs; k++) {
+            const int r = l->inputs[k];
+            fed = r >= -1 && r < i &&
+                  same_shape(l->ins[k], r < 0 ? m->input : m->layers[r].out);
+            if (fed)
+                xs[k] = r < 0 ? x0 : out[r];
+        }
+        if (!fed) {
+            snprintf(err, STRATA_ERR_LEN, "layer %d (%s): its inputs are not earlier layers "
+                     "of the shapes it was configured for", i, l->cfg.name);
+            goto fail;
+        }
+        struct shape feeds = l->ins[0];
         int pt, pl;
         struct shape want = layer_out(l, &pt, &pl);
         if (!same_shape(l->in, feeds) || !same_shape(l->out, want)) {
@@ -212,7 +271,7 @@ double **ref_forward(const struct model *m, const float *in, int n, char *err)
                      feeds.h, feeds.w, feeds.c, want.h, want.w, want.c);
             goto fail;
         }
-        const double *x = i ? out[i - 1] : x0;
+        const double *x = xs[0];
         const size_t positions = (size_t)n * l->out.h * l->out.w;
         const size_t count = positions * l->out.c;
         double *y = out[i] = malloc(count * sizeof *y);
@@ -250,6 +309,13 @@ double **ref_forward(const struct model *m, const float *in, int n, char *err)
                   : l->cfg.kind == LAYER_SIGMOID ? ACT_SIGMOID
                   : l->cfg.kind == LAYER_SOFTMAX ? ACT_SOFTMAX
                                                  : ACT_NONE;
+            break;
+        case LAYER_ADD:
+            add(y, xs, l->n_inputs, count);
+            act = l->cfg.activation;
+            break;
+        case LAYER_CONCAT:
+            concat(y, xs, l, positions);
             break;
         case LAYER_KIND_COUNT:
             snprintf(err, STRATA_ERR_LEN, "layer %d: unknown kind", i);

@@ -1,7 +1,8 @@
 /*
  * ref_forward.h — a test oracle: the forward pass of one of strata's own
- * sequential models, computed naively in double precision straight from
- * m->layers and the parameters they point to.
+ * models (a chain of layers, or layers that name their inputs), computed
+ * naively in double precision straight from m->layers and the parameters
+ * they point to.
  *
  * It shares no code with what strata runs (engine/ops, engine/onnx_export,
  * the graph executor): plain loops over NHWC arrays, no BLAS, its own output

@@ -2,7 +2,9 @@
  * brute force: for small random models (the seed architecture at 40×40, a
  * prefix with batch norm, sigmoid, dropout, a strided conv with a softmax
  * over channels, a fully local model with no tail, one ending in global
- * pooling, "same" layers that pad nothing), the probabilities of random
+ * pooling, "same" layers that pad nothing, a skip connection that reads a
+ * layer of the chain again after it, which keeps the cut before that
+ * layer), the probabilities of random
  * masks must equal those of rendering each perturbed image here — the
  * segment's rounded mean colour where hidden, as lime.c does — and running
  * model_forward on it, for every cut of the prefix, with and without the
@@ -80,6 +82,19 @@
     "{\"type\":\"conv2d\",\"filters\":8,\"kernel_size\":3,\"activation\":\"relu\"},"       \
     "{\"type\":\"conv2d\",\"filters\":8,\"kernel_size\":3,\"padding\":\"same\","           \
     "\"activation\":\"relu\"},"                                                            \
+    "{\"type\":\"flatten\"},"                                                              \
+    "{\"type\":\"dense\",\"units\":3,\"activation\":\"softmax\"}"
+
+/* A skip connection over the chain: c2 is read again after c3, so a cut
+ * may fall after c1 or c2 but not after c3 (the rest would need c2 too). */
+#define RESIDUAL_LAYERS                                                                    \
+    "{\"type\":\"conv2d\",\"name\":\"c1\",\"filters\":6,\"kernel_size\":3,"            \
+    "\"activation\":\"relu\"},"                                                            \
+    "{\"type\":\"conv2d\",\"name\":\"c2\",\"filters\":6,\"kernel_size\":1,"            \
+    "\"activation\":\"relu\"},"                                                            \
+    "{\"type\":\"conv2d\",\"name\":\"c3\",\"filters\":6,\"kernel_size\":1},"           \
+    "{\"type\":\"add\",\"inputs\":[\"c2\",\"c3\"],\"activation\":\"relu\"},"           \
+    "{\"type\":\"maxpool2d\",\"pool_size\":2},"                                            \
     "{\"type\":\"flatten\"},"                                                              \
     "{\"type\":\"dense\",\"units\":3,\"activation\":\"softmax\"}"
 
@@ -429,6 +444,11 @@ TEST(global_pool_tail)
 TEST(same_padding_that_pads_nothing)
 {
     check_all_cuts(SAME0_LAYERS, 40, 30, 3, 1.0f);
+}
+
+TEST(a_skip_connection_limits_the_cut)
+{
+    check_all_cuts(RESIDUAL_LAYERS, 26, 20, 2, 1.0f);
 }
 
 TEST(window_counts_and_stats)
@@ -872,6 +892,7 @@ int main(void)
     RUN(fully_local_model_without_tail);
     RUN(global_pool_tail);
     RUN(same_padding_that_pads_nothing);
+    RUN(a_skip_connection_limits_the_cut);
     RUN(window_counts_and_stats);
     RUN(deterministic);
     RUN(not_applicable_models);

@@ -1,12 +1,14 @@
-/* test_model.c — the sequential model: model.json parsing with shapes worked
- * out by hand, every validation error naming its file and JSON path, a
- * forward pass on the graph the model runs on (model_forward) checked layer
- * by layer against hand-computed values (and a weight change reaching it
- * once the graph is rebuilt), the gradient that a training step on that
- * graph (train_graph_backward) gives every trainable tensor against central
- * finite differences of the same loss (train_graph_forward), with batch
- * statistics and with the running ones, weights saved and loaded
- * bit-identical, input normalisation, and the workspace's layout. */
+/* test_model.c — strata's own models: model.json parsing with shapes worked
+ * out by hand, every validation error naming its file and JSON path (layers
+ * that name their inputs among them), a forward pass on the graph the model
+ * runs on (model_forward) checked layer by layer against hand-computed
+ * values (and a weight change reaching it once the graph is rebuilt), the
+ * gradient that a training step on that graph (train_graph_backward) gives
+ * every trainable tensor against central finite differences of the same
+ * loss (train_graph_forward), with batch statistics and with the running
+ * ones — for a chain with relu and max-pool, and for a model of residual
+ * adds and concats whose values are read several times — weights saved and
+ * loaded bit-identical, input normalisation, and the workspace's layout. */
 #include "check.h"
 #include "model.h"
 #include "model_graph.h"
@@ -281,6 +283,45 @@ static const struct bad_json bad_jsons[] = {
     {"duplicate key", "{" IN ", " CL ", " CL ", \"layers\": [" OUT "]}", STRATA_E_FORMAT,
      {"duplicate", "classes"}},
     {"top level array", "[1, 2]", STRATA_E_FORMAT, {"JSON object"}},
+    /* layers that name their inputs */
+    {"add without inputs", WITH_LAYERS("{\"type\": \"add\"}, {\"type\": \"flatten\"}, " OUT),
+     STRATA_E_ARG, {"layers[0].inputs:", "missing"}},
+    {"add of one input", WITH_LAYERS("{\"type\": \"add\", \"inputs\": [\"input\"]}, "
+                                     "{\"type\": \"flatten\"}, " OUT),
+     STRATA_E_ARG, {"layers[0].inputs:", "2 to 8"}},
+    {"a conv with two inputs",
+     WITH_LAYERS("{\"type\": \"conv2d\", \"name\": \"c\", \"filters\": 3, \"kernel_size\": 1}, "
+                 "{\"type\": \"conv2d\", \"filters\": 3, \"kernel_size\": 1, "
+                 "\"inputs\": [\"c\", \"input\"]}, {\"type\": \"flatten\"}, " OUT),
+     STRATA_E_ARG, {"layers[1].inputs:", "1 name"}},
+    {"input not yet defined",
+     WITH_LAYERS("{\"type\": \"conv2d\", \"filters\": 3, \"kernel_size\": 1, "
+                 "\"inputs\": [\"later\"]}, {\"type\": \"flatten\", \"name\": \"later\"}, " OUT),
+     STRATA_E_ARG, {"layers[0].inputs[0]:", "\"later\" is not the name of an earlier layer"}},
+    {"inputs not a list", WITH_LAYERS("{\"type\": \"flatten\", \"inputs\": \"input\"}, " OUT),
+     STRATA_E_ARG, {"layers[0].inputs:", "array"}},
+    {"add of two shapes",
+     WITH_LAYERS("{\"type\": \"conv2d\", \"name\": \"c\", \"filters\": 4, \"kernel_size\": 1}, "
+                 "{\"type\": \"add\", \"inputs\": [\"c\", \"input\"]}, {\"type\": \"flatten\"}, " OUT),
+     STRATA_E_ARG, {"layers[1]:", "input 2 is 8x8x3"}},
+    {"concat of two sizes",
+     WITH_LAYERS("{\"type\": \"maxpool2d\", \"name\": \"p\"}, "
+                 "{\"type\": \"concat\", \"inputs\": [\"p\", \"input\"]}, {\"type\": \"flatten\"}, " OUT),
+     STRATA_E_ARG, {"layers[1]:", "one height and width"}},
+    {"a layer nothing reads",
+     WITH_LAYERS("{\"type\": \"conv2d\", \"name\": \"lost\", \"filters\": 3, \"kernel_size\": 1}, "
+                 "{\"type\": \"flatten\", \"inputs\": [\"input\"]}, " OUT),
+     STRATA_E_ARG, {"layers[0]:", "no later layer reads \"lost\""}},
+    {"groups that do not divide the channels",
+     WITH_LAYERS("{\"type\": \"conv2d\", \"filters\": 4, \"kernel_size\": 1, \"groups\": 2}, "
+                 "{\"type\": \"flatten\"}, " OUT),
+     STRATA_E_ARG, {"layers[0]:", "groups is 2; it must divide both the 3 input channels"}},
+    {"groups on a dense layer",
+     WITH_LAYERS("{\"type\": \"flatten\"}, {\"type\": \"dense\", \"units\": 2, \"groups\": 2}"),
+     STRATA_E_ARG, {"layers[1].groups:", "unknown key"}},
+    {"a layer named input",
+     WITH_LAYERS("{\"type\": \"flatten\", \"name\": \"input\"}, " OUT),
+     STRATA_E_ARG, {"layers[0].name:", "\"input\" names the image"}},
 };
 
 TEST(validation_errors_name_the_field)
@@ -688,6 +729,113 @@ TEST(backward_matches_finite_differences)
     model_free(&m);
 }
 
+/* A model whose layers name their inputs, smooth everywhere (sigmoid
+ * activations, no relu or max-pool): a residual add of the stem and a
+ * depthwise convolution + batch norm branch, an add of three inputs, a concat with the
+ * image, then a global pool and a dense softmax. Per image 5x4x3 -> stem,
+ * c, bn, res, tri 5x4x3 -> cat 5x4x6 -> gap 6 -> out 3. */
+static const char residual_grad_json[] =
+    "{\"input\": {\"height\": 5, \"width\": 4, \"channels\": 3},"
+    " \"classes\": [\"a\", \"b\", \"c\"], \"layers\": ["
+    "{\"type\": \"conv2d\", \"name\": \"stem\", \"filters\": 3, \"kernel_size\": 3,"
+    " \"padding\": \"same\", \"activation\": \"sigmoid\"},"
+    "{\"type\": \"conv2d\", \"name\": \"c\", \"filters\": 3, \"kernel_size\": 3,"
+    " \"padding\": \"same\", \"groups\": 3},"
+    "{\"type\": \"batch_norm\", \"name\": \"bn\", \"activation\": \"sigmoid\"},"
+    "{\"type\": \"add\", \"name\": \"res\", \"inputs\": [\"stem\", \"bn\"],"
+    " \"activation\": \"sigmoid\"},"
+    "{\"type\": \"add\", \"name\": \"tri\", \"inputs\": [\"res\", \"input\", \"stem\"]},"
+    "{\"type\": \"concat\", \"name\": \"cat\", \"inputs\": [\"tri\", \"input\"]},"
+    "{\"type\": \"global_avg_pool\", \"name\": \"gap\"},"
+    "{\"type\": \"dense\", \"name\": \"out\", \"units\": 3, \"activation\": \"softmax\"}]}";
+
+/* Every trainable value of the residual model: train_graph_backward against
+ * central differences of the loss (h = 1e-3; the loss is smooth, so no value
+ * is skipped), with the batch's statistics and with the running ones. The
+ * skip connections make a value's gradient the sum of what each of its
+ * readers sends back: a gradient that missed one reader, or counted one
+ * twice, is off by that reader's share. */
+TEST(residual_gradients_match_finite_differences)
+{
+    struct model m;
+    char err[STRATA_ERR_LEN] = "";
+    int rc = model_parse_json(&m, residual_grad_json, "residual", err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc)
+        return;
+    model_init_params(&m, 17);
+    struct rng r;
+    rng_seed(&r, 23);
+    for (int c = 0; c < 3; c++) {
+        m.layers[2].w.gamma[c] = (float)(0.5 + rng_uniform(&r));
+        m.layers[2].w.beta[c] = (float)(rng_uniform(&r) - 0.5);
+        m.layers[2].w.moving_mean[c] = (float)(rng_uniform(&r) - 0.5);
+        m.layers[2].w.moving_var[c] = (float)(0.5 + rng_uniform(&r));
+        m.layers[0].w.bias[c] = (float)(rng_uniform(&r) - 0.5);
+        m.layers[1].w.bias[c] = (float)(rng_uniform(&r) - 0.5);
+        m.layers[7].w.bias[c] = (float)(rng_uniform(&r) - 0.5);
+    }
+    struct train_graph t;
+    rc = train_graph_init(&t, &m, GB, 1, err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc) {
+        model_free(&m);
+        return;
+    }
+    struct optim_tensor ot[16];
+    const int nt = train_graph_optim_tensors(&t, ot);
+    /* stem kernel and bias, c kernel (depthwise: 3×3×1×3) and bias, gamma,
+     * beta, dense kernel and bias */
+    CHECK_EQ_INT(nt, 8);
+    CHECK(nt == 8 && ot[2].len == 27);
+    float *state = malloc(t.state_len * sizeof(float));
+    train_graph_save(&t, state);
+    float x[GB * 60];
+    for (int i = 0; i < GB * 60; i++)
+        x[i] = (float)rng_normal(&r);
+    const int y[GB] = {2, 0, 1, 0};
+    for (int training = 1; training >= 0; training--) {
+        train_graph_restore(&t, state);
+        float p[GB * 3], dlogits[GB * 3];
+        CHECK(graph_loss(&t, x, y, training, p, NULL) > 0);
+        for (int s = 0; s < GB; s++)
+            for (int k = 0; k < 3; k++)
+                dlogits[s * 3 + k] = (p[s * 3 + k] - (k == y[s])) / GB;
+        CHECK(train_graph_backward(&t, dlogits, err) == 0);
+        int checked = 0, nonzero = 0;
+        double worst = 0;
+        for (int i = 0; i < nt; i++) {
+            float *g = malloc(ot[i].len * sizeof *g);
+            memcpy(g, ot[i].grad, ot[i].len * sizeof *g);
+            for (size_t j = 0; j < ot[i].len; j++) {
+                float *w = &ot[i].param[j];
+                const float keep = *w;
+                const double h = 1e-3;
+                *w = (float)(keep + h);
+                const double lp = graph_loss(&t, x, y, training, NULL, NULL);
+                *w = (float)(keep - h);
+                const double lm = graph_loss(&t, x, y, training, NULL, NULL);
+                *w = keep;
+                const double fd = (lp - lm) / (2 * h), tol = 3e-4 + 0.01 * fabs(fd);
+                CHECK_MSG(fabs(g[j] - fd) <= tol, "%s, tensor %d[%zu]: analytic %.6g, "
+                          "numeric %.6g", training ? "batch statistics" : "running statistics",
+                          i, j, g[j], fd);
+                worst = fmax(worst, fabs(g[j] - fd));
+                checked++;
+                nonzero += fabs(fd) > 1e-3;
+            }
+            free(g);
+        }
+        printf("# residual, %s: %d values checked (%d with |gradient| > 1e-3), max |analytic - "
+               "numeric| %.2g\n",
+               training ? "batch statistics" : "running statistics", checked, nonzero, worst);
+        CHECK(nonzero > checked / 2);
+    }
+    free(state);
+    train_graph_free(&t);
+    model_free(&m);
+}
+
 /* ---- parameters and weights ---------------------------------------------- */
 
 TEST(init_params_deterministic)
@@ -1011,6 +1159,7 @@ int main(void)
     RUN(forward_hand_computed);
     RUN(forward_pool_bn_dropout_inference);
     RUN(backward_matches_finite_differences);
+    RUN(residual_gradients_match_finite_differences);
     RUN(init_params_deterministic);
     RUN(weights_round_trip_and_errors);
     RUN(open_by_id_and_by_folder);

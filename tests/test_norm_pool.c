@@ -1077,6 +1077,7 @@ TEST(registry)
         [LAYER_FLATTEN] = "flatten",     [LAYER_DENSE] = "dense",
         [LAYER_DROPOUT] = "dropout",     [LAYER_RELU] = "relu",
         [LAYER_SIGMOID] = "sigmoid",     [LAYER_SOFTMAX] = "softmax",
+        [LAYER_ADD] = "add",             [LAYER_CONCAT] = "concat",
     };
     for (int k = 0; k < LAYER_KIND_COUNT; k++) {
         const struct layer_ops *ops = layer_ops_of((enum layer_kind)k);
@@ -1085,6 +1086,8 @@ TEST(registry)
         CHECK_MSG(strcmp(ops->type, types[k]) == 0, "kind %d has type %s", k, ops->type);
         CHECK(layer_ops_find(types[k]) == ops);
         CHECK(ops->configure && ops->params && ops->init);
+        /* only the layers that join take several inputs */
+        CHECK_EQ_INT(ops->joins, k == LAYER_ADD || k == LAYER_CONCAT);
     }
     CHECK(layer_ops_find("Conv2D") == NULL);
     CHECK(layer_ops_find("lstm") == NULL);

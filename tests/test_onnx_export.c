@@ -21,7 +21,15 @@
  * max-pool over negative values with SAME padding and its own stride,
  * sigmoid and per-position softmax fused into a convolution, the standalone
  * activations, a dense layer straight after a feature map, batch
- * normalisation with non-trivial statistics. Reading the probabilities alone
+ * normalisation with non-trivial statistics; and one whose layers name their
+ * inputs — residual adds (of two and of three inputs, with and without a
+ * fused activation), concats of branches including the image, a pooled
+ * vector beside a 1×1 map, dense layers reading a layer several places
+ * back — with what each layer reads as model_graph_layer_inputs reports
+ * it; and one of grouped and depthwise convolutions with relu6 and
+ * hardswish. The file's metadata carries the class names, the normalisation and the
+ * title (JSON that parses back to the model's values). Reading the
+ * probabilities alone
  * copies no other layer out of the graph. Also: an imported model is
  * refused, and an unwritable path is an I/O error.
  */
@@ -33,6 +41,7 @@
 #include "onnx_export.h"
 #include "ref_forward.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -207,6 +216,26 @@ static struct worst check_export_file(const struct model *m, const float *x, dou
     return w;
 }
 
+/* Kernels as initialised (seed); biases, gammas, betas and running
+ * statistics drawn from `draw` so that none of them is neutral. */
+static void random_params(struct model *m, uint64_t seed, uint64_t draw)
+{
+    model_init_params(m, seed);
+    for (int l = 0; l < m->n_layers; l++) {
+        struct layer_tensors *t = &m->layers[l].w;
+        for (int i = 0; i < m->layers[l].out.c; i++) {
+            if (t->bias)
+                t->bias[i] = 0.25f * uniform(&draw);
+            if (t->gamma) {
+                t->gamma[i] = 1 + 0.25f * uniform(&draw);
+                t->beta[i] = 0.5f * uniform(&draw);
+                t->moving_mean[i] = 0.25f * uniform(&draw);
+                t->moving_var[i] = 1 + 0.4f * uniform(&draw);
+            }
+        }
+    }
+}
+
 /* Both runs of m against the reference on BATCH random images. */
 static void check_against_reference(struct model *m, uint64_t seed)
 {
@@ -288,24 +317,163 @@ TEST(every_layer_kind_against_the_reference)
                       m.layers[l].out.c == want[l].c,
                   "layer %d: %dx%dx%d", l, m.layers[l].out.h, m.layers[l].out.w,
                   m.layers[l].out.c);
-    /* kernels as initialised; biases, gammas, betas and running statistics
-     * drawn so that none of them is neutral */
-    model_init_params(&m, 7);
-    uint64_t s = 99;
-    for (int l = 0; l < m.n_layers; l++) {
-        struct layer_tensors *t = &m.layers[l].w;
-        for (int i = 0; i < m.layers[l].out.c; i++) {
-            if (t->bias)
-                t->bias[i] = 0.25f * uniform(&s);
-            if (t->gamma) {
-                t->gamma[i] = 1 + 0.25f * uniform(&s);
-                t->beta[i] = 0.5f * uniform(&s);
-                t->moving_mean[i] = 0.25f * uniform(&s);
-                t->moving_var[i] = 1 + 0.4f * uniform(&s);
-            }
-        }
-    }
+    random_params(&m, 7, 99);
     check_against_reference(&m, 4242);
+    model_free(&m);
+}
+
+/* Layers that name their inputs: a residual block (a stem and two layers,
+ * added back with a fused relu), an add of three inputs, concats of
+ * branches (one the image itself; one of a pooled vector beside a 1×1 map,
+ * flat and channels-first in the graph), and dense layers reading a layer
+ * several places back. Sizes per image: 10x9x3 -> stem, a1, a2, res, add3
+ * 10x9x6 -> cat (add3, the image, a1) 10x9x15 -> pool (2, SAME) 5x5x15 ->
+ * g1 (global pool) 15 and p1 (5x5 stride 5 over pool) 1x1x15 -> joined 30
+ * -> d1 5; d2 (from g1) 5 -> dd (d1 + d2) 5 -> out 4. */
+static const char residual_json[] =
+    "{\"id\":\"residual\",\"input\":{\"height\":10,\"width\":9,\"channels\":3},"
+    "\"classes\":[\"a\",\"b\",\"c\",\"d\"],\"layers\":["
+    "{\"type\":\"conv2d\",\"name\":\"stem\",\"filters\":6,\"kernel_size\":3,\"padding\":\"same\","
+    "\"activation\":\"relu\"},"
+    "{\"type\":\"conv2d\",\"name\":\"a1\",\"filters\":6,\"kernel_size\":3,\"padding\":\"same\"},"
+    "{\"type\":\"batch_norm\",\"name\":\"a2\",\"activation\":\"sigmoid\"},"
+    "{\"type\":\"add\",\"name\":\"res\",\"inputs\":[\"stem\",\"a2\"],\"activation\":\"relu\"},"
+    "{\"type\":\"add\",\"name\":\"add3\",\"inputs\":[\"res\",\"stem\",\"a1\"]},"
+    "{\"type\":\"concat\",\"name\":\"cat\",\"inputs\":[\"add3\",\"input\",\"a1\"]},"
+    "{\"type\":\"maxpool2d\",\"name\":\"pool\",\"pool_size\":2,\"padding\":\"same\"},"
+    "{\"type\":\"global_avg_pool\",\"name\":\"g1\"},"
+    "{\"type\":\"conv2d\",\"name\":\"p1\",\"filters\":15,\"kernel_size\":5,\"inputs\":[\"pool\"],"
+    "\"strides\":5},"
+    "{\"type\":\"concat\",\"name\":\"joined\",\"inputs\":[\"g1\",\"p1\"]},"
+    "{\"type\":\"dense\",\"name\":\"d1\",\"units\":5,\"activation\":\"relu\"},"
+    "{\"type\":\"dense\",\"name\":\"d2\",\"units\":5,\"inputs\":[\"g1\"]},"
+    "{\"type\":\"add\",\"name\":\"dd\",\"inputs\":[\"d1\",\"d2\"]},"
+    "{\"type\":\"dense\",\"name\":\"out\",\"units\":4,\"activation\":\"softmax\"}]}";
+
+TEST(layers_that_name_their_inputs_against_the_reference)
+{
+    char err[STRATA_ERR_LEN] = "";
+    struct model m = {0};
+    if (model_parse_json(&m, residual_json, "residual", err) < 0) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    const struct shape want[] = {{10, 9, 6},  {10, 9, 6}, {10, 9, 6}, {10, 9, 6}, {10, 9, 6},
+                                 {10, 9, 15}, {5, 5, 15}, {1, 1, 15}, {1, 1, 15}, {1, 1, 30},
+                                 {1, 1, 5},   {1, 1, 5},  {1, 1, 5},  {1, 1, 4}};
+    CHECK_EQ_INT(m.n_layers, (int)(sizeof want / sizeof want[0]));
+    for (int l = 0; l < m.n_layers && l < (int)(sizeof want / sizeof want[0]); l++)
+        CHECK_MSG(m.layers[l].out.h == want[l].h && m.layers[l].out.w == want[l].w &&
+                      m.layers[l].out.c == want[l].c,
+                  "layer %d: %dx%dx%d", l, m.layers[l].out.h, m.layers[l].out.w,
+                  m.layers[l].out.c);
+    /* what each reads, as the API and the analysis see it */
+    int from[LAYER_MAX_INPUTS];
+    CHECK_EQ_INT(model_graph_layer_inputs(&m, 5, from, LAYER_MAX_INPUTS), 3);
+    CHECK(from[0] == -1 && from[1] == 1 && from[2] == 4);
+    CHECK_EQ_INT(model_graph_layer_inputs(&m, 11, from, LAYER_MAX_INPUTS), 1);
+    CHECK_EQ_INT(from[0], 7);
+    random_params(&m, 11, 5);
+    check_against_reference(&m, 777);
+    model_free(&m);
+}
+
+/* Grouped and depthwise convolutions and the activations of mobile networks:
+ * a stem with relu6, a depthwise 3×3 (groups = channels, stride 2, SAME)
+ * with relu6, a pointwise 1×1 with hardswish, a residual add, a convolution
+ * in 2 groups (each filter reads half the channels), hardswish fused into a
+ * batch norm, then a global pool and a dense softmax. Per image 11x10x3 ->
+ * stem 11x10x8 -> dw 6x5x8 -> pw 6x5x8 -> res 6x5x8 -> g2 6x5x6 -> bn ->
+ * gap 6 -> out 3. */
+static const char mobile_json[] =
+    "{\"id\":\"mobile\",\"input\":{\"height\":11,\"width\":10,\"channels\":3},"
+    "\"classes\":[\"a\",\"b\",\"c\"],\"layers\":["
+    "{\"type\":\"conv2d\",\"name\":\"stem\",\"filters\":8,\"kernel_size\":3,\"padding\":\"same\","
+    "\"activation\":\"relu6\"},"
+    "{\"type\":\"conv2d\",\"name\":\"dw\",\"filters\":8,\"kernel_size\":3,\"strides\":2,"
+    "\"padding\":\"same\",\"groups\":8,\"activation\":\"relu6\"},"
+    "{\"type\":\"conv2d\",\"name\":\"pw\",\"filters\":8,\"kernel_size\":1,\"activation\":\"hardswish\"},"
+    "{\"type\":\"add\",\"name\":\"res\",\"inputs\":[\"dw\",\"pw\"]},"
+    "{\"type\":\"conv2d\",\"name\":\"g2\",\"filters\":6,\"kernel_size\":3,\"padding\":\"same\","
+    "\"groups\":2},"
+    "{\"type\":\"batch_norm\",\"name\":\"bn\",\"activation\":\"hardswish\"},"
+    "{\"type\":\"global_avg_pool\",\"name\":\"gap\"},"
+    "{\"type\":\"dense\",\"name\":\"out\",\"units\":3,\"activation\":\"softmax\"}]}";
+
+TEST(grouped_convolutions_and_mobile_activations_against_the_reference)
+{
+    char err[STRATA_ERR_LEN] = "";
+    struct model m = {0};
+    if (model_parse_json(&m, mobile_json, "mobile", err) < 0) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    const struct shape want[] = {{11, 10, 8}, {6, 5, 8}, {6, 5, 8}, {6, 5, 8},
+                                 {6, 5, 6},   {6, 5, 6}, {1, 1, 6}, {1, 1, 3}};
+    CHECK_EQ_INT(m.n_layers, (int)(sizeof want / sizeof want[0]));
+    for (int l = 0; l < m.n_layers && l < (int)(sizeof want / sizeof want[0]); l++)
+        CHECK_MSG(m.layers[l].out.h == want[l].h && m.layers[l].out.w == want[l].w &&
+                      m.layers[l].out.c == want[l].c,
+                  "layer %d: %dx%dx%d", l, m.layers[l].out.h, m.layers[l].out.w,
+                  m.layers[l].out.c);
+    /* a depthwise kernel reads one channel per filter, a 2-group one half */
+    CHECK(m.n_params > 0 && m.layers[1].w.bias - m.layers[1].w.kernel == 3 * 3 * 1 * 8);
+    CHECK(m.layers[4].w.bias - m.layers[4].w.kernel == 3 * 3 * 4 * 6);
+    random_params(&m, 3, 17);
+    /* wide enough inputs that relu6 and hardswish meet every piece of their
+     * definitions (below 0 or −3, between, above 6 or 3) */
+    for (int l = 0; l < 3; l++)
+        for (int i = 0; i < m.layers[l].out.c; i++)
+            m.layers[l].w.bias[i] *= 8;
+    check_against_reference(&m, 99);
+    model_free(&m);
+}
+
+/* The metadata an export carries: the class names, the normalisation and the
+ * title, as JSON a reader parses back to the model's own values. */
+TEST(metadata_says_what_onnx_does_not)
+{
+    char err[STRATA_ERR_LEN] = "", path[] = "/tmp/strata_meta_XXXXXX";
+    struct model m = {0};
+    if (model_open(&m, models_root(), "felines-seed", err) < 0) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    CHECK_MSG(onnx_export(&m, path, err) == 0, "%s", err);
+    struct onnx_metadata md;
+    CHECK_MSG(onnx_read_metadata(path, &md, err) == 0, "%s", err);
+    const char *cls = onnx_metadata_get(&md, "strata.classes");
+    const char *mean = onnx_metadata_get(&md, "strata.mean");
+    const char *sd = onnx_metadata_get(&md, "strata.std");
+    const char *title = onnx_metadata_get(&md, "strata.title");
+    CHECK(cls && mean && sd && title);
+    CHECK(onnx_metadata_get(&md, "strata.nothing") == NULL);
+    if (cls && mean && sd && title) {
+        json_t *c = json_loads(cls, 0, NULL), *mu = json_loads(mean, 0, NULL),
+               *s = json_loads(sd, 0, NULL);
+        CHECK(json_is_array(c) && (int)json_array_size(c) == m.n_classes);
+        for (int k = 0; k < m.n_classes && json_is_array(c); k++)
+            CHECK(strcmp(json_string_value(json_array_get(c, (size_t)k)), m.classes[k]) == 0);
+        for (int k = 0; k < 3; k++) {
+            CHECK_NEAR(json_number_value(json_array_get(mu, (size_t)k)), m.mean[k], 1e-7);
+            CHECK_NEAR(json_number_value(json_array_get(s, (size_t)k)), m.std[k], 1e-7);
+        }
+        CHECK(strcmp(title, m.title) == 0);
+        json_decref(c);
+        json_decref(mu);
+        json_decref(s);
+    }
+    onnx_metadata_free(&md);
+    /* not an ONNX file: an error, not a crash */
+    FILE *f = fopen(path, "w");
+    fputs("not a model", f);
+    fclose(f);
+    CHECK(onnx_read_metadata(path, &md, err) < 0);
+    CHECK(md.n == 0 && md.keys == NULL);
+    unlink(path);
     model_free(&m);
 }
 
@@ -332,6 +500,9 @@ int main(void)
 {
     RUN(demo_models_against_the_reference);
     RUN(every_layer_kind_against_the_reference);
+    RUN(layers_that_name_their_inputs_against_the_reference);
+    RUN(grouped_convolutions_and_mobile_activations_against_the_reference);
+    RUN(metadata_says_what_onnx_does_not);
     RUN(refusals);
     return check_done();
 }

@@ -21,6 +21,9 @@ const char *activation_name(enum activation act)
     case ACT_RELU: return "relu";
     case ACT_SIGMOID: return "sigmoid";
     case ACT_SOFTMAX: return "softmax";
+    case ACT_RELU6: return "relu6";
+    case ACT_HARDSWISH: return "hardswish";
+    case ACT_COUNT: break;
     }
     return "unknown";
 }
@@ -34,6 +37,8 @@ static const struct {
     {"relu", ACT_RELU},
     {"sigmoid", ACT_SIGMOID},
     {"softmax", ACT_SOFTMAX},
+    {"relu6", ACT_RELU6},
+    {"hardswish", ACT_HARDSWISH},
 };
 
 /* Parses a model.json activation name into *out. Returns 0, or STRATA_E_ARG

@@ -33,8 +33,7 @@ static int bn_configure(struct layer *l, char *err)
                            "layer '%s': momentum is %g, it must be in [0, 1] "
                            "(Keras default 0.99)",
                            c->name, (double)c->momentum);
-    if (c->activation != ACT_NONE && c->activation != ACT_RELU &&
-        c->activation != ACT_SIGMOID && c->activation != ACT_SOFTMAX)
+    if ((unsigned)c->activation >= ACT_COUNT)
         return strata_fail(err, STRATA_E_ARG, "layer '%s': unknown activation %d", c->name,
                            (int)c->activation);
     l->out = l->in;

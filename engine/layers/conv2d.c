@@ -2,7 +2,9 @@
  * conv2d.c — 2-D convolution layer (Keras Conv2D): its configuration, its
  * tensors and their initial values. The graph computes it (ops/conv.c).
  *
- * Shapes: input H×W×C, kernel [k][k][C][F] (HWIO), bias [F], output Ho×Wo×F.
+ * Shapes: input H×W×C, kernel [k][k][C/G][F] (HWIO), bias [F], output Ho×Wo×F.
+ * With G groups, filters [g·F/G, (g+1)·F/G) read channels [g·C/G, (g+1)·C/G)
+ * alone (ONNX's group); G = C is a depthwise convolution.
  *   valid  Ho = floor((H − k) / s) + 1
  *   same   Ho = ceil(H / s); pad_total = max((Ho − 1)·s + k − H, 0), of which
  *          pad_total / 2 goes on top and the rest (one more when odd) at the
@@ -45,11 +47,17 @@ static int conv_configure(struct layer *l, char *err)
     if (c->stride < 1)
         return strata_fail(err, STRATA_E_ARG, "layer '%s': strides is %d, it must be >= 1",
                            c->name, c->stride);
+    if (c->groups == 0)
+        c->groups = 1; /* not given */
+    if (c->groups < 1 || l->in.c % c->groups || c->filters % c->groups)
+        return strata_fail(err, STRATA_E_ARG,
+                           "layer '%s': groups is %d; it must divide both the %d input "
+                           "channels and the %d filters (groups = channels: depthwise)",
+                           c->name, c->groups, l->in.c, c->filters);
     if (c->padding != PADDING_VALID && c->padding != PADDING_SAME)
         return strata_fail(err, STRATA_E_ARG,
                            "layer '%s': padding must be \"valid\" or \"same\"", c->name);
-    if (c->activation != ACT_NONE && c->activation != ACT_RELU &&
-        c->activation != ACT_SIGMOID && c->activation != ACT_SOFTMAX)
+    if ((unsigned)c->activation >= ACT_COUNT)
         return strata_fail(err, STRATA_E_ARG, "layer '%s': unknown activation %d", c->name,
                            (int)c->activation);
     /* Keeps every index of the kernels (and K, a GEMM dimension) in an int. */
@@ -81,7 +89,7 @@ static int conv_params(const struct layer *l, struct param_desc *desc)
     const struct layer_config *c = &l->cfg;
     desc[0] = (struct param_desc){
         .name = "kernel", .ndim = 4,
-        .dims = {c->kernel, c->kernel, l->in.c, c->filters}, .trainable = 1};
+        .dims = {c->kernel, c->kernel, l->in.c / c->groups, c->filters}, .trainable = 1};
     if (!c->use_bias)
         return 1;
     desc[1] = (struct param_desc){
@@ -89,17 +97,19 @@ static int conv_params(const struct layer *l, struct param_desc *desc)
     return 2;
 }
 
-/* Keras's defaults: He-uniform ahead of a relu (keeps the activations'
- * variance from layer to layer), Glorot-uniform otherwise; fan_in = k·k·C and
- * fan_out = k·k·F. Biases start at zero. */
+/* Keras's defaults: He-uniform ahead of a relu or relu6 (keeps the
+ * activations' variance from layer to layer), Glorot-uniform otherwise;
+ * fan_in = k·k·C/groups (what one filter reads) and fan_out = k·k·F/groups.
+ * Biases start at zero. */
 static void conv_init(struct layer *l, struct rng *r)
 {
     const struct layer_config *c = &l->cfg;
-    double fan_in = (double)c->kernel * c->kernel * l->in.c;
-    double fan_out = (double)c->kernel * c->kernel * c->filters;
-    double limit = c->activation == ACT_RELU ? sqrt(6.0 / fan_in)
-                                             : sqrt(6.0 / (fan_in + fan_out));
-    size_t nk = (size_t)c->kernel * c->kernel * l->in.c * c->filters;
+    const int cin = l->in.c / c->groups; /* what one filter reads */
+    double fan_in = (double)c->kernel * c->kernel * cin;
+    double fan_out = (double)c->kernel * c->kernel * c->filters / c->groups;
+    double limit = c->activation == ACT_RELU || c->activation == ACT_RELU6 ? sqrt(6.0 / fan_in)
+                                                                         : sqrt(6.0 / (fan_in + fan_out));
+    size_t nk = (size_t)c->kernel * c->kernel * cin * c->filters;
     for (size_t i = 0; i < nk; i++)
         l->w.kernel[i] = (float)((2.0 * rng_uniform(r) - 1.0) * limit);
     if (c->use_bias)

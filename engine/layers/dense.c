@@ -25,8 +25,7 @@ static int dense_configure(struct layer *l, char *err)
     if (c->units < 1)
         return strata_fail(err, STRATA_E_ARG, "layer '%s': units is %d, it must be >= 1",
                            c->name, c->units);
-    if (c->activation != ACT_NONE && c->activation != ACT_RELU &&
-        c->activation != ACT_SIGMOID && c->activation != ACT_SOFTMAX)
+    if ((unsigned)c->activation >= ACT_COUNT)
         return strata_fail(err, STRATA_E_ARG, "layer '%s': unknown activation %d", c->name,
                            (int)c->activation);
     /* GEMM dimensions are ints; the kernel must also be addressable. */

@@ -32,10 +32,23 @@ enum layer_kind {
     LAYER_RELU,
     LAYER_SIGMOID,
     LAYER_SOFTMAX,
+    LAYER_ADD,
+    LAYER_CONCAT,
     LAYER_KIND_COUNT
 };
 
-enum activation { ACT_NONE, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX };
+/* At most this many inputs for a layer that joins several (add, concat). */
+#define LAYER_MAX_INPUTS 8
+
+enum activation {
+    ACT_NONE,
+    ACT_RELU,
+    ACT_SIGMOID,
+    ACT_SOFTMAX,
+    ACT_RELU6,      /* min(max(x, 0), 6), MobileNet's */
+    ACT_HARDSWISH,  /* x · min(max(x + 3, 0), 6) / 6, MobileNetV3's */
+    ACT_COUNT
+};
 
 enum padding { PADDING_VALID, PADDING_SAME };
 
@@ -43,8 +56,10 @@ enum padding { PADDING_VALID, PADDING_SAME };
 struct layer_config {
     enum layer_kind kind;
     char name[48];             /* unique within the model, e.g. "conv2d_1" */
-    enum activation activation; /* fused; conv2d, dense and batch_norm only */
+    enum activation activation; /* fused; conv2d, dense, batch_norm and add only */
     int filters;               /* conv2d: output channels */
+    int groups;                /* conv2d: channel groups, each its own filters (1; equal to
+                                  the input channels: depthwise) */
     int kernel;                /* conv2d: kernel side k (k×k) */
     int stride;                /* conv2d and maxpool2d */
     enum padding padding;      /* conv2d and maxpool2d */
@@ -58,7 +73,7 @@ struct layer_config {
 /* Borrowed pointers into the model's parameter slab; NULL where the type has
  * no such tensor. */
 struct layer_tensors {
-    float *kernel;      /* conv2d: [k][k][cin][filters] (HWIO); dense: [in][units] */
+    float *kernel;      /* conv2d: [k][k][cin / groups][filters] (HWIO); dense: [in][units] */
     float *bias;        /* conv2d: [filters]; dense: [units] */
     float *gamma, *beta; /* batch_norm: [c] */
     float *moving_mean, *moving_var; /* batch_norm: [c], not trained by gradient */
@@ -66,7 +81,10 @@ struct layer_tensors {
 
 struct layer {
     struct layer_config cfg;
-    struct shape in, out;      /* one sample */
+    int n_inputs;              /* what it reads: 1, or 2 … LAYER_MAX_INPUTS for add, concat */
+    int inputs[LAYER_MAX_INPUTS]; /* earlier layers' indices; -1 is the image */
+    struct shape ins[LAYER_MAX_INPUTS]; /* their outputs' shapes, one sample */
+    struct shape in, out;      /* one sample; in is ins[0] */
     struct layer_tensors w;    /* parameters */
 };
 
@@ -83,8 +101,11 @@ struct param_desc {
 struct layer_ops {
     const char *type;   /* model.json "type" */
     enum layer_kind kind;
-    /* Checks cfg against the input shape and fills l->out. Returns 0 or a
-     * negative status with a message naming the layer and the field. */
+    /* Whether it joins 2 … LAYER_MAX_INPUTS inputs (else it reads one). */
+    int joins;
+    /* Checks cfg against the input shapes (l->ins, l->in) and fills l->out.
+     * Returns 0 or a negative status with a message naming the layer and
+     * the field. */
     int (*configure)(struct layer *l, char *err);
     /* Fills desc (up to LAYER_MAX_PARAMS) and returns how many tensors. */
     int (*params)(const struct layer *l, struct param_desc *desc);
@@ -105,6 +126,6 @@ int activation_parse(const char *name, enum activation *out);
 /* Per-type entry points, one file each. */
 extern const struct layer_ops conv2d_ops, batch_norm_ops, maxpool2d_ops,
     global_avg_pool_ops, flatten_ops, dense_ops, dropout_ops, relu_ops,
-    sigmoid_ops, softmax_ops;
+    sigmoid_ops, softmax_ops, add_ops, concat_ops;
 
 #endif

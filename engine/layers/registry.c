@@ -1,6 +1,6 @@
 /*
  * registry.c — the table of layer types: by kind (an index) and by the
- * "type" name model.json uses (a scan of the same table; ten entries, looked
+ * "type" name model.json uses (a scan of the same table; twelve entries, looked
  * up once per layer when a model is parsed).
  */
 #include "layer.h"
@@ -19,6 +19,8 @@ static const struct layer_ops *const layer_table[LAYER_KIND_COUNT] = {
     [LAYER_RELU] = &relu_ops,
     [LAYER_SIGMOID] = &sigmoid_ops,
     [LAYER_SOFTMAX] = &softmax_ops,
+    [LAYER_ADD] = &add_ops,
+    [LAYER_CONCAT] = &concat_ops,
 };
 
 /* The ops of a kind; kind must be a valid enum layer_kind (asserts). Never

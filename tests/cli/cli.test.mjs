@@ -215,6 +215,49 @@ test('train, then eval, predict and explain the trained model', { skip: (!haveBi
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+test('a model whose layers name their inputs: train, eval, analyze, explain, export and import back', { skip: (!haveBin && 'strata is not built') || (!haveData && 'no datasets') }, () => {
+  const dir = makeTinyDataset();
+  const mdir = path.join(dir, 'models', 'tiny');
+  const env = { ...process.env, STRATA_DATA: path.join(dir, 'data') };
+  // a residual block (the stem added back after two layers) and the image concatenated beside it
+  const model = JSON.parse(fs.readFileSync(path.join(mdir, 'model.json'), 'utf8'));
+  model.layers = [
+    { type: 'conv2d', name: 'stem', filters: 8, kernel_size: 3, padding: 'same', activation: 'relu' },
+    { type: 'conv2d', name: 'b1', filters: 8, kernel_size: 3, padding: 'same', use_bias: false },
+    { type: 'batch_norm', name: 'b2', activation: 'relu' },
+    { type: 'add', name: 'res', inputs: ['stem', 'b2'], activation: 'relu' },
+    { type: 'concat', name: 'cat', inputs: ['res', 'input'] },
+    { type: 'maxpool2d', name: 'pool', pool_size: 2 },
+    { type: 'global_avg_pool', name: 'gap' },
+    { type: 'dense', name: 'out', units: 2, activation: 'softmax' },
+  ];
+  fs.writeFileSync(path.join(mdir, 'model.json'), JSON.stringify(model, null, 2));
+  const tr = strata(['train', mdir, '--log-json'], { env });
+  assert.equal(tr.code, 0, tr.err);
+  const card = JSON.parse(fs.readFileSync(path.join(mdir, 'card.json'), 'utf8'));
+  const ev = strata(['eval', mdir, '--json'], { env });
+  assert.equal(ev.code, 0, ev.err);
+  assert.equal(JSON.parse(ev.out).accuracy, card.test.accuracy);
+  const an = strata(['analyze', mdir, '--json'], { env });
+  assert.equal(an.code, 0, an.err);
+  const img = path.join(dir, 'data', 'tiny', 'test', 'tiger', fs.readdirSync(path.join(dir, 'data', 'tiny', 'test', 'tiger'))[0]);
+  const ex = strata(['explain', mdir, img, '--method', 'gradcam,lime', '--samples', '200', '--json']);
+  assert.equal(ex.code, 0, ex.err);
+  // the export says what each layer reads with Add and Concat, and comes back with the same answers
+  const file = path.join(dir, 'tiny.onnx');
+  assert.equal(strata(['export', mdir, '--out', file]).code, 0);
+  const models = path.join(dir, 'imported');
+  const imp = strata(['import', file, '--id', 'back', '--models', models]);
+  assert.equal(imp.code, 0, imp.err);
+  const own = JSON.parse(strata(['predict', mdir, img, '--json']).out).probabilities;
+  const back = JSON.parse(strata(['predict', 'back', '--models', models, img, '--json']).out).probabilities;
+  for (const p of own) {
+    const q = back.find((x) => x.class === p.class);
+    assert.ok(q && Math.abs(q.probability - p.probability) < 1e-5, `${p.class}: ${q && q.probability} against ${p.probability}`);
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 test('Ctrl-C during training keeps the best weights so far', { skip: (!haveBin && 'strata is not built') || (!haveData && 'no datasets') }, async () => {
   const dir = makeTinyDataset();
   const mdir = path.join(dir, 'models', 'tiny');

@@ -1,7 +1,8 @@
 /*
  * fuzz_model_json.c — libFuzzer target for model.json (model_parse_json):
- * a model that parses has layers whose shapes are positive and chain, and a
- * parameter slab that covers them; a refusal names what is wrong.
+ * a model that parses has layers whose shapes are positive, each reading
+ * the image or earlier layers (its input shapes theirs), and a parameter
+ * slab that covers them; a refusal names what is wrong.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,8 +32,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     for (int i = 0; i < m.n_layers; i++) {
         const struct layer *l = &m.layers[i];
-        if (shape_size(l->out) == 0 || (i && shape_size(l->in) != shape_size(m.layers[i - 1].out)))
+        if (shape_size(l->out) == 0 || l->n_inputs < 1 || l->n_inputs > LAYER_MAX_INPUTS)
             abort();
+        for (int k = 0; k < l->n_inputs; k++) {
+            const int r = l->inputs[k];
+            if (r < -1 || r >= i ||
+                shape_size(l->ins[k]) != shape_size(r < 0 ? m.input : m.layers[r].out))
+                abort();
+        }
     }
     if (m.n_params) {
         volatile float last = m.params[m.n_params - 1];

@@ -331,7 +331,7 @@ test('GET /api/models/{id}: layers, card, analysis summary; ETag revalidation', 
   // valid 3x3 convolutions and 2x2 pools: 32 -> 30 -> 15 -> 13 -> 6
   assert.deepEqual(m.layers.map((l) => l.output_shape).slice(0, 4), [[30, 30, 8], [15, 15, 8], [13, 13, 8], [6, 6, 8]]);
   assert.equal(m.layers[0].activation, 'relu');
-  assert.deepEqual(m.layers[0].config, { filters: 8, kernel_size: 3, strides: 1, padding: 'valid', use_bias: true });
+  assert.deepEqual(m.layers[0].config, { filters: 8, kernel_size: 3, strides: 1, padding: 'valid', use_bias: true, groups: 1 });
   assert.equal(m.layers[5].activation, 'softmax');
   assert.deepEqual(m.normalization, { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] });
   assert.equal(m.analysis.state, 'ready');
