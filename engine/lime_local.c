@@ -220,6 +220,14 @@ static int reads_previous(const struct layer *l, int i)
 static int local_layers(const struct model *m, char *why)
 {
     int n = 0;
+    const struct layer *last = &m->layers[m->n_layers - 1];
+    if (last->out.h != 1 || last->out.w != 1) {
+        /* the tables give the class scores as a vector */
+        if (why)
+            snprintf(why, STRATA_ERR_LEN, "the last layer ('%s') gives a %dx%d map", last->cfg.name,
+                     last->out.h, last->out.w);
+        return 0;
+    }
     for (; n < m->n_layers; n++) {
         const struct layer *l = &m->layers[n];
         if (!reads_previous(l, n)) {
@@ -298,6 +306,12 @@ static void cut_describe(const struct model *m, int L, int fold_dense, struct cu
     const int P = c->g.out.h * c->g.out.w, C = c->g.out.c;
     c->fold = fold_dense && t < m->n_layers && m->layers[t].cfg.kind == LAYER_DENSE &&
               reads_previous(&m->layers[t], t);
+    /* The folded tail starts at the dense layer's output: no layer after it
+     * may read what comes before it (a skip over the dense layer). */
+    for (int j = t + 1; c->fold && j < m->n_layers; j++)
+        for (int k = 0; k < m->layers[j].n_inputs; k++)
+            if (m->layers[j].inputs[k] < t)
+                c->fold = 0;
     c->dense = c->fold ? t : -1;
     c->tail_start = c->fold ? t + 1 : t;
     c->row = c->fold ? m->layers[t].cfg.units : C;
@@ -780,6 +794,13 @@ int lime_local_classify_masks(void *user, const struct lime_perturbation *pert,
         return LIME_DECLINED;
     }
     int rc = build_cut(ll, &cut, err);
+    if (rc == STRATA_E_ARG) {
+        /* a part of the graph that does not stand alone (graph_view says
+         * why): brute force will do */
+        call_free(&k);
+        snprintf(st->reason, sizeof st->reason, "%s", err);
+        return LIME_DECLINED;
+    }
     if (rc) {
         call_free(&k);
         return rc;

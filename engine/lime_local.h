@@ -30,7 +30,11 @@
  * It applies when the prefix is non-empty and every layer in it pads
  * nothing (padding "valid", or "same" that happens to need no padding):
  * a window cropped from the image then sees exactly what the whole-image
- * forward sees. Per image it declines (LIME_DECLINED, and LIME renders
+ * forward sees. The prefix is a chain (each layer reads the one before)
+ * that no later layer reads into except at its last layer (a skip
+ * connection ends it earlier), a dense layer is folded only when nothing
+ * after it reads what comes before it, and the model must end in a vector
+ * of class scores (a 1×1 output). Per image it declines (LIME_DECLINED, and LIME renders
  * images as usual) when a receptive field meets more than max_bits segments
  * (deep models), when the tables would exceed max_table_bytes, or when its
  * estimated cost is not min_speedup times below brute force.

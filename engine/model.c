@@ -321,6 +321,44 @@ static int parse_inputs(struct model *m, int i, const json_t *v, const struct la
     return 0;
 }
 
+/* Which layers give a flat vector (per image) rather than a feature map:
+ * global_avg_pool, flatten and dense do, and what reads one stays flat (a
+ * join of a flat vector and 1×1 maps is flat too). A convolution or a
+ * pooling window needs a map, so one reading a flat vector is refused — it
+ * would be a dense layer. */
+static int check_flat_inputs(const struct model *m, const char *what, char *err)
+{
+    uint8_t *flat = calloc((size_t)m->n_layers, 1);
+    if (!flat)
+        return strata_fail(err, STRATA_E_NOMEM, "%s: out of memory", what);
+    int rc = 0;
+    for (int i = 0; i < m->n_layers && rc == 0; i++) {
+        const struct layer *l = &m->layers[i];
+        int reads_flat = 0, first = -1;
+        for (int k = 0; k < l->n_inputs; k++) {
+            if (l->inputs[k] >= 0 && flat[l->inputs[k]]) {
+                reads_flat = 1;
+                if (first < 0)
+                    first = l->inputs[k];
+            }
+        }
+        const enum layer_kind kind = l->cfg.kind;
+        if (reads_flat && (kind == LAYER_CONV2D || kind == LAYER_MAXPOOL2D ||
+                           kind == LAYER_GLOBAL_AVG_POOL)) {
+            char path[48];
+            snprintf(path, sizeof path, "layers[%d]", i);
+            rc = fail_at(err, STRATA_E_ARG, what, path,
+                         "%s needs a feature map, but \"%s\" gives a flat vector (after "
+                         "global_avg_pool, flatten or dense); use a dense layer",
+                         layer_ops_of(kind)->type, m->layers[first].cfg.name);
+        }
+        flat[i] = reads_flat || kind == LAYER_GLOBAL_AVG_POOL || kind == LAYER_FLATTEN ||
+                  kind == LAYER_DENSE;
+    }
+    free(flat);
+    return rc;
+}
+
 /* One entry of "layers": type, name, fields with their defaults, its inputs,
  * then ops->configure with l->ins and l->in set. */
 static int parse_layer(struct model *m, int i, const json_t *jl, const char *what, char *err)
@@ -668,6 +706,8 @@ static int parse_root(struct model *m, json_t *root, const char *what, const cha
                            m->layers[i].cfg.name);
         }
     }
+    if ((rc = check_flat_inputs(m, what, err)))
+        return rc;
     const struct layer *last = &m->layers[n - 1];
     if (shape_size(last->out) != (size_t)m->n_classes) {
         char path[48], sb[48];

@@ -2,7 +2,8 @@
  * model.h — a CNN: its definition (model.json), its weights
  * (weights.safetensors, or the ONNX file it was imported from), and the
  * forward pass over a batch, which runs on the graph executor (graph.h,
- * model_graph.h): strata's own sequential models are chains of its nodes.
+ * model_graph.h): strata's own models are written as its nodes, layer by
+ * layer.
  *
  * Memory: one of strata's own models owns a slab of floats, `params`; each
  * layer's struct layer_tensors points into it in layer order, tensors in the

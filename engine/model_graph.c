@@ -312,7 +312,9 @@ static int find_logits(const struct graph *g, const struct graph_ws *ws, int out
         const struct node *n = &g->nodes[g->values[out].producer];
         int in = n->inputs[0];
         const struct tview *t = graph_value_view(ws, in);
-        if (t->ndim == 2 && !ws->is_static[in])
+        /* [N, K], or a 1×1 map [N, K, 1, 1] (the same floats) */
+        const int flat = t->ndim == 2 || (t->ndim == 4 && t->dims[2] == 1 && t->dims[3] == 1);
+        if (flat && !ws->is_static[in])
             return in;
     }
     return out;

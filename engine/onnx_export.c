@@ -1,14 +1,15 @@
 /*
- * onnx_export.c — strata's sequential models as ONNX files (see
+ * onnx_export.c — strata's own models as ONNX files (see
  * onnx_export.h), built as protobuf-c messages and packed once.
  *
  * Every string, array and message is allocated through one list owned by
  * the export (struct out) and freed together at the end, so no error path
  * has to unpick a half-built message tree.
  *
- * Layouts: strata keeps a convolution kernel as [k][k][cin][filters] (HWIO)
- * and feature maps channels last; ONNX wants [filters][cin][k][k] and
- * channels first. Kernels are transposed on the way out; the feature maps
+ * Layouts: strata keeps a convolution kernel as [k][k][cin/groups][filters]
+ * (HWIO) and feature maps channels last; ONNX wants
+ * [filters][cin/groups][k][k] and channels first. Kernels are transposed on
+ * the way out; the feature maps
  * need nothing until a Flatten, whose order must stay strata's (h, w, c):
  * a Transpose to channels last goes before it. Dense kernels are [in][units]
  * in strata; they are written [units][in] with transB = 1, PyTorch's form.
@@ -231,8 +232,8 @@ static const char *add_activation(struct out *o, const struct layer *l, const ch
         char lo[96], hi[96];
         snprintf(lo, sizeof lo, "%s/relu6_min", l->cfg.name);
         snprintf(hi, sizeof hi, "%s/relu6_max", l->cfg.name);
-        add_init(o, lo, 0, NULL, (const float[]){0.0f});
-        add_init(o, hi, 0, NULL, (const float[]){6.0f});
+        add_init(o, lo, 0, (int64_t[]){1}, (const float[]){0.0f}); /* scalars */
+        add_init(o, hi, 0, (int64_t[]){1}, (const float[]){6.0f});
         snprintf(buf, cap, "%s/Relu6", l->cfg.name);
         add_node(o, "Clip", buf, (const char *[]){value, lo, hi, NULL}, buf, NULL, NULL, NULL,
                  NULL);

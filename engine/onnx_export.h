@@ -1,14 +1,15 @@
 /*
- * onnx_export.h — a strata model (the sequential kind strata trains) written
- * as an ONNX file, so that it runs in any ONNX runtime and can be compared
+ * onnx_export.h — one of strata's own models (model.json and its weights)
+ * written as an ONNX file, so that it runs in any ONNX runtime and can be compared
  * with one.
  *
  * The file takes the images as strata's own models do once normalised,
  * x = (pixel/255 − mean)/std, but channels first: input "input"
  * [batch, 3, H, W] (batch left open), output "probabilities" [batch, classes]
- * after a final Softmax. Opset 13. Conv, BatchNormalization (with its
- * momentum), Relu, Sigmoid, MaxPool, GlobalAveragePool, Flatten, Gemm,
- * Softmax, Add, Concat (on the channels), Dropout (its ratio an
+ * after a final Softmax. Opset 13. Conv (with its group), BatchNormalization
+ * (with its momentum), Relu, Sigmoid, Clip (relu6), HardSigmoid and Mul
+ * (hardswish), MaxPool, GlobalAveragePool, Flatten, Gemm, Softmax, Add,
+ * Concat (on the channels), Dropout (its ratio an
  * initializer: the identity at inference, as
  * every runtime runs it; it drops when strata trains the graph); a Flatten
  * of a feature map is preceded by a Transpose to channels last, the order

@@ -217,8 +217,10 @@ int cmd_import(int argc, char **argv)
     const char *root = cli_models_root(models);
     snprintf(dir, sizeof dir, "%s/%s", root, id);
     struct stat st;
-    if (stat(dir, &st) == 0)
+    if (stat(dir, &st) == 0) {
+        json_decref(meta_classes);
         return cli_fail("import", "%s already exists; choose another --id or remove it first", dir);
+    }
 
     json_t *names = json_array();
     int rc = 0;

@@ -4,7 +4,8 @@
  * over channels, a fully local model with no tail, one ending in global
  * pooling, "same" layers that pad nothing, a skip connection that reads a
  * layer of the chain again after it, which keeps the cut before that
- * layer), the probabilities of random
+ * layer, and one over a dense layer, which keeps it from being folded),
+ * the probabilities of random
  * masks must equal those of rendering each perturbed image here — the
  * segment's rounded mean colour where hidden, as lime.c does — and running
  * model_forward on it, for every cut of the prefix, with and without the
@@ -96,6 +97,17 @@
     "{\"type\":\"add\",\"inputs\":[\"c2\",\"c3\"],\"activation\":\"relu\"},"           \
     "{\"type\":\"maxpool2d\",\"pool_size\":2},"                                            \
     "{\"type\":\"flatten\"},"                                                              \
+    "{\"type\":\"dense\",\"units\":3,\"activation\":\"softmax\"}"
+
+/* A skip over the dense layer after the cut: the concat reads the
+ * flattened prefix again, so that dense layer cannot be folded into the
+ * tables (the tail must start before it). */
+#define SKIP_DENSE_LAYERS                                                                  \
+    "{\"type\":\"conv2d\",\"filters\":4,\"kernel_size\":3,\"activation\":\"relu\"},"       \
+    "{\"type\":\"maxpool2d\",\"pool_size\":4},"                                            \
+    "{\"type\":\"flatten\",\"name\":\"f1\"},"                                              \
+    "{\"type\":\"dense\",\"name\":\"d2\",\"units\":8,\"activation\":\"relu\"},"          \
+    "{\"type\":\"concat\",\"inputs\":[\"f1\",\"d2\"]},"                                   \
     "{\"type\":\"dense\",\"units\":3,\"activation\":\"softmax\"}"
 
 /* Seven local layers, a 24×24 receptive field at the end. */
@@ -449,6 +461,7 @@ TEST(same_padding_that_pads_nothing)
 TEST(a_skip_connection_limits_the_cut)
 {
     check_all_cuts(RESIDUAL_LAYERS, 26, 20, 2, 1.0f);
+    check_all_cuts(SKIP_DENSE_LAYERS, 26, 20, 2, 1.0f);
 }
 
 TEST(window_counts_and_stats)

@@ -319,6 +319,11 @@ static const struct bad_json bad_jsons[] = {
     {"groups on a dense layer",
      WITH_LAYERS("{\"type\": \"flatten\"}, {\"type\": \"dense\", \"units\": 2, \"groups\": 2}"),
      STRATA_E_ARG, {"layers[1].groups:", "unknown key"}},
+    {"a convolution over a flat vector",
+     WITH_LAYERS("{\"type\": \"global_avg_pool\", \"name\": \"g\"}, "
+                 "{\"type\": \"conv2d\", \"filters\": 2, \"kernel_size\": 1}, "
+                 "{\"type\": \"flatten\"}"),
+     STRATA_E_ARG, {"layers[1]:", "conv2d needs a feature map, but \"g\" gives a flat vector"}},
     {"a layer named input",
      WITH_LAYERS("{\"type\": \"flatten\", \"name\": \"input\"}, " OUT),
      STRATA_E_ARG, {"layers[0].name:", "\"input\" names the image"}},

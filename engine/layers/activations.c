@@ -1,6 +1,7 @@
 /*
- * activations.c — relu, sigmoid and softmax: the names of the activations a
- * conv2d, dense or batch_norm layer may fuse, and the three standalone
+ * activations.c — the names of the activations a conv2d, dense, batch_norm
+ * or add layer may fuse (linear, relu, sigmoid, softmax, relu6, hardswish),
+ * and the three standalone
  * layers (relu_ops, sigmoid_ops, softmax_ops), which keep their input's
  * shape. The graph computes them (ops/activation.c, ops/softmax.c; softmax
  * over the channels of one position, or the classes of one sample).

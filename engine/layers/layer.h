@@ -1,6 +1,6 @@
 /*
- * layer.h — the layer types of strata's own sequential models (model.json)
- * and the table that names them.
+ * layer.h — the layer types of strata's own models (model.json: a chain, or
+ * layers that name their inputs) and the table that names them.
  *
  * A layer here is a description: its configuration, the shapes it maps, and
  * the parameter tensors it owns, in one file per type (conv2d.c, dense.c,
@@ -9,8 +9,9 @@
  * graph executor's (model_graph.h writes the layers as ONNX nodes; the ops
  * in ops/ compute them, forward and backward).
  *
- * Conv2d and dense may fuse an activation (relu, sigmoid, softmax), as may
- * batch_norm; the layer's output is then the activated value.
+ * Conv2d, dense, batch_norm and add may fuse an activation (relu, sigmoid,
+ * softmax, relu6, hardswish); the layer's output is then the activated
+ * value.
  */
 #ifndef STRATA_LAYER_H
 #define STRATA_LAYER_H
