@@ -216,6 +216,17 @@ static struct worst check_export_file(const struct model *m, const float *x, dou
     return w;
 }
 
+/* m's layers give the per-image shapes want[0 … n), worked out by hand. */
+static void check_shapes(const struct model *m, const struct shape *want, int n)
+{
+    CHECK_EQ_INT(m->n_layers, n);
+    for (int l = 0; l < m->n_layers && l < n; l++)
+        CHECK_MSG(m->layers[l].out.h == want[l].h && m->layers[l].out.w == want[l].w &&
+                      m->layers[l].out.c == want[l].c,
+                  "layer %d: %dx%dx%d", l, m->layers[l].out.h, m->layers[l].out.w,
+                  m->layers[l].out.c);
+}
+
 /* Kernels as initialised (seed); biases, gammas, betas and running
  * statistics drawn from `draw` so that none of them is neutral. */
 static void random_params(struct model *m, uint64_t seed, uint64_t draw)
@@ -311,12 +322,7 @@ TEST(every_layer_kind_against_the_reference)
     const struct shape want[] = {{12, 13, 6}, {6, 7, 6},   {6, 7, 6},   {6, 7, 6}, {3, 4, 8},
                                  {2, 3, 5},   {2, 3, 5},   {2, 3, 5},   {2, 3, 5}, {1, 1, 7},
                                  {1, 1, 7},   {1, 1, 7},   {1, 1, 3}};
-    CHECK_EQ_INT(m.n_layers, (int)(sizeof want / sizeof want[0]));
-    for (int l = 0; l < m.n_layers && l < (int)(sizeof want / sizeof want[0]); l++)
-        CHECK_MSG(m.layers[l].out.h == want[l].h && m.layers[l].out.w == want[l].w &&
-                      m.layers[l].out.c == want[l].c,
-                  "layer %d: %dx%dx%d", l, m.layers[l].out.h, m.layers[l].out.w,
-                  m.layers[l].out.c);
+    check_shapes(&m, want, (int)(sizeof want / sizeof want[0]));
     random_params(&m, 7, 99);
     check_against_reference(&m, 4242);
     model_free(&m);
@@ -361,12 +367,7 @@ TEST(layers_that_name_their_inputs_against_the_reference)
     const struct shape want[] = {{10, 9, 6},  {10, 9, 6}, {10, 9, 6}, {10, 9, 6}, {10, 9, 6},
                                  {10, 9, 15}, {5, 5, 15}, {1, 1, 15}, {1, 1, 15}, {1, 1, 30},
                                  {1, 1, 5},   {1, 1, 5},  {1, 1, 5},  {1, 1, 4}};
-    CHECK_EQ_INT(m.n_layers, (int)(sizeof want / sizeof want[0]));
-    for (int l = 0; l < m.n_layers && l < (int)(sizeof want / sizeof want[0]); l++)
-        CHECK_MSG(m.layers[l].out.h == want[l].h && m.layers[l].out.w == want[l].w &&
-                      m.layers[l].out.c == want[l].c,
-                  "layer %d: %dx%dx%d", l, m.layers[l].out.h, m.layers[l].out.w,
-                  m.layers[l].out.c);
+    check_shapes(&m, want, (int)(sizeof want / sizeof want[0]));
     /* what each reads, as the API and the analysis see it */
     int from[LAYER_MAX_INPUTS];
     CHECK_EQ_INT(model_graph_layer_inputs(&m, 5, from, LAYER_MAX_INPUTS), 3);
@@ -410,12 +411,7 @@ TEST(grouped_convolutions_and_mobile_activations_against_the_reference)
     }
     const struct shape want[] = {{11, 10, 8}, {6, 5, 8}, {6, 5, 8}, {6, 5, 8},
                                  {6, 5, 6},   {6, 5, 6}, {1, 1, 6}, {1, 1, 3}};
-    CHECK_EQ_INT(m.n_layers, (int)(sizeof want / sizeof want[0]));
-    for (int l = 0; l < m.n_layers && l < (int)(sizeof want / sizeof want[0]); l++)
-        CHECK_MSG(m.layers[l].out.h == want[l].h && m.layers[l].out.w == want[l].w &&
-                      m.layers[l].out.c == want[l].c,
-                  "layer %d: %dx%dx%d", l, m.layers[l].out.h, m.layers[l].out.w,
-                  m.layers[l].out.c);
+    check_shapes(&m, want, (int)(sizeof want / sizeof want[0]));
     /* a depthwise kernel reads one channel per filter, a 2-group one half */
     CHECK(m.n_params > 0 && m.layers[1].w.bias - m.layers[1].w.kernel == 3 * 3 * 1 * 8);
     CHECK(m.layers[4].w.bias - m.layers[4].w.kernel == 3 * 3 * 4 * 6);
