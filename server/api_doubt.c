@@ -10,7 +10,6 @@
 #include "api.h"
 #include "blob.h"
 #include "json.h"
-#include "resource.h"
 #include "state.h"
 
 /* Bins of the histogram over [0, 1]: 0.05 wide, fine enough to see where
@@ -24,9 +23,7 @@ struct blob *api_doubt_eval_blob(const struct doubt_report *r)
 
 int handle_doubt(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am)
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_MODEL */
     int state = atomic_load_explicit(&am->doubt_eval_state, memory_order_acquire);
     if (state == APP_DOUBT_READY)
         return blob_reply(req, res, atomic_load(&am->doubt_eval), "application/json", NULL);

@@ -206,9 +206,7 @@ static int query_int(const struct request *req, struct response *res, const char
 
 int handle_explain(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     const struct model *m = &am->m;
     struct explain_job j = {.am = am, .index = -1};
     attribution_params_default(&j.p);

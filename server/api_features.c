@@ -147,9 +147,7 @@ static int layer_of(const struct model *m, const char *v)
 
 int handle_features(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     const struct model *m = &am->m;
     struct features_job j = {.am = am, .index = -1, .top = 12};
     const char *v = request_query(req, "layer");

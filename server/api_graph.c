@@ -14,14 +14,11 @@
 #include "model_graph.h"
 #include "model_import.h"
 #include "registry.h"
-#include "resource.h"
 #include "state.h"
 
 int handle_graph(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am)
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_MODEL */
     char err[STRATA_ERR_LEN];
     struct model_graph_value *v;
     int n;
@@ -53,9 +50,7 @@ int handle_graph(const struct request *req, struct response *res)
 
 int handle_set_layers(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am)
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_MODEL */
     char err[STRATA_ERR_LEN];
     if (!am->m.onnx[0])
         return response_error(res, 400, "not_imported",

@@ -74,9 +74,7 @@ int app_image_path(const struct app_model *am, int i, char *path, size_t len)
 
 int handle_image(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     int i = image_or_404(req, res, am);
     if (i < 0)
         return 0;
@@ -140,9 +138,7 @@ static int make_thumb(const struct app_model *am, int i, struct blob **out, char
 
 int handle_thumb(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     int i = image_or_404(req, res, am);
     if (i < 0)
         return 0;
@@ -208,9 +204,7 @@ static int run_image_explain(void *arg, const atomic_int *cancel)
 
 int handle_image_explanation(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     int i = image_or_404(req, res, am);
     if (i < 0)
         return 0;

@@ -10,6 +10,11 @@
  * leaves nothing behind, and nothing is ever written outside the
  * workspace. Imports run one at a time (app->imports_mu), which also makes
  * the check that the id is free and the rename into place one step.
+ *
+ * A file strata exported carries its title, classes, mean and std in its
+ * metadata (model_import.h, import_file_meta_read): what the form leaves
+ * out is taken from there, as `strata import` does, and the reply says
+ * which fields came from the file.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -76,16 +81,21 @@ static int triple(const json_t *j, double out[3], int positive)
 struct import {
     struct app *app;
     char staging[1200];
-    char id[64], title[256], dataset[256];
+    char id[64], title[256], dataset[256]; /* id, title "": not given */
     double mean[3], std[3];
+    int have_mean, have_std; /* given by the form */
     int want_h, want_w;
-    json_t *classes;  /* given, or from the images */
+    json_t *classes;  /* given, from the file's metadata, or from the images */
+    int classes_from_file;
+    json_t *from_metadata;  /* the fields taken from the file's metadata */
+    json_t *metadata_notes; /* why an entry of it the import needed was not used */
     json_t *report;   /* the archive's, or a small one for a server dataset */
     int uploaded_images;
 };
 
-/* The metadata field: {"title", "id"?, "classes"?, "dataset"?, "mean"?,
- * "std"?, "input"?: [h, w]}. */
+/* The metadata field: {"title"?, "id"?, "classes"?, "dataset"?, "mean"?,
+ * "std"?, "input"?: [h, w]}; a key that is null (or a title that is "")
+ * counts as left out. */
 static int read_meta(struct import *im, const char *path, int has_archive, char *err)
 {
     json_error_t je;
@@ -110,10 +120,13 @@ static int read_meta(struct import *im, const char *path, int has_archive, char 
             break;
         }
     }
-    const char *title = json_string_value(json_object_get(j, "title"));
-    if (rc == 0 && (!title || !title[0] || strlen(title) > 200))
-        rc = strata_fail(err, STRATA_E_ARG, "meta.title is required: a name of 1 to 200 characters");
-    if (rc == 0)
+    json_t *tj = json_object_get(j, "title");
+    const char *title = json_string_value(tj);
+    if (rc == 0 && tj && !json_is_null(tj) && (!title || strlen(title) > 200))
+        rc = strata_fail(err, STRATA_E_ARG,
+                         "meta.title is a name of 1 to 200 characters (or leave it out when the "
+                         "file, exported by strata, carries its own)");
+    if (rc == 0 && title)
         snprintf(im->title, sizeof im->title, "%s", title);
     json_t *id = json_object_get(j, "id");
     if (rc == 0 && id && !json_is_null(id) &&
@@ -121,17 +134,16 @@ static int read_meta(struct import *im, const char *path, int has_archive, char 
         rc = strata_fail(err, STRATA_E_ARG,
                          "meta.id: 1 to 63 letters, digits, '-', '_' and '.', not starting with "
                          "'.'");
-    if (rc == 0) {
-        if (json_is_string(id) && json_string_length(id))
-            snprintf(im->id, sizeof im->id, "%s", json_string_value(id));
-        else
-            id_from_title(title, im->id, sizeof im->id);
-    }
+    /* without an id, it comes from the title, once the file may have given one */
+    if (rc == 0 && json_is_string(id) && json_string_length(id))
+        snprintf(im->id, sizeof im->id, "%s", json_string_value(id));
     im->std[0] = im->std[1] = im->std[2] = 1;
     json_t *mean = json_object_get(j, "mean"), *std = json_object_get(j, "std");
-    if (rc == 0 && mean && triple(mean, im->mean, 0) < 0)
+    im->have_mean = mean && !json_is_null(mean);
+    im->have_std = std && !json_is_null(std);
+    if (rc == 0 && im->have_mean && triple(mean, im->mean, 0) < 0)
         rc = strata_fail(err, STRATA_E_ARG, "meta.mean is three numbers [r, g, b]");
-    if (rc == 0 && std && triple(std, im->std, 1) < 0)
+    if (rc == 0 && im->have_std && triple(std, im->std, 1) < 0)
         rc = strata_fail(err, STRATA_E_ARG, "meta.std is three positive numbers [r, g, b]");
     json_t *input = json_object_get(j, "input");
     if (rc == 0 && input && !json_is_null(input)) {
@@ -170,6 +182,55 @@ static int read_meta(struct import *im, const char *path, int has_archive, char 
     return rc;
 }
 
+/* Fills what the form left out (title, classes, mean, std) from the
+ * metadata of the uploaded file, as `strata import` does, and records which
+ * fields came from there; an entry present but unusable is noted, not
+ * fatal. Then the title must be known (the id follows from it when not
+ * given). Returns 0 or STRATA_E_ARG with err. */
+static int use_file_meta(struct import *im, const char *onnx_path, char *err)
+{
+    struct import_file_meta fm;
+    import_file_meta_read(&fm, onnx_path);
+    im->from_metadata = json_array();
+    im->metadata_notes = json_array();
+    int left_out[4] = {!im->title[0], !im->classes, !im->have_mean, !im->have_std};
+    int in_file[4] = {fm.title[0] != 0, fm.classes != NULL, fm.has_mean, fm.has_std};
+    static const char *const fields[4] = {"title", "classes", "mean", "std"};
+    for (int k = 0; k < 4; k++) {
+        if (!left_out[k])
+            continue; /* the form's value wins */
+        json_t *why = json_object_get(fm.ignored, fields[k]);
+        if (why)
+            json_array_append(im->metadata_notes, why);
+        if (!in_file[k])
+            continue;
+        json_array_append_new(im->from_metadata, json_string(fields[k]));
+        if (k == 0)
+            snprintf(im->title, sizeof im->title, "%s", fm.title);
+        else if (k == 1) {
+            im->classes = json_incref(fm.classes);
+            im->classes_from_file = 1;
+        } else if (k == 2)
+            memcpy(im->mean, fm.mean, sizeof im->mean);
+        else
+            memcpy(im->std, fm.std, sizeof im->std);
+    }
+    const char *why_none =
+        !fm.readable ? "is not an ONNX model whose metadata strata can read"
+        : json_object_get(fm.ignored, "title")
+            ? "carries no usable one in its metadata (strata.title)"
+            : "carries none in its metadata (a file made by strata export has one, strata.title)";
+    import_file_meta_deinit(&fm);
+    if (!im->title[0])
+        return strata_fail(err, STRATA_E_ARG,
+                           "give the model a title (meta.title): the form leaves it empty and the "
+                           "file %s",
+                           why_none);
+    if (!im->id[0])
+        id_from_title(im->title, im->id, sizeof im->id);
+    return 0;
+}
+
 /* The classes of the images must be the model's, in its output order:
  * strata labels images by their sorted class folders. */
 static int match_classes(struct import *im, json_t *folders, char *err)
@@ -184,8 +245,11 @@ static int match_classes(struct import *im, json_t *folders, char *err)
     int rc = strata_fail(err, STRATA_E_ARG,
                          "the class names %.300s are not the image folders %.300s: strata labels "
                          "images by their class folders sorted by name, so the model's outputs "
-                         "must be in that order",
-                         given ? given : "?", have ? have : "?");
+                         "must be in that order%s",
+                         given ? given : "?", have ? have : "?",
+                         im->classes_from_file ? " (the names are the file's own, from its "
+                                                 "metadata strata.classes)"
+                                               : "");
     free(given);
     free(have);
     return rc;
@@ -260,6 +324,8 @@ static int build(struct import *im, struct form_field *f, int *http_status, char
     struct app *app = im->app;
     *http_status = 400;
     int rc = read_meta(im, f[0].path, f[2].present, err);
+    if (rc == 0)
+        rc = use_file_meta(im, f[1].path, err);
     if (rc < 0)
         return rc;
     char models_dir[1300], data_dir[1300];
@@ -312,9 +378,11 @@ static int build(struct import *im, struct form_field *f, int *http_status, char
     time_t now = time(NULL);
     struct tm tm;
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-    json_t *record = json_pack("{s:s, s:s, s:s, s:O}", "images",
+    json_t *record = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O}", "images",
                                im->uploaded_images ? "uploaded" : "dataset", "filename",
-                               f[1].filename, "imported_at", stamp, "report", im->report);
+                               f[1].filename, "imported_at", stamp, "report", im->report,
+                               "from_metadata", im->from_metadata, "metadata_notes",
+                               im->metadata_notes);
     char path[1400];
     snprintf(path, sizeof path, "%s/import.json", model_dir);
     if (!record || json_dump_file(record, path, JSON_INDENT(2)) != 0) {
@@ -395,6 +463,8 @@ int handle_import(const struct request *req, struct response *res)
     json_decref(im.classes);
     if (rc < 0) {
         json_decref(im.report);
+        json_decref(im.from_metadata);
+        json_decref(im.metadata_notes);
         const char *code = status == 409   ? "exists"
                            : status == 413 ? "too_large"
                            : status == 415 ? "unsupported_media_type"
@@ -407,8 +477,9 @@ int handle_import(const struct request *req, struct response *res)
     json_t *summary = am ? api_model_summary(am) : json_null();
     pthread_mutex_unlock(&app->mu);
     app_model_put(am);
-    response_json(res, 201, json_pack("{s:s, s:o, s:o}", "id", im.id, "model", summary, "report",
-                                      im.report));
+    response_json(res, 201, json_pack("{s:s, s:o, s:o, s:o, s:o}", "id", im.id, "model", summary,
+                                      "report", im.report, "from_metadata", im.from_metadata,
+                                      "metadata_notes", im.metadata_notes));
     response_header(res, "Location", "/api/models/%s", im.id);
     return 0;
 }

@@ -156,9 +156,7 @@ static int run_recluster(void *arg, const atomic_int *cancel)
 
 int handle_scatter(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     int l = layer_or_404(req, res, am);
     if (l < 0)
         return 0;
@@ -195,9 +193,7 @@ int handle_scatter(const struct request *req, struct response *res)
 
 int handle_elbow(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     int l = layer_or_404(req, res, am);
     if (l < 0)
         return 0;

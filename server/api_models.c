@@ -305,9 +305,7 @@ int handle_models(const struct request *req, struct response *res)
 
 int handle_model(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am)
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_MODEL */
     struct app *app = req->app;
     pthread_mutex_lock(&app->mu);
     struct blob *fresh = settling(am) ? blob_json_steal(api_model_detail(am)) : NULL;

@@ -136,7 +136,8 @@ static json_t *components(void)
     json_object_set_new(s, "ImportReply",
                         obj("id, model (as in the list), report {format, entries, bytes, images, "
                             "split, split_note, classes [{name, train, test}], skipped [{entry, "
-                            "reason}], n_skipped}"));
+                            "reason}], n_skipped}, from_metadata [title|classes|mean|std: what "
+                            "the file's metadata gave], metadata_notes [sentences]"));
     json_object_set_new(s, "GraphValues",
                         obj("model, chosen (model.json's names or null), values [{name, value, "
                             "op, shape [h, w, c], shown (layer index or null), default}]"));
@@ -245,7 +246,8 @@ static json_t *document(void)
         "{s:b, s:{s:{s:{s:s, s:[s, s], s:{s:{s:s, s:s}, s:o, s:o}}}}}", "required", 1, "content",
         "multipart/form-data", "schema", "type", "object", "required", "meta", "model",
         "properties", "meta", "type", "string", "description",
-        "JSON: {title, id?, classes?, dataset?, mean?, std?, input?: [h, w]} (docs/api.md)",
+        "JSON: {title?, id?, classes?, dataset?, mean?, std?, input?: [h, w]}; what is left out "
+        "is taken from the file's metadata when strata exported it (docs/api.md)",
         "model", binary(), "images", binary());
     json_object_set_new(
         models, "post",

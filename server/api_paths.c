@@ -101,16 +101,12 @@ int api_paths_precompute(struct app_model *am, char *err)
 
 int handle_paths(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     return blob_reply(req, res, am->paths, "application/json", NULL);
 }
 
 int handle_misclassified(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     return blob_reply(req, res, am->misclassified, "application/json", NULL);
 }

@@ -196,9 +196,7 @@ static int parse_flag(const char *v)
 
 int handle_predict(const struct request *req, struct response *res)
 {
-    struct app_model *am = app_model_or_404(req, res);
-    if (!am || !app_require_ready(am, res))
-        return 0;
+    struct app_model *am = req->model; /* the route's APP_NEEDS_ANALYSIS: READY */
     const char *eq = request_query(req, "explain");
     int explain = parse_flag(eq);
     if (explain < 0)

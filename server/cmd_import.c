@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +18,6 @@
 
 #include "cli.h"
 #include "model_import.h"
-#include "onnx.h"
 
 static const char *const import_help =
     "Usage: strata import FILE.onnx --id ID [options]\n\n"
@@ -115,24 +113,6 @@ static void remove_folder(const char *dir)
     rmdir(dir);
 }
 
-/* Three numbers from a JSON array text (strata.mean, strata.std), finite,
- * and positive when `positive`; 1 when v held them. */
-static int meta_triple(const char *v, double out[3], int positive)
-{
-    json_t *a = v ? json_loads(v, 0, NULL) : NULL;
-    int ok = a && json_is_array(a) && json_array_size(a) == 3;
-    double t[3];
-    for (int k = 0; ok && k < 3; k++) {
-        const json_t *x = json_array_get(a, (size_t)k);
-        t[k] = json_is_number(x) ? json_number_value(x) : NAN;
-        ok = isfinite(t[k]) && (!positive || t[k] > 0);
-    }
-    json_decref(a);
-    if (ok)
-        memcpy(out, t, sizeof t);
-    return ok;
-}
-
 int cmd_import(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -184,33 +164,28 @@ int cmd_import(int argc, char **argv)
 
     const char *file = argv[optind];
     /* what a file strata exported says about itself */
-    struct onnx_metadata md = {0};
-    char merr[STRATA_ERR_LEN];
-    json_t *meta_classes = NULL;
-    char meta_title[128] = "";
+    struct import_file_meta fm;
+    import_file_meta_read(&fm, file);
+    json_t *meta_classes = fm.classes ? json_incref(fm.classes) : NULL;
+    char meta_title[sizeof fm.title] = "";
     int meta_norm = 0, meta_cls = 0;
-    if (onnx_read_metadata(file, &md, merr) == 0) {
-        const char *v = onnx_metadata_get(&md, "strata.classes");
-        json_t *a = v ? json_loads(v, 0, NULL) : NULL;
-        if (a && json_is_array(a) && import_classes_check(a, merr) == 0)
-            meta_classes = json_incref(a);
-        json_decref(a);
-        double triple[3];
-        if (!have_mean && meta_triple(onnx_metadata_get(&md, "strata.mean"), triple, 0)) {
-            memcpy(mean, triple, sizeof mean);
-            meta_norm = 1;
-        }
-        if (!have_std && meta_triple(onnx_metadata_get(&md, "strata.std"), triple, 1)) {
-            memcpy(stdv, triple, sizeof stdv);
-            meta_norm = 1;
-        }
-        if (!title && (v = onnx_metadata_get(&md, "strata.title")) && v[0] &&
-            strlen(v) < sizeof meta_title) {
-            snprintf(meta_title, sizeof meta_title, "%s", v);
-            title = meta_title;
-        }
-        onnx_metadata_free(&md);
+    if (!have_mean && fm.has_mean) {
+        memcpy(mean, fm.mean, sizeof mean);
+        meta_norm = 1;
     }
+    if (!have_std && fm.has_std) {
+        memcpy(stdv, fm.std, sizeof stdv);
+        meta_norm = 1;
+    }
+    if (!title && fm.title[0]) {
+        snprintf(meta_title, sizeof meta_title, "%s", fm.title);
+        title = meta_title;
+    }
+    const char *key;
+    json_t *why;
+    json_object_foreach(fm.ignored, key, why)
+        fprintf(stderr, "strata import: %s\n", json_string_value(why));
+    import_file_meta_deinit(&fm);
     if (!classes && !labels && !dataset && !meta_classes)
         return cli_usage_error("import", "give the class names: --classes, --labels or --dataset");
     char err[STRATA_ERR_LEN], dir[1200], tmp[1300], path[1400];

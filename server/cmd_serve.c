@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "http.h"
+#include "resource.h"
 #include "static.h"
 
 /* Literal suffixes before the catch-all {class}/{file}: an index route
@@ -32,24 +33,24 @@ const struct route app_routes[] = {
     {"GET", "/api/models", handle_models, 0},
     {"POST", "/api/models", handle_import, ROUTE_SPOOL_BODY},
     {"GET", "/api/datasets", handle_datasets, 0},
-    {"GET", "/api/models/{id}", handle_model, 0},
+    {"GET", "/api/models/{id}", handle_model, APP_NEEDS_MODEL},
     {"DELETE", "/api/models/{id}", handle_delete_model, 0},
-    {"GET", "/api/models/{id}/graph", handle_graph, 0},
-    {"PUT", "/api/models/{id}/layers", handle_set_layers, 0},
-    {"GET", "/api/models/{id}/layers/{layer}/scatter", handle_scatter, 0},
-    {"GET", "/api/models/{id}/layers/{layer}/elbow", handle_elbow, 0},
-    {"GET", "/api/models/{id}/paths", handle_paths, 0},
-    {"GET", "/api/models/{id}/misclassified", handle_misclassified, 0},
-    {"GET", "/api/models/{id}/doubt", handle_doubt, 0},
-    {"GET", "/api/models/{id}/images/{image}", handle_image, 0},
-    {"GET", "/api/models/{id}/images/{image}/thumb", handle_thumb, 0},
-    {"GET", "/api/models/{id}/images/{image}/explanation", handle_image_explanation, 0},
-    {"GET", "/api/models/{id}/images/{class}/{file}", handle_image, 0},
-    {"GET", "/api/models/{id}/images/{class}/{file}/thumb", handle_thumb, 0},
-    {"GET", "/api/models/{id}/images/{class}/{file}/explanation", handle_image_explanation, 0},
-    {"POST", "/api/models/{id}/predict", handle_predict, 0},
-    {"POST", "/api/models/{id}/explain", handle_explain, 0},
-    {"POST", "/api/models/{id}/features", handle_features, 0},
+    {"GET", "/api/models/{id}/graph", handle_graph, APP_NEEDS_MODEL},
+    {"PUT", "/api/models/{id}/layers", handle_set_layers, APP_NEEDS_MODEL},
+    {"GET", "/api/models/{id}/layers/{layer}/scatter", handle_scatter, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/layers/{layer}/elbow", handle_elbow, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/paths", handle_paths, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/misclassified", handle_misclassified, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/doubt", handle_doubt, APP_NEEDS_MODEL},
+    {"GET", "/api/models/{id}/images/{image}", handle_image, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/images/{image}/thumb", handle_thumb, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/images/{image}/explanation", handle_image_explanation, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/images/{class}/{file}", handle_image, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/images/{class}/{file}/thumb", handle_thumb, APP_NEEDS_ANALYSIS},
+    {"GET", "/api/models/{id}/images/{class}/{file}/explanation", handle_image_explanation, APP_NEEDS_ANALYSIS},
+    {"POST", "/api/models/{id}/predict", handle_predict, APP_NEEDS_ANALYSIS},
+    {"POST", "/api/models/{id}/explain", handle_explain, APP_NEEDS_ANALYSIS},
+    {"POST", "/api/models/{id}/features", handle_features, APP_NEEDS_ANALYSIS},
     {"GET", "/api/explanations/{eid}", handle_explanation, 0},
     {"GET", "/api/explanations/{eid}/overlay.png", handle_explanation_overlay, 0},
     {"GET", "/api/explanations/{eid}/heatmap.png", handle_explanation_heatmap, 0},
@@ -263,7 +264,7 @@ int cmd_serve(int argc, char **argv)
     struct static_files *files = NULL;
     struct http_server *srv = NULL;
     int rc = EXIT_FAIL;
-    if (app_workspace_prepare(workspace, err) < 0 || app_new(&ac, &app, err) < 0 || router_new(app_routes, app_n_routes, &router, err) < 0 ||
+    if (app_workspace_prepare(workspace, err) < 0 || app_new(&ac, &app, err) < 0 || router_new_guarded(app_routes, app_n_routes, app_route_guard, &router, err) < 0 ||
         static_new(root, mounts, sizeof mounts / sizeof mounts[0], &files, err) < 0) {
         cli_fail("serve", "%s", err);
         goto done;

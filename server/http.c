@@ -83,6 +83,9 @@ struct conn_watch {
     struct timespec since;      /* of the phase */
     unsigned long long body_bytes;
     int closed_by_deadline;
+    size_t cut_uri; /* the current request's URI was this long, over max_url, and its query was
+                       cut before libmicrohttpd parsed it (on_request_line); 0 otherwise. Only
+                       the connection's own thread touches it. */
 };
 
 /* Per-request state, from the headers to the completion callback. */
@@ -324,6 +327,33 @@ static void *watchdog_main(void *cls)
     return NULL;
 }
 
+/* MHD_OPTION_URI_LOG_CALLBACK: the request line is in, and libmicrohttpd
+ * is about to split its query into parameters in the connection's memory
+ * pool. Thousands of parameters would exhaust that pool, and libmicrohttpd
+ * 0.9.75 then closes the connection without a reply. A URI over max_url is
+ * refused with 414 whatever it holds, so its query is cut here, before the
+ * split (the option's contract: the callback runs before the URI or its
+ * arguments are modified), and build_request answers the 414 from the
+ * length the watch keeps. The URI is the connection's own writable read
+ * buffer, handed over as const. Without a watch nothing is cut, so that no
+ * request ever runs without the query it was sent with. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    struct http_server *s = cls;
+    struct conn_watch *w = watch_of(c);
+    if (!w)
+        return NULL;
+    size_t len = strlen(uri);
+    w->cut_uri = 0;
+    if (len > s->cfg.max_url) {
+        char *query = strchr(uri, '?');
+        if (query)
+            query[1] = '\0';
+        w->cut_uri = len;
+    }
+    return NULL;
+}
+
 /* Leaves the URL and query strings as sent (see the file comment). */
 static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
 {
@@ -524,6 +554,9 @@ static int build_request(struct MHD_Connection *c, struct http_ctx *ctx, const c
                          const char *method, const char **bad)
 {
     struct http_server *s = ctx->srv;
+    const struct conn_watch *w = watch_of(c);
+    if (w && w->cut_uri)
+        return STRATA_E_LIMIT;
     struct collect hc = {0}, qc = {0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, collect_value, &hc);
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_value, &qc);
@@ -1156,6 +1189,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s,
         pool_opt, (unsigned)cfg->threads,
         MHD_OPTION_END);
     int saved = errno;

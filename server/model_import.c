@@ -4,6 +4,7 @@
  */
 #include "model_import.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -129,6 +130,83 @@ int import_classes_check(const json_t *arr, char *err)
                                    json_string_value(c));
     }
     return 0;
+}
+
+/* Three numbers from a JSON array text (strata.mean, strata.std), finite,
+ * and positive when `positive`; 1 when v held them. */
+static int meta_triple(const char *v, double out[3], int positive)
+{
+    json_t *a = v ? json_loads(v, 0, NULL) : NULL;
+    int ok = a && json_is_array(a) && json_array_size(a) == 3;
+    double t[3];
+    for (int k = 0; ok && k < 3; k++) {
+        const json_t *x = json_array_get(a, (size_t)k);
+        t[k] = json_is_number(x) ? json_number_value(x) : NAN;
+        ok = isfinite(t[k]) && (!positive || t[k] > 0);
+    }
+    json_decref(a);
+    if (ok)
+        memcpy(out, t, sizeof t);
+    return ok;
+}
+
+static void file_meta_ignore(struct import_file_meta *fm, const char *field, const char *why)
+{
+    char text[2 * STRATA_ERR_LEN];
+    snprintf(text, sizeof text, "the file's strata.%s %s; it was not used", field, why);
+    json_object_set_new(fm->ignored, field, json_string(text));
+}
+
+void import_file_meta_read(struct import_file_meta *fm, const char *path)
+{
+    memset(fm, 0, sizeof *fm);
+    fm->ignored = json_object();
+    struct onnx_metadata md = {0};
+    char err[STRATA_ERR_LEN];
+    if (onnx_read_metadata(path, &md, err) < 0)
+        return;
+    fm->readable = 1;
+    const char *v = onnx_metadata_get(&md, "strata.title");
+    if (v) {
+        /* json_string refuses what is not UTF-8: model.json could not hold it */
+        json_t *s = json_string(v);
+        if (s && v[0] && strlen(v) <= 200)
+            snprintf(fm->title, sizeof fm->title, "%s", v);
+        else
+            file_meta_ignore(fm, "title", "is not a name of 1 to 200 bytes of UTF-8 text");
+        json_decref(s);
+    }
+    if ((v = onnx_metadata_get(&md, "strata.classes"))) {
+        json_t *a = json_loads(v, 0, NULL);
+        if (!json_is_array(a)) {
+            file_meta_ignore(fm, "classes", "is not a JSON array of class names");
+        } else if (import_classes_check(a, err) < 0) {
+            char why[STRATA_ERR_LEN + 40];
+            snprintf(why, sizeof why, "is not a usable list of class names (%s)", err);
+            file_meta_ignore(fm, "classes", why);
+        } else {
+            fm->classes = json_incref(a);
+        }
+        json_decref(a);
+    }
+    if ((v = onnx_metadata_get(&md, "strata.mean"))) {
+        fm->has_mean = meta_triple(v, fm->mean, 0);
+        if (!fm->has_mean)
+            file_meta_ignore(fm, "mean", "is not a JSON array of three finite numbers");
+    }
+    if ((v = onnx_metadata_get(&md, "strata.std"))) {
+        fm->has_std = meta_triple(v, fm->std, 1);
+        if (!fm->has_std)
+            file_meta_ignore(fm, "std", "is not a JSON array of three finite positive numbers");
+    }
+    onnx_metadata_free(&md);
+}
+
+void import_file_meta_deinit(struct import_file_meta *fm)
+{
+    json_decref(fm->classes);
+    json_decref(fm->ignored);
+    memset(fm, 0, sizeof *fm);
 }
 
 /* Replaces <dir>/model.json with j, whole (written beside it, renamed). */

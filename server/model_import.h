@@ -48,6 +48,33 @@ int import_classes_from_list(json_t *arr, const char *list, char *err);
  * duplicates, at least 2). Returns 0 or STRATA_E_ARG with err. */
 int import_classes_check(const json_t *arr, char *err);
 
+/* What a file strata exported says about itself, in its metadata_props:
+ * strata.title, strata.classes (a JSON array of names), strata.mean and
+ * strata.std (JSON arrays of three numbers). Each is checked as the
+ * import's own values are: a title of 1 to 200 bytes of UTF-8, class names
+ * as import_classes_check wants them, finite means, finite positive
+ * standard deviations. */
+struct import_file_meta {
+    char title[256];   /* "" when the file gives no usable title */
+    json_t *classes;   /* NULL when it gives no usable names; owned */
+    double mean[3], std[3];
+    int has_mean, has_std;
+    json_t *ignored;   /* {"title"|"classes"|"mean"|"std": sentence} for entries
+                          present but unusable; owned */
+    int readable;      /* 0: the file is no ONNX model whose metadata could be read */
+};
+
+/* Reads the metadata of the ONNX file at path into *fm (initialised by the
+ * call). An entry that is absent leaves its field empty; one that is
+ * present but unusable leaves it empty too and says why in fm->ignored —
+ * bad metadata never stops an import, the caller's own values or defaults
+ * are used instead. A file whose metadata cannot be read at all (not an
+ * ONNX model) gives an empty *fm: opening the file as a model later says
+ * what is wrong with it. This function can't fail. Free with
+ * import_file_meta_deinit. */
+void import_file_meta_read(struct import_file_meta *fm, const char *path);
+void import_file_meta_deinit(struct import_file_meta *fm);
+
 /* Sets which graph values an imported model shows as layers: writes
  * "shown" (names: value, node or layer names, see model_graph.h) into
  * <dir>/model.json, or removes it (names NULL: strata's own choice), then

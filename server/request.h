@@ -9,11 +9,11 @@
  *
  *     static int handle_layer(const struct request *req, struct response *res)
  *     {
- *         const char *id = request_param(req, "id");
- *         struct app *app = req->app;
+ *         const char *name = request_param(req, "layer");
+ *         struct app_model *am = req->model; // the route's precondition found it
  *         ...
- *         if (!model)
- *             return response_error(res, 404, "not_found", "no model named %s", id);
+ *         if (l < 0)
+ *             return response_error(res, 404, "not_found", "%s has no layer %s", am->id, name);
  *         return response_json(res, 200, reply);
  *     }
  *
@@ -33,9 +33,9 @@
  * and call a handler (or router_dispatch, router.h) directly, then read the
  * `struct response` and release it with response_deinit().
  *
- * Who reads what: the route table (router.h) fills the path parameters, the
- * HTTP layer (http.h) everything else; request bodies are parsed by
- * multipart.h and json.h.
+ * Who fills what: the route table (router.h) the path parameters and, through
+ * a route's preconditions, the model; the HTTP layer (http.h) everything
+ * else. Request bodies are parsed by multipart.h and json.h.
  */
 #ifndef STRATA_REQUEST_H
 #define STRATA_REQUEST_H
@@ -90,6 +90,11 @@ struct request {
      * it); body is NULL. Meaningless on other routes. */
     int body_fd;
     void *app; /* the server's application state, opaque to the framework */
+    /* What the router's guard resolved from the path for a route with
+     * preconditions (router.h) — in the API, the {id} parameter's struct
+     * app_model, kept alive until the reply has been sent — else NULL.
+     * Opaque to the framework. */
+    void *model;
     /* Set by the HTTP layer: has the client closed its connection? (NULL in
      * requests built by hand.) Read it through request_client_gone. */
     int (*client_gone)(void *cls);

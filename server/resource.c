@@ -4,6 +4,7 @@
  */
 #include "resource.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,7 +17,9 @@ static void model_put_cb(void *cls)
     app_model_put(cls);
 }
 
-struct app_model *app_model_or_404(const struct request *req, struct response *res)
+/* The {id} parameter's model with a reference released with res, or NULL
+ * with res holding the 404. */
+static struct app_model *model_of_request(const struct request *req, struct response *res)
 {
     const char *id = request_param(req, "id");
     struct app_model *am = app_model_get(req->app, id);
@@ -28,7 +31,8 @@ struct app_model *app_model_or_404(const struct request *req, struct response *r
     return am;
 }
 
-int app_require_ready(const struct app_model *am, struct response *res)
+/* Whether am's analysis is READY, else 0 with res holding the 409. */
+static int analysis_ready(const struct app_model *am, struct response *res)
 {
     int state = atomic_load_explicit(&am->state, memory_order_acquire);
     if (state == APP_READY)
@@ -42,6 +46,19 @@ int app_require_ready(const struct app_model *am, struct response *res)
                        "\"ready\"",
                        am->id, app_state_name(state));
     return 0;
+}
+
+int app_route_guard(unsigned needs, struct request *req, struct response *res)
+{
+    assert(!(needs & ~APP_NEEDS_ANALYSIS)); /* a bit the table uses and nothing here checks */
+    if (needs & APP_NEEDS_MODEL) {
+        req->model = model_of_request(req, res);
+        if (!req->model)
+            return 0;
+    }
+    if ((needs & APP_NEEDS_ANALYSIS) == APP_NEEDS_ANALYSIS && !analysis_ready(req->model, res))
+        return 0;
+    return 1;
 }
 
 int app_image_of_request(const struct request *req, struct response *res,

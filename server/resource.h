@@ -1,12 +1,20 @@
 /*
  * resource.h — what the API's resources (api_*.c) share about a request on
- * a model: the preconditions every such handler opens with (the model
- * exists: 404; its analysis is ready: 409), the image a request names, the
- * URL of a dataset image, and running CPU-heavy work on the worker pool.
+ * a model: the preconditions of the routes under /api/models/{id} (the
+ * model exists: 404; its analysis is ready: 409), the image a request
+ * names, the URL of a dataset image, and running CPU-heavy work on the
+ * worker pool.
  *
- *     struct app_model *am = app_model_or_404(req, res);
- *     if (!am || !app_require_ready(am, res))
- *         return 0; // res holds the 404 or 409
+ * The route table names a route's preconditions in its flags, and the
+ * router built with app_route_guard checks them before the handler, which
+ * finds the model in req->model:
+ *
+ *     {"GET", "/api/models/{id}/paths", handle_paths, APP_NEEDS_ANALYSIS},
+ *     router_new_guarded(app_routes, app_n_routes, app_route_guard, &router, err);
+ *
+ *     int handle_paths(const struct request *req, struct response *res)
+ *     {
+ *         struct app_model *am = req->model; // exists, analysis READY
  *
  * Threading: any HTTP thread.
  */
@@ -17,19 +25,22 @@
 
 #include "jobs.h"
 #include "request.h"
+#include "router.h"
 #include "state.h"
 
 struct upload;
 
-/* Finds the {id} path parameter's model, holding a reference until res
- * has been sent (response_on_done); on failure fills res with 404 and
- * returns NULL. */
-struct app_model *app_model_or_404(const struct request *req, struct response *res);
+/* Route preconditions (router.h's ROUTE_NEEDS_MASK), checked in this
+ * order. APP_NEEDS_MODEL: the {id} path parameter names a model of the
+ * registry, else 404 not_found; the model becomes req->model, with a
+ * reference held until the reply has been sent. APP_NEEDS_ANALYSIS: that
+ * model's analysis is READY, else 409 "analysing" (queued or in progress)
+ * or 409 "analysis_failed"; it implies APP_NEEDS_MODEL. */
+#define APP_NEEDS_MODEL (1u << ROUTE_NEEDS_SHIFT)
+#define APP_NEEDS_ANALYSIS (APP_NEEDS_MODEL | 2u << ROUTE_NEEDS_SHIFT)
 
-/* Whether am's analysis is READY; otherwise fills res with 409
- * "analysing" (queued or in progress) or 409 "analysis_failed" and returns
- * 0. */
-int app_require_ready(const struct app_model *am, struct response *res);
+/* The router's guard (route_guard) for the preconditions above. */
+int app_route_guard(unsigned needs, struct request *req, struct response *res);
 
 /* The image a request about one image names: ?image=<index | class/file>
  * of am's analysed split (*index set, up untouched), else the body (raw

@@ -1,6 +1,7 @@
 /*
- * router.c — route table compilation and matching, and the dispatcher's own
- * replies (404, 405, 400, 414, and 500 for a handler that failed).
+ * router.c — route table compilation and matching, the dispatcher's own
+ * replies (404, 405, 400, 414, and 500 for a handler that failed), and the
+ * guard's check of a route's preconditions before its handler.
  *
  * Matching splits the raw path into segments once and compares them with
  * each compiled pattern; a table of a few dozen routes makes a linear scan
@@ -36,6 +37,7 @@ struct compiled_route {
 struct router {
     size_t n;
     struct compiled_route *routes;
+    route_guard guard;
 };
 
 static void compiled_free(struct compiled_route *c)
@@ -48,11 +50,16 @@ static void compiled_free(struct compiled_route *c)
         free(c->param_names[i]);
 }
 
-static int compile_route(const struct route *in, struct compiled_route *c, char *err)
+static int compile_route(const struct route *in, route_guard guard, struct compiled_route *c,
+                         char *err)
 {
     memset(c, 0, sizeof *c);
     if (!in->method || !in->pattern || !in->handler)
         return strata_fail(err, STRATA_E_ARG, "route with a NULL method, pattern or handler");
+    if ((in->flags & ROUTE_NEEDS_MASK) && !guard)
+        return strata_fail(err, STRATA_E_ARG,
+                           "route %s has preconditions and the router no guard to check them",
+                           in->pattern);
     c->method = http_method_bit(in->method);
     if (!c->method)
         return strata_fail(err, STRATA_E_ARG, "route %s: unknown method \"%s\"", in->pattern,
@@ -117,19 +124,21 @@ static int compile_route(const struct route *in, struct compiled_route *c, char 
     return 0;
 }
 
-int router_new(const struct route *routes, size_t n_routes, struct router **out, char *err)
+int router_new_guarded(const struct route *routes, size_t n_routes, route_guard guard,
+                       struct router **out, char *err)
 {
     *out = NULL;
     struct router *r = calloc(1, sizeof *r);
     if (!r)
         return strata_fail(err, STRATA_E_NOMEM, "out of memory compiling routes");
+    r->guard = guard;
     r->routes = calloc(n_routes ? n_routes : 1, sizeof *r->routes);
     if (!r->routes) {
         free(r);
         return strata_fail(err, STRATA_E_NOMEM, "out of memory compiling routes");
     }
     for (size_t i = 0; i < n_routes; i++) {
-        int rc = compile_route(&routes[i], &r->routes[i], err);
+        int rc = compile_route(&routes[i], guard, &r->routes[i], err);
         r->n = i + 1; /* so that router_free releases the partial one too */
         if (rc < 0) {
             router_free(r);
@@ -138,6 +147,11 @@ int router_new(const struct route *routes, size_t n_routes, struct router **out,
     }
     *out = r;
     return 0;
+}
+
+int router_new(const struct route *routes, size_t n_routes, struct router **out, char *err)
+{
+    return router_new_guarded(routes, n_routes, NULL, out, err);
 }
 
 void router_free(struct router *r)
@@ -176,6 +190,7 @@ enum route_result router_match(const struct router *r, const char *method, const
                                struct route_match *m)
 {
     m->route = NULL;
+    m->guard = r->guard;
     m->allow = 0;
     m->n_params = 0;
     size_t plen = strlen(path);
@@ -271,7 +286,13 @@ int router_call(const struct route_match *m, struct request *req, struct respons
     assert(m->route);
     req->params = m->params;
     req->n_params = m->n_params;
-    int rc = m->route->handler(req, res);
+    req->model = NULL;
+    /* A refusal goes through the checks below like a handler's reply, so
+     * that a guard which forgot to fill res still sends a valid 500. */
+    unsigned needs = m->route->flags & ROUTE_NEEDS_MASK;
+    int rc = 0;
+    if (!needs || m->guard(needs, req, res) > 0)
+        rc = m->route->handler(req, res);
     if (rc < 0) {
         return response_error(res, 500, "internal", "%s %s failed (%s)", req->method,
                               m->route->pattern, strata_status_name(rc));

@@ -1,9 +1,10 @@
 /*
  * test_import.c — what an import from the browser reads: a spooled
- * multipart body split into files (form_spool), and archives of photos
+ * multipart body split into files (form_spool), archives of photos
  * unpacked under hostile entries (image_archive), checked against the
  * bytes and the folder trees the tests build themselves with libarchive's
- * writer.
+ * writer, and the metadata an exported file carries (import_file_meta_read)
+ * from ModelProtos written here with protobuf-c.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -20,6 +21,8 @@
 #include "check.h"
 #include "form_spool.h"
 #include "image_archive.h"
+#include "model_import.h"
+#include "onnx.pb-c.h"
 #include "rng.h"
 
 static char tmp_root[256];
@@ -478,6 +481,92 @@ TEST(archive_limits_and_refusals)
     CHECK(strstr(err, "no JPEG or PNG image"));
 }
 
+/* Writes a ModelProto holding only metadata_props (keys[i] = values[i]) to
+ * path: the metadata reader needs no graph. */
+static void write_meta_model(const char *path, const char *const *keys, const char *const *values, int n)
+{
+    Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
+    Onnx__StringStringEntryProto e[8], *pe[8];
+    for (int i = 0; i < n; i++) {
+        onnx__string_string_entry_proto__init(&e[i]);
+        e[i].key = (char *)keys[i];
+        e[i].value = (char *)values[i];
+        pe[i] = &e[i];
+    }
+    m.n_metadata_props = (size_t)n;
+    m.metadata_props = pe;
+    m.has_ir_version = 1;
+    m.ir_version = 8;
+    size_t len = onnx__model_proto__get_packed_size(&m);
+    uint8_t *buf = malloc(len);
+    CHECK_EQ_INT(onnx__model_proto__pack(&m, buf), len);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(buf, 1, len, f) == len);
+    if (f)
+        fclose(f);
+    free(buf);
+}
+
+TEST(file_metadata_is_taken_when_usable_and_noted_when_not)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/meta.onnx", tmp_root);
+    struct import_file_meta fm;
+
+    /* What strata export writes: every field used. */
+    const char *keys[] = {"strata.title", "strata.classes", "strata.mean", "strata.std", "other"};
+    const char *good[] = {"Big cats", "[\"cheetah\",\"jaguar\"]", "[0.5, 0.25, -1]", "[0.2, 1e-3, 4]",
+                          "kept out"};
+    write_meta_model(path, keys, good, 5);
+    import_file_meta_read(&fm, path);
+    CHECK(fm.readable);
+    CHECK(strcmp(fm.title, "Big cats") == 0);
+    CHECK(fm.classes && json_array_size(fm.classes) == 2 &&
+          strcmp(json_string_value(json_array_get(fm.classes, 1)), "jaguar") == 0);
+    CHECK(fm.has_mean && fm.mean[0] == 0.5 && fm.mean[1] == 0.25 && fm.mean[2] == -1);
+    CHECK(fm.has_std && fm.std[0] == 0.2 && fm.std[1] == 1e-3 && fm.std[2] == 4);
+    CHECK_EQ_INT(json_object_size(fm.ignored), 0);
+    import_file_meta_deinit(&fm);
+
+    /* Present but unusable: each left out, with a sentence naming it. */
+    char long_title[260];
+    memset(long_title, 'x', 201);
+    long_title[201] = '\0';
+    const char *bad[] = {long_title, "[\"cheetah\",\"cheetah\"]", "[0.5, 0.25]", "[0.2, 0, 4]"};
+    write_meta_model(path, keys, bad, 4);
+    import_file_meta_read(&fm, path);
+    CHECK(fm.readable);
+    CHECK(fm.title[0] == '\0' && !fm.classes && !fm.has_mean && !fm.has_std);
+    CHECK_EQ_INT(json_object_size(fm.ignored), 4);
+    const char *why = json_string_value(json_object_get(fm.ignored, "std"));
+    CHECK_MSG(why && strstr(why, "strata.std") && strstr(why, "positive"), "%s", why ? why : "(none)");
+    why = json_string_value(json_object_get(fm.ignored, "classes"));
+    CHECK_MSG(why && strstr(why, "strata.classes"), "%s", why ? why : "(none)");
+    import_file_meta_deinit(&fm);
+
+    /* Not UTF-8, and not JSON. */
+    const char *odd[] = {"caf\xe9", "cheetah,jaguar"};
+    write_meta_model(path, keys, odd, 2);
+    import_file_meta_read(&fm, path);
+    CHECK(fm.title[0] == '\0' && !fm.classes);
+    CHECK(json_object_get(fm.ignored, "title") && json_object_get(fm.ignored, "classes"));
+    import_file_meta_deinit(&fm);
+
+    /* A file with no metadata, and one that is no ONNX model at all. */
+    write_meta_model(path, keys, good, 0);
+    import_file_meta_read(&fm, path);
+    CHECK(fm.readable && !fm.title[0] && !fm.classes && !fm.has_mean && !fm.has_std);
+    import_file_meta_deinit(&fm);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fputs("\xff\xff\xff not protobuf", f) >= 0);
+    if (f)
+        fclose(f);
+    import_file_meta_read(&fm, path);
+    CHECK(!fm.readable && !fm.classes && json_object_size(fm.ignored) == 0);
+    import_file_meta_deinit(&fm);
+    unlink(path);
+}
+
 int main(void)
 {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/strata-test-import-%d", (int)getpid());
@@ -487,6 +576,7 @@ int main(void)
     RUN(archive_hostile_entries_are_skipped_and_nothing_lands_outside);
     RUN(archive_with_train_and_test_folders_keeps_them);
     RUN(archive_limits_and_refusals);
+    RUN(file_metadata_is_taken_when_usable_and_noted_when_not);
     nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return check_done();
 }

@@ -4,15 +4,20 @@
 // server's import report and a link to the new model's page. Every check
 // that can be made here is made before anything is sent (importcheck.js);
 // a refusal by the server is said in plain words and leaves the form as it
-// was. Data: GET /api/health (limits), GET /api/datasets, GET /api/models.
+// was. A chosen model file's own metadata (a strata export's title,
+// classes, mean and std) is read here too, so that the form says what the
+// server will take from it and picks "From the file" for the
+// normalisation; the result says which fields came from the file.
+// Data: GET /api/health (limits), GET /api/datasets, GET /api/models.
 
 import { api } from './api.js';
 import { el, fill, progress, pct, errorBox } from './ui.js';
 import { initMenu, fillMenu, menuError } from './nav.js';
 import { formatBytes } from './uploadcheck.js';
 import {
-  DEFAULT_LIMITS, limitsOf, checkFile, buildMeta, idFromTitle, NORMALISATIONS, reportText, importErrorText,
-  MODEL_ACCEPT, ARCHIVE_ACCEPT, analysisText, progressShare,
+  DEFAULT_LIMITS, limitsOf, checkFile, buildMeta, idFromTitle, NORMALISATIONS, NORM_FROM_FILE, reportText,
+  importErrorText, MODEL_ACCEPT, ARCHIVE_ACCEPT, analysisText, progressShare, readOnnxMetadata, fileMetaOf,
+  fileMetaText, fieldsText,
 } from './importcheck.js';
 
 const $ = (id) => document.getElementById(id);
@@ -22,7 +27,11 @@ let limits = DEFAULT_LIMITS;
 let datasets = []; // GET /api/datasets' list
 let sending = false;
 let watched = 0; // which import's analysis the result follows (a new one stops the old)
+let fileMeta = null; // what the chosen model file says about itself (fileMetaOf), null: unknown
+let peeked = 0; // which file's metadata is being read (a newer choice drops the older answer)
+let normChosen = false; // the person picked a normalisation: the file no longer picks it
 const POLL_MS = 1000;
+const TITLE_PLACEHOLDER = 'My ResNet on felines';
 
 // Each checked field: where its message goes and what to focus, in form order.
 const FIELDS = {
@@ -55,6 +64,7 @@ function values() {
     imagesFrom: imagesFrom(),
     dataset: $('dataset').value,
     archiveFile: $('archive-file').files[0] || null,
+    fileMeta,
   };
 }
 
@@ -69,6 +79,12 @@ function fieldError(key, text) {
     if (text) input.setAttribute('aria-invalid', 'true');
     else input.removeAttribute('aria-invalid');
   }
+  // "Nothing was sent: see what is marked above" goes with the last mark
+  const status = $('import-status');
+  if (!text && status.dataset.state === 'invalid' && Object.values(FIELDS).every((x) => $(x.error).hidden)) {
+    delete status.dataset.state;
+    fill(status);
+  }
 }
 
 function showErrors(errors) {
@@ -79,12 +95,50 @@ function showErrors(errors) {
 
 function showId() {
   const typed = $('model-id').value.trim();
-  const derived = idFromTitle($('title').value);
+  const title = $('title').value.trim();
+  const derived = idFromTitle(title || fileMeta?.title || '');
   $('model-id').placeholder = derived || 'my-model';
   const id = typed || derived;
+  const from = title ? 'From the title' : 'From the file\'s title';
   fill($('id-hint'), id
-    ? [typed ? 'Its page will be ' : 'From the title; its page will be ', el('code', { id: 'id-shown' }, `/model.html?id=${id}`), '.']
+    ? [typed ? 'Its page will be ' : `${from}; its page will be `, el('code', { id: 'id-shown' }, `/model.html?id=${id}`), '.']
     : 'Left empty, the id comes from the title: lower-case letters, digits and hyphens.');
+}
+
+/** Says what the chosen model file carries, and lets it pick the
+ *  normalisation ("From the file") unless the person picked one. */
+function showFileMeta() {
+  const box = $('model-meta');
+  box.textContent = fileMetaText(fileMeta);
+  box.hidden = !fileMeta;
+  box.dataset.fields = fileMeta ? ['title', 'classes', 'mean', 'std'].filter((k) => fileMeta[k]).join(' ') : '';
+  $('title').placeholder = fileMeta?.title || TITLE_PLACEHOLDER;
+  if (!normChosen) {
+    const want = fileMeta && (fileMeta.mean || fileMeta.std) ? NORM_FROM_FILE.key : 'imagenet';
+    const input = document.querySelector(`input[name="norm"][value="${want}"]`);
+    if (input) input.checked = true;
+  }
+  if (fileMeta) fieldError('title', null);
+  showId();
+  showPanels();
+}
+
+/** Reads the chosen model file's metadata (a few small pieces of it). */
+async function peekModel() {
+  const file = $('model-file').files[0] || null;
+  const my = ++peeked;
+  fileMeta = null;
+  showFileMeta();
+  if (!file || checkFile(file, 'model', Infinity)) return;
+  let props = null;
+  try {
+    props = await readOnnxMetadata(file);
+  } catch {
+    props = null; // unreadable here: the server says what is wrong with it
+  }
+  if (my !== peeked) return;
+  fileMeta = props ? fileMetaOf(props) : null;
+  showFileMeta();
 }
 
 function showFile(input, kind) {
@@ -108,14 +162,16 @@ function showPanels() {
   $('classes-images-hint').hidden = typed;
   $('norm-custom').hidden = radio('norm') !== 'custom';
   const ds = fromDataset ? datasets.find((d) => d.name === $('dataset').value) : null;
-  $('classes-preview').textContent = ds && Array.isArray(ds.classes)
-    ? `For ${ds.name}: ${ds.classes.join(', ')}.` : '';
+  $('classes-preview').textContent = [
+    ds && Array.isArray(ds.classes) ? `For ${ds.name}: ${ds.classes.join(', ')}.` : '',
+    fileMeta?.classes ? 'The file names its own classes: the folders must have those names.' : '',
+  ].filter(Boolean).join(' ');
   fieldError('images', null);
   if (!fromDataset && $('archive-file').files[0]) showFile($('archive-file'), 'archive');
 }
 
 function normChoices() {
-  const options = [...NORMALISATIONS, { key: 'custom', label: 'custom', note: 'your own mean and std' }];
+  const options = [NORM_FROM_FILE, ...NORMALISATIONS, { key: 'custom', label: 'custom', note: 'your own mean and std' }];
   fill($('norm-choice'), options.map((n) => el('label', { class: 'choice-option' },
     el('input', { type: 'radio', name: 'norm', value: n.key, checked: n.key === 'imagenet' }),
     el('span', {}, n.label, n.mean
@@ -231,8 +287,10 @@ function showResult(body, meta) {
     $('import-result').hidden = true;
     $('import-form').reset();
     for (const info of document.querySelectorAll('.file-info')) info.textContent = '';
-    showPanels();
-    showId();
+    peeked += 1;
+    fileMeta = null;
+    normChosen = false;
+    showFileMeta();
     $('import-form').hidden = false;
     $('model-file').focus();
   });
@@ -242,6 +300,7 @@ function showResult(body, meta) {
     heading,
     el('p', {}, 'Its id is ', el('code', {}, id), '. strata analyses it now, as it does the demo models; its page shows ' +
       'how far it has got, then the graphs once it is done.'),
+    fromFileNote(body),
     el('div', { id: 'import-analysis', class: 'import-analysis' }),
     el('p', { class: 'result-actions' },
       el('a', { class: 'action-button', href, id: 'open-model' }, 'Open its page'), again),
@@ -303,6 +362,17 @@ async function followAnalysis(id, first) {
   }
 }
 
+/** Which fields came from the file's metadata, and why an entry of it
+ *  was left out (the reply's from_metadata and metadata_notes). */
+function fromFileNote(body) {
+  const from = Array.isArray(body.from_metadata) ? body.from_metadata : [];
+  const notes = Array.isArray(body.metadata_notes) ? body.metadata_notes : [];
+  if (!from.length && !notes.length) return null;
+  return el('div', { id: 'import-from-file', 'data-fields': from.join(' ') },
+    from.length ? el('p', {}, 'From the file\'s own metadata: ', el('strong', {}, fieldsText(from)), '.') : null,
+    notes.length ? el('ul', { class: 'small muted' }, notes.map((n) => el('li', {}, n))) : null);
+}
+
 function skippedList(r, fromDataset) {
   if (!r.nSkipped) {
     return el('p', { class: 'small muted', id: 'report-skipped', 'data-skipped': 0 },
@@ -333,11 +403,12 @@ function main() {
   form.addEventListener('submit', submit);
   $('title').addEventListener('input', () => { showId(); fieldError('title', null); fieldError('id', null); });
   $('model-id').addEventListener('input', () => { showId(); fieldError('id', null); });
-  $('model-file').addEventListener('change', () => showFile($('model-file'), 'model'));
+  $('model-file').addEventListener('change', () => { showFile($('model-file'), 'model'); peekModel(); });
   $('archive-file').addEventListener('change', () => showFile($('archive-file'), 'archive'));
   $('dataset').addEventListener('change', showPanels);
   $('classes').addEventListener('input', () => fieldError('classes', null));
   form.addEventListener('change', (e) => {
+    if (e.target.name === 'norm') normChosen = true;
     if (e.target.name === 'images-from' || e.target.name === 'classes-from' || e.target.name === 'norm') showPanels();
     if (e.target.name === 'norm' || /^(mean|std)-/.test(e.target.id)) fieldError('norm', null);
     if (/^input-/.test(e.target.id)) fieldError('input', null);

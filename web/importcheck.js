@@ -1,9 +1,11 @@
 // importcheck.js — the "Your model" form's logic, without the DOM: the id
-// derived from a title, the normalisation presets, the checks made before
-// anything is sent (file names and sizes against the server's limits, the
-// fields POST /api/models needs), the import report and the server's
-// refusals in words, and an analysis' progress in words (the home page and
-// the model page say it too). Pure, tested under Node.
+// derived from a title, the normalisation presets, what a file strata
+// exported says about itself (its ONNX metadata: title, classes, mean and
+// std, used where the form is left empty), the checks made before anything
+// is sent (file names and sizes against the server's limits, the fields
+// POST /api/models needs), the import report and the server's refusals in
+// words, and an analysis' progress in words (the home page and the model
+// page say it too). Pure, tested under Node.
 
 import { formatBytes } from './uploadcheck.js';
 
@@ -65,6 +67,11 @@ export const NORMALISATIONS = [
     note: 'each value between −1 and 1' },
 ];
 
+/** The choice that sends no mean and std: the server takes them from the
+ *  file's metadata (a file strata exported has them), else [0, 1]. */
+export const NORM_FROM_FILE = { key: 'file', label: 'From the file',
+  note: 'what a file exported by strata says; [0, 1] for other files' };
+
 /** The preset key for a mean and std (within 1e-6), else "custom". */
 export function presetOf(mean, std) {
   const same = (a, b) => Array.isArray(a) && a.length === 3 && a.every((v, i) => Math.abs(v - b[i]) < 1e-6);
@@ -75,6 +82,159 @@ export function presetOf(mean, std) {
 /** Class names typed by hand: comma-separated or one per line, blanks dropped. */
 export function parseClassNames(text) {
   return String(text ?? '').split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
+}
+
+// --- what a file strata exported says about itself ---------------------------
+
+/** A protobuf varint at bytes[i]: {value, next}, or null when it runs past
+ *  the bytes or beyond 2^53. */
+function varint(bytes, i) {
+  let value = 0;
+  for (let mul = 1; i < bytes.length && mul < 2 ** 53; mul *= 128) {
+    const b = bytes[i++];
+    value += (b & 0x7f) * mul;
+    if (!(b & 0x80)) return { value, next: i };
+  }
+  return null;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** One StringStringEntryProto ({1: key, 2: value}): {key, value}, or null. */
+function metadataEntry(bytes) {
+  const e = {};
+  for (let i = 0; i < bytes.length;) {
+    const tag = varint(bytes, i);
+    if (!tag || tag.value % 8 !== 2) return null;
+    const len = varint(bytes, tag.next);
+    if (!len || len.next + len.value > bytes.length) return null;
+    const field = Math.floor(tag.value / 8);
+    if (field === 1 || field === 2) {
+      try {
+        e[field === 1 ? 'key' : 'value'] = utf8.decode(bytes.subarray(len.next, len.next + len.value));
+      } catch { return null; }
+    }
+    i = len.next + len.value;
+  }
+  return typeof e.key === 'string' ? { key: e.key, value: e.value ?? '' } : null;
+}
+
+/**
+ * The metadata_props of an ONNX file (a Blob or File): {key: value}, the
+ * first entry of a key winning as on the server. Only small pieces are
+ * read: the ModelProto's top-level fields are walked and each is skipped by
+ * its length (the graph, megabytes, is never read), except field 14, the
+ * metadata entries. Resolves to null when the bytes are not a protobuf
+ * message this walk understands — the server then says what is wrong.
+ */
+export async function readOnnxMetadata(blob) {
+  const size = blob.size;
+  const read = async (a, b) => new Uint8Array(await blob.slice(a, Math.min(b, size)).arrayBuffer());
+  const props = {};
+  let pos = 0;
+  for (let n = 0; pos < size; n++) {
+    if (n > 100000) return null;
+    const head = await read(pos, pos + 20);
+    const tag = varint(head, 0);
+    if (!tag || tag.value < 8) return null;
+    const wire = tag.value % 8;
+    if (wire === 0) {
+      const v = varint(head, tag.next);
+      if (!v) return null;
+      pos += v.next;
+    } else if (wire === 1 || wire === 5) {
+      pos += tag.next + (wire === 1 ? 8 : 4);
+    } else if (wire === 2) {
+      const len = varint(head, tag.next);
+      if (!len) return null;
+      const start = pos + len.next;
+      pos = start + len.value;
+      if (pos > size) return null;
+      if (Math.floor(tag.value / 8) === 14) {
+        if (len.value > 1 << 20) return null;
+        const e = metadataEntry(await read(start, pos));
+        if (e && !(e.key in props)) props[e.key] = e.value;
+      }
+    } else {
+      return null;
+    }
+  }
+  return pos === size ? props : null;
+}
+
+const bytesOf = (s) => new TextEncoder().encode(s).length;
+
+/** Three numbers from a JSON array text, finite (and > 0 when positive). */
+function triple(text, positive) {
+  try {
+    const a = JSON.parse(text);
+    return Array.isArray(a) && a.length === 3 && a.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))
+      ? a : null;
+  } catch { return null; }
+}
+
+/**
+ * What the server will take from a file's metadata ({key: value}, as
+ * readOnnxMetadata gives it), checked as the server checks it (a title of 1
+ * to 200 bytes, at least two distinct class names of 1 to 255 bytes, three
+ * finite means, three positive standard deviations): {title?, classes?,
+ * mean?, std?, ignored: [field names present but unusable]}.
+ */
+export function fileMetaOf(props) {
+  const p = props || {};
+  const out = { ignored: [] };
+  const has = (k) => Object.prototype.hasOwnProperty.call(p, k);
+  if (has('strata.title')) {
+    const t = p['strata.title'];
+    if (t && bytesOf(t) <= 200) out.title = t;
+    else out.ignored.push('title');
+  }
+  if (has('strata.classes')) {
+    let c = null;
+    try { c = JSON.parse(p['strata.classes']); } catch { /* left out below */ }
+    const ok = Array.isArray(c) && c.length >= 2 && new Set(c).size === c.length &&
+      c.every((n) => typeof n === 'string' && n.length > 0 && bytesOf(n) <= 255);
+    if (ok) out.classes = c;
+    else out.ignored.push('classes');
+  }
+  for (const [k, positive] of [['mean', false], ['std', true]]) {
+    if (!has(`strata.${k}`)) continue;
+    const t = triple(p[`strata.${k}`], positive);
+    if (t) out[k] = t;
+    else out.ignored.push(k);
+  }
+  return out;
+}
+
+/** The fields a file gives, in the order the server lists them. */
+export function fileFields(fm) {
+  return fm ? ['title', 'classes', 'mean', 'std'].filter((k) => fm[k] !== undefined) : [];
+}
+
+/** A list of field names in words: "title, classes, mean and std". */
+export function fieldsText(fields) {
+  const f = (fields || []).map(String);
+  return f.length < 2 ? (f[0] || '') : `${f.slice(0, -1).join(', ')} and ${f.at(-1)}`;
+}
+
+/**
+ * What a chosen file says about itself, in one sentence for the form
+ * (fileMetaOf's result; null: unknown, nothing said).
+ */
+export function fileMetaText(fm) {
+  if (!fm) return '';
+  const said = [];
+  if (fm.title !== undefined) said.push(`the title “${fm.title}”`);
+  if (fm.classes) {
+    const names = fm.classes.length > 8 ? [...fm.classes.slice(0, 6), '…'] : fm.classes;
+    said.push(`${fm.classes.length} classes (${names.join(', ')})`);
+  }
+  if (fm.mean) said.push(`mean ${fm.mean.join(', ')}`);
+  if (fm.std) said.push(`std ${fm.std.join(', ')}`);
+  const bad = fm.ignored && fm.ignored.length
+    ? ` Its ${fieldsText(fm.ignored)} ${fm.ignored.length === 1 ? 'is' : 'are'} not usable and will be left out.` : '';
+  if (!said.length) return `This file carries no title, classes or normalisation of its own: fill them in below.${bad}`;
+  return `This file says ${fieldsText(said)}: each is used unless you fill in its field below.${bad}`;
 }
 
 /**
@@ -110,9 +270,12 @@ const number = (s) => {
  * Checks the whole form and builds the `meta` field of POST /api/models.
  * `v` holds the form's values:
  *   modelFile, title, id, classesFrom ("images" | "typed"), classesText,
- *   norm (a preset key or "custom"), mean, std (three strings each, for
- *   custom), height, width (strings, both or neither), imagesFrom
- *   ("archive" | "dataset"), dataset (a name), archiveFile;
+ *   norm (a preset key, "file" or "custom"), mean, std (three strings each,
+ *   for custom), height, width (strings, both or neither), imagesFrom
+ *   ("archive" | "dataset"), dataset (a name), archiveFile, fileMeta (what
+ *   the model file says, fileMetaOf's result; null or absent: not known);
+ * a field left empty is left out of `meta`, and the server takes it from
+ * the file's metadata when it has it;
  * `limits` is limitsOf(health). Returns {meta, errors}: `errors` maps a
  * field name to a sentence (empty when all is well; `meta` is then null).
  */
@@ -123,9 +286,12 @@ export function buildMeta(v, limits = DEFAULT_LIMITS) {
   const modelBad = checkFile(v.modelFile, 'model', limits.model);
   if (modelBad) errors.model = modelBad;
 
+  const fm = v.fileMeta || null;
   const title = String(v.title ?? '').trim();
-  if (!title) errors.title = 'Give the model a title: it heads its page and its card.';
-  else meta.title = title;
+  if (title) meta.title = title;
+  else if (fm && fm.title === undefined) {
+    errors.title = 'This file carries no title of its own: give the model one, it heads its page and its card.';
+  }
 
   const typedId = String(v.id ?? '').trim();
   if (typedId) {
@@ -135,6 +301,10 @@ export function buildMeta(v, limits = DEFAULT_LIMITS) {
     const derived = idFromTitle(title);
     if (derived) meta.id = derived;
     else errors.id = 'The title has no letter a–z or digit to make an id from: type an id.';
+  } else if (fm && fm.title) {
+    // the id the page shows, from the file's title (the server would make one too)
+    const derived = idFromTitle(fm.title);
+    if (derived) meta.id = derived;
   }
 
   if (v.classesFrom === 'typed') {
@@ -155,7 +325,9 @@ export function buildMeta(v, limits = DEFAULT_LIMITS) {
   }
 
   const preset = NORMALISATIONS.find((n) => n.key === v.norm);
-  if (preset) {
+  if (v.norm === NORM_FROM_FILE.key) {
+    // nothing sent: the server uses the file's own, else [0, 1]
+  } else if (preset) {
     meta.mean = preset.mean.slice();
     meta.std = preset.std.slice();
   } else {
@@ -264,6 +436,9 @@ export function importErrorText(err, limits = DEFAULT_LIMITS) {
   if (status === 413 || code === 'too_large') {
     return { title: 'Too large for this server', field: null,
       text: said || `Models go up to ${formatBytes(limits.model)} and archives up to ${formatBytes(limits.archive)}.` };
+  }
+  if (status === 400 && /meta\.title/.test(said)) {
+    return { title: 'The model needs a title', field: 'title', text: said };
   }
   if (status === 503 || code === 'busy') {
     return { title: 'The server is busy importing other models', field: null,

@@ -9,7 +9,9 @@
 // each import gives is checked against what the test knows: the class
 // counts it packed, the split it asked for or let strata make, the files
 // under the workspace (and nothing outside it), and every view's answer on
-// the imported model.
+// the imported model. The metadata strata export writes (strata.title,
+// .classes, .mean, .std) is read, stripped and rewritten here with a small
+// protobuf walk of the file's top level, independent of the server's.
 
 import { test as nodeTest, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,7 +29,60 @@ const test = (name, fn) => nodeTest(name, { skip: NO_DATA }, fn);
 const CLASSES = ['cheetah', 'jaguar', 'leopard', 'tiger'];
 const PER_CLASS = 15; // photos per class in the archives
 
-let tmp, ws, onnx, srv;
+let tmp, ws, onnx, seedOnnx, bareOnnx, srv;
+
+// --- the metadata_props of an ONNX file (ModelProto field 14: entries of
+// StringStringEntryProto {1: key, 2: value}), read and written here ---------
+
+function readVarint(buf, pos) {
+  let v = 0, mul = 1, b;
+  do { b = buf[pos++]; v += (b & 0x7f) * mul; mul *= 128; } while (b & 0x80);
+  return [v, pos];
+}
+
+function varintBytes(n) {
+  const out = [];
+  do { let b = n % 128; n = Math.floor(n / 128); if (n) b |= 0x80; out.push(b); } while (n);
+  return Buffer.from(out);
+}
+
+/** The top-level fields of a protobuf message: [{field, start, end, body}]. */
+function pbFields(buf) {
+  const out = [];
+  for (let pos = 0; pos < buf.length;) {
+    const start = pos;
+    const [tag, p] = readVarint(buf, pos);
+    const wire = tag & 7;
+    let body = null;
+    if (wire === 0) pos = readVarint(buf, p)[1];
+    else if (wire === 1) pos = p + 8;
+    else if (wire === 5) pos = p + 4;
+    else if (wire === 2) { const [len, q] = readVarint(buf, p); body = buf.subarray(q, q + len); pos = q + len; }
+    else throw new Error(`wire type ${wire} at ${start}`);
+    out.push({ field: Math.floor(tag / 8), start, end: pos, body });
+  }
+  return out;
+}
+
+/** The metadata of an ONNX file's bytes: {key: value} (the first of a key). */
+function metadataOf(buf) {
+  const props = {};
+  for (const f of pbFields(buf).filter((x) => x.field === 14)) {
+    const e = Object.fromEntries(pbFields(f.body).map((x) => [x.field, x.body.toString('utf8')]));
+    if (!(e[1] in props)) props[e[1]] = e[2];
+  }
+  return props;
+}
+
+/** The ONNX file's bytes with its metadata replaced by `props` (none: stripped). */
+function withMetadata(buf, props = {}) {
+  const lenField = (field, bytes) => Buffer.concat([varintBytes(field * 8 + 2), varintBytes(bytes.length), bytes]);
+  const parts = pbFields(buf).filter((f) => f.field !== 14).map((f) => buf.subarray(f.start, f.end));
+  for (const [k, v] of Object.entries(props)) {
+    parts.push(lenField(14, Buffer.concat([lenField(1, Buffer.from(k)), lenField(2, Buffer.from(v))])));
+  }
+  return Buffer.concat(parts);
+}
 
 /** Runs python3 with a script; throws with its stderr on failure. */
 function python(script, ...args) {
@@ -112,6 +167,13 @@ before(async () => {
   // one demo model beside the imports (it must not be deletable), so that
   // the server's background work is the imports' own
   fs.cpSync(path.join(ROOT, 'models', 'felines-seed'), path.join(tmp, 'models', 'felines-seed'), { recursive: true });
+  // that model exported (its metadata says its title, classes, mean and
+  // std), and the same file without metadata, as other exporters write it
+  seedOnnx = path.join(tmp, 'felines-seed.onnx');
+  const e = spawnSync(BIN, ['export', 'felines-seed', '--out', seedOnnx, '--models', path.join(tmp, 'models')], { encoding: 'utf8' });
+  assert.equal(e.status, 0, e.stderr);
+  bareOnnx = path.join(tmp, 'bare.onnx');
+  fs.writeFileSync(bareOnnx, withMetadata(fs.readFileSync(seedOnnx)));
   srv = await startServer(serveArgs());
 });
 
@@ -297,6 +359,107 @@ test('an archive with train/ and test/ keeps its split; files beside them are le
   assert.equal((await call(srv, '/api/models/split', { method: 'DELETE' })).status, 204);
 });
 
+/** The probabilities `model` gives a photo through the API. */
+async function probabilities(model, photo) {
+  const fd = new FormData();
+  fd.append('image', new Blob([fs.readFileSync(photo)], { type: 'image/jpeg' }), path.basename(photo));
+  const r = await call(srv, `/api/models/${model}/predict?explain=0`, { method: 'POST', body: fd });
+  assert.equal(r.status, 200, r.text());
+  const probs = r.json().probabilities;
+  assert.deepEqual(probs.map((x) => x.class), CLASSES);
+  return probs.map((x) => x.probability);
+}
+
+test('a file strata exported, sent with only the photos: title, classes, mean and std from its metadata; its answers are the original\'s', async (t) => {
+  const md = metadataOf(fs.readFileSync(seedOnnx));
+  const original = JSON.parse(fs.readFileSync(path.join(tmp, 'models', 'felines-seed', 'model.json'), 'utf8'));
+  // what strata export wrote is the original model's
+  assert.equal(md['strata.title'], original.title);
+  assert.deepEqual(JSON.parse(md['strata.classes']), original.classes);
+  assert.deepEqual(JSON.parse(md['strata.mean']), original.normalization.mean);
+  assert.deepEqual(JSON.parse(md['strata.std']), original.normalization.std);
+
+  const zip = archive(path.join(tmp, 'seed-photos.zip'), photos(4).map(([c, p], i) => [`${c}/${i}.jpg`, p]));
+  const r = await call(srv, '/api/models', form({ meta: {}, model: seedOnnx, images: zip }));
+  assert.equal(r.status, 201, r.text());
+  const j = r.json();
+  assert.deepEqual(j.from_metadata, ['title', 'classes', 'mean', 'std']);
+  assert.deepEqual(j.metadata_notes, []);
+  assert.equal(j.id, 'felines-seed-architecture', 'the id comes from the file\'s title');
+  const written = JSON.parse(fs.readFileSync(path.join(ws, 'models', j.id, 'model.json'), 'utf8'));
+  assert.equal(written.title, md['strata.title']);
+  assert.deepEqual(written.classes, JSON.parse(md['strata.classes']));
+  assert.deepEqual(written.normalization, { mean: JSON.parse(md['strata.mean']), std: JSON.parse(md['strata.std']) });
+  const record = JSON.parse(fs.readFileSync(path.join(ws, 'models', j.id, 'import.json'), 'utf8'));
+  assert.deepEqual(record.from_metadata, j.from_metadata);
+  const d = await waitReady(j.id);
+  assert.equal(d.title, original.title);
+  assert.deepEqual(d.classes, original.classes);
+  assert.deepEqual(d.normalization, original.normalization);
+
+  // the same photos get the same answers as from the model it was exported from
+  await waitReady('felines-seed');
+  for (const c of ['cheetah', 'tiger']) {
+    const photo = path.join(FELINES, 'test', c, fs.readdirSync(path.join(FELINES, 'test', c)).sort()[0]);
+    const [want, got] = [await probabilities('felines-seed', photo), await probabilities(j.id, photo)];
+    assert.equal(got.length, want.length);
+    const diff = Math.max(...got.map((p, i) => Math.abs(p - want[i])));
+    assert.ok(diff < 1e-5, `${c}: max difference ${diff}\n${want}\n${got}`);
+    t.diagnostic(`${c}: largest difference from felines-seed's probabilities ${diff.toExponential(2)}`);
+  }
+  assert.equal((await call(srv, `/api/models/${j.id}`, { method: 'DELETE' })).status, 204);
+});
+
+test('the form\'s values win over the file\'s metadata; unusable metadata is noted, not fatal', async () => {
+  // title and std given: classes and mean still come from the file
+  let r = await call(srv, '/api/models', form({ meta: { title: 'Mine', std: [0.3, 0.3, 0.3], dataset: 'felines' }, model: seedOnnx }));
+  assert.equal(r.status, 201, r.text());
+  let j = r.json();
+  assert.equal(j.id, 'mine');
+  assert.deepEqual(j.from_metadata, ['classes', 'mean']);
+  let written = JSON.parse(fs.readFileSync(path.join(ws, 'models', 'mine', 'model.json'), 'utf8'));
+  assert.equal(written.title, 'Mine');
+  assert.deepEqual(written.classes, CLASSES);
+  assert.deepEqual(written.normalization, { mean: [0.5, 0.5, 0.5], std: [0.3, 0.3, 0.3] });
+  assert.equal((await call(srv, '/api/models/mine', { method: 'DELETE' })).status, 204);
+  // everything given: nothing from the file; null counts as left out
+  r = await call(srv, '/api/models', form({ meta: { title: 'All mine', mean: [0.1, 0.2, 0.3], std: [0.4, 0.5, 0.6],
+    classes: CLASSES, input: null, dataset: 'felines' }, model: seedOnnx }));
+  assert.equal(r.status, 201, r.text());
+  assert.deepEqual(r.json().from_metadata, []);
+  written = JSON.parse(fs.readFileSync(path.join(ws, 'models', 'all-mine', 'model.json'), 'utf8'));
+  assert.deepEqual(written.normalization, { mean: [0.1, 0.2, 0.3], std: [0.4, 0.5, 0.6] });
+  assert.equal((await call(srv, '/api/models/all-mine', { method: 'DELETE' })).status, 204);
+
+  // malformed entries: each left out with a note, the defaults used, the title still the file's
+  const bad = path.join(tmp, 'bad-meta.onnx');
+  fs.writeFileSync(bad, withMetadata(fs.readFileSync(seedOnnx), { 'strata.title': 'Bad metadata',
+    'strata.classes': '["cheetah", "jaguar"', 'strata.mean': '[0.5, 0.5]', 'strata.std': '[0.25, 0, 0.25]' }));
+  r = await call(srv, '/api/models', form({ meta: { dataset: 'felines', std: null }, model: bad }));
+  assert.equal(r.status, 201, r.text());
+  j = r.json();
+  assert.equal(j.id, 'bad-metadata');
+  assert.deepEqual(j.from_metadata, ['title']);
+  assert.equal(j.metadata_notes.length, 3, j.metadata_notes.join(' | '));
+  assert.match(j.metadata_notes[0], /strata\.classes is not a JSON array of class names; it was not used/);
+  assert.match(j.metadata_notes[1], /strata\.mean is not a JSON array of three finite numbers; it was not used/);
+  assert.match(j.metadata_notes[2], /strata\.std is not a JSON array of three finite positive numbers; it was not used/);
+  written = JSON.parse(fs.readFileSync(path.join(ws, 'models', j.id, 'model.json'), 'utf8'));
+  assert.deepEqual(written.classes, CLASSES, 'the classes are the folders\'');
+  assert.deepEqual(written.normalization, { mean: [0, 0, 0], std: [1, 1, 1] });
+  const record = JSON.parse(fs.readFileSync(path.join(ws, 'models', j.id, 'import.json'), 'utf8'));
+  assert.deepEqual(record.metadata_notes, j.metadata_notes);
+  assert.equal((await call(srv, `/api/models/${j.id}`, { method: 'DELETE' })).status, 204);
+  // class names that are not usable (one name twice): noted with the reason
+  fs.writeFileSync(bad, withMetadata(fs.readFileSync(seedOnnx), { 'strata.classes': '["a","a","b","c"]', 'strata.std': '[1e999, 1, 1]' }));
+  r = await call(srv, '/api/models', form({ meta: { title: 'twice', dataset: 'felines' }, model: bad }));
+  assert.equal(r.status, 201, r.text());
+  assert.deepEqual(r.json().from_metadata, []);
+  assert.match(r.json().metadata_notes.join(' | '), /strata\.classes is not a usable list of class names \(class name "a" is given twice\)/);
+  assert.match(r.json().metadata_notes.join(' | '), /strata\.std/);
+  assert.equal((await call(srv, '/api/models/twice', { method: 'DELETE' })).status, 204);
+});
+
 test('refused imports: each a clear 4xx, nothing left in the workspace, the server alive', async () => {
   const good = archive(path.join(tmp, 'good.zip'), photos(3).map(([c, p], i) => [`${c}/${i}.jpg`, p]));
   const junk = path.join(tmp, 'junk.onnx');
@@ -307,6 +470,12 @@ test('refused imports: each a clear 4xx, nothing left in the workspace, the serv
   const noImages = archive(path.join(tmp, 'no-images.zip'), [['a/readme.txt', { text: 'x' }], ['b/x.gif', { text: 'GIF89a' }]]);
   const notArchive = path.join(tmp, 'not.zip');
   fs.writeFileSync(notArchive, 'plain text, not an archive');
+  // metadata with an unusable title; with four class names that are not the folders'
+  const badMeta = path.join(tmp, 'bad-title.onnx');
+  fs.writeFileSync(badMeta, withMetadata(fs.readFileSync(seedOnnx), { 'strata.title': '' }));
+  const otherClasses = path.join(tmp, 'other-classes.onnx');
+  fs.writeFileSync(otherClasses, withMetadata(fs.readFileSync(seedOnnx),
+    { 'strata.title': 'Other classes', 'strata.classes': '["a","b","c","d"]' }));
   const cases = [
     [form({ meta: { title: 'junk' }, model: junk, images: good }), 400, /protobuf|ONNX|ModelProto/i],
     [form({ meta: { title: 'cut' }, model: truncated, images: good }), 400, /truncated|corrupt|ModelProto/i],
@@ -319,7 +488,13 @@ test('refused imports: each a clear 4xx, nothing left in the workspace, the serv
     [form({ meta: { title: 'neither' } }), 400, /needs images/],
     [form({ meta: '{"title": ' }), 400, /JSON/],
     [form({ meta: { title: 'x', colour: 'red', dataset: 'felines' } }), 400, /unknown key "colour"/],
-    [form({ meta: { dataset: 'felines' } }), 400, /title/],
+    [form({ meta: { dataset: 'felines' }, model: bareOnnx }), 400, /give the model a title \(meta\.title\).*carries none in its metadata/],
+    [form({ meta: { title: '', dataset: 'felines' }, model: bareOnnx }), 400, /carries none/],
+    [form({ meta: { dataset: 'felines' }, model: badMeta }), 400, /carries no usable one in its metadata/],
+    [form({ meta: { title: 17, dataset: 'felines' } }), 400, /meta\.title is a name of 1 to 200/],
+    [form({ meta: { dataset: 'felines' }, model: junk }), 400, /title.*the file is not an ONNX model whose metadata strata can read/],
+    [form({ meta: { dataset: 'felines' }, model: otherClasses }), 400,
+      /the class names \["a","b","c","d"\] are not the image folders \["cheetah","jaguar","leopard","tiger"\]: strata labels images by their class folders sorted by name.*the file's own, from its metadata/],
     [form({ meta: { title: 'x', id: '../evil', dataset: 'felines' } }), 400, /meta\.id/],
     [form({ meta: { title: 'x', dataset: '../felines' } }), 400, /not a dataset/],
     [form({ meta: { title: 'x', dataset: 'felines', std: [1, 0, 1] } }), 400, /std/],

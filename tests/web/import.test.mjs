@@ -9,7 +9,12 @@
 // answer, doubt, LIME and path, and a mistake's LIME, are seen on its page, and it is deleted
 // through the page. Refusals: a name that is not .onnx (refused before
 // sending), a text file named .onnx and an archive without images (the
-// server's sentence, the form kept as it was). Screenshots of each step at
+// server's sentence, the form kept as it was). A file strata exported
+// (felines-seed, by `strata export`) is imported with its title,
+// classes and normalisation left empty: the page says what the file
+// carries, picks "From the file", and the result says which fields came
+// from it; the residual file, which carries nothing, has its missing title
+// asked for before sending. Screenshots of each step at
 // 1280×800 and on a 390×844 touch phone go to tests/artifacts/import-*.png;
 // no console errors anywhere.
 //
@@ -23,7 +28,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { DATA } from './strata-server.mjs';
+import { DATA, REPO, strataBin } from './strata-server.mjs';
 import { ARTIFACTS, DESKTOP_SIZE, PHONE_SIZE, READY_TIMEOUT_S, STEP_MS, getJSON as getJSONFrom, openPage, screenshot,
   modelPageReady as pageReady, RESIDUAL_ONNX as ONNX, residualReference, tempWorkspace, workspaceSession,
   pathsLines, uploadSegmentAt } from './pages.mjs';
@@ -92,6 +97,10 @@ function buildFiles() {
   fs.writeFileSync(files.wrongName, 'PyTorch weights would be here.\n');
   // A test photo the archive does not hold (past the first N_TEST).
   files.photo = photos('test', reference.classes[1], 1000).at(-1);
+  // A file strata exported: its metadata carries its title, classes, mean and std.
+  files.exported = path.join(tmp, 'felines-seed.onnx');
+  execFileSync(strataBin(), ['export', 'felines-seed', '--out', files.exported, '--models', path.join(REPO, 'models')]);
+  files.exportedModel = JSON.parse(fs.readFileSync(path.join(REPO, 'models', 'felines-seed', 'model.json'), 'utf8'));
 }
 
 const getJSON = (p) => getJSONFrom(base, p);
@@ -573,4 +582,75 @@ test('delete through the page: asked first, then gone from the home page and the
   await d.page.waitForSelector('#model-header h1');
   assert.equal(await d.page.locator('#delete-model').count(), 0, 'no delete button on a demo model');
   await demoPage.close();
+});
+
+// --- a file strata exported, its fields left empty ----------------------------------------
+
+test('a file strata exported: the page says what it carries, picks "From the file", and imports it with the fields left empty', async (t) => {
+  if (skip) { t.skip(skip); return; }
+  const want = files.exportedModel;
+  const id = 'felines-seed-architecture';
+  for (const [ctxOpts, size] of [[DESKTOP, 'desktop'], [PHONE, 'phone']]) {
+    const ctx = await browser.newContext(ctxOpts);
+    const { page, errors } = await open(ctx, '/import.html');
+    await page.waitForSelector('#dataset option[value="felines"]', { state: 'attached' });
+    const hint = await page.locator('#model-hint').innerText();
+    assert.match(hint, /A file exported by strata \(strata export\) carries its classes, normalisation and title: they are used when the fields below are left empty/);
+    assert.equal(await page.locator('#title').getAttribute('required'), null, 'the title is not required');
+    let posts = 0;
+    page.on('request', (r) => { if (r.method() === 'POST' && new URL(r.url()).pathname === '/api/models') posts += 1; });
+
+    // A file that carries nothing: said, the normalisation stays ImageNet's, the title is asked for.
+    await page.setInputFiles('#model-file', ONNX);
+    await page.waitForSelector('#model-meta:not([hidden])');
+    assert.match(await page.locator('#model-meta').innerText(), /carries no title, classes or normalisation of its own/);
+    assert.equal(await page.locator('input[name="norm"]:checked').getAttribute('value'), 'imagenet');
+    await page.check('input[name="images-from"][value="dataset"]');
+    await page.selectOption('#dataset', 'felines');
+    await page.click('#import-submit');
+    await page.waitForSelector('#import-status[data-state="invalid"]');
+    assert.match(await page.locator('#title-error').innerText(), /This file carries no title of its own/);
+    assert.equal(posts, 0, 'nothing was sent');
+    await page.locator('#title-error').scrollIntoViewIfNeeded();
+    await shot(page, `untitled-refused-${size}`);
+
+    // strata's export: its title, classes and normalisation shown, and used.
+    await page.setInputFiles('#model-file', files.exported);
+    await page.waitForSelector('#model-meta[data-fields="title classes mean std"]');
+    const said = await page.locator('#model-meta').innerText();
+    assert.ok(said.includes(`the title “${want.title}”`), said);
+    assert.ok(said.includes(`4 classes (${want.classes.join(', ')})`), said);
+    assert.ok(said.includes(`mean ${want.normalization.mean.join(', ')} and std ${want.normalization.std.join(', ')}`), said);
+    assert.equal(await page.locator('#title-error').isHidden(), true, 'the title is no longer asked for');
+    assert.equal(await page.locator('#import-status').innerText(), '', '"nothing was sent" goes with the last mark');
+    assert.equal(await page.locator('input[name="norm"]:checked').getAttribute('value'), 'file');
+    assert.equal(await page.locator('#title').getAttribute('placeholder'), want.title);
+    assert.equal(await page.locator('#id-shown').innerText(), `/model.html?id=${id}`);
+    assert.match(await page.locator('#classes-preview').innerText(), /The file names its own classes/);
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scroll');
+    await page.locator('#import-form').scrollIntoViewIfNeeded();
+    await shot(page, `exported-form-${size}`);
+
+    const replyP = page.waitForResponse(isImportPost, { timeout: 2 * STEP_MS });
+    await page.click('#import-submit');
+    const reply = await replyP;
+    assert.equal(reply.status(), 201);
+    assert.equal(posts, 1);
+    const body = await reply.json();
+    assert.equal(body.id, id);
+    assert.deepEqual(body.from_metadata, ['title', 'classes', 'mean', 'std']);
+    await page.waitForSelector('#import-result:not([hidden]) #import-from-file');
+    assert.equal(await page.locator('#import-from-file').getAttribute('data-fields'), 'title classes mean std');
+    assert.match(await page.locator('#import-from-file').innerText(), /From the file's own metadata: title, classes, mean and std\./);
+    assert.match(await page.locator('#import-result h2').innerText(), new RegExp(want.title.replace(/[()]/g, '\\$&')));
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scroll');
+    await shot(page, `exported-result-${size}`);
+    const m = await getJSON(`/api/models/${id}`);
+    assert.equal(m.title, want.title);
+    assert.deepEqual(m.classes, want.classes);
+    assert.deepEqual(m.normalization, want.normalization);
+    assert.equal((await fetch(`${base}/api/models/${id}`, { method: 'DELETE' })).status, 204);
+    assert.deepEqual(errors, []);
+    await ctx.close();
+  }
 });

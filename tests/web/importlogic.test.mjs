@@ -1,6 +1,7 @@
 // importlogic.test.mjs — the "Your model" form's logic under Node
 // (web/importcheck.js): ids from titles, the normalisation presets, the
-// checks made before sending, the meta field of POST /api/models, the
+// checks made before sending, the meta field of POST /api/models, what a
+// model file's ONNX metadata says (read from protobuf bytes built here), the
 // report and refusals in words, the progress in words; and the home page
 // keeping imported models out of the demo dataset cards.
 
@@ -10,6 +11,7 @@ import assert from 'node:assert/strict';
 import {
   idFromTitle, validId, ID_MAX, NORMALISATIONS, presetOf, parseClassNames, checkFile, buildMeta, limitsOf,
   DEFAULT_LIMITS, progressText, progressShare, analysisText, reportText, importErrorText,
+  NORM_FROM_FILE, readOnnxMetadata, fileMetaOf, fileFields, fieldsText, fileMetaText,
 } from '../../web/importcheck.js';
 import { datasetsOf, ownModels } from '../../web/home.js';
 import { pathsFigure, pathsMinWidth } from '../../web/pathsgraph.js';
@@ -105,10 +107,10 @@ test('buildMeta: a server dataset, typed classes, custom normalisation, an input
 test('buildMeta: every mistake named on its own field, nothing built', () => {
   const { meta, errors } = buildMeta({ ...FORM, modelFile: file('x.h5', 10), title: '  ', id: 'Bad Id',
     classesFrom: 'typed', classesText: 'cat, cat', norm: 'custom', mean: ['0', '0', ''], std: ['1', '1', '1'],
-    height: '64', width: '', archiveFile: file('x.rar', 10) });
+    height: '64', width: '', archiveFile: file('x.rar', 10), fileMeta: fileMetaOf({}) });
   assert.equal(meta, null);
   assert.deepEqual(Object.keys(errors).sort(), ['classes', 'id', 'images', 'input', 'model', 'norm', 'title']);
-  assert.match(errors.title, /title/);
+  assert.match(errors.title, /This file carries no title of its own: give the model one/);
   assert.match(errors.id, /“Bad Id” cannot be an id/);
   assert.match(errors.classes, /“cat” is typed twice/);
   assert.match(errors.norm, /a number for each/);
@@ -125,6 +127,113 @@ test('buildMeta: every mistake named on its own field, nothing built', () => {
   const over = buildMeta(FORM, small).errors;
   assert.match(over.model, /models up to 1\u00a0MB/);
   assert.match(over.images, /archives up to 5\u00a0MB/);
+});
+
+// --- a model file's own metadata -------------------------------------------------
+
+const varintBytes = (n) => {
+  const out = [];
+  do { let b = n % 128; n = Math.floor(n / 128); if (n) b |= 0x80; out.push(b); } while (n);
+  return out;
+};
+const lenField = (field, bytes) => [...varintBytes(field * 8 + 2), ...varintBytes(bytes.length), ...bytes];
+const utf8 = (s) => [...new TextEncoder().encode(s)];
+const entry = (k, v) => lenField(14, [...lenField(1, utf8(k)), ...lenField(2, utf8(v))]);
+
+/** A ModelProto's bytes as protobuf-c and PyTorch write them: ir_version
+ *  (a varint), producer_name, a graph of `graphBytes` bytes, an opset, then
+ *  the metadata entries; a fixed64 and a fixed32 field too, as any
+ *  well-formed message may hold. */
+function modelBytes(props, graphBytes = 5000) {
+  return new Uint8Array([
+    ...varintBytes(1 * 8 + 0), ...varintBytes(8),
+    ...lenField(2, utf8('strata')),
+    ...lenField(7, new Array(graphBytes).fill(0xff)),
+    ...lenField(8, [...varintBytes(2 * 8 + 0), 13]),
+    ...varintBytes(30 * 8 + 1), 1, 2, 3, 4, 5, 6, 7, 8,
+    ...varintBytes(31 * 8 + 5), 1, 2, 3, 4,
+    ...Object.entries(props).flatMap(([k, v]) => entry(k, v)),
+  ]);
+}
+
+test('readOnnxMetadata: the metadata entries of an ONNX file, its graph skipped, junk refused', async () => {
+  const props = { 'strata.classes': '["cheetah","jaguar"]', 'strata.title': 'Félins (seed)', other: '' };
+  assert.deepEqual(await readOnnxMetadata(new Blob([modelBytes(props)])), props);
+  assert.deepEqual(await readOnnxMetadata(new Blob([modelBytes({}, 300000)])), {});
+  // Only small pieces are read: never the graph itself.
+  const big = new Blob([modelBytes({ 'strata.title': 'x' }, 3 << 20)]);
+  let read = 0;
+  const spy = { size: big.size, slice: (a, b) => { read += Math.min(b, big.size) - a; return big.slice(a, b); } };
+  assert.deepEqual(await readOnnxMetadata(spy), { 'strata.title': 'x' });
+  assert.ok(read < 500, `${read} bytes read`);
+  // The first entry of a key wins, as on the server.
+  const twice = new Uint8Array([...modelBytes({ 'strata.title': 'first' }), ...entry('strata.title', 'second')]);
+  assert.deepEqual(await readOnnxMetadata(new Blob([twice])), { 'strata.title': 'first' });
+  // Not a protobuf message, cut short, a length past the end: null.
+  assert.equal(await readOnnxMetadata(new Blob(['This is a text file, not a model.\n'])), null);
+  const whole = modelBytes(props);
+  assert.equal(await readOnnxMetadata(new Blob([whole.subarray(0, whole.length - 3)])), null);
+  assert.equal(await readOnnxMetadata(new Blob([new Uint8Array(lenField(7, [1, 2, 3]).slice(0, 3))])), null);
+  assert.equal(await readOnnxMetadata(new Blob([new Uint8Array([0x0b, 1])])), null, 'wire type 3 (groups)');
+  assert.deepEqual(await readOnnxMetadata(new Blob([])), {});
+});
+
+test('fileMetaOf: what the server takes from the metadata, checked as it checks it', () => {
+  const good = fileMetaOf({ 'strata.title': 'Felines (seed architecture)', 'strata.classes': '["cheetah","jaguar","leopard","tiger"]',
+    'strata.mean': '[0.5,0.5,0.5]', 'strata.std': '[0.25,0.25,0.25]', 'onnx.other': 'x' });
+  assert.deepEqual(good, { ignored: [], title: 'Felines (seed architecture)', classes: ['cheetah', 'jaguar', 'leopard', 'tiger'],
+    mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] });
+  assert.deepEqual(fileFields(good), ['title', 'classes', 'mean', 'std']);
+  assert.deepEqual(fileMetaOf({}), { ignored: [] });
+  assert.deepEqual(fileFields(fileMetaOf({})), []);
+  assert.deepEqual(fileFields(null), []);
+  const bad = (k, v) => fileMetaOf({ [`strata.${k}`]: v }).ignored;
+  for (const [k, v] of [['title', ''], ['title', 'é'.repeat(101)], ['classes', '["a","b"'], ['classes', '["a"]'],
+    ['classes', '["a","a"]'], ['classes', '["a",""]'], ['classes', '{"a":1}'], ['classes', `["${'x'.repeat(256)}","b"]`],
+    ['mean', '[0.5,0.5]'], ['mean', '[0.5,"0.5",0.5]'], ['mean', '[1e999,0,0]'], ['std', '[1,0,1]'], ['std', '[1,-1,1]'],
+    ['std', 'nope']]) {
+    assert.deepEqual(bad(k, v), [k], `${k} = ${v}`);
+  }
+  assert.deepEqual(fileMetaOf({ 'strata.title': 'x'.repeat(200), 'strata.mean': '[-2,0,1e6]' }),
+    { ignored: [], title: 'x'.repeat(200), mean: [-2, 0, 1e6] });
+});
+
+test('fileMetaText and fieldsText: what the file says, in words', () => {
+  assert.equal(fieldsText(['title', 'classes', 'mean', 'std']), 'title, classes, mean and std');
+  assert.equal(fieldsText(['mean']), 'mean');
+  assert.equal(fieldsText([]), '');
+  const fm = fileMetaOf({ 'strata.title': 'Felines', 'strata.classes': '["cheetah","jaguar"]',
+    'strata.mean': '[0.5,0.5,0.5]', 'strata.std': '[0,1,1]' });
+  assert.equal(fileMetaText(fm), 'This file says the title “Felines”, 2 classes (cheetah, jaguar) and mean 0.5, 0.5, 0.5: ' +
+    'each is used unless you fill in its field below. Its std is not usable and will be left out.');
+  assert.match(fileMetaText(fileMetaOf({})), /carries no title, classes or normalisation of its own/);
+  assert.equal(fileMetaText(null), '');
+  const many = fileMetaOf({ 'strata.classes': JSON.stringify(Array.from({ length: 1000 }, (_, i) => `c${i}`)) });
+  assert.match(fileMetaText(many), /1000 classes \(c0, c1, c2, c3, c4, c5, …\)/);
+});
+
+test('buildMeta: fields left empty are left out, for the server to take from the file', () => {
+  const fm = fileMetaOf({ 'strata.title': 'Felines (seed architecture)', 'strata.mean': '[0.5,0.5,0.5]' });
+  // The file's title gives the id the page shows; "From the file" sends no normalisation.
+  let { meta, errors } = buildMeta({ ...FORM, title: '', norm: NORM_FROM_FILE.key, fileMeta: fm });
+  assert.deepEqual(errors, {});
+  assert.deepEqual(meta, { id: 'felines-seed-architecture' });
+  // What the file says is not known yet (or cannot be read here): the server decides.
+  ({ meta, errors } = buildMeta({ ...FORM, title: ' ', norm: 'file' }));
+  assert.deepEqual(errors, {});
+  assert.deepEqual(meta, {});
+  // A typed title and id win.
+  ({ meta } = buildMeta({ ...FORM, title: 'Mine', id: 'mine-2', norm: 'file', fileMeta: fm }));
+  assert.deepEqual(meta, { title: 'Mine', id: 'mine-2' });
+  // A file whose title has no letter a–z for an id: the server makes one.
+  ({ meta } = buildMeta({ ...FORM, title: '', fileMeta: fileMetaOf({ 'strata.title': '日本語' }) }));
+  assert.deepEqual(meta, { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+  // A file known to carry no title: the title is asked for before sending.
+  ({ meta, errors } = buildMeta({ ...FORM, title: '', fileMeta: fileMetaOf({ 'strata.title': '' }) }));
+  assert.equal(meta, null);
+  assert.deepEqual(Object.keys(errors), ['title']);
+  assert.equal(NORM_FROM_FILE.key, 'file');
+  assert.ok(!NORMALISATIONS.some((n) => n.key === 'file'), 'not a preset: presetOf never answers it');
 });
 
 test('progress and analysis state in words', () => {
@@ -172,6 +281,9 @@ test('importErrorText: refusals in plain words, the server\'s sentence kept', ()
   assert.match(importErrorText(e(503, 'busy', 'Too many imports.')).text, /Try again in a minute/);
   assert.match(importErrorText(e(0, 'network', 'x')).text, /300\u00a0MB.*1024\u00a0MB/);
   assert.match(importErrorText(e(413, 'too_large', '')).text, /up to 300\u00a0MB/);
+  const untitled = importErrorText(e(400, 'bad_input', 'give the model a title (meta.title): the form leaves it empty and the file carries none'));
+  assert.equal(untitled.field, 'title');
+  assert.match(untitled.text, /carries none/);
 });
 
 test('home: imported models get their own cards, never a demo dataset card', () => {
