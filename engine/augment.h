@@ -27,6 +27,8 @@ struct augment_config {
     float contrast;     /* 0 = off */
     float saturation;   /* 0 = off */
     float erase;        /* 0 = off; probability of erasing one rectangle, e.g. 0.5 */
+    float cutmix;       /* 0 = off; probability of pasting a rectangle of another image of
+                           the batch, its label mixed in (applied by train_run: cutmix.h) */
 };
 
 /* Writes the augmented, normalised image into dst[h*w*3] (NHWC, one

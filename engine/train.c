@@ -179,7 +179,7 @@ int train_config_parse(struct train_config *c, const void *training, const char 
         return rc;
     if (o) {
         static const char *const keys[] = {"flip", "zoom", "translate", "brightness",
-                                           "contrast", "saturation", "erase", NULL};
+                                           "contrast", "saturation", "erase", "cutmix", NULL};
         if ((rc = check_keys(o, keys, what, "training.augment", err)))
             return rc;
         if ((rc = get_bool(o, "flip", &c->augment.flip, what, "training.augment", err)))
@@ -190,6 +190,7 @@ int train_config_parse(struct train_config *c, const void *training, const char 
         NUM(o, "contrast", 0, 0.9, "training.augment", c->augment.contrast);
         NUM(o, "saturation", 0, 1, "training.augment", c->augment.saturation);
         NUM(o, "erase", 0, 1, "training.augment", c->augment.erase);
+        NUM(o, "cutmix", 0, 1, "training.augment", c->augment.cutmix);
     }
 
     if ((rc = get_object(t, "early_stopping", &o, what, "training", err)))
@@ -229,18 +230,24 @@ int train_config_parse(struct train_config *c, const void *training, const char 
 
 /* ---- loss ---------------------------------------------------------------- */
 
-double train_softmax_xent(const float *p, const int *labels, int n, int C,
-                          const float *class_weight, float smoothing, float *dlogits)
+double train_softmax_xent_mixed(const float *p, const int *labels, const struct cutmix_pair *pairs,
+                                int n, int C, const float *class_weight, float smoothing,
+                                float *dlogits)
 {
     double wsum = 0, loss = 0;
-    for (int i = 0; i < n; i++)
-        wsum += class_weight ? class_weight[labels[i]] : 1.0;
+    for (int i = 0; i < n; i++) {
+        int y = labels[i], z = pairs ? labels[pairs[i].partner] : y;
+        double keep = pairs ? pairs[i].keep : 1.0;
+        wsum += class_weight ? keep * class_weight[y] + (1 - keep) * class_weight[z] : 1.0;
+    }
     float off = smoothing / (float)C, on = 1.0f - smoothing + off;
     for (int i = 0; i < n; i++) {
-        double w = (class_weight ? class_weight[labels[i]] : 1.0) / wsum;
+        int y = labels[i], z = pairs ? labels[pairs[i].partner] : y;
+        float keep = pairs ? pairs[i].keep : 1.0f;
+        double w = (class_weight ? keep * class_weight[y] + (1 - keep) * class_weight[z] : 1.0) / wsum;
         const float *pi = p + (size_t)i * C;
         for (int c = 0; c < C; c++) {
-            float t = c == labels[i] ? on : off;
+            float t = keep * (c == y ? on : off) + (1 - keep) * (c == z ? on : off);
             if (t > 0)
                 loss -= w * t * log((double)pi[c] + 1e-12);
             if (dlogits)
@@ -248,6 +255,12 @@ double train_softmax_xent(const float *p, const int *labels, int n, int C,
         }
     }
     return loss;
+}
+
+double train_softmax_xent(const float *p, const int *labels, int n, int C,
+                          const float *class_weight, float smoothing, float *dlogits)
+{
+    return train_softmax_xent_mixed(p, labels, NULL, n, C, class_weight, smoothing, dlogits);
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -541,11 +554,14 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
     float *class_weight = malloc((size_t)K * sizeof(float));
     float *scratch = turns > 1 ? tensor_alloc((size_t)B * in_size) : NULL;
     float *batch_in = tensor_alloc((size_t)B * in_size);
+    int cutmix = cfg->augment.cutmix > 0;
+    float *cut_copy = cutmix ? tensor_alloc((size_t)B * in_size) : NULL;
+    struct cutmix_pair *pairs = cutmix ? malloc((size_t)B * sizeof *pairs) : NULL;
     float *best = NULL;
     report->epochs = calloc((size_t)cfg->epochs, sizeof *report->epochs);
     if (!train_idx || !val_idx || (turns > 1 && (!order || !turned || !scratch)) || !batch_labels ||
         !batch_images || !batch_turns || !dlogits || !val_probs || !class_weight || !batch_in ||
-        !report->epochs) {
+        (cutmix && (!cut_copy || !pairs)) || !report->epochs) {
         strata_fail(err, rc, "out of memory setting up training");
         goto done;
     }
@@ -626,13 +642,16 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
             }
             augment_batch(&cfg->augment, fit, pixels, batch_images, turns > 1 ? batch_turns : NULL,
                           b, scratch, batch_in, &rng);
+            if (cutmix)
+                cutmix_batch(batch_in, cut_copy, b, fit->input.h, fit->input.w, fit->input.c,
+                             cfg->augment.cutmix, pairs, &rng);
             const float *p = train_graph_forward(&tg, batch_in, b, 1, err);
             if (!p) {
                 rc = STRATA_E_ARG;
                 goto done;
             }
-            double loss = train_softmax_xent(p, batch_labels, b, K, class_weight,
-                                             cfg->label_smoothing, dlogits);
+            double loss = train_softmax_xent_mixed(p, batch_labels, pairs, b, K, class_weight,
+                                                   cfg->label_smoothing, dlogits);
             for (int i = 0; i < b; i++)
                 correct += infer_argmax(p + (size_t)i * K, K) % C == batch_labels[i] % C;
             loss_sum += loss * b;
@@ -720,6 +739,8 @@ done:
     free(class_weight);
     tensor_free(scratch);
     tensor_free(batch_in);
+    tensor_free(cut_copy);
+    free(pairs);
     tensor_free(best);
     return rc;
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "augment.h"
+#include "cutmix.h"
 #include "model.h"
 #include "optim.h"
 
@@ -122,5 +123,12 @@ int train_run(struct model *m, const struct train_config *cfg, const uint8_t *pi
  * w_y (p - t) / Σ w_y, the gradient through the softmax in closed form. */
 double train_softmax_xent(const float *p, const int *labels, int n, int C,
                           const float *class_weight, float smoothing, float *dlogits);
+
+/* The same with image i's target mixed by CutMix (cutmix.h): keep_i times
+ * its own label's (smoothed) and 1 − keep_i times its partner's, and its
+ * weight mixed alike. pairs NULL is train_softmax_xent. */
+double train_softmax_xent_mixed(const float *p, const int *labels, const struct cutmix_pair *pairs,
+                                int n, int C, const float *class_weight, float smoothing,
+                                float *dlogits);
 
 #endif
