@@ -8,7 +8,10 @@
  *      relu, maxpool 2, conv 32 3×3 relu, maxpool 2, flatten, dense 128
  *      relu, dense 3 softmax; random weights) at batch 1 and 64;
  *   3. training throughput (forward + backward + Adam step) at batch 32, as
- *      strata's trainer takes it (train_graph.h).
+ *      strata's trainer takes it (train_graph.h), of the seed architecture
+ *      and of every model.json named after the output path (a residual
+ *      demo model, say: `bench_forward bench/results.json
+ *      models/felines/model.json`), in the same rounds.
  *
  * Ratios are measured in paired rounds: a machine shared with others (a
  * virtual machine's neighbours) changes speed from one second to the next,
@@ -213,17 +216,19 @@ static struct throughput bench_train_graph(struct model *m, int batch, int runs,
                                            double peak)
 {
     struct train_bench b = {0};
-    struct optim_tensor tensors[64];
+    struct optim_tensor *tensors = NULL;
     train_bench_data(&b, m, batch);
     if (train_graph_init(&b.tg, m, batch, 1, b.err) < 0 ||
+        !(tensors = malloc((size_t)b.tg.n_params * sizeof *tensors)) ||
         optim_init_tensors(&b.opt, tensors, train_graph_optim_tensors(&b.tg, tensors), &bench_adam,
                            b.err) < 0) {
-        fprintf(stderr, "%s\n", b.err);
+        fprintf(stderr, "%s\n", tensors ? b.err : "out of memory");
         exit(1);
     }
     double ips = steps_per_s(graph_step, &b, batch, runs);
     train_graph_free(&b.tg);
     train_bench_free(&b);
+    free(tensors);
     return (struct throughput){ips, ips * flops / 1e9, ips * flops / 1e9 / peak};
 }
 
@@ -246,8 +251,28 @@ static struct paired paired_median(const double *ips, const double *peak, int ro
 int main(int argc, char **argv)
 {
     const char *out_path = argc > 1 ? argv[1] : "bench/results.json";
-    enum { RUNS = 7, ROUNDS = 9, PEAK_N = 4096 };
+    enum { RUNS = 7, ROUNDS = 9, PEAK_N = 4096, MAX_EXTRA = 8 };
     char err[STRATA_ERR_LEN];
+
+    /* Further models whose training step is timed beside the seed's. */
+    int n_extra = argc > 2 ? argc - 2 : 0;
+    if (n_extra > MAX_EXTRA) {
+        fprintf(stderr, "at most %d models after the output path\n", MAX_EXTRA);
+        return 1;
+    }
+    struct model extra[MAX_EXTRA];
+    memset(extra, 0, sizeof extra);
+    double extra_flops[MAX_EXTRA], extra_ips[MAX_EXTRA][ROUNDS];
+    for (int e = 0; e < n_extra; e++) {
+        double first_e;
+        if (model_load_json(&extra[e], argv[2 + e], err) < 0) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        model_init_params(&extra[e], 1);
+        double f = forward_flops(&extra[e], &first_e);
+        extra_flops[e] = f + 2 * f - first_e;
+    }
 
     /* The sweep, for the table: which sizes reach the peak. */
     double peak1 = 0;
@@ -274,9 +299,15 @@ int main(int argc, char **argv)
         ips1[r] = bench_forward(&m, 1, 1, fwd, peak[r]).images_per_s;
         ips64[r] = bench_forward(&m, 64, 1, fwd, peak[r]).images_per_s;
         ipst[r] = bench_train_graph(&m, 32, 1, train_flops, peak[r]).images_per_s;
-        printf("round %d: peak %6.1f GFLOPS, forward batch 64 %6.1f images/s (%4.1f%%), train %6.1f images/s (%4.1f%%)\n",
+        printf("round %d: peak %6.1f GFLOPS, forward batch 64 %6.1f images/s (%4.1f%%), train %6.1f images/s (%4.1f%%)",
                r + 1, peak[r], ips64[r], 100 * ips64[r] * fwd / 1e9 / peak[r], ipst[r],
                100 * ipst[r] * train_flops / 1e9 / peak[r]);
+        for (int e = 0; e < n_extra; e++) {
+            extra_ips[e][r] = bench_train_graph(&extra[e], 32, 1, extra_flops[e], peak[r]).images_per_s;
+            printf(", %s train %.1f images/s (%.1f%%)", extra[e].id, extra_ips[e][r],
+                   100 * extra_ips[e][r] * extra_flops[e] / 1e9 / peak[r]);
+        }
+        printf("\n");
         fflush(stdout);
     }
     model_free(&m);
@@ -294,6 +325,19 @@ int main(int argc, char **argv)
     printf("%-28s %12.1f %9.1f %11.1f%%\n", "forward, batch 64", b64.images_per_s, b64.gflops, 100 * b64.ratio);
     printf("%-28s %12.1f %9.1f %11.1f%%\n", "train step, batch 32", t32.images_per_s,
            t32.gflops, 100 * t32.ratio);
+    json_t *models_train = json_object();
+    for (int e = 0; e < n_extra; e++) {
+        struct paired t = paired_median(extra_ips[e], peak, ROUNDS, extra_flops[e]);
+        char label[128];
+        snprintf(label, sizeof label, "train step, batch 32: %.60s", extra[e].id);
+        printf("%-28s %12.1f %9.1f %11.1f%%\n", label, t.images_per_s, t.gflops, 100 * t.ratio);
+        json_object_set_new(models_train, extra[e].id,
+                            json_pack("{s:s, s:f, s:i, s:f, s:f, s:f}", "model_json", argv[2 + e],
+                                      "mflop_per_image", extra_flops[e] / 1e6, "batch", 32,
+                                      "images_per_s", t.images_per_s, "gflops", t.gflops,
+                                      "ratio_to_peak", t.ratio));
+        model_free(&extra[e]);
+    }
     printf("(ratios: median over the rounds of each round's ratio)\n");
 
     json_t *root = json_load_file(out_path, 0, NULL);
@@ -315,6 +359,10 @@ int main(int argc, char **argv)
                                   "batch", 32, "images_per_s", t32.images_per_s, "gflops", t32.gflops,
                                   "ratio_to_peak", t32.ratio));
     json_object_del(root, "seed_train_graph"); /* one engine: seed_train is the graph's */
+    if (n_extra)
+        json_object_set_new(root, "models_train", models_train);
+    else
+        json_decref(models_train);
     if (json_dump_file(root, out_path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(5)) != 0)
         fprintf(stderr, "cannot write %s\n", out_path);
     json_decref(root);

@@ -10,7 +10,9 @@
 // (ResNet-18, MobileNetV2, EfficientNet-B0, 224x224, random weights with
 // estimated BatchNorm statistics); --demo takes strata's six demo models
 // instead, written to ONNX by `strata export` (their trained weights, their
-// own input sizes). For every model and batch size it runs
+// own input sizes). Each model is first run by both on one seeded batch of 4:
+// the largest difference of their outputs is kept (an export's probabilities
+// must agree within 1e-4, or the bench stops). For every model and batch size it runs
 // `rounds` rounds; a round times ONNX Runtime and `strata bench FILE --json`
 // for `seconds` each, after two untimed passes, each in a process of its own
 // that ends before the other starts (ORT's idle threads spin, and would
@@ -89,6 +91,62 @@ async function ortChild([model, batch, threads, seconds]) {
   console.log(JSON.stringify({ images_per_s: ips, input: dims.slice(1).join('x') }));
 }
 
+// A TensorProto (onnx.proto: dims = 1, data_type = 2, name = 8, raw_data = 9) of
+// float32 values, as ONNX's backend test cases store their inputs and outputs.
+function tensorProto(name, dims, data) {
+  const bytes = [];
+  const varint = (v) => {
+    let x = BigInt(v);
+    do {
+      let b = Number(x & 0x7fn);
+      x >>= 7n;
+      if (x) b |= 0x80;
+      bytes.push(b);
+    } while (x);
+  };
+  for (const d of dims) { bytes.push(0x08); varint(d); }
+  bytes.push(0x10); varint(1); // FLOAT
+  const nameBytes = Buffer.from(name, 'utf8');
+  bytes.push(0x42); varint(nameBytes.length); bytes.push(...nameBytes);
+  const raw = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  bytes.push(0x4a); varint(raw.length);
+  return Buffer.concat([Buffer.from(bytes), raw]);
+}
+
+// In a child process: `node onnx_vs_ort.mjs --ort-case MODEL DIR` runs ONNX Runtime
+// once on a seeded batch of 4 and writes DIR as a backend test case (model.onnx,
+// test_data_set_0/input_0.pb, output_0.pb) for `strata onnx-test`.
+async function ortCase([model, dir]) {
+  const ort = await import('onnxruntime-node');
+  const session = await ort.InferenceSession.create(model, { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+  const dims = inputDims(session, 4);
+  const input = randomInput(dims);
+  const out = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', input, dims) });
+  const y = out[session.outputNames[0]];
+  await session.release();
+  fs.mkdirSync(path.join(dir, 'test_data_set_0'), { recursive: true });
+  fs.copyFileSync(model, path.join(dir, 'model.onnx'));
+  fs.writeFileSync(path.join(dir, 'test_data_set_0', 'input_0.pb'), tensorProto(session.inputNames[0], dims, input));
+  fs.writeFileSync(path.join(dir, 'test_data_set_0', 'output_0.pb'),
+    tensorProto(session.outputNames[0], y.dims, y.data));
+}
+
+// strata's outputs against ONNX Runtime's on the same file and input: the largest
+// absolute difference (`strata onnx-test` prints it for a passing case).
+function agreement(bin, model) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-ort-case-'));
+  try {
+    const w = spawnSync(process.execPath, [import.meta.filename, '--ort-case', model, dir], { encoding: 'utf8', timeout: 600000 });
+    if (w.status !== 0) die(`ONNX Runtime on ${model} failed: ${w.stderr || w.error}`);
+    const r = spawnSync(bin, ['onnx-test', dir], { encoding: 'utf8', timeout: 600000 });
+    const m = /^PASS .*\(max error ([0-9.eE+-]+)\)/m.exec(r.stdout);
+    if (!m) die(`strata onnx-test disagrees with ONNX Runtime on ${model}:\n${r.stdout}${r.stderr}`);
+    return Number(m[1]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function runOrtChild(model, batch, threads, seconds) {
   const r = spawnSync(process.execPath, [import.meta.filename, '--ort-child', model, String(batch), String(threads),
     String(seconds)], { encoding: 'utf8', timeout: 600000 });
@@ -120,6 +178,7 @@ function timeStrata(bin, model, batch, threads, seconds) {
 
 async function main() {
   if (process.argv[2] === '--ort-child') return ortChild(process.argv.slice(3));
+  if (process.argv[2] === '--ort-case') return ortCase(process.argv.slice(3));
   const { values: o, positionals } = parseArgs({
     allowPositionals: true,
     options: {
@@ -182,7 +241,11 @@ async function main() {
   console.log('model               batch   strata img/s    ORT img/s   ratio (median; rounds)');
   for (const model of models) {
     const name = path.basename(model, '.onnx');
-    result.models[name] = {};
+    // the same outputs first: strata's export (probabilities) within 1e-4 of ORT's
+    const maxDiff = agreement(o.strata, model);
+    if (o.demo && !(maxDiff <= 1e-4)) die(`${name}: strata and ONNX Runtime differ by ${maxDiff} on the same input`);
+    result.models[name] = { max_abs_diff_vs_ort: Number(maxDiff.toPrecision(3)) };
+    console.log(`${name}: outputs within ${maxDiff.toExponential(2)} of ONNX Runtime's (batch of 4, seeded input)`);
     for (const batch of batches) {
       const s = [], r = [], ratios = [];
       let input;
