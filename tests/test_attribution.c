@@ -293,8 +293,8 @@ TEST(demo_model_gradients)
  * trapezoid rule converges: the gradients are those of the function). */
 TEST(ig_on_every_demo_model)
 {
-    static const char *const ids[] = {"felines", "paysages", "transports",
-                                      "felines-seed", "paysages-seed", "transports-seed"};
+    static const char *const ids[] = {"felines", "paysages", "transports", "felines-seed",
+                                      "paysages-seed", "transports-seed", "felines-residual"};
     const char *data = getenv("STRATA_DATA") ? getenv("STRATA_DATA") : "../shared/datasets";
     for (size_t k = 0; k < sizeof ids / sizeof *ids; k++) {
         struct model m = {0};
