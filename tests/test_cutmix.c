@@ -1,8 +1,8 @@
-/* test_cutmix.c — CutMix (cutmix.h) and the mixed loss (train.h): what is
- * pasted where, against the originals; how often and from whom, against
- * the probabilities drawn; the mixed loss against a hand-worked value and
- * its gradient against central differences; a run with CutMix off drawing
- * exactly what it drew before CutMix existed. */
+/* test_cutmix.c — CutMix (cutmix.h): what is pasted where, against the
+ * originals; how often and from whom, against the probabilities drawn;
+ * nothing drawn when it is off; its setting in model.json. The loss it
+ * trains with is checked in test_train.c
+ * (mixed_loss_by_hand_and_by_finite_differences). */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -145,73 +145,6 @@ TEST(mixing_rate_and_partners_follow_the_probabilities)
     CHECK_MSG(mean > 0.2 && mean < 0.5, "mean pasted share %.3f", mean);
 }
 
-/* Softmax of each row of x[n × C] in place, in double. */
-static void softmax_rows(float *x, int n, int C)
-{
-    for (int i = 0; i < n; i++) {
-        float *z = x + (size_t)i * C;
-        double top = z[0], sum = 0;
-        for (int c = 1; c < C; c++)
-            top = fmax(top, z[c]);
-        for (int c = 0; c < C; c++)
-            sum += exp(z[c] - top);
-        for (int c = 0; c < C; c++)
-            z[c] = (float)(exp(z[c] - top) / sum);
-    }
-}
-
-TEST(mixed_loss_by_hand_and_by_finite_differences)
-{
-    /* By hand: p = (0.8, 0.2), own label 0, partner's 1, keep 0.25, no
-     * smoothing or weights: target (0.25, 0.75), loss −(0.25 ln 0.8 +
-     * 0.75 ln 0.2), gradient p − t. */
-    float q[4] = {0.8f, 0.2f, 0.5f, 0.5f}, d[4];
-    int y[2] = {0, 1};
-    struct cutmix_pair pr[2] = {{1, 0.25f}, {1, 1.0f}};
-    double loss = train_softmax_xent_mixed(q, y, pr, 1, 2, NULL, 0, d);
-    CHECK_NEAR(loss, -(0.25 * log(0.8) + 0.75 * log(0.2)), 1e-6);
-    CHECK_NEAR(d[0], 0.8 - 0.25, 1e-7);
-    CHECK_NEAR(d[1], 0.2 - 0.75, 1e-7);
-
-    /* keep = 1 everywhere is the plain loss, bit for bit. */
-    enum { N = 4, C = 3 };
-    float z[N * C], p[N * C], dm[N * C], dp[N * C];
-    int labels[N] = {2, 0, 1, 0};
-    float cw[C] = {1.0f, 2.0f, 0.5f};
-    struct cutmix_pair same[N] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
-    struct rng r;
-    rng_seed(&r, 3);
-    for (int i = 0; i < N * C; i++)
-        z[i] = (float)rng_normal(&r);
-    memcpy(p, z, sizeof z);
-    softmax_rows(p, N, C);
-    double a = train_softmax_xent_mixed(p, labels, same, N, C, cw, 0.1f, dm);
-    double b = train_softmax_xent(p, labels, N, C, cw, 0.1f, dp);
-    CHECK(a == b);
-    CHECK(memcmp(dm, dp, sizeof dm) == 0);
-
-    /* Mixed pairs, class weights and smoothing: the gradient is that of
-     * the loss as a function of the logits. */
-    struct cutmix_pair mix[N] = {{1, 0.3f}, {0, 0.9f}, {2, 1.0f}, {2, 0.55f}};
-    for (int s = 0; s < 2; s++) {
-        float smooth = s ? 0.1f : 0.0f;
-        train_softmax_xent_mixed(p, labels, mix, N, C, s ? cw : NULL, smooth, dm);
-        for (int i = 0; i < N * C; i++) {
-            double h = 1e-3;
-            float zz[N * C];
-            memcpy(zz, z, sizeof z);
-            zz[i] += (float)h;
-            softmax_rows(zz, N, C);
-            double lp = train_softmax_xent_mixed(zz, labels, mix, N, C, s ? cw : NULL, smooth, NULL);
-            memcpy(zz, z, sizeof z);
-            zz[i] -= (float)h;
-            softmax_rows(zz, N, C);
-            double lm = train_softmax_xent_mixed(zz, labels, mix, N, C, s ? cw : NULL, smooth, NULL);
-            CHECK_NEAR(dm[i], (lp - lm) / (2 * h), 2e-3);
-        }
-    }
-}
-
 /* model.json's training.augment.cutmix: a probability, off by default. */
 TEST(config_reads_the_probability_and_refuses_others)
 {
@@ -235,7 +168,6 @@ int main(void)
     RUN(off_changes_nothing_and_draws_nothing);
     RUN(the_pasted_region_is_one_rectangle_of_the_partner_and_keep_is_its_complement);
     RUN(mixing_rate_and_partners_follow_the_probabilities);
-    RUN(mixed_loss_by_hand_and_by_finite_differences);
     RUN(config_reads_the_probability_and_refuses_others);
     return check_done();
 }

@@ -1,5 +1,6 @@
 /* test_train.c — training: the loss gradient against central differences,
- * the optimisers' steps against hand-worked values, augmentation, the
+ * CutMix's mixed loss by hand and by central differences, the optimisers'
+ * steps against hand-worked values, augmentation, the
  * configuration's errors, one training step on the graph (train_graph.h)
  * against a reference forward written in double in this file (the
  * probabilities, the running statistics, every gradient against finite
@@ -78,6 +79,60 @@ TEST(softmax_xent_gradient_is_closed_form)
     float q[2] = {0.999f, 0.001f};
     int y = 0;
     CHECK_NEAR(train_softmax_xent(q, &y, 1, 2, NULL, 0, NULL), -log(0.999), 1e-6);
+}
+
+/* CutMix's loss (train_softmax_xent_mixed): each image's target mixed by
+ * the share of it each label's image shows. */
+TEST(mixed_loss_by_hand_and_by_finite_differences)
+{
+    /* By hand: p = (0.8, 0.2), own label 0, partner's 1, keep 0.25, no
+     * smoothing or weights: target (0.25, 0.75), loss −(0.25 ln 0.8 +
+     * 0.75 ln 0.2), gradient p − t. */
+    float q[4] = {0.8f, 0.2f, 0.5f, 0.5f}, d[4];
+    int y[2] = {0, 1};
+    struct cutmix_pair pr[2] = {{1, 0.25f}, {1, 1.0f}};
+    double loss = train_softmax_xent_mixed(q, y, pr, 1, 2, NULL, 0, d);
+    CHECK_NEAR(loss, -(0.25 * log(0.8) + 0.75 * log(0.2)), 1e-6);
+    CHECK_NEAR(d[0], 0.8 - 0.25, 1e-7);
+    CHECK_NEAR(d[1], 0.2 - 0.75, 1e-7);
+
+    /* keep = 1 everywhere is the plain loss, bit for bit. */
+    enum { N = 4, C = 3 };
+    float z[N * C], p[N * C], dm[N * C], dp[N * C];
+    int labels[N] = {2, 0, 1, 0};
+    float cw[C] = {1.0f, 2.0f, 0.5f};
+    struct cutmix_pair same[N] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
+    struct rng r;
+    rng_seed(&r, 3);
+    for (int i = 0; i < N * C; i++)
+        z[i] = (float)rng_normal(&r);
+    memcpy(p, z, sizeof z);
+    softmax_rows(p, N, C);
+    double a = train_softmax_xent_mixed(p, labels, same, N, C, cw, 0.1f, dm);
+    double b = train_softmax_xent(p, labels, N, C, cw, 0.1f, dp);
+    CHECK(a == b);
+    CHECK(memcmp(dm, dp, sizeof dm) == 0);
+
+    /* Mixed pairs, class weights and smoothing: the gradient is that of
+     * the loss as a function of the logits. */
+    struct cutmix_pair mix[N] = {{1, 0.3f}, {0, 0.9f}, {2, 1.0f}, {2, 0.55f}};
+    for (int s = 0; s < 2; s++) {
+        float smooth = s ? 0.1f : 0.0f;
+        train_softmax_xent_mixed(p, labels, mix, N, C, s ? cw : NULL, smooth, dm);
+        for (int i = 0; i < N * C; i++) {
+            double h = 1e-3;
+            float zz[N * C];
+            memcpy(zz, z, sizeof z);
+            zz[i] += (float)h;
+            softmax_rows(zz, N, C);
+            double lp = train_softmax_xent_mixed(zz, labels, mix, N, C, s ? cw : NULL, smooth, NULL);
+            memcpy(zz, z, sizeof z);
+            zz[i] -= (float)h;
+            softmax_rows(zz, N, C);
+            double lm = train_softmax_xent_mixed(zz, labels, mix, N, C, s ? cw : NULL, smooth, NULL);
+            CHECK_NEAR(dm[i], (lp - lm) / (2 * h), 2e-3);
+        }
+    }
 }
 
 /* The optimisers on two hand-made tensors, as a dense layer 3 -> 2 would
@@ -994,6 +1049,7 @@ TEST(rotation_labels_need_a_square_input_and_a_dense_softmax_output)
 int main(void)
 {
     RUN(softmax_xent_gradient_is_closed_form);
+    RUN(mixed_loss_by_hand_and_by_finite_differences);
     RUN(adam_and_sgd_steps_match_hand_computation);
     RUN(augment_identity_and_flip);
     RUN(augment_turn_is_a_clockwise_quarter_turn);
