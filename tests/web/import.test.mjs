@@ -283,8 +283,8 @@ test('import refused by the server: its sentence shown, the form kept as it was'
 
 test('import with an archive: progress, report, analysis, every layer, an upload, at both sizes', async (t) => {
   if (skip) { t.skip(skip); return; }
-  const title = 'Felines residual';
-  const id = 'felines-residual';
+  const title = 'Imported residual net';
+  const id = 'imported-residual-net';
   const ctx = await browser.newContext(DESKTOP);
   const { page, errors } = await open(ctx, '/import.html');
   await page.waitForSelector('#dataset option[value="felines"]', { state: 'attached' });
