@@ -62,22 +62,6 @@ static void id_from_title(const char *title, char *id, size_t len)
         snprintf(id, len, "model");
 }
 
-/* Three numbers of a JSON array into out (std: each > 0). */
-static int triple(const json_t *j, double out[3], int positive)
-{
-    if (!json_is_array(j) || json_array_size(j) != 3)
-        return -1;
-    for (int i = 0; i < 3; i++) {
-        const json_t *v = json_array_get(j, (size_t)i);
-        if (!json_is_number(v))
-            return -1;
-        out[i] = json_number_value(v);
-        if (out[i] != out[i] || out[i] > 1e6 || out[i] < -1e6 || (positive && !(out[i] > 0)))
-            return -1;
-    }
-    return 0;
-}
-
 struct import {
     struct app *app;
     char staging[1200];
@@ -141,9 +125,9 @@ static int read_meta(struct import *im, const char *path, int has_archive, char 
     json_t *mean = json_object_get(j, "mean"), *std = json_object_get(j, "std");
     im->have_mean = mean && !json_is_null(mean);
     im->have_std = std && !json_is_null(std);
-    if (rc == 0 && im->have_mean && triple(mean, im->mean, 0) < 0)
+    if (rc == 0 && im->have_mean && import_triple(mean, im->mean, 0) < 0)
         rc = strata_fail(err, STRATA_E_ARG, "meta.mean is three numbers [r, g, b]");
-    if (rc == 0 && im->have_std && triple(std, im->std, 1) < 0)
+    if (rc == 0 && im->have_std && import_triple(std, im->std, 1) < 0)
         rc = strata_fail(err, STRATA_E_ARG, "meta.std is three positive numbers [r, g, b]");
     json_t *input = json_object_get(j, "input");
     if (rc == 0 && input && !json_is_null(input)) {

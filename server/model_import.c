@@ -4,7 +4,6 @@
  */
 #include "model_import.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -132,21 +131,30 @@ int import_classes_check(const json_t *arr, char *err)
     return 0;
 }
 
-/* Three numbers from a JSON array text (strata.mean, strata.std), finite,
- * and positive when `positive`; 1 when v held them. */
+int import_triple(const json_t *j, double out[3], int positive)
+{
+    double t[3];
+    if (!json_is_array(j) || json_array_size(j) != 3)
+        return -1;
+    for (int i = 0; i < 3; i++) {
+        const json_t *v = json_array_get(j, (size_t)i);
+        if (!json_is_number(v))
+            return -1;
+        t[i] = json_number_value(v);
+        if (t[i] != t[i] || t[i] > 1e6 || t[i] < -1e6 || (positive && !(t[i] > 0)))
+            return -1;
+    }
+    memcpy(out, t, sizeof t);
+    return 0;
+}
+
+/* import_triple on a JSON array text (strata.mean, strata.std); 1 when v
+ * held one. */
 static int meta_triple(const char *v, double out[3], int positive)
 {
     json_t *a = v ? json_loads(v, 0, NULL) : NULL;
-    int ok = a && json_is_array(a) && json_array_size(a) == 3;
-    double t[3];
-    for (int k = 0; ok && k < 3; k++) {
-        const json_t *x = json_array_get(a, (size_t)k);
-        t[k] = json_is_number(x) ? json_number_value(x) : NAN;
-        ok = isfinite(t[k]) && (!positive || t[k] > 0);
-    }
+    int ok = a && import_triple(a, out, positive) == 0;
     json_decref(a);
-    if (ok)
-        memcpy(out, t, sizeof t);
     return ok;
 }
 

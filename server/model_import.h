@@ -48,6 +48,11 @@ int import_classes_from_list(json_t *arr, const char *list, char *err);
  * duplicates, at least 2). Returns 0 or STRATA_E_ARG with err. */
 int import_classes_check(const json_t *arr, char *err);
 
+/* Three numbers of a JSON array [r, g, b] into out: each within ±1e6, and
+ * above 0 when `positive` (a standard deviation). Returns 0, or -1 with out
+ * untouched. */
+int import_triple(const json_t *j, double out[3], int positive);
+
 /* What a file strata exported says about itself, in its metadata_props:
  * strata.title, strata.classes (a JSON array of names), strata.mean and
  * strata.std (JSON arrays of three numbers). Each is checked as the
