@@ -132,6 +132,16 @@ static FILE *log_file(const struct http_server *s)
     return s->cfg.log ? s->cfg.log : stderr;
 }
 
+/* The connection whose request this thread is reading, in
+ * thread-per-connection mode (set by on_request_line); NULL in pool mode,
+ * where one thread reads many connections. */
+static _Thread_local struct MHD_Connection *thread_connection;
+/* answer_bad_length has answered this thread's request: libmicrohttpd's
+ * lines about its own reply, which no client sees, are left out of the log. */
+static _Thread_local int thread_answered_length;
+
+static void answer_bad_length(struct http_server *s, struct MHD_Connection *c, int status);
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     struct http_server *s = cls;
@@ -140,7 +150,18 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n && line[n - 1] == '\n')
         line[--n] = '\0';
+    if (thread_answered_length && (!strncmp(line, "Error processing request", 24) ||
+                                   !strncmp(line, "Failed to send the response headers", 35)))
+        return;
     fprintf(log_file(s), "strata http: %s\n", line);
+    /* libmicrohttpd logs these as it refuses a Content-Length, just before
+     * it queues its own reply (see answer_bad_length). */
+    if (thread_connection) {
+        if (!strncmp(line, "Failed to parse `Content-Length' header.", 40))
+            answer_bad_length(s, thread_connection, 400);
+        else if (!strncmp(line, "Too large value of 'Content-Length' header.", 43))
+            answer_bad_length(s, thread_connection, 413);
+    }
 }
 
 /* The client's address as text ("127.0.0.1", "::1"), "" when unknown. */
@@ -340,6 +361,10 @@ static void *watchdog_main(void *cls)
 static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
 {
     struct http_server *s = cls;
+    if (s->cfg.threads == 0) {
+        thread_connection = c;
+        thread_answered_length = 0;
+    }
     struct conn_watch *w = watch_of(c);
     if (!w)
         return NULL;
@@ -352,6 +377,91 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
         w->cut_uri = len;
     }
     return NULL;
+}
+
+/* Writes all of len bytes to a non-blocking socket, waiting at most a
+ * second in all for room. Returns 0, or -1 when they could not all go. */
+static int send_all(int fd, const char *p, size_t len)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        double left = 1000.0 - ms_since(&t0);
+        if (left <= 0)
+            return -1;
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        poll(&pfd, 1, (int)left + 1);
+    }
+    return 0;
+}
+
+/* A malformed Content-Length ("abc", "-1", "1e6"), or one too large for 64
+ * bits, never reaches the handler: libmicrohttpd refuses it itself. But
+ * 0.9.75 to 0.9.77 send that reply's status line and headers twice
+ * (parse_connection_headers queues the reply and builds its header, then
+ * the state machine overwrites the connection's state and builds the
+ * header again; fixed in 1.0.0), which a client or a proxy reads as a
+ * garbled reply. So strata answers such a request itself, from the log
+ * line libmicrohttpd writes just before it queues its reply, on the
+ * connection's own thread: the JSON error is written straight to the
+ * socket, whose sending side is then shut, so that libmicrohttpd's reply
+ * finds it closed (EPIPE) and the client gets strata's reply alone. In
+ * pool mode (no thread_connection) libmicrohttpd's reply goes out as it is. */
+static void answer_bad_length(struct http_server *s, struct MHD_Connection *c, int status)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci || ci->connect_fd == MHD_INVALID_SOCKET)
+        return;
+    const char *sent = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                   MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char shown[41];
+    size_t n = 0;
+    for (; sent && sent[n] && n < sizeof shown - 1; n++)
+        shown[n] = sent[n] >= 0x20 && sent[n] < 0x7f ? sent[n] : '?';
+    shown[n] = '\0';
+    struct response res;
+    response_init(&res);
+    if (status == 413)
+        response_error(&res, 413, "payload_too_large",
+                       "the Content-Length \"%s\" is more bytes than any body can be; "
+                       "send the body's real length",
+                       shown);
+    else
+        response_error(&res, 400, "bad_request",
+                       "the Content-Length \"%s\" is not a number of bytes; send the body's "
+                       "length in decimal digits",
+                       shown);
+    response_serialize_json(&res);
+    char head[1024], date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
+    int len = snprintf(head, sizeof head,
+                       "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Length: %zu\r\n"
+                       "Content-Type: %s\r\nDate: %s\r\n",
+                       res.status, res.status == 413 ? "Content Too Large" : "Bad Request",
+                       res.body_len, res.content_type, date);
+    for (size_t i = 0; i < res.n_headers && len > 0 && (size_t)len < sizeof head; i++)
+        len += snprintf(head + len, sizeof head - (size_t)len, "%s: %s\r\n",
+                        res.headers[i].name, res.headers[i].value);
+    if (len > 0 && (size_t)len + 2 < sizeof head) {
+        memcpy(head + len, "\r\n", 3);
+        if (send_all(ci->connect_fd, head, (size_t)len + 2) == 0)
+            send_all(ci->connect_fd, res.body, res.body_len);
+    }
+    shutdown(ci->connect_fd, SHUT_WR);
+    thread_answered_length = 1;
+    fprintf(log_file(s), "strata http: answered %d: Content-Length \"%s\"\n", res.status, shown);
+    response_deinit(&res);
 }
 
 /* Leaves the URL and query strings as sent (see the file comment). */

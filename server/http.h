@@ -57,7 +57,9 @@
  * one too), or else the slowest body below min_body_rate. While a
  * handler waits, request_client_gone (request.h) tells it whether the client
  * has closed the connection. Set
- * threads = N for N event-loop threads instead, only when no handler blocks.
+ * threads = N for N event-loop threads instead, only when no handler blocks
+ * (a malformed Content-Length then gets libmicrohttpd 0.9.75's own 400, whose
+ * header it sends twice; see answer_bad_length in http.c).
  * Handlers run concurrently: app state they share must be thread-safe.
  *
  * Request log line (to cfg.log, default stderr), written when the reply has

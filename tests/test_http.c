@@ -1829,6 +1829,78 @@ TEST(framing_a_proxy_could_read_otherwise)
     }
 }
 
+/* How many times needle occurs in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* A Content-Length that is not a number of bytes gets one well-formed 400
+ * in JSON (413 when it is digits too many for 64 bits), then the close: one
+ * status line, headers, and a body of exactly the length they give. On a
+ * kept-alive connection too, after a request that was answered. (libmicrohttpd
+ * 0.9.75 answers these itself and sends its status line and headers twice.) */
+TEST(malformed_content_length_gets_one_reply)
+{
+    char buf[8192];
+    static const struct {
+        const char *value;
+        const char *status, *code;
+    } cases[] = {
+        {"abc", "HTTP/1.1 400 ", "\"code\":\"bad_request\""},
+        {"-1", "HTTP/1.1 400 ", "\"code\":\"bad_request\""},
+        {"1e6", "HTTP/1.1 400 ", "\"code\":\"bad_request\""},
+        {"12 13", "HTTP/1.1 400 ", "\"code\":\"bad_request\""},
+        {"99999999999999999999999", "HTTP/1.1 413 ", "\"code\":\"payload_too_large\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        for (int kept_alive = 0; kept_alive < 2; kept_alive++) {
+            char req[512];
+            snprintf(req, sizeof req,
+                     "%sPOST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+                     "Content-Length: %s\r\n\r\n",
+                     kept_alive ? "GET /api/items HTTP/1.1\r\nHost: t\r\n\r\n" : "",
+                     cases[i].value);
+            int fd = raw_connect();
+            CHECK(fd >= 0);
+            send(fd, req, strlen(req), MSG_NOSIGNAL);
+            size_t n = raw_read_all(fd, buf, sizeof buf); /* the server closes */
+            close(fd);
+            CHECK_MSG(count_of(buf, "HTTP/1.1 ") == 1 + kept_alive, "%s: %d status lines: %.300s",
+                      cases[i].value, count_of(buf, "HTTP/1.1 "), buf);
+            const char *reply = buf;
+            if (kept_alive) {
+                CHECK(strncmp(buf, "HTTP/1.1 200 ", 13) == 0);
+                reply = strstr(buf + 1, "HTTP/1.1 ");
+                if (!reply)
+                    continue;
+            }
+            CHECK_MSG(strncmp(reply, cases[i].status, 13) == 0, "%s: %.60s", cases[i].value, reply);
+            CHECK(strstr(reply, "\r\nConnection: close\r\n") != NULL);
+            CHECK(strstr(reply, "\r\nContent-Type: application/json\r\n") != NULL);
+            const char *cl = strstr(reply, "\r\nContent-Length: ");
+            const char *body = strstr(reply, "\r\n\r\n");
+            CHECK(cl && body);
+            if (!cl || !body)
+                continue;
+            body += 4;
+            CHECK_EQ_INT((long)strtoul(cl + 18, NULL, 10), (long)(buf + n - body));
+            CHECK(strstr(body, cases[i].code) != NULL);
+            char echoed[64];
+            snprintf(echoed, sizeof echoed, "Content-Length \\\"%s\\\"", cases[i].value);
+            CHECK_MSG(strstr(body, echoed) != NULL, "%s", body);
+        }
+    }
+    /* and the server goes on answering */
+    struct reply r;
+    http_get("/api/items", &r);
+    CHECK_EQ_INT(r.status, 200);
+    reply_free(&r);
+}
+
 /* Reads a file of the temp tree into a malloc'd buffer; *len its size. */
 static char *slurp(const char *rel, size_t *len)
 {
@@ -2865,6 +2937,7 @@ int main(void)
     RUN(oversized_bodies);
     RUN(content_length_lies);
     RUN(framing_a_proxy_could_read_otherwise);
+    RUN(malformed_content_length_gets_one_reply);
     RUN(static_files);
     RUN(static_refuses_escapes);
     RUN(static_units);
