@@ -80,18 +80,49 @@ void sgemm_pack_dense(const void *ctx, int k0, int kc, int j0, int nc, float *ds
     }
 }
 
-void sgemm_pack_transposed(const void *ctx, int k0, int kc, int j0, int nc, float *dst)
+#define SGEMM_TARGET __attribute__((target("avx512f,fma")))
+
+/* dst[i · SGEMM_NR + l] = src[l · ld + i] for i, l < 8: an 8 × 8 block
+ * transposed in registers (unpack pairs, then quads, then halves). */
+SGEMM_TARGET static inline void transpose_8x8(const float *src, size_t ld, float *dst)
+{
+    __m256 r[8], t[8], q[8];
+    for (int l = 0; l < 8; l++)
+        r[l] = _mm256_loadu_ps(src + (size_t)l * ld);
+    for (int l = 0; l < 8; l += 2) {
+        t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
+        t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
+    }
+    for (int l = 0; l < 8; l += 4) {
+        q[l] = _mm256_shuffle_ps(t[l], t[l + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        q[l + 1] = _mm256_shuffle_ps(t[l], t[l + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        q[l + 2] = _mm256_shuffle_ps(t[l + 1], t[l + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        q[l + 3] = _mm256_shuffle_ps(t[l + 1], t[l + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        _mm256_storeu_ps(dst + (size_t)i * SGEMM_NR, _mm256_permute2f128_ps(q[i], q[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (size_t)(i + 4) * SGEMM_NR,
+                         _mm256_permute2f128_ps(q[i], q[i + 4], 0x31));
+    }
+}
+
+SGEMM_TARGET void sgemm_pack_transposed(const void *ctx, int k0, int kc, int j0, int nc,
+                                        float *dst)
 {
     const struct sgemm_dense_b *d = ctx;
     for (int p = 0; p * SGEMM_NR < nc; p++) {
         const int w = nc - p * SGEMM_NR < SGEMM_NR ? nc - p * SGEMM_NR : SGEMM_NR;
         float *panel = dst + (size_t)p * kc * SGEMM_NR;
-        /* 8 rows of A at a time: eight sequential reads, one 32-byte store
-         * per k into the panel's row */
+        /* 8 rows of A at a time, in 8 × 8 blocks transposed in registers
+         * (a weight gradient's B is the input's columns, read across: this
+         * packing was a tenth of a training step done a float at a time) */
         int jj = 0;
         for (; jj + 8 <= w; jj += 8) {
             const float *src = d->b + (size_t)(j0 + p * SGEMM_NR + jj) * d->ldb + k0;
-            for (int kk = 0; kk < kc; kk++) {
+            int kk = 0;
+            for (; kk + 8 <= kc; kk += 8)
+                transpose_8x8(src + kk, d->ldb, panel + (size_t)kk * SGEMM_NR + jj);
+            for (; kk < kc; kk++) {
                 float *row = panel + (size_t)kk * SGEMM_NR + jj;
                 for (int l = 0; l < 8; l++)
                     row[l] = src[(size_t)l * d->ldb + kk];
@@ -115,8 +146,6 @@ const float *sgemm_direct_dense(const void *ctx, int k0, int j0, size_t *ldb)
 }
 
 /* ---- the kernel ----------------------------------------------------------- */
-
-#define SGEMM_TARGET __attribute__((target("avx512f,fma")))
 
 /* Stores one row's three vectors through `mask` (bit l: lane l of the 48),
  * lane l going to base + l. */

@@ -750,6 +750,124 @@ TEST(max_pool_ties_route_to_first)
     }
 }
 
+/* Max pooling with many ties (small integers, NaN, −∞), inference and
+ * training mode, on the 2×2 stride-2 windows the fast path takes (even and
+ * odd planes, so the last row or column is left out) and on windows it does
+ * not (3×3 stride 2 with padding, 2×2 stride 1): the output and the place
+ * each gradient goes to against a direct scan of each window in row-major
+ * order that keeps the first strictly larger value, from −∞ (a window with
+ * nothing larger sends its gradient to its first tap). */
+TEST(max_pool_ties_agree_in_every_mode)
+{
+    struct variant {
+        const char *name;
+        struct attr a[3];
+        int na, k, s, pad;
+    } v[] = {
+        {"k2 s2", {OPCHECK_INTS("kernel_shape", 2, 2), OPCHECK_INTS("strides", 2, 2)}, 2, 2, 2, 0},
+        {"k3 s2 p1",
+         {OPCHECK_INTS("kernel_shape", 3, 3), OPCHECK_INTS("strides", 2, 2),
+          OPCHECK_INTS("pads", 1, 1, 1, 1)},
+         3, 3, 2, 1},
+        {"k2 s1", {OPCHECK_INTS("kernel_shape", 2, 2)}, 1, 2, 1, 0},
+    };
+    const int64_t shapes[][2] = {{6, 8}, {7, 9}, {5, 4}};
+    uint32_t seed = 12345;
+    fedisableexcept(FE_INVALID); /* NaN is compared on purpose */
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
+            const int64_t H = shapes[sh][0], W = shapes[sh][1];
+            const int64_t Ho = (H + 2 * v[i].pad - v[i].k) / v[i].s + 1;
+            const int64_t Wo = (W + 2 * v[i].pad - v[i].k) / v[i].s + 1;
+            float *xv = malloc((size_t)(2 * 3 * H * W) * sizeof *xv);
+            for (int64_t e = 0; e < 2 * 3 * H * W; e++) {
+                seed = seed * 1664525u + 1013904223u;
+                xv[e] = (float)((seed >> 24) % 3); /* 0, 1 or 2: ties everywhere */
+            }
+            xv[5] = NAN;
+            xv[H * W + 3] = -INFINITY;
+            /* a window of NaN and −∞ only, wherever the first window lies */
+            xv[2 * H * W] = xv[2 * H * W + 1] = NAN;
+            xv[2 * H * W + W] = xv[2 * H * W + W + 1] = -INFINITY;
+            struct tview x = view(4, (int64_t[]){2, 3, H, W}, xv);
+            /* the reference: values and the index each output's gradient goes to */
+            const int64_t outs = 2 * 3 * Ho * Wo;
+            float *want = malloc((size_t)outs * sizeof *want);
+            int64_t *to = malloc((size_t)outs * sizeof *to);
+            for (int64_t pl = 0; pl < 6; pl++)
+                for (int64_t oy = 0; oy < Ho; oy++)
+                    for (int64_t ox = 0; ox < Wo; ox++) {
+                        float m = -INFINITY;
+                        int64_t at = -1, first = -1;
+                        for (int ky = 0; ky < v[i].k; ky++)
+                            for (int kx = 0; kx < v[i].k; kx++) {
+                                const int64_t iy = oy * v[i].s - v[i].pad + ky;
+                                const int64_t ix = ox * v[i].s - v[i].pad + kx;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                    continue;
+                                const float e = xv[pl * H * W + iy * W + ix];
+                                if (first < 0)
+                                    first = iy * W + ix;
+                                if (e > m)
+                                    m = e, at = iy * W + ix;
+                            }
+                        if (at < 0) /* nothing above −∞: the first tap */
+                            at = first;
+                        const int64_t o = (pl * Ho + oy) * Wo + ox;
+                        want[o] = m;
+                        to[o] = pl * H * W + at;
+                    }
+            for (int training = 0; training < 2; training++) {
+                char what[80];
+                snprintf(what, sizeof what, "%s %lldx%lld %s", v[i].name, (long long)H,
+                         (long long)W, training ? "training" : "inference");
+                struct opcheck_run r;
+                int rc = training ? opcheck_forward_training(&r, &op_max_pool, 12, v[i].a,
+                                                             v[i].na, (struct tview *[]){&x}, 1,
+                                                             1, 1)
+                                  : opcheck_forward(&r, &op_max_pool, 12, v[i].a, v[i].na,
+                                                    (struct tview *[]){&x}, 1, 1);
+                CHECK_MSG(rc == 0, "%s: %s", what, r.err);
+                if (rc) {
+                    opcheck_free(&r);
+                    continue;
+                }
+                CHECK(tview_count(&r.out[0]) == outs);
+                const float *y = r.out[0].data;
+                int bad = 0;
+                for (int64_t o = 0; o < outs; o++)
+                    bad += !(y[o] == want[o] || (isnan(y[o]) && isnan(want[o])));
+                CHECK_MSG(bad == 0, "%s: %d outputs differ", what, bad);
+                /* each output's gradient alone: one at its place, nothing elsewhere */
+                float *dyv = calloc((size_t)outs, sizeof *dyv);
+                float *dxv = calloc((size_t)(2 * 3 * H * W), sizeof *dxv);
+                struct tview dy = view(4, (int64_t[]){2, 3, Ho, Wo}, dyv);
+                struct tview dx = view(4, (int64_t[]){2, 3, H, W}, dxv);
+                int misrouted = 0;
+                for (int64_t o = 0; o < outs; o++) {
+                    dyv[o] = 1;
+                    memset(dxv, 0, (size_t)(2 * 3 * H * W) * sizeof *dxv);
+                    struct op_ctx ctx = opcheck_ctx(&r);
+                    op_max_pool.backward(&r.node, (const struct tview *const *)r.in,
+                                         (const struct tview *const[]){&r.out[0]},
+                                         (const struct tview *const[]){&dy},
+                                         (struct tview *[]){&dx}, &ctx);
+                    for (int64_t e = 0; e < 2 * 3 * H * W; e++)
+                        misrouted += dxv[e] != (e == to[o] ? 1.0f : 0.0f);
+                    dyv[o] = 0;
+                }
+                CHECK_MSG(misrouted == 0, "%s: %d gradient values misplaced", what, misrouted);
+                free(dyv);
+                free(dxv);
+                opcheck_free(&r);
+            }
+            free(want);
+            free(to);
+            free(xv);
+        }
+    feenableexcept(FE_INVALID);
+}
+
 TEST(pool_refusals)
 {
     struct tview x = tensor4(1, 2, 5, 5, 3);
@@ -1350,6 +1468,7 @@ int main(void)
     RUN(global_pool_hand_worked);
     RUN(pool_gradients);
     RUN(max_pool_ties_route_to_first);
+    RUN(max_pool_ties_agree_in_every_mode);
     RUN(pool_refusals);
     RUN(batch_norm_hand_worked);
     RUN(batch_norm_reference_and_gradients);

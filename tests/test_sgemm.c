@@ -4,7 +4,8 @@
  * columns, 192-deep slices of K, 240-column blocks), columns split in blocks
  * at a stride of their own (what a batch of images is to a convolution),
  * bias, accumulate and a clamp (ReLU, ReLU6), nothing written outside C, and results that do
- * not depend on the thread count or on whether rows or columns are shared.
+ * not depend on the thread count or on whether rows or columns are shared;
+ * and the transposing packer against its definition.
  */
 #include "check.h"
 #include "parallel.h"
@@ -215,6 +216,43 @@ TEST(panels_read_in_place)
     }
 }
 
+/* The transposing packer (a weight gradient's B = colᵀ) against its
+ * definition, B[k][j] = A[j][k], on slices and column ranges that start and
+ * end off the 8 × 8 blocks it moves at once: every float of every panel,
+ * zeros past the last column included. */
+TEST(transposed_packing)
+{
+    const int N = 61, K = 203; /* A is N × K, in rows of ld = K + 5 floats */
+    const size_t ld = (size_t)K + 5;
+    float *a = malloc((size_t)N * ld * sizeof *a);
+    for (size_t i = 0; i < (size_t)N * ld; i++)
+        a[i] = (float)i;
+    float *dst = malloc((size_t)SGEMM_KC * SGEMM_NC * sizeof *dst);
+    const struct sgemm_dense_b src = {.b = a, .ldb = ld};
+    const int slices[][2] = {{0, 192}, {3, 11}, {192, 11}, {5, 7}, {1, 8}, {0, 1}};
+    const int cols[][2] = {{0, 61}, {13, 48}, {7, 9}, {0, 8}, {50, 11}, {3, 1}};
+    for (size_t s = 0; s < sizeof slices / sizeof *slices; s++)
+        for (size_t c = 0; c < sizeof cols / sizeof *cols; c++) {
+            const int k0 = slices[s][0], kc = slices[s][1], j0 = cols[c][0], nc = cols[c][1];
+            const int panels = (nc + SGEMM_NR - 1) / SGEMM_NR;
+            for (size_t i = 0; i < (size_t)panels * kc * SGEMM_NR; i++)
+                dst[i] = SENTINEL;
+            sgemm_pack_transposed(&src, k0, kc, j0, nc, dst);
+            int bad = 0;
+            for (int p = 0; p < panels; p++)
+                for (int kk = 0; kk < kc; kk++)
+                    for (int l = 0; l < SGEMM_NR; l++) {
+                        const int j = p * SGEMM_NR + l;
+                        const float want =
+                            j < nc ? a[(size_t)(j0 + j) * ld + (size_t)(k0 + kk)] : 0.0f;
+                        bad += dst[((size_t)p * kc + kk) * SGEMM_NR + l] != want;
+                    }
+            CHECK_MSG(bad == 0, "k0 %d kc %d j0 %d nc %d: %d floats wrong", k0, kc, j0, nc, bad);
+        }
+    free(a);
+    free(dst);
+}
+
 int main(void)
 {
     if (!sgemm_available()) {
@@ -222,6 +260,7 @@ int main(void)
         SKIP(empty_sum, "no AVX-512");
         SKIP(threads_do_not_change_results, "no AVX-512");
         SKIP(panels_read_in_place, "no AVX-512");
+        SKIP(transposed_packing, "no AVX-512");
         return check_done();
     }
     RUN(matches_double_precision);
@@ -230,5 +269,6 @@ int main(void)
     in_place = 1;
     RUN(panels_read_in_place);
     in_place = 0;
+    RUN(transposed_packing);
     return check_done();
 }

@@ -369,11 +369,13 @@ static inline struct pool_win pool_window(const struct pool_geom *g, int oy, int
     return w;
 }
 
-/* Index in the plane of the window's first maximum (row-major tap order). */
+/* Index in the plane of the window's first maximum (row-major tap order);
+ * NaN is never the maximum, as in the forward pass, and a window with no
+ * larger value than −∞ answers its first tap. */
 static inline size_t pool_argmax(const struct pool_geom *g, const float *xp, struct pool_win w)
 {
     size_t best = (size_t)(w.iy + w.y0 * g->dh) * g->W + (size_t)(w.ix + w.x0 * g->dw);
-    float bv = xp[best];
+    float bv = -INFINITY;
     for (int ky = w.y0; ky < w.y1; ky++) {
         const float *row = xp + (size_t)(w.iy + ky * g->dh) * g->W;
         for (int kx = w.x0; kx < w.x1; kx++) {
@@ -418,16 +420,23 @@ static void pool_out_range(int n, int off, int s, int out, int *lo, int *hi)
  * tap inside (infer checks), so no −∞ survives; sums are then divided by
  * each window's divisor. For stride 1 the passes run over consecutive
  * floats. With ip (max pooling in a training step), ip records where in
- * the plane each output's maximum came from: the first tap, in pass order,
- * to hold it. */
+ * the plane each output's maximum came from: of the taps that hold it, the
+ * one first in row-major window order (the lowest index in the plane), as
+ * pool_argmax and the backward without ip choose (the first tap when no
+ * tap holds more than −∞). */
 static void pool_plane(float *restrict yp, int32_t *restrict ip, const float *restrict xp,
                        const struct pool_params *p, const struct pool_geom *g)
 {
     const int is_max = p->kind == POOL_MAX;
     for (size_t k = 0; k < (size_t)g->Ho * g->Wo; k++)
         yp[k] = is_max ? -INFINITY : 0.0f;
-    if (ip)
-        memset(ip, 0, (size_t)g->Ho * g->Wo * sizeof *ip);
+    if (ip) /* each window's first tap, until a tap holds more than −∞ */
+        for (int oy = 0; oy < g->Ho; oy++)
+            for (int ox = 0; ox < g->Wo; ox++) {
+                const struct pool_win w = pool_window(g, oy, ox);
+                ip[(size_t)oy * g->Wo + ox] =
+                    (w.iy + w.y0 * g->dh) * g->W + (w.ix + w.x0 * g->dw);
+            }
     for (int kx = 0; kx < g->kw; kx++) {
         const int off = kx * g->dw - g->pl;
         int lo, hi;
@@ -448,9 +457,10 @@ static void pool_plane(float *restrict yp, int32_t *restrict ip, const float *re
                     int32_t *restrict ir = ip + (size_t)oy * g->Wo + lo;
                     for (int k = 0; k < n; k++) {
                         const float v = xr[(size_t)k * g->sw];
-                        const int larger = v > yr[k];
-                        yr[k] = larger ? v : yr[k];
-                        ir[k] = larger ? at + k * g->sw : ir[k];
+                        const int32_t here = at + k * g->sw;
+                        const int wins = v > yr[k] || (v == yr[k] && here < ir[k]);
+                        yr[k] = wins ? v : yr[k];
+                        ir[k] = wins ? here : ir[k];
                     }
                 } else if (is_max && g->sw == 1)
                     for (int k = 0; k < n; k++)
@@ -476,14 +486,70 @@ static void pool_plane(float *restrict yp, int32_t *restrict ip, const float *re
             yp[(size_t)oy * g->Wo + ox] /= pool_divisor(p, g, pool_window(g, oy, ox));
 }
 
+/* The common max pooling, 2×2 windows at stride 2 that all lie inside the
+ * plane: each output from its four taps in row-major order, from −∞ at
+ * the first tap, each taken only when strictly larger, so the maxima and
+ * (with ip) their positions are pool_plane's, bit for bit, NaN included.
+ * pool_plane's tap-by-tap passes read the plane with a stride of 2; this
+ * reads each pair of rows once, and vectorises. */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void max2x2_plane(float *restrict yp, int32_t *restrict ip, const float *restrict xp,
+                         int W, int Ho, int Wo)
+{
+    for (int oy = 0; oy < Ho; oy++) {
+        const float *restrict r0 = xp + (size_t)2 * oy * W, *restrict r1 = r0 + W;
+        float *restrict yr = yp + (size_t)oy * Wo;
+        const int32_t top = 2 * oy * W;
+        if (!ip) {
+            for (int ox = 0; ox < Wo; ox++) {
+                float m = -INFINITY;
+                m = r0[2 * ox] > m ? r0[2 * ox] : m;
+                m = r0[2 * ox + 1] > m ? r0[2 * ox + 1] : m;
+                m = r1[2 * ox] > m ? r1[2 * ox] : m;
+                m = r1[2 * ox + 1] > m ? r1[2 * ox + 1] : m;
+                yr[ox] = m;
+            }
+            continue;
+        }
+        int32_t *restrict ir = ip + (size_t)oy * Wo;
+        for (int ox = 0; ox < Wo; ox++) {
+            const float a = r0[2 * ox], b = r1[2 * ox], c = r0[2 * ox + 1], d = r1[2 * ox + 1];
+            const int32_t at = top + 2 * ox;
+            float m = -INFINITY;
+            int32_t where = at;
+            m = a > m ? a : m;
+            where = c > m ? at + 1 : where;
+            m = c > m ? c : m;
+            where = b > m ? at + W : where;
+            m = b > m ? b : m;
+            where = d > m ? at + W + 1 : where;
+            m = d > m ? d : m;
+            yr[ox] = m;
+            ir[ox] = where;
+        }
+    }
+}
+
+static int is_max2x2_inside(const struct pool_params *p, const struct pool_geom *g)
+{
+    return p->kind == POOL_MAX && g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 &&
+           g->dh == 1 && g->dw == 1 && g->pt == 0 && g->pl == 0 && 2 * g->Ho <= g->H &&
+           2 * g->Wo <= g->W;
+}
+
 static void pool_forward_piece(void *ctx, int i0, int i1)
 {
     const struct pool_job *j = ctx;
     const struct pool_geom *g = j->g;
+    const int fast = is_max2x2_inside(j->p, g);
     for (int i = i0; i < i1; i++) {
         const size_t out = (size_t)i * g->Ho * g->Wo;
-        pool_plane(j->y + out, j->argmax ? j->argmax + out : NULL, j->x + (size_t)i * g->H * g->W,
-                   j->p, g);
+        int32_t *ip = j->argmax ? j->argmax + out : NULL;
+        const float *xp = j->x + (size_t)i * g->H * g->W;
+        if (fast)
+            max2x2_plane(j->y + out, ip, xp, g->W, g->Ho, g->Wo);
+        else
+            pool_plane(j->y + out, ip, xp, j->p, g);
     }
 }
 
@@ -514,7 +580,7 @@ static void max_backward_inner(float *restrict dxp, const float *restrict xp,
              * unpredictable, and a mispredicted branch per tap cost more
              * than the rest of the loop */
             size_t best = 0;
-            float bv = w0[0];
+            float bv = -INFINITY; /* as pool_argmax */
             for (int ky = 0; ky < g->kh; ky++) {
                 const size_t row = (size_t)ky * g->dh * g->W;
                 for (int kx = 0; kx < g->kw; kx++) {
