@@ -7,6 +7,7 @@
  * product and the Johnson-Lindenstrauss norm property.
  */
 #include "check.h"
+#include "parallel.h"
 #include "pca.h"
 #include "reduce.h"
 #include "rng.h"
@@ -459,10 +460,10 @@ TEST(random_projection)
 
 /* From NCHW activations (the graph's layout) the same features, bit for
  * bit, as from the NHWC copy: odd sizes, a grid that does not divide them,
- * several samples. */
-TEST(avgpool_nchw_equals_nhwc)
+ * several samples; small enough to stay on one thread, and large enough to
+ * be shared among threads, and cut and run in reverse order too. */
+static void avgpool_nchw_case(int n, int h, int w, int c)
 {
-    const int n = 3, h = 7, w = 5, c = 9;
     float *nhwc = malloc((size_t)n * h * w * c * sizeof(float));
     float *nchw = malloc((size_t)n * h * w * c * sizeof(float));
     struct rng r;
@@ -479,13 +480,25 @@ TEST(avgpool_nchw_equals_nhwc)
         int d = reduce_avgpool_dim(h, w, c, grid);
         float *a = malloc((size_t)n * d * sizeof(float)), *b = malloc((size_t)n * d * sizeof(float));
         reduce_avgpool(nhwc, n, h, w, c, grid, a);
-        reduce_avgpool_nchw(nchw, n, h, w, c, grid, b);
-        CHECK_MSG(memcmp(a, b, (size_t)n * d * sizeof(float)) == 0, "grid %d", grid);
+        for (int mode = 0; mode < 2; mode++) {
+            parallel_set_check(mode ? PARALLEL_CHECK_REVERSE : PARALLEL_CHECK_OFF);
+            memset(b, 0xff, (size_t)n * d * sizeof(float));
+            reduce_avgpool_nchw(nchw, n, h, w, c, grid, b);
+            CHECK_MSG(memcmp(a, b, (size_t)n * d * sizeof(float)) == 0,
+                      "%d x %dx%dx%d, grid %d%s", n, h, w, c, grid, mode ? ", reversed" : "");
+        }
+        parallel_set_check(PARALLEL_CHECK_OFF);
         free(a);
         free(b);
     }
     free(nhwc);
     free(nchw);
+}
+
+TEST(avgpool_nchw_equals_nhwc)
+{
+    avgpool_nchw_case(3, 7, 5, 9);
+    avgpool_nchw_case(40, 33, 31, 21);
 }
 
 int main(void)
