@@ -52,6 +52,12 @@ void reduce_avgpool(const float *act, int n, int h, int w, int c, int grid, floa
  * first. */
 void reduce_avgpool_nchw(const float *act, int n, int h, int w, int c, int grid, float *out);
 
+/* reduce_avgpool_nchw reads 16 channels at a time with AVX-512 where the
+ * CPU has it; reduce_set_vector(0) makes it take the plain loop it falls
+ * back on otherwise (the same features, bit for bit), for tests. Not
+ * thread-safe; set it while nothing pools. */
+void reduce_set_vector(int on);
+
 /* Fills R (d_in x d_out, row-major) with N(0, 1/d_out) entries drawn from a
  * generator seeded with `seed`: the same seed always gives the same matrix.
  * Can't fail. */

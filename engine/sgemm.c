@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "transpose8.h"
 
 static int sgemm_enabled = 1;
 
@@ -82,28 +83,15 @@ void sgemm_pack_dense(const void *ctx, int k0, int kc, int j0, int nc, float *ds
 
 #define SGEMM_TARGET __attribute__((target("avx512f,fma")))
 
-/* dst[i · SGEMM_NR + l] = src[l · ld + i] for i, l < 8: an 8 × 8 block
- * transposed in registers (unpack pairs, then quads, then halves). */
+/* dst[i · SGEMM_NR + l] = src[l · ld + i] for i, l < 8. */
 SGEMM_TARGET static inline void transpose_8x8(const float *src, size_t ld, float *dst)
 {
-    __m256 r[8], t[8], q[8];
+    __m256 r[8];
     for (int l = 0; l < 8; l++)
         r[l] = _mm256_loadu_ps(src + (size_t)l * ld);
-    for (int l = 0; l < 8; l += 2) {
-        t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
-        t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
-    }
-    for (int l = 0; l < 8; l += 4) {
-        q[l] = _mm256_shuffle_ps(t[l], t[l + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        q[l + 1] = _mm256_shuffle_ps(t[l], t[l + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        q[l + 2] = _mm256_shuffle_ps(t[l + 1], t[l + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        q[l + 3] = _mm256_shuffle_ps(t[l + 1], t[l + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int i = 0; i < 4; i++) {
-        _mm256_storeu_ps(dst + (size_t)i * SGEMM_NR, _mm256_permute2f128_ps(q[i], q[i + 4], 0x20));
-        _mm256_storeu_ps(dst + (size_t)(i + 4) * SGEMM_NR,
-                         _mm256_permute2f128_ps(q[i], q[i + 4], 0x31));
-    }
+    transpose8x8_ps(r);
+    for (int i = 0; i < 8; i++)
+        _mm256_storeu_ps(dst + (size_t)i * SGEMM_NR, r[i]);
 }
 
 SGEMM_TARGET void sgemm_pack_transposed(const void *ctx, int k0, int kc, int j0, int nc,

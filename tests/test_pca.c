@@ -460,8 +460,10 @@ TEST(random_projection)
 
 /* From NCHW activations (the graph's layout) the same features, bit for
  * bit, as from the NHWC copy: odd sizes, a grid that does not divide them,
- * several samples; small enough to stay on one thread, and large enough to
- * be shared among threads, and cut and run in reverse order too. */
+ * several samples, channels that fill blocks of 16 and some that do not;
+ * small enough to stay on one thread, and large enough to be shared among
+ * threads, and cut and run in reverse order too; with AVX-512 and with the
+ * plain loop. */
 static void avgpool_nchw_case(int n, int h, int w, int c)
 {
     float *nhwc = malloc((size_t)n * h * w * c * sizeof(float));
@@ -480,14 +482,17 @@ static void avgpool_nchw_case(int n, int h, int w, int c)
         int d = reduce_avgpool_dim(h, w, c, grid);
         float *a = malloc((size_t)n * d * sizeof(float)), *b = malloc((size_t)n * d * sizeof(float));
         reduce_avgpool(nhwc, n, h, w, c, grid, a);
-        for (int mode = 0; mode < 2; mode++) {
-            parallel_set_check(mode ? PARALLEL_CHECK_REVERSE : PARALLEL_CHECK_OFF);
+        for (int mode = 0; mode < 4; mode++) {
+            parallel_set_check(mode & 1 ? PARALLEL_CHECK_REVERSE : PARALLEL_CHECK_OFF);
+            reduce_set_vector(!(mode & 2));
             memset(b, 0xff, (size_t)n * d * sizeof(float));
             reduce_avgpool_nchw(nchw, n, h, w, c, grid, b);
             CHECK_MSG(memcmp(a, b, (size_t)n * d * sizeof(float)) == 0,
-                      "%d x %dx%dx%d, grid %d%s", n, h, w, c, grid, mode ? ", reversed" : "");
+                      "%d x %dx%dx%d, grid %d%s%s", n, h, w, c, grid,
+                      mode & 1 ? ", reversed" : "", mode & 2 ? ", plain loop" : "");
         }
         parallel_set_check(PARALLEL_CHECK_OFF);
+        reduce_set_vector(1);
         free(a);
         free(b);
     }
@@ -499,6 +504,7 @@ TEST(avgpool_nchw_equals_nhwc)
 {
     avgpool_nchw_case(3, 7, 5, 9);
     avgpool_nchw_case(40, 33, 31, 21);
+    avgpool_nchw_case(5, 9, 33, 32);
 }
 
 int main(void)
