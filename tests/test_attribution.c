@@ -289,12 +289,17 @@ TEST(demo_model_gradients)
 }
 
 /* Integrated Gradients on every demo model, on a real test photo: the
- * completeness error at 64 steps, and that it shrinks as the steps grow (the
- * trapezoid rule converges: the gradients are those of the function). */
+ * completeness error is small at 256 steps and shrinks from 16 steps to 256
+ * (the trapezoid rule converges: the gradients are those of the function).
+ * 16 against 256 rather than neighbouring counts: across a ReLU network's
+ * kinks the error does not fall at every step count, and one count can land
+ * on a lucky cancellation (transports-residual: 0.04 % at 64 steps, 0.30 %
+ * at 256). */
 TEST(ig_on_every_demo_model)
 {
-    static const char *const ids[] = {"felines", "paysages", "transports", "felines-seed",
-                                      "paysages-seed", "transports-seed", "felines-residual"};
+    static const char *const ids[] = {"felines",          "paysages",        "transports",
+                                      "felines-seed",     "paysages-seed",   "transports-seed",
+                                      "felines-residual", "transports-residual"};
     const char *data = getenv("STRATA_DATA") ? getenv("STRATA_DATA") : "../shared/datasets";
     for (size_t k = 0; k < sizeof ids / sizeof *ids; k++) {
         struct model m = {0};
@@ -323,14 +328,15 @@ TEST(ig_on_every_demo_model)
         model_grad_image(&mg, zero, black);
         CHECK(model_grad_run(&mg, x, 1, NULL, err) == 0);
         int cls = infer_argmax(model_grad_logits(&mg), m.n_classes);
-        struct ig_result r64, r256;
-        CHECK(ig_compute(&mg, x, black, cls, 64, map, &r64, err) == 0);
+        struct ig_result r16, r256;
+        CHECK(ig_compute(&mg, x, black, cls, 16, map, &r16, err) == 0);
         CHECK(ig_compute(&mg, x, black, cls, 256, map, &r256, err) == 0);
-        double d = r64.f_input - r64.f_baseline;
-        printf("# %s, %s: f(x) - f(black) %.4f; IG sum %.4f at 64 steps (error %.2f %%), %.4f at "
+        double d = r16.f_input - r16.f_baseline;
+        printf("# %s, %s: f(x) - f(black) %.4f; IG sum %.4f at 16 steps (error %.2f %%), %.4f at "
                "256 (%.2f %%)\n",
-               ids[k], path, d, r64.sum, 100 * r64.completeness, r256.sum, 100 * r256.completeness);
-        CHECK(fabs(r256.sum - d) <= 0.5 * fabs(r64.sum - d) + 1e-3 * fmax(fabs(d), 1));
+               ids[k], path, d, r16.sum, 100 * r16.completeness, r256.sum, 100 * r256.completeness);
+        CHECK(fabs(r256.sum - d) <= 0.5 * fabs(r16.sum - d) + 1e-3 * fmax(fabs(d), 1));
+        CHECK(fabs(r256.sum - d) <= 0.02 * fmax(fabs(d), 1));
         free(x);
         free(black);
         free(map);

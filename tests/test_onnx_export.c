@@ -270,8 +270,9 @@ static void check_against_reference(struct model *m, uint64_t seed)
 
 TEST(demo_models_against_the_reference)
 {
-    const char *ids[] = {"felines", "paysages", "transports", "felines-seed", "paysages-seed",
-                         "transports-seed", "felines-residual"};
+    const char *ids[] = {"felines",         "paysages",         "transports",
+                         "felines-seed",    "paysages-seed",    "transports-seed",
+                         "felines-residual", "transports-residual"};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         char err[STRATA_ERR_LEN] = "";
         struct model m = {0};

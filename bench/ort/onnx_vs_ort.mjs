@@ -8,7 +8,7 @@
 //
 // Models default to the torchvision exports scripts/test makes in build-refs/
 // (ResNet-18, MobileNetV2, EfficientNet-B0, 224x224, random weights with
-// estimated BatchNorm statistics); --demo takes strata's seven demo models
+// estimated BatchNorm statistics); --demo takes strata's eight demo models
 // instead, written to ONNX by `strata export` (their trained weights, their
 // own input sizes). Each model is first run by both on one seeded batch of 4:
 // the largest difference of their outputs is kept (an export's probabilities
@@ -198,7 +198,7 @@ async function main() {
     : ['resnet18', 'mobilenet_v2', 'efficientnet_b0'].map((m) => path.join(refs, `${m}.onnx`));
   if (o.demo) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-demo-onnx-'));
-    models = ['felines', 'paysages', 'transports', 'felines-seed', 'paysages-seed', 'transports-seed', 'felines-residual']
+    models = ['felines', 'paysages', 'transports', 'felines-seed', 'paysages-seed', 'transports-seed', 'felines-residual', 'transports-residual']
       .map((id) => {
         const file = path.join(dir, `${id}.onnx`);
         const r = spawnSync(o.strata, ['export', id, '--out', file], { cwd: root, encoding: 'utf8' });

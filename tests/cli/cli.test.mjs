@@ -285,7 +285,8 @@ test('Ctrl-C during training keeps the best weights so far', { skip: (!haveBin &
 });
 
 // Each committed demo model loads and reproduces its card's test accuracy.
-const demo = ['paysages', 'transports', 'felines', 'paysages-seed', 'transports-seed', 'felines-seed'];
+const demo = ['paysages', 'transports', 'felines', 'paysages-seed', 'transports-seed', 'felines-seed',
+  'felines-residual', 'transports-residual'];
 for (const id of demo) {
   const weights = path.join(root, 'models', id, 'weights.safetensors');
   test(`demo model ${id} matches its card`, { skip: (!haveBin && 'strata is not built') || (!haveData && 'no datasets') || (!fs.existsSync(weights) && 'no weights') }, () => {

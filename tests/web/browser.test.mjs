@@ -115,7 +115,7 @@ test('home: three dataset cards and a menu listing every model', async (t) => {
   assert.equal(await page.locator('#menu-panel').isVisible(), false);
   await page.click('#menu-button');
   await page.waitForSelector('#menu-panel .menu-item');
-  assert.equal(models.length, 7, `the server lists ${models.length} models: ${models.map((m) => m.id).join(', ')}`);
+  assert.equal(models.length, 8, `the server lists ${models.length} models: ${models.map((m) => m.id).join(', ')}`);
   const items = await page.locator('.menu-item').evaluateAll((as) => as.map((a) => ({ id: a.dataset.model, text: a.innerText })));
   assert.deepEqual(items.map((i) => i.id).sort(), models.map((m) => m.id).sort());
   for (const m of models) {
