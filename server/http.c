@@ -448,7 +448,10 @@ static void answer_bad_length(struct http_server *s, struct MHD_Connection *c, i
     int len = snprintf(head, sizeof head,
                        "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Length: %zu\r\n"
                        "Content-Type: %s\r\nDate: %s\r\n",
-                       res.status, res.status == 413 ? "Content Too Large" : "Bad Request",
+                       res.status,
+                       res.status == 400   ? "Bad Request"
+                       : res.status == 413 ? "Content Too Large"
+                                           : "Internal Server Error", /* out of memory */
                        res.body_len, res.content_type, date);
     for (size_t i = 0; i < res.n_headers && len > 0 && (size_t)len < sizeof head; i++)
         len += snprintf(head + len, sizeof head - (size_t)len, "%s: %s\r\n",
