@@ -73,6 +73,7 @@ struct avgpool_nchw_job {
     const float *act;
     float *out;
     int h, w, c, gh, gw, blocks;
+    int vector; /* bin_sums16 where a unit is whole */
 };
 
 static int avgpool_vector_enabled = 1;
@@ -157,7 +158,7 @@ static void avgpool_nchw_piece(void *ctx, int u0, int u1)
     const struct avgpool_nchw_job *j = ctx;
     const int h = j->h, w = j->w, c = j->c, gh = j->gh, gw = j->gw;
     const size_t plane = (size_t)h * w, out_size = (size_t)gh * gw * c;
-    const int vector = avgpool_vector();
+    const int vector = j->vector;
     for (int u = u0; u < u1; u++) {
         const int s = u / j->blocks, c0 = u % j->blocks * NCHW_UNIT;
         const int cn = c - c0 < NCHW_UNIT ? c - c0 : NCHW_UNIT;
@@ -186,7 +187,8 @@ void reduce_avgpool_nchw(const float *act, int n, int h, int w, int c, int grid,
 {
     assert(act && out && n >= 0 && c >= 1);
     struct avgpool_nchw_job j = {.act = act, .out = out, .h = h, .w = w, .c = c,
-                                 .blocks = (c + NCHW_UNIT - 1) / NCHW_UNIT};
+                                 .blocks = (c + NCHW_UNIT - 1) / NCHW_UNIT,
+                                 .vector = avgpool_vector()};
     reduce_avgpool_grid(h, w, grid, &j.gh, &j.gw);
     const size_t units = (size_t)n * j.blocks;
     assert(units <= INT_MAX);
