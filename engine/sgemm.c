@@ -102,8 +102,9 @@ SGEMM_TARGET void sgemm_pack_transposed(const void *ctx, int k0, int kc, int j0,
         const int w = nc - p * SGEMM_NR < SGEMM_NR ? nc - p * SGEMM_NR : SGEMM_NR;
         float *panel = dst + (size_t)p * kc * SGEMM_NR;
         /* 8 rows of A at a time, in 8 × 8 blocks transposed in registers
-         * (a weight gradient's B is the input's columns, read across: this
-         * packing was a tenth of a training step done a float at a time) */
+         * (a weight gradient's B is the input's columns, read across: done
+         * a float at a time, this packing took 7 % of a residual model's
+         * training step) */
         int jj = 0;
         for (; jj + 8 <= w; jj += 8) {
             const float *src = d->b + (size_t)(j0 + p * SGEMM_NR + jj) * d->ldb + k0;

@@ -91,7 +91,8 @@ const float *sgemm_direct_dense(const void *ctx, int k0, int j0, size_t *ldb);
 
 /* A packer for B = Aᵀ where A is a row-major [N × K] matrix with row stride
  * lda (B[k][j] = A[j][k]): ctx points to a struct sgemm_dense_b whose b and
- * ldb describe A. A weight gradient dY · colᵀ packs col this way. */
+ * ldb describe A. A weight gradient dY · colᵀ packs col this way. Compiled
+ * for AVX-512, like the kernel: only where sgemm_available(). */
 void sgemm_pack_transposed(const void *ctx, int k0, int kc, int j0, int nc, float *dst);
 
 #endif

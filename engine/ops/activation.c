@@ -304,7 +304,8 @@ static void act_forward(const struct node *node, const struct tview *const *in,
 
 /* dx[i] += f'(x[i]) · g[i] for i in [i0, i1), for every kind but Clip.
  * dx is never one of the others (a gradient has its own buffer), so the
- * loops vectorise; a ReLU's is a tenth of a training step otherwise. */
+ * loops vectorise (a ReLU's took 7 % of a residual model's training step
+ * otherwise). */
 ACT_VECTOR static void act_grad_range(const struct act_params *p, const float *restrict x,
                                       const float *restrict y, const float *restrict g,
                                       float *restrict dx, int64_t i0, int64_t i1)
