@@ -369,12 +369,18 @@ static inline struct pool_win pool_window(const struct pool_geom *g, int oy, int
     return w;
 }
 
+/* Index in the plane of the window's first tap inside the plane. */
+static inline size_t pool_first_tap(const struct pool_geom *g, struct pool_win w)
+{
+    return (size_t)(w.iy + w.y0 * g->dh) * g->W + (size_t)(w.ix + w.x0 * g->dw);
+}
+
 /* Index in the plane of the window's first maximum (row-major tap order);
  * NaN is never the maximum, as in the forward pass, and a window with no
  * larger value than −∞ answers its first tap. */
 static inline size_t pool_argmax(const struct pool_geom *g, const float *xp, struct pool_win w)
 {
-    size_t best = (size_t)(w.iy + w.y0 * g->dh) * g->W + (size_t)(w.ix + w.x0 * g->dw);
+    size_t best = pool_first_tap(g, w);
     float bv = -INFINITY;
     for (int ky = w.y0; ky < w.y1; ky++) {
         const float *row = xp + (size_t)(w.iy + ky * g->dh) * g->W;
@@ -432,11 +438,8 @@ static void pool_plane(float *restrict yp, int32_t *restrict ip, const float *re
         yp[k] = is_max ? -INFINITY : 0.0f;
     if (ip) /* each window's first tap, until a tap holds more than −∞ */
         for (int oy = 0; oy < g->Ho; oy++)
-            for (int ox = 0; ox < g->Wo; ox++) {
-                const struct pool_win w = pool_window(g, oy, ox);
-                ip[(size_t)oy * g->Wo + ox] =
-                    (w.iy + w.y0 * g->dh) * g->W + (w.ix + w.x0 * g->dw);
-            }
+            for (int ox = 0; ox < g->Wo; ox++)
+                ip[(size_t)oy * g->Wo + ox] = (int32_t)pool_first_tap(g, pool_window(g, oy, ox));
     for (int kx = 0; kx < g->kw; kx++) {
         const int off = kx * g->dw - g->pl;
         int lo, hi;
