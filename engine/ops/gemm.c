@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../gemv.h"
 #include "../parallel.h"
 #include "../sgemm.h"
 #include "../status.h"
@@ -126,14 +127,12 @@ static int gemm_infer(const struct node *node, const struct tview *const *in,
 }
 
 /* Y = X·Bᵀ (+ C) with transB, as PyTorch's Linear and strata's export write
- * a dense layer, runs on strata's sgemm: OpenBLAS's threads wait for each
- * other by spinning and yielding, and when another process holds a core a
- * classifier's dense layer took 50 ms instead of 0.1 ms (measured beside two
- * busy loops). On a few images sgemm computes Yᵀ = B·Xᵀ, the weights its
- * row-major A read in place and each image a column written to its own row
- * of Y; on more, Y = X·Bᵀ with the weights packed as its B. */
-#define GEMM_SMALL_BATCH 16
-
+ * a dense layer, runs on strata's own kernels: OpenBLAS's threads wait for
+ * each other by spinning and yielding, and when another process holds a core
+ * a classifier's dense layer took 50 ms instead of 0.1 ms (measured beside
+ * two busy loops). On a few images each element is a dot product of two rows
+ * read in place (gemv.h); on more, Y = X·Bᵀ on sgemm with the weights packed
+ * as its B. */
 static int gemm_use_sgemm(const struct gemm_params *p)
 {
     return sgemm_available() && p->trans_b && !p->trans_a && p->alpha == 1.0f;
@@ -196,13 +195,8 @@ static void gemm_forward(const struct node *node, const struct tview *const *in,
     if (k == 0)
         return;
     if (gemm_use_sgemm(p) && ctx && ctx->scratch_len >= sgemm_scratch(n, m, k, 1)) {
-        if (m <= GEMM_SMALL_BATCH) {
-            /* Yᵀ[n × m] = B · Xᵀ: column j (image j) is row j of Y */
-            const struct gemm_t xt = {.m = tview_f(a), .k = k};
-            const struct sgemm_out o = {.c = y, .ldc = 1, .block_cols = 1,
-                                        .block_stride = (size_t)n, .accumulate = keep != 0.0f};
-            sgemm_run(n, m, k, tview_f(b), (size_t)k, gemm_pack_t, NULL, &xt, &o, ctx->scratch,
-                      ctx->scratch_len);
+        if (m <= GEMV_MAX_ROWS && gemv_available()) {
+            gemv_rows_bt(m, n, k, tview_f(a), (size_t)k, tview_f(b), (size_t)k, y, (size_t)n);
         }
         else {
             /* Y[m × n] = X · Bᵀ */
