@@ -57,6 +57,8 @@ int evaluate_images(struct model *m, const uint8_t *pixels, const int *labels, i
     }
     struct model_workspace ws;
     int rc = model_workspace_init(&ws, m, batch < n ? batch : (n ? n : 1), err);
+    if (rc == 0 && (rc = model_workspace_probabilities_only(&ws, m, err)) < 0)
+        model_workspace_free(&ws);
     if (rc < 0) {
         evaluation_free(ev);
         return rc;

@@ -27,7 +27,10 @@ static int classify_batch(void *user, const uint8_t *rgb, int n, float *probs, c
 {
     struct classifier *c = user;
     if (!c->ws.outputs) {
+        /* only the probabilities are read: every chain the graph can fuse is */
         int rc = model_workspace_init(&c->ws, c->m, c->batch, err);
+        if (rc == 0 && (rc = model_workspace_probabilities_only(&c->ws, c->m, err)) < 0)
+            model_workspace_free(&c->ws);
         if (rc < 0)
             return rc;
     }

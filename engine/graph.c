@@ -816,6 +816,15 @@ fail:
     return rc;
 }
 
+static void free_folds(struct graph_ws *ws)
+{
+    if (ws->fold && ws->g)
+        for (int i = 0; i < ws->g->n_nodes; i++)
+            free(ws->fold[i]);
+    free(ws->fold);
+    ws->fold = NULL;
+}
+
 void graph_ws_free(struct graph_ws *ws)
 {
     if (ws->g) {
@@ -839,6 +848,7 @@ void graph_ws_free(struct graph_ws *ws)
     free(ws->dout_ptrs);
     free(ws->scratch);
     free(ws->fuse_next);
+    free_folds(ws);
     if (ws->cache && ws->g)
         for (int i = 0; i < ws->g->n_nodes; i++)
             free(ws->cache[i]);
@@ -855,6 +865,61 @@ void graph_ws_free(struct graph_ws *ws)
 }
 
 /* ---- running -------------------------------------------------------------- */
+
+/* Conv i's weights and bias with BatchNormalization i + 1 folded in, into
+ * ws->fold[i]: W'[m] = W[m]·scale[m] and b'[m] = b[m]·scale[m] + shift[m],
+ * laid out [W' | b' | scale]. */
+static void fold_batch_norm(struct graph_ws *ws, int i)
+{
+    const struct node *conv = &ws->g->nodes[i], *bn = &ws->g->nodes[i + 1];
+    const struct tview *w = &ws->vals[conv->inputs[1]];
+    const int M = (int)w->dims[0];
+    const size_t K = (size_t)tview_count(w) / (size_t)M;
+    float *fw = ws->fold[i], *fb = fw + (size_t)M * K, *scale = fb + M;
+    gather_args(ws, bn);
+    bn->op->as_affine(bn, ws->in_ptrs, scale, fb);
+    const float *wv = tview_f(w);
+    const float *bias = conv->n_inputs > 2 && conv->inputs[2] >= 0
+                            ? tview_f(&ws->vals[conv->inputs[2]]) : NULL;
+    for (int m = 0; m < M; m++) {
+        for (size_t k = 0; k < K; k++)
+            fw[(size_t)m * K + k] = wv[(size_t)m * K + k] * scale[m];
+        fb[m] += (bias ? bias[m] : 0.0f) * scale[m];
+    }
+}
+
+/* Runs Conv i with the BatchNormalization after it folded in (and the Relu
+ * or Clip after that, with GRAPH_FUSE_BN_CLAMP), writing the last node's
+ * output. Returns how many nodes after i it took. */
+static int run_folded(struct graph_ws *ws, int i, const struct op_ctx *ctx)
+{
+    const struct graph *g = ws->g;
+    const struct node *n = &g->nodes[i];
+    const int with_clamp = ws->fuse_next[i] == GRAPH_FUSE_BN_CLAMP;
+    const struct node *last = &g->nodes[i + 1 + with_clamp];
+    struct op_ctx fused = *ctx;
+    if (!ws->cache_valid[i])
+        fold_batch_norm(ws, i);
+    if (with_clamp) {
+        gather_args(ws, last);
+        fused.clamp = last->op->as_clamp(last, ws->in_ptrs, &fused.clamp_lo, &fused.clamp_hi);
+    }
+    gather_args(ws, n);
+    struct tview w = ws->vals[n->inputs[1]];
+    const int M = (int)w.dims[0];
+    w.data = ws->fold[i];
+    struct tview b = {.dtype = DTYPE_FLOAT, .ndim = 1, .dims = {M},
+                      .data = ws->fold[i] + (size_t)tview_count(&w)};
+    ws->in_ptrs[1] = &w;
+    ws->in_ptrs[2] = &b;
+    /* the folded Conv always has a bias */
+    struct node with_bias = *n;
+    with_bias.n_inputs = 3;
+    ws->out_ptrs[0] = &ws->vals[last->outputs[0]];
+    n->op->forward(&with_bias, ws->in_ptrs, ws->out_ptrs, &fused);
+    ws->cache_valid[i] = 1;
+    return 1 + with_clamp;
+}
 
 int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
 {
@@ -889,6 +954,11 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
             ctx.cache = ws->cache[i];
             ctx.cache_len = ws->cache_len[i];
             ctx.cache_valid = &ws->cache_valid[i];
+        }
+        if (ws->fuse_next && (ws->fuse_next[i] == GRAPH_FUSE_BN ||
+                              ws->fuse_next[i] == GRAPH_FUSE_BN_CLAMP)) {
+            i += run_folded(ws, i, &ctx);
+            continue;
         }
         if (ws->fuse_next && ws->fuse_next[i]) {
             /* the Conv writes the Relu's or Clip's output, clamped; or the
@@ -936,6 +1006,16 @@ static int same_dims(const struct tview *a, const struct tview *b)
     return 1;
 }
 
+/* 1 if node n's inputs from the first-th on are all known before the batch
+ * (weights, bounds) or absent. */
+static int inputs_static(const struct graph_ws *ws, const struct node *n, int first)
+{
+    for (int k = first; k < n->n_inputs; k++)
+        if (n->inputs[k] >= 0 && !ws->is_static[n->inputs[k]])
+            return 0;
+    return 1;
+}
+
 int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
 {
     const struct graph *g = ws->g;
@@ -943,8 +1023,16 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
     ws->fuse_next = NULL;
     if (ws->with_grads || g->n_nodes < 2)
         return 0;
-    if (!(ws->fuse_next = calloc((size_t)g->n_nodes, 1)))
+    free_folds(ws);
+    /* what ops derived from the weights (a Winograd transform) may come from
+     * weights that are now folded, or no longer */
+    memset(ws->cache_valid, 0, (size_t)g->n_nodes * sizeof *ws->cache_valid);
+    if (!(ws->fuse_next = calloc((size_t)g->n_nodes, 1)) ||
+        !(ws->fold = calloc((size_t)g->n_nodes, sizeof *ws->fold))) {
+        free(ws->fuse_next);
+        ws->fuse_next = NULL;
         return STRATA_E_NOMEM;
+    }
     int fused = 0;
     for (int i = 0; i + 1 < g->n_nodes; i++) {
         const struct node *n = &g->nodes[i], *next = &g->nodes[i + 1];
@@ -953,12 +1041,30 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
         const int v = n->outputs[0];
         if (ws->is_static[v] || fuse_blocked(g, v, keep, n_keep))
             continue;
-        if (n->op == &op_conv && next->op->as_clamp && next->inputs[0] == v) {
+        if (n->op == &op_conv && next->op->as_affine && next->inputs[0] == v &&
+            inputs_static(ws, n, 1) && inputs_static(ws, next, 1) &&
+            tview_count(&ws->vals[next->inputs[1]]) == ws->vals[n->inputs[1]].dims[0]) {
+            const size_t M = (size_t)ws->vals[n->inputs[1]].dims[0];
+            if (!(ws->fold[i] = malloc(((size_t)tview_count(&ws->vals[n->inputs[1]]) + 2 * M) *
+                                       sizeof(float)))) {
+                free(ws->fuse_next);
+                ws->fuse_next = NULL;
+                free_folds(ws);
+                return STRATA_E_NOMEM;
+            }
+            ws->fuse_next[i] = GRAPH_FUSE_BN;
+            const struct node *act = i + 2 < g->n_nodes ? &g->nodes[i + 2] : NULL;
+            const int y = next->outputs[0];
+            if (act && act->n_outputs == 1 && act->n_inputs >= 1 && act->op->as_clamp &&
+                act->inputs[0] == y && !fuse_blocked(g, y, keep, n_keep) &&
+                inputs_static(ws, act, 1)) {
+                ws->fuse_next[i] = GRAPH_FUSE_BN_CLAMP;
+                i++;
+            }
+        }
+        else if (n->op == &op_conv && next->op->as_clamp && next->inputs[0] == v) {
             /* Clip's bounds must be known before the batch (constants) */
-            int dynamic = 0;
-            for (int k = 1; k < next->n_inputs; k++)
-                dynamic |= next->inputs[k] >= 0 && !ws->is_static[next->inputs[k]];
-            if (dynamic)
+            if (!inputs_static(ws, next, 1))
                 continue;
             ws->fuse_next[i] = GRAPH_FUSE_CLAMP;
         }

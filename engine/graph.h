@@ -117,6 +117,9 @@ struct graph_ws {
     float **cache;               /* [n_nodes] what each op keeps between runs (no gradients) */
     size_t *cache_len;           /* [n_nodes] */
     int *cache_valid;            /* [n_nodes] reset by every plan */
+    float **fold;                /* [n_nodes] or NULL: a Conv's weights and bias with the
+                                    BatchNormalization after it folded in (graph_ws_fuse),
+                                    made again whenever cache_valid is 0 */
     /* Training (workspaces with gradients only): when `training` is set by
      * the caller, graph_run runs every op in training mode (op_ctx.training:
      * batch statistics, dropout drawn from `rng`, which the caller seeds) and
@@ -134,6 +137,8 @@ enum graph_fuse {
     GRAPH_FUSE_NONE,
     GRAPH_FUSE_CLAMP,   /* a Relu or Clip inside the Conv before it */
     GRAPH_FUSE_SILU,    /* Mul(x, Sigmoid(x)) inside the Sigmoid: x·σ(x) */
+    GRAPH_FUSE_BN,      /* a BatchNormalization folded into the Conv before it */
+    GRAPH_FUSE_BN_CLAMP, /* that, and the Relu or Clip after the BatchNormalization */
 };
 
 /* Plans a workspace for inputs of the given shapes (inputs[i] for
@@ -145,16 +150,22 @@ int graph_ws_init(struct graph_ws *ws, const struct graph *g, const struct tview
                   int with_grads, char *err);
 void graph_ws_free(struct graph_ws *ws);
 
-/* Lets graph_run run pairs of nodes as one, where the first one's output
- * goes nowhere else: each Relu or Clip with the Conv just before it (the Conv
- * writes the activation's output, clamped as its tiles are stored: one pass
- * over memory instead of two), and each Mul of a value by its own Sigmoid
- * (x·σ(x), SiLU) with that Sigmoid. The first node's own output is then no
- * longer kept up to date. keep[0 … n_keep) are the values the caller reads
- * after a run besides the graph's outputs: a node that produces one of them
- * is never fused. Not for workspaces with gradients (backward reads every
- * output): nothing is fused there. Replaces any earlier call's choice.
- * Returns how many pairs will be fused, or STRATA_E_NOMEM. */
+/* Lets graph_run run short chains of nodes as one, where each one's output
+ * goes nowhere but the next:
+ *   - a Relu or Clip with the Conv just before it (the Conv writes the
+ *     activation's output, clamped as its tiles are stored: one pass over
+ *     memory instead of two);
+ *   - a BatchNormalization with constant parameters after a Conv with
+ *     constant weights: its scale and shift are folded into the Conv's
+ *     weights and bias (a copy, in fold[]), and a Relu or Clip after it
+ *     joins them as above: three passes become one;
+ *   - a Mul of a value by its own Sigmoid (x·σ(x), SiLU) with that Sigmoid.
+ * The outputs inside a chain are then no longer kept up to date. keep[0 …
+ * n_keep) are the values the caller reads after a run besides the graph's
+ * outputs: a node that produces one of them is never fused. Not for
+ * workspaces with gradients (backward reads every output): nothing is fused
+ * there. Replaces any earlier call's choice. Returns how many chains will be
+ * fused, or STRATA_E_NOMEM. */
 int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep);
 
 /* Runs the graph on inputs[g->n_inputs] (data borrowed for the call). Replans

@@ -112,6 +112,8 @@ struct model_workspace {
                                workspace; model_output copies it on first read */
     int *layer_value;       /* [n_layers] the graph value each layer shows, -1: none */
     int graph_n;            /* images in the graph's values since the last forward */
+    int kept_from;          /* layers before it are not computed
+                               (model_workspace_probabilities_only); 0: all are */
 };
 
 /* Sizes a workspace for batches of up to max_batch images of m, building
@@ -123,6 +125,16 @@ struct model_workspace {
 int model_workspace_init(struct model_workspace *ws, struct model *m, int max_batch,
                          char *err);
 void model_workspace_free(struct model_workspace *ws);
+
+/* Declares that only the probabilities (the last layer) will be read from
+ * ws after model_forward, as LIME's samples and an evaluation read them: the
+ * graph then runs every chain it can as one (a batch normalisation folded
+ * into the convolution before it, with the activation after that), and the
+ * other layers' outputs are no longer kept up to date. Reading another layer
+ * (model_output, model_output_nchw) is then a programming error, asserted.
+ * model_graph.c. Returns 0 or STRATA_E_NOMEM. */
+int model_workspace_probabilities_only(struct model_workspace *ws, const struct model *m,
+                                       char *err);
 
 /* Runs the batch in[n * input] (n <= max_batch; NHWC, normalised, as
  * model_normalise writes it) through the graph. After it, model_output(ws, i)

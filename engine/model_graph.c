@@ -733,8 +733,27 @@ static void softmax_rows(float *probs, const float *logits, int n, int K)
     }
 }
 
+int model_workspace_probabilities_only(struct model_workspace *ws, const struct model *m,
+                                       char *err)
+{
+    const struct model_graph *mg = m->graph;
+    /* the logits (the probabilities are computed from them here for an
+     * imported model) and the probabilities themselves */
+    int keep[2], n_keep = 0;
+    if (mg->logits >= 0)
+        keep[n_keep++] = mg->logits;
+    if (ws->layer_value[m->n_layers - 1] >= 0)
+        keep[n_keep++] = ws->layer_value[m->n_layers - 1];
+    int rc = graph_ws_fuse(ws->graph, keep, n_keep);
+    if (rc < 0)
+        return strata_fail(err, rc, "out of memory for the graph workspace");
+    ws->kept_from = mg->own ? m->n_layers - 1 : m->n_layers - 2;
+    return 0;
+}
+
 void model_workspace_materialise(const struct model_workspace *ws, int layer)
 {
+    assert(layer >= ws->kept_from);
     copy_layer(ws->outputs[layer], graph_value_view(ws->graph, ws->layer_value[layer]), 0,
                ws->graph_n);
     ws->stale[layer] = 0;
@@ -742,6 +761,7 @@ void model_workspace_materialise(const struct model_workspace *ws, int layer)
 
 const float *model_output_nchw(const struct model_workspace *ws, int layer)
 {
+    assert(layer >= ws->kept_from);
     /* stale[layer]: the graph holds the whole batch's value of the layer */
     if (!ws->graph || !ws->stale || !ws->stale[layer] || ws->layer_value[layer] < 0)
         return NULL;
@@ -768,7 +788,7 @@ void model_graph_forward(const struct model *m, struct model_workspace *ws, cons
             assert(!"a graph that planned at open failed to run");
         }
         /* the graph keeps one piece only: its layers are copied now */
-        for (int l = 0; pieces && l < m->n_layers; l++)
+        for (int l = ws->kept_from; pieces && l < m->n_layers; l++)
             if (ws->layer_value[l] >= 0)
                 copy_layer(ws->outputs[l], graph_value_view(ws->graph, ws->layer_value[l]), first, b);
     }

@@ -22,17 +22,17 @@
 static const char *const bench_help =
     "Usage: strata bench <model-id | model-dir | file.onnx> [options]\n\n"
     "Times the forward pass on random input and prints images/s and ms per batch.\n"
-    "A model id runs the way every strata command runs it (normalised images in,\n"
-    "probabilities out, analysed layers kept); an .onnx file runs through the graph\n"
-    "executor alone, as ONNX Runtime would run it.\n\n"
+    "A model id runs the way LIME and an evaluation run it (normalised images in,\n"
+    "probabilities out); an .onnx file runs through the graph executor alone, as\n"
+    "ONNX Runtime would run it.\n\n"
     "  --batch N      images per forward pass (default 1)\n"
     "  --threads T    threads (default: OpenBLAS's own choice)\n"
     "  --seconds S    how long to time, after the warm-up (default 3)\n"
     "  --warmup N     untimed passes first (default 2)\n"
     "  --input HxW    image size, for an .onnx file whose size is left open (default 224x224)\n"
-    "  --capture      a model id: after each pass, every layer's output pooled into\n"
-    "                 feature rows, as the analysis captures it (what it costs over\n"
-    "                 a plain forward)\n"
+    "  --capture      a model id: every layer's output kept and, after each pass,\n"
+    "                 pooled into feature rows, as the analysis captures it (what it\n"
+    "                 costs over a forward for the probabilities alone)\n"
     "  --json         print {\"model\", \"batch\", \"threads\", \"batches\", \"seconds\",\n"
     "                 \"images_per_s\", \"ms_per_batch\", \"ms_per_batch_min\"}\n"
     "  --models DIR   folder holding the models (default $STRATA_MODELS or ./models)\n\n"
@@ -116,13 +116,18 @@ static int open_onnx(struct bench_target *t, const char *file, int batch, int h,
     return 0;
 }
 
-static int open_model(struct bench_target *t, const char *models, const char *id, int batch, char *err)
+static int open_model(struct bench_target *t, const char *models, const char *id, int batch,
+                      int capture, char *err)
 {
     if (model_open(&t->model, cli_models_root(models), id, err) < 0)
         return -1;
     if (model_workspace_init(&t->ws, &t->model, batch, err) < 0)
         return -1;
     t->have_ws = 1;
+    /* without --capture, a forward for the probabilities alone, as LIME and
+     * an evaluation run it; with it, every layer's output, as the analysis */
+    if (!capture && model_workspace_probabilities_only(&t->ws, &t->model, err) < 0)
+        return -1;
     fill_random(t->ws.input, (size_t)batch * shape_size(t->model.input));
     return 0;
 }
@@ -239,7 +244,7 @@ int cmd_bench(int argc, char **argv)
         goto done;
     }
     if ((ends_with(what, ".onnx") ? open_onnx(&t, what, batch, h, w, err)
-                                  : open_model(&t, models, what, batch, err)) < 0 ||
+                                  : open_model(&t, models, what, batch, capture, err)) < 0 ||
         (capture && open_capture(&t, err) < 0)) {
         cli_fail("bench", "%s", err);
         goto done;

@@ -10,6 +10,7 @@
  * adds and concats whose values are read several times — weights saved and
  * loaded bit-identical, input normalisation, and the workspace's layout. */
 #include "check.h"
+#include "graph.h"
 #include "model.h"
 #include "model_graph.h"
 #include "train_graph.h"
@@ -1151,6 +1152,70 @@ TEST(workspace_layout)
     model_free(&empty);
 }
 
+/* A workspace that serves the probabilities alone folds each batch
+ * normalisation into the convolution before it (with the ReLU after it) and
+ * gives the probabilities of a workspace that keeps every layer, to
+ * rounding. */
+TEST(probabilities_only_folds_batch_norm)
+{
+    const char *text =
+        "{\"input\": {\"height\": 12, \"width\": 12, \"channels\": 3},"
+        " \"classes\": [\"a\", \"b\", \"c\"],"
+        " \"layers\": ["
+        "  {\"type\": \"conv2d\", \"filters\": 8, \"kernel_size\": 3, \"padding\": \"same\","
+        "   \"use_bias\": false},"
+        "  {\"type\": \"batch_norm\", \"activation\": \"relu\"},"
+        "  {\"type\": \"maxpool2d\"},"
+        "  {\"type\": \"conv2d\", \"filters\": 16, \"kernel_size\": 3, \"padding\": \"same\"},"
+        "  {\"type\": \"batch_norm\", \"activation\": \"relu\"},"
+        "  {\"type\": \"global_avg_pool\"},"
+        "  {\"type\": \"dense\", \"units\": 3, \"activation\": \"softmax\"}]}";
+    struct model m;
+    char err[STRATA_ERR_LEN] = "";
+    int rc = model_parse_json(&m, text, "folded", err);
+    CHECK_MSG(rc == 0, "%s", err);
+    if (rc)
+        return;
+    model_init_params(&m, 3);
+    struct rng r;
+    rng_seed(&r, 11);
+    for (int l = 1; l <= 4; l += 3) /* statistics far from the initial 0 and 1 */
+        for (int c = 0; c < m.layers[l].out.c; c++) {
+            m.layers[l].w.gamma[c] = 1.0f + 0.3f * (float)rng_normal(&r);
+            m.layers[l].w.beta[c] = 0.3f * (float)rng_normal(&r);
+            m.layers[l].w.moving_mean[c] = 0.5f * (float)rng_normal(&r);
+            m.layers[l].w.moving_var[c] = 0.3f + (float)rng_uniform(&r);
+        }
+    enum { N = 4 };
+    struct model_workspace all, probs;
+    CHECK_EQ_INT(model_workspace_init(&all, &m, N, err), 0);
+    CHECK_EQ_INT(model_workspace_init(&probs, &m, N, err), 0);
+    CHECK_EQ_INT(model_workspace_probabilities_only(&probs, &m, err), 0);
+    int folded = 0, folded_all = 0;
+    for (int i = 0; i < m.graph->g.n_nodes; i++) {
+        folded += probs.graph->fuse_next && probs.graph->fuse_next[i] == GRAPH_FUSE_BN_CLAMP;
+        folded_all += all.graph->fuse_next && all.graph->fuse_next[i] == GRAPH_FUSE_BN_CLAMP;
+    }
+    CHECK_EQ_INT(folded, 2);
+    CHECK_EQ_INT(folded_all, 0); /* every layer is shown there */
+    const size_t in_len = N * shape_size(m.input);
+    for (size_t i = 0; i < in_len; i++)
+        all.input[i] = probs.input[i] = (float)rng_normal(&r);
+    model_forward(&m, &all, all.input, N);
+    model_forward(&m, &probs, probs.input, N);
+    const float *a = model_output(&all, m.n_layers - 1), *p = model_output(&probs, m.n_layers - 1);
+    double worst = 0, spread = 0;
+    for (int i = 0; i < N * 3; i++) {
+        worst = fabs(a[i] - p[i]) > worst ? fabs(a[i] - p[i]) : worst;
+        spread = fabs(a[i] - a[i % 3]) > spread ? fabs(a[i] - a[i % 3]) : spread;
+    }
+    CHECK_MSG(worst < 1e-5, "probabilities differ by %g", worst);
+    CHECK_MSG(spread > 1e-3, "the images' probabilities hardly differ: the test shows nothing");
+    model_workspace_free(&all);
+    model_workspace_free(&probs);
+    model_free(&m);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/strata_model_XXXXXX");
@@ -1170,6 +1235,7 @@ int main(void)
     RUN(open_by_id_and_by_folder);
     RUN(normalise_by_hand);
     RUN(workspace_layout);
+    RUN(probabilities_only_folds_batch_norm);
     rmdir(tmpdir);
     return check_done();
 }

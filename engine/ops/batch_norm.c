@@ -171,13 +171,20 @@ static struct bn_job bn_job_of(const struct node *node, const struct tview *cons
     return j;
 }
 
+/* Inference: channel c is y = a·x + b. */
+static inline void bn_affine_of(const struct bn_job *j, int c, float *a, float *b)
+{
+    *a = j->scale[c] / sqrtf(j->var[c] + j->eps);
+    *b = j->bias[c] - j->mean[c] * *a;
+}
+
 static void bn_forward_piece(void *ctx, int i0, int i1)
 {
     const struct bn_job *j = ctx;
     for (int i = i0; i < i1; i++) {
         const int c = i % j->C;
-        const float a = j->scale[c] / sqrtf(j->var[c] + j->eps);
-        const float b = j->bias[c] - j->mean[c] * a;
+        float a, b;
+        bn_affine_of(j, c, &a, &b);
         const float *xp = j->x + (size_t)i * j->inner;
         float *yp = j->y + (size_t)i * j->inner;
         for (int k = 0; k < j->inner; k++)
@@ -380,6 +387,16 @@ static void bn_backward(const struct node *node, const struct tview *const *in,
                        &j);
 }
 
+/* Inference's a and b of every channel, for the graph to fold into a Conv. */
+static int bn_as_affine(const struct node *node, const struct tview *const *in, float *scale,
+                        float *shift)
+{
+    const struct bn_job j = bn_job_of(node, in);
+    for (int c = 0; c < j.C; c++)
+        bn_affine_of(&j, c, &scale[c], &shift[c]);
+    return 1;
+}
+
 /* BatchNormalization: inputs X, scale, B, input_mean, input_var; output Y.
  * setup refuses spatial != 1, training_mode != 0, a momentum outside [0, 1]
  * and extra outputs; infer refuses non-float inputs, parameters not of shape
@@ -394,5 +411,6 @@ const struct op op_batch_normalization = {
     .infer = bn_infer,
     .train_state = bn_train_state,
     .forward = bn_forward,
+    .as_affine = bn_as_affine,
     .backward = bn_backward,
 };

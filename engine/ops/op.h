@@ -160,6 +160,14 @@ struct op {
      * returns 1; the graph then lets the producing Conv apply it. NULL for
      * the others. */
     int (*as_clamp)(const struct node *node, const struct tview *const *in, float *lo, float *hi);
+    /* For ops that are, at inference, a per-channel affine map over axis 1,
+     * y = x·scale[c] + shift[c] (BatchNormalization): writes scale and shift
+     * for the node's channels from its inputs (as gathered for forward),
+     * computed as its forward computes them, and returns 1; the graph then
+     * folds them into the weights and bias of the Conv before it. NULL for
+     * the others. */
+    int (*as_affine)(const struct node *node, const struct tview *const *in, float *scale,
+                     float *shift);
     /* Floats this node keeps from a training forward to its backward
      * (op_ctx.state), for these shapes. May be NULL (none: the op trains as it
      * infers). */
