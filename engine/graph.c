@@ -961,8 +961,8 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
             continue;
         }
         if (ws->fuse_next && ws->fuse_next[i]) {
-            /* the Conv writes the Relu's or Clip's output, clamped; or the
-             * Sigmoid writes the Mul's, x·σ(x) */
+            /* the Conv or Add writes the Relu's or Clip's output, clamped;
+             * or the Sigmoid writes the Mul's, x·σ(x) */
             const struct node *act = &g->nodes[i + 1];
             struct op_ctx fused = ctx;
             if (ws->fuse_next[i] == GRAPH_FUSE_CLAMP) {
@@ -1062,7 +1062,8 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
                 i++;
             }
         }
-        else if (n->op == &op_conv && next->op->as_clamp && next->inputs[0] == v) {
+        else if ((n->op == &op_conv || (n->op == &op_add && ws->vals[v].dtype == DTYPE_FLOAT)) &&
+                 next->op->as_clamp && next->inputs[0] == v) {
             /* Clip's bounds must be known before the batch (constants) */
             if (!inputs_static(ws, next, 1))
                 continue;

@@ -135,7 +135,7 @@ struct graph_ws {
 
 enum graph_fuse {
     GRAPH_FUSE_NONE,
-    GRAPH_FUSE_CLAMP,   /* a Relu or Clip inside the Conv before it */
+    GRAPH_FUSE_CLAMP,   /* a Relu or Clip inside the Conv or Add before it */
     GRAPH_FUSE_SILU,    /* Mul(x, Sigmoid(x)) inside the Sigmoid: x·σ(x) */
     GRAPH_FUSE_BN,      /* a BatchNormalization folded into the Conv before it */
     GRAPH_FUSE_BN_CLAMP, /* that, and the Relu or Clip after the BatchNormalization */
@@ -154,7 +154,8 @@ void graph_ws_free(struct graph_ws *ws);
  * goes nowhere but the next:
  *   - a Relu or Clip with the Conv just before it (the Conv writes the
  *     activation's output, clamped as its tiles are stored: one pass over
- *     memory instead of two);
+ *     memory instead of two), or with the Add just before it (a residual
+ *     block's sum, clamped piece by piece while in cache);
  *   - a BatchNormalization with constant parameters after a Conv with
  *     constant weights: its scale and shift are folded into the Conv's
  *     weights and bias (a copy, in fold[]), and a Relu or Clip after it

@@ -580,6 +580,68 @@ TEST(batch_norm_folds_into_conv)
     sgemm_set_enabled(1);
 }
 
+/* A residual block, x -> Conv -> BN -> Add(x) -> Relu, then Add of a
+ * per-channel constant -> Clip [0, 0.3]: each Add runs its activation
+ * inside (bit for bit what the activation computes apart), and with the
+ * Conv's output not kept the BN folds into the Conv too. */
+TEST(relu_and_clip_fuse_into_add)
+{
+    struct graph g;
+    memset(&g, 0, sizeof g);
+    input(&g, "x", 4, (int64_t[]){-1, 6, 9, 11});
+    weight(&g, "wa", 4, (int64_t[]){6, 6, 3, 3});
+    weight(&g, "ba", 1, (int64_t[]){6});
+    weight(&g, "shift", 3, (int64_t[]){6, 1, 1});
+    weight(&g, "lo", 0, (int64_t[]){1});
+    weight(&g, "hi", 0, (int64_t[]){1});
+    tview_f(&g.values[graph_find_value(&g, "lo")].init)[0] = 0.0f;
+    tview_f(&g.values[graph_find_value(&g, "hi")].init)[0] = 0.3f;
+    bn_params(&g, "bna", 6);
+    struct node *n = node(&g, "Conv", "conva", "x,wa,ba", "ca");
+    attr_ints(n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+    node(&g, "BatchNormalization", "bna", "ca,bna_scale,bna_shift,bna_mean,bna_var", "na");
+    node(&g, "Add", "sum", "na,x", "s");
+    node(&g, "Relu", "relu", "s", "r");
+    node(&g, "Add", "plus", "r,shift", "p");
+    node(&g, "Clip", "clip", "p,lo,hi", "out");
+    output(&g, "out");
+    output(&g, "r");
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+    enum { N = 2, LEN = N * 6 * 9 * 11 };
+    float x[LEN];
+    for (int i = 0; i < LEN; i++)
+        x[i] = uniform();
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {N, 6, 9, 11}, .data = x};
+    struct graph_ws ws;
+    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    float r[LEN], out[LEN];
+    memcpy(r, graph_value_view(&ws, graph_find_value(&g, "r"))->data, sizeof r);
+    memcpy(out, graph_value_view(&ws, graph_find_value(&g, "out"))->data, sizeof out);
+    int zeros = 0, tops = 0;
+    for (int i = 0; i < LEN; i++)
+        zeros += r[i] == 0.0f, tops += out[i] == 0.3f;
+    CHECK_MSG(zeros > 0 && tops > 0, "nothing was clamped: the test would show nothing");
+    /* the Conv's output kept: the two Adds take their activations */
+    const int ca = graph_find_value(&g, "ca");
+    CHECK_EQ_INT(graph_ws_fuse(&ws, &ca, 1), 2);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    CHECK_MSG(memcmp(graph_value_view(&ws, graph_find_value(&g, "r"))->data, r, sizeof r) == 0,
+              "Add + Relu differs once fused");
+    CHECK_MSG(memcmp(graph_value_view(&ws, graph_find_value(&g, "out"))->data, out, sizeof out) == 0,
+              "Add + Clip differs once fused");
+    /* and with the Conv's output free, the BN folds into it as well */
+    CHECK_EQ_INT(graph_ws_fuse(&ws, NULL, 0), 3);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    CHECK_MSG(worst_diff(&ws, &g, "r", r) <= 2e-5, "Conv + BN, Add + Relu: r differs by %g",
+              worst_diff(&ws, &g, "r", r));
+    CHECK_MSG(worst_diff(&ws, &g, "out", out) <= 2e-5, "Add + Clip after them: differs by %g",
+              worst_diff(&ws, &g, "out", out));
+    graph_ws_free(&ws);
+    graph_deinit(&g);
+}
+
 /* x -> Sigmoid -> Mul(x, s) -> Sigmoid -> Mul(s2, y) (the other operand
  * order) -> Sigmoid -> Mul by the first Mul's output (not x·σ(x): never
  * fused); outputs: the last Mul, and the second Sigmoid's own output (read,
@@ -695,6 +757,7 @@ int main(void)
     RUN(refuses_cycles_unknown_ops_and_dangling_inputs);
     RUN(relu_and_clip_fuse_into_conv);
     RUN(batch_norm_folds_into_conv);
+    RUN(relu_and_clip_fuse_into_add);
     RUN(silu_fuses_into_sigmoid);
     RUN(views_run_parts_of_the_graph);
     return check_done();

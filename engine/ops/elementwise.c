@@ -23,6 +23,10 @@
  *                             along the inner H·W run
  * The inner loop is specialised on the two inner strides (each 0 or 1).
  *
+ * Fused clamp. At inference the graph may run the Relu or Clip after an Add
+ * (a residual block's sum) inside it (op_ctx.clamp): each piece of the sum is
+ * clamped while it is still in cache, as Clip computes it.
+ *
  * Backward. With out = A ∘ B and upstream gradient g:
  *   Add  dA = g          dB = g
  *   Sub  dA = g          dB = -g
@@ -303,7 +307,19 @@ struct ew_job {
     float *o;
     const float *a, *b;
     int64_t inner, outer;
+    int clamp; /* min(max(·, lo), hi) on what is written (a fused Relu or Clip) */
+    float lo, hi;
 };
+
+/* o = min(max(o, lo), hi) over n floats, written as Clip computes it. */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+static void ew_clamp(float *o, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = o[i] > lo ? o[i] : lo;
+        o[i] = v < hi ? v : hi;
+    }
+}
 
 /* Rows [r0, r1) of the float output (or chunks of its one run when there is
  * a single row); each element is computed once, the same way whatever the
@@ -317,6 +333,8 @@ static void ew_piece(void *ctx, int r0, int r1)
         for (int64_t c = r0; c < r1; c++) {
             const int64_t s = c * EW_CHUNK, e = s + EW_CHUNK < j->inner ? s + EW_CHUNK : j->inner;
             ew_inner_f(j->kind, j->o + s, j->a + s * isa, isa, j->b + s * isb, isb, e - s);
+            if (j->clamp)
+                ew_clamp(j->o + s, e - s, j->lo, j->hi);
         }
         return;
     }
@@ -330,6 +348,8 @@ static void ew_piece(void *ctx, int r0, int r1)
     }
     for (int64_t r = r0; r < r1; r++) {
         ew_inner_f(j->kind, j->o + r * j->inner, j->a + oa, isa, j->b + ob, isb, j->inner);
+        if (j->clamp)
+            ew_clamp(j->o + r * j->inner, j->inner, j->lo, j->hi);
         ew_plan_next(pl, idx, &oa, &ob);
     }
 }
@@ -352,8 +372,10 @@ static void ew_forward(const struct node *node, const struct tview *const *in,
     int64_t isa = pl.sa[pl.rank - 1], isb = pl.sb[pl.rank - 1];
     if (out[0]->dtype == DTYPE_FLOAT) {
         /* activations: on every thread */
+        const int clamp = ctx && ctx->clamp;
         struct ew_job j = {.kind = p->kind, .pl = &pl, .o = tview_f(out[0]), .a = tview_f(a),
-                           .b = tview_f(&bv), .inner = inner, .outer = outer};
+                           .b = tview_f(&bv), .inner = inner, .outer = outer, .clamp = clamp,
+                           .lo = clamp ? ctx->clamp_lo : 0.0f, .hi = clamp ? ctx->clamp_hi : 0.0f};
         const int64_t pieces = outer == 1 ? (inner + EW_CHUNK - 1) / EW_CHUNK : outer;
         const size_t work = 3 * (size_t)(outer == 1 ? EW_CHUNK : inner);
         if (pieces <= INT_MAX) {
@@ -366,9 +388,12 @@ static void ew_forward(const struct node *node, const struct tview *const *in,
         if (out[0]->dtype == DTYPE_INT64)
             ew_inner_i(p->kind, tview_i(out[0]) + r * inner, tview_i(a) + oa, isa,
                        tview_i(&bv) + ob, isb, inner);
-        else
+        else {
             ew_inner_f(p->kind, tview_f(out[0]) + r * inner, tview_f(a) + oa, isa,
                        tview_f(&bv) + ob, isb, inner);
+            if (ctx && ctx->clamp)
+                ew_clamp(tview_f(out[0]) + r * inner, inner, ctx->clamp_lo, ctx->clamp_hi);
+        }
         ew_plan_next(&pl, idx, &oa, &ob);
     }
 }

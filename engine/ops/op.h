@@ -107,8 +107,9 @@ struct op_ctx {
     float *state;
     size_t state_len;
     struct rng *rng;
-    /* Forward of a Conv only (the graph fuses the Relu or Clip that follows
-     * it): clamp every output to [clamp_lo, clamp_hi] as it is written. */
+    /* Forward of a Conv or an Add only (the graph fuses the Relu or Clip that
+     * follows it): clamp every output to [clamp_lo, clamp_hi] as it is
+     * written. */
     int clamp;
     float clamp_lo, clamp_hi;
     /* Forward of a Sigmoid only (the graph fuses the Mul by its input that
