@@ -124,21 +124,19 @@ TEST(threads_do_not_change_results)
         run(&bf, p);
         float *one = malloc(len * sizeof *one);
         memcpy(one, bf.y, len * sizeof *one);
-        const int counts[] = {2, 3, 4};
-        for (int c = 0; c < 3; c++) {
-            parallel_set_threads(counts[c]);
-            parallel_set_check(PARALLEL_CHECK_REVERSE);
-            run(&bf, p);
-            parallel_set_check(PARALLEL_CHECK_OFF);
-            CHECK_MSG(memcmp(one, bf.y, len * sizeof *one) == 0,
-                      "m %d n %d k %d: %d threads differ from one", p->m, p->n, p->k, counts[c]);
-            parallel_set_check(PARALLEL_CHECK_EAGER);
-            run(&bf, p);
-            parallel_set_check(PARALLEL_CHECK_OFF);
-            CHECK_MSG(memcmp(one, bf.y, len * sizeof *one) == 0,
-                      "m %d n %d k %d: %d threads (pool) differ from one", p->m, p->n, p->k,
-                      counts[c]);
-        }
+        /* pieces run last first on one thread, then shared with the pool */
+        const enum parallel_check modes[] = {PARALLEL_CHECK_REVERSE, PARALLEL_CHECK_EAGER};
+        const char *mode_names[] = {"reversed", "pool"};
+        for (int c = 2; c <= 4; c++)
+            for (int mode = 0; mode < 2; mode++) {
+                parallel_set_threads(c);
+                parallel_set_check(modes[mode]);
+                run(&bf, p);
+                parallel_set_check(PARALLEL_CHECK_OFF);
+                CHECK_MSG(memcmp(one, bf.y, len * sizeof *one) == 0,
+                          "m %d n %d k %d: %d threads (%s) differ from one", p->m, p->n, p->k, c,
+                          mode_names[mode]);
+            }
         parallel_set_threads(0);
         free(one);
         release(&bf);

@@ -353,6 +353,39 @@ TEST(refuses_cycles_unknown_ops_and_dangling_inputs)
     graph_deinit(&g);
 }
 
+/* Runs ws on `in` and copies out the values named names[0 … k), each into
+ * a buffer of its own (the caller frees them). */
+static void run_and_copy(struct graph_ws *ws, const struct graph *g, const struct tview *in,
+                         const char *const *names, int k, float **copies)
+{
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_run(ws, in, err) == 0, "%s", err);
+    for (int i = 0; i < k; i++) {
+        const struct tview *t = graph_value_view(ws, graph_find_value(g, names[i]));
+        copies[i] = malloc((size_t)tview_count(t) * sizeof(float));
+        memcpy(copies[i], t->data, (size_t)tview_count(t) * sizeof(float));
+    }
+}
+
+/* The batch the fusion tests run: 3 images of 16 × 14 × 13. */
+enum { APART_N = 3, APART_LEN = APART_N * 16 * 14 * 13 };
+
+/* Finishes g, fills x[APART_LEN] with uniform values, plans ws for that
+ * batch and runs it node by node, copying out the values named
+ * names[0 … k). Returns the batch. */
+static struct tview run_apart(struct graph *g, struct graph_ws *ws, float *x,
+                              const char *const *names, int k, float **apart)
+{
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_finish(g, err) == 0, "%s", err);
+    for (int i = 0; i < APART_LEN; i++)
+        x[i] = uniform();
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {APART_N, 16, 14, 13}, .data = x};
+    CHECK_MSG(graph_ws_init(ws, g, &in, 0, err) == 0, "%s", err);
+    run_and_copy(ws, g, &in, names, k, apart);
+    return in;
+}
+
 /* x -> Conv 3x3 (16 channels in and out: Winograd's path where sgemm runs)
  * -> Relu -> Conv 1x1 -> Clip [0, 0.3] -> Conv 3x3 stride 2 -> Relu;
  * outputs: the last Relu and the last Conv's own output (so that one is
@@ -386,26 +419,14 @@ static void fused_matches_apart(const char *mode)
     struct graph g;
     conv_act_graph(&g);
     char err[STRATA_ERR_LEN] = "";
-    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
-    enum { N = 3 };
-    float x[N * 16 * 14 * 13];
-    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
-        x[i] = uniform();
-    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {N, 16, 14, 13}, .data = x};
     const char *names[] = {"c1", "r1", "r2", "c3", "r3"};
-    float *apart[5];
+    float *apart[5], x[APART_LEN];
     struct graph_ws ws;
-    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
-    CHECK(graph_run(&ws, &in, err) == 0);
+    const struct tview in = run_apart(&g, &ws, x, names, 5, apart);
     int clamped = 0;
-    for (int k = 0; k < 5; k++) {
-        const struct tview *t = graph_value_view(&ws, graph_find_value(&g, names[k]));
-        apart[k] = malloc((size_t)tview_count(t) * sizeof(float));
-        memcpy(apart[k], t->data, (size_t)tview_count(t) * sizeof(float));
-        if (k == 2)
-            for (int64_t i = 0; i < tview_count(t); i++)
-                clamped += apart[k][i] == 0.0f || apart[k][i] == 0.3f;
-    }
+    const struct tview *r2 = graph_value_view(&ws, graph_find_value(&g, "r2"));
+    for (int64_t i = 0; i < tview_count(r2); i++)
+        clamped += apart[2][i] == 0.0f || apart[2][i] == 0.3f;
     CHECK_MSG(clamped > 0, "%s: the Clip never clamped: the test would show nothing", mode);
     graph_ws_free(&ws);
 
@@ -444,13 +465,19 @@ static void fused_matches_apart(const char *mode)
     graph_deinit(&g);
 }
 
-TEST(relu_and_clip_fuse_into_conv)
+/* fn on strata's sgemm where the CPU has it, then on the fallback. */
+static void with_and_without_sgemm(void (*fn)(const char *mode))
 {
     if (sgemm_available())
-        fused_matches_apart("sgemm");
+        fn("sgemm");
     sgemm_set_enabled(0);
-    fused_matches_apart("fallback");
+    fn("fallback");
     sgemm_set_enabled(1);
+}
+
+TEST(relu_and_clip_fuse_into_conv)
+{
+    with_and_without_sgemm(fused_matches_apart);
 }
 
 /* Parameters of BatchNormalization `name` over c channels: scale in
@@ -516,23 +543,14 @@ static void folded_matches_apart(const char *mode)
     struct graph g;
     conv_bn_graph(&g);
     char err[STRATA_ERR_LEN] = "";
-    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
-    enum { N = 3 };
-    float x[N * 16 * 14 * 13];
-    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
-        x[i] = uniform();
-    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {N, 16, 14, 13}, .data = x};
     const char *names[] = {"c1", "r1", "n2", "n3", "r3"};
-    float *apart[5];
+    float *apart[5], x[APART_LEN];
     struct graph_ws ws;
-    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
-    CHECK(graph_run(&ws, &in, err) == 0);
+    const struct tview in = run_apart(&g, &ws, x, names, 5, apart);
     double biggest = 0;
     for (int k = 0; k < 5; k++) {
-        const struct tview *t = graph_value_view(&ws, graph_find_value(&g, names[k]));
-        apart[k] = malloc((size_t)tview_count(t) * sizeof(float));
-        memcpy(apart[k], t->data, (size_t)tview_count(t) * sizeof(float));
-        for (int64_t i = 0; i < tview_count(t); i++)
+        const int64_t n = tview_count(graph_value_view(&ws, graph_find_value(&g, names[k])));
+        for (int64_t i = 0; i < n; i++)
             biggest = fabs(apart[k][i]) > biggest ? fabs(apart[k][i]) : biggest;
     }
     /* a BN that did nothing would show nothing: bn3 moves its input */
@@ -573,11 +591,7 @@ static void folded_matches_apart(const char *mode)
 
 TEST(batch_norm_folds_into_conv)
 {
-    if (sgemm_available())
-        folded_matches_apart("sgemm");
-    sgemm_set_enabled(0);
-    folded_matches_apart("fallback");
-    sgemm_set_enabled(1);
+    with_and_without_sgemm(folded_matches_apart);
 }
 
 /* A residual block, x -> Conv -> BN -> Add(x) -> Relu, then Add of a
