@@ -905,9 +905,9 @@ TEST(gemm_forms)
 }
 
 /* A dense layer's form, Y = X·Bᵀ (+ beta·C), on batches either side of
- * the 16 images where strata's sgemm turns the product around (Yᵀ = B·Xᵀ),
- * against double precision; run with sgemm and with the OpenBLAS fallback
- * (main). */
+ * the 16 images up to which it runs as dot products of rows (gemv.c) and
+ * beyond which on sgemm with Bᵀ packed, against double precision; run with
+ * strata's kernels and with the OpenBLAS fallback (main). */
 TEST(gemm_dense_layer_shapes)
 {
     const int ms[] = {1, 3, 16, 17, 40}, ks[] = {5, 200, 700}, ns[] = {7, 50};
