@@ -18,7 +18,7 @@
  * are sgemm's. U depends on the weights alone: the caller keeps it between
  * runs where the weights are constants (conv.c, through the graph's cache).
  *
- * The blocks are taken WG_TC at a time (a chunk), each chunk by one thread
+ * The blocks are taken at most WG_TC at a time (a chunk), each chunk by one thread
  * from start to end: transform its input patches into V (16 × C × WG_TC
  * floats), the 16 products into M (16 × M × WG_TC), and M back into 2×2
  * outputs, with the bias and a fused clamp. The transforms work on 16
@@ -85,6 +85,7 @@ struct wg_job {
     float *regions;     /* one per piece: V, M, sgemm scratch */
     size_t region_len;
     int tiles_h, tiles_w, tiles, chunks, pieces;
+    int tc;             /* blocks per chunk, at most WG_TC */
 };
 
 static void wg_weights_piece(void *ctx, int m0, int m1)
@@ -261,7 +262,7 @@ WG_TARGET static void wg_output(const struct winograd_conv *cv, const float *Mo,
 static void wg_chunk(const struct wg_job *j, int k, float *region, const float *region_end)
 {
     const struct winograd_conv *cv = j->cv;
-    const int t0 = k * WG_TC, t1 = t0 + WG_TC < j->tiles ? t0 + WG_TC : j->tiles, tc = t1 - t0;
+    const int t0 = k * j->tc, t1 = t0 + j->tc < j->tiles ? t0 + j->tc : j->tiles, tc = t1 - t0;
     float *V = region, *Mo = V + round16((size_t)16 * cv->C * WG_TC);
     float *S = Mo + round16((size_t)16 * cv->M * WG_TC);
     const size_t s_len = (size_t)(region_end - S);
@@ -301,7 +302,6 @@ void winograd_forward(const struct winograd_conv *cv, const float *U, float *scr
     j.tiles_h = (cv->Ho + 1) / 2;
     j.tiles_w = (cv->Wo + 1) / 2;
     j.tiles = cv->N * j.tiles_h * j.tiles_w;
-    j.chunks = (j.tiles + WG_TC - 1) / WG_TC;
     j.regions = scratch;
     j.region_len = per_thread(cv->C, cv->M);
     int regions = (int)(scratch_len / j.region_len);
@@ -309,10 +309,19 @@ void winograd_forward(const struct winograd_conv *cv, const float *U, float *scr
     j.pieces = threads < regions ? threads : regions;
     if (j.pieces < 1)
         j.pieces = 1;
+    /* as many chunks of at most WG_TC blocks as make every thread's share
+     * the same: a 24×24 output at batch 1 (144 blocks) is two chunks of 72,
+     * not 96 and 48. A block's outputs do not depend on the chunk it is in:
+     * its patches and outputs are transformed alone, and the products sum
+     * over channels in the same order whatever their width. */
+    const int rounds = (j.tiles + j.pieces * WG_TC - 1) / (j.pieces * WG_TC);
+    j.chunks = j.pieces * rounds;
+    j.tc = (j.tiles + j.chunks - 1) / j.chunks;
+    j.chunks = (j.tiles + j.tc - 1) / j.tc;
     if (j.chunks < j.pieces) {
-        /* a small layer (a 7×7 or 14×14 output at batch 1): the chunks one
-         * after the other, each product shared by the threads (sgemm splits
-         * its rows), the scratch beyond the first region its slices */
+        /* fewer blocks than threads: one chunk, each product shared by the
+         * threads (sgemm splits its rows), the scratch beyond the first
+         * region its slices */
         for (int k = 0; k < j.chunks; k++)
             wg_chunk(&j, k, j.regions, scratch + scratch_len);
         return;
