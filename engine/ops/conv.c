@@ -250,11 +250,13 @@ static struct conv_geom conv_geom_of(const struct conv_params *p, const struct t
 }
 
 /* 3×3, stride 1, no dilation, and large enough: Winograd F(2×2, 3×3). */
+/* Winograd's tile for this layer (winograd_tile), or 0: not Winograd. */
 static int conv_use_winograd(const struct conv_geom *g)
 {
-    return g->path == CONV_GEMM && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
-           g->dh == 1 && g->dw == 1 && sgemm_available() &&
-           winograd_worth_it(g->Cg, g->Mg, g->Ho, g->Wo);
+    if (g->path != CONV_GEMM || g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 ||
+        g->dh != 1 || g->dw != 1 || !sgemm_available())
+        return 0;
+    return winograd_tile(g->Cg, g->Mg, g->Ho, g->Wo);
 }
 
 static int conv_infer(const struct node *node, const struct tview *const *in,
@@ -381,11 +383,12 @@ static size_t conv_scratch(const struct node *node, const struct tview *const *i
     size_t packed = g.path != CONV_DIRECT && sgemm_available()
                         ? sgemm_scratch(g.Mg, g.N * g.P, g.K, parallel_threads())
                         : 0;
-    if (conv_use_winograd(&g)) {
+    const int tile = conv_use_winograd(&g);
+    if (tile) {
         /* the weights' transform, then each thread's region (the transform
          * lives in the graph's cache instead where it keeps one) */
-        size_t wg = winograd_weights_size(g.Cg, g.Mg) * g.group +
-                    winograd_scratch(g.Cg, g.Mg, parallel_threads());
+        size_t wg = winograd_weights_size(tile, g.Cg, g.Mg) * g.group +
+                    winograd_scratch(tile, g.Cg, g.Mg, parallel_threads());
         packed = wg > packed ? wg : packed;
     }
     /* backward builds the col matrix and, on strata's sgemm, multiplies by
@@ -412,7 +415,8 @@ static size_t conv_cache(const struct node *node, const struct tview *const *in,
 {
     (void)out;
     struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
-    return conv_use_winograd(&g) ? winograd_weights_size(g.Cg, g.Mg) * g.group : 0;
+    const int tile = conv_use_winograd(&g);
+    return tile ? winograd_weights_size(tile, g.Cg, g.Mg) * g.group : 0;
 }
 
 /* Output positions o in [*lo, *hi) of an axis of `out` positions whose tap
@@ -1028,8 +1032,9 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
     float *y = tview_f(out[0]);
     const int clamp = ctx && ctx->clamp;
 
-    if (conv_use_winograd(&g)) {
-        const size_t plane_in = (size_t)g.H * g.W, u_len = winograd_weights_size(g.Cg, g.Mg);
+    const int tile = conv_use_winograd(&g);
+    if (tile) {
+        const size_t plane_in = (size_t)g.H * g.W, u_len = winograd_weights_size(tile, g.Cg, g.Mg);
         /* U from the cache, made on the first run after a plan; else in
          * the scratch, before each thread's region */
         const int cached = ctx->cache && ctx->cache_len >= u_len * g.group;
@@ -1044,7 +1049,8 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
                 .w = w + (size_t)gi * g.Mg * g.K, .bias = bias ? bias + (size_t)gi * g.Mg : NULL,
                 .image_stride = (size_t)g.C * plane_in, .y_image_stride = (size_t)g.M * g.P,
                 .y = y + (size_t)gi * g.Mg * g.P, .clamp = clamp,
-                .lo = clamp ? ctx->clamp_lo : 0.0f, .hi = clamp ? ctx->clamp_hi : 0.0f};
+                .lo = clamp ? ctx->clamp_lo : 0.0f, .hi = clamp ? ctx->clamp_hi : 0.0f,
+                .tile = tile};
             if (fresh)
                 winograd_weights(&cv, U + gi * u_len);
             winograd_forward(&cv, U + gi * u_len, rest, rest_len);

@@ -1,33 +1,48 @@
 /*
- * conv_winograd.c — F(2×2, 3×3) for the forward pass (see conv_winograd.h).
+ * conv_winograd.c — F(2×2, 3×3) and F(4×4, 3×3) for the forward pass (see
+ * conv_winograd.h).
  *
- * With d a 4×4 patch of one input channel and g a 3×3 kernel, the 2×2
- * outputs of the patch are
+ * With d a (t + 2)×(t + 2) patch of one input channel and g a 3×3 kernel,
+ * the t×t outputs of the patch are
  *
  *   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+ *
+ * F(2×2, 3×3), t = 2:
  *
  *   Bᵀ = | 1  0 −1  0 |    G = | 1    0    0  |    Aᵀ = | 1  1  1  0 |
  *        | 0  1  1  0 |        | ½    ½    ½  |         | 0  1 −1 −1 |
  *        | 0 −1  1  0 |        | ½   −½    ½  |
  *        | 0  1  0 −1 |        | 0    0    1  |
  *
- * Summed over input channels, the element-wise product becomes 16 matrix
- * products, one per position ξ of the 4×4 transformed patch:
- *   M_ξ[m, t] = Σ_c U_ξ[m, c] · V_ξ[c, t],  U = G g Gᵀ per (m, c), V = Bᵀ d B per (c, t)
- * over the output's 2×2 blocks t (every image of the batch). The products
- * are sgemm's. U depends on the weights alone: the caller keeps it between
- * runs where the weights are constants (conv.c, through the graph's cache).
+ * F(4×4, 3×3), t = 4 (Lavin and Gray's interpolation points 0, ±1, ±2):
  *
- * The blocks are taken at most WG_TC at a time (a chunk), each chunk by one thread
- * from start to end: transform its input patches into V (16 × C × WG_TC
- * floats), the 16 products into M (16 × M × WG_TC), and M back into 2×2
- * outputs, with the bias and a fused clamp. The transforms work on 16
+ *   Bᵀ = | 4  0 −5  0  1  0 |   G = |  1/4     0     0  |   Aᵀ = | 1  1  1  1  1  0 |
+ *        | 0 −4 −4  1  1  0 |       | −1/6  −1/6  −1/6  |        | 0  1 −1  2 −2  0 |
+ *        | 0  4 −4 −1  1  0 |       | −1/6   1/6  −1/6  |        | 0  1  1  4  4  0 |
+ *        | 0 −2 −1  2  1  0 |       |  1/24  1/12  1/6  |        | 0  1 −1  8 −8  1 |
+ *        | 0  2 −1 −2  1  0 |       |  1/24 −1/12  1/6  |
+ *        | 0  4  0 −5  0  1 |       |   0     0     1   |
+ *
+ * Summed over input channels, the element-wise product becomes X = (t + 2)²
+ * matrix products, one per position ξ of the transformed patch:
+ *   M_ξ[m, b] = Σ_c U_ξ[m, c] · V_ξ[c, b],  U = G g Gᵀ per (m, c), V = Bᵀ d B per (c, b)
+ * over the output's t×t blocks b (every image of the batch): 16 products
+ * per 4 outputs (F(2×2)) or 36 per 16 (F(4×4)) where the direct
+ * convolution needs 9 per output. The products are sgemm's. U depends on
+ * the weights alone: the caller keeps it between runs where the weights are
+ * constants (conv.c, through the graph's cache).
+ *
+ * The blocks are taken at most WG_TC at a time (a chunk), each chunk by one
+ * thread from start to end: transform its input patches into V (X × C ×
+ * WG_TC floats), the X products into M (X × M × WG_TC), and M back into
+ * t×t outputs, with the bias and a fused clamp. The transforms work on 16
  * horizontally adjacent blocks at once: each input row is loaded as vectors
  * (masked, so the padding reads as zeros and nothing outside the row is
- * touched), split into even and odd columns, and the four columns of the 16
- * patches are then whole vectors. The chunks do not depend on the thread
- * count, and each is computed the same way by whichever thread takes it, so
- * results do not depend on the thread count either.
+ * touched) and split two or four ways by column, so that the columns of the
+ * 16 patches are whole vectors; the outputs are interleaved back the same
+ * way. The chunks do not depend on the thread count, and each is computed
+ * the same way by whichever thread takes it, so results do not depend on the
+ * thread count either.
  */
 #include "conv_winograd.h"
 
@@ -47,40 +62,54 @@ static size_t round16(size_t n)
     return (n + 15) / 16 * 16;
 }
 
-int winograd_worth_it(int C, int M, int Ho, int Wo)
+int winograd_tile(int C, int M, int Ho, int Wo)
 {
     /* Decided per image, never by the batch size: an image's result must
-     * not depend on the batch it came in. Channels enough to keep the
-     * products busy, and at least 49 2×2 blocks per image (a 14×14 output):
-     * below that, at batch 1, the products are too small to share between
-     * threads well and the direct convolution is faster (ResNet-18's 7×7
-     * layers, measured). */
-    return C >= 16 && M >= 16 && ((Ho + 1) / 2) * ((Wo + 1) / 2) >= 49;
+     * not depend on the batch it came in. Measured per layer at batch 16 (2
+     * threads): F(4×4) is 1.4–1.6× faster than F(2×2) on 32 and 64 channels
+     * at 48×48, and no faster on 64 channels at 24×24 or below (at 14×14 it
+     * computes 16×16). Its rounding grows with the channels summed (about
+     * 2e-4 of an output near 1 with 128 input channels, against 2e-5 with
+     * 17): kept to the large early layers, where channels are few. Below
+     * F(2×2)'s 49 blocks an image, or with fewer than 16 channels, the
+     * products are too small to share between threads at batch 1
+     * (ResNet-18's 7×7 layers, measured): the direct convolution. */
+    if (C < 16 || M < 16)
+        return 0;
+    if (Ho >= 32 && Wo >= 32)
+        return 4;
+    return ((Ho + 1) / 2) * ((Wo + 1) / 2) >= 49 ? 2 : 0;
 }
 
-static size_t per_thread(int C, int M)
+/* Positions of a transformed patch: (t + 2)². */
+static int wg_positions(int tile)
 {
-    return round16((size_t)16 * C * WG_TC) + round16((size_t)16 * M * WG_TC) +
-           round16(sgemm_scratch(M, WG_TC, C, 1));
+    return (tile + 2) * (tile + 2);
 }
 
-size_t winograd_weights_size(int C, int M)
+static size_t per_thread(int tile, int C, int M)
 {
-    return (size_t)16 * M * C;
+    const size_t X = (size_t)wg_positions(tile);
+    return round16(X * C * WG_TC) + round16(X * M * WG_TC) + round16(sgemm_scratch(M, WG_TC, C, 1));
 }
 
-size_t winograd_scratch(int C, int M, int threads)
+size_t winograd_weights_size(int tile, int C, int M)
+{
+    return (size_t)wg_positions(tile) * M * C;
+}
+
+size_t winograd_scratch(int tile, int C, int M, int threads)
 {
     if (threads < 1)
         threads = 1;
-    return (size_t)threads * per_thread(C, M);
+    return (size_t)threads * per_thread(tile, C, M);
 }
 
 /* ---- the weights: U = G g Gᵀ ------------------------------------------------ */
 
 struct wg_job {
     const struct winograd_conv *cv;
-    const float *U;     /* [16][M][C] */
+    const float *U;     /* [X][M][C] */
     float *U_out;       /* winograd_weights: where U goes */
     float *regions;     /* one per piece: V, M, sgemm scratch */
     size_t region_len;
@@ -88,7 +117,7 @@ struct wg_job {
     int tc;             /* blocks per chunk, at most WG_TC */
 };
 
-static void wg_weights_piece(void *ctx, int m0, int m1)
+static void wg_weights2_piece(void *ctx, int m0, int m1)
 {
     const struct wg_job *j = ctx;
     const struct winograd_conv *cv = j->cv;
@@ -107,6 +136,36 @@ static void wg_weights_piece(void *ctx, int m0, int m1)
                 const float u[4] = {a, 0.5f * (a + b + cc), 0.5f * (a - b + cc), cc};
                 for (int k = 0; k < 4; k++)
                     j->U_out[((size_t)(i * 4 + k) * cv->M + m) * cv->C + c] = u[k];
+            }
+        }
+}
+
+/* G·(a, b, c): the six rows of G applied to one column of three. */
+static void wg_g(double a, double b, double c, double out[6])
+{
+    out[0] = a / 4;
+    out[1] = -(a + b + c) / 6;
+    out[2] = -(a - b + c) / 6;
+    out[3] = a / 24 + b / 12 + c / 6;
+    out[4] = a / 24 - b / 12 + c / 6;
+    out[5] = c;
+}
+
+static void wg_weights4_piece(void *ctx, int m0, int m1)
+{
+    const struct wg_job *j = ctx;
+    const struct winograd_conv *cv = j->cv;
+    for (int m = m0; m < m1; m++)
+        for (int c = 0; c < cv->C; c++) {
+            const float *g = cv->w + ((size_t)m * cv->C + c) * 9;
+            double gg[3][6]; /* (G g)ᵀ: column k of g through G */
+            for (int k = 0; k < 3; k++)
+                wg_g(g[k], g[3 + k], g[6 + k], gg[k]);
+            for (int i = 0; i < 6; i++) {
+                double u[6];
+                wg_g(gg[0][i], gg[1][i], gg[2][i], u);
+                for (int k = 0; k < 6; k++)
+                    j->U_out[((size_t)(i * 6 + k) * cv->M + m) * cv->C + c] = (float)u[k];
             }
         }
 }
@@ -145,7 +204,7 @@ WG_TARGET static inline void wg_row_columns(const float *row, int s, const __mma
 
 /* V for blocks (n, ty, tx0 … tx0 + L − 1) of every channel, at chunk columns
  * tt … tt + L − 1. */
-WG_TARGET static void wg_input(const struct winograd_conv *cv, float *V, int n, int ty, int tx0,
+WG_TARGET static void wg_input2(const struct winograd_conv *cv, float *V, int n, int ty, int tx0,
                                int L, int tt)
 {
     const __mmask16 keep = (__mmask16)(L >= 16 ? 0xffff : (1u << L) - 1);
@@ -186,9 +245,106 @@ WG_TARGET static void wg_input(const struct winograd_conv *cv, float *V, int n, 
     }
 }
 
+/* F(4×4): the same for 6×6 patches at a stride of 4. */
+
+/* Permutation indices: QUARTER[p] takes floats p, p + 4, …, p + 28 of two
+ * vectors into lanes 0 … 7; HALVES joins lanes 0 … 7 of two vectors. */
+static const int32_t QUARTER[4][16] __attribute__((aligned(64))) = {
+    {0, 4, 8, 12, 16, 20, 24, 28}, {1, 5, 9, 13, 17, 21, 25, 29},
+    {2, 6, 10, 14, 18, 22, 26, 30}, {3, 7, 11, 15, 19, 23, 27, 31}};
+static const int32_t HALVES[16] __attribute__((aligned(64))) = {0,  1,  2,  3,  4,  5,  6,  7,
+                                                                16, 17, 18, 19, 20, 21, 22, 23};
+
+/* Floats p, p + 4, …, p + 60 of the 64 in a[0 … 3]. */
+WG_TARGET static inline __m512 wg_quarter(const __m512 a[4], int p)
+{
+    const __m512i q = _mm512_load_si512(QUARTER[p]), h = _mm512_load_si512(HALVES);
+    return _mm512_permutex2var_ps(_mm512_permutex2var_ps(a[0], q, a[1]), h,
+                                  _mm512_permutex2var_ps(a[2], q, a[3]));
+}
+
+/* Columns s + 4l + j (j = 0 … 5) of one input row (NULL: a padding row), for
+ * l = 0 … 15: six vectors. mask[h] holds the lanes of the load at s + 16h
+ * (h < 4) and s + 4 + 16(h − 4) (h ≥ 4) that lie in the row. */
+WG_TARGET static inline void wg_row_columns4(const float *row, int s, const __mmask16 mask[8],
+                                            __m512 col[6])
+{
+    if (!row) {
+        for (int j = 0; j < 6; j++)
+            col[j] = _mm512_setzero_ps();
+        return;
+    }
+    __m512 a[4], b[4];
+    for (int h = 0; h < 4; h++) {
+        a[h] = _mm512_maskz_loadu_ps(mask[h], row + s + 16 * h);
+        b[h] = _mm512_maskz_loadu_ps(mask[4 + h], row + s + 4 + 16 * h);
+    }
+    for (int p = 0; p < 4; p++)
+        col[p] = wg_quarter(a, p);
+    col[4] = wg_quarter(b, 0);
+    col[5] = wg_quarter(b, 1);
+}
+
+/* Bᵀ applied to six vectors (one per row, or column, of the patches). */
+WG_TARGET static inline void wg_bt(const __m512 d[6], __m512 v[6])
+{
+    const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f),
+                 two = _mm512_set1_ps(2.0f);
+    const __m512 d4_d2 = _mm512_sub_ps(d[4], d[2]), d1_d3 = _mm512_sub_ps(d[1], d[3]);
+    v[0] = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
+    v[1] = _mm512_fnmadd_ps(four, _mm512_add_ps(d[1], d[2]), _mm512_add_ps(d[3], d[4]));
+    v[2] = _mm512_fmadd_ps(four, _mm512_sub_ps(d[1], d[2]), _mm512_sub_ps(d[4], d[3]));
+    v[3] = _mm512_fnmadd_ps(two, d1_d3, d4_d2);
+    v[4] = _mm512_fmadd_ps(two, d1_d3, d4_d2);
+    v[5] = _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5]));
+}
+
+/* V for blocks (n, ty, tx0 … tx0 + L − 1) of every channel, at chunk columns
+ * tt … tt + L − 1. */
+WG_TARGET static void wg_input4(const struct winograd_conv *cv, float *V, int n, int ty, int tx0,
+                               int L, int tt)
+{
+    const __mmask16 keep = (__mmask16)(L >= 16 ? 0xffff : (1u << L) - 1);
+    const int s = 4 * tx0 - cv->pl;
+    /* the same for every channel: which rows exist, which lanes */
+    __mmask16 mask[8];
+    for (int h = 0; h < 4; h++) {
+        mask[h] = wg_cols(s + 16 * h, cv->W);
+        mask[4 + h] = wg_cols(s + 4 + 16 * h, cv->W);
+    }
+    ptrdiff_t row_off[6];
+    for (int r = 0; r < 6; r++) {
+        const int iy = 4 * ty - cv->pt + r;
+        row_off[r] = iy >= 0 && iy < cv->H ? (ptrdiff_t)iy * cv->W : -1;
+    }
+    const size_t plane = (size_t)cv->H * cv->W, v_plane = (size_t)cv->C * WG_TC;
+    const float *xc = cv->x + (size_t)n * cv->image_stride;
+    float *vc = V + tt;
+    for (int c = 0; c < cv->C; c++, xc += plane, vc += WG_TC) {
+        __m512 h[6][6]; /* h[r][k]: row r of the patches through Bᵀ along the row */
+        for (int r = 0; r < 6; r++) {
+            __m512 d[6];
+            wg_row_columns4(row_off[r] >= 0 ? xc + row_off[r] : NULL, s, mask, d);
+            wg_bt(d, h[r]);
+        }
+        for (int k = 0; k < 6; k++) {
+            const __m512 col[6] = {h[0][k], h[1][k], h[2][k], h[3][k], h[4][k], h[5][k]};
+            __m512 v[6];
+            wg_bt(col, v);
+            for (int i = 0; i < 6; i++) {
+                float *dst = vc + (size_t)(i * 6 + k) * v_plane;
+                if (L >= 16)
+                    _mm512_storeu_ps(dst, v[i]);
+                else
+                    _mm512_mask_storeu_ps(dst, keep, v[i]);
+            }
+        }
+    }
+}
+
 /* ---- the output: Y = Aᵀ M A, 16 blocks at a time ------------------------- */
 
-WG_TARGET static void wg_output(const struct winograd_conv *cv, const float *Mo, int n, int ty,
+WG_TARGET static void wg_output2(const struct winograd_conv *cv, const float *Mo, int n, int ty,
                                 int tx0, int L, int tt)
 {
     const __mmask16 keep = (__mmask16)(L >= 16 ? 0xffff : (1u << L) - 1);
@@ -238,6 +394,87 @@ WG_TARGET static void wg_output(const struct winograd_conv *cv, const float *Mo,
     }
 }
 
+/* F(4×4): 4×4 outputs from each 6×6 block of M. */
+
+/* Aᵀ applied to six vectors. */
+WG_TARGET static inline void wg_at(const __m512 m[6], __m512 r[4])
+{
+    const __m512 s12 = _mm512_add_ps(m[1], m[2]), d12 = _mm512_sub_ps(m[1], m[2]);
+    const __m512 s34 = _mm512_add_ps(m[3], m[4]), d34 = _mm512_sub_ps(m[3], m[4]);
+    r[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12), s34);
+    r[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d34, d12);
+    r[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s34, s12);
+    r[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d34, d12), m[5]);
+}
+
+/* Interleaving indices: PAIRS[h] takes lanes 8h … 8h + 7 of two vectors
+ * alternately; FOURS[h] takes pairs of lanes 8h … 8h + 7 of two such
+ * results alternately, so that four vectors y[0 … 3] come out as y[0][l],
+ * y[1][l], y[2][l], y[3][l] for l = 4h' … 4h' + 3. */
+static const int32_t PAIRS[2][16] __attribute__((aligned(64))) = {
+    {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23},
+    {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}};
+static const int32_t FOURS[2][16] __attribute__((aligned(64))) = {
+    {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23},
+    {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31}};
+
+WG_TARGET static void wg_output4(const struct winograd_conv *cv, const float *Mo, int n, int ty,
+                                int tx0, int L, int tt)
+{
+    const __mmask16 keep = (__mmask16)(L >= 16 ? 0xffff : (1u << L) - 1);
+    const __m512i pair_lo = _mm512_load_si512(PAIRS[0]), pair_hi = _mm512_load_si512(PAIRS[1]);
+    const __m512i four_lo = _mm512_load_si512(FOURS[0]), four_hi = _mm512_load_si512(FOURS[1]);
+    const __m512 vlo = _mm512_set1_ps(cv->lo), vhi = _mm512_set1_ps(cv->hi);
+    /* output columns 4·tx0 … that exist, in four stores of 16 */
+    const int col0 = 4 * tx0, cols = cv->Wo - col0 < 4 * L ? cv->Wo - col0 : 4 * L;
+    __mmask16 store[4];
+    for (int q = 0; q < 4; q++) {
+        const int c = cols - 16 * q;
+        store[q] = (__mmask16)(c >= 16 ? 0xffff : c > 0 ? (1u << c) - 1 : 0);
+    }
+    for (int m = 0; m < cv->M; m++) {
+        __m512 r[4][6]; /* r[i][k]: column k of the blocks' M through Aᵀ */
+        for (int k = 0; k < 6; k++) {
+            __m512 col[6];
+            for (int x = 0; x < 6; x++)
+                col[x] = _mm512_maskz_loadu_ps(keep, Mo + ((size_t)(x * 6 + k) * cv->M + m) * WG_TC + tt);
+            __m512 t[4];
+            wg_at(col, t);
+            for (int i = 0; i < 4; i++)
+                r[i][k] = t[i];
+        }
+        const __m512 b = _mm512_set1_ps(cv->bias ? cv->bias[m] : 0.0f);
+        for (int i = 0; i < 4; i++) {
+            const int oy = 4 * ty + i;
+            if (oy >= cv->Ho)
+                break;
+            __m512 y[4];
+            wg_at(r[i], y);
+            for (int c = 0; c < 4; c++) {
+                y[c] = _mm512_add_ps(y[c], b);
+                if (cv->clamp)
+                    y[c] = _mm512_min_ps(_mm512_max_ps(y[c], vlo), vhi);
+            }
+            /* lanes are blocks, y[c] their column c: row oy is
+             * y[0][0], y[1][0], y[2][0], y[3][0], y[0][1], … */
+            const __m512 p01[2] = {_mm512_permutex2var_ps(y[0], pair_lo, y[1]),
+                                   _mm512_permutex2var_ps(y[0], pair_hi, y[1])};
+            const __m512 p23[2] = {_mm512_permutex2var_ps(y[2], pair_lo, y[3]),
+                                   _mm512_permutex2var_ps(y[2], pair_hi, y[3])};
+            float *dst = cv->y + (size_t)n * cv->y_image_stride +
+                         ((size_t)m * cv->Ho + oy) * cv->Wo + col0;
+            for (int q = 0; q < 4 && store[q]; q++) {
+                const __m512 o = _mm512_permutex2var_ps(p01[q / 2], q % 2 ? four_hi : four_lo,
+                                                        p23[q / 2]);
+                if (store[q] == 0xffff)
+                    _mm512_storeu_ps(dst + 16 * q, o);
+                else
+                    _mm512_mask_storeu_ps(dst + 16 * q, store[q], o);
+            }
+        }
+    }
+}
+
 /* ---- chunks ------------------------------------------------------------------ */
 
 /* Calls fn for every run of at most 16 blocks of one block row inside
@@ -262,19 +499,28 @@ WG_TARGET static void wg_output(const struct winograd_conv *cv, const float *Mo,
 static void wg_chunk(const struct wg_job *j, int k, float *region, const float *region_end)
 {
     const struct winograd_conv *cv = j->cv;
+    const int X = wg_positions(cv->tile);
     const int t0 = k * j->tc, t1 = t0 + j->tc < j->tiles ? t0 + j->tc : j->tiles, tc = t1 - t0;
-    float *V = region, *Mo = V + round16((size_t)16 * cv->C * WG_TC);
-    float *S = Mo + round16((size_t)16 * cv->M * WG_TC);
+    float *V = region, *Mo = V + round16((size_t)X * cv->C * WG_TC);
+    float *S = Mo + round16((size_t)X * cv->M * WG_TC);
     const size_t s_len = (size_t)(region_end - S);
-    WG_FOR_RUNS(j, t0, t1, wg_input(cv, V, n, ty, tx, L, t - t0));
-    for (int x = 0; x < 16; x++) {
+    if (cv->tile == 4) {
+        WG_FOR_RUNS(j, t0, t1, wg_input4(cv, V, n, ty, tx, L, t - t0));
+    } else {
+        WG_FOR_RUNS(j, t0, t1, wg_input2(cv, V, n, ty, tx, L, t - t0));
+    }
+    for (int x = 0; x < X; x++) {
         const struct sgemm_dense_b b = {.b = V + (size_t)x * cv->C * WG_TC, .ldb = WG_TC};
         const struct sgemm_out o = {.c = Mo + (size_t)x * cv->M * WG_TC, .ldc = WG_TC,
                                     .block_cols = WG_TC};
         sgemm_run(cv->M, tc, cv->C, j->U + (size_t)x * cv->M * cv->C, (size_t)cv->C,
                   sgemm_pack_dense, sgemm_direct_dense, &b, &o, S, s_len);
     }
-    WG_FOR_RUNS(j, t0, t1, wg_output(cv, Mo, n, ty, tx, L, t - t0));
+    if (cv->tile == 4) {
+        WG_FOR_RUNS(j, t0, t1, wg_output4(cv, Mo, n, ty, tx, L, t - t0));
+    } else {
+        WG_FOR_RUNS(j, t0, t1, wg_output2(cv, Mo, n, ty, tx, L, t - t0));
+    }
 }
 
 static void wg_piece(void *ctx, int i0, int i1)
@@ -292,29 +538,33 @@ static void wg_piece(void *ctx, int i0, int i1)
 void winograd_weights(const struct winograd_conv *cv, float *U)
 {
     struct wg_job j = {.cv = cv, .U_out = U};
-    parallel_for_grain(cv->M, parallel_grain((size_t)cv->C * 25), wg_weights_piece, &j);
+    parallel_for_grain(cv->M, parallel_grain((size_t)cv->C * (cv->tile == 4 ? 45 : 25)),
+                       cv->tile == 4 ? wg_weights4_piece : wg_weights2_piece, &j);
 }
 
 void winograd_forward(const struct winograd_conv *cv, const float *U, float *scratch,
                       size_t scratch_len)
 {
     struct wg_job j = {.cv = cv, .U = U};
-    j.tiles_h = (cv->Ho + 1) / 2;
-    j.tiles_w = (cv->Wo + 1) / 2;
+    j.tiles_h = (cv->Ho + cv->tile - 1) / cv->tile;
+    j.tiles_w = (cv->Wo + cv->tile - 1) / cv->tile;
     j.tiles = cv->N * j.tiles_h * j.tiles_w;
     j.regions = scratch;
-    j.region_len = per_thread(cv->C, cv->M);
+    j.region_len = per_thread(cv->tile, cv->C, cv->M);
     int regions = (int)(scratch_len / j.region_len);
     int threads = parallel_threads();
     j.pieces = threads < regions ? threads : regions;
     if (j.pieces < 1)
         j.pieces = 1;
-    /* as many chunks of at most WG_TC blocks as make every thread's share
+    /* as many chunks of at most `cap` blocks as make every thread's share
      * the same: a 24×24 output at batch 1 (144 blocks) is two chunks of 72,
      * not 96 and 48. A block's outputs do not depend on the chunk it is in:
      * its patches and outputs are transformed alone, and the products sum
      * over channels in the same order whatever their width. */
-    const int rounds = (j.tiles + j.pieces * WG_TC - 1) / (j.pieces * WG_TC);
+    /* F(4×4)'s patches and products are 2.25 times F(2×2)'s: half as many
+     * blocks keep a chunk's V, M and U within the 1 MB L2 cache */
+    const int cap = cv->tile == 4 ? WG_TC / 2 : WG_TC;
+    const int rounds = (j.tiles + j.pieces * cap - 1) / (j.pieces * cap);
     j.chunks = j.pieces * rounds;
     j.tc = (j.tiles + j.chunks - 1) / j.chunks;
     j.chunks = (j.tiles + j.tc - 1) / j.tc;
