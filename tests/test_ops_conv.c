@@ -437,19 +437,19 @@ TEST(conv_sgemm_shapes)
         {"group 2 dilation 2", 2, 16, 11, 10, 12, 3, 3, 1, 2, 2, 2, {2, 1, 2, 3}, 2, NULL, 1},
         {"P 1: one column per image", 7, 40, 3, 3, 17, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NULL, 1},
         /* Winograd F(2x2, 3x3) (3x3, stride 1, enough 2x2 blocks, outputs
-         * under 32x32): odd output sizes, asymmetric padding, chunks across
+         * under 40x40): odd output sizes, asymmetric padding, chunks across
          * images, channels not a multiple of 8 */
         {"winograd 2 31x29 pad 1", 2, 17, 31, 29, 19, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
         {"winograd 2 no pad, odd output", 1, 16, 20, 21, 16, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NULL, 0},
         {"winograd 2 asymmetric pads", 3, 20, 14, 15, 24, 3, 3, 1, 1, 1, 1, {0, 1, 2, 0}, 1, NULL, 1},
         {"winograd 2 group 2", 2, 40, 14, 13, 36, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 2, NULL, 1},
-        /* F(4x4, 3x3) (outputs of 32x32 and more): block rows wider than 16
+        /* F(4x4, 3x3) (outputs of 40x40 and more): block rows wider than 16
          * blocks, output sizes that are not multiples of 4, asymmetric
          * padding, 64 channels */
-        {"winograd 4 35x37 pad 1", 2, 17, 35, 37, 19, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
-        {"winograd 4 no pad 70x34", 1, 16, 72, 36, 16, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NULL, 0},
-        {"winograd 4 asymmetric pads", 2, 20, 33, 34, 24, 3, 3, 1, 1, 1, 1, {0, 1, 2, 0}, 1, NULL, 1},
-        {"winograd 4 64 channels 32x32", 1, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
+        {"winograd 4 41x43 pad 1", 2, 17, 41, 43, 19, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
+        {"winograd 4 no pad 70x42", 1, 16, 72, 44, 16, 3, 3, 1, 1, 1, 1, {0, 0, 0, 0}, 1, NULL, 0},
+        {"winograd 4 asymmetric pads", 2, 20, 41, 42, 24, 3, 3, 1, 1, 1, 1, {0, 1, 2, 0}, 1, NULL, 1},
+        {"winograd 4 64 channels 40x40", 1, 64, 40, 40, 64, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 1, NULL, 1},
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
         /* F(4x4)'s transforms multiply by up to 8 and add 36 terms: its

@@ -67,8 +67,9 @@ int winograd_tile(int C, int M, int Ho, int Wo)
     /* Decided per image, never by the batch size: an image's result must
      * not depend on the batch it came in. Measured per layer at batch 16 (2
      * threads): F(4×4) is 1.4–1.6× faster than F(2×2) on 32 and 64 channels
-     * at 48×48, and no faster on 64 channels at 24×24 or below (at 14×14 it
-     * computes 16×16). Its rounding grows with the channels summed (about
+     * at 48×48, 2 % slower on a model whose largest is 32×32, no faster on 64
+     * channels at 24×24 (at 14×14 it computes 16×16). Its rounding grows with
+     * the channels summed (about
      * 2e-4 of an output near 1 with 128 input channels, against 2e-5 with
      * 17): kept to the large early layers, where channels are few. Below
      * F(2×2)'s 49 blocks an image, or with fewer than 16 channels, the
@@ -76,7 +77,7 @@ int winograd_tile(int C, int M, int Ho, int Wo)
      * (ResNet-18's 7×7 layers, measured): the direct convolution. */
     if (C < 16 || M < 16)
         return 0;
-    if (Ho >= 32 && Wo >= 32)
+    if (Ho >= 40 && Wo >= 40)
         return 4;
     return ((Ho + 1) / 2) * ((Wo + 1) / 2) >= 49 ? 2 : 0;
 }
