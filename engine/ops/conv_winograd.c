@@ -67,14 +67,14 @@ int winograd_tile(int C, int M, int Ho, int Wo)
     /* Decided per image, never by the batch size: an image's result must
      * not depend on the batch it came in. Measured per layer at batch 16 (2
      * threads): F(4×4) is 1.4–1.6× faster than F(2×2) on 32 and 64 channels
-     * at 48×48, 2 % slower on a model whose largest is 32×32, no faster on 64
-     * channels at 24×24 (at 14×14 it computes 16×16). Its rounding grows with
-     * the channels summed (about
-     * 2e-4 of an output near 1 with 128 input channels, against 2e-5 with
-     * 17): kept to the large early layers, where channels are few. Below
-     * F(2×2)'s 49 blocks an image, or with fewer than 16 channels, the
-     * products are too small to share between threads at batch 1
-     * (ResNet-18's 7×7 layers, measured): the direct convolution. */
+     * at 48×48; on a model whose largest layer is 32×32 it was 2 % slower,
+     * and on 64 channels at 24×24 no faster (at 14×14 it computes 16×16).
+     * Its rounding grows with the channels summed (about 2e-4 of an output
+     * near 1 with 128 input channels, against 2e-5 with 17): it is kept to
+     * the large early layers, where channels are few. Below F(2×2)'s 49
+     * blocks an image, or with fewer than 16 channels, the products are too
+     * small to share between threads at batch 1 (ResNet-18's 7×7 layers,
+     * measured): the direct convolution. */
     if (C < 16 || M < 16)
         return 0;
     if (Ho >= 40 && Wo >= 40)
