@@ -866,6 +866,14 @@ void graph_ws_free(struct graph_ws *ws)
 
 /* ---- running -------------------------------------------------------------- */
 
+/* The bounds of the Relu or Clip `act`, for the node before it to apply as
+ * it writes (ctx->clamp). */
+static void take_clamp(struct graph_ws *ws, const struct node *act, struct op_ctx *ctx)
+{
+    gather_args(ws, act);
+    ctx->clamp = act->op->as_clamp(act, ws->in_ptrs, &ctx->clamp_lo, &ctx->clamp_hi);
+}
+
 /* Conv i's weights and bias with BatchNormalization i + 1 folded in, into
  * ws->fold[i]: W'[m] = W[m]·scale[m] and b'[m] = b[m]·scale[m] + shift[m],
  * laid out [W' | b' | scale]. */
@@ -900,10 +908,8 @@ static int run_folded(struct graph_ws *ws, int i, const struct op_ctx *ctx)
     struct op_ctx fused = *ctx;
     if (!ws->cache_valid[i])
         fold_batch_norm(ws, i);
-    if (with_clamp) {
-        gather_args(ws, last);
-        fused.clamp = last->op->as_clamp(last, ws->in_ptrs, &fused.clamp_lo, &fused.clamp_hi);
-    }
+    if (with_clamp)
+        take_clamp(ws, last, &fused);
     gather_args(ws, n);
     struct tview w = ws->vals[n->inputs[1]];
     const int M = (int)w.dims[0];
@@ -965,11 +971,8 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
              * or the Sigmoid writes the Mul's, x·σ(x) */
             const struct node *act = &g->nodes[i + 1];
             struct op_ctx fused = ctx;
-            if (ws->fuse_next[i] == GRAPH_FUSE_CLAMP) {
-                gather_args(ws, act);
-                fused.clamp =
-                    act->op->as_clamp(act, ws->in_ptrs, &fused.clamp_lo, &fused.clamp_hi);
-            }
+            if (ws->fuse_next[i] == GRAPH_FUSE_CLAMP)
+                take_clamp(ws, act, &fused);
             else
                 fused.times_input = 1;
             gather_args(ws, n);

@@ -109,6 +109,15 @@ int node_attr_ints(const struct node *node, const char *name, int64_t *out, int 
     return 0;
 }
 
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+void op_clamp(float *y, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float v = y[i] > lo ? y[i] : lo;
+        y[i] = v < hi ? v : hi;
+    }
+}
+
 char *dims_format(const struct tview *t, char *buf, size_t len)
 {
     assert(len > 0);

@@ -249,8 +249,8 @@ static struct conv_geom conv_geom_of(const struct conv_params *p, const struct t
     return g;
 }
 
-/* 3×3, stride 1, no dilation, and large enough: Winograd F(2×2, 3×3). */
-/* Winograd's tile for this layer (winograd_tile), or 0: not Winograd. */
+/* 3×3, stride 1, no dilation, and large enough: Winograd's tile for this
+ * layer (winograd_tile); 0: not Winograd. */
 static int conv_use_winograd(const struct conv_geom *g)
 {
     if (g->path != CONV_GEMM || g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 ||
@@ -635,15 +635,6 @@ static void conv_dw_pad_rows(float *dst, const float *xc, const struct conv_geom
     }
 }
 
-/* y = min(max(y, lo), hi) over n floats (a plane while it is still in
- * cache, or a chunk of a whole output); written as Clip computes it. */
-static void conv_clamp_plane(float *y, int n, float lo, float hi)
-{
-    for (int i = 0; i < n; i++) {
-        float v = y[i] > lo ? y[i] : lo;
-        y[i] = v < hi ? v : hi;
-    }
-}
 
 /* Output plane (n, m) = b[m] + Σ_{ky,kx} w[m, ky, kx] · (input plane n, m / Mg,
  * shifted by the tap), a row at a time, every output through
@@ -701,7 +692,7 @@ static void conv_direct_forward_piece(void *ctx, int i0, int i1)
                     conv_dw_interior_any(yp + (size_t)oy * g->Wo, buf + (size_t)oy * g->sh * wp,
                                          wm, bias, g->Wo, (size_t)g->dh * wp, g);
             if (j->clamp)
-                conv_clamp_plane(yp, g->P, j->lo, j->hi);
+                op_clamp(yp, g->P, j->lo, j->hi);
             continue;
         }
         for (int oy = 0; oy < g->Ho; oy++) {
@@ -727,7 +718,7 @@ static void conv_direct_forward_piece(void *ctx, int i0, int i1)
                 yr[ox] = conv_dw_point(xc, wm, bias, g, oy, ox);
         }
         if (j->clamp)
-            conv_clamp_plane(yp, g->P, j->lo, j->hi);
+            op_clamp(yp, g->P, j->lo, j->hi);
     }
 }
 
@@ -1020,7 +1011,7 @@ static void conv_clamp_piece(void *ctx, int c0, int c1)
     const struct conv_clamp_job *j = ctx;
     const size_t begin = (size_t)c0 * CONV_CLAMP_CHUNK;
     const size_t end = (size_t)c1 * CONV_CLAMP_CHUNK < j->n ? (size_t)c1 * CONV_CLAMP_CHUNK : j->n;
-    conv_clamp_plane(j->y + begin, (int)(end - begin), j->lo, j->hi);
+    op_clamp(j->y + begin, (int64_t)(end - begin), j->lo, j->hi);
 }
 
 static void conv_forward(const struct node *node, const struct tview *const *in,

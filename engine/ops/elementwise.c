@@ -311,16 +311,6 @@ struct ew_job {
     float lo, hi;
 };
 
-/* o = min(max(o, lo), hi) over n floats, written as Clip computes it. */
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-static void ew_clamp(float *o, int64_t n, float lo, float hi)
-{
-    for (int64_t i = 0; i < n; i++) {
-        float v = o[i] > lo ? o[i] : lo;
-        o[i] = v < hi ? v : hi;
-    }
-}
-
 /* Rows [r0, r1) of the float output (or chunks of its one run when there is
  * a single row); each element is computed once, the same way whatever the
  * split. */
@@ -334,7 +324,7 @@ static void ew_piece(void *ctx, int r0, int r1)
             const int64_t s = c * EW_CHUNK, e = s + EW_CHUNK < j->inner ? s + EW_CHUNK : j->inner;
             ew_inner_f(j->kind, j->o + s, j->a + s * isa, isa, j->b + s * isb, isb, e - s);
             if (j->clamp)
-                ew_clamp(j->o + s, e - s, j->lo, j->hi);
+                op_clamp(j->o + s, e - s, j->lo, j->hi);
         }
         return;
     }
@@ -349,7 +339,7 @@ static void ew_piece(void *ctx, int r0, int r1)
     for (int64_t r = r0; r < r1; r++) {
         ew_inner_f(j->kind, j->o + r * j->inner, j->a + oa, isa, j->b + ob, isb, j->inner);
         if (j->clamp)
-            ew_clamp(j->o + r * j->inner, j->inner, j->lo, j->hi);
+            op_clamp(j->o + r * j->inner, j->inner, j->lo, j->hi);
         ew_plan_next(pl, idx, &oa, &ob);
     }
 }
@@ -392,7 +382,7 @@ static void ew_forward(const struct node *node, const struct tview *const *in,
             ew_inner_f(p->kind, tview_f(out[0]) + r * inner, tview_f(a) + oa, isa,
                        tview_f(&bv) + ob, isb, inner);
             if (ctx && ctx->clamp)
-                ew_clamp(tview_f(out[0]) + r * inner, inner, ctx->clamp_lo, ctx->clamp_hi);
+                op_clamp(tview_f(out[0]) + r * inner, inner, ctx->clamp_lo, ctx->clamp_hi);
         }
         ew_plan_next(&pl, idx, &oa, &ob);
     }

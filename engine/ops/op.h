@@ -202,6 +202,11 @@ int node_attr_ints(const struct node *node, const char *name, int64_t *out, int 
 int node_fail(const struct node *node, char *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* y = min(max(y, lo), hi) over n floats, written as Clip computes it (NaN
+ * becomes lo): the clamp a Conv or an Add applies for a fused Relu or Clip,
+ * on a piece of its output while it is still in cache. Can't fail. */
+void op_clamp(float *y, int64_t n, float lo, float hi);
+
 /* Formats dims as "1x3x224x224" (or "scalar") into buf; returns buf. */
 char *dims_format(const struct tview *t, char *buf, size_t len);
 
