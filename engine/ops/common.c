@@ -109,7 +109,6 @@ int node_attr_ints(const struct node *node, const char *name, int64_t *out, int 
     return 0;
 }
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void op_clamp(float *y, int64_t n, float lo, float hi)
 {
     for (int64_t i = 0; i < n; i++) {
