@@ -896,35 +896,46 @@ static void fold_batch_norm(struct graph_ws *ws, int i)
     }
 }
 
-/* Runs Conv i with the BatchNormalization after it folded in (and the Relu
- * or Clip after that, with GRAPH_FUSE_BN_CLAMP), writing the last node's
- * output. Returns how many nodes after i it took. */
-static int run_folded(struct graph_ws *ws, int i, const struct op_ctx *ctx)
+/* Runs the chain that starts at Conv i (ws->fuse_next[i]): the
+ * BatchNormalization after it folded in, the Relu or Clip after that
+ * applied as it writes, the MaxPool after those computed inside it, each
+ * where the chain has it, writing the last node's output. Returns how many
+ * nodes after i it took. */
+static int run_conv_chain(struct graph_ws *ws, int i, const struct op_ctx *ctx)
 {
     const struct graph *g = ws->g;
     const struct node *n = &g->nodes[i];
-    const int with_clamp = ws->fuse_next[i] == GRAPH_FUSE_BN_CLAMP;
-    const struct node *last = &g->nodes[i + 1 + with_clamp];
+    const int kind = ws->fuse_next[i] & ~GRAPH_FUSE_POOL;
+    const int folded = kind == GRAPH_FUSE_BN || kind == GRAPH_FUSE_BN_CLAMP;
+    const int clamped = kind == GRAPH_FUSE_CLAMP || kind == GRAPH_FUSE_BN_CLAMP;
+    const int pooled = (ws->fuse_next[i] & GRAPH_FUSE_POOL) != 0;
+    const int before_pool = folded + clamped; /* nodes after i up to the pool */
     struct op_ctx fused = *ctx;
-    if (!ws->cache_valid[i])
+    if (folded && !ws->cache_valid[i])
         fold_batch_norm(ws, i);
-    if (with_clamp)
-        take_clamp(ws, last, &fused);
+    if (clamped)
+        take_clamp(ws, &g->nodes[i + before_pool], &fused);
     gather_args(ws, n);
-    struct tview w = ws->vals[n->inputs[1]];
-    const int M = (int)w.dims[0];
-    w.data = ws->fold[i];
-    struct tview b = {.dtype = DTYPE_FLOAT, .ndim = 1, .dims = {M},
-                      .data = ws->fold[i] + (size_t)tview_count(&w)};
-    ws->in_ptrs[1] = &w;
-    ws->in_ptrs[2] = &b;
-    /* the folded Conv always has a bias */
     struct node with_bias = *n;
-    with_bias.n_inputs = 3;
-    ws->out_ptrs[0] = &ws->vals[last->outputs[0]];
+    struct tview w, b;
+    if (folded) {
+        /* the folded weights and bias (a folded Conv always has a bias) */
+        w = ws->vals[n->inputs[1]];
+        const int M = (int)w.dims[0];
+        w.data = ws->fold[i];
+        b = (struct tview){.dtype = DTYPE_FLOAT, .ndim = 1, .dims = {M},
+                           .data = ws->fold[i] + (size_t)tview_count(&w)};
+        ws->in_ptrs[1] = &w;
+        ws->in_ptrs[2] = &b;
+        with_bias.n_inputs = 3;
+    }
+    ws->out_ptrs[0] = &ws->vals[g->nodes[i + before_pool].outputs[0]];
+    if (pooled)
+        fused.pool = &ws->vals[g->nodes[i + before_pool + 1].outputs[0]];
     n->op->forward(&with_bias, ws->in_ptrs, ws->out_ptrs, &fused);
-    ws->cache_valid[i] = 1;
-    return 1 + with_clamp;
+    if (folded)
+        ws->cache_valid[i] = 1;
+    return before_pool + pooled;
 }
 
 int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
@@ -961,14 +972,13 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
             ctx.cache_len = ws->cache_len[i];
             ctx.cache_valid = &ws->cache_valid[i];
         }
-        if (ws->fuse_next && (ws->fuse_next[i] == GRAPH_FUSE_BN ||
-                              ws->fuse_next[i] == GRAPH_FUSE_BN_CLAMP)) {
-            i += run_folded(ws, i, &ctx);
+        if (ws->fuse_next && ws->fuse_next[i] && n->op == &op_conv) {
+            i += run_conv_chain(ws, i, &ctx);
             continue;
         }
         if (ws->fuse_next && ws->fuse_next[i]) {
-            /* the Conv or Add writes the Relu's or Clip's output, clamped;
-             * or the Sigmoid writes the Mul's, x·σ(x) */
+            /* the Add writes the Relu's or Clip's output, clamped; or the
+             * Sigmoid writes the Mul's, x·σ(x) */
             const struct node *act = &g->nodes[i + 1];
             struct op_ctx fused = ctx;
             if (ws->fuse_next[i] == GRAPH_FUSE_CLAMP)
@@ -1019,6 +1029,54 @@ static int inputs_static(const struct graph_ws *ws, const struct node *n, int fi
     return 1;
 }
 
+/* Node j, when it exists, has one output and reads value v first. */
+static const struct node *reads_first(const struct graph *g, int j, int v)
+{
+    if (j >= g->n_nodes)
+        return NULL;
+    const struct node *n = &g->nodes[j];
+    return n->n_outputs == 1 && n->n_inputs >= 1 && n->inputs[0] == v ? n : NULL;
+}
+
+/* The chain Conv i runs as one (graph_ws_fuse): sets ws->fuse_next[i] (and
+ * makes room for folded weights) and returns how many nodes after i it
+ * takes (0: none), or STRATA_E_NOMEM. Its output v is neither kept nor
+ * read twice. */
+static int conv_chain(struct graph_ws *ws, int i, const int *keep, int n_keep)
+{
+    const struct graph *g = ws->g;
+    const struct node *conv = &g->nodes[i], *next;
+    int v = conv->outputs[0], kind = GRAPH_FUSE_NONE, taken = 0;
+    if ((next = reads_first(g, i + 1, v)) && next->op->as_affine && inputs_static(ws, conv, 1) &&
+        inputs_static(ws, next, 1) &&
+        tview_count(&ws->vals[next->inputs[1]]) == ws->vals[conv->inputs[1]].dims[0]) {
+        const size_t M = (size_t)ws->vals[conv->inputs[1]].dims[0];
+        ws->fold[i] = malloc(((size_t)tview_count(&ws->vals[conv->inputs[1]]) + 2 * M) *
+                             sizeof(float));
+        if (!ws->fold[i])
+            return STRATA_E_NOMEM;
+        kind = GRAPH_FUSE_BN;
+        taken = 1;
+        v = next->outputs[0];
+    }
+    /* Clip's bounds must be known before the batch (constants) */
+    if ((!taken || !fuse_blocked(g, v, keep, n_keep)) &&
+        (next = reads_first(g, i + taken + 1, v)) && next->op->as_clamp &&
+        inputs_static(ws, next, 1)) {
+        kind = taken ? GRAPH_FUSE_BN_CLAMP : GRAPH_FUSE_CLAMP;
+        taken++;
+        v = next->outputs[0];
+    }
+    if ((!taken || !fuse_blocked(g, v, keep, n_keep)) &&
+        (next = reads_first(g, i + taken + 1, v)) && next->op->is_max_pool_2x2 &&
+        next->op->is_max_pool_2x2(next) && ws->vals[v].ndim == 4) {
+        kind |= GRAPH_FUSE_POOL;
+        taken++;
+    }
+    ws->fuse_next[i] = (uint8_t)kind;
+    return taken;
+}
+
 int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
 {
     const struct graph *g = ws->g;
@@ -1044,44 +1102,31 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
         const int v = n->outputs[0];
         if (ws->is_static[v] || fuse_blocked(g, v, keep, n_keep))
             continue;
-        if (n->op == &op_conv && next->op->as_affine && next->inputs[0] == v &&
-            inputs_static(ws, n, 1) && inputs_static(ws, next, 1) &&
-            tview_count(&ws->vals[next->inputs[1]]) == ws->vals[n->inputs[1]].dims[0]) {
-            const size_t M = (size_t)ws->vals[n->inputs[1]].dims[0];
-            if (!(ws->fold[i] = malloc(((size_t)tview_count(&ws->vals[n->inputs[1]]) + 2 * M) *
-                                       sizeof(float)))) {
+        int taken = 0;
+        if (n->op == &op_conv) {
+            if ((taken = conv_chain(ws, i, keep, n_keep)) < 0) {
                 free(ws->fuse_next);
                 ws->fuse_next = NULL;
                 free_folds(ws);
                 return STRATA_E_NOMEM;
             }
-            ws->fuse_next[i] = GRAPH_FUSE_BN;
-            const struct node *act = i + 2 < g->n_nodes ? &g->nodes[i + 2] : NULL;
-            const int y = next->outputs[0];
-            if (act && act->n_outputs == 1 && act->n_inputs >= 1 && act->op->as_clamp &&
-                act->inputs[0] == y && !fuse_blocked(g, y, keep, n_keep) &&
-                inputs_static(ws, act, 1)) {
-                ws->fuse_next[i] = GRAPH_FUSE_BN_CLAMP;
-                i++;
-            }
         }
-        else if ((n->op == &op_conv || (n->op == &op_add && ws->vals[v].dtype == DTYPE_FLOAT)) &&
-                 next->op->as_clamp && next->inputs[0] == v) {
-            /* Clip's bounds must be known before the batch (constants) */
-            if (!inputs_static(ws, next, 1))
-                continue;
+        else if (n->op == &op_add && ws->vals[v].dtype == DTYPE_FLOAT && next->op->as_clamp &&
+                 next->inputs[0] == v && inputs_static(ws, next, 1)) {
             ws->fuse_next[i] = GRAPH_FUSE_CLAMP;
+            taken = 1;
         }
         else if (n->op == &op_sigmoid && next->op == &op_mul && next->n_inputs == 2 &&
                  ((next->inputs[0] == v && next->inputs[1] == n->inputs[0]) ||
                   (next->inputs[1] == v && next->inputs[0] == n->inputs[0])) &&
                  same_dims(&ws->vals[n->inputs[0]], &ws->vals[next->outputs[0]])) {
             ws->fuse_next[i] = GRAPH_FUSE_SILU;
+            taken = 1;
         }
-        else
+        if (!taken)
             continue;
         fused++;
-        i++; /* the second node is taken */
+        i += taken; /* the chain's other nodes are taken */
     }
     return fused;
 }

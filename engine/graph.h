@@ -139,6 +139,8 @@ enum graph_fuse {
     GRAPH_FUSE_SILU,    /* Mul(x, Sigmoid(x)) inside the Sigmoid: x·σ(x) */
     GRAPH_FUSE_BN,      /* a BatchNormalization folded into the Conv before it */
     GRAPH_FUSE_BN_CLAMP, /* that, and the Relu or Clip after the BatchNormalization */
+    GRAPH_FUSE_POOL = 8, /* a flag beside the above (or alone) on a Conv: the 2×2
+                            MaxPool after its chain runs inside it too */
 };
 
 /* Plans a workspace for inputs of the given shapes (inputs[i] for
@@ -160,6 +162,9 @@ void graph_ws_free(struct graph_ws *ws);
  *     constant weights: its scale and shift are folded into the Conv's
  *     weights and bias (a copy, in fold[]), and a Relu or Clip after it
  *     joins them as above: three passes become one;
+ *   - a MaxPool of 2×2 windows at stride 2 after a Conv (or after either
+ *     chain above): the Conv pools its blocks as it computes them, where
+ *     it can, and its own output is never written;
  *   - a Mul of a value by its own Sigmoid (x·σ(x), SiLU) with that Sigmoid.
  * The outputs inside a chain are then no longer kept up to date. keep[0 …
  * n_keep) are the values the caller reads after a run besides the graph's

@@ -18,7 +18,10 @@
  *    the two nodes give apart (with strata's sgemm and with the fallback), and
  *    are not fused where the Conv's output is read (a graph output, a value
  *    the caller keeps) or gradients are wanted; Mul(x, Sigmoid(x)) run as
- *    one node gives what the two give;
+ *    one node gives what the two give; a 2×2 MaxPool at stride 2 computed
+ *    inside the Conv before it (with or without a BatchNormalization and a
+ *    Relu between) gives what the nodes give apart, on F(4×4), F(2×2) and
+ *    direct shapes cut at odd edges;
  *  - a view (graph_view) of the part after a value gives, from that value as
  *    the full graph computed it, the full graph's output bit for bit; a view
  *    of the first nodes plans at an image size the graph does not declare;
@@ -696,6 +699,149 @@ TEST(silu_fuses_into_sigmoid)
     graph_deinit(&g);
 }
 
+/* x [N, C, H, W] -> Conv 3x3 pad 1 (C -> 16, bias) -> [BatchNormalization]
+ * -> [Relu] -> MaxPool (k × k, stride 2) -> "p": the chains a Conv may
+ * pool inside. */
+static void conv_pool_graph(struct graph *g, int C, int H, int W, int with_bn, int with_relu,
+                            int k)
+{
+    memset(g, 0, sizeof *g);
+    input(g, "x", 4, (int64_t[]){-1, C, H, W});
+    weight(g, "w", 4, (int64_t[]){16, C, 3, 3});
+    weight(g, "b", 1, (int64_t[]){16});
+    struct node *n = node(g, "Conv", "conv", "x,w,b", "c");
+    attr_ints(n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+    const char *last = "c";
+    if (with_bn) {
+        bn_params(g, "bn", 16);
+        node(g, "BatchNormalization", "bn", "c,bn_scale,bn_shift,bn_mean,bn_var", "n");
+        last = "n";
+    }
+    if (with_relu) {
+        node(g, "Relu", "relu", last, "r");
+        last = "r";
+    }
+    n = node(g, "MaxPool", "pool", last, "p");
+    attr_ints(n, "kernel_shape", 2, (int64_t[]){k, k});
+    attr_ints(n, "strides", 2, (int64_t[]){2, 2});
+    output(g, "p");
+}
+
+/* The chains above on one shape, against the nodes run apart: bit for bit
+ * without a BatchNormalization; with one, bit for bit against the same
+ * fold with the pooling apart (the Relu's output kept), and within
+ * rounding of the nodes apart. */
+static void pooled_matches_apart(const char *mode, int C, int H, int W, int with_bn,
+                                 int with_relu)
+{
+    struct graph g;
+    conv_pool_graph(&g, C, H, W, with_bn, with_relu, 2);
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+    enum { N = 2 };
+    const size_t len = (size_t)N * C * H * W;
+    float *x = malloc(len * sizeof *x);
+    for (size_t i = 0; i < len; i++)
+        x[i] = uniform();
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {N, C, H, W}, .data = x};
+    struct graph_ws ws;
+    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
+    const int p = graph_find_value(&g, "p");
+    float *apart[1], *kept_apart[1];
+    const char *names[] = {"p"};
+    run_and_copy(&ws, &g, &in, names, 1, apart);
+    const size_t plen = (size_t)tview_count(graph_value_view(&ws, p));
+    CHECK_EQ_INT((int)plen, N * 16 * (H / 2) * (W / 2));
+    int zeros = 0;
+    for (size_t i = 0; i < plen; i++)
+        zeros += apart[0][i] == 0.0f;
+    CHECK_MSG(!with_relu || zeros > 0, "%s: the Relu never clamped a maximum", mode);
+
+    /* the same values, rounded otherwise once folded (F(4×4) rounds the
+     * most: about 1e-5 of the sum of |x·w|) */
+    double biggest = 0;
+    for (size_t i = 0; i < plen; i++)
+        biggest = fabs(apart[0][i]) > biggest ? fabs(apart[0][i]) : biggest;
+    const double tol = with_bn ? 1e-4 * (1.0 + biggest) : 0.0;
+    const int kind = (with_bn ? (with_relu ? GRAPH_FUSE_BN_CLAMP : GRAPH_FUSE_BN)
+                              : (with_relu ? GRAPH_FUSE_CLAMP : GRAPH_FUSE_NONE));
+    CHECK_EQ_INT(graph_ws_fuse(&ws, NULL, 0), 1);
+    CHECK_MSG(ws.fuse_next[0] == (kind | GRAPH_FUSE_POOL), "%s %dx%d: chain %d", mode, H, W,
+              ws.fuse_next[0]);
+    CHECK(graph_run(&ws, &in, err) == 0);
+    const float *fused = tview_f(graph_value_view(&ws, p));
+    if (!with_bn) {
+        CHECK_MSG(memcmp(fused, apart[0], plen * sizeof *fused) == 0,
+                  "%s %dx%dx%d: pooled inside the Conv differs", mode, C, H, W);
+    } else {
+        CHECK_MSG(worst_diff(&ws, &g, "p", apart[0]) <= tol,
+                  "%s %dx%dx%d: folded and pooled differs by %g", mode, C, H, W,
+                  worst_diff(&ws, &g, "p", apart[0]));
+        /* the value before the pool kept: the fold without the pool */
+        const int before = graph_find_value(&g, with_relu ? "r" : "n");
+        CHECK_EQ_INT(graph_ws_fuse(&ws, &before, 1), 1);
+        CHECK(ws.fuse_next[0] == kind);
+        run_and_copy(&ws, &g, &in, names, 1, kept_apart);
+        CHECK_EQ_INT(graph_ws_fuse(&ws, NULL, 0), 1);
+        CHECK(graph_run(&ws, &in, err) == 0);
+        CHECK_MSG(memcmp(tview_f(graph_value_view(&ws, p)), kept_apart[0],
+                         plen * sizeof(float)) == 0,
+                  "%s %dx%dx%d: pooled inside the folded Conv differs", mode, C, H, W);
+        free(kept_apart[0]);
+    }
+    /* a batch of one replans: the first image's result */
+    struct tview one = in;
+    one.dims[0] = 1;
+    CHECK(graph_run(&ws, &one, err) == 0);
+    CHECK_MSG(worst_diff(&ws, &g, "p", apart[0]) <= tol,
+              "%s %dx%dx%d: batch 1 after batch 2 differs", mode, C, H, W);
+    graph_ws_free(&ws);
+    free(apart[0]);
+    free(x);
+    graph_deinit(&g);
+}
+
+static void pooled_shapes(const char *mode)
+{
+    /* F(4×4) with blocks cut at both edges; F(2×2) with an odd height; too
+     * few channels for Winograd (the product, or the fallback, pools after) */
+    pooled_matches_apart(mode, 16, 45, 43, 0, 1);
+    pooled_matches_apart(mode, 16, 45, 42, 1, 1);
+    pooled_matches_apart(mode, 17, 29, 30, 0, 1);
+    pooled_matches_apart(mode, 16, 30, 29, 1, 0);
+    pooled_matches_apart(mode, 16, 29, 31, 0, 0);
+    pooled_matches_apart(mode, 3, 20, 21, 0, 1);
+    pooled_matches_apart(mode, 3, 21, 20, 1, 1);
+}
+
+/* A 2×2 MaxPool at stride 2 runs inside the Conv before it (after its
+ * BatchNormalization and Relu); a 3×3 one, or one whose input is kept, does
+ * not. */
+TEST(max_pool_runs_inside_conv)
+{
+    with_and_without_sgemm(pooled_shapes);
+    struct graph g;
+    conv_pool_graph(&g, 16, 12, 12, 0, 1, 3);
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+    float x[16 * 12 * 12] = {0};
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {1, 16, 12, 12}, .data = x};
+    struct graph_ws ws;
+    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
+    CHECK_EQ_INT(graph_ws_fuse(&ws, NULL, 0), 1);
+    CHECK_EQ_INT(ws.fuse_next[0], GRAPH_FUSE_CLAMP);
+    graph_ws_free(&ws);
+    graph_deinit(&g);
+    conv_pool_graph(&g, 16, 12, 12, 0, 1, 2);
+    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+    CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
+    const int r = graph_find_value(&g, "r");
+    CHECK_EQ_INT(graph_ws_fuse(&ws, &r, 1), 1);
+    CHECK_EQ_INT(ws.fuse_next[0], GRAPH_FUSE_CLAMP);
+    graph_ws_free(&ws);
+    graph_deinit(&g);
+}
+
 TEST(views_run_parts_of_the_graph)
 {
     struct graph g;
@@ -773,6 +919,7 @@ int main(void)
     RUN(batch_norm_folds_into_conv);
     RUN(relu_and_clip_fuse_into_add);
     RUN(silu_fuses_into_sigmoid);
+    RUN(max_pool_runs_inside_conv);
     RUN(views_run_parts_of_the_graph);
     return check_done();
 }

@@ -1153,9 +1153,9 @@ TEST(workspace_layout)
 }
 
 /* A workspace that serves the probabilities alone folds each batch
- * normalisation into the convolution before it (with the ReLU after it) and
- * gives the probabilities of a workspace that keeps every layer, to
- * rounding. */
+ * normalisation into the convolution before it (with the ReLU and the max
+ * pooling after it) and gives the probabilities of a workspace that keeps
+ * every layer, to rounding. */
 TEST(probabilities_only_folds_batch_norm)
 {
     const char *text =
@@ -1191,12 +1191,15 @@ TEST(probabilities_only_folds_batch_norm)
     CHECK_EQ_INT(model_workspace_init(&all, &m, N, err), 0);
     CHECK_EQ_INT(model_workspace_init(&probs, &m, N, err), 0);
     CHECK_EQ_INT(model_workspace_probabilities_only(&probs, &m, err), 0);
-    int folded = 0, folded_all = 0;
+    int folded = 0, folded_all = 0, pooled = 0;
     for (int i = 0; i < m.graph->g.n_nodes; i++) {
-        folded += probs.graph->fuse_next && probs.graph->fuse_next[i] == GRAPH_FUSE_BN_CLAMP;
-        folded_all += all.graph->fuse_next && all.graph->fuse_next[i] == GRAPH_FUSE_BN_CLAMP;
+        const int chain = probs.graph->fuse_next ? probs.graph->fuse_next[i] : 0;
+        folded += (chain & ~GRAPH_FUSE_POOL) == GRAPH_FUSE_BN_CLAMP;
+        pooled += (chain & GRAPH_FUSE_POOL) != 0;
+        folded_all += all.graph->fuse_next && all.graph->fuse_next[i] != GRAPH_FUSE_NONE;
     }
     CHECK_EQ_INT(folded, 2);
+    CHECK_EQ_INT(pooled, 1); /* the first chain takes the max pooling too */
     CHECK_EQ_INT(folded_all, 0); /* every layer is shown there */
     const size_t in_len = N * shape_size(m.input);
     for (size_t i = 0; i < in_len; i++)

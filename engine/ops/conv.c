@@ -1014,8 +1014,10 @@ static void conv_clamp_piece(void *ctx, int c0, int c1)
     op_clamp(j->y + begin, (int64_t)(end - begin), j->lo, j->hi);
 }
 
-static void conv_forward(const struct node *node, const struct tview *const *in,
-                         struct tview *const *out, struct op_ctx *ctx)
+/* The Conv's forward; returns 1 when it wrote ctx->pool itself, 0 when
+ * the output is in out[0] whole. */
+static int conv_forward_whole(const struct node *node, const struct tview *const *in,
+                              struct tview *const *out, struct op_ctx *ctx)
 {
     const struct tview *b = node->n_inputs > 2 ? in[2] : NULL;
     const struct conv_geom g = conv_geom_of(node->params, in[0], in[1]);
@@ -1033,6 +1035,7 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
         float *rest = cached ? ctx->scratch : ctx->scratch + u_len * g.group;
         const size_t rest_len = cached ? ctx->scratch_len : ctx->scratch_len - u_len * g.group;
         const int fresh = !cached || !*ctx->cache_valid;
+        float *pooled = ctx->pool ? tview_f(ctx->pool) : NULL;
         for (int gi = 0; gi < g.group; gi++) {
             const struct winograd_conv cv = {
                 .N = g.N, .C = g.Cg, .H = g.H, .W = g.W, .M = g.Mg, .Ho = g.Ho, .Wo = g.Wo,
@@ -1041,14 +1044,16 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
                 .image_stride = (size_t)g.C * plane_in, .y_image_stride = (size_t)g.M * g.P,
                 .y = y + (size_t)gi * g.Mg * g.P, .clamp = clamp,
                 .lo = clamp ? ctx->clamp_lo : 0.0f, .hi = clamp ? ctx->clamp_hi : 0.0f,
-                .tile = tile};
+                .tile = tile,
+                .pool_y = pooled ? pooled + (size_t)gi * g.Mg * (g.Ho / 2) * (g.Wo / 2) : NULL,
+                .pool_image_stride = (size_t)g.M * (g.Ho / 2) * (g.Wo / 2)};
             if (fresh)
                 winograd_weights(&cv, U + gi * u_len);
             winograd_forward(&cv, U + gi * u_len, rest, rest_len);
         }
         if (cached)
             *ctx->cache_valid = 1;
-        return;
+        return pooled != NULL;
     }
     if (g.path != CONV_DIRECT && sgemm_available()) {
         /* one product per group over the whole batch, taps packed on demand,
@@ -1066,7 +1071,7 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
                       conv_pack_taps, g.path == CONV_1X1 ? conv_direct_taps : NULL, &pc, &o,
                       ctx->scratch, ctx->scratch_len);
         }
-        return;
+        return 0;
     }
     if (g.path == CONV_DIRECT) {
         struct conv_direct_job j = {.g = &g, .x = x, .w = w, .b = bias, .y = y, .clamp = clamp,
@@ -1075,7 +1080,7 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
         parallel_for_grain(g.N * g.M,
                            parallel_grain((size_t)g.P * (g.kh * g.kw + 1) + (size_t)g.H * g.W),
                            conv_direct_forward_piece, &j);
-        return;
+        return 0;
     }
     conv_blas_forward(&g, x, w, bias, y, ctx);
     if (clamp) {
@@ -1083,6 +1088,21 @@ static void conv_forward(const struct node *node, const struct tview *const *in,
                                    .hi = ctx->clamp_hi};
         const size_t chunks = (j.n + CONV_CLAMP_CHUNK - 1) / CONV_CLAMP_CHUNK;
         parallel_for_grain((int)chunks, parallel_grain(2 * CONV_CLAMP_CHUNK), conv_clamp_piece, &j);
+    }
+    return 0;
+}
+
+/* With a fused 2×2 max pooling (ctx->pool), Winograd's path pools each
+ * block's outputs while they are in registers and never writes the
+ * Conv's output; the others write it whole (out[0] is room for it), then
+ * pool it. */
+static void conv_forward(const struct node *node, const struct tview *const *in,
+                         struct tview *const *out, struct op_ctx *ctx)
+{
+    if (!conv_forward_whole(node, in, out, ctx) && ctx && ctx->pool) {
+        const struct tview *y = out[0];
+        op_max_pool_2x2(tview_f(y), (int)(y->dims[0] * y->dims[1]), (int)y->dims[2],
+                        (int)y->dims[3], tview_f(ctx->pool));
     }
 }
 

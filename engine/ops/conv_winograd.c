@@ -47,6 +47,7 @@
 #include "conv_winograd.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "../parallel.h"
@@ -345,6 +346,33 @@ WG_TARGET static void wg_input4(const struct winograd_conv *cv, float *V, int n,
 
 /* ---- the output: Y = Aᵀ M A, 16 blocks at a time ------------------------- */
 
+/* The maximum of a window's four outputs in row-major order, each taken
+ * only when strictly larger than the maximum so far, from −∞: what
+ * MaxPool computes (pool.c), bit for bit (_mm512_max_ps(x, m) is
+ * x > m ? x : m). */
+WG_TARGET static inline __m512 wg_max4(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+    __m512 m = _mm512_max_ps(a, _mm512_set1_ps(-INFINITY));
+    m = _mm512_max_ps(b, m);
+    m = _mm512_max_ps(c, m);
+    return _mm512_max_ps(d, m);
+}
+
+/* Lanes [0, n) of 16, n clipped to [0, 16]. */
+static inline __mmask16 wg_first(int n)
+{
+    return (__mmask16)(n >= 16 ? 0xffff : n > 0 ? (1u << n) - 1 : 0);
+}
+
+/* Stores v through mask (nothing when it is empty). */
+WG_TARGET static inline void wg_store(float *dst, __mmask16 mask, __m512 v)
+{
+    if (mask == 0xffff)
+        _mm512_storeu_ps(dst, v);
+    else if (mask)
+        _mm512_mask_storeu_ps(dst, mask, v);
+}
+
 WG_TARGET static void wg_output2(const struct winograd_conv *cv, const float *Mo, int n, int ty,
                                 int tx0, int L, int tt)
 {
@@ -356,9 +384,14 @@ WG_TARGET static void wg_output2(const struct winograd_conv *cv, const float *Mo
     const __m512 vlo = _mm512_set1_ps(cv->lo), vhi = _mm512_set1_ps(cv->hi);
     /* output columns 2·tx0 … that exist */
     const int col0 = 2 * tx0, cols = cv->Wo - col0 < 2 * L ? cv->Wo - col0 : 2 * L;
-    const int c_lo = cols < 16 ? cols : 16, c_hi = cols > 16 ? cols - 16 : 0; /* cols ≤ 32 */
-    const __mmask16 m_lo = (__mmask16)(c_lo == 16 ? 0xffff : (1u << c_lo) - 1);
-    const __mmask16 m_hi = (__mmask16)(c_hi == 16 ? 0xffff : (1u << c_hi) - 1);
+    const __mmask16 m_lo = wg_first(cols), m_hi = wg_first(cols - 16); /* cols ≤ 32 */
+    /* pooled: block (ty, tx) is window (ty, tx), there when both its rows
+     * and columns are */
+    const int Hp = cv->Ho / 2, Wp = cv->Wo / 2;
+    const __mmask16 m_pool = cv->pool_y && ty < Hp ? wg_first(Wp - tx0 < L ? Wp - tx0 : L) : 0;
+    if (cv->pool_y && !m_pool)
+        return;
+    const int rows = cv->Ho - 2 * ty < 2 ? cv->Ho - 2 * ty : 2;
     for (int m = 0; m < cv->M; m++) {
         __m512 mv[16];
         for (int x = 0; x < 16; x++)
@@ -369,28 +402,26 @@ WG_TARGET static void wg_output2(const struct winograd_conv *cv, const float *Mo
             r[1][k] = _mm512_sub_ps(_mm512_sub_ps(mv[4 + k], mv[8 + k]), mv[12 + k]);
         }
         const __m512 b = _mm512_set1_ps(cv->bias ? cv->bias[m] : 0.0f);
+        __m512 y[2][2]; /* y[i][c]: row i, column c of each block */
         for (int i = 0; i < 2; i++) {
-            const int oy = 2 * ty + i;
-            if (oy >= cv->Ho)
-                break;
-            __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b);
-            __m512 y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b);
+            y[i][0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r[i][0], r[i][1]), r[i][2]), b);
+            y[i][1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r[i][1], r[i][2]), r[i][3]), b);
             if (cv->clamp) {
-                y0 = _mm512_min_ps(_mm512_max_ps(y0, vlo), vhi);
-                y1 = _mm512_min_ps(_mm512_max_ps(y1, vlo), vhi);
+                y[i][0] = _mm512_min_ps(_mm512_max_ps(y[i][0], vlo), vhi);
+                y[i][1] = _mm512_min_ps(_mm512_max_ps(y[i][1], vlo), vhi);
             }
+        }
+        if (cv->pool_y) {
+            float *dst = cv->pool_y + (size_t)n * cv->pool_image_stride +
+                         ((size_t)m * Hp + ty) * Wp + tx0;
+            wg_store(dst, m_pool, wg_max4(y[0][0], y[0][1], y[1][0], y[1][1]));
+            continue;
+        }
+        for (int i = 0; i < rows; i++) {
             float *dst = cv->y + (size_t)n * cv->y_image_stride +
-                         ((size_t)m * cv->Ho + oy) * cv->Wo + col0;
-            const __m512 a = _mm512_permutex2var_ps(y0, lo_idx, y1);
-            const __m512 c = _mm512_permutex2var_ps(y0, hi_idx, y1);
-            if (m_lo == 0xffff)
-                _mm512_storeu_ps(dst, a);
-            else
-                _mm512_mask_storeu_ps(dst, m_lo, a);
-            if (m_hi == 0xffff)
-                _mm512_storeu_ps(dst + 16, c);
-            else if (m_hi)
-                _mm512_mask_storeu_ps(dst + 16, m_hi, c);
+                         ((size_t)m * cv->Ho + 2 * ty + i) * cv->Wo + col0;
+            wg_store(dst, m_lo, _mm512_permutex2var_ps(y[i][0], lo_idx, y[i][1]));
+            wg_store(dst + 16, m_hi, _mm512_permutex2var_ps(y[i][0], hi_idx, y[i][1]));
         }
     }
 }
@@ -429,10 +460,15 @@ WG_TARGET static void wg_output4(const struct winograd_conv *cv, const float *Mo
     /* output columns 4·tx0 … that exist, in four stores of 16 */
     const int col0 = 4 * tx0, cols = cv->Wo - col0 < 4 * L ? cv->Wo - col0 : 4 * L;
     __mmask16 store[4];
-    for (int q = 0; q < 4; q++) {
-        const int c = cols - 16 * q;
-        store[q] = (__mmask16)(c >= 16 ? 0xffff : c > 0 ? (1u << c) - 1 : 0);
-    }
+    for (int q = 0; q < 4; q++)
+        store[q] = wg_first(cols - 16 * q);
+    /* pooled: block (ty, tx) holds windows 2ty, 2ty + 1 by 2tx, 2tx + 1,
+     * each there when both its rows and columns are */
+    const int Hp = cv->Ho / 2, Wp = cv->Wo / 2;
+    const int pcols = Wp - 2 * tx0 < 2 * L ? Wp - 2 * tx0 : 2 * L;
+    const __mmask16 pool_store[2] = {wg_first(pcols), wg_first(pcols - 16)};
+    if (cv->pool_y && (2 * ty >= Hp || pcols <= 0))
+        return;
     for (int m = 0; m < cv->M; m++) {
         __m512 r[4][6]; /* r[i][k]: column k of the blocks' M through Aᵀ */
         for (int k = 0; k < 6; k++) {
@@ -445,6 +481,9 @@ WG_TARGET static void wg_output4(const struct winograd_conv *cv, const float *Mo
                 r[i][k] = t[i];
         }
         const __m512 b = _mm512_set1_ps(cv->bias ? cv->bias[m] : 0.0f);
+        /* with pooling: the row before, the top of its windows */
+        __m512 above[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                           _mm512_setzero_ps()};
         for (int i = 0; i < 4; i++) {
             const int oy = 4 * ty + i;
             if (oy >= cv->Ho)
@@ -456,6 +495,23 @@ WG_TARGET static void wg_output4(const struct winograd_conv *cv, const float *Mo
                 if (cv->clamp)
                     y[c] = _mm512_min_ps(_mm512_max_ps(y[c], vlo), vhi);
             }
+            if (cv->pool_y) {
+                if (i % 2 == 0) {
+                    for (int c = 0; c < 4; c++)
+                        above[c] = y[c];
+                    continue;
+                }
+                const int py = oy / 2;
+                /* lanes are blocks: windows 2tx (columns 0, 1) and 2tx + 1
+                 * (columns 2, 3), interleaved into consecutive windows */
+                const __m512 w0 = wg_max4(above[0], above[1], y[0], y[1]);
+                const __m512 w1 = wg_max4(above[2], above[3], y[2], y[3]);
+                float *dst = cv->pool_y + (size_t)n * cv->pool_image_stride +
+                             ((size_t)m * Hp + py) * Wp + 2 * tx0;
+                wg_store(dst, pool_store[0], _mm512_permutex2var_ps(w0, pair_lo, w1));
+                wg_store(dst + 16, pool_store[1], _mm512_permutex2var_ps(w0, pair_hi, w1));
+                continue;
+            }
             /* lanes are blocks, y[c] their column c: row oy is
              * y[0][0], y[1][0], y[2][0], y[3][0], y[0][1], … */
             const __m512 p01[2] = {_mm512_permutex2var_ps(y[0], pair_lo, y[1]),
@@ -464,14 +520,9 @@ WG_TARGET static void wg_output4(const struct winograd_conv *cv, const float *Mo
                                    _mm512_permutex2var_ps(y[2], pair_hi, y[3])};
             float *dst = cv->y + (size_t)n * cv->y_image_stride +
                          ((size_t)m * cv->Ho + oy) * cv->Wo + col0;
-            for (int q = 0; q < 4 && store[q]; q++) {
-                const __m512 o = _mm512_permutex2var_ps(p01[q / 2], q % 2 ? four_hi : four_lo,
-                                                        p23[q / 2]);
-                if (store[q] == 0xffff)
-                    _mm512_storeu_ps(dst + 16 * q, o);
-                else
-                    _mm512_mask_storeu_ps(dst + 16 * q, store[q], o);
-            }
+            for (int q = 0; q < 4 && store[q]; q++)
+                wg_store(dst + 16 * q, store[q],
+                         _mm512_permutex2var_ps(p01[q / 2], q % 2 ? four_hi : four_lo, p23[q / 2]));
         }
     }
 }

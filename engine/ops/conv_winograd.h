@@ -26,6 +26,12 @@ struct winograd_conv {
     int clamp;          /* a fused Relu or Clip: min(max(y, lo), hi) */
     float lo, hi;
     int tile;           /* 2: F(2×2, 3×3); 4: F(4×4, 3×3) (winograd_tile) */
+    /* Or NULL: a fused 2×2 max pooling at stride 2 (op_ctx.pool). Its
+     * output [N, M, ⌊Ho/2⌋, ⌊Wo/2⌋] (images pool_image_stride floats apart)
+     * is written instead of y, from each block's outputs while they are in
+     * registers: y is not touched. */
+    float *pool_y;
+    size_t pool_image_stride;
 };
 
 /* The form that pays for this layer, from its channels and its output size

@@ -112,6 +112,12 @@ struct op_ctx {
      * written. */
     int clamp;
     float clamp_lo, clamp_hi;
+    /* Forward of a Conv only (the graph fuses a MaxPool after it, and the
+     * ReLU or Clip between, whose is_max_pool_2x2 holds): write the 2×2
+     * maxima of the output (after the clamp) to `pool`, [N, M, ⌊Ho/2⌋,
+     * ⌊Wo/2⌋]. out[0] is then room the size of the Conv's output that the op
+     * may write or leave as it is. NULL otherwise. */
+    struct tview *pool;
     /* Forward of a Sigmoid only (the graph fuses the Mul by its input that
      * follows it, x·σ(x): SiLU, Swish): write x·σ(x) instead of σ(x). */
     int times_input;
@@ -169,6 +175,11 @@ struct op {
      * the others. */
     int (*as_affine)(const struct node *node, const struct tview *const *in, float *scale,
                      float *shift);
+    /* For ops that are a 2×2 max pooling at stride 2 without padding or
+     * dilation, flooring (MaxPool): returns 1 for such a node; the graph
+     * then lets the Conv before it pool its output as it writes it
+     * (op_ctx.pool). NULL for the others. */
+    int (*is_max_pool_2x2)(const struct node *node);
     /* Floats this node keeps from a training forward to its backward
      * (op_ctx.state), for these shapes. May be NULL (none: the op trains as it
      * infers). */
@@ -206,6 +217,13 @@ int node_fail(const struct node *node, char *err, int code, const char *fmt, ...
  * becomes lo): the clamp a Conv or an Add applies for a fused Relu or Clip,
  * on a piece of its output while it is still in cache. Can't fail. */
 void op_clamp(float *y, int64_t n, float lo, float hi);
+
+/* y[p] = the 2×2 maxima of each H × W plane p of x at stride 2, each
+ * ⌊H/2⌋ × ⌊W/2⌋, as MaxPool computes them (the first of equal values, NaN
+ * never taken): the pooling a Conv runs after writing its whole output when
+ * it cannot pool as it writes. On the engine's threads (pool.c). Can't
+ * fail. */
+void op_max_pool_2x2(const float *x, int planes, int H, int W, float *y);
 
 /* Formats dims as "1x3x224x224" (or "scalar") into buf; returns buf. */
 char *dims_format(const struct tview *t, char *buf, size_t len);

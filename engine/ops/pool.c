@@ -669,6 +669,40 @@ static void pool_forward(const struct node *node, const struct tview *const *in,
                        pool_forward_piece, &j);
 }
 
+/* One 2×2 pooling job over whole planes: op_max_pool_2x2. */
+struct max2x2_job {
+    const float *x;
+    float *y;
+    int H, W, Ho, Wo;
+};
+
+static void max2x2_piece(void *ctx, int i0, int i1)
+{
+    const struct max2x2_job *j = ctx;
+    for (int i = i0; i < i1; i++)
+        max2x2_plane(j->y + (size_t)i * j->Ho * j->Wo, NULL, j->x + (size_t)i * j->H * j->W,
+                     j->W, j->Ho, j->Wo);
+}
+
+void op_max_pool_2x2(const float *x, int planes, int H, int W, float *y)
+{
+    struct max2x2_job j = {.x = x, .y = y, .H = H, .W = W, .Ho = H / 2, .Wo = W / 2};
+    parallel_for_grain(planes, parallel_grain((size_t)H * W + (size_t)j.Ho * j.Wo * 4),
+                       max2x2_piece, &j);
+}
+
+/* A MaxPool whose every window is 2×2 at stride 2, undilated and unpadded,
+ * its output ⌊H/2⌋ × ⌊W/2⌋: what a Conv before it may compute inside. */
+static int max_pool_is_2x2(const struct node *node)
+{
+    const struct pool_params *p = node->params;
+    return p->kind == POOL_MAX && p->kernel[0] == 2 && p->kernel[1] == 2 && p->strides[0] == 2 &&
+           p->strides[1] == 2 && p->dilations[0] == 1 && p->dilations[1] == 1 && !p->ceil_mode &&
+           (p->auto_pad == POOL_PAD_NOTSET || p->auto_pad == POOL_PAD_VALID) && !p->pads[0] &&
+           !p->pads[1] && !p->pads[2] && !p->pads[3] &&
+           (node->n_outputs == 1 || node->outputs[1] < 0);
+}
+
 static void pool_backward(const struct node *node, const struct tview *const *in,
                           const struct tview *const *out, const struct tview *const *dout,
                           struct tview *const *din, struct op_ctx *ctx)
@@ -838,6 +872,7 @@ const struct op op_max_pool = {
     .train_state = max_pool_train_state,
     .forward = pool_forward,
     .backward = pool_backward,
+    .is_max_pool_2x2 = max_pool_is_2x2,
 };
 
 /* AveragePool: as MaxPool, with count_include_pad; dilations refused. */
