@@ -21,6 +21,12 @@
  * order for every element whatever the split, so results do not depend on
  * the thread count.
  *
+ * Pooled panels (sgemm_out.pool): a convolution with a 2×2 max pooling
+ * after it packs each panel as two rows of 24 outputs; the kernel takes the
+ * windows' maxima from its registers (even and odd columns of both rows,
+ * gathered by permutes) and stores 12 per row of C, so the convolution's
+ * own output never reaches memory.
+ *
  * Edges: rows past M read row 0 of the tile again and are not stored;
  * columns past N are zero in the packed panel and masked off when storing;
  * a tile that spans two or more column blocks (images) is stored one block
@@ -162,6 +168,36 @@ SGEMM_TARGET static inline void store_row(float *base, const __m512 acc[3], uint
     }
 }
 
+/* A pooled panel's row (sgemm_out.pool): acc[0] and the low half of acc[1]
+ * are the upper row's 24 outputs, the high half of acc[1] and acc[2] the
+ * lower row's; the 12 windows' maxima go to dst through mask. */
+SGEMM_TARGET static inline void store_pooled_row(float *dst, const __m512 acc[3], __mmask16 mask,
+                                                 float bias, int clamp, float lo, float hi)
+{
+    const __m512 b = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    __m512 x[3];
+    for (int v = 0; v < 3; v++) {
+        x[v] = _mm512_add_ps(acc[v], b);
+        if (clamp)
+            x[v] = _mm512_min_ps(_mm512_max_ps(x[v], vlo), vhi);
+    }
+    /* the even and odd columns of each row, window by window */
+    const __m512i up_even = _mm512_set_epi32(0, 0, 0, 0, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i up_odd = _mm512_set_epi32(0, 0, 0, 0, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i low_even =
+        _mm512_set_epi32(0, 0, 0, 0, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8);
+    const __m512i low_odd =
+        _mm512_set_epi32(0, 0, 0, 0, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9);
+    /* taps in MaxPool's order: upper left, upper right, lower left, lower
+     * right; _mm512_max_ps(t, m) is t > m ? t : m */
+    __m512 m = _mm512_max_ps(_mm512_permutex2var_ps(x[0], up_even, x[1]),
+                             _mm512_set1_ps(-__builtin_inff()));
+    m = _mm512_max_ps(_mm512_permutex2var_ps(x[0], up_odd, x[1]), m);
+    m = _mm512_max_ps(_mm512_permutex2var_ps(x[1], low_even, x[2]), m);
+    m = _mm512_max_ps(_mm512_permutex2var_ps(x[1], low_odd, x[2]), m);
+    _mm512_mask_storeu_ps(dst, mask, m);
+}
+
 /* The tile of C at rows m0…m0+mr−1, columns j0…j0+ncols−1 (ncols ≤ 16·NV),
  * from kc columns of A starting at `a` (row r at a + r·lda) and one packed
  * panel of B, of which the first NV vectors are used: a narrow last tile
@@ -189,6 +225,19 @@ sgemm_tile(const int NV, int kc, const float *a, size_t lda, int mr, const float
     }
 
     const int add_old = !first || o->accumulate, clamp = last && o->clamp;
+    if (o->pool) {
+        /* a whole panel (j0 is a multiple of SGEMM_NR), in one slice of K */
+        const int p = j0 / SGEMM_NR, per_image = o->pool_rows * o->pool_row_panels;
+        const int wy = p % per_image / o->pool_row_panels;
+        const int wx = p % o->pool_row_panels * SGEMM_POOL_WINDOWS;
+        const int count = o->pool_w - wx < SGEMM_POOL_WINDOWS ? o->pool_w - wx : SGEMM_POOL_WINDOWS;
+        float *base = o->c + (size_t)(p / per_image) * o->block_stride + (size_t)m0 * o->ldc +
+                      (size_t)wy * o->pool_w + wx;
+        for (int r = 0; r < mr; r++)
+            store_pooled_row(base + (size_t)r * o->ldc, c[r], (__mmask16)((1u << count) - 1),
+                             o->bias ? o->bias[m0 + r] : 0.0f, o->clamp, o->lo, o->hi);
+        return;
+    }
     /* one store per column block the tile touches */
     for (int j = j0; j < j0 + ncols;) {
         const int blk = j / o->block_cols, in_blk = j % o->block_cols;
@@ -210,7 +259,7 @@ SGEMM_TARGET static void sgemm_kernel(int kc, const float *a, size_t lda, int mr
                                       size_t ldb, const struct sgemm_out *o, int m0, int j0,
                                       int ncols, int first, int last)
 {
-    if (ncols > 32)
+    if (ncols > 32 || o->pool)
         sgemm_tile(3, kc, a, lda, mr, bp, ldb, o, m0, j0, ncols, first, last);
     else if (ncols > 16)
         sgemm_tile(2, kc, a, lda, mr, bp, ldb, o, m0, j0, ncols, first, last);
@@ -298,6 +347,7 @@ void sgemm_run(int M, int N, int K, const float *A, size_t lda, sgemm_pack_fn pa
     if (M <= 0 || N <= 0)
         return;
     if (K <= 0) {
+        assert(!out->pool);
         /* an empty sum: C is the bias (plus what it held), through the clamp */
         for (int m = 0; m < M; m++)
             for (int j = 0; j < N; j++) {
@@ -311,6 +361,7 @@ void sgemm_run(int M, int N, int K, const float *A, size_t lda, sgemm_pack_fn pa
         return;
     }
     assert(scratch_len >= sgemm_scratch(M, N, K, 1));
+    assert(!out->pool || (K <= SGEMM_KC && !out->accumulate && N % SGEMM_NR == 0));
     int slices = (int)(scratch_len / ((size_t)SGEMM_KC * SGEMM_NC));
     int threads = parallel_threads();
     if (threads > slices)

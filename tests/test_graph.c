@@ -804,7 +804,8 @@ static void pooled_matches_apart(const char *mode, int C, int H, int W, int with
 static void pooled_shapes(const char *mode)
 {
     /* F(4×4) with blocks cut at both edges; F(2×2) with an odd height; too
-     * few channels for Winograd (the product, or the fallback, pools after) */
+     * few channels for Winograd (sgemm pools as it stores; the fallback
+     * pools after) */
     pooled_matches_apart(mode, 16, 45, 43, 0, 1);
     pooled_matches_apart(mode, 16, 45, 42, 1, 1);
     pooled_matches_apart(mode, 17, 29, 30, 0, 1);
@@ -812,6 +813,10 @@ static void pooled_shapes(const char *mode)
     pooled_matches_apart(mode, 16, 29, 31, 0, 0);
     pooled_matches_apart(mode, 3, 20, 21, 0, 1);
     pooled_matches_apart(mode, 3, 21, 20, 1, 1);
+    /* rows of windows over three of sgemm's pooled panels, the last
+     * holding two */
+    pooled_matches_apart(mode, 3, 29, 53, 0, 1);
+    pooled_matches_apart(mode, 8, 30, 50, 1, 0);
 }
 
 /* A 2×2 MaxPool at stride 2 runs inside the Conv before it (after its

@@ -788,6 +788,11 @@ struct conv_pack_ctx {
     const struct conv_geom *g;
     const float *x;         /* the group's first input channel, image 0 */
     size_t image_stride;    /* C·H·W */
+    /* 0, or the columns in pooled panels (sgemm_out.pool) of this many per
+     * row of windows: panel p holds output rows 2·wy and 2·wy + 1, columns
+     * SGEMM_POOL_ROW · (p % pool_row_panels) on, for window row
+     * wy = p / pool_row_panels % (Ho / 2) */
+    int pool_row_panels;
 };
 
 /* The packer runs only where sgemm does, that is with AVX-512. */
@@ -900,11 +905,27 @@ CONV_AVX512 static void conv_pack_taps(const void *vctx, int k0, int kc, int j0,
     int first[SGEMM_NC / SGEMM_NR + 1];
     int nseg = 0;
     assert(nc <= SGEMM_NC);
-    for (int j = j0; j < j0 + nc; nseg++) {
-        const int n = j / g->P, p = j % g->P, oy = p / g->Wo, ox = p % g->Wo;
-        const int end = j0 + nc < j + (g->Wo - ox) ? j0 + nc : j + (g->Wo - ox);
-        seg[nseg] = (struct conv_segment){.jj = j - j0, .len = end - j, .n = n, .oy = oy, .ox = ox};
-        j = end;
+    if (pc->pool_row_panels) {
+        /* whole pooled panels: two rows of SGEMM_POOL_ROW outputs each, cut
+         * where the windows end (an odd last column belongs to none) */
+        const int per_image = (g->Ho / 2) * pc->pool_row_panels, used = g->Wo / 2 * 2;
+        assert(j0 % SGEMM_NR == 0 && nc % SGEMM_NR == 0);
+        for (int j = j0; j < j0 + nc; j += SGEMM_POOL_ROW, nseg++) {
+            const int p = j / SGEMM_NR, in_image = p % per_image;
+            const int ox = in_image % pc->pool_row_panels * SGEMM_POOL_ROW;
+            const int len = used - ox < SGEMM_POOL_ROW ? used - ox : SGEMM_POOL_ROW;
+            seg[nseg] = (struct conv_segment){
+                .jj = j - j0, .len = len, .n = p / per_image,
+                .oy = 2 * (in_image / pc->pool_row_panels) + (j % SGEMM_NR != 0), .ox = ox};
+        }
+    } else {
+        for (int j = j0; j < j0 + nc; nseg++) {
+            const int n = j / g->P, p = j % g->P, oy = p / g->Wo, ox = p % g->Wo;
+            const int end = j0 + nc < j + (g->Wo - ox) ? j0 + nc : j + (g->Wo - ox);
+            seg[nseg] = (struct conv_segment){.jj = j - j0, .len = end - j, .n = n, .oy = oy,
+                                              .ox = ox};
+            j = end;
+        }
     }
     const int panels = (nc + SGEMM_NR - 1) / SGEMM_NR;
     for (int p = 0, i = 0; p < panels; p++) {
@@ -1014,6 +1035,15 @@ static void conv_clamp_piece(void *ctx, int c0, int c1)
     op_clamp(j->y + begin, (int64_t)(end - begin), j->lo, j->hi);
 }
 
+/* Whether sgemm computes a fused 2×2 max pooling (ctx->pool) itself, in
+ * pooled panels: where K fits in one slice of the product (a first layer,
+ * few channels in; the maxima need the finished sums) and there is a window
+ * at all. */
+static int pooled_by_product(const struct conv_geom *g, const struct op_ctx *ctx)
+{
+    return ctx && ctx->pool && g->K <= SGEMM_KC && g->Ho >= 2 && g->Wo >= 2;
+}
+
 /* The Conv's forward; returns 1 when it wrote ctx->pool itself, 0 when
  * the output is in out[0] whole. */
 static int conv_forward_whole(const struct node *node, const struct tview *const *in,
@@ -1054,6 +1084,28 @@ static int conv_forward_whole(const struct node *node, const struct tview *const
         if (cached)
             *ctx->cache_valid = 1;
         return pooled != NULL;
+    }
+    if (g.path != CONV_DIRECT && sgemm_available() && pooled_by_product(&g, ctx)) {
+        /* the same, with the columns in pairs of rows and the windows'
+         * maxima stored: the output is never written whole */
+        const size_t plane_in = (size_t)g.H * g.W;
+        const int Hp = g.Ho / 2, Wp = g.Wo / 2;
+        const int row_panels = (Wp + SGEMM_POOL_WINDOWS - 1) / SGEMM_POOL_WINDOWS;
+        float *pooled = tview_f(ctx->pool);
+        for (int gi = 0; gi < g.group; gi++) {
+            struct conv_pack_ctx pc = {.g = &g, .x = x + (size_t)gi * g.Cg * plane_in,
+                                       .image_stride = (size_t)g.C * plane_in,
+                                       .pool_row_panels = row_panels};
+            struct sgemm_out o = {.c = pooled + (size_t)gi * g.Mg * Hp * Wp,
+                                  .ldc = (size_t)Hp * Wp, .block_stride = (size_t)g.M * Hp * Wp,
+                                  .bias = bias ? bias + (size_t)gi * g.Mg : NULL,
+                                  .clamp = clamp, .lo = clamp ? ctx->clamp_lo : 0.0f,
+                                  .hi = clamp ? ctx->clamp_hi : 0.0f, .pool = 1,
+                                  .pool_row_panels = row_panels, .pool_rows = Hp, .pool_w = Wp};
+            sgemm_run(g.Mg, g.N * Hp * row_panels * SGEMM_NR, g.K, w + (size_t)gi * g.Mg * g.K,
+                      (size_t)g.K, conv_pack_taps, NULL, &pc, &o, ctx->scratch, ctx->scratch_len);
+        }
+        return 1;
     }
     if (g.path != CONV_DIRECT && sgemm_available()) {
         /* one product per group over the whole batch, taps packed on demand,
