@@ -133,9 +133,11 @@ SGEMM_TARGET void sgemm_pack_transposed(const void *ctx, int k0, int kc, int j0,
     }
 }
 
-const float *sgemm_direct_dense(const void *ctx, int k0, int j0, size_t *ldb)
+const float *sgemm_direct_dense(const void *ctx, int k0, int j0, int ncols, size_t *ldb)
 {
     const struct sgemm_dense_b *d = ctx;
+    if (ncols != SGEMM_NR)
+        return NULL;
     *ldb = d->ldb;
     return d->b + (size_t)k0 * d->ldb + j0;
 }
@@ -300,7 +302,7 @@ static void sgemm_block(const struct sgemm_job *jb, int m_lo, int m_hi, int j_lo
                 size_t ldb = SGEMM_NR;
                 const float *panel = bp + (size_t)(jr / SGEMM_NR) * kc * SGEMM_NR;
                 if (jb->direct) {
-                    panel = ncols == SGEMM_NR ? jb->direct(jb->pack_ctx, pc, jc + jr, &ldb) : NULL;
+                    panel = jb->direct(jb->pack_ctx, pc, jc + jr, ncols, &ldb);
                     if (!panel) {
                         ldb = SGEMM_NR;
                         jb->pack(jb->pack_ctx, pc, kc, jc + jr, ncols, bp);

@@ -39,12 +39,15 @@
  * threads at once with different dst: must only read shared state. */
 typedef void (*sgemm_pack_fn)(const void *ctx, int k0, int kc, int j0, int nc, float *dst);
 
-/* Optional, beside the packer: where B can be read in place. Returns a
- * pointer to B[k0][j0] whose SGEMM_NR columns j0 … j0 + NR − 1 are
- * consecutive floats, each later row *ldb floats further on (for every row
- * to K), or NULL to have the panel packed. Same threading rule as the
+/* Optional, beside the packer: where the panel of columns j0 … j0 + ncols − 1
+ * (ncols ≤ SGEMM_NR) can be read in place. Returns a pointer to B[k0][j0]
+ * from which the kernel reads ⌈ncols / 16⌉ · 16 consecutive floats, and as
+ * many each later row *ldb floats further on (for every row to K): those
+ * past ncols must be readable and finite (their products are computed and
+ * dropped). Or NULL to have the panel packed. Same threading rule as the
  * packer. */
-typedef const float *(*sgemm_direct_fn)(const void *ctx, int k0, int j0, size_t *ldb);
+typedef const float *(*sgemm_direct_fn)(const void *ctx, int k0, int j0, int ncols,
+                                        size_t *ldb);
 
 /* Where the columns of C are: column j of row m is at
  *   c + (j / block_cols) · block_stride + m · ldc + j % block_cols. */
@@ -105,7 +108,8 @@ struct sgemm_dense_b {
     size_t ldb;
 };
 void sgemm_pack_dense(const void *ctx, int k0, int kc, int j0, int nc, float *dst);
-const float *sgemm_direct_dense(const void *ctx, int k0, int j0, size_t *ldb);
+/* Whole panels only (a plain B may end right after its last column). */
+const float *sgemm_direct_dense(const void *ctx, int k0, int j0, int ncols, size_t *ldb);
 
 /* A packer for B = Aᵀ where A is a row-major [N × K] matrix with row stride
  * lda (B[k][j] = A[j][k]): ctx points to a struct sgemm_dense_b whose b and

@@ -4,7 +4,8 @@
  * columns, 192-deep slices of K, 240-column blocks), columns split in blocks
  * at a stride of their own (what a batch of images is to a convolution),
  * bias, accumulate and a clamp (ReLU, ReLU6), nothing written outside C, and results that do
- * not depend on the thread count or on whether rows or columns are shared;
+ * not depend on the thread count or on whether rows or columns are shared,
+ * nor on whether panels (narrow ones too) are read in place or packed;
  * and the transposing packer against its definition.
  */
 #include "check.h"
@@ -74,20 +75,43 @@ static void release(struct buffers *bf)
     free(bf->a), free(bf->b), free(bf->bias), free(bf->c), free(bf->c0), free(bf->scratch);
 }
 
-/* in_place: full panels are read from B where it lies rather than packed */
+/* in_place 1: full panels are read from B where it lies rather than
+ * packed; 2: every panel, narrow ones too, from a copy of B whose rows run
+ * on past N with finite values that are not B's */
 static int in_place;
+
+/* A panel of any width read in place, as sgemm_direct_fn allows. */
+static const float *direct_any(const void *ctx, int k0, int j0, int ncols, size_t *ldb)
+{
+    (void)ncols;
+    const struct sgemm_dense_b *d = ctx;
+    *ldb = d->ldb;
+    return d->b + (size_t)k0 * d->ldb + j0;
+}
 
 static void run(struct buffers *bf, const struct product *p)
 {
     memcpy(bf->c, bf->c0, bf->c_len * sizeof(float));
     struct sgemm_dense_b db = {.b = bf->b, .ldb = (size_t)p->N};
+    float *padded = NULL;
+    if (in_place == 2) {
+        /* rows of N + SGEMM_NR floats, the extra ones 7 */
+        db.ldb = (size_t)p->N + SGEMM_NR;
+        padded = malloc(((size_t)p->K * db.ldb + 1) * sizeof *padded);
+        for (size_t k = 0; k < (size_t)p->K; k++)
+            for (size_t j = 0; j < db.ldb; j++)
+                padded[k * db.ldb + j] = j < (size_t)p->N ? bf->b[k * p->N + j] : 7.0f;
+        db.b = padded;
+    }
     struct sgemm_out o = {.c = bf->c, .ldc = (size_t)p->block_cols, .block_cols = p->block_cols,
                           .block_stride = (size_t)p->M * p->block_cols + p->pad,
                           .bias = p->bias ? bf->bias : NULL, .accumulate = p->accumulate,
                           .clamp = p->clamp != 0, .lo = 0.0f,
                           .hi = p->clamp == 2 ? 6.0f : INFINITY};
     sgemm_run(p->M, p->N, p->K, bf->a, (size_t)p->K, sgemm_pack_dense,
-              in_place ? sgemm_direct_dense : NULL, &db, &o, bf->scratch, bf->scratch_len);
+              in_place == 2 ? direct_any : in_place ? sgemm_direct_dense : NULL, &db, &o,
+              bf->scratch, bf->scratch_len);
+    free(padded);
 }
 
 /* Worst error over C relative to the size of what was summed, and whether
@@ -195,25 +219,29 @@ TEST(threads_do_not_change_results)
 }
 
 /* The same products with every full panel read in place (the path a 1×1
- * convolution takes): the same values, bit for bit, as when packed. */
+ * convolution takes), then with narrow panels too, whose columns past N
+ * hold other values (Winograd's products): the same values, bit for bit,
+ * as when packed, and nothing written past N. */
 TEST(panels_read_in_place)
 {
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        const struct product *p = &shapes[i];
-        struct buffers bf;
-        make(&bf, p, 200 + i);
-        run(&bf, p);
-        float *direct = malloc(bf.c_len * sizeof *direct);
-        memcpy(direct, bf.c, bf.c_len * sizeof *direct);
-        check_against_reference(&bf, p, "in place");
-        in_place = 0;
-        run(&bf, p);
-        in_place = 1;
-        CHECK_MSG(memcmp(direct, bf.c, bf.c_len * sizeof *direct) == 0,
-                  "M %d N %d K %d: in place differs from packed", p->M, p->N, p->K);
-        free(direct);
-        release(&bf);
-    }
+    for (int mode = 1; mode <= 2; mode++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            const struct product *p = &shapes[i];
+            struct buffers bf;
+            make(&bf, p, 200 + i);
+            in_place = mode;
+            run(&bf, p);
+            float *direct = malloc(bf.c_len * sizeof *direct);
+            memcpy(direct, bf.c, bf.c_len * sizeof *direct);
+            check_against_reference(&bf, p, mode == 1 ? "in place" : "narrow panels in place");
+            in_place = 0;
+            run(&bf, p);
+            CHECK_MSG(memcmp(direct, bf.c, bf.c_len * sizeof *direct) == 0,
+                      "M %d N %d K %d: in place (%d) differs from packed", p->M, p->N, p->K, mode);
+            free(direct);
+            release(&bf);
+        }
+    in_place = 0;
 }
 
 /* The transposing packer (a weight gradient's B = colᵀ) against its
@@ -266,9 +294,7 @@ int main(void)
     RUN(matches_double_precision);
     RUN(empty_sum);
     RUN(threads_do_not_change_results);
-    in_place = 1;
     RUN(panels_read_in_place);
-    in_place = 0;
     RUN(transposed_packing);
     return check_done();
 }

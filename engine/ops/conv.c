@@ -975,12 +975,12 @@ CONV_AVX512 static void conv_pack_taps(const void *vctx, int k0, int kc, int j0,
 
 /* A 1×1 convolution's B is its input: a panel of 48 pixels of one image is
  * read in place (rows = channels, H·W floats apart). */
-static const float *conv_direct_taps(const void *vctx, int k0, int j0, size_t *ldb)
+static const float *conv_direct_taps(const void *vctx, int k0, int j0, int ncols, size_t *ldb)
 {
     const struct conv_pack_ctx *pc = vctx;
     const struct conv_geom *g = pc->g;
     const int n = j0 / g->P, p = j0 % g->P;
-    if (p + SGEMM_NR > g->P)
+    if (ncols != SGEMM_NR || p + SGEMM_NR > g->P)
         return NULL; /* the panel spans two images */
     *ldb = (size_t)g->P;
     return pc->x + (size_t)n * pc->image_stride + (size_t)k0 * g->P + p;

@@ -49,6 +49,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../parallel.h"
 #include "../sgemm.h"
@@ -545,6 +546,17 @@ WG_TARGET static void wg_output4(const struct winograd_conv *cv, const float *Mo
         t += L;                                                                            \
     }
 
+/* sgemm's B in place, for any panel of a chunk: V's rows are WG_TC floats,
+ * and wg_chunk zeroes each row's columns past the chunk's blocks up to a
+ * whole vector (the kernel reads them; a narrow last panel is not copied). */
+static const float *wg_direct(const void *ctx, int k0, int j0, int ncols, size_t *ldb)
+{
+    (void)ncols;
+    const struct sgemm_dense_b *d = ctx;
+    *ldb = d->ldb;
+    return d->b + (size_t)k0 * d->ldb + j0;
+}
+
 /* Chunk k in `region`; sgemm gets the floats from the region's own sgemm
  * part up to region_end: one slice (one thread) when every thread has a
  * chunk, all of the scratch when the chunks are too few to share. */
@@ -561,12 +573,15 @@ static void wg_chunk(const struct wg_job *j, int k, float *region, const float *
     } else {
         WG_FOR_RUNS(j, t0, t1, wg_input2(cv, V, n, ty, tx, L, t - t0));
     }
+    const int tail = (int)round16((size_t)tc) - tc;
+    for (int r = 0; tail && r < X * cv->C; r++)
+        memset(V + (size_t)r * WG_TC + tc, 0, (size_t)tail * sizeof *V);
     for (int x = 0; x < X; x++) {
         const struct sgemm_dense_b b = {.b = V + (size_t)x * cv->C * WG_TC, .ldb = WG_TC};
         const struct sgemm_out o = {.c = Mo + (size_t)x * cv->M * WG_TC, .ldc = WG_TC,
                                     .block_cols = WG_TC};
         sgemm_run(cv->M, tc, cv->C, j->U + (size_t)x * cv->M * cv->C, (size_t)cv->C,
-                  sgemm_pack_dense, sgemm_direct_dense, &b, &o, S, s_len);
+                  sgemm_pack_dense, wg_direct, &b, &o, S, s_len);
     }
     if (cv->tile == 4) {
         WG_FOR_RUNS(j, t0, t1, wg_output4(cv, Mo, n, ty, tx, L, t - t0));
