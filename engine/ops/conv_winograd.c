@@ -49,7 +49,6 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "../parallel.h"
 #include "../sgemm.h"
@@ -557,10 +556,25 @@ static const float *wg_direct(const void *ctx, int k0, int j0, int ncols, size_t
     return d->b + (size_t)k0 * d->ldb + j0;
 }
 
+/* Zeroes columns tc … of each of V's `rows` rows up to a whole vector: one
+ * store a row (a memset call per row took 2 % of a small layer), of 16
+ * floats where the row has room for them (masked stores are slow on AMD's
+ * cores). */
+WG_TARGET static void wg_zero_tails(float *V, int rows, int tc)
+{
+    const int tail = (int)round16((size_t)tc) - tc;
+    if (!tail)
+        return;
+    const __mmask16 m = (__mmask16)(tc + 16 <= WG_TC ? 0xffff : (1u << tail) - 1);
+    for (int r = 0; r < rows; r++)
+        _mm512_mask_storeu_ps(V + (size_t)r * WG_TC + tc, m, _mm512_setzero_ps());
+}
+
 /* Chunk k in `region`; sgemm gets the floats from the region's own sgemm
  * part up to region_end: one slice (one thread) when every thread has a
  * chunk, all of the scratch when the chunks are too few to share. */
-static void wg_chunk(const struct wg_job *j, int k, float *region, const float *region_end)
+static void wg_chunk(const struct wg_job *j, int k, float *region, const float *region_end,
+                     int *tails_zeroed)
 {
     const struct winograd_conv *cv = j->cv;
     const int X = wg_positions(cv->tile);
@@ -573,9 +587,12 @@ static void wg_chunk(const struct wg_job *j, int k, float *region, const float *
     } else {
         WG_FOR_RUNS(j, t0, t1, wg_input2(cv, V, n, ty, tx, L, t - t0));
     }
-    const int tail = (int)round16((size_t)tc) - tc;
-    for (int r = 0; tail && r < X * cv->C; r++)
-        memset(V + (size_t)r * WG_TC + tc, 0, (size_t)tail * sizeof *V);
+    /* the input transforms write columns below tc alone: one zeroing
+     * serves every chunk of the same width in this region */
+    if (*tails_zeroed != tc) {
+        wg_zero_tails(V, X * cv->C, tc);
+        *tails_zeroed = tc;
+    }
     for (int x = 0; x < X; x++) {
         const struct sgemm_dense_b b = {.b = V + (size_t)x * cv->C * WG_TC, .ldb = WG_TC};
         const struct sgemm_out o = {.c = Mo + (size_t)x * cv->M * WG_TC, .ldc = WG_TC,
@@ -594,11 +611,12 @@ static void wg_piece(void *ctx, int i0, int i1)
 {
     const struct wg_job *j = ctx;
     float *region = j->regions + (size_t)i0 * j->region_len;
+    int tails_zeroed = -1;
     for (int i = i0; i < i1; i++) {
         const int k0 = (int)((int64_t)j->chunks * i / j->pieces);
         const int k1 = (int)((int64_t)j->chunks * (i + 1) / j->pieces);
         for (int k = k0; k < k1; k++)
-            wg_chunk(j, k, region, region + j->region_len);
+            wg_chunk(j, k, region, region + j->region_len, &tails_zeroed);
     }
 }
 
@@ -639,8 +657,9 @@ void winograd_forward(const struct winograd_conv *cv, const float *U, float *scr
         /* fewer blocks than threads: one chunk, each product shared by the
          * threads (sgemm splits its rows), the scratch beyond the first
          * region its slices */
+        int tails_zeroed = -1;
         for (int k = 0; k < j.chunks; k++)
-            wg_chunk(&j, k, j.regions, scratch + scratch_len);
+            wg_chunk(&j, k, j.regions, scratch + scratch_len, &tails_zeroed);
         return;
     }
     parallel_for(j.pieces, wg_piece, &j);
