@@ -938,6 +938,21 @@ static int run_conv_chain(struct graph_ws *ws, int i, const struct op_ctx *ctx)
     return before_pool + pooled;
 }
 
+/* Whether node n (Flatten, Reshape, Identity, ...: OP_ALIAS) can leave its
+ * output as a view of its input's bytes instead of copying them: its input
+ * lives in the workspace (its own buffer, or one it is a view of: not the
+ * caller's, which is borrowed for the call alone) and no backward will run.
+ * The plan points the output at its own buffer again; each run points it
+ * back. */
+static int aliases_input(const struct graph_ws *ws, const struct node *n)
+{
+    if (!(n->op->flags & OP_ALIAS) || ws->with_grads || n->n_outputs != 1 || n->n_inputs < 1)
+        return 0;
+    const int in = n->inputs[0], out = n->outputs[0];
+    return ws->owned[in] && ws->vals[in].dtype == ws->vals[out].dtype &&
+           tview_count(&ws->vals[in]) == tview_count(&ws->vals[out]);
+}
+
 int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
 {
     const struct graph *g = ws->g;
@@ -989,6 +1004,10 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
             ws->out_ptrs[0] = &ws->vals[act->outputs[0]];
             n->op->forward(n, ws->in_ptrs, ws->out_ptrs, &fused);
             i++;
+            continue;
+        }
+        if (aliases_input(ws, n)) {
+            ws->vals[n->outputs[0]].data = ws->vals[n->inputs[0]].data;
             continue;
         }
         gather_args(ws, n);

@@ -22,6 +22,8 @@
  *    inside the Conv before it (with or without a BatchNormalization and a
  *    Relu between) gives what the nodes give apart, on F(4×4), F(2×2) and
  *    direct shapes cut at odd edges;
+ *  - Flatten and Reshape view their input's bytes where the workspace owns
+ *    them, and copy the caller's input or where gradients are wanted;
  *  - a view (graph_view) of the part after a value gives, from that value as
  *    the full graph computed it, the full graph's output bit for bit; a view
  *    of the first nodes plans at an image size the graph does not declare;
@@ -847,6 +849,55 @@ TEST(max_pool_runs_inside_conv)
     graph_deinit(&g);
 }
 
+/* Flatten and Reshape leave their output as a view of their input's bytes
+ * where the input is the workspace's own (a chain of them too), and copy
+ * where it is the caller's (borrowed for the call alone) or gradients are
+ * wanted; the values are the same either way, after a replan too. */
+TEST(reshapes_view_their_input)
+{
+    struct graph g;
+    memset(&g, 0, sizeof g);
+    input(&g, "x", 4, (int64_t[]){-1, 2, 3, 4});
+    int_const(&g, "shape", 2, (int64_t[]){-1, 24});
+    node(&g, "Flatten", "flat_x", "x", "fx");
+    node(&g, "Relu", "relu", "x", "r");
+    node(&g, "Flatten", "flat_r", "r", "fr");
+    node(&g, "Reshape", "reshape", "fr,shape", "rr");
+    node(&g, "Add", "sum", "fx,rr", "out");
+    output(&g, "out");
+    output(&g, "fr");
+    char err[STRATA_ERR_LEN] = "";
+    CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+    float x[3 * 24];
+    for (int i = 0; i < 3 * 24; i++)
+        x[i] = uniform() - 0.5f;
+    struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {3, 2, 3, 4}, .data = x};
+    for (int grads = 0; grads <= 1; grads++) {
+        struct graph_ws ws;
+        CHECK_MSG(graph_ws_init(&ws, &g, &in, grads, err) == 0, "%s", err);
+        for (int n = 3; n >= 1; n -= 2) {
+            in.dims[0] = n;
+            CHECK(graph_run(&ws, &in, err) == 0);
+            const float *r = tview_f(graph_value_view(&ws, graph_find_value(&g, "r")));
+            const float *fx = tview_f(graph_value_view(&ws, graph_find_value(&g, "fx")));
+            const float *fr = tview_f(graph_value_view(&ws, graph_find_value(&g, "fr")));
+            const float *rr = tview_f(graph_value_view(&ws, graph_find_value(&g, "rr")));
+            const float *out = tview_f(graph_value_view(&ws, graph_find_value(&g, "out")));
+            CHECK_MSG(fx != x, "grads %d: a view of the caller's input", grads);
+            CHECK_MSG((fr == r && rr == r) == !grads, "grads %d, batch %d: fr %s, rr %s", grads,
+                      n, fr == r ? "a view" : "a copy", rr == r ? "a view" : "a copy");
+            int bad = 0;
+            for (int i = 0; i < n * 24; i++)
+                bad += fx[i] != x[i] || fr[i] != (x[i] > 0 ? x[i] : 0.0f) || rr[i] != fr[i] ||
+                       out[i] != x[i] + fr[i];
+            CHECK_MSG(bad == 0, "grads %d, batch %d: %d values wrong", grads, n, bad);
+        }
+        in.dims[0] = 3;
+        graph_ws_free(&ws);
+    }
+    graph_deinit(&g);
+}
+
 TEST(views_run_parts_of_the_graph)
 {
     struct graph g;
@@ -925,6 +976,7 @@ int main(void)
     RUN(relu_and_clip_fuse_into_add);
     RUN(silu_fuses_into_sigmoid);
     RUN(max_pool_runs_inside_conv);
+    RUN(reshapes_view_their_input);
     RUN(views_run_parts_of_the_graph);
     return check_done();
 }
