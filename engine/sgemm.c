@@ -22,10 +22,10 @@
  * the thread count.
  *
  * Pooled panels (sgemm_out.pool): a convolution with a 2×2 max pooling
- * after it packs each panel as two rows of 24 outputs; the kernel takes the
- * windows' maxima from its registers (even and odd columns of both rows,
- * gathered by permutes) and stores 12 per row of C, so the convolution's
- * own output never reaches memory.
+ * after it packs each panel as the upper and the lower taps of 12 windows;
+ * the kernel takes the windows' maxima from its registers (even and odd
+ * columns of both halves, gathered by permutes) and stores 12 per row of C,
+ * so the convolution's own output never reaches memory.
  *
  * Edges: rows past M read row 0 of the tile again and are not stored;
  * columns past N are zero in the packed panel and masked off when storing;
@@ -171,8 +171,8 @@ SGEMM_TARGET static inline void store_row(float *base, const __m512 acc[3], uint
 }
 
 /* A pooled panel's row (sgemm_out.pool): acc[0] and the low half of acc[1]
- * are the upper row's 24 outputs, the high half of acc[1] and acc[2] the
- * lower row's; the 12 windows' maxima go to dst through mask. */
+ * are the 12 windows' upper taps, the high half of acc[1] and acc[2] their
+ * lower taps; the windows' maxima go to dst through mask. */
 SGEMM_TARGET static inline void store_pooled_row(float *dst, const __m512 acc[3], __mmask16 mask,
                                                  float bias, int clamp, float lo, float hi)
 {
@@ -229,12 +229,12 @@ sgemm_tile(const int NV, int kc, const float *a, size_t lda, int mr, const float
     const int add_old = !first || o->accumulate, clamp = last && o->clamp;
     if (o->pool) {
         /* a whole panel (j0 is a multiple of SGEMM_NR), in one slice of K */
-        const int p = j0 / SGEMM_NR, per_image = o->pool_rows * o->pool_row_panels;
-        const int wy = p % per_image / o->pool_row_panels;
-        const int wx = p % o->pool_row_panels * SGEMM_POOL_WINDOWS;
-        const int count = o->pool_w - wx < SGEMM_POOL_WINDOWS ? o->pool_w - wx : SGEMM_POOL_WINDOWS;
-        float *base = o->c + (size_t)(p / per_image) * o->block_stride + (size_t)m0 * o->ldc +
-                      (size_t)wy * o->pool_w + wx;
+        const int p = j0 / SGEMM_NR;
+        const int per_image = (o->pool_windows + SGEMM_POOL_WINDOWS - 1) / SGEMM_POOL_WINDOWS;
+        const int w0 = p % per_image * SGEMM_POOL_WINDOWS;
+        const int count = o->pool_windows - w0 < SGEMM_POOL_WINDOWS ? o->pool_windows - w0
+                                                                   : SGEMM_POOL_WINDOWS;
+        float *base = o->c + (size_t)(p / per_image) * o->block_stride + (size_t)m0 * o->ldc + w0;
         for (int r = 0; r < mr; r++)
             store_pooled_row(base + (size_t)r * o->ldc, c[r], (__mmask16)((1u << count) - 1),
                              o->bias ? o->bias[m0 + r] : 0.0f, o->clamp, o->lo, o->hi);

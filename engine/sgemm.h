@@ -60,24 +60,22 @@ struct sgemm_out {
     int accumulate;     /* 1: add onto what C holds; 0: overwrite it */
     int clamp;          /* 1: min(max(·, lo), hi) on the final value (ReLU: 0, +inf) */
     float lo, hi;
-    /* 1: the columns come in panels of SGEMM_NR that are the two rows of
-     * 2×2 windows (a convolution with a max pooling after it): a panel's
-     * columns 0 … 23 are 24 outputs of one row, 24 … 47 the 24 below them
-     * (zero where the row ends). What is stored is each window's maximum,
-     * after the bias and the clamp, as MaxPool takes it (the first of equal
-     * values, NaN never taken): 12 per row of C and panel. Panel p is
-     * window row p / pool_row_panels % pool_rows of image
-     * p / (pool_rows · pool_row_panels), windows 12 · (p % pool_row_panels)
-     * on, of a pooled row of pool_w (fewer than 12 at its end): row m's go to
-     *   c + image · block_stride + m · ldc + window row · pool_w + window.
+    /* 1: the columns come in panels of SGEMM_NR that hold 2×2 windows (a
+     * convolution with a max pooling after it): an image's windows in
+     * row-major order, SGEMM_POOL_WINDOWS a panel, panel columns 2w and
+     * 2w + 1 the upper taps of the panel's window w, columns 24 + 2w and
+     * 24 + 2w + 1 its lower taps (zero past the image's last window). What
+     * is stored is each window's maximum, after the bias and the clamp, as
+     * MaxPool takes it (the first of equal values, NaN never taken): row m's
+     * maximum of window w of image n goes to
+     *   c + n · block_stride + m · ldc + w,
+     * the images pool_windows windows (⌈pool_windows / 12⌉ panels) each.
      * block_cols is unused. Needs K ≤ SGEMM_KC and accumulate 0. */
     int pool;
-    int pool_row_panels, pool_rows, pool_w;
+    int pool_windows;
 };
 
-/* Outputs of one row a pooled panel holds (sgemm_out.pool), and the
- * windows it gives. */
-#define SGEMM_POOL_ROW (SGEMM_NR / 2)
+/* Windows a pooled panel holds (sgemm_out.pool). */
 #define SGEMM_POOL_WINDOWS (SGEMM_NR / 4)
 
 /* 1 when the AVX-512 kernels can run (and are enabled). Can't fail. */

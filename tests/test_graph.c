@@ -815,10 +815,11 @@ static void pooled_shapes(const char *mode)
     pooled_matches_apart(mode, 16, 29, 31, 0, 0);
     pooled_matches_apart(mode, 3, 20, 21, 0, 1);
     pooled_matches_apart(mode, 3, 21, 20, 1, 1);
-    /* rows of windows over three of sgemm's pooled panels, the last
-     * holding two */
+    /* sgemm's pooled panels of 12 windows across rows of 26 and 25 windows
+     * and of one, and across images */
     pooled_matches_apart(mode, 3, 29, 53, 0, 1);
     pooled_matches_apart(mode, 8, 30, 50, 1, 0);
+    pooled_matches_apart(mode, 3, 27, 3, 0, 1);
 }
 
 /* A 2×2 MaxPool at stride 2 runs inside the Conv before it (after its

@@ -788,11 +788,9 @@ struct conv_pack_ctx {
     const struct conv_geom *g;
     const float *x;         /* the group's first input channel, image 0 */
     size_t image_stride;    /* C·H·W */
-    /* 0, or the columns in pooled panels (sgemm_out.pool) of this many per
-     * row of windows: panel p holds output rows 2·wy and 2·wy + 1, columns
-     * SGEMM_POOL_ROW · (p % pool_row_panels) on, for window row
-     * wy = p / pool_row_panels % (Ho / 2) */
-    int pool_row_panels;
+    /* 0, or the columns in pooled panels (sgemm_out.pool) of this many 2×2
+     * windows an image, ⌊Ho/2⌋·⌊Wo/2⌋ */
+    int pool_windows;
 };
 
 /* The packer runs only where sgemm does, that is with AVX-512. */
@@ -905,18 +903,24 @@ CONV_AVX512 static void conv_pack_taps(const void *vctx, int k0, int kc, int j0,
     int first[SGEMM_NC / SGEMM_NR + 1];
     int nseg = 0;
     assert(nc <= SGEMM_NC);
-    if (pc->pool_row_panels) {
-        /* whole pooled panels: two rows of SGEMM_POOL_ROW outputs each, cut
-         * where the windows end (an odd last column belongs to none) */
-        const int per_image = (g->Ho / 2) * pc->pool_row_panels, used = g->Wo / 2 * 2;
+    if (pc->pool_windows) {
+        /* whole pooled panels: the upper taps of 12 windows, then their
+         * lower taps, a segment per row of windows they cover (an odd last
+         * column belongs to none) */
+        const int Wp = g->Wo / 2, W2 = SGEMM_POOL_WINDOWS;
+        const int per_image = (pc->pool_windows + W2 - 1) / W2;
         assert(j0 % SGEMM_NR == 0 && nc % SGEMM_NR == 0);
-        for (int j = j0; j < j0 + nc; j += SGEMM_POOL_ROW, nseg++) {
-            const int p = j / SGEMM_NR, in_image = p % per_image;
-            const int ox = in_image % pc->pool_row_panels * SGEMM_POOL_ROW;
-            const int len = used - ox < SGEMM_POOL_ROW ? used - ox : SGEMM_POOL_ROW;
-            seg[nseg] = (struct conv_segment){
-                .jj = j - j0, .len = len, .n = p / per_image,
-                .oy = 2 * (in_image / pc->pool_row_panels) + (j % SGEMM_NR != 0), .ox = ox};
+        for (int p = j0 / SGEMM_NR; p < (j0 + nc) / SGEMM_NR; p++) {
+            const int n = p / per_image, w0 = p % per_image * W2;
+            const int w1 = pc->pool_windows - w0 < W2 ? pc->pool_windows : w0 + W2;
+            for (int lower = 0; lower < 2; lower++)
+                for (int w = w0; w < w1;) {
+                    const int wy = w / Wp, end = w1 < (wy + 1) * Wp ? w1 : (wy + 1) * Wp;
+                    seg[nseg++] = (struct conv_segment){
+                        .jj = p * SGEMM_NR - j0 + lower * 2 * W2 + 2 * (w - w0),
+                        .len = 2 * (end - w), .n = n, .oy = 2 * wy + lower, .ox = 2 * (w % Wp)};
+                    w = end;
+                }
         }
     } else {
         for (int j = j0; j < j0 + nc; nseg++) {
@@ -1086,23 +1090,23 @@ static int conv_forward_whole(const struct node *node, const struct tview *const
         return pooled != NULL;
     }
     if (g.path != CONV_DIRECT && sgemm_available() && pooled_by_product(&g, ctx)) {
-        /* the same, with the columns in pairs of rows and the windows'
+        /* the same, with the columns in 2×2 windows and the windows'
          * maxima stored: the output is never written whole */
         const size_t plane_in = (size_t)g.H * g.W;
-        const int Hp = g.Ho / 2, Wp = g.Wo / 2;
-        const int row_panels = (Wp + SGEMM_POOL_WINDOWS - 1) / SGEMM_POOL_WINDOWS;
+        const int windows = (g.Ho / 2) * (g.Wo / 2);
+        const int panels = (windows + SGEMM_POOL_WINDOWS - 1) / SGEMM_POOL_WINDOWS;
         float *pooled = tview_f(ctx->pool);
         for (int gi = 0; gi < g.group; gi++) {
             struct conv_pack_ctx pc = {.g = &g, .x = x + (size_t)gi * g.Cg * plane_in,
                                        .image_stride = (size_t)g.C * plane_in,
-                                       .pool_row_panels = row_panels};
-            struct sgemm_out o = {.c = pooled + (size_t)gi * g.Mg * Hp * Wp,
-                                  .ldc = (size_t)Hp * Wp, .block_stride = (size_t)g.M * Hp * Wp,
+                                       .pool_windows = windows};
+            struct sgemm_out o = {.c = pooled + (size_t)gi * g.Mg * windows,
+                                  .ldc = (size_t)windows, .block_stride = (size_t)g.M * windows,
                                   .bias = bias ? bias + (size_t)gi * g.Mg : NULL,
                                   .clamp = clamp, .lo = clamp ? ctx->clamp_lo : 0.0f,
                                   .hi = clamp ? ctx->clamp_hi : 0.0f, .pool = 1,
-                                  .pool_row_panels = row_panels, .pool_rows = Hp, .pool_w = Wp};
-            sgemm_run(g.Mg, g.N * Hp * row_panels * SGEMM_NR, g.K, w + (size_t)gi * g.Mg * g.K,
+                                  .pool_windows = windows};
+            sgemm_run(g.Mg, g.N * panels * SGEMM_NR, g.K, w + (size_t)gi * g.Mg * g.K,
                       (size_t)g.K, conv_pack_taps, NULL, &pc, &o, ctx->scratch, ctx->scratch_len);
         }
         return 1;
