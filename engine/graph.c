@@ -953,6 +953,50 @@ static int aliases_input(const struct graph_ws *ws, const struct node *n)
            tview_count(&ws->vals[in]) == tview_count(&ws->vals[out]);
 }
 
+/* The chain of Transpose i to channels last, Flatten i + 1 and Gemm i + 2
+ * (GRAPH_FUSE_NHWC_GEMM): the Gemm reads the Transpose's input as the
+ * Flatten's output, row k' = c·H·W + p of its weights (column, with transB)
+ * being row k = p·C + c of the original, kept in fold[i]. Returns 2, the
+ * nodes after i it took. */
+static int run_nhwc_gemm(struct graph_ws *ws, int i, const struct op_ctx *ctx)
+{
+    const struct graph *g = ws->g;
+    const struct node *gemm = &g->nodes[i + 2];
+    const struct tview *x = &ws->vals[g->nodes[i].inputs[0]];
+    const struct tview *b = &ws->vals[gemm->inputs[1]];
+    const int64_t C = x->dims[1], HW = x->dims[2] * x->dims[3];
+    int64_t trans_b = 0;
+    char err[STRATA_ERR_LEN];
+    node_attr_int(gemm, "transB", 0, &trans_b, err); /* read by the fuse already */
+    if (!ws->cache_valid[i]) {
+        const float *w = tview_f(b);
+        float *f = ws->fold[i];
+        if (trans_b) { /* [units][K] */
+            const int64_t units = b->dims[0];
+            for (int64_t u = 0; u < units; u++)
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t p = 0; p < HW; p++)
+                        f[(u * C + c) * HW + p] = w[(u * HW + p) * C + c];
+        } else { /* [K][units] */
+            const int64_t units = b->dims[1];
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t p = 0; p < HW; p++)
+                    memcpy(f + (c * HW + p) * units, w + (p * C + c) * units,
+                           (size_t)units * sizeof *f);
+        }
+        ws->cache_valid[i] = 1;
+    }
+    gather_args(ws, gemm);
+    struct tview a = ws->vals[gemm->inputs[0]], wp = *b;
+    a.data = x->data;
+    wp.data = ws->fold[i];
+    ws->in_ptrs[0] = &a;
+    ws->in_ptrs[1] = &wp;
+    struct op_ctx gctx = *ctx;
+    gemm->op->forward(gemm, ws->in_ptrs, ws->out_ptrs, &gctx);
+    return 2;
+}
+
 int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
 {
     const struct graph *g = ws->g;
@@ -989,6 +1033,10 @@ int graph_run(struct graph_ws *ws, const struct tview *inputs, char *err)
         }
         if (ws->fuse_next && ws->fuse_next[i] && n->op == &op_conv) {
             i += run_conv_chain(ws, i, &ctx);
+            continue;
+        }
+        if (ws->fuse_next && ws->fuse_next[i] == GRAPH_FUSE_NHWC_GEMM) {
+            i += run_nhwc_gemm(ws, i, &ctx);
             continue;
         }
         if (ws->fuse_next && ws->fuse_next[i]) {
@@ -1096,6 +1144,34 @@ static int conv_chain(struct graph_ws *ws, int i, const int *keep, int n_keep)
     return taken;
 }
 
+/* Whether Transpose i, Flatten i + 1 and Gemm i + 2 form a chain
+ * run_nhwc_gemm runs: a float [N, C, H, W] turned to [N, H, W, C] (perm 0,
+ * 2, 3, 1), flattened from axis 1 for nothing but the Gemm's A (transA 0),
+ * whose B is known before the batch. */
+static int nhwc_gemm_chain(const struct graph_ws *ws, int i, const int *keep, int n_keep)
+{
+    const struct graph *g = ws->g;
+    const struct node *t = &g->nodes[i];
+    if (t->op != &op_transpose || i + 2 >= g->n_nodes || t->n_inputs != 1 ||
+        ws->vals[t->inputs[0]].ndim != 4 || ws->vals[t->inputs[0]].dtype != DTYPE_FLOAT)
+        return 0;
+    const struct node *flat = reads_first(g, i + 1, t->outputs[0]);
+    if (!flat || flat->op != &op_flatten || fuse_blocked(g, flat->outputs[0], keep, n_keep))
+        return 0;
+    const struct node *gemm = reads_first(g, i + 2, flat->outputs[0]);
+    if (!gemm || gemm->op != &op_gemm || gemm->n_inputs < 2 || !inputs_static(ws, gemm, 1))
+        return 0;
+    char err[STRATA_ERR_LEN];
+    int64_t perm[4], axis = 0, trans_a = 1;
+    int n_perm = 0;
+    if (node_attr_ints(t, "perm", perm, 4, &n_perm, err) < 0 || n_perm != 4 || perm[0] != 0 ||
+        perm[1] != 2 || perm[2] != 3 || perm[3] != 1 ||
+        node_attr_int(flat, "axis", 1, &axis, err) < 0 || axis != 1 ||
+        node_attr_int(gemm, "transA", 0, &trans_a, err) < 0 || trans_a)
+        return 0;
+    return 1;
+}
+
 int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
 {
     const struct graph *g = ws->g;
@@ -1134,6 +1210,17 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
                  next->inputs[0] == v && inputs_static(ws, next, 1)) {
             ws->fuse_next[i] = GRAPH_FUSE_CLAMP;
             taken = 1;
+        }
+        else if (nhwc_gemm_chain(ws, i, keep, n_keep)) {
+            const struct tview *b = &ws->vals[g->nodes[i + 2].inputs[1]];
+            if (!(ws->fold[i] = malloc((size_t)tview_count(b) * sizeof(float)))) {
+                free(ws->fuse_next);
+                ws->fuse_next = NULL;
+                free_folds(ws);
+                return STRATA_E_NOMEM;
+            }
+            ws->fuse_next[i] = GRAPH_FUSE_NHWC_GEMM;
+            taken = 2;
         }
         else if (n->op == &op_sigmoid && next->op == &op_mul && next->n_inputs == 2 &&
                  ((next->inputs[0] == v && next->inputs[1] == n->inputs[0]) ||

@@ -118,8 +118,9 @@ struct graph_ws {
     size_t *cache_len;           /* [n_nodes] */
     int *cache_valid;            /* [n_nodes] reset by every plan */
     float **fold;                /* [n_nodes] or NULL: a Conv's weights and bias with the
-                                    BatchNormalization after it folded in (graph_ws_fuse),
-                                    made again whenever cache_valid is 0 */
+                                    BatchNormalization after it folded in, or a Gemm's
+                                    weights permuted for a Transpose folded away
+                                    (graph_ws_fuse), made again whenever cache_valid is 0 */
     /* Training (workspaces with gradients only): when `training` is set by
      * the caller, graph_run runs every op in training mode (op_ctx.training:
      * batch statistics, dropout drawn from `rng`, which the caller seeds) and
@@ -139,6 +140,9 @@ enum graph_fuse {
     GRAPH_FUSE_SILU,    /* Mul(x, Sigmoid(x)) inside the Sigmoid: x·σ(x) */
     GRAPH_FUSE_BN,      /* a BatchNormalization folded into the Conv before it */
     GRAPH_FUSE_BN_CLAMP, /* that, and the Relu or Clip after the BatchNormalization */
+    GRAPH_FUSE_NHWC_GEMM, /* a Transpose to channels last, the Flatten after it and the
+                             Gemm after that: the Gemm reads the channels-first input
+                             flattened, with its weights permuted to match */
     GRAPH_FUSE_POOL = 8, /* a flag beside the above (or alone) on a Conv: the 2×2
                             MaxPool after its chain runs inside it too */
 };
@@ -165,6 +169,10 @@ void graph_ws_free(struct graph_ws *ws);
  *   - a MaxPool of 2×2 windows at stride 2 after a Conv (or after either
  *     chain above): the Conv pools its blocks as it computes them, where
  *     it can, and its own output is never written;
+ *   - a Transpose of [N, C, H, W] to [N, H, W, C] that is only flattened for a
+ *     Gemm with constant weights (how a Keras-style model flattens; strata's
+ *     own export writes it): the Gemm reads the input flattened as it is, and
+ *     its weights are permuted once, in fold[], to match;
  *   - a Mul of a value by its own Sigmoid (x·σ(x), SiLU) with that Sigmoid.
  * The outputs inside a chain are then no longer kept up to date. keep[0 …
  * n_keep) are the values the caller reads after a run besides the graph's

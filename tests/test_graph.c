@@ -24,6 +24,8 @@
  *    direct shapes cut at odd edges;
  *  - Flatten and Reshape view their input's bytes where the workspace owns
  *    them, and copy the caller's input or where gradients are wanted;
+ *  - a Transpose to channels last flattened for a Gemm is folded into the
+ *    Gemm's weights: the same outputs, with B either way round;
  *  - a view (graph_view) of the part after a value gives, from that value as
  *    the full graph computed it, the full graph's output bit for bit; a view
  *    of the first nodes plans at an image size the graph does not declare;
@@ -899,6 +901,70 @@ TEST(reshapes_view_their_input)
     graph_deinit(&g);
 }
 
+/* x [N, 5, 3, 4] -> Relu -> Transpose (0, 2, 3, 1) -> Flatten -> Gemm (B
+ * constant, with or without transB; bias) -> "y": the flattening a
+ * channels-last model does, folded into the Gemm's weights. */
+static void nhwc_gemm_graph(struct graph *g, int trans_b)
+{
+    memset(g, 0, sizeof *g);
+    input(g, "x", 4, (int64_t[]){-1, 5, 3, 4});
+    weight(g, "b", 2, trans_b ? (int64_t[]){7, 60} : (int64_t[]){60, 7});
+    weight(g, "c", 1, (int64_t[]){7});
+    node(g, "Relu", "relu", "x", "r");
+    struct node *n = node(g, "Transpose", "nhwc", "r", "t");
+    attr_ints(n, "perm", 4, (int64_t[]){0, 2, 3, 1});
+    node(g, "Flatten", "flat", "t", "f");
+    n = node(g, "Gemm", "dense", "f,b,c", "y");
+    attr_int(n, "transB", trans_b);
+    output(g, "y");
+}
+
+/* The Gemm after a Transpose to channels last and a Flatten reads the input
+ * as it is with its weights permuted: the same outputs to rounding (the sums
+ * run in another order), with B as [units, K] or [K, units], after a replan
+ * too; not where the Transpose's output is kept. */
+TEST(channels_last_flatten_folds_into_gemm)
+{
+    for (int trans_b = 0; trans_b <= 1; trans_b++) {
+        struct graph g;
+        nhwc_gemm_graph(&g, trans_b);
+        char err[STRATA_ERR_LEN] = "";
+        CHECK_MSG(graph_finish(&g, err) == 0, "%s", err);
+        enum { N = 3, LEN = N * 60 };
+        float x[LEN];
+        for (int i = 0; i < LEN; i++)
+            x[i] = uniform() - 0.25f;
+        struct tview in = {.dtype = DTYPE_FLOAT, .ndim = 4, .dims = {N, 5, 3, 4}, .data = x};
+        struct graph_ws ws;
+        CHECK_MSG(graph_ws_init(&ws, &g, &in, 0, err) == 0, "%s", err);
+        float *apart[1];
+        const char *names[] = {"y"};
+        run_and_copy(&ws, &g, &in, names, 1, apart);
+        double biggest = 0;
+        for (int i = 0; i < N * 7; i++)
+            biggest = fabs(apart[0][i]) > biggest ? fabs(apart[0][i]) : biggest;
+        CHECK_MSG(biggest > 0.1, "trans_b %d: the outputs are all near 0", trans_b);
+        CHECK_EQ_INT(graph_ws_fuse(&ws, NULL, 0), 1);
+        CHECK_EQ_INT(ws.fuse_next[1], GRAPH_FUSE_NHWC_GEMM);
+        CHECK(graph_run(&ws, &in, err) == 0);
+        /* sums of 60 products of numbers below 1 */
+        CHECK_MSG(worst_diff(&ws, &g, "y", apart[0]) <= 1e-5 * (1.0 + biggest),
+                  "trans_b %d: differs by %g once folded", trans_b,
+                  worst_diff(&ws, &g, "y", apart[0]));
+        struct tview one = in;
+        one.dims[0] = 1;
+        CHECK(graph_run(&ws, &one, err) == 0);
+        CHECK_MSG(worst_diff(&ws, &g, "y", apart[0]) <= 1e-5 * (1.0 + biggest),
+                  "trans_b %d: batch 1 after batch 3 differs", trans_b);
+        /* a kept Transpose output stays computed */
+        const int t = graph_find_value(&g, "t");
+        CHECK_EQ_INT(graph_ws_fuse(&ws, &t, 1), 0);
+        graph_ws_free(&ws);
+        free(apart[0]);
+        graph_deinit(&g);
+    }
+}
+
 TEST(views_run_parts_of_the_graph)
 {
     struct graph g;
@@ -978,6 +1044,7 @@ int main(void)
     RUN(silu_fuses_into_sigmoid);
     RUN(max_pool_runs_inside_conv);
     RUN(reshapes_view_their_input);
+    RUN(channels_last_flatten_folds_into_gemm);
     RUN(views_run_parts_of_the_graph);
     return check_done();
 }
