@@ -1172,6 +1172,15 @@ static int nhwc_gemm_chain(const struct graph_ws *ws, int i, const int *keep, in
     return 1;
 }
 
+/* Drops every choice graph_ws_fuse made, after an allocation failed. */
+static int fuse_out_of_memory(struct graph_ws *ws)
+{
+    free(ws->fuse_next);
+    ws->fuse_next = NULL;
+    free_folds(ws);
+    return STRATA_E_NOMEM;
+}
+
 int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
 {
     const struct graph *g = ws->g;
@@ -1184,11 +1193,8 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
      * weights that are now folded, or no longer */
     memset(ws->cache_valid, 0, (size_t)g->n_nodes * sizeof *ws->cache_valid);
     if (!(ws->fuse_next = calloc((size_t)g->n_nodes, 1)) ||
-        !(ws->fold = calloc((size_t)g->n_nodes, sizeof *ws->fold))) {
-        free(ws->fuse_next);
-        ws->fuse_next = NULL;
-        return STRATA_E_NOMEM;
-    }
+        !(ws->fold = calloc((size_t)g->n_nodes, sizeof *ws->fold)))
+        return fuse_out_of_memory(ws);
     int fused = 0;
     for (int i = 0; i + 1 < g->n_nodes; i++) {
         const struct node *n = &g->nodes[i], *next = &g->nodes[i + 1];
@@ -1199,12 +1205,8 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
             continue;
         int taken = 0;
         if (n->op == &op_conv) {
-            if ((taken = conv_chain(ws, i, keep, n_keep)) < 0) {
-                free(ws->fuse_next);
-                ws->fuse_next = NULL;
-                free_folds(ws);
-                return STRATA_E_NOMEM;
-            }
+            if ((taken = conv_chain(ws, i, keep, n_keep)) < 0)
+                return fuse_out_of_memory(ws);
         }
         else if (n->op == &op_add && ws->vals[v].dtype == DTYPE_FLOAT && next->op->as_clamp &&
                  next->inputs[0] == v && inputs_static(ws, next, 1)) {
@@ -1213,12 +1215,8 @@ int graph_ws_fuse(struct graph_ws *ws, const int *keep, int n_keep)
         }
         else if (nhwc_gemm_chain(ws, i, keep, n_keep)) {
             const struct tview *b = &ws->vals[g->nodes[i + 2].inputs[1]];
-            if (!(ws->fold[i] = malloc((size_t)tview_count(b) * sizeof(float)))) {
-                free(ws->fuse_next);
-                ws->fuse_next = NULL;
-                free_folds(ws);
-                return STRATA_E_NOMEM;
-            }
+            if (!(ws->fold[i] = malloc((size_t)tview_count(b) * sizeof(float))))
+                return fuse_out_of_memory(ws);
             ws->fuse_next[i] = GRAPH_FUSE_NHWC_GEMM;
             taken = 2;
         }

@@ -1148,10 +1148,11 @@ static int conv_forward_whole(const struct node *node, const struct tview *const
     return 0;
 }
 
-/* With a fused 2×2 max pooling (ctx->pool), Winograd's path pools each
- * block's outputs while they are in registers and never writes the
- * Conv's output; the others write it whole (out[0] is room for it), then
- * pool it. */
+/* With a fused 2×2 max pooling (ctx->pool), Winograd's path and sgemm's
+ * pooled panels (where the sums fit one pass of the kernel) take the
+ * windows' maxima while the outputs are in registers and never write the
+ * Conv's output; the other paths write it whole (out[0] is room for it),
+ * then pool it. */
 static void conv_forward(const struct node *node, const struct tview *const *in,
                          struct tview *const *out, struct op_ctx *ctx)
 {
