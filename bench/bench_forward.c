@@ -250,6 +250,13 @@ static struct paired paired_median(const double *ips, const double *peak, int ro
 
 int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-') {
+            /* an option is neither the results' path nor a model */
+            fprintf(stderr, "usage: bench_forward [RESULTS.json [MODEL.json ...]]  (default "
+                            "bench/results.json)\n");
+            return !strcmp(argv[i], "--help") ? 0 : 2;
+        }
     const char *out_path = argc > 1 ? argv[1] : "bench/results.json";
     enum { RUNS = 7, ROUNDS = 9, PEAK_N = 4096, MAX_EXTRA = 8 };
     char err[STRATA_ERR_LEN];

@@ -109,6 +109,11 @@ static void print_row(const char *name, const struct stages *s)
 
 int main(int argc, char **argv)
 {
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+        /* an option is not a path to write the results to */
+        fprintf(stderr, "usage: bench_lime [RESULTS.json]  (default bench/results.json)\n");
+        return argc == 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+    }
     const char *out_path = argc > 1 ? argv[1] : "bench/results.json";
     const char *models = getenv("STRATA_MODELS") ? getenv("STRATA_MODELS") : "models";
     char err[STRATA_ERR_LEN];
