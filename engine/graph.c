@@ -964,11 +964,12 @@ static int run_nhwc_gemm(struct graph_ws *ws, int i, const struct op_ctx *ctx)
     const struct node *gemm = &g->nodes[i + 2];
     const struct tview *x = &ws->vals[g->nodes[i].inputs[0]];
     const struct tview *b = &ws->vals[gemm->inputs[1]];
-    const int64_t C = x->dims[1], HW = x->dims[2] * x->dims[3];
-    int64_t trans_b = 0;
-    char err[STRATA_ERR_LEN];
-    node_attr_int(gemm, "transB", 0, &trans_b, err); /* read by the fuse already */
     if (!ws->cache_valid[i]) {
+        /* once a plan: the shapes are fixed until the next one */
+        const int64_t C = x->dims[1], HW = x->dims[2] * x->dims[3];
+        int64_t trans_b = 0;
+        char err[STRATA_ERR_LEN];
+        node_attr_int(gemm, "transB", 0, &trans_b, err); /* read by the fuse already */
         const float *w = tview_f(b);
         float *f = ws->fold[i];
         if (trans_b) { /* [units][K] */
